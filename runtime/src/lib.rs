@@ -1,0 +1,21 @@
+//! The part of crossdenoise that both the workstation and the scanner-side box run.
+//!
+//! It holds everything that must mean the same thing at training and at serving time —
+//! image types, the normalisation and padding, file formats, quality metrics — plus the
+//! synthetic knee phantoms that are the project's embedded data set. It never depends on
+//! Burn, so the daemon next to the console stays small.
+
+pub mod error;
+pub mod image;
+pub mod io;
+pub mod metrics;
+pub mod normalize;
+pub mod pad;
+pub mod phantom;
+pub mod phantom_set;
+pub mod picture;
+
+pub use error::{Error, Result};
+pub use image::{Batch, Slice};
+pub use normalize::{NormScale, Normalization};
+pub use pad::Padding;

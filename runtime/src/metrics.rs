@@ -1,0 +1,226 @@
+//! Image quality against a reference: PSNR, SSIM and NMSE.
+//!
+//! The definitions follow scikit-image (`peak_signal_noise_ratio`, `structural_similarity`
+//! with `gaussian_weights=True, sigma=1.5, use_sample_covariance=False`) and fastMRI's NMSE,
+//! because those are the numbers MRI denoising papers report; the tests check them against
+//! fixtures computed with scikit-image itself. All sums are in f64.
+
+use ndarray::{Array2, ArrayView2, Axis, Zip};
+
+use crate::{Error, Result};
+
+/// SSIM's Gaussian window: sigma 1.5, truncated at 3.5 sigma (an 11 x 11 window).
+const SSIM_SIGMA: f64 = 1.5;
+const SSIM_TRUNCATE: f64 = 3.5;
+const SSIM_K1: f64 = 0.01;
+const SSIM_K2: f64 = 0.03;
+
+fn same_shape(reference: &ArrayView2<f32>, test: &ArrayView2<f32>) -> Result<()> {
+    if reference.dim() != test.dim() {
+        return Err(Error::Shape {
+            what: "metric inputs",
+            expected: format!("test image of the reference's shape {:?}", reference.dim()),
+            got: format!("{:?}", test.dim()),
+        });
+    }
+    if reference.is_empty() {
+        return Err(Error::Shape {
+            what: "metric inputs",
+            expected: "non-empty images".into(),
+            got: "an empty image".into(),
+        });
+    }
+    Ok(())
+}
+
+fn check_range(data_range: f64) -> Result<()> {
+    if data_range > 0.0 && data_range.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            what: "data_range",
+            reason: format!("{data_range} is not a positive finite number"),
+        })
+    }
+}
+
+/// Mean squared error.
+pub fn mse(reference: ArrayView2<f32>, test: ArrayView2<f32>) -> Result<f64> {
+    same_shape(&reference, &test)?;
+    let sum = Zip::from(&reference)
+        .and(&test)
+        .fold(0.0f64, |acc, &r, &t| {
+            acc + (f64::from(r) - f64::from(t)).powi(2)
+        });
+    Ok(sum / reference.len() as f64)
+}
+
+/// Peak signal-to-noise ratio in dB, `10 log10(data_range^2 / mse)`; infinite for equal images.
+pub fn psnr(reference: ArrayView2<f32>, test: ArrayView2<f32>, data_range: f64) -> Result<f64> {
+    check_range(data_range)?;
+    let mse = mse(reference, test)?;
+    Ok(10.0 * (data_range * data_range / mse).log10())
+}
+
+/// Normalised MSE, `||reference - test||^2 / ||reference||^2` (fastMRI's definition).
+pub fn nmse(reference: ArrayView2<f32>, test: ArrayView2<f32>) -> Result<f64> {
+    same_shape(&reference, &test)?;
+    let (num, den) = Zip::from(&reference)
+        .and(&test)
+        .fold((0.0f64, 0.0f64), |(n, d), &r, &t| {
+            let r = f64::from(r);
+            (n + (r - f64::from(t)).powi(2), d + r * r)
+        });
+    if den == 0.0 {
+        return Err(Error::Invalid {
+            what: "nmse reference",
+            reason: "is all zeros".into(),
+        });
+    }
+    Ok(num / den)
+}
+
+/// Mean structural similarity with an 11 x 11 Gaussian window (sigma 1.5), population
+/// covariances, `reflect` borders and the 5-pixel border excluded from the mean, exactly as
+/// `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+/// use_sample_covariance=False, data_range=data_range)`.
+pub fn ssim(reference: ArrayView2<f32>, test: ArrayView2<f32>, data_range: f64) -> Result<f64> {
+    same_shape(&reference, &test)?;
+    check_range(data_range)?;
+    let kernel = gaussian_kernel(SSIM_SIGMA, SSIM_TRUNCATE);
+    let radius = kernel.len() / 2;
+    let (h, w) = reference.dim();
+    if h < kernel.len() || w < kernel.len() {
+        return Err(Error::Shape {
+            what: "ssim inputs",
+            expected: format!(
+                "at least {0} x {0} pixels (the Gaussian window)",
+                kernel.len()
+            ),
+            got: format!("{h} x {w}"),
+        });
+    }
+    let x = reference.mapv(f64::from);
+    let y = test.mapv(f64::from);
+    let ux = filter(&x, &kernel);
+    let uy = filter(&y, &kernel);
+    let uxx = filter(&(&x * &x), &kernel);
+    let uyy = filter(&(&y * &y), &kernel);
+    let uxy = filter(&(&x * &y), &kernel);
+    let c1 = (SSIM_K1 * data_range).powi(2);
+    let c2 = (SSIM_K2 * data_range).powi(2);
+    let mut sum = 0.0f64;
+    for i in radius..h - radius {
+        for j in radius..w - radius {
+            let (mx, my) = (ux[[i, j]], uy[[i, j]]);
+            let vx = uxx[[i, j]] - mx * mx;
+            let vy = uyy[[i, j]] - my * my;
+            let vxy = uxy[[i, j]] - mx * my;
+            let num = (2.0 * mx * my + c1) * (2.0 * vxy + c2);
+            let den = (mx * mx + my * my + c1) * (vx + vy + c2);
+            sum += num / den;
+        }
+    }
+    Ok(sum / ((h - 2 * radius) * (w - 2 * radius)) as f64)
+}
+
+/// PSNR, SSIM and NMSE of one image against its reference.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Quality {
+    pub psnr: f64,
+    pub ssim: f64,
+    pub nmse: f64,
+}
+
+impl Quality {
+    /// Scores `test` against `reference` with the data range taken as the reference's
+    /// maximum (fastMRI's convention for magnitude images, whose minimum is ~0).
+    pub fn measure(reference: ArrayView2<f32>, test: ArrayView2<f32>) -> Result<Self> {
+        let max = reference.iter().fold(f32::MIN, |m, &v| m.max(v));
+        let range = f64::from(max);
+        Ok(Quality {
+            psnr: psnr(reference, test, range)?,
+            ssim: ssim(reference, test, range)?,
+            nmse: nmse(reference, test)?,
+        })
+    }
+}
+
+/// scipy.ndimage's normalised 1-D Gaussian, radius `int(truncate * sigma + 0.5)`.
+fn gaussian_kernel(sigma: f64, truncate: f64) -> Vec<f64> {
+    let radius = (truncate * sigma + 0.5) as i64;
+    let mut k: Vec<f64> = (-radius..=radius)
+        .map(|x| (-0.5 * (x * x) as f64 / (sigma * sigma)).exp())
+        .collect();
+    let sum: f64 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= sum);
+    k
+}
+
+/// scipy.ndimage's `reflect` border (d c b a | a b c d: the edge pixel is repeated).
+fn symmetric(i: isize, n: usize) -> usize {
+    let period = 2 * n as isize;
+    let m = i.rem_euclid(period);
+    (if m < n as isize { m } else { period - 1 - m }) as usize
+}
+
+/// Separable correlation with `kernel` along axis 0, then axis 1 (scipy's order).
+fn filter(image: &Array2<f64>, kernel: &[f64]) -> Array2<f64> {
+    correlate_axis(&correlate_axis(image, kernel, Axis(0)), kernel, Axis(1))
+}
+
+/// 1-D correlation of every lane along `axis` with `kernel`, `reflect` borders.
+fn correlate_axis(image: &Array2<f64>, kernel: &[f64], axis: Axis) -> Array2<f64> {
+    let n = image.len_of(axis);
+    let r = (kernel.len() / 2) as isize;
+    let mut out = Array2::<f64>::zeros(image.dim());
+    for (src, mut dst) in image.lanes(axis).into_iter().zip(out.lanes_mut(axis)) {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = kernel
+                .iter()
+                .enumerate()
+                .map(|(k, kv)| kv * src[symmetric(i as isize + k as isize - r, n)])
+                .sum();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_images_score_perfectly() {
+        let a = Array2::from_shape_fn((16, 16), |(i, j)| ((i * j) % 7) as f32);
+        assert!(psnr(a.view(), a.view(), 6.0).unwrap().is_infinite());
+        assert!((ssim(a.view(), a.view(), 6.0).unwrap() - 1.0).abs() < 1e-12);
+        assert_eq!(nmse(a.view(), a.view()).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn shape_and_range_errors_are_reported() {
+        let a = Array2::<f32>::ones((16, 16));
+        let b = Array2::<f32>::ones((16, 15));
+        assert!(
+            psnr(a.view(), b.view(), 1.0)
+                .unwrap_err()
+                .to_string()
+                .contains("(16, 15)")
+        );
+        assert!(
+            psnr(a.view(), a.view(), 0.0)
+                .unwrap_err()
+                .to_string()
+                .contains("data_range")
+        );
+        let small = Array2::<f32>::ones((8, 8));
+        assert!(ssim(small.view(), small.view(), 1.0).is_err());
+    }
+
+    #[test]
+    fn symmetric_border_is_scipy_reflect() {
+        let idx: Vec<usize> = (-3..7).map(|i| symmetric(i, 4)).collect();
+        assert_eq!(idx, vec![2, 1, 0, 0, 1, 2, 3, 3, 2, 1]);
+    }
+}

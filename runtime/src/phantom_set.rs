@@ -1,0 +1,160 @@
+//! Writing a phantom data set to disk in the paired-folder layout the trainer reads, with
+//! the noise-free images beside it and a preview picture.
+//!
+//! ```text
+//! <out>/pd/0000.npy   <out>/pdfs/0000.npy          acquired (noisy) pairs
+//! <out>/clean/pd/...  <out>/clean/pdfs/...         noise-free, for evaluation only
+//! <out>/phantoms.json                              how the set was made
+//! <out>/preview.png                                noisy and clean, PD and PDFS
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::io::{self, Format, GrayImage};
+use crate::normalize::Normalization;
+use crate::phantom::{PhantomGenerator, PhantomPair};
+use crate::picture::Grid;
+use crate::{Error, Result};
+
+/// 16-bit PNG phantoms store `intensity * PNG_SCALE` (intensity 1.0 -> 40000, leaving
+/// head-room for bias and noise up to ~1.6).
+pub const PNG_SCALE: f32 = 40000.0;
+
+/// How many pairs the preview shows.
+const PREVIEW_ROWS: usize = 4;
+
+/// The record of how a phantom set was made, written as `phantoms.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhantomManifest {
+    pub seed: u64,
+    pub pairs: usize,
+    pub size: usize,
+    pub snr_pd: f32,
+    pub snr_pdfs: f32,
+    pub sigma_pd: f32,
+    pub sigma_pdfs: f32,
+    /// "npy" (float32) or "png" (16-bit, intensities times `png_scale`).
+    pub format: String,
+    pub png_scale: Option<f32>,
+}
+
+/// The folders of a written set.
+pub fn subfolders(out: &Path) -> [PathBuf; 4] {
+    [
+        out.join("pd"),
+        out.join("pdfs"),
+        out.join("clean").join("pd"),
+        out.join("clean").join("pdfs"),
+    ]
+}
+
+/// Prepares `out` for a new set. Old images would silently join the new set as extra
+/// pairs, so a folder that already holds some is refused unless `overwrite` clears it.
+pub fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
+    for dir in subfolders(out) {
+        if dir.is_dir() {
+            let has_files = fs::read_dir(&dir)
+                .map_err(|e| Error::io(&dir, e))?
+                .any(|e| e.map(|e| e.path().is_file()).unwrap_or(false));
+            if has_files && !overwrite {
+                return Err(Error::Folder {
+                    path: dir,
+                    reason:
+                        "already holds files from an earlier set (pass --force to replace them)"
+                            .into(),
+                });
+            }
+            if has_files {
+                fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+        }
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    }
+    Ok(())
+}
+
+/// Writes pairs `0..pairs` of `generator` under `out` (prepared by [`prepare_output`]),
+/// calling `progress` after each pair. Returns the manifest it wrote.
+pub fn write_set(
+    out: &Path,
+    generator: &PhantomGenerator,
+    seed: u64,
+    pairs: usize,
+    format: Format,
+    mut progress: impl FnMut(usize),
+) -> Result<PhantomManifest> {
+    let cfg = *generator.config();
+    let mut preview = Vec::new();
+    for i in 0..pairs {
+        let pair = generator.pair(i as u64);
+        let name = format!("{i:04}.{}", format.extension());
+        let [pd, pdfs, clean_pd, clean_pdfs] = subfolders(out);
+        write_image(&pd.join(&name), pair.pd.view(), format)?;
+        write_image(&pdfs.join(&name), pair.pdfs.view(), format)?;
+        write_image(&clean_pd.join(&name), pair.clean_pd.view(), format)?;
+        write_image(&clean_pdfs.join(&name), pair.clean_pdfs.view(), format)?;
+        if preview.len() < PREVIEW_ROWS {
+            preview.push(pair);
+        }
+        progress(i + 1);
+    }
+    if !preview.is_empty() {
+        preview_grid(&preview)?.save(&out.join("preview.png"))?;
+    }
+    let manifest = PhantomManifest {
+        seed,
+        pairs,
+        size: cfg.size,
+        snr_pd: cfg.snr_pd,
+        snr_pdfs: cfg.snr_pdfs,
+        sigma_pd: cfg.sigma_pd(),
+        sigma_pdfs: cfg.sigma_pdfs(),
+        format: format.extension().into(),
+        png_scale: (format == Format::Png).then_some(PNG_SCALE),
+    };
+    let path = out.join("phantoms.json");
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    fs::write(&path, text + "\n").map_err(|e| Error::io(&path, e))?;
+    Ok(manifest)
+}
+
+fn write_image(path: &Path, image: ArrayView2<f32>, format: Format) -> Result<()> {
+    match format {
+        Format::Npy => io::write_npy(path, image),
+        Format::Png => io::write_png(
+            path,
+            &GrayImage::U16(image.mapv(|v| (v * PNG_SCALE).round().clamp(0.0, 65535.0) as u16)),
+        ),
+    }
+}
+
+/// Noisy and clean, PD and PDFS, one pair per row. Each contrast is windowed by its clean
+/// image's normalisation scale, so noisy and clean tiles are shown alike.
+pub fn preview_grid(pairs: &[PhantomPair]) -> Result<Grid> {
+    let first = pairs.first().ok_or(Error::Invalid {
+        what: "preview",
+        reason: "no pairs".into(),
+    })?;
+    let tile = first.pd.dim();
+    let mut grid = Grid::new(
+        pairs.len(),
+        4,
+        tile,
+        &["PD", "PDFS", "PD clean", "PDFS clean"],
+    )?;
+    let norm = Normalization::default();
+    let window = |img: &Array2<f32>| norm.fit(img.view()).map(|s| s.0 * 1.15);
+    for (r, p) in pairs.iter().enumerate() {
+        let (w_pd, w_pdfs) = (window(&p.clean_pd)?, window(&p.clean_pdfs)?);
+        grid.set(r, 0, p.pd.view(), w_pd)?;
+        grid.set(r, 1, p.pdfs.view(), w_pdfs)?;
+        grid.set(r, 2, p.clean_pd.view(), w_pd)?;
+        grid.set(r, 3, p.clean_pdfs.view(), w_pdfs)?;
+    }
+    Ok(grid)
+}

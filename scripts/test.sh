@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs what the tests need first, so it works on a
+# fresh machine with only a Rust toolchain (rustup) present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found. Install Rust with rustup (https://rustup.rs), then re-run $0" >&2
+    exit 1
+fi
+
+cargo test --workspace --locked "$@"

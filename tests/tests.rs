@@ -1,0 +1,5 @@
+//! End-to-end tests of the `crossdenoise` binary across the crates, run as a user would:
+//! the real executable in a fresh temporary folder.
+
+mod phantoms;
+mod util;
