@@ -19,7 +19,9 @@ const GLYPH: usize = 8;
 pub struct Grid {
     rows: usize,
     cols: usize,
+    /// Size of a tile on the picture (the image size times `zoom`).
     tile: (usize, usize),
+    zoom: usize,
     titles: Vec<String>,
     pixels: Array2<u8>,
 }
@@ -28,6 +30,20 @@ impl Grid {
     /// A grid of `rows x cols` tiles of `tile = (h, w)` pixels, with one title per column
     /// (an empty `titles` draws none).
     pub fn new(rows: usize, cols: usize, tile: (usize, usize), titles: &[&str]) -> Result<Self> {
+        Self::zoomed(rows, cols, tile, 1, titles)
+    }
+
+    /// Like [`Grid::new`], but each image pixel is drawn as `zoom x zoom` picture pixels, so
+    /// small training images stay legible (and their titles fit).
+    pub fn zoomed(
+        rows: usize,
+        cols: usize,
+        image: (usize, usize),
+        zoom: usize,
+        titles: &[&str],
+    ) -> Result<Self> {
+        let zoom = zoom.max(1);
+        let tile = (image.0 * zoom, image.1 * zoom);
         if rows == 0 || cols == 0 || tile.0 == 0 || tile.1 == 0 {
             return Err(Error::Invalid {
                 what: "picture grid",
@@ -51,6 +67,7 @@ impl Grid {
             rows,
             cols,
             tile,
+            zoom,
             titles: titles.iter().map(|t| t.to_string()).collect(),
             pixels: Array2::from_elem((h, w), BACKGROUND),
         };
@@ -115,10 +132,11 @@ impl Grid {
                 reason: format!("tile ({row}, {col}) outside {} x {}", self.rows, self.cols),
             });
         }
-        if image.dim() != self.tile {
+        let z = self.zoom;
+        if (image.nrows() * z, image.ncols() * z) != self.tile {
             return Err(Error::Shape {
                 what: "picture tile",
-                expected: format!("{:?}", self.tile),
+                expected: format!("{:?}", (self.tile.0 / z, self.tile.1 / z)),
                 got: format!("{:?}", image.dim()),
             });
         }

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod phantoms;
 mod progress;
+mod train;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,10 +25,16 @@ pub enum Command {
     /// Write a synthetic knee phantom data set: paired PD / PDFS folders, the noise-free
     /// images beside them, and a preview picture.
     Phantoms(phantoms::Args),
+    /// Train the dual-domain model from a config file.
+    Train(train::Args),
+    /// Benchmarks that take too long for criterion (a training step).
+    Bench(bench::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Phantoms(args) => phantoms::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,5 +1,17 @@
 //! Training of the dual-domain cross-contrast denoiser on Burn.
 //!
-//! Not implemented yet: the model, losses, skip strategies and training loop land here
-//! (see DESIGN.md, "The model" and "The losses"). Preprocessing is never written again
-//! here; it is imported from `crossdenoise-runtime` so training and serving agree.
+//! Preprocessing is never written again here: normalisation, padding, phantoms and metrics
+//! come from `crossdenoise-runtime`, so training and serving agree by construction.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod curves;
+pub mod data;
+pub mod device;
+pub mod loss;
+pub mod model;
+pub mod strategy;
+pub mod training;
+
+pub use config::Config;

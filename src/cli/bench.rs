@@ -1,0 +1,95 @@
+//! `crossdenoise bench`: timings too long for criterion (a CPU training step takes seconds).
+
+use std::process::ExitCode;
+
+use crossdenoise_train::bench::{self, StepBenchConfig};
+use crossdenoise_train::device::Backend;
+
+use super::progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// One training step of the dual-domain model (all four losses, backward, Adam).
+    TrainStep {
+        #[arg(long, default_value = "flex")]
+        backend: Backend,
+        #[arg(long, default_value_t = 0)]
+        device_index: usize,
+        #[arg(long, default_value_t = 16)]
+        channels: usize,
+        #[arg(long, default_value_t = 4)]
+        depth: usize,
+        #[arg(long, default_value_t = 128)]
+        size: usize,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Leave out the edge loss (as the C32 PyTorch reference figure does).
+        #[arg(long)]
+        no_edge: bool,
+        /// Print the result as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.what {
+        What::TrainStep {
+            backend,
+            device_index,
+            channels,
+            depth,
+            size,
+            batch,
+            warmup,
+            steps,
+            no_edge,
+            json,
+        } => {
+            anyhow::ensure!(steps > 0, "--steps must be at least 1");
+            let cfg = StepBenchConfig {
+                backend,
+                device_index,
+                base_channels: channels,
+                depth,
+                size,
+                batch,
+                warmup,
+                steps,
+                edge: !no_edge,
+            };
+            let bar = progress::bar((warmup + steps) as u64, "train steps");
+            let r = bench::train_step(&cfg, |n| bar.set_position(n as u64))?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "train step {} C{} d{} {}x{} batch {}: median {:.3} s (min {:.3}, max {:.3}) over {} steps, peak RSS {:.0} MB",
+                    r.backend,
+                    r.base_channels,
+                    r.depth,
+                    r.size,
+                    r.size,
+                    r.batch,
+                    r.median_s,
+                    r.min_s,
+                    r.max_s,
+                    r.steps,
+                    r.peak_rss_mb.unwrap_or(0.0)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `crossdenoise train`: one training run from a config file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use crossdenoise_train::Config;
+use crossdenoise_train::device::Backend;
+use crossdenoise_train::loss::LossValues;
+use crossdenoise_train::training::{self, Observer, TrainOptions, Validation};
+use indicatif::ProgressBar;
+
+use super::progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Config file (JSON; see configs/).
+    pub config: PathBuf,
+    /// Override trainer.epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Override trainer.backend (flex, ndarray, wgpu, cuda, libtorch, libtorch-cuda).
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// Parent folder of run folders.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Continue the run from its checkpoint.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Replace an existing run of the same name.
+    #[arg(long)]
+    pub force: bool,
+    /// Override any config key, e.g. --set trainer.lr=1e-4 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// Loads the config and applies the command line's overrides.
+pub fn resolve_config(
+    path: &std::path::Path,
+    epochs: Option<usize>,
+    backend: Option<Backend>,
+    set: &[String],
+) -> anyhow::Result<Config> {
+    let mut overrides = set.to_vec();
+    if let Some(e) = epochs {
+        overrides.push(format!("trainer.epochs={e}"));
+    }
+    if let Some(b) = backend {
+        overrides.push(format!("trainer.backend=\"{b}\""));
+    }
+    Ok(Config::load(path)?.with_overrides(&overrides, path)?)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = resolve_config(&args.config, args.epochs, args.backend, &args.set)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // A second Ctrl-C while the checkpoint is written is ignored: the write is atomic anyway.
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("cannot install the Ctrl-C handler")?;
+    let opts = TrainOptions {
+        out: args.out,
+        resume: args.resume,
+        force: args.force,
+        stop: Some(stop),
+        stop_after_steps: None,
+    };
+    let mut bar = Bar::default();
+    let summary = training::train(&config, &opts, &mut bar)?;
+    if let Some(b) = bar.bar.take() {
+        b.finish_and_clear();
+    }
+    let run = summary.run_dir.display();
+    if summary.interrupted {
+        println!(
+            "interrupted after step {}; checkpoint saved. Continue with: crossdenoise train {} --resume",
+            summary.steps,
+            args.config.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    println!(
+        "trained {} epochs ({} steps, {:.2} s/step, peak {:.0} MB) on {}",
+        summary.epochs_done,
+        summary.steps,
+        summary.seconds_per_step,
+        summary.peak_rss_mb.unwrap_or(0.0),
+        summary.backend
+    );
+    if let Some(v) = &summary.final_val {
+        print_validation(v, &config.data.domains);
+    }
+    println!("run: {run} (metrics.jsonl, samples/, checkpoint/, summary.json)");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_validation(v: &Validation, domains: &[String; 2]) {
+    let [a, b] = domains;
+    let row = |name: String, s: &training::PathScore| {
+        let clean = match (s.psnr_clean, s.ssim_clean) {
+            (Some(p), Some(q)) => format!("{p:7.2} dB {q:.4}"),
+            _ => "        -".into(),
+        };
+        println!("  {name:<16} {:7.2} dB {:.4}   {clean}", s.psnr, s.ssim);
+    };
+    println!("  {:<16} {:>17}   {:>17}", "path", "vs target", "vs clean");
+    row(format!("recon {a}"), &v.recon_a);
+    row(format!("recon {b}"), &v.recon_b);
+    row(format!("cross {a}<-{b}"), &v.cross_a);
+    row(format!("cross {b}<-{a}"), &v.cross_b);
+    if let Some(s) = &v.baseline_a {
+        row(format!("acquired {a}"), s);
+    }
+    if let Some(s) = &v.baseline_b {
+        row(format!("acquired {b}"), s);
+    }
+}
+
+/// Progress bar over all steps, showing the live losses.
+#[derive(Default)]
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl Observer for Bar {
+    fn start(&mut self, total: u64, done: u64) {
+        let b = progress::bar(total, "train");
+        b.set_position(done);
+        self.bar = Some(b);
+    }
+
+    fn step(&mut self, epoch: usize, step: u64, loss: &LossValues) {
+        if let Some(b) = &self.bar {
+            b.set_position(step);
+            b.set_message(format!("epoch {} {}", epoch + 1, format_losses(loss)));
+        }
+    }
+
+    fn epoch(&mut self, epoch: usize, train: &LossValues, val: &Validation) {
+        let clean = val
+            .cross_a
+            .psnr_clean
+            .map(|p| format!(", vs clean {p:.2} dB"))
+            .unwrap_or_default();
+        let line = format!(
+            "epoch {:>3}: {} | val cross a<-b {:.2} dB{clean}",
+            epoch + 1,
+            format_losses(train),
+            val.cross_a.psnr
+        );
+        // Without a terminal the bar is hidden; the epoch lines still belong in the log.
+        match &self.bar {
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => println!("{line}"),
+        }
+    }
+}
+
+pub fn format_losses(l: &LossValues) -> String {
+    let mut s = format!("total {:.4}", l.total);
+    for (name, v) in [
+        ("content", l.content),
+        ("recon", l.recon),
+        ("cross", l.cross),
+        ("edge", l.edge),
+    ] {
+        if let Some(v) = v {
+            s.push_str(&format!(" {name} {v:.4}"));
+        }
+    }
+    s
+}

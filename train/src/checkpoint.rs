@@ -1,0 +1,154 @@
+//! Checkpoints written atomically: a crash or Ctrl-C mid-write never leaves a run without a
+//! readable checkpoint.
+//!
+//! `checkpoint/` holds `model.bpk` (Burn's burnpack record), `optimizer.bpk` (Adam's moments,
+//! keyed by the parameter ids the model record preserves) and `state.json` (where in the run
+//! it stopped). A new checkpoint is written to `checkpoint.tmp/`, the old one moved to
+//! `checkpoint.old/`, the new one renamed into place, then the old one removed; a reader
+//! that finds no `checkpoint/` falls back to `checkpoint.old/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+
+use crate::model::DualDomain;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Record { path: PathBuf, reason: String },
+    #[error("{path}: no checkpoint to resume from (train without --resume first)")]
+    Missing { path: PathBuf },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// Where a run stands; enough to continue it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The epoch in progress (0-based); `epochs` when the run is complete.
+    pub epoch: usize,
+    /// The next batch of that epoch.
+    pub batch: usize,
+    /// Optimiser steps done so far.
+    pub step: u64,
+    /// Length of metrics.jsonl when this checkpoint was taken: lines after it were written by
+    /// a run that did not reach its next checkpoint and are dropped on resume.
+    pub metrics_len: u64,
+    /// Running sums of the epoch in progress (for its mean losses).
+    pub epoch_sums: crate::training::LossSums,
+    pub config_hash: String,
+}
+
+pub fn dir(run: &Path) -> PathBuf {
+    run.join("checkpoint")
+}
+
+pub fn save(
+    run: &Path,
+    model: &DualDomain,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<(), CheckpointError> {
+    let tmp = run.join("checkpoint.tmp");
+    let old = run.join("checkpoint.old");
+    let cur = dir(run);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let record_err = |path: PathBuf| {
+        move |e: burn::store::RecordError| CheckpointError::Record {
+            path,
+            reason: e.to_string(),
+        }
+    };
+    let model_path = tmp.join("model.bpk");
+    model
+        .clone()
+        .save_file(&model_path)
+        .map_err(record_err(model_path.clone()))?;
+    let optim_path = tmp.join("optimizer.bpk");
+    optim
+        .save(&optim_path)
+        .map_err(record_err(optim_path.clone()))?;
+    let state_path = tmp.join("state.json");
+    fs::write(
+        &state_path,
+        serde_json::to_string_pretty(state).expect("state serialises"),
+    )
+    .map_err(io(&state_path))?;
+    if cur.exists() {
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        fs::rename(&cur, &old).map_err(io(&cur))?;
+    }
+    fs::rename(&tmp, &cur).map_err(io(&tmp))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// The checkpoint folder to read: `checkpoint/`, or `checkpoint.old/` when a write was cut
+/// between its two renames.
+pub fn find(run: &Path) -> Result<PathBuf, CheckpointError> {
+    let cur = dir(run);
+    if cur.join("state.json").is_file() {
+        return Ok(cur);
+    }
+    let old = run.join("checkpoint.old");
+    if old.join("state.json").is_file() {
+        return Ok(old);
+    }
+    Err(CheckpointError::Missing { path: cur })
+}
+
+pub fn load_state(ckpt: &Path) -> Result<TrainState, CheckpointError> {
+    let path = ckpt.join("state.json");
+    let text = fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|e| CheckpointError::Record {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// Loads the model weights of a checkpoint folder into `model` (built from the run's config).
+pub fn load_model(ckpt: &Path, model: DualDomain) -> Result<DualDomain, CheckpointError> {
+    let path = ckpt.join("model.bpk");
+    if !path.is_file() {
+        return Err(CheckpointError::Missing { path });
+    }
+    model
+        .try_load_file(&path)
+        .map_err(|e| CheckpointError::Record {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+pub fn load_optimizer(
+    ckpt: &Path,
+    optim: ModuleOptimizer,
+) -> Result<ModuleOptimizer, CheckpointError> {
+    let path = ckpt.join("optimizer.bpk");
+    optim.load(&path).map_err(|e| CheckpointError::Record {
+        path,
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,677 @@
+//! The training configuration: the original trainer's JSON keys, read strictly.
+//!
+//! A typo in a config silently falling back to a default costs a night of training, so an
+//! unknown key is an error naming the file and the key's path, and every value is range
+//! checked before anything starts. A config may `extends` another (a path relative to it):
+//! the base is read first and this file's keys override it, object by object, so an
+//! experiment config states only what it changes.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::device::Backend;
+use crate::strategy::CrossDomainStrategy;
+
+/// Why a config could not be used; always names the file, and the key where one is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid JSON: {reason}")]
+    Json { file: PathBuf, reason: String },
+    #[error("{file}: {key}: {reason}")]
+    Key {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("{file}: `extends` chain loops back to {again}")]
+    ExtendsLoop { file: PathBuf, again: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Run name; the run folder is `<out>/<name>`.
+    pub name: String,
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub trainer: TrainerConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    /// The embedded knee phantoms (with clean images for scoring).
+    Synthetic,
+    /// Paired folders `<path>/<domain a>/*`, `<path>/<domain b>/*`.
+    Folder,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    #[serde(default = "defaults::source")]
+    pub source: DataSource,
+    /// Training size (square) for synthetic data; folder images must have this size.
+    #[serde(default = "defaults::image_size")]
+    pub image_size: usize,
+    #[serde(default = "defaults::train_pairs")]
+    pub train_pairs: usize,
+    #[serde(default = "defaults::val_pairs")]
+    pub val_pairs: usize,
+    /// Names of domain a and b (PD and PDFS); also the sub-folder names of folder data.
+    #[serde(default = "defaults::domains")]
+    pub domains: [String; 2],
+    /// Folder data: the training set root. Relative paths are relative to the config file.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Folder data: a separate validation root; without it the last `val_pairs` pairs of
+    /// `path` are held out.
+    #[serde(default)]
+    pub val_path: Option<PathBuf>,
+    /// Synthetic data: acquisition SNR of each contrast (noise sigma = 1 / snr).
+    #[serde(default = "defaults::snr")]
+    pub snr_a: f32,
+    #[serde(default = "defaults::snr")]
+    pub snr_b: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    #[serde(default = "defaults::base_channels")]
+    pub base_channels: usize,
+    #[serde(default = "defaults::depth")]
+    pub depth: usize,
+    #[serde(default)]
+    pub shared_encoder: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainerConfig {
+    #[serde(default = "defaults::epochs")]
+    pub epochs: usize,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "defaults::lr")]
+    pub lr: f64,
+    /// Linear warm-up over this many steps (0: none).
+    #[serde(default)]
+    pub warmup_steps: usize,
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Clip the global gradient L2 norm to this value (none: no clipping).
+    #[serde(default)]
+    pub grad_clip_norm: Option<f32>,
+    #[serde(default)]
+    pub backend: Backend,
+    /// GPU index for GPU backends.
+    #[serde(default)]
+    pub device_index: usize,
+    #[serde(default)]
+    pub loss_weights: LossWeights,
+    #[serde(default)]
+    pub noise: NoiseConfig,
+    #[serde(default)]
+    pub cross_domain_strategy: CrossDomainStrategy,
+    #[serde(default = "defaults::alpha")]
+    pub mixed_skip_alpha: f32,
+    #[serde(default)]
+    pub identity_mapping: bool,
+    /// Write a sample grid every this many epochs (0: never).
+    #[serde(default = "defaults::sample_every")]
+    pub sample_every: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    #[default]
+    Constant,
+    /// Cosine decay from `lr` to 0 over the run (after the warm-up).
+    Cosine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossWeights {
+    #[serde(default)]
+    pub content: f32,
+    #[serde(default)]
+    pub recon: f32,
+    #[serde(default)]
+    pub cross: f32,
+    #[serde(default)]
+    pub edge: f32,
+}
+
+impl Default for LossWeights {
+    /// The seed's recommended weights.
+    fn default() -> Self {
+        LossWeights {
+            content: 1.0,
+            recon: 0.5,
+            cross: 1.0,
+            edge: 0.05,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseKind {
+    #[default]
+    Gaussian,
+    Rician,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseConfig {
+    #[serde(default)]
+    pub kind: NoiseKind,
+    #[serde(default = "defaults::sigma")]
+    pub sigma_a: f32,
+    #[serde(default = "defaults::sigma")]
+    pub sigma_b: f32,
+}
+
+impl Default for NoiseConfig {
+    fn default() -> Self {
+        NoiseConfig {
+            kind: NoiseKind::Gaussian,
+            sigma_a: defaults::sigma(),
+            sigma_b: defaults::sigma(),
+        }
+    }
+}
+
+mod defaults {
+    use super::DataSource;
+    pub fn seed() -> u64 {
+        42
+    }
+    pub fn source() -> DataSource {
+        DataSource::Synthetic
+    }
+    pub fn image_size() -> usize {
+        128
+    }
+    pub fn train_pairs() -> usize {
+        512
+    }
+    pub fn val_pairs() -> usize {
+        64
+    }
+    pub fn domains() -> [String; 2] {
+        ["pd".into(), "pdfs".into()]
+    }
+    pub fn snr() -> f32 {
+        20.0
+    }
+    pub fn base_channels() -> usize {
+        32
+    }
+    pub fn depth() -> usize {
+        4
+    }
+    pub fn epochs() -> usize {
+        10
+    }
+    pub fn batch_size() -> usize {
+        4
+    }
+    pub fn lr() -> f64 {
+        1e-3
+    }
+    pub fn sigma() -> f32 {
+        0.01
+    }
+    pub fn alpha() -> f32 {
+        0.5
+    }
+    pub fn sample_every() -> usize {
+        1
+    }
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("defaults deserialise")
+    }
+}
+impl Default for ModelConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("defaults deserialise")
+    }
+}
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("defaults deserialise")
+    }
+}
+
+impl Config {
+    /// Reads, merges (`extends`), parses strictly and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let value = load_merged(path, &mut Vec::new())?;
+        let mut config = Self::from_value(value, path)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Parses a JSON value strictly; `file` is only used in error messages.
+    pub fn from_value(value: Value, file: &Path) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Key {
+                file: file.into(),
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
+                reason: explain(&e.into_inner().to_string()),
+            }
+        })
+    }
+
+    /// Applies `key.path=value` overrides (the CLI's `--set`), then re-validates.
+    pub fn with_overrides(self, overrides: &[String], file: &Path) -> Result<Self, ConfigError> {
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut value = serde_json::to_value(&self).expect("config serialises");
+        for o in overrides {
+            let Some((key, raw)) = o.split_once('=') else {
+                return Err(ConfigError::Key {
+                    file: file.into(),
+                    key: o.clone(),
+                    reason: "override must look like key.path=value".into(),
+                });
+            };
+            // A value that is not JSON (e.g. `no_skip`) is taken as a string.
+            let new: Value =
+                serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.into()));
+            let mut slot = &mut value;
+            for part in key.split('.') {
+                slot = slot
+                    .as_object_mut()
+                    .map(|m| m.entry(part.to_string()).or_insert(Value::Null))
+                    .ok_or_else(|| ConfigError::Key {
+                        file: file.into(),
+                        key: key.into(),
+                        reason: format!("`{part}` is inside a value that is not an object"),
+                    })?;
+            }
+            *slot = new;
+        }
+        let config = Self::from_value(value, file)?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        for p in [&mut self.data.path, &mut self.data.val_path]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        }
+    }
+
+    /// Range checks, each naming its key.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: String| {
+            Err(ConfigError::Key {
+                file: file.into(),
+                key: key.into(),
+                reason,
+            })
+        };
+        let (d, m, t) = (&self.data, &self.model, &self.trainer);
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+            return err(
+                "name",
+                format!("{:?} must be a non-empty name without slashes", self.name),
+            );
+        }
+        if !(1..=7).contains(&m.depth) {
+            return err("model.depth", format!("{} is not in 1..=7", m.depth));
+        }
+        if m.base_channels == 0 || m.base_channels > 256 {
+            return err(
+                "model.base_channels",
+                format!("{} is not in 1..=256", m.base_channels),
+            );
+        }
+        let multiple = 1usize << m.depth;
+        if d.image_size == 0
+            || !d.image_size.is_multiple_of(multiple)
+            || !d.image_size.is_multiple_of(16)
+        {
+            return err(
+                "data.image_size",
+                format!(
+                    "{} must be a positive multiple of 2^depth = {multiple} and of 16",
+                    d.image_size
+                ),
+            );
+        }
+        if d.train_pairs == 0 {
+            return err("data.train_pairs", "must be at least 1".into());
+        }
+        if d.val_pairs == 0 {
+            return err("data.val_pairs", "must be at least 1".into());
+        }
+        if d.domains[0].is_empty() || d.domains[1].is_empty() || d.domains[0] == d.domains[1] {
+            return err(
+                "data.domains",
+                format!("{:?} must be two different names", d.domains),
+            );
+        }
+        if d.source == DataSource::Folder && d.path.is_none() {
+            return err("data.path", "folder data needs a path".into());
+        }
+        for (key, snr) in [("data.snr_a", d.snr_a), ("data.snr_b", d.snr_b)] {
+            if !(snr > 0.0 && snr.is_finite()) {
+                return err(key, format!("{snr} is not a positive number"));
+            }
+        }
+        if t.epochs == 0 {
+            return err("trainer.epochs", "must be at least 1".into());
+        }
+        if t.batch_size == 0 {
+            return err("trainer.batch_size", "must be at least 1".into());
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return err("trainer.lr", format!("{} is not > 0", t.lr));
+        }
+        if let Some(c) = t.grad_clip_norm
+            && !(c > 0.0 && c.is_finite())
+        {
+            return err("trainer.grad_clip_norm", format!("{c} is not > 0"));
+        }
+        let w = &t.loss_weights;
+        for (key, v) in [
+            ("trainer.loss_weights.content", w.content),
+            ("trainer.loss_weights.recon", w.recon),
+            ("trainer.loss_weights.cross", w.cross),
+            ("trainer.loss_weights.edge", w.edge),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return err(key, format!("{v} is not >= 0"));
+            }
+        }
+        if w.content == 0.0 && w.recon == 0.0 && w.cross == 0.0 && w.edge == 0.0 {
+            return err(
+                "trainer.loss_weights",
+                "all weights are 0: nothing to train".into(),
+            );
+        }
+        for (key, v) in [
+            ("trainer.noise.sigma_a", t.noise.sigma_a),
+            ("trainer.noise.sigma_b", t.noise.sigma_b),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return err(key, format!("{v} is not >= 0"));
+            }
+        }
+        if !(0.0..=1.0).contains(&t.mixed_skip_alpha) {
+            return err(
+                "trainer.mixed_skip_alpha",
+                format!("{} is not in [0, 1]", t.mixed_skip_alpha),
+            );
+        }
+        Ok(())
+    }
+
+    /// A stable hash of the resolved config (FNV-1a of its canonical JSON), recorded in
+    /// checkpoints and exported models so a model can be traced to what trained it.
+    pub fn hash(&self) -> String {
+        let text = serde_json::to_string(&serde_json::to_value(self).expect("config serialises"))
+            .expect("json");
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
+/// Rewrites serde's messages into the words of a config file ("key" rather than "field").
+fn explain(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (_, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
+        let expected = expected
+            .trim_start_matches("one of ")
+            .replace('`', "")
+            .replace(" or ", ", ");
+        return format!("unknown key (expected {expected})");
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let (got, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
+        let expected = expected
+            .trim_start_matches("one of ")
+            .replace('`', "")
+            .replace(" or ", ", ");
+        return format!("unknown value {got:?} (expected {expected})");
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        return format!("missing key `{}", rest);
+    }
+    msg.to_string()
+}
+
+/// Reads a JSON file and the chain of files it `extends`, merged base-first.
+fn load_merged(path: &Path, seen: &mut Vec<PathBuf>) -> Result<Value, ConfigError> {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if seen.contains(&canonical) {
+        return Err(ConfigError::ExtendsLoop {
+            file: seen[0].clone(),
+            again: canonical,
+        });
+    }
+    seen.push(canonical);
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.into(),
+        source,
+    })?;
+    let mut value: Value = serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+        file: path.into(),
+        reason: e.to_string(),
+    })?;
+    let Some(obj) = value.as_object_mut() else {
+        return Err(ConfigError::Key {
+            file: path.into(),
+            key: "(top level)".into(),
+            reason: "expected a JSON object".into(),
+        });
+    };
+    match obj.remove("extends") {
+        None => Ok(value),
+        Some(Value::String(base)) => {
+            let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
+            let mut merged = load_merged(&base_path, seen)?;
+            merge(&mut merged, value);
+            Ok(merged)
+        }
+        Some(other) => Err(ConfigError::Key {
+            file: path.into(),
+            key: "extends".into(),
+            reason: format!("expected a file path string, got {other}"),
+        }),
+    }
+}
+
+/// Overlays `top` on `base`: objects merge key by key, anything else replaces.
+fn merge(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, top) => *slot = top,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "x.json",
+            r#"{"name":"x","trainer":{"loss_weights":{"crosss":1.0}}}"#,
+        );
+        let msg = Config::load(&p).unwrap_err().to_string();
+        assert!(msg.ends_with("x.json: trainer.loss_weights.crosss: unknown key (expected content, recon, cross, edge)"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                r#"{"name":"x","trainer":{"noise":{"sigma_a":-0.1}}}"#,
+                "trainer.noise.sigma_a: -0.1 is not >= 0",
+            ),
+            (
+                r#"{"name":"x","data":{"image_size":72}}"#,
+                "data.image_size: 72 must be a positive multiple",
+            ),
+            (
+                r#"{"name":"x","trainer":{"lr":0}}"#,
+                "trainer.lr: 0 is not > 0",
+            ),
+            (
+                r#"{"name":"x","trainer":{"cross_domain_strategy":"skip_all"}}"#,
+                "trainer.cross_domain_strategy: unknown value \"skip_all\"",
+            ),
+            (
+                r#"{"name":"x","trainer":{"epochs":"ten"}}"#,
+                "trainer.epochs: invalid type",
+            ),
+            (r#"{"trainer":{}}"#, "missing key `name`"),
+            (
+                r#"{"name":"x","trainer":{"loss_weights":{"content":0,"recon":0,"cross":0,"edge":0}}}"#,
+                "nothing to train",
+            ),
+        ];
+        for (text, want) in cases {
+            let p = write(dir.path(), "c.json", text);
+            let msg = Config::load(&p).unwrap_err().to_string();
+            assert!(
+                msg.contains("c.json") && msg.contains(want),
+                "{msg}\nwanted {want}"
+            );
+        }
+        let p = write(dir.path(), "bad.json", "{\"name\": ");
+        assert!(
+            Config::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn extends_merges_objects_and_overrides_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "base.json",
+            r#"{"name":"base","trainer":{"lr":0.002,"loss_weights":{"content":1,"recon":0.5,"cross":1,"edge":0.05}}}"#,
+        );
+        let p = write(
+            dir.path(),
+            "child.json",
+            r#"{"extends":"base.json","name":"child","trainer":{"loss_weights":{"edge":0}}}"#,
+        );
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.name, "child");
+        assert_eq!(c.trainer.lr, 0.002);
+        assert_eq!(
+            c.trainer.loss_weights,
+            LossWeights {
+                content: 1.0,
+                recon: 0.5,
+                cross: 1.0,
+                edge: 0.0
+            }
+        );
+
+        let c = c
+            .with_overrides(
+                &[
+                    "trainer.cross_domain_strategy=zero_skip".into(),
+                    "trainer.epochs=3".into(),
+                ],
+                &p,
+            )
+            .unwrap();
+        assert_eq!(
+            c.trainer.cross_domain_strategy,
+            CrossDomainStrategy::ZeroSkip
+        );
+        assert_eq!(c.trainer.epochs, 3);
+        let err = c
+            .with_overrides(&["trainer.epoch=3".into()], &p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trainer.epoch: unknown key"), "{err}");
+
+        let looped = write(
+            dir.path(),
+            "loop.json",
+            r#"{"extends":"loop.json","name":"l"}"#,
+        );
+        assert!(
+            Config::load(&looped)
+                .unwrap_err()
+                .to_string()
+                .contains("loops")
+        );
+    }
+
+    #[test]
+    fn hash_is_stable_and_sensitive() {
+        let a: Config = serde_json::from_str(r#"{"name":"a"}"#).unwrap();
+        let mut b = a.clone();
+        assert_eq!(a.hash(), b.hash());
+        b.trainer.lr = 2e-3;
+        assert_ne!(a.hash(), b.hash());
+    }
+}

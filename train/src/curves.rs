@@ -1,0 +1,305 @@
+//! Loss and quality curves as PNG charts (plotters, with an embedded DejaVu font so the
+//! charts render the same on a headless box without system fonts).
+//!
+//! One chart is a grid of panels; each panel overlays any number of named curves — one
+//! run's losses, or the same loss across the runs of an experiment suite.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+/// A named series of (x, y) points.
+#[derive(Debug, Clone)]
+pub struct Curve {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// One panel: a title, its y axis label, and the curves drawn in it.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub log_y: bool,
+    pub curves: Vec<Curve>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: cannot draw chart: {reason}")]
+pub struct CurveError {
+    pub path: String,
+    pub reason: String,
+}
+
+const PANEL: (u32, u32) = (560, 360);
+const COLOURS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// Draws `panels` in a grid of `columns` and writes a PNG.
+pub fn draw(path: &Path, panels: &[Panel], columns: usize) -> Result<(), CurveError> {
+    let err = |e: &dyn std::fmt::Display| CurveError {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular())
+        .map_err(|_| err(&"embedded font rejected"))?;
+    let columns = columns.clamp(1, panels.len().max(1));
+    let rows = panels.len().div_ceil(columns).max(1);
+    let size = (PANEL.0 * columns as u32, PANEL.1 * rows as u32);
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let areas = root.split_evenly((rows, columns));
+    for (panel, area) in panels.iter().zip(areas.iter()) {
+        draw_panel(panel, area).map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+fn draw_panel(
+    panel: &Panel,
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let pts = || {
+        panel
+            .curves
+            .iter()
+            .flat_map(|c| c.points.iter())
+            .filter(|p| p.1.is_finite() && (!panel.log_y || p.1 > 0.0))
+    };
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts() {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.1, 1.0);
+    }
+    if x1 - x0 < 1e-9 {
+        x1 = x0 + 1.0;
+    }
+    if y1 - y0 < 1e-12 {
+        y1 = y0 + y0.abs().max(1e-3) * 0.1;
+        y0 -= y0.abs().max(1e-3) * 0.1;
+    }
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(&panel.title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(64);
+    macro_rules! finish {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(panel.x_label.as_str())
+                .y_desc(panel.y_label.as_str())
+                .label_style(("sans-serif", 12))
+                .draw()?;
+            for (i, c) in panel.curves.iter().enumerate() {
+                let colour = COLOURS[i % COLOURS.len()];
+                let points = c
+                    .points
+                    .iter()
+                    .copied()
+                    .filter(|p| p.1.is_finite() && (!panel.log_y || p.1 > 0.0));
+                chart
+                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+                    .label(c.label.as_str())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                    });
+            }
+            if panel.curves.len() > 1 || panel.curves.iter().any(|c| !c.label.is_empty()) {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK.mix(0.3))
+                    .label_font(("sans-serif", 12))
+                    .draw()?;
+            }
+        }};
+    }
+    if panel.log_y {
+        finish!(builder.build_cartesian_2d(x0..x1, (y0 * 0.9..y1 * 1.1).log_scale())?);
+    } else {
+        let pad = (y1 - y0) * 0.05;
+        finish!(builder.build_cartesian_2d(x0..x1, y0 - pad..y1 + pad)?);
+    }
+    Ok(())
+}
+
+/// The panels of one run's `metrics.jsonl`: each enabled loss per step, and validation PSNR
+/// per epoch for the cross paths next to the acquired images' own PSNR (both against clean
+/// on phantom data, else against the target).
+pub fn run_panels(lines: &[crate::training::MetricLine], domains: &[String; 2]) -> Vec<Panel> {
+    use crate::training::MetricLine;
+    let steps: Vec<_> = lines
+        .iter()
+        .filter_map(|l| match l {
+            MetricLine::Step { step, loss, .. } => Some((*step as f64, *loss)),
+            _ => None,
+        })
+        .collect();
+    let mut panels = Vec::new();
+    type Pick = fn(&crate::loss::LossValues) -> Option<f32>;
+    let losses: [(&str, Pick); 5] = [
+        ("total", |l| Some(l.total)),
+        ("content", |l| l.content),
+        ("recon", |l| l.recon),
+        ("cross", |l| l.cross),
+        ("edge", |l| l.edge),
+    ];
+    for (name, pick) in losses {
+        let points: Vec<(f64, f64)> = steps
+            .iter()
+            .filter_map(|(s, l)| pick(l).map(|v| (*s, f64::from(v))))
+            .collect();
+        if !points.is_empty() {
+            panels.push(Panel {
+                title: format!("{name} loss"),
+                x_label: "step".into(),
+                y_label: "L1".into(),
+                log_y: true,
+                curves: vec![Curve {
+                    label: String::new(),
+                    points,
+                }],
+            });
+        }
+    }
+    let epochs: Vec<_> = lines
+        .iter()
+        .filter_map(|l| match l {
+            MetricLine::Epoch { epoch, val, .. } => Some((*epoch as f64 + 1.0, (**val).clone())),
+            _ => None,
+        })
+        .collect();
+    if !epochs.is_empty() {
+        let clean = epochs[0].1.baseline_a.is_some();
+        let score = |s: &crate::training::PathScore| {
+            if clean {
+                s.psnr_clean.unwrap_or(s.psnr)
+            } else {
+                s.psnr
+            }
+        };
+        let [a, b] = domains;
+        let mut curves = vec![
+            Curve {
+                label: format!("cross {a}<-{b}"),
+                points: epochs
+                    .iter()
+                    .map(|(e, v)| (*e, score(&v.cross_a)))
+                    .collect(),
+            },
+            Curve {
+                label: format!("cross {b}<-{a}"),
+                points: epochs
+                    .iter()
+                    .map(|(e, v)| (*e, score(&v.cross_b)))
+                    .collect(),
+            },
+        ];
+        if clean {
+            for (label, pick) in [
+                (
+                    format!("acquired {a}"),
+                    epochs
+                        .iter()
+                        .filter_map(|(e, v)| v.baseline_a.map(|s| (*e, score(&s))))
+                        .collect::<Vec<_>>(),
+                ),
+                (
+                    format!("acquired {b}"),
+                    epochs
+                        .iter()
+                        .filter_map(|(e, v)| v.baseline_b.map(|s| (*e, score(&s))))
+                        .collect(),
+                ),
+            ] {
+                curves.push(Curve {
+                    label,
+                    points: pick,
+                });
+            }
+        }
+        panels.push(Panel {
+            title: if clean {
+                "validation PSNR vs clean".into()
+            } else {
+                "validation PSNR vs target".into()
+            },
+            x_label: "epoch".into(),
+            y_label: "dB".into(),
+            log_y: false,
+            curves,
+        });
+    }
+    panels
+}
+
+/// Reads a run's metrics.jsonl (lines of other kinds are skipped).
+pub fn read_metrics(path: &Path) -> std::io::Result<Vec<crate::training::MetricLine>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_a_readable_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.png");
+        let panel = Panel {
+            title: "cross".into(),
+            x_label: "step".into(),
+            y_label: "L1".into(),
+            log_y: true,
+            curves: vec![
+                Curve {
+                    label: "run a".into(),
+                    points: (1..50).map(|i| (i as f64, 1.0 / i as f64)).collect(),
+                },
+                Curve {
+                    label: "run b".into(),
+                    points: vec![(1.0, 0.5), (49.0, 0.4)],
+                },
+            ],
+        };
+        draw(
+            &path,
+            &[
+                panel.clone(),
+                Panel {
+                    log_y: false,
+                    ..panel
+                },
+            ],
+            2,
+        )
+        .unwrap();
+        let img = crossdenoise_runtime::io::read_png(&path);
+        // plotters writes RGB; the runtime's reader only takes grayscale, so it must say so.
+        assert!(img.unwrap_err().to_string().contains("Rgb"));
+        assert!(std::fs::metadata(&path).unwrap().len() > 5_000);
+    }
+}

@@ -1,0 +1,248 @@
+//! Training and validation pairs, normalised once at load, and the noise added to them.
+//!
+//! Each acquired slice is normalised by its own scale (the runtime's `Normalization`); a
+//! phantom's clean image is scaled by its acquired image's scale so the two stay comparable.
+//! Shuffling and training noise are derived from `(seed, epoch)` and `(seed, step)` rather
+//! than from a running generator, so a resumed run sees exactly the batches and noise an
+//! uninterrupted one would.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use crossdenoise_runtime::io::PairedFolder;
+use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_runtime::{Normalization, Padding};
+use ndarray::{Array2, ArrayView2};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use crate::config::{Config, DataSource, NoiseConfig, NoiseKind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error(transparent)]
+    Runtime(#[from] crossdenoise_runtime::Error),
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Noise-free images of both domains, index-aligned with a [`PairSet`].
+pub type CleanPairs = (Vec<Array2<f32>>, Vec<Array2<f32>>);
+
+/// One set of normalised pairs, all of one size.
+#[derive(Debug, Clone)]
+pub struct PairSet {
+    pub names: Vec<String>,
+    pub a: Vec<Array2<f32>>,
+    pub b: Vec<Array2<f32>>,
+    /// Noise-free images (phantoms only), on the same scale as `a` / `b`.
+    pub clean: Option<CleanPairs>,
+}
+
+impl PairSet {
+    pub fn len(&self) -> usize {
+        self.a.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.a.is_empty()
+    }
+
+    pub fn dim(&self) -> (usize, usize) {
+        self.a[0].dim()
+    }
+}
+
+/// The training and validation sets of a config.
+#[derive(Debug, Clone)]
+pub struct Data {
+    pub train: PairSet,
+    pub val: PairSet,
+}
+
+const STREAM_SHUFFLE: u64 = 1;
+const STREAM_NOISE: u64 = 2;
+
+impl Data {
+    pub fn load(config: &Config) -> Result<Self, DataError> {
+        let d = &config.data;
+        let multiple = 1usize << config.model.depth;
+        match d.source {
+            DataSource::Synthetic => {
+                let cfg = PhantomConfig {
+                    size: d.image_size,
+                    snr_pd: d.snr_a,
+                    snr_pdfs: d.snr_b,
+                };
+                let g = PhantomGenerator::new(cfg, config.seed)?;
+                let range = |from: usize, n: usize| phantom_set(&g, from..from + n);
+                Ok(Data {
+                    train: range(0, d.train_pairs)?,
+                    val: range(d.train_pairs, d.val_pairs)?,
+                })
+            }
+            DataSource::Folder => {
+                let root = d
+                    .path
+                    .as_deref()
+                    .expect("validated: folder data has a path");
+                let [a, b] = &d.domains;
+                let all = folder_set(&PairedFolder::open_with(root, a, b)?, multiple)?;
+                match &d.val_path {
+                    Some(v) => Ok(Data {
+                        train: all,
+                        val: folder_set(&PairedFolder::open_with(v, a, b)?, multiple)?,
+                    }),
+                    None => split_tail(all, d.val_pairs, root),
+                }
+            }
+        }
+    }
+}
+
+fn phantom_set(g: &PhantomGenerator, range: std::ops::Range<usize>) -> Result<PairSet, DataError> {
+    let norm = Normalization::default();
+    let mut set = PairSet {
+        names: Vec::new(),
+        a: Vec::new(),
+        b: Vec::new(),
+        clean: Some((Vec::new(), Vec::new())),
+    };
+    for i in range {
+        let p = g.pair(i as u64);
+        let (a, sa) = norm.normalize(p.pd.view())?;
+        let (b, sb) = norm.normalize(p.pdfs.view())?;
+        let (ca, cb) = set.clean.as_mut().expect("phantoms have clean images");
+        let mut clean_a = p.clean_pd;
+        let mut clean_b = p.clean_pdfs;
+        norm.apply_in_place(clean_a.view_mut(), sa);
+        norm.apply_in_place(clean_b.view_mut(), sb);
+        ca.push(clean_a);
+        cb.push(clean_b);
+        set.names.push(format!("phantom_{i:05}"));
+        set.a.push(a);
+        set.b.push(b);
+    }
+    Ok(set)
+}
+
+fn folder_set(folder: &PairedFolder, multiple: usize) -> Result<PairSet, DataError> {
+    let norm = Normalization::default();
+    let mut set = PairSet {
+        names: Vec::new(),
+        a: Vec::new(),
+        b: Vec::new(),
+        clean: None,
+    };
+    let mut size = None;
+    for i in 0..folder.len() {
+        let (a, b) = folder.load(i)?;
+        let path = &folder.pairs[i].a;
+        match size {
+            None => size = Some(a.dim()),
+            Some(s) if s != a.dim() => {
+                return Err(DataError::Invalid {
+                    path: path.clone(),
+                    reason: format!(
+                        "size {:?} differs from the first pair's {s:?}; all training slices must share one size",
+                        a.dim()
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        let prep = |img: ArrayView2<f32>| -> Result<Array2<f32>, DataError> {
+            let (n, _) = norm.normalize(img)?;
+            let pad = Padding::to_multiple(n.nrows(), n.ncols(), multiple)?;
+            Ok(pad.pad(n.view()))
+        };
+        set.a.push(prep(a.view())?);
+        set.b.push(prep(b.view())?);
+        set.names.push(folder.pairs[i].name.clone());
+    }
+    Ok(set)
+}
+
+fn split_tail(mut all: PairSet, val_pairs: usize, root: &Path) -> Result<Data, DataError> {
+    if all.len() <= val_pairs {
+        return Err(DataError::Invalid {
+            path: root.into(),
+            reason: format!(
+                "{} pairs cannot hold out data.val_pairs = {val_pairs} for validation and still train",
+                all.len()
+            ),
+        });
+    }
+    let at = all.len() - val_pairs;
+    let val = PairSet {
+        names: all.names.split_off(at),
+        a: all.a.split_off(at),
+        b: all.b.split_off(at),
+        clean: None,
+    };
+    Ok(Data { train: all, val })
+}
+
+/// The order of training pairs in `epoch` (a permutation of `0..n`).
+pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.set_stream(STREAM_SHUFFLE);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Stacks images into a `[N, 1, H, W]` tensor.
+pub fn stack(images: &[&Array2<f32>], device: &Device) -> Tensor<4> {
+    let (h, w) = images[0].dim();
+    let mut data = Vec::with_capacity(images.len() * h * w);
+    for img in images {
+        data.extend(img.iter().copied());
+    }
+    Tensor::from_data(TensorData::new(data, [images.len(), 1, h, w]), device)
+}
+
+/// Adds the training noise of `step` to a batch of domain `which` (0 = a, 1 = b).
+pub fn noisy(
+    images: &[&Array2<f32>],
+    noise: &NoiseConfig,
+    seed: u64,
+    step: u64,
+    which: u64,
+) -> Vec<Array2<f32>> {
+    let sigma = if which == 0 {
+        noise.sigma_a
+    } else {
+        noise.sigma_b
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    rng.set_stream(STREAM_NOISE * 2 + which);
+    images
+        .iter()
+        .map(|img| {
+            img.mapv(|x| {
+                let n1: f32 = rng.sample(StandardNormal);
+                match noise.kind {
+                    NoiseKind::Gaussian => x + sigma * n1,
+                    NoiseKind::Rician => {
+                        let n2: f32 = rng.sample(StandardNormal);
+                        ((x + sigma * n1).powi(2) + (sigma * n2).powi(2)).sqrt()
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Converts a `[N, 1, H, W]` tensor back to slices.
+pub fn unstack(t: Tensor<4>) -> Vec<Array2<f32>> {
+    let [n, _, h, w] = t.dims();
+    let data = t.into_data().try_to_vec::<f32>().expect("float tensor");
+    data.chunks_exact(h * w)
+        .take(n)
+        .map(|c| Array2::from_shape_vec((h, w), c.to_vec()).expect("shape"))
+        .collect()
+}

@@ -1,0 +1,587 @@
+//! The training loop: forward -> losses -> backward -> Adam, validation every epoch, and
+//! everything a run leaves behind (DESIGN.md, "Outputs of a training run").
+//!
+//! Reproducibility is by construction: weights are initialised from the seeded device,
+//! batches and training noise are functions of `(seed, epoch)` and `(seed, step)`, and
+//! `metrics.jsonl` holds no wall-clock values, so the same config on the same CPU backend
+//! writes the same file — interrupted and resumed or not.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use crossdenoise_runtime::metrics::Quality;
+use crossdenoise_runtime::picture::Grid;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, CheckpointError, TrainState};
+use crate::config::{Config, LrSchedule};
+use crate::data::{self, Data, DataError, PairSet};
+use crate::device::BackendError;
+use crate::loss::{self, LossValues};
+use crate::model::{DualDomain, DualDomainConfig, ForwardPlan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{run}: a run of this name exists; continue it with --resume, or replace it with --force"
+    )]
+    RunExists { run: PathBuf },
+    #[error(
+        "{run}: the checkpoint was made by a different config (hash {found}, this config {expected}); resume needs the config that started the run"
+    )]
+    ConfigChanged {
+        run: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "loss became {value} at epoch {epoch}, step {step}: training diverged. Lower trainer.lr (e.g. 1e-4, the usual remedy) or set trainer.grad_clip_norm"
+    )]
+    Diverged { epoch: usize, step: u64, value: f32 },
+    #[error("{0}")]
+    Picture(#[from] crossdenoise_runtime::Error),
+    #[error(transparent)]
+    Curves(#[from] crate::curves::CurveError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// How to run a training job (beyond its config).
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Parent folder of run folders; the run goes to `<out>/<config.name>`.
+    pub out: PathBuf,
+    /// Continue the run in `<out>/<name>` from its checkpoint.
+    pub resume: bool,
+    /// Replace an existing run folder.
+    pub force: bool,
+    /// Set from outside (Ctrl-C) to stop after the current step with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Stop (with a checkpoint) once this many steps are done: an interruption on purpose.
+    pub stop_after_steps: Option<u64>,
+}
+
+/// Running sums of the losses of an epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LossSums {
+    pub count: u64,
+    pub total: f64,
+    pub content: f64,
+    pub recon: f64,
+    pub cross: f64,
+    pub edge: f64,
+}
+
+impl LossSums {
+    fn add(&mut self, v: &LossValues) {
+        self.count += 1;
+        self.total += f64::from(v.total);
+        self.content += f64::from(v.content.unwrap_or(0.0));
+        self.recon += f64::from(v.recon.unwrap_or(0.0));
+        self.cross += f64::from(v.cross.unwrap_or(0.0));
+        self.edge += f64::from(v.edge.unwrap_or(0.0));
+    }
+
+    fn mean(&self, template: &LossValues) -> LossValues {
+        let n = self.count.max(1) as f64;
+        let m = |s: f64, present: Option<f32>| present.map(|_| (s / n) as f32);
+        LossValues {
+            total: (self.total / n) as f32,
+            content: m(self.content, template.content),
+            recon: m(self.recon, template.recon),
+            cross: m(self.cross, template.cross),
+            edge: m(self.edge, template.edge),
+        }
+    }
+}
+
+/// PSNR / SSIM of one output path, against the dataset target and (phantoms) the clean image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathScore {
+    pub psnr: f64,
+    pub ssim: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub psnr_clean: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ssim_clean: Option<f64>,
+}
+
+/// Validation of one epoch: every path, and the acquired targets' own quality against clean
+/// (the baseline a denoised path must beat).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    pub recon_a: PathScore,
+    pub recon_b: PathScore,
+    pub cross_a: PathScore,
+    pub cross_b: PathScore,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub baseline_a: Option<PathScore>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub baseline_b: Option<PathScore>,
+}
+
+/// One line of metrics.jsonl.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MetricLine {
+    Step {
+        epoch: usize,
+        step: u64,
+        lr: f64,
+        loss: LossValues,
+    },
+    Epoch {
+        epoch: usize,
+        step: u64,
+        train: LossValues,
+        val: Box<Validation>,
+    },
+}
+
+/// Progress reported to whoever runs the loop (the CLI draws a progress bar from it).
+pub trait Observer {
+    fn start(&mut self, _total_steps: u64, _done_steps: u64) {}
+    fn step(&mut self, _epoch: usize, _step: u64, _loss: &LossValues) {}
+    fn epoch(&mut self, _epoch: usize, _train: &LossValues, _val: &Validation) {}
+}
+
+/// An observer that reports nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What a finished (or interrupted) run reports, also written as summary.json.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub name: String,
+    pub run_dir: PathBuf,
+    pub backend: String,
+    pub device: String,
+    pub config_hash: String,
+    pub epochs_done: usize,
+    pub steps: u64,
+    pub interrupted: bool,
+    pub seconds: f64,
+    pub seconds_per_step: f64,
+    pub peak_rss_mb: Option<f64>,
+    pub final_train: Option<LossValues>,
+    pub final_val: Option<Validation>,
+}
+
+/// Trains `config` and returns the run's summary.
+pub fn train(
+    config: &Config,
+    opts: &TrainOptions,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, TrainError> {
+    let started = Instant::now();
+    let t = &config.trainer;
+    let run = opts.out.join(&config.name);
+    let hash = config.hash();
+    // Find the checkpoint before touching the folder: a mistaken --resume changes nothing.
+    let resume_from = if opts.resume {
+        Some(checkpoint::find(&run)?)
+    } else {
+        None
+    };
+    prepare_run_dir(&run, config, opts)?;
+
+    let base_device = t.backend.device(t.device_index)?;
+    let device = base_device.clone().autodiff();
+    device.seed(config.seed);
+    let data = Data::load(config)?;
+
+    let mut model = crate::model::init::seeded(model_config(config).init(&device), config.seed);
+    let mut adam = AdamConfig::new().with_epsilon(1e-8);
+    if let Some(c) = t.grad_clip_norm {
+        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
+    }
+    let mut optim: ModuleOptimizer = adam.init();
+
+    let batches = data.train.len().div_ceil(t.batch_size);
+    let total_steps = (batches * t.epochs) as u64;
+    let mut state = TrainState {
+        epoch: 0,
+        batch: 0,
+        step: 0,
+        metrics_len: 0,
+        epoch_sums: LossSums::default(),
+        config_hash: hash.clone(),
+    };
+    let metrics_path = run.join("metrics.jsonl");
+    if let Some(ckpt) = resume_from {
+        state = checkpoint::load_state(&ckpt)?;
+        if state.config_hash != hash {
+            return Err(TrainError::ConfigChanged {
+                run,
+                found: state.config_hash,
+                expected: hash,
+            });
+        }
+        model = checkpoint::load_model(&ckpt, model)?;
+        optim = checkpoint::load_optimizer(&ckpt, optim)?;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&metrics_path)
+            .map_err(io(&metrics_path))?;
+        f.set_len(state.metrics_len).map_err(io(&metrics_path))?;
+    }
+    let mut metrics = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .map_err(io(&metrics_path))?;
+
+    let plan = loss::plan(&t.loss_weights, t.cross_domain_strategy, t.mixed_skip_alpha);
+    observer.start(total_steps, state.step);
+    let steps_at_start = state.step;
+    let step_clock = Instant::now();
+    let mut last_train = None;
+    let mut last_val = None;
+    let mut interrupted = false;
+
+    'epochs: while state.epoch < t.epochs {
+        let order = data::epoch_order(config.seed, state.epoch, data.train.len());
+        let mut template = None;
+        while state.batch < batches {
+            let idx = &order
+                [state.batch * t.batch_size..((state.batch + 1) * t.batch_size).min(order.len())];
+            let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &data.train.a[i]).collect();
+            let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &data.train.b[i]).collect();
+            let noisy_a = data::noisy(&a, &t.noise, config.seed, state.step, 0);
+            let noisy_b = data::noisy(&b, &t.noise, config.seed, state.step, 1);
+            let x_a = data::stack(&noisy_a.iter().collect::<Vec<_>>(), &device);
+            let x_b = data::stack(&noisy_b.iter().collect::<Vec<_>>(), &device);
+            let target_a = data::stack(&a, &device);
+            let target_b = data::stack(&b, &device);
+
+            let out = model.forward(x_a, x_b, &plan);
+            let losses = loss::compute(&out, target_a, target_b, &t.loss_weights);
+            let values = losses.values();
+            if !values.total.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: state.epoch,
+                    step: state.step,
+                    value: values.total,
+                });
+            }
+            let lr = learning_rate(config, state.step, total_steps);
+            let grads = GradientsParams::from_grads(losses.total.backward(), &model);
+            model = optim.step(lr, model, grads);
+
+            state.step += 1;
+            state.batch += 1;
+            state.epoch_sums.add(&values);
+            template = Some(values);
+            write_line(
+                &mut metrics,
+                &metrics_path,
+                &MetricLine::Step {
+                    epoch: state.epoch,
+                    step: state.step,
+                    lr,
+                    loss: values,
+                },
+            )?;
+            observer.step(state.epoch, state.step, &values);
+
+            let stop_requested = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+                || opts.stop_after_steps.is_some_and(|n| state.step >= n);
+            if stop_requested && state.batch < batches {
+                state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
+                checkpoint::save(&run, &model, &optim, &state)?;
+                interrupted = true;
+                break 'epochs;
+            }
+        }
+
+        // End of epoch: mean losses, validation, samples, checkpoint.
+        let template = template.unwrap_or_default();
+        let train_mean = state.epoch_sums.mean(&template);
+        let valid = model.valid();
+        let val = validate(&valid, &data.val, &plan, t.batch_size, &base_device)?;
+        if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
+            || state.epoch + 1 == t.epochs
+        {
+            let dir = run.join("samples");
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            sample_grid(&valid, &data.val, &plan, config, &base_device)?
+                .save(&dir.join(format!("epoch_{:03}.png", state.epoch + 1)))?;
+        }
+        write_line(
+            &mut metrics,
+            &metrics_path,
+            &MetricLine::Epoch {
+                epoch: state.epoch,
+                step: state.step,
+                train: train_mean,
+                val: Box::new(val.clone()),
+            },
+        )?;
+        observer.epoch(state.epoch, &train_mean, &val);
+        write_curves(&run, &metrics_path, &config.data.domains)?;
+        last_train = Some(train_mean);
+        last_val = Some(val);
+
+        state.epoch += 1;
+        state.batch = 0;
+        state.epoch_sums = LossSums::default();
+        state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
+        checkpoint::save(&run, &model, &optim, &state)?;
+
+        let stop_requested = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || opts.stop_after_steps.is_some_and(|n| state.step >= n);
+        if stop_requested && state.epoch < t.epochs {
+            interrupted = true;
+            break;
+        }
+    }
+
+    let steps_run = state.step - steps_at_start;
+    let summary = RunSummary {
+        name: config.name.clone(),
+        run_dir: run.clone(),
+        backend: t.backend.name().into(),
+        device: format!("{base_device:?}"),
+        config_hash: hash,
+        epochs_done: state.epoch,
+        steps: state.step,
+        interrupted,
+        seconds: started.elapsed().as_secs_f64(),
+        seconds_per_step: if steps_run > 0 {
+            step_clock.elapsed().as_secs_f64() / steps_run as f64
+        } else {
+            0.0
+        },
+        peak_rss_mb: peak_rss_mb(),
+        final_train: last_train,
+        final_val: last_val,
+    };
+    let path = run.join("summary.json");
+    fs::write(
+        &path,
+        serde_json::to_string_pretty(&summary).expect("summary serialises") + "\n",
+    )
+    .map_err(io(&path))?;
+    Ok(summary)
+}
+
+/// Redraws `curves.png` from the metrics written so far.
+fn write_curves(run: &Path, metrics_path: &Path, domains: &[String; 2]) -> Result<(), TrainError> {
+    let lines = crate::curves::read_metrics(metrics_path).map_err(io(metrics_path))?;
+    let panels = crate::curves::run_panels(&lines, domains);
+    crate::curves::draw(&run.join("curves.png"), &panels, 3)?;
+    Ok(())
+}
+
+/// The network a config describes.
+pub fn model_config(config: &Config) -> DualDomainConfig {
+    DualDomainConfig::new(config.model.base_channels, config.model.depth)
+        .with_shared_encoder(config.model.shared_encoder)
+        .with_identity_mapping(config.trainer.identity_mapping)
+}
+
+fn prepare_run_dir(run: &Path, config: &Config, opts: &TrainOptions) -> Result<(), TrainError> {
+    if run.exists() && !opts.resume {
+        if !opts.force {
+            return Err(TrainError::RunExists { run: run.into() });
+        }
+        fs::remove_dir_all(run).map_err(io(run))?;
+    }
+    fs::create_dir_all(run).map_err(io(run))?;
+    let path = run.join("config.json");
+    if !opts.resume {
+        fs::write(
+            &path,
+            serde_json::to_string_pretty(config).expect("config serialises") + "\n",
+        )
+        .map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+fn write_line(f: &mut File, path: &Path, line: &MetricLine) -> Result<(), TrainError> {
+    let text = serde_json::to_string(line).expect("metric serialises");
+    writeln!(f, "{text}").map_err(io(path))
+}
+
+/// The learning rate of `step`: linear warm-up, then constant or cosine decay to 0.
+pub fn learning_rate(config: &Config, step: u64, total_steps: u64) -> f64 {
+    let t = &config.trainer;
+    let warm = t.warmup_steps as u64;
+    if step < warm {
+        return t.lr * (step + 1) as f64 / warm as f64;
+    }
+    match t.lr_schedule {
+        LrSchedule::Constant => t.lr,
+        LrSchedule::Cosine => {
+            let span = total_steps.saturating_sub(warm).max(1) as f64;
+            let progress = ((step - warm) as f64 / span).min(1.0);
+            t.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+        }
+    }
+}
+
+/// Runs every path on the validation set's acquired images (no added noise: what the model
+/// will see in service) and scores them.
+pub fn validate(
+    model: &DualDomain,
+    val: &PairSet,
+    plan: &ForwardPlan,
+    batch: usize,
+    device: &Device,
+) -> Result<Validation, TrainError> {
+    let full = ForwardPlan {
+        recon: true,
+        cross: true,
+        ..*plan
+    };
+    let mut sums = [[0.0f64; 4]; 6];
+    let mut n = 0usize;
+    let has_clean = val.clean.is_some();
+    for start in (0..val.len()).step_by(batch) {
+        let idx: Vec<usize> = (start..(start + batch).min(val.len())).collect();
+        let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &val.a[i]).collect();
+        let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &val.b[i]).collect();
+        let out = model.forward(data::stack(&a, device), data::stack(&b, device), &full);
+        let paths = [
+            data::unstack(out.recon_a.expect("recon run")),
+            data::unstack(out.recon_b.expect("recon run")),
+            data::unstack(out.cross_a.expect("cross run")),
+            data::unstack(out.cross_b.expect("cross run")),
+        ];
+        for (k, &i) in idx.iter().enumerate() {
+            let targets = [&val.a[i], &val.b[i], &val.a[i], &val.b[i]];
+            for p in 0..4 {
+                let q = Quality::measure(targets[p].view(), paths[p][k].view())?;
+                sums[p][0] += q.psnr;
+                sums[p][1] += q.ssim;
+                if let Some((ca, cb)) = &val.clean {
+                    let clean = if p % 2 == 0 { &ca[i] } else { &cb[i] };
+                    let q = Quality::measure(clean.view(), paths[p][k].view())?;
+                    sums[p][2] += q.psnr;
+                    sums[p][3] += q.ssim;
+                }
+            }
+            if let Some((ca, cb)) = &val.clean {
+                for (slot, clean, target) in [(4, &ca[i], &val.a[i]), (5, &cb[i], &val.b[i])] {
+                    let q = Quality::measure(clean.view(), target.view())?;
+                    sums[slot][2] += q.psnr;
+                    sums[slot][3] += q.ssim;
+                }
+            }
+            n += 1;
+        }
+    }
+    let n = n.max(1) as f64;
+    let score = |s: &[f64; 4]| PathScore {
+        psnr: s[0] / n,
+        ssim: s[1] / n,
+        psnr_clean: has_clean.then(|| s[2] / n),
+        ssim_clean: has_clean.then(|| s[3] / n),
+    };
+    let baseline = |s: &[f64; 4]| PathScore {
+        psnr: f64::INFINITY.min(s[2] / n),
+        ssim: s[3] / n,
+        psnr_clean: Some(s[2] / n),
+        ssim_clean: Some(s[3] / n),
+    };
+    Ok(Validation {
+        recon_a: score(&sums[0]),
+        recon_b: score(&sums[1]),
+        cross_a: score(&sums[2]),
+        cross_b: score(&sums[3]),
+        baseline_a: has_clean.then(|| baseline(&sums[4])),
+        baseline_b: has_clean.then(|| baseline(&sums[5])),
+    })
+}
+
+/// Up to four validation pairs: each direction's noisy input | cross output | target (| clean).
+pub fn sample_grid(
+    model: &DualDomain,
+    val: &PairSet,
+    plan: &ForwardPlan,
+    config: &Config,
+    device: &Device,
+) -> Result<Grid, TrainError> {
+    let rows = val.len().min(4);
+    let idx: Vec<usize> = (0..rows).collect();
+    let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &val.a[i]).collect();
+    let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &val.b[i]).collect();
+    let full = ForwardPlan {
+        cross: true,
+        ..*plan
+    };
+    let out = model.forward(data::stack(&a, device), data::stack(&b, device), &full);
+    let cross_a = data::unstack(out.cross_a.expect("cross run"));
+    let cross_b = data::unstack(out.cross_b.expect("cross run"));
+    let [na, nb] = &config.data.domains;
+    let (na, nb) = (na.to_uppercase(), nb.to_uppercase());
+    let mut titles = vec![
+        format!("{nb} in"),
+        format!("{na}<-{nb}"),
+        format!("{na} target"),
+    ];
+    if val.clean.is_some() {
+        titles.push(format!("{na} clean"));
+    }
+    titles.extend([
+        format!("{na} in"),
+        format!("{nb}<-{na}"),
+        format!("{nb} target"),
+    ]);
+    if val.clean.is_some() {
+        titles.push(format!("{nb} clean"));
+    }
+    let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let zoom = (128 / val.dim().1).max(1);
+    let mut grid = Grid::zoomed(rows, titles.len(), val.dim(), zoom, &titles)?;
+    const WINDOW: f32 = 1.1;
+    for (r, &i) in idx.iter().enumerate() {
+        let mut tiles: Vec<&Array2<f32>> = vec![&val.b[i], &cross_a[r], &val.a[i]];
+        if let Some((ca, _)) = &val.clean {
+            tiles.push(&ca[i]);
+        }
+        tiles.extend([&val.a[i], &cross_b[r], &val.b[i]]);
+        if let Some((_, cb)) = &val.clean {
+            tiles.push(&cb[i]);
+        }
+        for (c, tile) in tiles.into_iter().enumerate() {
+            grid.set(r, c, tile.view(), WINDOW)?;
+        }
+    }
+    Ok(grid)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
