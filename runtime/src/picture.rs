@@ -147,11 +147,12 @@ impl Grid {
         } else {
             0.0
         };
-        self.pixels
-            .slice_mut(s![y..y + self.tile.0, x..x + self.tile.1])
-            .zip_mut_with(&image, |p, &v| {
-                *p = (v * scale).round().clamp(0.0, 255.0) as u8
-            });
+        let mut tile = self
+            .pixels
+            .slice_mut(s![y..y + self.tile.0, x..x + self.tile.1]);
+        for ((i, j), p) in tile.indexed_iter_mut() {
+            *p = (image[[i / z, j / z]] * scale).round().clamp(0.0, 255.0) as u8;
+        }
         Ok(())
     }
 
@@ -188,5 +189,18 @@ mod tests {
             g.set(0, 0, Array2::<f32>::ones((3, 3)).view(), 1.0)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn zoom_repeats_pixels() {
+        let mut g = Grid::zoomed(1, 1, (2, 2), 3, &[]).unwrap();
+        let img = Array2::from_shape_vec((2, 2), vec![0.0, 1.0, 0.5, 0.0]).unwrap();
+        g.set(0, 0, img.view(), 1.0).unwrap();
+        let t = g.pixels().slice(s![GAP..GAP + 6, GAP..GAP + 6]).to_owned();
+        assert_eq!(t[[0, 3]], 255);
+        assert_eq!(t[[2, 5]], 255);
+        assert_eq!(t[[3, 0]], 128);
+        assert_eq!(t[[5, 2]], 128);
+        assert_eq!(t[[5, 5]], 0);
     }
 }

@@ -154,3 +154,60 @@ fn resume_refuses_a_changed_config_or_a_missing_checkpoint() {
     let err = training::train(&changed, &resume, &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("different config"), "{err}");
 }
+
+#[test]
+fn trains_on_paired_folders_and_names_bad_folders() {
+    use crossdenoise_runtime::io::Format;
+    use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+    use crossdenoise_runtime::phantom_set;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("knees");
+    let g = PhantomGenerator::new(
+        PhantomConfig {
+            size: 32,
+            ..Default::default()
+        },
+        1,
+    )
+    .unwrap();
+    phantom_set::prepare_output(&data, false).unwrap();
+    phantom_set::write_set(&data, &g, 1, 5, Format::Png, |_| {}).unwrap();
+
+    let mut c = tiny("folder");
+    c.data.source = crossdenoise_train::config::DataSource::Folder;
+    c.data.path = Some(data.clone());
+    c.data.val_pairs = 2;
+    c.trainer.epochs = 1;
+    let s = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    assert_eq!(s.steps, 1, "3 training pairs in batches of 4");
+    let v = s.final_val.unwrap();
+    assert!(v.cross_a.psnr.is_finite() && v.cross_a.psnr_clean.is_none() && v.baseline_a.is_none());
+
+    c.data.val_pairs = 5;
+    let err = training::train(
+        &c,
+        &TrainOptions {
+            force: true,
+            ..opts(dir.path())
+        },
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("knees") && err.to_string().contains("val_pairs"),
+        "{err}"
+    );
+
+    c.data.path = Some(dir.path().join("missing"));
+    let err = training::train(
+        &c,
+        &TrainOptions {
+            force: true,
+            ..opts(dir.path())
+        },
+        &mut Quiet,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+}
