@@ -1,5 +1,6 @@
 //! End-to-end tests of the `crossdenoise` binary across the crates, run as a user would:
 //! the real executable in a fresh temporary folder.
 
+mod configs;
 mod phantoms;
 mod util;

@@ -209,12 +209,14 @@ pub fn train(
     } else {
         None
     };
-    prepare_run_dir(&run, config, opts)?;
 
     let base_device = t.backend.device(t.device_index)?;
     let device = base_device.clone().autodiff();
     device.seed(config.seed);
     let data = Data::load(config)?;
+    // The backend and the data are checked before the folder is touched: a missing feature
+    // or data folder leaves no run behind.
+    prepare_run_dir(&run, config, opts)?;
 
     let mut model = crate::model::init::seeded(model_config(config).init(&device), config.seed);
     let mut adam = AdamConfig::new().with_epsilon(1e-8);
