@@ -45,6 +45,24 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
+/// An axis label with at most three significant decimals and no trailing zeros (plotters
+/// prints log-axis ticks as `0.7000000000000001`).
+fn tick(v: f64) -> String {
+    let digits = if v.abs() >= 10.0 {
+        0
+    } else if v.abs() >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// Draws `panels` in a grid of `columns` and writes a PNG.
 pub fn draw(path: &Path, panels: &[Panel], columns: usize) -> Result<(), CurveError> {
     let err = |e: &dyn std::fmt::Display| CurveError {
@@ -107,6 +125,8 @@ fn draw_panel(
                 .configure_mesh()
                 .x_desc(panel.x_label.as_str())
                 .y_desc(panel.y_label.as_str())
+                .x_label_formatter(&|v| tick(*v))
+                .y_label_formatter(&|v| tick(*v))
                 .label_style(("sans-serif", 12))
                 .draw()?;
             for (i, c) in panel.curves.iter().enumerate() {
@@ -264,6 +284,15 @@ pub fn read_metrics(path: &Path) -> std::io::Result<Vec<crate::training::MetricL
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(tick(0.7000000000000001), "0.7");
+        assert_eq!(tick(0.012345), "0.012");
+        assert_eq!(tick(2.0), "2");
+        assert_eq!(tick(350.0), "350");
+        assert_eq!(tick(1.5), "1.5");
+    }
 
     #[test]
     fn draws_a_readable_png() {
