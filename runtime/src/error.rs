@@ -39,7 +39,7 @@ pub enum Error {
     #[error("{path}: unsupported PNG {reason} (expected 8- or 16-bit grayscale)")]
     PngFormat { path: PathBuf, reason: String },
 
-    #[error("{path}: unsupported image file extension (expected .npy or .png)")]
+    #[error("{path}: unsupported image file (expected .npy, .png or DICOM)")]
     Extension { path: PathBuf },
 
     #[error("{path}: {reason}")]
@@ -59,6 +59,31 @@ pub enum Error {
 
     #[error("{what}: {reason}")]
     Invalid { what: &'static str, reason: String },
+
+    #[error(
+        "ONNX Runtime library not found (looked at: {}). Install it with {hint}",
+        searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        hint = crate::onnx_runtime::INSTALL_HINT
+    )]
+    OrtMissing { searched: Vec<PathBuf> },
+
+    #[error("{path}: cannot load ONNX Runtime: {reason}")]
+    OrtLoad { path: PathBuf, reason: String },
+
+    #[error("{path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+
+    #[error("execution provider {provider} cannot be used (strict: no fallback): {reason}")]
+    Provider {
+        provider: crate::execution_provider::ProviderKind,
+        reason: String,
+    },
+
+    #[error("{path}: inference failed: {reason}")]
+    Inference { path: PathBuf, reason: String },
+
+    #[error("{path}: {reason}")]
+    Dicom { path: PathBuf, reason: String },
 }
 
 /// Lists up to 10 names so an error about a big folder stays readable.

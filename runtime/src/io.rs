@@ -18,6 +18,7 @@ use crate::{Error, Result};
 pub enum Format {
     Npy,
     Png,
+    Dicom,
 }
 
 impl Format {
@@ -30,6 +31,7 @@ impl Format {
         {
             Some("npy") => Ok(Format::Npy),
             Some("png") => Ok(Format::Png),
+            _ if crate::dicom::is_dicom(path) => Ok(Format::Dicom),
             _ => Err(Error::Extension { path: path.into() }),
         }
     }
@@ -38,15 +40,18 @@ impl Format {
         match self {
             Format::Npy => "npy",
             Format::Png => "png",
+            Format::Dicom => "dcm",
         }
     }
 }
 
-/// Reads one slice from a `.npy` or `.png` file as f32.
+/// Reads one slice from a `.npy`, `.png` or DICOM file as f32 (DICOM in real-world units,
+/// after the rescale).
 pub fn read_slice(path: &Path) -> Result<Array2<f32>> {
     match Format::of(path)? {
         Format::Npy => read_npy(path),
         Format::Png => read_png(path).map(|g| g.to_f32()),
+        Format::Dicom => crate::dicom::DicomSlice::read(path).map(|d| d.image),
     }
 }
 
@@ -211,6 +216,15 @@ pub fn write_slice(path: &Path, image: ArrayView2<f32>) -> Result<()> {
             path,
             &GrayImage::U16(image.mapv(|v| v.round().clamp(0.0, 65535.0) as u16)),
         ),
+        // A DICOM image is only ever written as a derived copy of the file it came from,
+        // which carries the patient, study and pixel format (`dicom::DicomSlice::derive`).
+        Format::Dicom => Err(Error::Invalid {
+            what: "output format",
+            reason: format!(
+                "{}: a bare array cannot be written as DICOM; write .npy or .png",
+                path.display()
+            ),
+        }),
     }
 }
 

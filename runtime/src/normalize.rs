@@ -54,14 +54,25 @@ impl Normalization {
     /// Finds the slice's scale. An all-zero slice (e.g. a blank localiser) gets scale 1 so
     /// that it passes through instead of dividing by zero.
     pub fn fit(&self, image: ArrayView2<f32>) -> Result<NormScale> {
-        let mut values: Vec<f32> = image.iter().copied().collect();
+        self.fit_values(&mut image.iter().copied().collect::<Vec<f32>>())
+    }
+
+    /// [`Normalization::fit`] on a slice's values in any order; reorders them. Lets a
+    /// caller that normalises many slices reuse one buffer.
+    pub fn fit_values(&self, values: &mut [f32]) -> Result<NormScale> {
+        if values.is_empty() {
+            return Err(Error::Invalid {
+                what: "image",
+                reason: "is empty; cannot normalise".into(),
+            });
+        }
         if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
             return Err(Error::Invalid {
                 what: "image",
                 reason: format!("contains a non-finite value ({bad}); cannot normalise"),
             });
         }
-        let p = percentile(&mut values, self.percentile);
+        let p = percentile(values, self.percentile);
         let scale = if p > 0.0 {
             p
         } else {

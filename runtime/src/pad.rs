@@ -6,7 +6,7 @@
 //! would try to "denoise". The padding is split evenly between both sides so the image
 //! stays centred, and remembered so the output is cropped back exactly.
 
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4, s};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2, s};
 
 use crate::{Error, Result};
 
@@ -66,6 +66,28 @@ impl Padding {
             .map(|j| reflect(j as isize - self.left as isize, w))
             .collect();
         Array2::from_shape_fn((ph, pw), |(i, j)| image[[rows[i], cols[j]]])
+    }
+
+    /// Reflect-pads `image` into `out` (the padded size), passing every value through `map`
+    /// on the way: the runtime normalises and pads in this one pass, straight into the
+    /// model's input buffer, without an intermediate image.
+    pub fn pad_map_into(
+        &self,
+        image: ArrayView2<f32>,
+        mut out: ArrayViewMut2<f32>,
+        map: impl Fn(f32) -> f32,
+    ) {
+        let (h, w) = image.dim();
+        debug_assert_eq!(out.dim(), self.padded_dim(h, w));
+        let cols: Vec<usize> = (0..out.ncols())
+            .map(|j| reflect(j as isize - self.left as isize, w))
+            .collect();
+        for (i, mut row) in out.rows_mut().into_iter().enumerate() {
+            let src = image.row(reflect(i as isize - self.top as isize, h));
+            for (o, &c) in row.iter_mut().zip(&cols) {
+                *o = map(src[c]);
+            }
+        }
     }
 
     /// Reflect-pads every image of an `[N, C, H, W]` batch.
@@ -130,6 +152,15 @@ mod tests {
         let p = Padding::to_multiple(13, 16, 16).unwrap();
         assert_eq!((p.top, p.bottom, p.left, p.right), (1, 2, 0, 0));
         assert!(Padding::to_multiple(4, 4, 0).is_err());
+    }
+
+    #[test]
+    fn pad_map_into_equals_pad_then_map() {
+        let img = Array2::from_shape_fn((5, 7), |(i, j)| (i * 7 + j) as f32);
+        let p = Padding::to_multiple(5, 7, 4).unwrap();
+        let mut out = Array2::zeros(p.padded_dim(5, 7));
+        p.pad_map_into(img.view(), out.view_mut(), |v| v * 2.0 + 1.0);
+        assert_eq!(out, p.pad(img.view()).mapv(|v| v * 2.0 + 1.0));
     }
 
     #[test]

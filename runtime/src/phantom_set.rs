@@ -130,6 +130,7 @@ fn write_image(path: &Path, image: ArrayView2<f32>, format: Format) -> Result<()
             path,
             &GrayImage::U16(image.mapv(|v| (v * PNG_SCALE).round().clamp(0.0, 65535.0) as u16)),
         ),
+        Format::Dicom => io::write_slice(path, image),
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod denoise;
 mod phantoms;
 mod progress;
 mod train;
@@ -27,6 +28,8 @@ pub enum Command {
     Phantoms(phantoms::Args),
     /// Train the dual-domain model from a config file.
     Train(train::Args),
+    /// Denoise image files (.npy, PNG, DICOM series) with an exported ONNX model.
+    Denoise(denoise::Args),
     /// Benchmarks that take too long for criterion (a training step).
     Bench(bench::Args),
 }
@@ -35,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Phantoms(args) => phantoms::run(args),
         Command::Train(args) => train::run(args),
+        Command::Denoise(args) => denoise::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,297 @@
+//! Denoising image files on disk: which files, where their results go, and writing each
+//! result in its input's format.
+//!
+//! Inputs are never written to: the output folder may not be an input folder, each result
+//! is written to a temporary name and renamed into place, and two inputs that would land
+//! on the same output name are refused before anything is denoised.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayView2, Zip};
+
+use crate::dicom::{self, DicomSlice};
+use crate::io::{self, Format, GrayImage};
+use crate::picture::Grid;
+use crate::{Denoiser, Error, Result};
+
+/// One file to denoise and where its result goes, relative to the output folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    pub output: PathBuf,
+    pub format: Format,
+}
+
+/// Expands files and folders (a folder: its image files, not recursive, in name order) into
+/// the files to denoise. A file's result keeps its name; a folder's results go into a
+/// subfolder of the same name, so a DICOM series stays a series.
+pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
+    if inputs.is_empty() {
+        return Err(Error::Invalid {
+            what: "inputs",
+            reason: "no input files or folders given".into(),
+        });
+    }
+    let mut files = Vec::new();
+    for input in inputs {
+        let meta = fs::metadata(input).map_err(|e| Error::io(input, e))?;
+        if meta.is_dir() {
+            let mut entries: Vec<PathBuf> = fs::read_dir(input)
+                .map_err(|e| Error::io(input, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && !is_hidden(p) && !is_dicomdir(p))
+                .filter(|p| Format::of(p).is_ok())
+                .collect();
+            entries.sort();
+            if entries.is_empty() {
+                return Err(Error::Folder {
+                    path: input.clone(),
+                    reason: "holds no .npy, .png or DICOM files".into(),
+                });
+            }
+            let folder = input
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("input"));
+            for path in entries {
+                let format = Format::of(&path)?;
+                let name = path.file_name().expect("a listed file has a name");
+                files.push(InputFile {
+                    output: folder.join(name),
+                    path,
+                    format,
+                });
+            }
+        } else {
+            let format = Format::of(input)?;
+            let name = input.file_name().ok_or_else(|| Error::Invalid {
+                what: "input",
+                reason: format!("{}: not a file name", input.display()),
+            })?;
+            files.push(InputFile {
+                output: PathBuf::from(name),
+                path: input.clone(),
+                format,
+            });
+        }
+    }
+    let mut seen = HashMap::new();
+    for f in &files {
+        if let Some(other) = seen.insert(f.output.clone(), f.path.clone()) {
+            return Err(Error::Invalid {
+                what: "inputs",
+                reason: format!(
+                    "{} and {} would both be written to {}; denoise them separately",
+                    other.display(),
+                    f.path.display(),
+                    f.output.display()
+                ),
+            });
+        }
+    }
+    Ok(files)
+}
+
+/// Refuses an output folder that is a folder holding an input, or any output name that is
+/// an input's: results would overwrite inputs, and a second run would denoise them again.
+pub fn check_output_dir(out: &Path, inputs: &[InputFile]) -> Result<()> {
+    let out_abs = absolute(out);
+    let mut dirs = HashSet::new();
+    for f in inputs {
+        if let Some(parent) = absolute(&f.path).parent() {
+            dirs.insert(parent.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        if out_abs == dir {
+            return Err(Error::Invalid {
+                what: "--out",
+                reason: format!(
+                    "{} is an input folder; choose another folder (inputs are never written over)",
+                    out.display()
+                ),
+            });
+        }
+    }
+    let input_paths: HashSet<PathBuf> = inputs.iter().map(|f| absolute(&f.path)).collect();
+    for f in inputs {
+        if input_paths.contains(&absolute(&out_abs.join(&f.output))) {
+            return Err(Error::Invalid {
+                what: "--out",
+                reason: format!(
+                    "{} would overwrite an input with the result of {}",
+                    out.display(),
+                    f.path.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What denoising one file produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub output: PathBuf,
+    pub preview: Option<PathBuf>,
+    /// Height and width of the slice.
+    pub dim: (usize, usize),
+}
+
+/// Per-run state: the new series UID of every input DICOM series, so the slices of one input
+/// series form one derived series.
+#[derive(Debug, Default)]
+pub struct FileJob {
+    series: HashMap<String, String>,
+}
+
+impl FileJob {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Denoises one file into `out_dir`, in the input's format, with an optional
+    /// input | denoised | difference picture under `preview_dir`.
+    pub fn denoise_file(
+        &mut self,
+        denoiser: &mut Denoiser,
+        input: &InputFile,
+        out_dir: &Path,
+        preview_dir: Option<&Path>,
+    ) -> Result<Outcome> {
+        let output = out_dir.join(&input.output);
+        if let Some(parent) = output.parent() {
+            fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let file_err = |e: Error| match e {
+            Error::Invalid { what, reason } if what == "slice" => Error::Invalid {
+                what: "input",
+                reason: format!("{}: {}", input.path.display(), strip_slice_prefix(&reason)),
+            },
+            Error::Inference { path, reason } => Error::Inference {
+                path,
+                reason: format!("{} ({})", reason, input.path.display()),
+            },
+            e => e,
+        };
+        let (image, denoised) = match input.format {
+            Format::Npy => {
+                let image = io::read_npy(&input.path)?;
+                let denoised = denoiser.denoise(image.view()).map_err(file_err)?;
+                write_atomic(&output, |tmp| io::write_npy(tmp, denoised.view()))?;
+                (image, denoised)
+            }
+            Format::Png => {
+                let gray = io::read_png(&input.path)?;
+                let image = gray.to_f32();
+                let denoised = denoiser.denoise(image.view()).map_err(file_err)?;
+                let out = match gray {
+                    GrayImage::U8(_) => {
+                        GrayImage::U8(denoised.mapv(|v| v.round().clamp(0.0, 255.0) as u8))
+                    }
+                    GrayImage::U16(_) => {
+                        GrayImage::U16(denoised.mapv(|v| v.round().clamp(0.0, 65535.0) as u16))
+                    }
+                };
+                write_atomic(&output, |tmp| io::write_png(tmp, &out))?;
+                (image, denoised)
+            }
+            Format::Dicom => {
+                let slice = DicomSlice::read(&input.path)?;
+                let denoised = denoiser.denoise(slice.image.view()).map_err(file_err)?;
+                let source_series = slice
+                    .series_instance_uid()
+                    .unwrap_or_else(|| input.path.display().to_string());
+                let series = self
+                    .series
+                    .entry(source_series)
+                    .or_insert_with(dicom::new_uid)
+                    .clone();
+                let derivation = format!(
+                    "crossdenoise {}: {} denoised by the cross-contrast model",
+                    env!("CARGO_PKG_VERSION"),
+                    denoiser.metadata().path_label()
+                );
+                let object = slice.derive(denoised.view(), &series, &derivation)?;
+                write_atomic(&output, |tmp| DicomSlice::write(&object, tmp))?;
+                (slice.image, denoised)
+            }
+        };
+        let preview = match preview_dir {
+            Some(dir) => {
+                let path = dir.join(&input.output).with_extension("png");
+                if let Some(parent) = path.parent() {
+                    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+                }
+                preview_picture(image.view(), denoised.view())?.save(&path)?;
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Outcome {
+            output,
+            preview,
+            dim: image.dim(),
+        })
+    }
+}
+
+/// Input | denoised | difference, side by side; the difference is shown at 4x gain around
+/// mid-grey so that structure removed along with the noise stands out.
+pub fn preview_picture(input: ArrayView2<f32>, denoised: ArrayView2<f32>) -> Result<Grid> {
+    let mut values: Vec<f32> = input.iter().copied().filter(|v| v.is_finite()).collect();
+    let max = if values.is_empty() {
+        1.0
+    } else {
+        crate::normalize::percentile(&mut values, 99.5).max(f32::MIN_POSITIVE)
+    };
+    let mut diff = Array2::zeros(input.dim());
+    Zip::from(&mut diff)
+        .and(input)
+        .and(denoised)
+        .for_each(|d, &a, &b| *d = 0.5 * max + 4.0 * (a - b));
+    let (h, w) = input.dim();
+    let zoom = if h.max(w) < 160 { 2 } else { 1 };
+    let mut grid = Grid::zoomed(1, 3, (h, w), zoom, &["input", "denoised", "diff x4"])?;
+    grid.set(0, 0, input, max)?;
+    grid.set(0, 1, denoised, max)?;
+    grid.set(0, 2, diff.view(), max)?;
+    Ok(grid)
+}
+
+/// Writes through `write` to a temporary name beside `path`, then renames it into place, so
+/// a crash or a full disk never leaves a half-written result under the final name.
+fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path.file_name().expect("an output has a file name");
+    let tmp = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    if let Err(e) = write(&tmp) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+fn is_dicomdir(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.eq_ignore_ascii_case("DICOMDIR"))
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    })
+}
+
+fn strip_slice_prefix(reason: &str) -> &str {
+    reason.strip_prefix("slice 0: ").unwrap_or(reason)
+}

@@ -1,0 +1,300 @@
+//! DICOM MR slices in and derived, denoised slices out (dicom-rs).
+//!
+//! A denoised image is a new image: it gets its own SOP Instance UID, joins a new series
+//! (one per input series), says DERIVED in its Image Type and " denoised" in its Series
+//! Description, so a PACS never confuses it with the acquisition. Everything else — patient,
+//! study, geometry, timing, rescale, bit depth — is carried over unchanged, because the
+//! denoised series must overlay the original in a viewer and route to the same patient.
+//!
+//! Only uncompressed transfer syntaxes are read; a compressed file is refused with the name
+//! of its transfer syntax, rather than linking codec libraries into the console-side box.
+
+use std::path::Path;
+
+use dicom_core::value::PrimitiveValue;
+use dicom_core::{DataElement, VR};
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::{DefaultDicomObject, InMemDicomObject};
+use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use ndarray::{Array2, ArrayView2};
+
+use crate::{Error, Result};
+
+const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
+const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+
+/// One single-frame grayscale DICOM image and what is needed to write a derived copy.
+pub struct DicomSlice {
+    object: DefaultDicomObject,
+    /// Pixel values in real-world units (stored value * slope + intercept).
+    pub image: Array2<f32>,
+    pub rescale_slope: f64,
+    pub rescale_intercept: f64,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub signed: bool,
+}
+
+impl std::fmt::Debug for DicomSlice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DicomSlice")
+            .field("dim", &self.image.dim())
+            .field("bits_stored", &self.bits_stored)
+            .field("signed", &self.signed)
+            .finish()
+    }
+}
+
+/// True for a `.dcm` / `.dicom` / `.ima` name, or a file with the DICOM preamble and `DICM`
+/// magic (scanner exports often have no extension).
+pub fn is_dicom(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if matches!(ext.as_deref(), Some("dcm" | "dicom" | "ima")) {
+        return true;
+    }
+    if ext.is_some() {
+        return false;
+    }
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head[128..] == b"DICM"
+}
+
+/// A new globally unique UID under the UUID-derived root `2.25` (ISO/IEC 9834-8), which
+/// needs no registered organisation root.
+pub fn new_uid() -> String {
+    format!("2.25.{}", rand::random::<u128>())
+}
+
+impl DicomSlice {
+    pub fn read(path: &Path) -> Result<Self> {
+        let err = |reason: String| Error::Dicom {
+            path: path.into(),
+            reason,
+        };
+        let object =
+            dicom_object::open_file(path).map_err(|e| err(format!("not a readable DICOM file: {e}")))?;
+        let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_string();
+        if ![IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE].contains(&ts.as_str()) {
+            let name = TransferSyntaxRegistry
+                .get(&ts)
+                .map(|t| t.name().to_string())
+                .unwrap_or_else(|| "an unknown transfer syntax".into());
+            return Err(err(format!(
+                "transfer syntax {name} ({ts}) is compressed and cannot be decoded here; \
+                 decompress the series first (e.g. `gdcmconv --raw` or `dcmdjpeg`)"
+            )));
+        }
+        let int = |tag, name: &str| -> Result<u16> {
+            object
+                .element(tag)
+                .map_err(|_| err(format!("{name} is missing")))?
+                .to_int::<u16>()
+                .map_err(|e| err(format!("{name}: {e}")))
+        };
+        let float_or = |tag, default: f64| -> Result<f64> {
+            match object.element_opt(tag) {
+                Ok(Some(e)) => e
+                    .to_float64()
+                    .map_err(|x| err(format!("{}: {x}", tag_name(tag)))),
+                _ => Ok(default),
+            }
+        };
+        let samples = int(tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?;
+        if samples != 1 {
+            return Err(err(format!(
+                "SamplesPerPixel is {samples}; only grayscale magnitude images are denoised"
+            )));
+        }
+        let frames = match object.element_opt(tags::NUMBER_OF_FRAMES) {
+            Ok(Some(e)) => e.to_int::<u32>().unwrap_or(1),
+            _ => 1,
+        };
+        if frames != 1 {
+            return Err(err(format!(
+                "has {frames} frames; only single-frame images are supported"
+            )));
+        }
+        let rows = int(tags::ROWS, "Rows")? as usize;
+        let cols = int(tags::COLUMNS, "Columns")? as usize;
+        let bits_allocated = int(tags::BITS_ALLOCATED, "BitsAllocated")?;
+        let bits_stored = int(tags::BITS_STORED, "BitsStored")?;
+        let signed = int(tags::PIXEL_REPRESENTATION, "PixelRepresentation")? == 1;
+        if !(bits_allocated == 8 || bits_allocated == 16) || bits_stored == 0 || bits_stored > bits_allocated {
+            return Err(err(format!(
+                "BitsAllocated {bits_allocated} / BitsStored {bits_stored} not supported \
+                 (expected 8- or 16-bit integer pixels)"
+            )));
+        }
+        let rescale_slope = float_or(tags::RESCALE_SLOPE, 1.0)?;
+        let rescale_intercept = float_or(tags::RESCALE_INTERCEPT, 0.0)?;
+        if rescale_slope == 0.0 || !rescale_slope.is_finite() {
+            return Err(err(format!("RescaleSlope {rescale_slope} is not usable")));
+        }
+        let decoded = object
+            .decode_pixel_data()
+            .map_err(|e| err(format!("pixel data: {e}")))?;
+        let values: Vec<f32> = decoded
+            .to_vec::<f32>()
+            .map_err(|e| err(format!("pixel data: {e}")))?;
+        let image = Array2::from_shape_vec((rows, cols), values).map_err(|_| {
+            err(format!("pixel data does not hold {rows} x {cols} values"))
+        })?;
+        Ok(DicomSlice {
+            object,
+            image,
+            rescale_slope,
+            rescale_intercept,
+            bits_allocated,
+            bits_stored,
+            signed,
+        })
+    }
+
+    pub fn series_instance_uid(&self) -> Option<String> {
+        self.string(tags::SERIES_INSTANCE_UID)
+    }
+
+    pub fn sop_instance_uid(&self) -> Option<String> {
+        self.string(tags::SOP_INSTANCE_UID)
+    }
+
+    fn string(&self, tag: dicom_core::Tag) -> Option<String> {
+        self.object
+            .element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_str().ok())
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+    }
+
+    /// The stored integer range of this image's pixel format.
+    fn stored_range(&self) -> (f64, f64) {
+        let bits = i32::from(self.bits_stored);
+        if self.signed {
+            (-(2f64.powi(bits - 1)), 2f64.powi(bits - 1) - 1.0)
+        } else {
+            (0.0, 2f64.powi(bits) - 1.0)
+        }
+    }
+
+    /// Builds the derived object for a denoised version of this image: same attributes and
+    /// pixel format, new identity (`series_uid` shared by the whole derived series).
+    pub fn derive(
+        &self,
+        denoised: ArrayView2<f32>,
+        series_uid: &str,
+        derivation: &str,
+    ) -> Result<DefaultDicomObject> {
+        if denoised.dim() != self.image.dim() {
+            return Err(Error::Shape {
+                what: "denoised DICOM image",
+                expected: format!("{:?}", self.image.dim()),
+                got: format!("{:?}", denoised.dim()),
+            });
+        }
+        let mut out = self.object.clone();
+        let sop_uid = new_uid();
+        let (lo, hi) = self.stored_range();
+        let stored = denoised.iter().map(|&v| {
+            ((f64::from(v) - self.rescale_intercept) / self.rescale_slope)
+                .round()
+                .clamp(lo, hi)
+        });
+        let pixels = if self.bits_allocated == 8 {
+            let bytes: Vec<u8> = stored.map(|s| if self.signed { s as i8 as u8 } else { s as u8 }).collect();
+            DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(bytes.into()))
+        } else {
+            let words: Vec<u16> = stored
+                .map(|s| if self.signed { s as i16 as u16 } else { s as u16 })
+                .collect();
+            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(words.into()))
+        };
+        out.put(pixels);
+
+        put_str(&mut out, tags::SOP_INSTANCE_UID, VR::UI, &sop_uid);
+        put_str(&mut out, tags::SERIES_INSTANCE_UID, VR::UI, series_uid);
+        let description = self
+            .string(tags::SERIES_DESCRIPTION)
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| "denoised".to_string(), |d| format!("{d} denoised"));
+        put_str(&mut out, tags::SERIES_DESCRIPTION, VR::LO, &description);
+        let mut image_type: Vec<String> = self
+            .object
+            .element_opt(tags::IMAGE_TYPE)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_multi_str().ok().map(|v| v.to_vec()))
+            .unwrap_or_default();
+        if image_type.is_empty() {
+            image_type = vec!["DERIVED".into(), "SECONDARY".into()];
+        } else {
+            image_type[0] = "DERIVED".into();
+        }
+        out.put(DataElement::new(
+            tags::IMAGE_TYPE,
+            VR::CS,
+            PrimitiveValue::Strs(image_type.into()),
+        ));
+        put_str(&mut out, tags::DERIVATION_DESCRIPTION, VR::ST, derivation);
+        // Type-3 pixel statistics of the acquisition no longer hold for the new pixels.
+        out.remove_element(tags::SMALLEST_IMAGE_PIXEL_VALUE);
+        out.remove_element(tags::LARGEST_IMAGE_PIXEL_VALUE);
+
+        let ts = out.meta().transfer_syntax().trim_end_matches('\0').to_string();
+        out.update_meta(|m| {
+            m.media_storage_sop_instance_uid = sop_uid.clone();
+            if ts == EXPLICIT_VR_BE {
+                // Retired; a derived file is written in the default little-endian syntax.
+                m.transfer_syntax = EXPLICIT_VR_LE.to_string();
+            }
+        });
+        Ok(out)
+    }
+
+    /// Writes a derived object (from [`DicomSlice::derive`]) to `path`.
+    pub fn write(object: &DefaultDicomObject, path: &Path) -> Result<()> {
+        object.write_to_file(path).map_err(|e| Error::Dicom {
+            path: path.into(),
+            reason: format!("cannot write: {e}"),
+        })
+    }
+}
+
+fn put_str(obj: &mut InMemDicomObject, tag: dicom_core::Tag, vr: VR, value: &str) {
+    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value.to_string())));
+}
+
+fn tag_name(tag: dicom_core::Tag) -> String {
+    if tag == tags::RESCALE_SLOPE {
+        "RescaleSlope".into()
+    } else if tag == tags::RESCALE_INTERCEPT {
+        "RescaleIntercept".into()
+    } else {
+        format!("{tag}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uids_are_valid_and_distinct() {
+        let a = new_uid();
+        let b = new_uid();
+        assert_ne!(a, b);
+        assert!(a.len() <= 64, "{a}");
+        assert!(a.starts_with("2.25."));
+        assert!(a[5..].chars().all(|c| c.is_ascii_digit()));
+        assert!(!a[5..].starts_with('0') || a.len() == 6);
+    }
+}

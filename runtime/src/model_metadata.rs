@@ -1,0 +1,194 @@
+//! What an exported model says about itself in its ONNX `metadata_props`.
+//!
+//! The graph alone does not say how its input must be prepared: a model trained on
+//! 99.5th-percentile-normalised slices gives nonsense on raw scanner units, and one with
+//! four pooling levels needs sizes that are multiples of 16. Export writes these keys and the
+//! runtime reads them, both through this module, so the two cannot drift apart.
+
+use std::collections::HashMap;
+
+use crate::{Error, Normalization, Result};
+
+/// Prefix of every key, so the project's keys stand apart from other tools' in the file.
+pub const PREFIX: &str = "crossdenoise.";
+
+pub mod keys {
+    pub const FROM: &str = "crossdenoise.from";
+    pub const TO: &str = "crossdenoise.to";
+    pub const FROM_NAME: &str = "crossdenoise.from_name";
+    pub const TO_NAME: &str = "crossdenoise.to_name";
+    pub const DEPTH: &str = "crossdenoise.depth";
+    pub const BASE_CHANNELS: &str = "crossdenoise.base_channels";
+    pub const PERCENTILE: &str = "crossdenoise.normalization.percentile";
+    pub const CLAMP_MAX: &str = "crossdenoise.normalization.clamp_max";
+    pub const SIZE_MULTIPLE: &str = "crossdenoise.size_multiple";
+    pub const CONFIG_HASH: &str = "crossdenoise.config_hash";
+    pub const VERSION: &str = "crossdenoise.version";
+}
+
+/// The model's preprocessing contract and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelMetadata {
+    /// Domain key (`a` / `b`) of the input contrast, and its name (e.g. `pdfs`).
+    pub from: String,
+    pub from_name: String,
+    /// Domain key and name of the output contrast.
+    pub to: String,
+    pub to_name: String,
+    pub normalization: Normalization,
+    /// H and W must be multiples of this (2^depth); other sizes are padded.
+    pub size_multiple: usize,
+    pub depth: Option<u32>,
+    pub base_channels: Option<usize>,
+    pub config_hash: Option<String>,
+    pub version: Option<String>,
+}
+
+/// What a caller states for a model that carries no metadata.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AssumedMetadata {
+    pub normalization: Normalization,
+    pub size_multiple: usize,
+}
+
+impl ModelMetadata {
+    /// The properties export writes, in a stable order.
+    pub fn to_props(&self) -> Vec<(String, String)> {
+        let mut props = vec![
+            (keys::FROM, self.from.clone()),
+            (keys::TO, self.to.clone()),
+            (keys::FROM_NAME, self.from_name.clone()),
+            (keys::TO_NAME, self.to_name.clone()),
+            (keys::PERCENTILE, self.normalization.percentile.to_string()),
+            (keys::CLAMP_MAX, self.normalization.clamp_max.to_string()),
+            (keys::SIZE_MULTIPLE, self.size_multiple.to_string()),
+        ];
+        if let Some(d) = self.depth {
+            props.push((keys::DEPTH, d.to_string()));
+        }
+        if let Some(c) = self.base_channels {
+            props.push((keys::BASE_CHANNELS, c.to_string()));
+        }
+        if let Some(h) = &self.config_hash {
+            props.push((keys::CONFIG_HASH, h.clone()));
+        }
+        if let Some(v) = &self.version {
+            props.push((keys::VERSION, v.clone()));
+        }
+        props.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// Reads the metadata from a model's properties. `Ok(None)` when the model has none of
+    /// the project's keys (a foreign model); an error when some are there but one is missing
+    /// or malformed (a damaged or hand-edited export).
+    pub fn from_props(props: &HashMap<String, String>) -> Result<Option<Self>> {
+        if !props.keys().any(|k| k.starts_with(PREFIX)) {
+            return Ok(None);
+        }
+        let get = |key: &'static str| {
+            props.get(key).cloned().ok_or_else(|| Error::Invalid {
+                what: "model metadata",
+                reason: format!("key '{key}' is missing"),
+            })
+        };
+        fn parse<T: std::str::FromStr>(key: &'static str, v: String) -> Result<T> {
+            v.trim().parse().map_err(|_| Error::Invalid {
+                what: "model metadata",
+                reason: format!("key '{key}' has a malformed value '{v}'"),
+            })
+        }
+        let opt = |key: &'static str| props.get(key).cloned();
+        let meta = ModelMetadata {
+            from: get(keys::FROM)?,
+            to: get(keys::TO)?,
+            from_name: opt(keys::FROM_NAME).unwrap_or_default(),
+            to_name: opt(keys::TO_NAME).unwrap_or_default(),
+            normalization: Normalization {
+                percentile: parse(keys::PERCENTILE, get(keys::PERCENTILE)?)?,
+                clamp_max: parse(keys::CLAMP_MAX, get(keys::CLAMP_MAX)?)?,
+            },
+            size_multiple: parse(keys::SIZE_MULTIPLE, get(keys::SIZE_MULTIPLE)?)?,
+            depth: opt(keys::DEPTH).map(|v| parse(keys::DEPTH, v)).transpose()?,
+            base_channels: opt(keys::BASE_CHANNELS)
+                .map(|v| parse(keys::BASE_CHANNELS, v))
+                .transpose()?,
+            config_hash: opt(keys::CONFIG_HASH),
+            version: opt(keys::VERSION),
+        };
+        meta.normalization.validate()?;
+        if meta.size_multiple == 0 {
+            return Err(Error::Invalid {
+                what: "model metadata",
+                reason: format!("key '{}' must be at least 1", keys::SIZE_MULTIPLE),
+            });
+        }
+        Ok(Some(meta))
+    }
+
+    /// Metadata for a model without any, from what the caller states.
+    pub fn assumed(a: AssumedMetadata) -> Self {
+        ModelMetadata {
+            from: "?".into(),
+            from_name: String::new(),
+            to: "?".into(),
+            to_name: String::new(),
+            normalization: a.normalization,
+            size_multiple: a.size_multiple,
+            depth: None,
+            base_channels: None,
+            config_hash: None,
+            version: None,
+        }
+    }
+
+    /// `pdfs (b) -> pd (a)`, for logs and reports.
+    pub fn path_label(&self) -> String {
+        let side = |name: &str, key: &str| {
+            if name.is_empty() {
+                key.to_string()
+            } else {
+                format!("{name} ({key})")
+            }
+        };
+        format!("{} -> {}", side(&self.from_name, &self.from), side(&self.to_name, &self.to))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ModelMetadata {
+        ModelMetadata {
+            from: "b".into(),
+            from_name: "pdfs".into(),
+            to: "a".into(),
+            to_name: "pd".into(),
+            normalization: Normalization::default(),
+            size_multiple: 16,
+            depth: Some(4),
+            base_channels: Some(32),
+            config_hash: Some("abc".into()),
+            version: Some("0.1.0".into()),
+        }
+    }
+
+    #[test]
+    fn props_round_trip() {
+        let m = sample();
+        let props: HashMap<_, _> = m.to_props().into_iter().collect();
+        assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(m));
+        assert_eq!(ModelMetadata::from_props(&HashMap::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn damaged_metadata_names_the_key() {
+        let mut props: HashMap<_, _> = sample().to_props().into_iter().collect();
+        props.insert(keys::SIZE_MULTIPLE.into(), "sixteen".into());
+        let e = ModelMetadata::from_props(&props).unwrap_err().to_string();
+        assert!(e.contains(keys::SIZE_MULTIPLE) && e.contains("sixteen"), "{e}");
+        props.remove(keys::SIZE_MULTIPLE);
+        let e = ModelMetadata::from_props(&props).unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
+    }
+}

@@ -1,0 +1,203 @@
+//! DICOM in and out, checked against an independent implementation: pydicom writes the
+//! input series (MR Image Storage, realistic attributes) and reads the derived series back.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crossdenoise_runtime::denoise_files::{self, FileJob};
+use crossdenoise_runtime::dicom::DicomSlice;
+use crossdenoise_runtime::io::write_npy;
+use crossdenoise_runtime::{Denoiser, DenoiserOptions};
+use serde_json::Value;
+use support::{phantom_slices, reference, runtime, test_model};
+
+/// Writes `n` phantom slices as a pydicom series of `kind` (u12 / s16) under `dir/series`.
+fn write_series(dir: &Path, kind: &str, n: usize) -> (PathBuf, Vec<ndarray::Array2<f32>>) {
+    let slices = phantom_slices(n, 40, 52);
+    let series = dir.join(format!("series_{kind}"));
+    fs::create_dir_all(&series).unwrap();
+    let mut args = vec![
+        "dicom-series".to_string(),
+        series.display().to_string(),
+        kind.to_string(),
+    ];
+    for (i, s) in slices.iter().enumerate() {
+        let p = dir.join(format!("{kind}_{i}.npy"));
+        write_npy(&p, s.view()).unwrap();
+        args.push(p.display().to_string());
+    }
+    reference(&args);
+    (series, slices)
+}
+
+/// pydicom's view of files: attributes as strings, pixel values after the rescale.
+fn dump(files: &[PathBuf], dir: &Path) -> Vec<Value> {
+    let out = dir.join(format!("dump_{}.json", rand_name()));
+    let mut args: Vec<String> = vec!["dicom-dump".into()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    args.push(out.display().to_string());
+    reference(&args);
+    serde_json::from_str::<Value>(&fs::read_to_string(out).unwrap())
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn rand_name() -> u64 {
+    rand::random()
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    v.sort();
+    v
+}
+
+fn attrs(v: &Value) -> BTreeMap<String, Value> {
+    v["attrs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+#[test]
+fn reads_independently_written_series_in_real_world_units() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, slope) in [("u12", 0.5f32), ("s16", 2.0)] {
+        let (series, originals) = write_series(dir.path(), kind, 2);
+        let files = files_in(&series);
+        let theirs = dump(&files, dir.path());
+        for ((file, original), their) in files.iter().zip(&originals).zip(&theirs) {
+            let ours = DicomSlice::read(file).unwrap();
+            assert_eq!(ours.image.dim(), (40, 52));
+            assert_eq!(ours.signed, kind == "s16");
+            assert_eq!(ours.bits_stored, if kind == "u12" { 12 } else { 16 });
+            let values: Vec<f64> = their["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            for (a, b) in ours.image.iter().zip(&values) {
+                assert!((f64::from(*a) - b).abs() < 1e-3, "{kind}: {a} vs pydicom {b}");
+            }
+            // And both are the phantom, up to the stored quantisation and range (12 bits at
+            // slope 0.5 end at 2047.5).
+            let top = if kind == "u12" { 2047.5 } else { f32::INFINITY };
+            for (a, o) in ours.image.iter().zip(original.iter()) {
+                let o = o.min(top);
+                assert!((a - o).abs() <= slope / 2.0 + 1e-3, "{kind}: {a} vs {o}");
+            }
+        }
+    }
+}
+
+#[test]
+fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "m.onnx", &[]);
+    let mut denoiser = Denoiser::open(&runtime(), &model, &DenoiserOptions::default()).unwrap();
+    for kind in ["u12", "s16"] {
+        let (series, _) = write_series(dir.path(), kind, 3);
+        let before: Vec<Vec<u8>> = files_in(&series).iter().map(|f| fs::read(f).unwrap()).collect();
+        let out = dir.path().join(format!("out_{kind}"));
+        let inputs = denoise_files::collect_inputs(std::slice::from_ref(&series)).unwrap();
+        denoise_files::check_output_dir(&out, &inputs).unwrap();
+        let mut job = FileJob::new();
+        let mut expected = Vec::new();
+        for input in &inputs {
+            let outcome = job.denoise_file(&mut denoiser, input, &out, None).unwrap();
+            assert_eq!(outcome.output, out.join(format!("series_{kind}")).join(input.path.file_name().unwrap()));
+            expected.push(denoiser.denoise(DicomSlice::read(&input.path).unwrap().image.view()).unwrap());
+        }
+        let after: Vec<Vec<u8>> = files_in(&series).iter().map(|f| fs::read(f).unwrap()).collect();
+        assert_eq!(before, after, "inputs untouched");
+
+        let originals = dump(&files_in(&series), dir.path());
+        let derived = dump(&files_in(&out.join(format!("series_{kind}"))), dir.path());
+        assert_eq!(derived.len(), 3);
+        let new_series = derived[0]["attrs"]["SeriesInstanceUID"].clone();
+        let mut sop_uids = std::collections::HashSet::new();
+        for ((orig, der), want) in originals.iter().zip(&derived).zip(&expected) {
+            let (a, b) = (attrs(orig), attrs(der));
+            let changed = [
+                "SOPInstanceUID",
+                "MediaStorageSOPInstanceUID",
+                "SeriesInstanceUID",
+                "SeriesDescription",
+                "ImageType",
+            ];
+            for (key, value) in &a {
+                if !changed.contains(&key.as_str()) {
+                    assert_eq!(b.get(key), Some(value), "{kind}: {key} carried over");
+                }
+            }
+            assert!(b.contains_key("DerivationDescription"));
+            assert_ne!(b["SOPInstanceUID"], a["SOPInstanceUID"]);
+            assert_eq!(b["SOPInstanceUID"], b["MediaStorageSOPInstanceUID"]);
+            assert!(sop_uids.insert(b["SOPInstanceUID"].to_string()));
+            assert_eq!(b["SeriesInstanceUID"], new_series, "one derived series");
+            assert_ne!(b["SeriesInstanceUID"], a["SeriesInstanceUID"]);
+            assert_eq!(b["SeriesDescription"], "PD_FS_COR denoised");
+            let image_type: Vec<&str> = b["ImageType"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(image_type, ["DERIVED", "PRIMARY", "M", "ND"]);
+            assert_eq!(der["stored_dtype"], orig["stored_dtype"]);
+
+            let slope: f64 = b["RescaleSlope"].as_str().unwrap().parse().unwrap();
+            let intercept: f64 = b["RescaleIntercept"].as_str().unwrap().parse().unwrap();
+            let (lo, hi) = if kind == "u12" { (0.0, 4095.0) } else { (-32768.0, 32767.0) };
+            let values = der["values"].as_array().unwrap();
+            assert_eq!(values.len(), want.len());
+            for (v, w) in values.iter().zip(want.iter()) {
+                let v = v.as_f64().unwrap();
+                // The denoiser's value, on the stored grid and within the stored range.
+                let w = f64::from(*w).clamp(lo * slope + intercept, hi * slope + intercept);
+                assert!(
+                    (v - w).abs() <= slope / 2.0 + 1e-3,
+                    "{kind}: pydicom reads {v}, denoiser gave {w}"
+                );
+            }
+        }
+        assert_eq!(der_dtype(&derived), if kind == "u12" { "uint16" } else { "int16" });
+    }
+}
+
+fn der_dtype(derived: &[Value]) -> String {
+    derived[0]["stored_dtype"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn compressed_and_corrupt_files_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let j2k = dir.path().join("j2k.dcm");
+    reference(&["dicom-compressed", j2k.to_str().unwrap()]);
+    let e = DicomSlice::read(&j2k).unwrap_err().to_string();
+    assert!(
+        e.contains("j2k.dcm") && e.contains("JPEG 2000") && e.contains("1.2.840.10008.1.2.4.90"),
+        "{e}"
+    );
+
+    let (series, _) = write_series(dir.path(), "u12", 1);
+    let good = files_in(&series).remove(0);
+    let bytes = fs::read(&good).unwrap();
+    let truncated = dir.path().join("truncated.dcm");
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let e = DicomSlice::read(&truncated).unwrap_err().to_string();
+    assert!(e.contains("truncated.dcm"), "{e}");
+
+    let garbage = dir.path().join("garbage.dcm");
+    fs::write(&garbage, b"not dicom at all").unwrap();
+    let e = DicomSlice::read(&garbage).unwrap_err().to_string();
+    assert!(e.contains("garbage.dcm") && e.contains("not a readable DICOM"), "{e}");
+}

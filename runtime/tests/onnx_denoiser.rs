@@ -1,0 +1,152 @@
+//! The Denoiser on the real ONNX Runtime (CPU build), checked against an independent
+//! pipeline: numpy preprocessing + Python onnxruntime on the same model and input.
+
+mod support;
+
+use crossdenoise_runtime::io::{read_npy, write_npy};
+use crossdenoise_runtime::normalize::Normalization;
+use crossdenoise_runtime::{
+    AssumedMetadata, Denoiser, DenoiserOptions, Error, ProviderKind, ProviderSettings,
+};
+use ndarray::Array2;
+use support::{max_abs_diff, phantom_slices, reference, runtime, test_model};
+
+fn cpu() -> DenoiserOptions {
+    DenoiserOptions::default()
+}
+
+#[test]
+fn matches_python_onnxruntime_on_odd_sizes_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "m.onnx", &["--size-multiple", "4"]);
+    let mut denoiser = Denoiser::open(&runtime(), &model, &cpu()).unwrap();
+    assert_eq!(denoiser.provider(), ProviderKind::Cpu);
+    assert!(denoiser.fallbacks().is_empty());
+    assert_eq!(denoiser.metadata().size_multiple, 4);
+    assert_eq!(denoiser.metadata().path_label(), "pdfs (b) -> pd (a)");
+
+    // 37 x 50 needs padding in both axes; 48 x 48 none.
+    for (h, w) in [(37, 50), (48, 48)] {
+        let slices = phantom_slices(2, h, w);
+        let batch = denoiser
+            .denoise_batch(&[slices[0].view(), slices[1].view()])
+            .unwrap();
+        for (i, slice) in slices.iter().enumerate() {
+            let input = dir.path().join(format!("in_{h}x{w}_{i}.npy"));
+            let want = dir.path().join(format!("ref_{h}x{w}_{i}.npy"));
+            write_npy(&input, slice.view()).unwrap();
+            reference(&[
+                "denoise",
+                model.to_str().unwrap(),
+                input.to_str().unwrap(),
+                want.to_str().unwrap(),
+            ]);
+            let want = read_npy(&want).unwrap();
+            let single = denoiser.denoise(slice.view()).unwrap();
+            assert_eq!(single.dim(), (h, w), "cropped back to the input size");
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let err = max_abs_diff(&single, &want) / scale;
+            assert!(err < 1e-5, "{h}x{w} slice {i}: relative error {err}");
+            assert!(
+                max_abs_diff(&batch[i], &single) / scale < 1e-5,
+                "a batch gives what single slices give"
+            );
+            // The model really changed the image (it is not an identity).
+            assert!(max_abs_diff(&single, slice) / scale > 1e-2);
+        }
+    }
+}
+
+#[test]
+fn gpu_providers_fall_back_to_cpu_with_reasons_or_fail_when_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "m.onnx", &[]);
+    let mut options = cpu();
+    options.providers = ProviderSettings {
+        order: ProviderSettings::parse_order("tensorrt,cuda,cpu").unwrap(),
+        ..ProviderSettings::default()
+    };
+    let mut denoiser = Denoiser::open(&runtime(), &model, &options).unwrap();
+    assert_eq!(denoiser.provider(), ProviderKind::Cpu);
+    let skipped: Vec<_> = denoiser.fallbacks().iter().map(|f| f.provider).collect();
+    assert_eq!(skipped, vec![ProviderKind::TensorRt, ProviderKind::Cuda]);
+    for f in denoiser.fallbacks() {
+        assert!(
+            f.reason.contains(f.provider.ort_name()) && f.reason.contains("install-ort.sh --gpu"),
+            "{}",
+            f.reason
+        );
+    }
+    let slice = &phantom_slices(1, 32, 32)[0];
+    assert_eq!(denoiser.denoise(slice.view()).unwrap().dim(), (32, 32));
+
+    // Without cpu in the list the CPU is still the last resort...
+    options.providers.order = vec![ProviderKind::Cuda];
+    let d = Denoiser::open(&runtime(), &model, &options).unwrap();
+    assert_eq!(d.provider(), ProviderKind::Cpu);
+    // ...unless --strict-ep.
+    options.providers.strict = true;
+    let e = Denoiser::open(&runtime(), &model, &options).unwrap_err();
+    assert!(
+        matches!(e, Error::Provider { provider: ProviderKind::Cuda, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("strict"), "{e}");
+}
+
+#[test]
+fn bad_models_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+
+    let not_onnx = dir.path().join("notes.onnx");
+    std::fs::write(&not_onnx, "this is not a protobuf").unwrap();
+    let e = Denoiser::open(&rt, &not_onnx, &cpu()).unwrap_err().to_string();
+    assert!(e.contains("notes.onnx") && e.contains("not a model"), "{e}");
+
+    let missing = dir.path().join("missing.onnx");
+    let e = Denoiser::open(&rt, &missing, &cpu()).unwrap_err().to_string();
+    assert!(e.contains("missing.onnx") && e.contains("no such file"), "{e}");
+
+    let rank3 = test_model(dir.path(), "rank3.onnx", &["--rank3"]);
+    let e = Denoiser::open(&rt, &rank3, &cpu()).unwrap_err().to_string();
+    assert!(e.contains("rank3.onnx") && e.contains("rank 4"), "{e}");
+
+    // No metadata: refused unless the caller states the normalisation.
+    let bare = test_model(dir.path(), "bare.onnx", &["--no-metadata"]);
+    let e = Denoiser::open(&rt, &bare, &cpu()).unwrap_err().to_string();
+    assert!(e.contains("no crossdenoise metadata") && e.contains("--percentile"), "{e}");
+    let mut options = cpu();
+    options.assume = Some(AssumedMetadata {
+        normalization: Normalization::default(),
+        size_multiple: 4,
+    });
+    let mut d = Denoiser::open(&rt, &bare, &options).unwrap();
+    assert!(!d.has_metadata());
+    assert_eq!(d.denoise(phantom_slices(1, 30, 30)[0].view()).unwrap().dim(), (30, 30));
+}
+
+#[test]
+fn bad_slices_are_refused_and_the_denoiser_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "m.onnx", &[]);
+    let mut d = Denoiser::open(&runtime(), &model, &cpu()).unwrap();
+
+    let mut nan = phantom_slices(1, 32, 32).remove(0);
+    nan[[3, 4]] = f32::NAN;
+    let e = d.denoise(nan.view()).unwrap_err().to_string();
+    assert!(e.contains("slice 0") && e.contains("non-finite"), "{e}");
+
+    let a = Array2::<f32>::ones((32, 32));
+    let b = Array2::<f32>::ones((32, 36));
+    let e = d.denoise_batch(&[a.view(), b.view()]).unwrap_err().to_string();
+    assert!(e.contains("slice 1 is 32x36"), "{e}");
+
+    let empty = Array2::<f32>::zeros((0, 5));
+    assert!(d.denoise(empty.view()).is_err());
+
+    // An all-zero slice passes through (scale 1) rather than dividing by zero.
+    let zeros = Array2::<f32>::zeros((32, 32));
+    assert!(d.denoise(zeros.view()).unwrap().iter().all(|v| v.is_finite()));
+    assert_eq!(d.denoise(a.view()).unwrap().dim(), (32, 32));
+}

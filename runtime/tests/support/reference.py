@@ -1,0 +1,302 @@
+"""Independent reference implementations the runtime's tests compare against.
+
+Everything here is written with the Python ecosystem's own tools (onnx, onnxruntime,
+pydicom, numpy), not with the crate under test, so an agreement means two separate
+implementations agree:
+
+  make-model OUT [--no-metadata] [--rank3] [--size-multiple M]
+      a small encoder / decoder ONNX graph with the exported model's interface
+      (input `image` [N,1,H,W], output `denoised`, symbolic N/H/W) and metadata.
+  denoise MODEL IN.npy OUT.npy
+      the serving pipeline in numpy + Python onnxruntime: per-slice 99.5th-percentile
+      normalisation, centred reflect padding, inference, crop, inverse scale.
+  dicom-series DIR KIND SLICE.npy...
+      writes an MR Image Storage series (KIND u12 = 12-bit unsigned, s16 = 16-bit signed)
+      with realistic attributes, one file per slice.
+  dicom-compressed OUT
+      a JPEG 2000 file (encapsulated pixel data) for the "cannot decode" case.
+  dicom-dump FILE... OUT.json
+      attributes and pixel values (rescaled) read back with pydicom.
+"""
+
+import argparse
+import datetime
+import json
+import sys
+
+import numpy as np
+
+
+def make_model(args):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(7)
+    ch = 4
+    pools = {1: 0, 2: 1, 4: 2, 8: 3}[args.size_multiple]
+
+    def weight(name, shape, scale):
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) * scale).astype(np.float32), name
+        )
+
+    inits, nodes = [], []
+    x = "image"
+    cin = 1
+    for level in range(pools + 1):
+        w, b = f"enc{level}.w", f"enc{level}.b"
+        inits += [weight(w, (ch, cin, 3, 3), 0.3), weight(b, (ch,), 0.05)]
+        nodes.append(helper.make_node("Conv", [x, w, b], [f"enc{level}"], pads=[1, 1, 1, 1]))
+        nodes.append(helper.make_node("LeakyRelu", [f"enc{level}"], [f"enc{level}.act"], alpha=0.2))
+        x = f"enc{level}.act"
+        cin = ch
+        if level < pools:
+            nodes.append(
+                helper.make_node("AveragePool", [x], [f"pool{level}"], kernel_shape=[2, 2], strides=[2, 2])
+            )
+            x = f"pool{level}"
+    for level in range(pools):
+        w, b = f"up{level}.w", f"up{level}.b"
+        inits += [weight(w, (ch, ch, 2, 2), 0.3), weight(b, (ch,), 0.05)]
+        nodes.append(helper.make_node("ConvTranspose", [x, w, b], [f"up{level}"], strides=[2, 2]))
+        x = f"up{level}"
+    inits += [weight("head.w", (1, ch, 3, 3), 0.2), weight("head.b", (1,), 0.01)]
+    nodes.append(helper.make_node("Conv", [x, "head.w", "head.b"], ["head"], pads=[1, 1, 1, 1]))
+    nodes.append(helper.make_node("Add", ["head", "image"], ["denoised"]))
+
+    in_shape = out_shape = ["N", 1, "H", "W"]
+    if args.rank3:
+        # A model for [N, H, W] slices, without a channel axis.
+        in_shape = out_shape = ["N", "H", "W"]
+        nodes = [helper.make_node("Relu", ["image"], ["denoised"])]
+        inits = []
+    graph = helper.make_graph(
+        nodes,
+        "test-denoiser",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, out_shape)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    if not args.no_metadata:
+        props = {
+            "crossdenoise.from": "b",
+            "crossdenoise.to": "a",
+            "crossdenoise.from_name": "pdfs",
+            "crossdenoise.to_name": "pd",
+            "crossdenoise.depth": str(pools),
+            "crossdenoise.base_channels": str(ch),
+            "crossdenoise.normalization.percentile": "99.5",
+            "crossdenoise.normalization.clamp_max": "1.5",
+            "crossdenoise.size_multiple": str(args.size_multiple),
+            "crossdenoise.config_hash": "test",
+            "crossdenoise.version": "test",
+        }
+        helper.set_model_props(model, props)
+    onnx.save(model, args.out)
+
+
+def reflect_pad(img, multiple):
+    h, w = img.shape
+    eh = -h % multiple
+    ew = -w % multiple
+    pads = ((eh // 2, eh - eh // 2), (ew // 2, ew - ew // 2))
+    return np.pad(img, pads, mode="reflect"), pads
+
+
+def denoise(args):
+    import onnx
+    import onnxruntime as ort
+
+    props = {p.key: p.value for p in onnx.load(args.model).metadata_props}
+    q = float(props["crossdenoise.normalization.percentile"])
+    clamp = float(props["crossdenoise.normalization.clamp_max"])
+    multiple = int(props["crossdenoise.size_multiple"])
+    sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
+
+    stack = np.load(args.input).astype(np.float32)
+    single = stack.ndim == 2
+    if single:
+        stack = stack[None]
+    outs = []
+    for img in stack:
+        p = np.float32(np.percentile(img, q))
+        scale = p if p > 0 else np.float32(1.0)
+        norm = np.clip(img / scale, 0.0, clamp).astype(np.float32)
+        padded, ((t, b), (l, r)) = reflect_pad(norm, multiple)
+        out = sess.run(["denoised"], {"image": padded[None, None]})[0][0, 0]
+        out = out[t : out.shape[0] - b, l : out.shape[1] - r]
+        outs.append(out * scale)
+    result = np.stack(outs).astype(np.float32)
+    np.save(args.output, result[0] if single else result)
+
+
+def new_uid():
+    import uuid
+
+    return "2.25." + str(uuid.uuid4().int)
+
+
+def dicom_series(args):
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    study, series, frame = new_uid(), new_uid(), new_uid()
+    now = datetime.datetime(2026, 11, 26, 9, 30, 0)
+    for i, path in enumerate(args.slices):
+        img = np.load(path).astype(np.float64)
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        meta.MediaStorageSOPInstanceUID = new_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        meta.ImplementationClassUID = generate_uid()
+        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID = study
+        ds.SeriesInstanceUID = series
+        ds.FrameOfReferenceUID = frame
+        ds.Modality = "MR"
+        ds.Manufacturer = "Phantom Works"
+        ds.PatientName = "Knee^Phantom"
+        ds.PatientID = "PH0001"
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "O"
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = now.strftime("%H%M%S")
+        ds.AccessionNumber = "A0001"
+        ds.StudyID = "1"
+        ds.SeriesNumber = 3
+        ds.InstanceNumber = i + 1
+        ds.SeriesDescription = "PD_FS_COR"
+        ds.ProtocolName = "knee_pdfs_cor"
+        ds.BodyPartExamined = "KNEE"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+        ds.ScanningSequence = "SE"
+        ds.SequenceVariant = ["SK", "SP"]
+        ds.MRAcquisitionType = "2D"
+        ds.RepetitionTime = 3000.0
+        ds.EchoTime = 30.0
+        ds.MagneticFieldStrength = 3.0
+        ds.SliceThickness = 3.0
+        ds.SpacingBetweenSlices = 3.3
+        ds.PixelSpacing = [0.3125, 0.3125]
+        ds.SliceLocation = -20.0 + 3.3 * i
+        ds.ImagePositionPatient = [-50.0, -20.0 + 3.3 * i, 50.0]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+        ds.Rows, ds.Columns = img.shape
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.WindowCenter = 1000
+        ds.WindowWidth = 2000
+        if args.kind == "u12":
+            # 12-bit unsigned stored values with a non-trivial rescale.
+            ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+            ds.RescaleSlope, ds.RescaleIntercept = 0.5, 0.0
+            stored = np.clip(np.round(img / 0.5), 0, 4095).astype(np.uint16)
+        else:
+            # 16-bit signed stored values with an offset.
+            ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 15, 1
+            ds.RescaleSlope, ds.RescaleIntercept = 2.0, 1000.0
+            stored = np.clip(np.round((img - 1000.0) / 2.0), -32768, 32767).astype(np.int16)
+        ds.RescaleType = "US"
+        ds.PixelData = stored.tobytes()
+        ds.save_as(f"{args.dir}/slice_{i:03d}.dcm", enforce_file_format=True)
+
+
+def dicom_compressed(args):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, MRImageStorage
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = new_uid()
+    meta.TransferSyntaxUID = JPEG2000Lossless
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = new_uid()
+    ds.Modality = "MR"
+    ds.Rows, ds.Columns = 32, 32
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    # A J2K codestream header (SOC + SIZ marker) is enough: the reader must refuse the
+    # transfer syntax before trying to decode it.
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 60])
+    ds["PixelData"].is_undefined_length = True
+    ds.save_as(args.out, enforce_file_format=True)
+
+
+def dicom_dump(args):
+    import pydicom
+
+    out = []
+    for path in args.files:
+        ds = pydicom.dcmread(path)
+        attrs = {}
+        for elem in ds:
+            if elem.tag == 0x7FE00010:
+                continue
+            v = elem.value
+            if isinstance(v, pydicom.multival.MultiValue):
+                v = [str(x) for x in v]
+            elif isinstance(v, (bytes, bytearray)):
+                continue
+            else:
+                v = str(v)
+            attrs[elem.keyword or str(elem.tag)] = v
+        attrs["TransferSyntaxUID"] = str(ds.file_meta.TransferSyntaxUID)
+        attrs["MediaStorageSOPInstanceUID"] = str(ds.file_meta.MediaStorageSOPInstanceUID)
+        pixels = ds.pixel_array.astype(np.float64)
+        slope = float(getattr(ds, "RescaleSlope", 1.0))
+        intercept = float(getattr(ds, "RescaleIntercept", 0.0))
+        out.append(
+            {
+                "path": path,
+                "attrs": attrs,
+                "stored_dtype": str(ds.pixel_array.dtype),
+                "values": (pixels * slope + intercept).ravel().tolist(),
+            }
+        )
+    with open(args.output, "w") as f:
+        json.dump(out, f)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make-model")
+    m.add_argument("out")
+    m.add_argument("--no-metadata", action="store_true")
+    m.add_argument("--rank3", action="store_true")
+    m.add_argument("--size-multiple", type=int, default=4)
+    d = sub.add_parser("denoise")
+    d.add_argument("model")
+    d.add_argument("input")
+    d.add_argument("output")
+    s = sub.add_parser("dicom-series")
+    s.add_argument("dir")
+    s.add_argument("kind", choices=["u12", "s16"])
+    s.add_argument("slices", nargs="+")
+    c = sub.add_parser("dicom-compressed")
+    c.add_argument("out")
+    r = sub.add_parser("dicom-dump")
+    r.add_argument("files", nargs="+")
+    r.add_argument("output")
+    args = p.parse_args()
+    {
+        "make-model": make_model,
+        "denoise": denoise,
+        "dicom-series": dicom_series,
+        "dicom-compressed": dicom_compressed,
+        "dicom-dump": dicom_dump,
+    }[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

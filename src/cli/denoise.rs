@@ -1,0 +1,157 @@
+//! `crossdenoise denoise`: an exported model over image files, through ONNX Runtime.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args as ClapArgs;
+use crossdenoise_runtime::denoise_files::{self, FileJob};
+use crossdenoise_runtime::{
+    AssumedMetadata, Denoiser, DenoiserOptions, Normalization, OnnxRuntime, ProviderSettings,
+};
+
+use super::progress;
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// The exported model (`crossdenoise export`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Files (.npy, 16- or 8-bit .png, DICOM) or folders of them (e.g. a DICOM series).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Output folder; results keep their input's name and format, a folder's results go
+    /// into a subfolder of the same name.
+    #[arg(long)]
+    out: PathBuf,
+    /// Execution providers to try, in order.
+    #[arg(long, default_value = "cpu", value_name = "LIST")]
+    ep: String,
+    /// Fail instead of falling back when a listed provider cannot be used.
+    #[arg(long)]
+    strict_ep: bool,
+    /// Also write input | denoised | difference pictures to OUT/preview/.
+    #[arg(long)]
+    preview: bool,
+    /// CPU provider: intra-op threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// CUDA / TensorRT device.
+    #[arg(long, default_value_t = 0)]
+    device: i32,
+    /// TensorRT: build fp32 engines instead of fp16.
+    #[arg(long)]
+    trt_fp32: bool,
+    /// TensorRT: folder that keeps built engines between runs.
+    #[arg(long, value_name = "DIR")]
+    trt_cache: Option<PathBuf>,
+    /// TensorRT: builder workspace in MiB.
+    #[arg(long, default_value_t = 2048, value_name = "MIB")]
+    trt_workspace_mb: usize,
+    /// For a model without crossdenoise metadata only: its normalisation percentile.
+    #[arg(long, requires_all = ["clamp_max", "size_multiple"])]
+    percentile: Option<f32>,
+    /// For a model without crossdenoise metadata only: its normalisation clamp.
+    #[arg(long, requires_all = ["percentile", "size_multiple"])]
+    clamp_max: Option<f32>,
+    /// For a model without crossdenoise metadata only: the size H and W must be a multiple of.
+    #[arg(long, requires_all = ["percentile", "clamp_max"])]
+    size_multiple: Option<usize>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let files = denoise_files::collect_inputs(&args.inputs)?;
+    denoise_files::check_output_dir(&args.out, &files)?;
+
+    let mut providers = ProviderSettings {
+        order: ProviderSettings::parse_order(&args.ep).context("--ep")?,
+        strict: args.strict_ep,
+        ..ProviderSettings::default()
+    };
+    providers.cpu.threads = args.threads;
+    providers.cuda.device_id = args.device;
+    providers.tensorrt.device_id = args.device;
+    providers.tensorrt.fp16 = !args.trt_fp32;
+    providers.tensorrt.engine_cache = args.trt_cache.clone();
+    providers.tensorrt.workspace_mb = args.trt_workspace_mb;
+    let assume = match (args.percentile, args.clamp_max, args.size_multiple) {
+        (Some(percentile), Some(clamp_max), Some(size_multiple)) => Some(AssumedMetadata {
+            normalization: Normalization {
+                percentile,
+                clamp_max,
+            },
+            size_multiple,
+        }),
+        _ => None,
+    };
+
+    let runtime = OnnxRuntime::load()?;
+    let options = DenoiserOptions {
+        providers,
+        assume,
+        ..DenoiserOptions::default()
+    };
+    let started = Instant::now();
+    let mut denoiser = Denoiser::open(&runtime, &args.model, &options)?;
+    for fallback in denoiser.fallbacks() {
+        eprintln!("warning: {fallback}; falling back");
+    }
+    if !denoiser.has_metadata() {
+        eprintln!(
+            "warning: {} has no crossdenoise metadata; using the stated normalisation",
+            args.model.display()
+        );
+    }
+    eprintln!(
+        "model {} ({}) on {} [{}], opened and warmed up in {:.2} s",
+        args.model.display(),
+        denoiser.metadata().path_label(),
+        denoiser.provider(),
+        runtime.library().display(),
+        started.elapsed().as_secs_f64()
+    );
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let preview_dir = args.preview.then(|| args.out.join("preview"));
+    let bar = progress::bar(files.len() as u64, "denoising");
+    let mut job = FileJob::new();
+    let mut failures = Vec::new();
+    let mut done = 0usize;
+    let started = Instant::now();
+    for file in &files {
+        match job.denoise_file(&mut denoiser, file, &args.out, preview_dir.as_deref()) {
+            Ok(_) => done += 1,
+            Err(e) => {
+                bar.suspend(|| eprintln!("error: {e}"));
+                failures.push(file.path.clone());
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{done} of {} files denoised into {} ({:.1} ms per file){}",
+        files.len(),
+        args.out.display(),
+        if done > 0 { secs * 1e3 / done as f64 } else { 0.0 },
+        preview_dir
+            .as_ref()
+            .map(|p| format!("; previews in {}", p.display()))
+            .unwrap_or_default()
+    );
+    if !failures.is_empty() {
+        bail!(
+            "{} file(s) could not be denoised (their inputs are untouched): {}",
+            failures.len(),
+            failures
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
