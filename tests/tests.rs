@@ -2,5 +2,6 @@
 //! the real executable in a fresh temporary folder.
 
 mod configs;
+mod denoise;
 mod phantoms;
 mod util;

@@ -167,7 +167,10 @@ impl FileJob {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         let file_err = |e: Error| match e {
-            Error::Invalid { what, reason } if what == "slice" => Error::Invalid {
+            Error::Invalid {
+                what: "slice",
+                reason,
+            } => Error::Invalid {
                 what: "input",
                 reason: format!("{}: {}", input.path.display(), strip_slice_prefix(&reason)),
             },
@@ -287,9 +290,8 @@ fn is_dicomdir(path: &Path) -> bool {
 }
 
 fn absolute(path: &Path) -> PathBuf {
-    path.canonicalize().unwrap_or_else(|_| {
-        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
-    })
+    path.canonicalize()
+        .unwrap_or_else(|_| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
 fn strip_slice_prefix(reason: &str) -> &str {

@@ -126,7 +126,9 @@ impl Denoiser {
             let zeros = Array2::<f32>::zeros((h, w));
             let views = vec![zeros.view(); n.max(1)];
             denoiser.denoise_batch(&views).map_err(|e| {
-                model_err(format!("warm-up inference on [{n}, 1, {h}, {w}] failed: {e}"))
+                model_err(format!(
+                    "warm-up inference on [{n}, 1, {h}, {w}] failed: {e}"
+                ))
             })?;
         }
         Ok(denoiser)
@@ -378,7 +380,9 @@ fn register(
                 .with_device_id(settings.cuda.device_id)
                 .register(builder)
         }
-        ProviderKind::Cpu => ep::CPU::default().with_arena_allocator(true).register(builder),
+        ProviderKind::Cpu => ep::CPU::default()
+            .with_arena_allocator(true)
+            .register(builder),
     };
     result.map_err(|e| e.to_string())
 }

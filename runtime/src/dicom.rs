@@ -80,9 +80,13 @@ impl DicomSlice {
             path: path.into(),
             reason,
         };
-        let object =
-            dicom_object::open_file(path).map_err(|e| err(format!("not a readable DICOM file: {e}")))?;
-        let ts = object.meta().transfer_syntax().trim_end_matches('\0').to_string();
+        let object = dicom_object::open_file(path)
+            .map_err(|e| err(format!("not a readable DICOM file: {e}")))?;
+        let ts = object
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches('\0')
+            .to_string();
         if ![IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE].contains(&ts.as_str()) {
             let name = TransferSyntaxRegistry
                 .get(&ts)
@@ -128,7 +132,10 @@ impl DicomSlice {
         let bits_allocated = int(tags::BITS_ALLOCATED, "BitsAllocated")?;
         let bits_stored = int(tags::BITS_STORED, "BitsStored")?;
         let signed = int(tags::PIXEL_REPRESENTATION, "PixelRepresentation")? == 1;
-        if !(bits_allocated == 8 || bits_allocated == 16) || bits_stored == 0 || bits_stored > bits_allocated {
+        if !(bits_allocated == 8 || bits_allocated == 16)
+            || bits_stored == 0
+            || bits_stored > bits_allocated
+        {
             return Err(err(format!(
                 "BitsAllocated {bits_allocated} / BitsStored {bits_stored} not supported \
                  (expected 8- or 16-bit integer pixels)"
@@ -145,9 +152,8 @@ impl DicomSlice {
         let values: Vec<f32> = decoded
             .to_vec::<f32>()
             .map_err(|e| err(format!("pixel data: {e}")))?;
-        let image = Array2::from_shape_vec((rows, cols), values).map_err(|_| {
-            err(format!("pixel data does not hold {rows} x {cols} values"))
-        })?;
+        let image = Array2::from_shape_vec((rows, cols), values)
+            .map_err(|_| err(format!("pixel data does not hold {rows} x {cols} values")))?;
         Ok(DicomSlice {
             object,
             image,
@@ -210,11 +216,19 @@ impl DicomSlice {
                 .clamp(lo, hi)
         });
         let pixels = if self.bits_allocated == 8 {
-            let bytes: Vec<u8> = stored.map(|s| if self.signed { s as i8 as u8 } else { s as u8 }).collect();
+            let bytes: Vec<u8> = stored
+                .map(|s| if self.signed { s as i8 as u8 } else { s as u8 })
+                .collect();
             DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(bytes.into()))
         } else {
             let words: Vec<u16> = stored
-                .map(|s| if self.signed { s as i16 as u16 } else { s as u16 })
+                .map(|s| {
+                    if self.signed {
+                        s as i16 as u16
+                    } else {
+                        s as u16
+                    }
+                })
                 .collect();
             DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(words.into()))
         };
@@ -249,7 +263,11 @@ impl DicomSlice {
         out.remove_element(tags::SMALLEST_IMAGE_PIXEL_VALUE);
         out.remove_element(tags::LARGEST_IMAGE_PIXEL_VALUE);
 
-        let ts = out.meta().transfer_syntax().trim_end_matches('\0').to_string();
+        let ts = out
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches('\0')
+            .to_string();
         out.update_meta(|m| {
             m.media_storage_sop_instance_uid = sop_uid.clone();
             if ts == EXPLICIT_VR_BE {
@@ -270,7 +288,11 @@ impl DicomSlice {
 }
 
 fn put_str(obj: &mut InMemDicomObject, tag: dicom_core::Tag, vr: VR, value: &str) {
-    obj.put(DataElement::new(tag, vr, PrimitiveValue::from(value.to_string())));
+    obj.put(DataElement::new(
+        tag,
+        vr,
+        PrimitiveValue::from(value.to_string()),
+    ));
 }
 
 fn tag_name(tag: dicom_core::Tag) -> String {

@@ -23,7 +23,11 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
-    pub const ALL: [ProviderKind; 3] = [ProviderKind::TensorRt, ProviderKind::Cuda, ProviderKind::Cpu];
+    pub const ALL: [ProviderKind; 3] = [
+        ProviderKind::TensorRt,
+        ProviderKind::Cuda,
+        ProviderKind::Cpu,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -58,7 +62,9 @@ impl FromStr for ProviderKind {
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| Error::Invalid {
                 what: "execution provider",
-                reason: format!("unknown execution provider '{s}' (expected tensorrt, cuda or cpu)"),
+                reason: format!(
+                    "unknown execution provider '{s}' (expected tensorrt, cuda or cpu)"
+                ),
             })
     }
 }
@@ -116,7 +122,8 @@ impl ProviderSettings {
         if self.order.is_empty() {
             return Err(Error::Invalid {
                 what: "execution_providers.order",
-                reason: "the list is empty (expected e.g. [\"tensorrt\", \"cuda\", \"cpu\"])".into(),
+                reason: "the list is empty (expected e.g. [\"tensorrt\", \"cuda\", \"cpu\"])"
+                    .into(),
             });
         }
         if self.tensorrt.workspace_mb == 0 {
@@ -182,7 +189,11 @@ pub struct Fallback {
 
 impl fmt::Display for Fallback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "execution provider {} unavailable: {}", self.provider, self.reason)
+        write!(
+            f,
+            "execution provider {} unavailable: {}",
+            self.provider, self.reason
+        )
     }
 }
 
@@ -194,11 +205,22 @@ mod tests {
     fn order_parses_and_rejects_typos_and_repeats() {
         assert_eq!(
             ProviderSettings::parse_order("tensorrt, CUDA,cpu").unwrap(),
-            vec![ProviderKind::TensorRt, ProviderKind::Cuda, ProviderKind::Cpu]
+            vec![
+                ProviderKind::TensorRt,
+                ProviderKind::Cuda,
+                ProviderKind::Cpu
+            ]
         );
-        let e = ProviderSettings::parse_order("tensort,cpu").unwrap_err().to_string();
-        assert!(e.contains("'tensort'") && e.contains("expected tensorrt, cuda or cpu"), "{e}");
-        let e = ProviderSettings::parse_order("cpu,cpu").unwrap_err().to_string();
+        let e = ProviderSettings::parse_order("tensort,cpu")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'tensort'") && e.contains("expected tensorrt, cuda or cpu"),
+            "{e}"
+        );
+        let e = ProviderSettings::parse_order("cpu,cpu")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listed twice"), "{e}");
         assert!(ProviderSettings::parse_order(" , ").is_err());
     }
@@ -206,7 +228,8 @@ mod tests {
     #[test]
     fn settings_json_is_strict() {
         let s: ProviderSettings =
-            serde_json::from_str(r#"{"order": ["cuda", "cpu"], "cuda": {"device_id": 1}}"#).unwrap();
+            serde_json::from_str(r#"{"order": ["cuda", "cpu"], "cuda": {"device_id": 1}}"#)
+                .unwrap();
         assert_eq!(s.order, vec![ProviderKind::Cuda, ProviderKind::Cpu]);
         assert_eq!(s.cuda.device_id, 1);
         assert!(s.tensorrt.fp16);

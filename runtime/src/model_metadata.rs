@@ -108,7 +108,9 @@ impl ModelMetadata {
                 clamp_max: parse(keys::CLAMP_MAX, get(keys::CLAMP_MAX)?)?,
             },
             size_multiple: parse(keys::SIZE_MULTIPLE, get(keys::SIZE_MULTIPLE)?)?,
-            depth: opt(keys::DEPTH).map(|v| parse(keys::DEPTH, v)).transpose()?,
+            depth: opt(keys::DEPTH)
+                .map(|v| parse(keys::DEPTH, v))
+                .transpose()?,
             base_channels: opt(keys::BASE_CHANNELS)
                 .map(|v| parse(keys::BASE_CHANNELS, v))
                 .transpose()?,
@@ -150,7 +152,11 @@ impl ModelMetadata {
                 format!("{name} ({key})")
             }
         };
-        format!("{} -> {}", side(&self.from_name, &self.from), side(&self.to_name, &self.to))
+        format!(
+            "{} -> {}",
+            side(&self.from_name, &self.from),
+            side(&self.to_name, &self.to)
+        )
     }
 }
 
@@ -186,7 +192,10 @@ mod tests {
         let mut props: HashMap<_, _> = sample().to_props().into_iter().collect();
         props.insert(keys::SIZE_MULTIPLE.into(), "sixteen".into());
         let e = ModelMetadata::from_props(&props).unwrap_err().to_string();
-        assert!(e.contains(keys::SIZE_MULTIPLE) && e.contains("sixteen"), "{e}");
+        assert!(
+            e.contains(keys::SIZE_MULTIPLE) && e.contains("sixteen"),
+            "{e}"
+        );
         props.remove(keys::SIZE_MULTIPLE);
         let e = ModelMetadata::from_props(&props).unwrap_err().to_string();
         assert!(e.contains("missing"), "{e}");

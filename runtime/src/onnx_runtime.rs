@@ -100,7 +100,9 @@ pub fn search_paths() -> Vec<PathBuf> {
         let p = PathBuf::from(p);
         paths.push(if p.is_dir() { p.join(LIB_NAME) } else { p });
     }
-    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(".ort");
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(".ort");
     paths.push(project.join("gpu").join(LIB_NAME));
     paths.push(project.join("cpu").join(LIB_NAME));
     if let Some(dir) = std::env::current_exe()
@@ -121,7 +123,9 @@ pub fn find_library() -> Result<PathBuf> {
     {
         return Err(Error::OrtLoad {
             path: PathBuf::from(p),
-            reason: format!("{DYLIB_ENV} names a file that does not exist; install with {INSTALL_HINT}"),
+            reason: format!(
+                "{DYLIB_ENV} names a file that does not exist; install with {INSTALL_HINT}"
+            ),
         });
     }
     paths

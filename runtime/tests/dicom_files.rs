@@ -52,7 +52,10 @@ fn rand_name() -> u64 {
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -85,7 +88,10 @@ fn reads_independently_written_series_in_real_world_units() {
                 .map(|v| v.as_f64().unwrap())
                 .collect();
             for (a, b) in ours.image.iter().zip(&values) {
-                assert!((f64::from(*a) - b).abs() < 1e-3, "{kind}: {a} vs pydicom {b}");
+                assert!(
+                    (f64::from(*a) - b).abs() < 1e-3,
+                    "{kind}: {a} vs pydicom {b}"
+                );
             }
             // And both are the phantom, up to the stored quantisation and range (12 bits at
             // slope 0.5 end at 2047.5).
@@ -105,7 +111,10 @@ fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
     let mut denoiser = Denoiser::open(&runtime(), &model, &DenoiserOptions::default()).unwrap();
     for kind in ["u12", "s16"] {
         let (series, _) = write_series(dir.path(), kind, 3);
-        let before: Vec<Vec<u8>> = files_in(&series).iter().map(|f| fs::read(f).unwrap()).collect();
+        let before: Vec<Vec<u8>> = files_in(&series)
+            .iter()
+            .map(|f| fs::read(f).unwrap())
+            .collect();
         let out = dir.path().join(format!("out_{kind}"));
         let inputs = denoise_files::collect_inputs(std::slice::from_ref(&series)).unwrap();
         denoise_files::check_output_dir(&out, &inputs).unwrap();
@@ -113,10 +122,21 @@ fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
         let mut expected = Vec::new();
         for input in &inputs {
             let outcome = job.denoise_file(&mut denoiser, input, &out, None).unwrap();
-            assert_eq!(outcome.output, out.join(format!("series_{kind}")).join(input.path.file_name().unwrap()));
-            expected.push(denoiser.denoise(DicomSlice::read(&input.path).unwrap().image.view()).unwrap());
+            assert_eq!(
+                outcome.output,
+                out.join(format!("series_{kind}"))
+                    .join(input.path.file_name().unwrap())
+            );
+            expected.push(
+                denoiser
+                    .denoise(DicomSlice::read(&input.path).unwrap().image.view())
+                    .unwrap(),
+            );
         }
-        let after: Vec<Vec<u8>> = files_in(&series).iter().map(|f| fs::read(f).unwrap()).collect();
+        let after: Vec<Vec<u8>> = files_in(&series)
+            .iter()
+            .map(|f| fs::read(f).unwrap())
+            .collect();
         assert_eq!(before, after, "inputs untouched");
 
         let originals = dump(&files_in(&series), dir.path());
@@ -156,7 +176,11 @@ fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
 
             let slope: f64 = b["RescaleSlope"].as_str().unwrap().parse().unwrap();
             let intercept: f64 = b["RescaleIntercept"].as_str().unwrap().parse().unwrap();
-            let (lo, hi) = if kind == "u12" { (0.0, 4095.0) } else { (-32768.0, 32767.0) };
+            let (lo, hi) = if kind == "u12" {
+                (0.0, 4095.0)
+            } else {
+                (-32768.0, 32767.0)
+            };
             let values = der["values"].as_array().unwrap();
             assert_eq!(values.len(), want.len());
             for (v, w) in values.iter().zip(want.iter()) {
@@ -169,7 +193,10 @@ fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
                 );
             }
         }
-        assert_eq!(der_dtype(&derived), if kind == "u12" { "uint16" } else { "int16" });
+        assert_eq!(
+            der_dtype(&derived),
+            if kind == "u12" { "uint16" } else { "int16" }
+        );
     }
 }
 
@@ -199,5 +226,8 @@ fn compressed_and_corrupt_files_are_refused_by_name() {
     let garbage = dir.path().join("garbage.dcm");
     fs::write(&garbage, b"not dicom at all").unwrap();
     let e = DicomSlice::read(&garbage).unwrap_err().to_string();
-    assert!(e.contains("garbage.dcm") && e.contains("not a readable DICOM"), "{e}");
+    assert!(
+        e.contains("garbage.dcm") && e.contains("not a readable DICOM"),
+        "{e}"
+    );
 }

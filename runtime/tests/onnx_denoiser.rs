@@ -88,7 +88,13 @@ fn gpu_providers_fall_back_to_cpu_with_reasons_or_fail_when_strict() {
     options.providers.strict = true;
     let e = Denoiser::open(&runtime(), &model, &options).unwrap_err();
     assert!(
-        matches!(e, Error::Provider { provider: ProviderKind::Cuda, .. }),
+        matches!(
+            e,
+            Error::Provider {
+                provider: ProviderKind::Cuda,
+                ..
+            }
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("strict"), "{e}");
@@ -101,12 +107,19 @@ fn bad_models_are_refused_with_the_reason() {
 
     let not_onnx = dir.path().join("notes.onnx");
     std::fs::write(&not_onnx, "this is not a protobuf").unwrap();
-    let e = Denoiser::open(&rt, &not_onnx, &cpu()).unwrap_err().to_string();
+    let e = Denoiser::open(&rt, &not_onnx, &cpu())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("notes.onnx") && e.contains("not a model"), "{e}");
 
     let missing = dir.path().join("missing.onnx");
-    let e = Denoiser::open(&rt, &missing, &cpu()).unwrap_err().to_string();
-    assert!(e.contains("missing.onnx") && e.contains("no such file"), "{e}");
+    let e = Denoiser::open(&rt, &missing, &cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing.onnx") && e.contains("no such file"),
+        "{e}"
+    );
 
     let rank3 = test_model(dir.path(), "rank3.onnx", &["--rank3"]);
     let e = Denoiser::open(&rt, &rank3, &cpu()).unwrap_err().to_string();
@@ -115,7 +128,10 @@ fn bad_models_are_refused_with_the_reason() {
     // No metadata: refused unless the caller states the normalisation.
     let bare = test_model(dir.path(), "bare.onnx", &["--no-metadata"]);
     let e = Denoiser::open(&rt, &bare, &cpu()).unwrap_err().to_string();
-    assert!(e.contains("no crossdenoise metadata") && e.contains("--percentile"), "{e}");
+    assert!(
+        e.contains("no crossdenoise metadata") && e.contains("--percentile"),
+        "{e}"
+    );
     let mut options = cpu();
     options.assume = Some(AssumedMetadata {
         normalization: Normalization::default(),
@@ -123,7 +139,12 @@ fn bad_models_are_refused_with_the_reason() {
     });
     let mut d = Denoiser::open(&rt, &bare, &options).unwrap();
     assert!(!d.has_metadata());
-    assert_eq!(d.denoise(phantom_slices(1, 30, 30)[0].view()).unwrap().dim(), (30, 30));
+    assert_eq!(
+        d.denoise(phantom_slices(1, 30, 30)[0].view())
+            .unwrap()
+            .dim(),
+        (30, 30)
+    );
 }
 
 #[test]
@@ -139,7 +160,10 @@ fn bad_slices_are_refused_and_the_denoiser_stays_usable() {
 
     let a = Array2::<f32>::ones((32, 32));
     let b = Array2::<f32>::ones((32, 36));
-    let e = d.denoise_batch(&[a.view(), b.view()]).unwrap_err().to_string();
+    let e = d
+        .denoise_batch(&[a.view(), b.view()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("slice 1 is 32x36"), "{e}");
 
     let empty = Array2::<f32>::zeros((0, 5));
@@ -147,6 +171,11 @@ fn bad_slices_are_refused_and_the_denoiser_stays_usable() {
 
     // An all-zero slice passes through (scale 1) rather than dividing by zero.
     let zeros = Array2::<f32>::zeros((32, 32));
-    assert!(d.denoise(zeros.view()).unwrap().iter().all(|v| v.is_finite()));
+    assert!(
+        d.denoise(zeros.view())
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite())
+    );
     assert_eq!(d.denoise(a.view()).unwrap().dim(), (32, 32));
 }

@@ -136,7 +136,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "{done} of {} files denoised into {} ({:.1} ms per file){}",
         files.len(),
         args.out.display(),
-        if done > 0 { secs * 1e3 / done as f64 } else { 0.0 },
+        if done > 0 {
+            secs * 1e3 / done as f64
+        } else {
+            0.0
+        },
         preview_dir
             .as_ref()
             .map(|p| format!("; previews in {}", p.display()))

@@ -37,7 +37,9 @@ pub fn reference<S: AsRef<OsStr>>(args: &[S]) {
     assert!(
         out.status.success(),
         "reference.py {:?} failed:\n{}",
-        args.iter().map(|a| a.as_ref().to_owned()).collect::<Vec<_>>(),
+        args.iter()
+            .map(|a| a.as_ref().to_owned())
+            .collect::<Vec<_>>(),
         String::from_utf8_lossy(&out.stderr)
     );
 }

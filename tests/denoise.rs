@@ -1,0 +1,317 @@
+//! `crossdenoise denoise`: an ONNX model over files of every supported format, on the real
+//! ONNX Runtime, and the errors a user sees.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crossdenoise_runtime::dicom::DicomSlice;
+use crossdenoise_runtime::io::{GrayImage, read_npy, read_png, write_npy, write_png};
+use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+use ndarray::Array2;
+
+use crate::util::{crossdenoise, crossdenoise_env, reference, stderr};
+
+fn phantom(i: u64, h: usize, w: usize) -> Array2<f32> {
+    let g = PhantomGenerator::new(
+        PhantomConfig {
+            size: 64,
+            snr_pd: 10.0,
+            snr_pdfs: 8.0,
+        },
+        5,
+    )
+    .unwrap();
+    g.pair(i)
+        .pdfs
+        .slice(ndarray::s![..h, ..w])
+        .mapv(|v| v * 1500.0)
+}
+
+/// A model, a 37x45 `.npy`, a 16-bit and an 8-bit PNG, and a two-slice DICOM series.
+fn inputs(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
+    let model = dir.join("model.onnx");
+    reference(&["make-model", model.to_str().unwrap()]);
+    let data = dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let npy = data.join("slice.npy");
+    write_npy(&npy, phantom(0, 37, 45).view()).unwrap();
+    let png16 = data.join("slice16.png");
+    write_png(
+        &png16,
+        &GrayImage::U16(phantom(1, 48, 40).mapv(|v| v.round() as u16)),
+    )
+    .unwrap();
+    let png8 = data.join("slice8.png");
+    write_png(
+        &png8,
+        &GrayImage::U8(phantom(2, 32, 32).mapv(|v| (v / 8.0).min(255.0) as u8)),
+    )
+    .unwrap();
+    let series = dir.join("series");
+    fs::create_dir_all(&series).unwrap();
+    let (a, b) = (dir.join("d0.npy"), dir.join("d1.npy"));
+    write_npy(&a, phantom(3, 40, 40).view()).unwrap();
+    write_npy(&b, phantom(4, 40, 40).view()).unwrap();
+    reference(&[
+        "dicom-series",
+        series.to_str().unwrap(),
+        "u12",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    (model, vec![npy, png16, png8, series])
+}
+
+fn snapshot(paths: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut all = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut entries: Vec<PathBuf> = fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            all.extend(
+                entries
+                    .into_iter()
+                    .map(|e| (e.clone(), fs::read(e).unwrap())),
+            );
+        } else {
+            all.push((p.clone(), fs::read(p).unwrap()));
+        }
+    }
+    all
+}
+
+#[test]
+fn denoises_every_format_into_the_same_format_with_previews() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, ins) = inputs(dir.path());
+    let before = snapshot(&ins);
+    let mut args = vec![
+        "denoise",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        "out",
+        "--preview",
+    ];
+    args.extend(ins.iter().map(|p| p.to_str().unwrap()));
+    let out = crossdenoise(&args, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("on cpu") && err.contains("5 of 5 files denoised"),
+        "{err}"
+    );
+    assert_eq!(before, snapshot(&ins), "inputs untouched");
+
+    let o = dir.path().join("out");
+    let npy = read_npy(&o.join("slice.npy")).unwrap();
+    assert_eq!(npy.dim(), (37, 45));
+    assert_ne!(npy, read_npy(&ins[0]).unwrap());
+    assert!(
+        matches!(read_png(&o.join("slice16.png")).unwrap(), GrayImage::U16(a) if a.dim() == (48, 40))
+    );
+    assert!(
+        matches!(read_png(&o.join("slice8.png")).unwrap(), GrayImage::U8(a) if a.dim() == (32, 32))
+    );
+    for name in ["slice_000.dcm", "slice_001.dcm"] {
+        let d = DicomSlice::read(&o.join("series").join(name)).unwrap();
+        assert_eq!(d.image.dim(), (40, 40));
+        assert_eq!(d.bits_stored, 12);
+    }
+    for p in [
+        "slice.png",
+        "slice16.png",
+        "slice8.png",
+        "series/slice_000.png",
+    ] {
+        let grid = read_png(&o.join("preview").join(p)).unwrap();
+        assert!(grid.dim().1 > 3 * 32, "{p}: three tiles side by side");
+    }
+    // No temporary files left behind.
+    assert!(fs::read_dir(&o).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")
+    }));
+}
+
+#[test]
+fn gpu_providers_fall_back_with_a_warning_or_fail_under_strict_ep() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, ins) = inputs(dir.path());
+    let m = model.to_str().unwrap();
+    let input = ins[0].to_str().unwrap();
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            m,
+            "--out",
+            "out",
+            "--ep",
+            "tensorrt,cuda,cpu",
+            input,
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: execution provider tensorrt unavailable"),
+        "{err}"
+    );
+    assert!(
+        err.contains("warning: execution provider cuda unavailable"),
+        "{err}"
+    );
+    assert!(err.contains("on cpu"), "{err}");
+
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            m,
+            "--out",
+            "strict",
+            "--ep",
+            "cuda,cpu",
+            "--strict-ep",
+            input,
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("execution provider cuda cannot be used (strict"),
+        "{err}"
+    );
+    assert!(!dir.path().join("strict").exists(), "nothing written");
+
+    let out = crossdenoise(
+        &[
+            "denoise", "--model", m, "--out", "x", "--ep", "cuda,tpu", input,
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown execution provider 'tpu'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_input_is_named_and_nothing_is_overwritten_or_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, ins) = inputs(dir.path());
+    let m = model.to_str().unwrap();
+    let data = ins[0].parent().unwrap().to_path_buf();
+    let before = snapshot(&ins);
+
+    // Output folder = input folder.
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            m,
+            "--out",
+            data.to_str().unwrap(),
+            data.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is an input folder"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(before, snapshot(&ins));
+
+    // An empty folder.
+    fs::create_dir_all(dir.path().join("empty")).unwrap();
+    let out = crossdenoise(
+        &["denoise", "--model", m, "--out", "o", "empty"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("empty: holds no .npy, .png or DICOM files"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A non-ONNX model.
+    fs::write(dir.path().join("bad.onnx"), "{}").unwrap();
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            "bad.onnx",
+            "--out",
+            "o",
+            ins[0].to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad.onnx: not a model ONNX Runtime can load"),
+        "{}",
+        stderr(&out)
+    );
+
+    // NaN pixels in one file: named, the others still denoised, exit status non-zero.
+    let mut nan = phantom(6, 32, 32);
+    nan[[0, 0]] = f32::NAN;
+    let nan_path = dir.path().join("nan.npy");
+    write_npy(&nan_path, nan.view()).unwrap();
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            m,
+            "--out",
+            "o2",
+            "nan.npy",
+            ins[0].to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("nan.npy") && err.contains("non-finite"),
+        "{err}"
+    );
+    assert!(err.contains("1 of 2 files denoised"), "{err}");
+    assert!(dir.path().join("o2/slice.npy").exists());
+    assert!(!dir.path().join("o2/nan.npy").exists());
+
+    // No ONNX Runtime library: the error says how to install it.
+    let out = crossdenoise_env(
+        &[
+            "denoise",
+            "--model",
+            m,
+            "--out",
+            "o3",
+            ins[0].to_str().unwrap(),
+        ],
+        dir.path(),
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bash scripts/install-ort.sh"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(before, snapshot(&ins));
+}
