@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv/ with the Python packages the tests use as independent references:
 # onnx (graph checker, test models), onnxruntime (a second inference path), pydicom (an
-# independent DICOM writer and reader) and numpy. Versions are pinned in
+# independent DICOM writer and reader), numpy, and Triton's model-config schema. Versions are pinned in
 # scripts/requirements-test.txt; a no-op when the environment already matches it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
 req=scripts/requirements-test.txt
 stamp=.venv/.requirements
-if [ -x .venv/bin/python ] && [ -f "$stamp" ] && cmp -s "$req" "$stamp"; then
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && cmp -s "$0" "$stamp.script" && cmp -s "$req" "$stamp"; then
     exit 0
 fi
 if ! command -v "$python" >/dev/null 2>&1; then
@@ -19,4 +19,8 @@ fi
 echo "==> creating .venv with $(tr '\n' ' ' < "$req")"
 "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$req"
+# Only Triton's model-config schema is used (tests/support/reference.py triton-check), which
+# needs protobuf alone: skip the client's network dependencies.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps tritonclient==2.73.0
 cp "$req" "$stamp"
+cp "$0" "$stamp.script"

@@ -3,5 +3,6 @@
 
 mod configs;
 mod denoise;
+mod export;
 mod phantoms;
 mod util;

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2};
 use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
 use ort::session::builder::SessionBuilder;
@@ -158,6 +158,21 @@ impl Denoiser {
         &self.path
     }
 
+    /// Runs the model as it is on an already normalised and padded `[N, 1, H, W]` input:
+    /// no preprocessing, no cropping. For parity checks and benchmarks of the graph itself.
+    pub fn infer_raw(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+        let (n, c, h, w) = input.dim();
+        let contiguous = input.as_standard_layout();
+        let data = run_session(
+            &mut self.session,
+            &self.path,
+            &self.input_name,
+            [n, c, h, w],
+            contiguous.as_slice().expect("standard layout"),
+        )?;
+        Ok(Array4::from_shape_vec((n, c, h, w), data).expect("checked shape"))
+    }
+
     /// Denoises one slice of any size; the result has the input's size and units.
     pub fn denoise(&mut self, image: ArrayView2<f32>) -> Result<Array2<f32>> {
         let mut out = self.denoise_batch(&[image])?;
@@ -207,33 +222,13 @@ impl Denoiser {
             scales.push(scale);
         }
 
-        let infer = |reason: String| Error::Inference {
-            path: self.path.clone(),
-            reason,
-        };
-        let tensor = TensorRef::from_array_view(([n, 1, ph, pw], &self.input[..]))
-            .map_err(|e| infer(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![self.input_name.as_str() => tensor])
-            .map_err(|e| infer(e.to_string()))?;
-        let (shape, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| infer(e.to_string()))?;
-        let want = [n as i64, 1, ph as i64, pw as i64];
-        if **shape != want {
-            return Err(infer(format!(
-                "output shape {:?} does not match the input's {want:?}",
-                &**shape
-            )));
-        }
-        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-            return Err(infer(format!(
-                "output has a non-finite value ({}) at slice {}",
-                data[bad],
-                bad / plane
-            )));
-        }
+        let data = run_session(
+            &mut self.session,
+            &self.path,
+            &self.input_name,
+            [n, 1, ph, pw],
+            &self.input,
+        )?;
         Ok(data
             .chunks(plane)
             .zip(scales)
@@ -243,6 +238,44 @@ impl Denoiser {
             })
             .collect())
     }
+}
+
+/// Runs the session on one `[N, 1, H, W]` input and returns its checked output, the same
+/// shape, all finite.
+fn run_session(
+    session: &mut Session,
+    path: &Path,
+    input_name: &str,
+    shape: [usize; 4],
+    input: &[f32],
+) -> Result<Vec<f32>> {
+    let infer = |reason: String| Error::Inference {
+        path: path.into(),
+        reason,
+    };
+    let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| infer(e.to_string()))?;
+    let outputs = session
+        .run(ort::inputs![input_name => tensor])
+        .map_err(|e| infer(e.to_string()))?;
+    let (out_shape, data) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| infer(e.to_string()))?;
+    let want = shape.map(|d| d as i64);
+    if **out_shape != want {
+        return Err(infer(format!(
+            "output shape {:?} does not match the input's {want:?}",
+            &**out_shape
+        )));
+    }
+    let plane = shape[2] * shape[3];
+    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+        return Err(infer(format!(
+            "output has a non-finite value ({}) at slice {}",
+            data[bad],
+            bad / plane
+        )));
+    }
+    Ok(data.to_vec())
 }
 
 /// [`crate::Normalization::fit`] with a reused scratch buffer (the percentile needs a

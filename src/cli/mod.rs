@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod denoise;
+mod export;
 mod phantoms;
 mod progress;
 mod train;
@@ -28,6 +29,8 @@ pub enum Command {
     Phantoms(phantoms::Args),
     /// Train the dual-domain model from a config file.
     Train(train::Args),
+    /// Export a trained run's no_skip path as an ONNX model (parity-checked against Burn).
+    Export(export::Args),
     /// Denoise image files (.npy, PNG, DICOM series) with an exported ONNX model.
     Denoise(denoise::Args),
     /// Benchmarks that take too long for criterion (a training step).
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Phantoms(args) => phantoms::run(args),
         Command::Train(args) => train::run(args),
+        Command::Export(args) => export::run(args),
         Command::Denoise(args) => denoise::run(args),
         Command::Bench(args) => bench::run(args),
     }

@@ -17,6 +17,12 @@ implementations agree:
       a JPEG 2000 file (encapsulated pixel data) for the "cannot decode" case.
   dicom-dump FILE... OUT.json
       attributes and pixel values (rescaled) read back with pydicom.
+  check-model MODEL
+      onnx.checker.check_model(full_check=True); prints node counts per op type, the
+      metadata and the graph's input / output shapes as JSON.
+  triton-check CONFIG.pbtxt
+      parses a Triton model config against Triton's own ModelConfig protobuf schema
+      (from the tritonclient package); prints its main fields as JSON.
 """
 
 import argparse
@@ -267,6 +273,50 @@ def dicom_dump(args):
         json.dump(out, f)
 
 
+def check_model(args):
+    import collections
+
+    import onnx
+
+    model = onnx.load(args.model)
+    onnx.checker.check_model(model, full_check=True)
+    counts = collections.Counter(n.op_type for n in model.graph.node)
+
+    def shape(vi):
+        return [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+    print(
+        json.dumps(
+            {
+                "ir_version": model.ir_version,
+                "opset": [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")][0],
+                "ops": dict(counts),
+                "metadata": {p.key: p.value for p in model.metadata_props},
+                "inputs": {i.name: shape(i) for i in model.graph.input},
+                "outputs": {o.name: shape(o) for o in model.graph.output},
+                "doc": model.graph.doc_string,
+            }
+        )
+    )
+
+
+def triton_check(args):
+    import importlib.util
+    import os
+
+    import tritonclient
+    from google.protobuf import json_format, text_format
+
+    # Load the generated schema module directly: importing tritonclient.grpc would pull grpc.
+    path = os.path.join(os.path.dirname(tritonclient.__file__), "grpc", "model_config_pb2.py")
+    spec = importlib.util.spec_from_file_location("model_config_pb2", path)
+    schema = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(schema)
+    with open(args.config) as f:
+        config = text_format.Parse(f.read(), schema.ModelConfig())
+    print(json.dumps(json_format.MessageToDict(config)))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -288,6 +338,10 @@ def main():
     r = sub.add_parser("dicom-dump")
     r.add_argument("files", nargs="+")
     r.add_argument("output")
+    k = sub.add_parser("check-model")
+    k.add_argument("model")
+    t = sub.add_parser("triton-check")
+    t.add_argument("config")
     args = p.parse_args()
     {
         "make-model": make_model,
@@ -295,6 +349,8 @@ def main():
         "dicom-series": dicom_series,
         "dicom-compressed": dicom_compressed,
         "dicom-dump": dicom_dump,
+        "check-model": check_model,
+        "triton-check": triton_check,
     }[args.cmd](args)
 
 

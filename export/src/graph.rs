@@ -1,0 +1,185 @@
+//! A small builder for ONNX graphs over `onnx-protobuf`'s generated types.
+//!
+//! It only knows what the exported path needs: float32 initializers, nodes with int / float
+//! attributes, symbolic-shape inputs and outputs, and metadata. Node and tensor names are
+//! readable (`enc.level1.conv2`) so the graph can be read in Netron next to the Burn code.
+
+use std::collections::BTreeMap;
+
+use onnx_protobuf::attribute_proto::AttributeType;
+use onnx_protobuf::tensor_proto::DataType;
+use onnx_protobuf::tensor_shape_proto::{Dimension, dimension};
+use onnx_protobuf::type_proto::{self, Tensor as TensorType};
+use onnx_protobuf::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// IR version 8 and opset 17: read by ONNX Runtime 1.14 and later (so every 1.2x / 1.3x),
+/// by TensorRT 10's ONNX parser, and by `onnx.checker`; every op the path uses has had its
+/// current semantics since well before opset 17.
+pub const IR_VERSION: i64 = 8;
+pub const OPSET: i64 = 17;
+
+/// An attribute value of a node.
+pub enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Float(f32),
+}
+
+#[derive(Default)]
+pub struct GraphBuilder {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    op_counts: BTreeMap<String, usize>,
+}
+
+impl GraphBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a float32 initializer; returns its name.
+    pub fn initializer(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
+        assert_eq!(
+            dims.iter().product::<usize>(),
+            values.len(),
+            "initializer {name}: dims {dims:?} do not match {} values",
+            values.len()
+        );
+        let mut t = TensorProto::new();
+        t.name = name.to_string();
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.data_type = DataType::FLOAT as i32;
+        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializers.push(t);
+        name.to_string()
+    }
+
+    pub fn has_initializer(&self, name: &str) -> bool {
+        self.initializers.iter().any(|t| t.name == name)
+    }
+
+    /// Adds a node named `name` with one output of the same name; returns that name.
+    pub fn node(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        attrs: Vec<(&str, Attr)>,
+    ) -> String {
+        let mut n = NodeProto::new();
+        n.op_type = op.to_string();
+        n.name = name.to_string();
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![name.to_string()];
+        n.attribute = attrs.into_iter().map(|(k, v)| attribute(k, v)).collect();
+        self.nodes.push(n);
+        *self.op_counts.entry(op.to_string()).or_default() += 1;
+        name.to_string()
+    }
+
+    /// Renames the last node's output (the graph's output must carry the interface name).
+    pub fn rename_last_output(&mut self, name: &str) {
+        let last = self.nodes.last_mut().expect("a graph with nodes");
+        last.output = vec![name.to_string()];
+    }
+
+    /// How many nodes of each op type; export prints it so a redundant node shows.
+    pub fn op_counts(&self) -> &BTreeMap<String, usize> {
+        &self.op_counts
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.initializers.iter().map(|t| t.raw_data.len() / 4).sum()
+    }
+
+    /// The model: one float32 input and output of shape `[N, 1, H, W]` with symbolic N, H,
+    /// W, the graph, and the metadata properties.
+    pub fn finish(
+        self,
+        input: &str,
+        output: &str,
+        graph_name: &str,
+        graph_doc: &str,
+        props: &[(String, String)],
+    ) -> ModelProto {
+        let mut graph = GraphProto::new();
+        graph.name = graph_name.to_string();
+        graph.doc_string = graph_doc.to_string();
+        graph.node = self.nodes;
+        graph.initializer = self.initializers;
+        graph.input = vec![value_info(input)];
+        graph.output = vec![value_info(output)];
+
+        let mut model = ModelProto::new();
+        model.ir_version = IR_VERSION;
+        let mut opset = OperatorSetIdProto::new();
+        opset.domain = String::new();
+        opset.version = OPSET;
+        model.opset_import = vec![opset];
+        model.producer_name = "crossdenoise".into();
+        model.producer_version = env!("CARGO_PKG_VERSION").into();
+        model.doc_string = graph_doc.to_string();
+        model.graph = protobuf::MessageField::some(graph);
+        model.metadata_props = props
+            .iter()
+            .map(|(k, v)| {
+                let mut e = StringStringEntryProto::new();
+                e.key = k.clone();
+                e.value = v.clone();
+                e
+            })
+            .collect();
+        model
+    }
+}
+
+fn attribute(name: &str, value: Attr) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    match value {
+        Attr::Int(i) => {
+            a.type_ = AttributeType::INT.into();
+            a.i = i;
+        }
+        Attr::Ints(v) => {
+            a.type_ = AttributeType::INTS.into();
+            a.ints = v;
+        }
+        Attr::Float(f) => {
+            a.type_ = AttributeType::FLOAT.into();
+            a.f = f;
+        }
+    }
+    a
+}
+
+fn value_info(name: &str) -> ValueInfoProto {
+    let dim = |v: dimension::Value| {
+        let mut d = Dimension::new();
+        d.value = Some(v);
+        d
+    };
+    let mut shape = TensorShapeProto::new();
+    shape.dim = vec![
+        dim(dimension::Value::DimParam("N".into())),
+        dim(dimension::Value::DimValue(1)),
+        dim(dimension::Value::DimParam("H".into())),
+        dim(dimension::Value::DimParam("W".into())),
+    ];
+    let mut tensor = TensorType::new();
+    tensor.elem_type = DataType::FLOAT as i32;
+    tensor.shape = protobuf::MessageField::some(shape);
+    let mut ty = TypeProto::new();
+    ty.value = Some(type_proto::Value::TensorType(tensor));
+    let mut vi = ValueInfoProto::new();
+    vi.name = name.to_string();
+    vi.type_ = protobuf::MessageField::some(ty);
+    vi
+}

@@ -1,0 +1,89 @@
+//! Finding and loading the trained model an export reads: a run folder or a checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use crossdenoise_train::Config;
+use crossdenoise_train::checkpoint;
+use crossdenoise_train::model::DualDomain;
+use crossdenoise_train::training::model_config;
+
+use crate::ExportError;
+
+/// A run's config and its latest checkpoint's weights, on the CPU.
+pub struct TrainedModel {
+    pub run: PathBuf,
+    pub checkpoint: PathBuf,
+    pub config: Config,
+    pub model: DualDomain,
+    pub epochs_done: usize,
+    pub device: Device,
+}
+
+impl TrainedModel {
+    /// `source` is a run folder (`runs/<name>`, holding `config.json` and `checkpoint/`) or
+    /// a checkpoint folder inside one.
+    pub fn load(source: &Path) -> Result<Self, ExportError> {
+        if !source.is_dir() {
+            return Err(ExportError::NotARun {
+                path: source.into(),
+                reason: "no such folder".into(),
+            });
+        }
+        let (run, ckpt) =
+            if source.join("state.json").is_file() && source.join("model.bpk").exists() {
+                let run = source.parent().unwrap_or(Path::new(".")).to_path_buf();
+                (run, source.to_path_buf())
+            } else {
+                let ckpt = checkpoint::find(source).map_err(|_| ExportError::NotARun {
+                    path: source.into(),
+                    reason: "no checkpoint/ with state.json; give a run folder that `crossdenoise \
+                         train` wrote, or its checkpoint folder"
+                        .into(),
+                })?;
+                (source.to_path_buf(), ckpt)
+            };
+        let config_path = run.join("config.json");
+        if !config_path.is_file() {
+            return Err(ExportError::NotARun {
+                path: run,
+                reason: "no config.json beside the checkpoint".into(),
+            });
+        }
+        let config = Config::load(&config_path).map_err(|e| ExportError::Config {
+            path: config_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let state = checkpoint::load_state(&ckpt).map_err(|e| ExportError::Mismatch {
+            path: ckpt.clone(),
+            reason: e.to_string(),
+        })?;
+        if state.config_hash != config.hash() {
+            return Err(ExportError::Mismatch {
+                path: ckpt,
+                reason: format!(
+                    "it was trained with config {} but {} hashes to {}",
+                    state.config_hash,
+                    config_path.display(),
+                    config.hash()
+                ),
+            });
+        }
+        let device = Device::flex();
+        let model =
+            checkpoint::load_model(&ckpt, model_config(&config).init(&device)).map_err(|e| {
+                ExportError::Mismatch {
+                    path: ckpt.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(TrainedModel {
+            run,
+            checkpoint: ckpt,
+            config,
+            model,
+            epochs_done: state.epoch,
+            device,
+        })
+    }
+}

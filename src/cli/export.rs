@@ -1,0 +1,76 @@
+//! `crossdenoise export`: a trained run's no_skip path as a parity-checked ONNX model.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+use crossdenoise_export::{ExportOptions, PARITY_TOLERANCE, export, graph};
+use crossdenoise_train::model::Domain;
+
+#[derive(Debug, ClapArgs)]
+pub struct Args {
+    /// A training run folder (runs/<name>) or one of its checkpoint folders.
+    source: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Domain whose encoder reads the input (a or b).
+    #[arg(long, default_value = "b", value_parser = parse_domain)]
+    from: Domain,
+    /// Domain whose decoder writes the output (a or b).
+    #[arg(long, default_value = "a", value_parser = parse_domain)]
+    to: Domain,
+    /// Write without comparing ONNX Runtime against Burn (not recommended).
+    #[arg(long)]
+    skip_parity: bool,
+    /// Also write a Triton Inference Server model repository into this folder.
+    #[arg(long, value_name = "DIR")]
+    triton_repo: Option<PathBuf>,
+}
+
+fn parse_domain(s: &str) -> Result<Domain, String> {
+    s.parse()
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.skip_parity {
+        eprintln!("warning: --skip-parity: the model is written without checking it against Burn");
+    }
+    let report = export(&ExportOptions {
+        source: args.source,
+        out: args.out,
+        from: args.from,
+        to: args.to,
+        skip_parity: args.skip_parity,
+        triton_repo: args.triton_repo,
+    })?;
+    let m = &report.metadata;
+    println!(
+        "wrote {} ({}; {} nodes, {} parameters, {:.1} KiB; IR {}, opset {})",
+        report.out.display(),
+        m.path_label(),
+        report.nodes,
+        report.parameters,
+        report.bytes as f64 / 1024.0,
+        graph::IR_VERSION,
+        graph::OPSET
+    );
+    println!("nodes per op type:");
+    for (op, n) in &report.op_counts {
+        println!("  {op:<22} {n}");
+    }
+    match &report.parity {
+        Some(p) => {
+            println!(
+                "parity with Burn: max abs error {:.2e} (tolerance {PARITY_TOLERANCE:.0e})",
+                p.max_abs_error()
+            );
+            print!("{p}");
+        }
+        None => println!("parity with Burn: not checked (--skip-parity)"),
+    }
+    if let Some(dir) = &report.triton {
+        println!("Triton model repository entry: {}", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

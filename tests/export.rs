@@ -1,0 +1,279 @@
+//! `crossdenoise export` on a real (tiny) trained run: the ONNX file checked by the onnx
+//! package, run by Python onnxruntime and by the Rust runtime with the same result, the
+//! Triton repository parsed against Triton's schema, and the errors for bad sources.
+
+use std::fs;
+use std::path::Path;
+
+use crossdenoise_runtime::io::{read_npy, write_npy};
+use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+use serde_json::Value;
+
+use crate::util::{crossdenoise, reference, stderr, tiny_run};
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The "nodes per op type" lines export prints, as (op, count).
+fn printed_ops(text: &str) -> Vec<(String, u64)> {
+    text.lines()
+        .skip_while(|l| !l.starts_with("nodes per op type"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| {
+            let mut it = l.split_whitespace();
+            (
+                it.next().unwrap().to_string(),
+                it.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn exported_model_passes_the_checker_and_python_and_rust_agree() {
+    let run = tiny_run(false);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    let out = crossdenoise(
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--out",
+            model.to_str().unwrap(),
+            "--triton-repo",
+            "triton",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("parity with Burn: max abs error"), "{text}");
+    assert!(text.contains("IR 8, opset 17"), "{text}");
+
+    // Only the ops of the path, in the numbers the architecture implies (depth 2: 1 + 2
+    // encoder blocks and 2 decoder blocks of 2 convs, plus the head) — no Identity,
+    // Transpose or Reshape, no skip branch.
+    let ops = printed_ops(&text);
+    let expected: Vec<(String, u64)> = [
+        ("AveragePool", 2),
+        ("Conv", 11),
+        ("ConvTranspose", 2),
+        ("InstanceNormalization", 12),
+        ("LeakyRelu", 12),
+    ]
+    .iter()
+    .map(|(o, n)| (o.to_string(), *n))
+    .collect();
+    assert_eq!(ops, expected, "{text}");
+
+    let checked: Value =
+        serde_json::from_str(&reference(&["check-model", model.to_str().unwrap()])).unwrap();
+    for (op, n) in &expected {
+        assert_eq!(
+            checked["ops"][op].as_u64(),
+            Some(*n),
+            "checker's count of {op}"
+        );
+    }
+    assert_eq!(checked["ir_version"], 8);
+    assert_eq!(checked["opset"], 17);
+    assert_eq!(
+        checked["inputs"]["image"],
+        serde_json::json!(["N", 1, "H", "W"])
+    );
+    assert_eq!(
+        checked["outputs"]["denoised"],
+        serde_json::json!(["N", 1, "H", "W"])
+    );
+    let meta = &checked["metadata"];
+    assert_eq!(meta["crossdenoise.from"], "b");
+    assert_eq!(meta["crossdenoise.to_name"], "pd");
+    assert_eq!(meta["crossdenoise.size_multiple"], "4");
+    assert_eq!(meta["crossdenoise.depth"], "2");
+    assert_eq!(meta["crossdenoise.base_channels"], "4");
+    assert_eq!(meta["crossdenoise.normalization.percentile"], "99.5");
+    assert_eq!(meta["crossdenoise.config_hash"].as_str().unwrap().len(), 16);
+    assert!(checked["doc"].as_str().unwrap().contains("no-skip path"));
+
+    // A 30 x 37 PDFS slice through the Rust runtime and through numpy + Python onnxruntime.
+    let g = PhantomGenerator::new(
+        PhantomConfig {
+            size: 48,
+            snr_pd: 10.0,
+            snr_pdfs: 8.0,
+        },
+        9,
+    )
+    .unwrap();
+    let slice = g
+        .pair(0)
+        .pdfs
+        .slice(ndarray::s![..30, ..37])
+        .mapv(|v| v * 900.0);
+    let input = dir.path().join("in");
+    fs::create_dir_all(&input).unwrap();
+    write_npy(&input.join("s.npy"), slice.view()).unwrap();
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            model.to_str().unwrap(),
+            "--out",
+            "den",
+            "in/s.npy",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ours = read_npy(&dir.path().join("den/s.npy")).unwrap();
+    let theirs_path = dir.path().join("theirs.npy");
+    reference(&[
+        "denoise",
+        model.to_str().unwrap(),
+        input.join("s.npy").to_str().unwrap(),
+        theirs_path.to_str().unwrap(),
+    ]);
+    let theirs = read_npy(&theirs_path).unwrap();
+    assert_eq!(ours.dim(), (30, 37));
+    let scale = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = ours
+        .iter()
+        .zip(theirs.iter())
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err / scale < 1e-5,
+        "Rust vs Python onnxruntime: {err} of {scale}"
+    );
+
+    // The Triton repository: the model and a config that Triton's schema accepts.
+    let repo = dir.path().join("triton/crossdenoise_pdfs_to_pd");
+    assert_eq!(
+        fs::read(repo.join("1/model.onnx")).unwrap(),
+        fs::read(&model).unwrap()
+    );
+    let config: Value = serde_json::from_str(&reference(&[
+        "triton-check",
+        repo.join("config.pbtxt").to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(config["name"], "crossdenoise_pdfs_to_pd");
+    assert_eq!(config["backend"], "onnxruntime");
+    assert_eq!(config["input"][0]["name"], "image");
+    assert_eq!(
+        config["input"][0]["dims"],
+        serde_json::json!(["1", "-1", "-1"])
+    );
+    assert_eq!(config["output"][0]["name"], "denoised");
+    assert!(config["dynamicBatching"].is_object());
+    assert_eq!(
+        config["optimization"]["executionAccelerators"]["gpuExecutionAccelerator"][0]["name"],
+        "tensorrt"
+    );
+}
+
+#[test]
+fn identity_mapping_and_same_domain_paths_export() {
+    let run = tiny_run(true);
+    let dir = tempfile::tempdir().unwrap();
+    let out = crossdenoise(
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--out",
+            "aa.onnx",
+            "--from",
+            "a",
+            "--to",
+            "a",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("pd (a) -> pd (a)"), "{text}");
+    assert!(
+        printed_ops(&text).contains(&("Add".to_string(), 1)),
+        "{text}"
+    );
+    let checked: Value = serde_json::from_str(&reference(&[
+        "check-model",
+        dir.path().join("aa.onnx").to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(checked["ops"]["Add"], 1);
+}
+
+fn no_model_left(dir: &Path) {
+    let names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".onnx") && !n.ends_with(".partial")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn bad_sources_are_named_and_leave_no_file() {
+    let run = tiny_run(false);
+    let dir = tempfile::tempdir().unwrap();
+    let export = |source: &str, extra: &[&str]| {
+        let mut args = vec!["export", source, "--out", "m.onnx"];
+        args.extend_from_slice(extra);
+        crossdenoise(&args, dir.path())
+    };
+
+    let out = export("nowhere", &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nowhere: not a crossdenoise run"),
+        "{}",
+        stderr(&out)
+    );
+
+    fs::create_dir_all(dir.path().join("foreign")).unwrap();
+    fs::write(dir.path().join("foreign/notes.txt"), "hi").unwrap();
+    let out = export("foreign", &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("foreign: not a crossdenoise run"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A run whose config was edited after training: the checkpoint no longer matches.
+    let copy = dir.path().join("edited");
+    fs::create_dir_all(copy.join("checkpoint")).unwrap();
+    for entry in fs::read_dir(run.join("checkpoint")).unwrap() {
+        let e = entry.unwrap();
+        fs::copy(e.path(), copy.join("checkpoint").join(e.file_name())).unwrap();
+    }
+    let config = fs::read_to_string(run.join("config.json")).unwrap();
+    let mut v: Value = serde_json::from_str(&config).unwrap();
+    v["model"]["base_channels"] = serde_json::json!(8);
+    fs::write(copy.join("config.json"), v.to_string()).unwrap();
+    let out = export("edited", &[]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("checkpoint does not match its run's config"),
+        "{err}"
+    );
+
+    let out = export(run.to_str().unwrap(), &["--from", "c"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unknown domain"), "{}", stderr(&out));
+
+    no_model_left(dir.path());
+
+    // The checkpoint folder itself is a valid source too.
+    let out = export(run.join("checkpoint").to_str().unwrap(), &["--skip-parity"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: --skip-parity"));
+    assert!(stdout(&out).contains("not checked"));
+}
