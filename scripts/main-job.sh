@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the embedded synthetic knee phantoms: a phantom data set with its preview,
-# then a training run of the recommended config with its sample grids and curves. (Export
-# and denoising join this job as they land.) Everything goes under out/ (or $CROSSDENOISE_OUT).
+# The main job on the embedded synthetic knee phantoms: train -> export -> denoise.
+#   1. a training run of the recommended config (sample grids, curves, validation PSNR/SSIM);
+#   2. export of its PDFS -> PD no-skip path as an ONNX model, parity-checked against Burn;
+#   3. a held-out phantom set (a seed the training never saw), denoised through ONNX Runtime,
+#      with input | denoised | difference pictures.
+# Everything goes under out/ (or $CROSSDENOISE_OUT).
 # EPOCHS=N shortens or lengthens the training (default: a 6-epoch look at the recommended
 # config; the full config trains 20).
 set -euo pipefail
@@ -18,16 +21,28 @@ echo "==> building crossdenoise (release)"
 cargo build --release --locked --bin crossdenoise
 bin=target/release/crossdenoise
 
-echo "==> synthetic knee phantoms"
-"$bin" phantoms --out "$out/phantoms" --pairs 64 --size 128 --seed 0 --force
+echo "==> ONNX Runtime (CPU build from the PyPI wheel)"
+bash scripts/install-ort.sh
 
 echo "==> training configs/config.json for $epochs epochs on the CPU"
 "$bin" train configs/config.json --epochs "$epochs" --out "$out/runs" --force
-
 run="$out/runs/config"
+
+echo "==> exporting the PDFS -> PD path to ONNX"
+"$bin" export "$run" --out "$out/model.onnx" --from b --to a --triton-repo "$out/triton"
+
+echo "==> held-out synthetic knee phantoms (64 x 64, SNR 10, as trained)"
+"$bin" phantoms --out "$out/phantoms" --pairs 8 --size 64 --snr 10 --seed 1000 --force
+
+echo "==> denoising the held-out PDFS slices through ONNX Runtime"
+rm -rf "$out/denoised"
+"$bin" denoise --model "$out/model.onnx" --out "$out/denoised" --preview "$out/phantoms/pdfs"
+
 last=$(ls "$run/samples" | sort | tail -n 1)
 echo
 echo "done. Look at:"
-echo "  $out/phantoms/preview.png   noisy and clean PD / PDFS phantom slices"
 echo "  $run/samples/$last   noisy input | cross-contrast output | target | clean"
 echo "  $run/curves.png   losses and validation PSNR"
+echo "  $out/denoised/preview/pdfs/   held-out PDFS input | PD-contrast output | difference"
+echo "  $out/phantoms/preview.png   the held-out slices, noisy and clean"
+echo "  $out/model.onnx   the exported model ($out/triton/ serves it on Triton)"

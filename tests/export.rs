@@ -277,3 +277,51 @@ fn bad_sources_are_named_and_leave_no_file() {
     assert!(stderr(&out).contains("warning: --skip-parity"));
     assert!(stdout(&out).contains("not checked"));
 }
+
+#[test]
+fn fp16_export_reports_its_error_and_runs_in_the_runtime() {
+    let run = tiny_run(false);
+    let dir = tempfile::tempdir().unwrap();
+    let out = crossdenoise(
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--out",
+            "m16.onnx",
+            "--fp16",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("parity with Burn (fp16 model): max abs error"),
+        "{text}"
+    );
+    assert!(text.contains("tolerance 2e-2"), "{text}");
+    let model = dir.path().join("m16.onnx");
+    let checked: Value =
+        serde_json::from_str(&reference(&["check-model", model.to_str().unwrap()])).unwrap();
+    assert_eq!(checked["ops"]["Cast"], 2);
+    assert_eq!(checked["metadata"]["crossdenoise.precision"], "fp16");
+
+    let g = PhantomGenerator::new(
+        PhantomConfig {
+            size: 32,
+            snr_pd: 10.0,
+            snr_pdfs: 8.0,
+        },
+        4,
+    )
+    .unwrap();
+    write_npy(&dir.path().join("s.npy"), g.pair(0).pdfs.view()).unwrap();
+    let out = crossdenoise(
+        &["denoise", "--model", "m16.onnx", "--out", "den", "s.npy"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        read_npy(&dir.path().join("den/s.npy")).unwrap().dim(),
+        (32, 32)
+    );
+}

@@ -28,6 +28,10 @@ pub use source::TrainedModel;
 /// The largest max-abs difference between ONNX Runtime and Burn that export accepts.
 pub const PARITY_TOLERANCE: f32 = 1e-4;
 
+/// The same for a `--fp16` model, whose weights and activations carry 11-bit mantissas
+/// (about 5e-4 relative each); outputs are normalised intensities of order 1.
+pub const FP16_PARITY_TOLERANCE: f32 = 2e-2;
+
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
     /// A run folder (`runs/<name>`) or one of its checkpoint folders.
@@ -36,6 +40,8 @@ pub struct ExportOptions {
     pub from: Domain,
     pub to: Domain,
     pub skip_parity: bool,
+    /// Float16 weights and compute, float32 input and output.
+    pub fp16: bool,
     /// Also write a Triton Inference Server model repository here.
     pub triton_repo: Option<PathBuf>,
 }
@@ -51,6 +57,9 @@ pub struct ExportReport {
     pub bytes: usize,
     /// `None` when the check was skipped.
     pub parity: Option<ParityReport>,
+    /// The tolerance the parity check was held to.
+    pub tolerance: f32,
+    pub fp16: bool,
     pub triton: Option<PathBuf>,
 }
 
@@ -78,12 +87,15 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
     };
 
-    let graph = lower::model_path(&trained.model, opts.from, opts.to);
+    let mut graph = lower::model_path(&trained.model, opts.from, opts.to);
+    if opts.fp16 {
+        graph = graph.into_fp16(lower::INPUT, lower::OUTPUT);
+    }
     let op_counts = graph.op_counts().clone();
     let nodes = graph.node_count();
     let parameters = graph.parameter_count();
     let doc = format!(
-        "crossdenoise {}: {} no-skip path of run '{}' (config {}), trained {} epochs; input \
+        "crossdenoise {}: {} no-skip path of run '{}' (config {}), trained {} epochs{}; input \
          normalised per slice by its {}th percentile, clamped to [0, {}], H and W multiples \
          of {}.",
         env!("CARGO_PKG_VERSION"),
@@ -91,10 +103,20 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         config.name,
         config.hash(),
         trained.epochs_done,
+        if opts.fp16 {
+            ", float16 weights and compute"
+        } else {
+            ""
+        },
         metadata.normalization.percentile,
         metadata.normalization.clamp_max,
         metadata.size_multiple,
     );
+    let mut props = metadata.to_props();
+    props.push((
+        "crossdenoise.precision".into(),
+        if opts.fp16 { "fp16" } else { "fp32" }.into(),
+    ));
     let model = graph.finish(
         lower::INPUT,
         lower::OUTPUT,
@@ -103,38 +125,25 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
             metadata.from_name, metadata.to_name
         ),
         &doc,
-        &metadata.to_props(),
+        &props,
     );
     let bytes = model
         .write_to_bytes()
         .map_err(|e| ExportError::Encode(e.to_string()))?;
 
-    // Written beside the target under a temporary name, checked, then renamed: a failed
-    // check or a crash never leaves a file under the requested name.
-    if let Some(parent) = opts.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
-    }
-    let tmp = temp_path(&opts.out);
-    fs::write(&tmp, &bytes).map_err(|e| ExportError::io(&tmp, e))?;
-    let parity = if opts.skip_parity {
-        None
+    let tolerance = if opts.fp16 {
+        FP16_PARITY_TOLERANCE
     } else {
-        match parity::check(&trained.model, opts.from, opts.to, &tmp, config.model.depth) {
-            Ok(report) if report.max_abs_error() <= PARITY_TOLERANCE => Some(report),
-            Ok(report) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(ExportError::Parity {
-                    report: Box::new(report),
-                    tolerance: PARITY_TOLERANCE,
-                });
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        }
+        PARITY_TOLERANCE
     };
-    fs::rename(&tmp, &opts.out).map_err(|e| ExportError::io(&opts.out, e))?;
+    let depth = config.model.depth;
+    let parity = write_checked(&bytes, &opts.out, tolerance, |file| {
+        if opts.skip_parity {
+            Ok(None)
+        } else {
+            parity::check(&trained.model, opts.from, opts.to, file, depth).map(Some)
+        }
+    })?;
 
     let triton = match &opts.triton_repo {
         Some(repo) => Some(triton::write_repository(repo, &opts.out, &metadata)?),
@@ -148,8 +157,42 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         parameters,
         bytes: bytes.len(),
         parity,
+        tolerance,
+        fp16: opts.fp16,
         triton,
     })
+}
+
+/// Writes `bytes` to a temporary name beside `out`, runs `check` on that file, and renames
+/// it to `out` only when the check passes within `tolerance`: a failed check or a crash
+/// never leaves a file under the requested name.
+pub fn write_checked(
+    bytes: &[u8],
+    out: &Path,
+    tolerance: f32,
+    check: impl FnOnce(&Path) -> Result<Option<ParityReport>, ExportError>,
+) -> Result<Option<ParityReport>, ExportError> {
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| ExportError::io(parent, e))?;
+    }
+    let tmp = temp_path(out);
+    fs::write(&tmp, bytes).map_err(|e| ExportError::io(&tmp, e))?;
+    let report = match check(&tmp) {
+        Ok(Some(report)) if report.max_abs_error() > tolerance => {
+            let _ = fs::remove_file(&tmp);
+            return Err(ExportError::Parity {
+                report: Box::new(report),
+                tolerance,
+            });
+        }
+        Ok(report) => report,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    fs::rename(&tmp, out).map_err(|e| ExportError::io(out, e))?;
+    Ok(report)
 }
 
 fn temp_path(out: &Path) -> PathBuf {

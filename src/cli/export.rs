@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
-use crossdenoise_export::{ExportOptions, PARITY_TOLERANCE, export, graph};
+use crossdenoise_export::{ExportOptions, export, graph};
 use crossdenoise_train::model::Domain;
 
 #[derive(Debug, ClapArgs)]
@@ -23,6 +23,10 @@ pub struct Args {
     /// Write without comparing ONNX Runtime against Burn (not recommended).
     #[arg(long)]
     skip_parity: bool,
+    /// Float16 weights and compute with float32 input / output (checked against Burn with
+    /// a tolerance of its own).
+    #[arg(long)]
+    fp16: bool,
     /// Also write a Triton Inference Server model repository into this folder.
     #[arg(long, value_name = "DIR")]
     triton_repo: Option<PathBuf>,
@@ -42,13 +46,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         from: args.from,
         to: args.to,
         skip_parity: args.skip_parity,
+        fp16: args.fp16,
         triton_repo: args.triton_repo,
     })?;
     let m = &report.metadata;
     println!(
-        "wrote {} ({}; {} nodes, {} parameters, {:.1} KiB; IR {}, opset {})",
+        "wrote {} ({}{}; {} nodes, {} parameters, {:.1} KiB; IR {}, opset {})",
         report.out.display(),
         m.path_label(),
+        if report.fp16 { ", fp16" } else { "" },
         report.nodes,
         report.parameters,
         report.bytes as f64 / 1024.0,
@@ -62,8 +68,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match &report.parity {
         Some(p) => {
             println!(
-                "parity with Burn: max abs error {:.2e} (tolerance {PARITY_TOLERANCE:.0e})",
-                p.max_abs_error()
+                "parity with Burn{}: max abs error {:.2e} (tolerance {:.0e})",
+                if report.fp16 { " (fp16 model)" } else { "" },
+                p.max_abs_error(),
+                report.tolerance
             );
             print!("{p}");
         }
