@@ -63,7 +63,11 @@ pub fn check(
     let mut session = Denoiser::open(&runtime, onnx, &options)?;
     let device = Device::flex();
     let mut cases = Vec::new();
-    for (n, h, w) in [(1, 4 * m, 4 * m), (1, 5 * m, 3 * m), (2, 4 * m, 4 * m)] {
+    // At least 64 pixels a side whatever the depth, one square and one oblong size.
+    let round = |v: usize| v.div_ceil(m).max(1) * m;
+    let side = round(64.max(4 * m));
+    let (tall, narrow) = (round(side * 5 / 4), round(side * 3 / 4));
+    for (n, h, w) in [(1, side, side), (1, tall, narrow), (2, side, side)] {
         let input = phantom_input(from, n, h, w);
         let ours = session.infer_raw(input.view())?;
         let x = Tensor::<4>::from_data(

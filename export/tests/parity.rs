@@ -44,7 +44,7 @@ fn a_graph_that_differs_from_burn_is_not_written() {
     assert!(matches!(e, ExportError::Parity { .. }), "{e}");
     let text = e.to_string();
     assert!(
-        text.contains("nothing was written") && text.contains("input [2, 1, 16, 16]"),
+        text.contains("nothing was written") && text.contains("input [2, 1, 64, 64]"),
         "{text}"
     );
     assert_eq!(

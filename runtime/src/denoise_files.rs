@@ -242,8 +242,9 @@ impl FileJob {
     }
 }
 
-/// Input | denoised | difference, side by side; the difference is shown at 4x gain around
-/// mid-grey so that structure removed along with the noise stands out.
+/// Input | denoised | difference, side by side, all in the input's window; the difference
+/// is centred on mid-grey. (A cross-contrast model changes contrast as well as noise, so
+/// the difference also shows the contrast change; a gain would saturate it.)
 pub fn preview_picture(input: ArrayView2<f32>, denoised: ArrayView2<f32>) -> Result<Grid> {
     let mut values: Vec<f32> = input.iter().copied().filter(|v| v.is_finite()).collect();
     let max = if values.is_empty() {
@@ -255,10 +256,10 @@ pub fn preview_picture(input: ArrayView2<f32>, denoised: ArrayView2<f32>) -> Res
     Zip::from(&mut diff)
         .and(input)
         .and(denoised)
-        .for_each(|d, &a, &b| *d = 0.5 * max + 4.0 * (a - b));
+        .for_each(|d, &a, &b| *d = 0.5 * max + (a - b));
     let (h, w) = input.dim();
     let zoom = if h.max(w) < 160 { 2 } else { 1 };
-    let mut grid = Grid::zoomed(1, 3, (h, w), zoom, &["input", "denoised", "diff x4"])?;
+    let mut grid = Grid::zoomed(1, 3, (h, w), zoom, &["input", "denoised", "difference"])?;
     grid.set(0, 0, input, max)?;
     grid.set(0, 1, denoised, max)?;
     grid.set(0, 2, diff.view(), max)?;

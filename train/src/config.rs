@@ -458,20 +458,21 @@ impl Config {
 
 /// Rewrites serde's messages into the words of a config file ("key" rather than "field").
 fn explain(msg: &str) -> String {
-    if let Some(rest) = msg.strip_prefix("unknown field `") {
-        let (_, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
-        let expected = expected
-            .trim_start_matches("one of ")
-            .replace('`', "")
-            .replace(" or ", ", ");
-        return format!("unknown key (expected {expected})");
-    }
-    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+    // serde lists the choices as "one of `a`, `b` or `c`"; a config reader wants "a, b, c".
+    let split = |rest: &str| {
         let (got, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
         let expected = expected
             .trim_start_matches("one of ")
             .replace('`', "")
             .replace(" or ", ", ");
+        (got.to_string(), expected)
+    };
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        let (_, expected) = split(rest);
+        return format!("unknown key (expected {expected})");
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant `") {
+        let (got, expected) = split(rest);
         return format!("unknown value {got:?} (expected {expected})");
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {

@@ -87,6 +87,14 @@ pub struct TrainOptions {
     pub stop_after_steps: Option<u64>,
 }
 
+impl TrainOptions {
+    /// Whether the run should stop (with a checkpoint) now that `step` steps are done.
+    fn stop_requested(&self, step: u64) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+            || self.stop_after_steps.is_some_and(|n| step >= n)
+    }
+}
+
 /// Running sums of the losses of an epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct LossSums {
@@ -312,9 +320,7 @@ pub fn train(
             )?;
             observer.step(state.epoch, state.step, &values);
 
-            let stop_requested = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-                || opts.stop_after_steps.is_some_and(|n| state.step >= n);
-            if stop_requested && state.batch < batches {
+            if opts.stop_requested(state.step) && state.batch < batches {
                 state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
                 checkpoint::save(&run, &model, &optim, &state)?;
                 interrupted = true;
@@ -356,9 +362,7 @@ pub fn train(
         state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
         checkpoint::save(&run, &model, &optim, &state)?;
 
-        let stop_requested = opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-            || opts.stop_after_steps.is_some_and(|n| state.step >= n);
-        if stop_requested && state.epoch < t.epochs {
+        if opts.stop_requested(state.step) && state.epoch < t.epochs {
             interrupted = true;
             break;
         }
@@ -508,7 +512,7 @@ pub fn validate(
         ssim_clean: has_clean.then(|| s[3] / n),
     };
     let baseline = |s: &[f64; 4]| PathScore {
-        psnr: f64::INFINITY.min(s[2] / n),
+        psnr: s[2] / n,
         ssim: s[3] / n,
         psnr_clean: Some(s[2] / n),
         ssim_clean: Some(s[3] / n),

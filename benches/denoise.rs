@@ -1,0 +1,125 @@
+//! Latency of the exported no_skip cross path: one 320 x 320 slice and a batch through the
+//! runtime's Denoiser on ONNX Runtime's CPU provider (pre- and post-processing included),
+//! the same forward pass in Burn (flex) for comparison, and a cold start.
+//!
+//! The models are built here at random initialisation and exported with the export crate's
+//! own lowering: weights do not change speed. Needs ONNX Runtime (`scripts/install-ort.sh`).
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use burn::prelude::*;
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use crossdenoise_export::lower;
+use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_runtime::{
+    Denoiser, DenoiserOptions, ModelMetadata, Normalization, OnnxRuntime, ProviderSettings,
+};
+use crossdenoise_train::model::{Domain, DualDomain, DualDomainConfig};
+use protobuf::Message;
+
+const SIZE: usize = 320;
+const DEPTH: usize = 4;
+
+fn write_model(model: &DualDomain, channels: usize, dir: &Path) -> PathBuf {
+    let meta = ModelMetadata {
+        from: "b".into(),
+        from_name: "pdfs".into(),
+        to: "a".into(),
+        to_name: "pd".into(),
+        normalization: Normalization::default(),
+        size_multiple: 1 << DEPTH,
+        depth: Some(DEPTH as u32),
+        base_channels: Some(channels),
+        config_hash: None,
+        version: None,
+    };
+    let bytes = lower::model_path(model, Domain::B, Domain::A)
+        .finish(
+            lower::INPUT,
+            lower::OUTPUT,
+            "bench",
+            "bench",
+            &meta.to_props(),
+        )
+        .write_to_bytes()
+        .unwrap();
+    let path = dir.join(format!("c{channels}d{DEPTH}.onnx"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn options() -> DenoiserOptions {
+    let mut providers = ProviderSettings::default();
+    providers.cpu.threads = Some(2);
+    DenoiserOptions {
+        providers,
+        warmup: Some([1, SIZE, SIZE]),
+        ..DenoiserOptions::default()
+    }
+}
+
+fn latency(c: &mut Criterion) {
+    let runtime = OnnxRuntime::load().expect("ONNX Runtime: run scripts/install-ort.sh");
+    let dir = tempfile::tempdir().unwrap();
+    let generator = PhantomGenerator::new(
+        PhantomConfig {
+            size: SIZE,
+            ..Default::default()
+        },
+        0,
+    )
+    .unwrap();
+    let slices: Vec<_> = (0..16).map(|i| generator.pair(i).pdfs).collect();
+    let device = Device::flex();
+
+    let mut group = c.benchmark_group("denoise");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(8));
+    for channels in [32, 16] {
+        let model = DualDomainConfig::new(channels, DEPTH).init(&device);
+        let path = write_model(&model, channels, dir.path());
+        let mut denoiser = Denoiser::open(&runtime, &path, &options()).unwrap();
+        let label = format!("C{channels} d{DEPTH}");
+        group.bench_function(BenchmarkId::new("ort-cpu slice 320x320", &label), |b| {
+            b.iter(|| denoiser.denoise(black_box(slices[0].view())).unwrap())
+        });
+        let views: Vec<_> = slices.iter().map(|s| s.view()).collect();
+        group.bench_function(BenchmarkId::new("ort-cpu batch 16x320x320", &label), |b| {
+            b.iter(|| denoiser.denoise_batch(black_box(&views)).unwrap())
+        });
+        let (normed, _) = Normalization::default()
+            .normalize(slices[0].view())
+            .unwrap();
+        let x = Tensor::<4>::from_data(
+            TensorData::new(
+                normed.iter().copied().collect::<Vec<f32>>(),
+                [1, 1, SIZE, SIZE],
+            ),
+            &device,
+        );
+        group.bench_function(BenchmarkId::new("burn-flex forward 320x320", &label), |b| {
+            b.iter(|| {
+                model
+                    .translate(Domain::B, Domain::A, black_box(x.clone()))
+                    .into_data()
+            })
+        });
+        group.bench_function(
+            BenchmarkId::new("cold start (open + first slice)", &label),
+            |b| {
+                b.iter(|| {
+                    let mut options = options();
+                    options.warmup = None;
+                    let mut d = Denoiser::open(&runtime, &path, &options).unwrap();
+                    d.denoise(slices[0].view()).unwrap()
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, latency);
+criterion_main!(benches);
