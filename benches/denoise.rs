@@ -11,40 +11,26 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use crossdenoise_export::lower;
+use crossdenoise_export::{encode, lower, path_metadata};
 use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::{
-    Denoiser, DenoiserOptions, ModelMetadata, Normalization, OnnxRuntime, ProviderSettings,
+    Denoiser, DenoiserOptions, Normalization, OnnxRuntime, ProviderSettings,
 };
 use crossdenoise_train::model::{Domain, DualDomain, DualDomainConfig};
-use protobuf::Message;
 
 const SIZE: usize = 320;
 const DEPTH: usize = 4;
 
 fn write_model(model: &DualDomain, channels: usize, dir: &Path) -> PathBuf {
-    let meta = ModelMetadata {
-        from: "b".into(),
-        from_name: "pdfs".into(),
-        to: "a".into(),
-        to_name: "pd".into(),
-        normalization: Normalization::default(),
-        size_multiple: 1 << DEPTH,
-        depth: Some(DEPTH as u32),
-        base_channels: Some(channels),
-        config_hash: None,
-        version: None,
-    };
-    let bytes = lower::model_path(model, Domain::B, Domain::A)
-        .finish(
-            lower::INPUT,
-            lower::OUTPUT,
-            "bench",
-            "bench",
-            &meta.to_props(),
-        )
-        .write_to_bytes()
-        .unwrap();
+    let meta = path_metadata(
+        &["pd".into(), "pdfs".into()],
+        Domain::B,
+        Domain::A,
+        DEPTH,
+        channels,
+    );
+    let graph = lower::model_path(model, Domain::B, Domain::A);
+    let bytes = encode(graph, &meta, &meta.to_props(), "bench").unwrap();
     let path = dir.join(format!("c{channels}d{DEPTH}.onnx"));
     std::fs::write(&path, bytes).unwrap();
     path

@@ -66,25 +66,15 @@ pub struct ExportReport {
 pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     let trained = TrainedModel::load(&opts.source)?;
     let config = &trained.config;
-    let name = |d: Domain| match d {
-        Domain::A => config.data.domains[0].clone(),
-        Domain::B => config.data.domains[1].clone(),
-    };
-    let key = |d: Domain| match d {
-        Domain::A => "a".to_string(),
-        Domain::B => "b".to_string(),
-    };
     let metadata = ModelMetadata {
-        from: key(opts.from),
-        from_name: name(opts.from),
-        to: key(opts.to),
-        to_name: name(opts.to),
-        normalization: Normalization::default(),
-        size_multiple: 1 << config.model.depth,
-        depth: Some(config.model.depth as u32),
-        base_channels: Some(config.model.base_channels),
         config_hash: Some(config.hash()),
-        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        ..path_metadata(
+            &config.data.domains,
+            opts.from,
+            opts.to,
+            config.model.depth,
+            config.model.base_channels,
+        )
     };
 
     let mut graph = lower::model_path(&trained.model, opts.from, opts.to);
@@ -117,19 +107,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         "crossdenoise.precision".into(),
         if opts.fp16 { "fp16" } else { "fp32" }.into(),
     ));
-    let model = graph.finish(
-        lower::INPUT,
-        lower::OUTPUT,
-        &format!(
-            "crossdenoise_{}_to_{}",
-            metadata.from_name, metadata.to_name
-        ),
-        &doc,
-        &props,
-    );
-    let bytes = model
-        .write_to_bytes()
-        .map_err(|e| ExportError::Encode(e.to_string()))?;
+    let bytes = encode(graph, &metadata, &props, &doc)?;
 
     let tolerance = if opts.fp16 {
         FP16_PARITY_TOLERANCE
@@ -161,6 +139,57 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         fp16: opts.fp16,
         triton,
     })
+}
+
+/// The metadata of the `from -> to` path of a model with `depth` levels and
+/// `base_channels`, its domains named as in `domains` (`[a, b]`); no config hash.
+pub fn path_metadata(
+    domains: &[String; 2],
+    from: Domain,
+    to: Domain,
+    depth: usize,
+    base_channels: usize,
+) -> ModelMetadata {
+    let side = |d: Domain| match d {
+        Domain::A => ("a".to_string(), domains[0].clone()),
+        Domain::B => ("b".to_string(), domains[1].clone()),
+    };
+    let ((from, from_name), (to, to_name)) = (side(from), side(to));
+    ModelMetadata {
+        from,
+        from_name,
+        to,
+        to_name,
+        normalization: Normalization::default(),
+        size_multiple: 1 << depth,
+        depth: Some(depth as u32),
+        base_channels: Some(base_channels),
+        config_hash: None,
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+    }
+}
+
+/// Serialises a lowered graph into an ONNX model with `props` as its metadata and `doc` as
+/// its doc string.
+pub fn encode(
+    graph: graph::GraphBuilder,
+    metadata: &ModelMetadata,
+    props: &[(String, String)],
+    doc: &str,
+) -> Result<Vec<u8>, ExportError> {
+    graph
+        .finish(
+            lower::INPUT,
+            lower::OUTPUT,
+            &format!(
+                "crossdenoise_{}_to_{}",
+                metadata.from_name, metadata.to_name
+            ),
+            doc,
+            props,
+        )
+        .write_to_bytes()
+        .map_err(|e| ExportError::Encode(e.to_string()))
 }
 
 /// Writes `bytes` to a temporary name beside `out`, runs `check` on that file, and renames

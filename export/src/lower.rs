@@ -6,6 +6,7 @@
 //! block, then a 1x1 head (plus the input with identity mapping). No skip is read, so the
 //! encoder's skip outputs are simply never produced.
 
+use burn::module::Param;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{InstanceNorm, PaddingConfig2d};
 use burn::prelude::*;
@@ -99,16 +100,31 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("float weights")
 }
 
-/// A convolution with the layer's own kernel, stride, dilation and (explicit) padding.
-fn conv(g: &mut GraphBuilder, name: &str, conv: &Conv2d, x: &str) -> String {
-    let w = conv.weight.val();
+/// The node inputs `[x, weight, bias?]` of a (transposed) convolution, with its weight
+/// and bias added as initializers; also the weight's dims.
+fn weight_inputs(
+    g: &mut GraphBuilder,
+    name: &str,
+    x: &str,
+    weight: &Param<Tensor<4>>,
+    bias: Option<&Param<Tensor<1>>>,
+) -> (Vec<String>, [usize; 4]) {
+    let w = weight.val();
     let dims = w.dims();
-    let weight = g.initializer(&format!("{name}.weight"), &dims, &values(w));
-    let mut inputs = vec![x.to_string(), weight];
-    if let Some(b) = &conv.bias {
+    let mut inputs = vec![
+        x.to_string(),
+        g.initializer(&format!("{name}.weight"), &dims, &values(w)),
+    ];
+    if let Some(b) = bias {
         let b = b.val();
         inputs.push(g.initializer(&format!("{name}.bias"), &b.dims(), &values(b)));
     }
+    (inputs, dims)
+}
+
+/// A convolution with the layer's own kernel, stride, dilation and (explicit) padding.
+fn conv(g: &mut GraphBuilder, name: &str, conv: &Conv2d, x: &str) -> String {
+    let (inputs, dims) = weight_inputs(g, name, x, &conv.weight, conv.bias.as_ref());
     // ONNX orders pads as [top, left, bottom, right], as Burn's Explicit does.
     let pads = match conv.padding {
         PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
@@ -140,14 +156,7 @@ fn ints(v: &[usize]) -> Attr {
 /// The transposed convolution of each decoder level (2x2, stride 2). Burn and ONNX share
 /// the weight layout `[C_in, C_out / groups, kH, kW]`.
 fn conv_transpose(g: &mut GraphBuilder, name: &str, conv: &ConvTranspose2d, x: &str) -> String {
-    let w = conv.weight.val();
-    let dims = w.dims();
-    let weight = g.initializer(&format!("{name}.weight"), &dims, &values(w));
-    let mut inputs = vec![x.to_string(), weight];
-    if let Some(b) = &conv.bias {
-        let b = b.val();
-        inputs.push(g.initializer(&format!("{name}.bias"), &b.dims(), &values(b)));
-    }
+    let (inputs, dims) = weight_inputs(g, name, x, &conv.weight, conv.bias.as_ref());
     let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let [ph, pw] = conv.padding;
     g.node(

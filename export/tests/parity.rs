@@ -3,28 +3,20 @@
 
 use burn::prelude::*;
 use crossdenoise_export::{
-    ExportError, FP16_PARITY_TOLERANCE, PARITY_TOLERANCE, graph, lower, parity, write_checked,
+    ExportError, FP16_PARITY_TOLERANCE, PARITY_TOLERANCE, encode, graph, lower, parity,
+    path_metadata, write_checked,
 };
-use crossdenoise_runtime::{ModelMetadata, Normalization};
 use crossdenoise_train::model::{Domain, DualDomainConfig};
-use protobuf::Message;
 
 fn bytes(g: graph::GraphBuilder, depth: usize) -> Vec<u8> {
-    let meta = ModelMetadata {
-        from: "b".into(),
-        from_name: "pdfs".into(),
-        to: "a".into(),
-        to_name: "pd".into(),
-        normalization: Normalization::default(),
-        size_multiple: 1 << depth,
-        depth: Some(depth as u32),
-        base_channels: Some(4),
-        config_hash: None,
-        version: None,
-    };
-    g.finish(lower::INPUT, lower::OUTPUT, "t", "test", &meta.to_props())
-        .write_to_bytes()
-        .unwrap()
+    let meta = path_metadata(
+        &["pd".into(), "pdfs".into()],
+        Domain::B,
+        Domain::A,
+        depth,
+        4,
+    );
+    encode(g, &meta, &meta.to_props(), "test").unwrap()
 }
 
 #[test]
