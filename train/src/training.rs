@@ -48,7 +48,7 @@ pub enum TrainError {
     )]
     RunExists { run: PathBuf },
     #[error(
-        "{run}: the checkpoint was made by a different config (hash {found}, this config {expected}); resume needs the config that started the run"
+        "{run}: the checkpoint was made by a different config (hash {found}, this config {expected}); resume needs the config that started the run (only trainer.epochs may be raised, to train on)"
     )]
     ConfigChanged {
         run: PathBuf,
@@ -247,11 +247,22 @@ pub fn train(
     if let Some(ckpt) = resume_from {
         state = checkpoint::load_state(&ckpt)?;
         if state.config_hash != hash {
-            return Err(TrainError::ConfigChanged {
-                run,
-                found: state.config_hash,
-                expected: hash,
-            });
+            if !extends_epochs(&run, config, &state) {
+                return Err(TrainError::ConfigChanged {
+                    run,
+                    found: state.config_hash,
+                    expected: hash,
+                });
+            }
+            // The same run, asked to go on for more epochs: it continues under the new
+            // config (the learning-rate schedule stretches to the new length from here).
+            let path = run.join("config.json");
+            fs::write(
+                &path,
+                serde_json::to_string_pretty(config).expect("config serialises") + "\n",
+            )
+            .map_err(io(&path))?;
+            state.config_hash = hash.clone();
         }
         model = checkpoint::load_model(&ckpt, model)?;
         optim = checkpoint::load_optimizer(&ckpt, optim)?;
@@ -410,6 +421,19 @@ pub fn model_config(config: &Config) -> DualDomainConfig {
     DualDomainConfig::new(config.model.base_channels, config.model.depth)
         .with_shared_encoder(config.model.shared_encoder)
         .with_identity_mapping(config.trainer.identity_mapping)
+}
+
+/// Whether `config` is the run's own config with only `trainer.epochs` raised (to at least
+/// the epochs already done): a deliberate "train N more epochs" rather than a changed run.
+fn extends_epochs(run: &Path, config: &Config, state: &checkpoint::TrainState) -> bool {
+    let Ok(old) = Config::load(&run.join("config.json")) else {
+        return false;
+    };
+    let mut same = config.clone();
+    same.trainer.epochs = old.trainer.epochs;
+    old.hash() == state.config_hash
+        && same.hash() == state.config_hash
+        && config.trainer.epochs > old.trainer.epochs
 }
 
 fn prepare_run_dir(run: &Path, config: &Config, opts: &TrainOptions) -> Result<(), TrainError> {

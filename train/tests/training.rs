@@ -156,6 +156,38 @@ fn resume_refuses_a_changed_config_or_a_missing_checkpoint() {
 }
 
 #[test]
+fn a_finished_run_trains_on_when_only_its_epochs_are_raised() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tiny("more");
+    let done = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    assert_eq!(done.epochs_done, 2);
+    let resume = TrainOptions {
+        resume: true,
+        ..opts(dir.path())
+    };
+    let mut longer = c.clone();
+    longer.trainer.epochs = 3;
+    let more = training::train(&longer, &resume, &mut Quiet).unwrap();
+    assert_eq!((more.epochs_done, more.steps), (3, 6));
+    let run = dir.path().join("more");
+    let saved: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(saved["trainer"]["epochs"], 3);
+    let epochs = metrics(&run)
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"epoch\""))
+        .count();
+    assert_eq!(epochs, 3, "one epoch line per epoch, old and new");
+
+    // Raising epochs together with anything else is still a different run.
+    let mut other = longer.clone();
+    other.trainer.epochs = 4;
+    other.trainer.lr = 0.01;
+    let err = training::train(&other, &resume, &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("different config"), "{err}");
+}
+
+#[test]
 fn trains_on_paired_folders_and_names_bad_folders() {
     use crossdenoise_runtime::io::Format;
     use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
