@@ -326,10 +326,14 @@ fn open_session(
                     if primary.is_none() {
                         start += 1;
                     }
-                    fallbacks.push(Fallback {
-                        provider: kind,
-                        reason,
-                    });
+                    // A retry after a failed session re-registers the rest of the list; a
+                    // provider is reported once.
+                    if !fallbacks.iter().any(|f: &Fallback| f.provider == kind) {
+                        fallbacks.push(Fallback {
+                            provider: kind,
+                            reason,
+                        });
+                    }
                 }
             }
         }
