@@ -1,4 +1,17 @@
 //! The scanner-side daemon: receives images over the MRD (ISMRMRD) streaming protocol,
 //! denoises them through `crossdenoise-runtime` and sends them back, never losing one.
 //!
-//! Not implemented yet. It will never link Burn.
+//! [`mrd`] is the wire format, [`session`] one client's conversation, [`worker`] the
+//! inference thread every connection shares, [`server`] accepting and shutting down, and
+//! [`client`] the sending side used by tests and demos. It never links Burn.
+
+pub mod client;
+pub mod config;
+pub mod mrd;
+pub mod server;
+pub mod session;
+pub mod stats;
+pub mod worker;
+
+pub use config::HostConfig;
+pub use server::Host;

@@ -28,7 +28,9 @@ pub fn python() -> PathBuf {
 
 /// Runs `reference.py` with `args`; panics with its stderr when it fails.
 pub fn reference<S: AsRef<OsStr>>(args: &[S]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/reference.py");
+    // Relative to the workspace so other crates' tests can share this module.
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/support/reference.py");
     let out = Command::new(python())
         .arg(script)
         .args(args)

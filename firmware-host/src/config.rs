@@ -1,0 +1,322 @@
+//! `host.toml`: where to listen, which models serve which config name, and the limits that
+//! keep one bad client from hurting the others. Strict: an unknown key is an error naming it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crossdenoise_runtime::ProviderSettings;
+use serde::Deserialize;
+
+/// What to do with messages the daemon does not process (acquisitions, waveforms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Forward {
+    /// Send them back unchanged, in order.
+    #[default]
+    Pass,
+    /// Drop them (logged and counted).
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    pub listen: SocketAddr,
+    /// Serve on a non-loopback address; off unless asked for (the box sits on the
+    /// scanner's network).
+    pub allow_remote: bool,
+    /// Loopback address of the read-only Prometheus `/metrics` endpoint; none if unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Profile used when a client names none or an unknown one.
+    pub default_profile: String,
+    pub profiles: BTreeMap<String, Profile>,
+    pub execution_providers: ProviderSettings,
+    /// Largest single message accepted, in MiB.
+    pub max_message_mib: usize,
+    /// A client silent this long (no message, no close) is disconnected.
+    pub idle_timeout_s: f64,
+    /// An image not denoised within this time goes back unchanged.
+    pub image_timeout_s: f64,
+    /// Most slices denoised in one inference.
+    pub batch_size: usize,
+    /// How long the worker waits for more slices to fill a batch.
+    pub batch_wait_ms: u64,
+    /// Images queued for the worker across all connections; senders wait beyond it.
+    pub queue_depth: usize,
+    /// Images read ahead of their answers on one connection.
+    pub in_flight_per_connection: usize,
+    pub max_connections: usize,
+    /// Added to `image_series_index` for the denoised series.
+    pub series_offset: u16,
+    /// Also send the original image after its denoised version.
+    pub send_original: bool,
+    pub acquisitions: Forward,
+    pub waveforms: Forward,
+    /// Seconds between stats lines in the log (0: none).
+    pub stats_interval_s: f64,
+}
+
+/// A named set of models: `model` by default, the first matching rule's model otherwise.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub model: PathBuf,
+    #[serde(default)]
+    pub rules: Vec<ModelRule>,
+}
+
+/// Picks a model by contrast: the header's `contrast` index and / or an attribute
+/// (e.g. `SequenceDescription`) containing a text. Every condition given must hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRule {
+    pub model: PathBuf,
+    pub contrast: Option<u16>,
+    pub attribute: Option<String>,
+    pub contains: Option<String>,
+}
+
+pub const DEFAULT_PROFILE: &str = "crossdenoise";
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            listen: "127.0.0.1:9002".parse().expect("valid address"),
+            allow_remote: false,
+            metrics_listen: None,
+            default_profile: DEFAULT_PROFILE.into(),
+            profiles: BTreeMap::new(),
+            execution_providers: ProviderSettings::default(),
+            max_message_mib: 64,
+            idle_timeout_s: 300.0,
+            image_timeout_s: 30.0,
+            batch_size: 4,
+            batch_wait_ms: 0,
+            queue_depth: 64,
+            in_flight_per_connection: 16,
+            max_connections: 64,
+            series_offset: 100,
+            send_original: false,
+            acquisitions: Forward::Pass,
+            waveforms: Forward::Pass,
+            stats_interval_s: 60.0,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        reason: String,
+    },
+}
+
+impl HostConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut config: HostConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim().replace('\n', " "),
+        })?;
+        // Model paths are relative to the config file, as a person writing it expects.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for profile in config.profiles.values_mut() {
+            profile.model = base.join(&profile.model);
+            for rule in &mut profile.rules {
+                rule.model = base.join(&rule.model);
+            }
+        }
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Checks ranges and cross-references; `path` names the file in errors.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError::Invalid {
+                path: path.into(),
+                key: key.into(),
+                reason: reason.into(),
+            })
+        };
+        if !self.allow_remote && !self.listen.ip().is_loopback() {
+            return bad(
+                "listen",
+                "not a loopback address: set allow_remote = true (or --allow-remote) to serve on the network",
+            );
+        }
+        if let Some(m) = self.metrics_listen
+            && !m.ip().is_loopback()
+        {
+            return bad(
+                "metrics_listen",
+                "the metrics endpoint serves loopback only",
+            );
+        }
+        if self.profiles.is_empty() {
+            return bad(
+                "profiles",
+                "no model profile (give --model or a [profiles.NAME] table)",
+            );
+        }
+        if !self.profiles.contains_key(&self.default_profile) {
+            let names: Vec<_> = self.profiles.keys().map(String::as_str).collect();
+            return bad(
+                "default_profile",
+                &format!(
+                    "'{}' is not a profile (have {})",
+                    self.default_profile,
+                    names.join(", ")
+                ),
+            );
+        }
+        for (name, profile) in &self.profiles {
+            for (i, rule) in profile.rules.iter().enumerate() {
+                if rule.contrast.is_none() && rule.attribute.is_none() {
+                    return bad(
+                        &format!("profiles.{name}.rules[{i}]"),
+                        "a rule needs `contrast` and / or `attribute` + `contains`",
+                    );
+                }
+                if rule.attribute.is_some() != rule.contains.is_some() {
+                    return bad(
+                        &format!("profiles.{name}.rules[{i}]"),
+                        "`attribute` and `contains` go together",
+                    );
+                }
+            }
+        }
+        for (key, value, min) in [
+            ("max_message_mib", self.max_message_mib, 1),
+            ("batch_size", self.batch_size, 1),
+            ("queue_depth", self.queue_depth, 1),
+            ("in_flight_per_connection", self.in_flight_per_connection, 1),
+            ("max_connections", self.max_connections, 1),
+        ] {
+            if value < min {
+                return bad(key, &format!("must be at least {min}"));
+            }
+        }
+        for (key, value) in [
+            ("idle_timeout_s", self.idle_timeout_s),
+            ("image_timeout_s", self.image_timeout_s),
+        ] {
+            if !(value > 0.0 && value.is_finite()) {
+                return bad(key, "must be a positive number of seconds");
+            }
+        }
+        if !(self.stats_interval_s >= 0.0 && self.stats_interval_s.is_finite()) {
+            return bad("stats_interval_s", "must be 0 (off) or a positive number");
+        }
+        self.execution_providers
+            .validate()
+            .or_else(|e| bad("execution_providers", &e.to_string()))
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_mib.saturating_mul(1 << 20)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.idle_timeout_s)
+    }
+
+    pub fn image_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.image_timeout_s)
+    }
+
+    /// Every distinct model file, in a stable order (the worker's model indices).
+    pub fn model_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for p in self.profiles.values() {
+            for m in std::iter::once(&p.model).chain(p.rules.iter().map(|r| &r.model)) {
+                if !paths.contains(m) {
+                    paths.push(m.clone());
+                }
+            }
+        }
+        paths
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<HostConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.toml");
+        std::fs::write(&path, text).unwrap();
+        HostConfig::load(&path)
+    }
+
+    #[test]
+    fn a_full_config_loads_with_paths_relative_to_it() {
+        let c = load(
+            r#"
+            listen = "127.0.0.1:9010"
+            default_profile = "knee"
+            batch_size = 8
+            [execution_providers]
+            order = ["cuda", "cpu"]
+            [profiles.knee]
+            model = "pd.onnx"
+            [[profiles.knee.rules]]
+            attribute = "SequenceDescription"
+            contains = "FS"
+            model = "pdfs.onnx"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9010);
+        assert_eq!(c.batch_size, 8);
+        assert!(c.profiles["knee"].model.ends_with("pd.onnx"));
+        assert!(c.profiles["knee"].model.is_absolute());
+        assert_eq!(c.model_paths().len(), 2);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let typo = load("[profiles.x]\nmodel = \"m.onnx\"\nbatchsize = 3\n").unwrap_err();
+        assert!(typo.to_string().contains("batchsize"), "{typo}");
+        let top = load("default_profile = \"x\"\nbatchsize = 3\n[profiles.x]\nmodel = \"m\"\n")
+            .unwrap_err();
+        assert!(
+            top.to_string().contains("unknown field `batchsize`"),
+            "{top}"
+        );
+        let remote = load("listen = \"0.0.0.0:9002\"\n[profiles.crossdenoise]\nmodel = \"m\"\n")
+            .unwrap_err();
+        assert!(
+            remote.to_string().contains("listen: not a loopback"),
+            "{remote}"
+        );
+        let default = load("[profiles.knee]\nmodel = \"m\"\n").unwrap_err();
+        assert!(
+            default
+                .to_string()
+                .contains("default_profile: 'crossdenoise' is not a profile"),
+            "{default}"
+        );
+        let zero = load("batch_size = 0\n[profiles.crossdenoise]\nmodel = \"m\"\n").unwrap_err();
+        assert!(
+            zero.to_string().contains("batch_size: must be at least 1"),
+            "{zero}"
+        );
+    }
+}

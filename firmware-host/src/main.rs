@@ -1,0 +1,211 @@
+//! `crossdenoise-host serve` (the daemon) and `crossdenoise-host send` (the scanner's side).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use crossdenoise_host::client::{self, SendOptions};
+use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
+use crossdenoise_host::mrd::DataType;
+use crossdenoise_host::{Host, HostConfig, server};
+use crossdenoise_runtime::ProviderSettings;
+use tracing::info;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crossdenoise-host",
+    version,
+    about = "MRD denoising daemon next to the MRI console"
+)]
+enum Cli {
+    /// Serve denoising over the MRD streaming protocol until SIGTERM / Ctrl-C.
+    Serve(ServeArgs),
+    /// Stream image files to a daemon as MRD images and write what comes back.
+    Send(SendArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// The exported model; it becomes the default profile's model (overriding host.toml's).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:9002).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// host.toml with profiles, limits and execution providers.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Allow a non-loopback --listen address.
+    #[arg(long)]
+    allow_remote: bool,
+    /// Loopback address for GET /metrics (Prometheus text).
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    /// Execution providers in order, e.g. tensorrt,cuda,cpu.
+    #[arg(long)]
+    ep: Option<String>,
+    /// Also send each original image after its denoised version.
+    #[arg(long)]
+    send_original: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SendArgs {
+    #[arg(long, default_value = "127.0.0.1:9002")]
+    connect: String,
+    /// .npy / .png / DICOM files or folders of them.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[arg(long)]
+    out: PathBuf,
+    /// Config name sent to the server (selects its model profile).
+    #[arg(long, default_value = DEFAULT_PROFILE)]
+    config: String,
+    /// Pixel type of the images sent: float or ushort.
+    #[arg(long, default_value = "float", value_parser = parse_dtype)]
+    dtype: DataType,
+}
+
+fn parse_dtype(s: &str) -> Result<DataType, String> {
+    match s {
+        "float" => Ok(DataType::F32),
+        "ushort" => Ok(DataType::U16),
+        "short" => Ok(DataType::I16),
+        "double" => Ok(DataType::F64),
+        _ => Err(format!(
+            "unknown pixel type '{s}' (expected float, ushort, short or double)"
+        )),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|rt| {
+            rt.block_on(async {
+                match Cli::parse() {
+                    Cli::Serve(a) => serve(a).await,
+                    Cli::Send(a) => send(a).await,
+                }
+            })
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => HostConfig::load(path)?,
+        None => HostConfig::default(),
+    };
+    if let Some(model) = args.model {
+        let name = config.default_profile.clone();
+        config
+            .profiles
+            .entry(name)
+            .and_modify(|p| p.model = model.clone())
+            .or_insert(Profile {
+                model,
+                rules: Vec::new(),
+            });
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    config.allow_remote |= args.allow_remote;
+    config.send_original |= args.send_original;
+    if let Some(m) = args.metrics {
+        config.metrics_listen = Some(m);
+    }
+    if let Some(ep) = &args.ep {
+        config.execution_providers.order = ProviderSettings::parse_order(ep)?;
+    }
+    let source = args
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("command line"));
+    config.validate(&source)?;
+    let listen = config.listen;
+    let metrics = config.metrics_listen;
+    let host = tokio::task::spawn_blocking(move || Host::open(config))
+        .await
+        .context("opening the models")??;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    // Tests and scripts read this line to find the port when --listen asks for port 0.
+    info!(address = %listener.local_addr()?, "serving MRD");
+    eprintln!("listening on {}", listener.local_addr()?);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics on {addr}"))?;
+        eprintln!("metrics on http://{}/metrics", l.local_addr()?);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(server::serve_metrics(l, host.stats(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+    }
+    host.serve(listener, async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("Ctrl-C"),
+            _ = term.recv() => info!("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let options = SendOptions {
+        config_name: args.config,
+        data_type: args.dtype,
+        max_message: 1 << 30,
+    };
+    let report = client::send(&args.connect, &args.inputs, &args.out, &options).await?;
+    for t in &report.texts {
+        eprintln!("server: {t}");
+    }
+    println!(
+        "sent {} images: {} denoised, {} returned unchanged, written to {}",
+        report.sent,
+        report.denoised,
+        report.unchanged,
+        args.out.display()
+    );
+    if !report.server_closed {
+        bail!("the server ended the connection without MRD close");
+    }
+    Ok(())
+}

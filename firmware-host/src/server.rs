@@ -1,0 +1,191 @@
+//! Accepting connections, the metrics endpoint, and shutting down without dropping images.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::config::HostConfig;
+use crate::session::{self, Context};
+use crate::stats::{Stats, inc};
+use crate::worker::{Engine, Worker, WorkerOptions};
+
+/// The daemon, ready to serve: models open, worker running.
+pub struct Host {
+    pub ctx: Arc<Context>,
+    worker_thread: std::thread::JoinHandle<()>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("model {path}: {source}")]
+    Model {
+        path: std::path::PathBuf,
+        source: Box<crossdenoise_runtime::Error>,
+    },
+    #[error(transparent)]
+    Runtime(Box<crossdenoise_runtime::Error>),
+}
+
+impl Host {
+    /// Opens every model of the config in ONNX Runtime (warm-up included, so a broken model
+    /// stops the daemon here, not at the first patient's image).
+    pub fn open(config: HostConfig) -> Result<Self, HostError> {
+        let runtime = OnnxRuntime::load().map_err(|e| HostError::Runtime(Box::new(e)))?;
+        let options = DenoiserOptions {
+            providers: config.execution_providers.clone(),
+            ..DenoiserOptions::default()
+        };
+        let mut engines = Vec::new();
+        for path in config.model_paths() {
+            let d =
+                Denoiser::open(&runtime, &path, &options).map_err(|source| HostError::Model {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?;
+            info!(model = %path.display(), provider = %d.provider(), "model ready");
+            for f in d.fallbacks() {
+                warn!(model = %path.display(), fallback = ?f, "execution provider skipped");
+            }
+            engines.push(d);
+        }
+        Ok(Self::with_engines(config, engines))
+    }
+
+    /// Serves with the given engines, one per [`HostConfig::model_paths`] entry in order.
+    pub fn with_engines<E: Engine>(config: HostConfig, engines: Vec<E>) -> Self {
+        let models: HashMap<_, _> = config
+            .model_paths()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (p, i))
+            .collect();
+        let (worker, worker_thread) = Worker::spawn(
+            engines,
+            WorkerOptions {
+                batch_size: config.batch_size,
+                batch_wait: Duration::from_millis(config.batch_wait_ms),
+                queue_depth: config.queue_depth,
+            },
+        );
+        Host {
+            ctx: Arc::new(Context {
+                config,
+                models,
+                worker,
+                stats: Arc::new(Stats::default()),
+            }),
+            worker_thread,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.ctx.stats.clone()
+    }
+
+    /// Serves `listener` until `shutdown` completes, then stops accepting, lets every open
+    /// connection answer what it has received and send close, and waits for them.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
+        let mut connections = JoinSet::new();
+        let stats_every = self.ctx.config.stats_interval_s;
+        let mut ticker = tokio::time::interval(Duration::from_secs_f64(stats_every.max(1.0)));
+        ticker.tick().await;
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = ticker.tick(), if stats_every > 0.0 => {
+                    info!("{}", self.ctx.stats.snapshot().line());
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => { backoff = Duration::from_millis(10); a }
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait, then go on.
+                            error!(error = %e, "accept failed");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(2));
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        warn!(%peer, max = self.ctx.config.max_connections, "too many connections: refused");
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let ctx = self.ctx.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        inc(&ctx.stats.connections);
+                        inc(&ctx.stats.connections_active);
+                        info!(%peer, "connected");
+                        let (r, w) = stream.into_split();
+                        session::handle(r, w, peer.to_string(), ctx.clone(), stop).await;
+                        ctx.stats.connections_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        info!(%peer, "disconnected");
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        info!(
+            open = connections.len(),
+            "shutting down: finishing open connections"
+        );
+        drop(listener);
+        let _ = stop_tx.send(true);
+        while connections.join_next().await.is_some() {}
+        let Host { ctx, worker_thread } = self;
+        info!("{}", ctx.stats.snapshot().line());
+        drop(ctx);
+        // The worker ends once the last connection's handle to it is gone.
+        let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
+    }
+}
+
+/// Serves `GET /metrics` (Prometheus text) on a loopback listener until `shutdown`.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    stats: Arc<Stats>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+        };
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
+            {
+                Ok(Ok(n)) => n,
+                _ => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = if request.starts_with("GET /metrics ") {
+                ("200 OK", stats.snapshot().prometheus())
+            } else {
+                ("404 Not Found", "only GET /metrics is served\n".to_owned())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

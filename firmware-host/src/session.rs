@@ -1,0 +1,346 @@
+//! One client connection, as FIRE clients drive it: config (1 or 2), XML header (3), an
+//! optional JSON text (5), the data, close (4). The server answers with images and text,
+//! then close, then ends the connection.
+//!
+//! Reading and writing are two tasks joined by a bounded, ordered queue. The reader turns
+//! each image into a job for the inference worker and queues the pending answer; the writer
+//! sends answers in arrival order, each denoised image or, if its denoising failed or took
+//! too long, the original. Whatever ends the reading — the client's close, a bad message,
+//! silence, shutdown — the writer still answers every image already read, then sends close:
+//! an image that reached the daemon is never dropped.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use crate::config::{Forward, HostConfig, Profile};
+use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
+use crate::stats::{Stats, inc};
+use crate::worker::{Answer, Worker};
+
+/// What every connection shares.
+pub struct Context {
+    pub config: HostConfig,
+    /// Model file -> the worker's model index.
+    pub models: HashMap<PathBuf, usize>,
+    pub worker: Worker,
+    pub stats: Arc<Stats>,
+}
+
+/// Marks written into a denoised image's attributes.
+pub const IMAGE_TYPE_MARK: &str = "DENOISED";
+pub const COMMENT_MARK: &str = "crossdenoise";
+
+// Messages are moved once through a short queue; boxing the common case buys nothing.
+#[allow(clippy::large_enum_variant)]
+enum Outgoing {
+    Now(Message),
+    /// The original image, its answer, and when it arrived.
+    Pending {
+        original: Box<Image>,
+        answer: oneshot::Receiver<Answer>,
+        arrived: Instant,
+        send_original: bool,
+    },
+}
+
+/// Why the reading side stopped.
+#[derive(Debug)]
+enum End {
+    ClientClose,
+    Eof,
+    Idle,
+    Shutdown,
+    Protocol(String),
+}
+
+pub async fn handle<R, W>(
+    reader: R,
+    writer: W,
+    peer: String,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = &ctx.config;
+    let (tx, rx) = mpsc::channel(cfg.in_flight_per_connection);
+    let writer_task = tokio::spawn(write_loop(
+        MessageWriter::new(writer),
+        rx,
+        ctx.clone(),
+        peer.clone(),
+    ));
+    let mut reader = MessageReader::new(reader, cfg.max_message_bytes());
+    let mut profile_name = cfg.default_profile.clone();
+    let mut send_original = cfg.send_original;
+    let end = loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => break End::Shutdown,
+            r = tokio::time::timeout(cfg.idle_timeout(), reader.read()) => r,
+        };
+        let msg = match next {
+            Err(_) => break End::Idle,
+            Ok(Ok(None)) => break End::Eof,
+            Ok(Err(ReadError::Io(e))) => break End::Protocol(format!("read failed: {e}")),
+            Ok(Err(e)) => break End::Protocol(e.to_string()),
+            Ok(Ok(Some(msg))) => msg,
+        };
+        let out = match msg {
+            Message::Close => break End::ClientClose,
+            Message::ConfigFile(name) | Message::ConfigText(name) => {
+                let name = name.trim().to_owned();
+                if cfg.profiles.contains_key(&name) {
+                    info!(%peer, profile = %name, "config");
+                    profile_name = name;
+                    None
+                } else {
+                    let text = format!(
+                        "WRN crossdenoise: unknown config '{name}', using profile '{}'",
+                        cfg.default_profile
+                    );
+                    warn!(%peer, config = %name, profile = %cfg.default_profile, "unknown config name: using the default profile");
+                    Some(Outgoing::Now(Message::Text(text)))
+                }
+            }
+            Message::Header(xml) => {
+                debug!(%peer, bytes = xml.len(), "XML header");
+                None
+            }
+            Message::Text(text) => {
+                match parameters(&text) {
+                    Ok(Some(p)) => {
+                        if let Some(v) = p.send_original {
+                            send_original = v;
+                        }
+                        info!(%peer, ?p, "parameters");
+                    }
+                    Ok(None) => info!(%peer, %text, "text"),
+                    Err(e) => warn!(%peer, error = %e, "parameters text ignored"),
+                }
+                None
+            }
+            Message::Image(image) => {
+                inc(&ctx.stats.images_received);
+                let profile = &cfg.profiles[&profile_name];
+                Some(submit(&ctx, profile, image, send_original, &peer).await)
+            }
+            Message::Acquisition(_) | Message::Waveform(_) => {
+                inc(&ctx.stats.other_messages);
+                let forward = match msg {
+                    Message::Acquisition(_) => cfg.acquisitions,
+                    _ => cfg.waveforms,
+                };
+                (forward == Forward::Pass).then_some(Outgoing::Now(msg))
+            }
+        };
+        if let Some(o) = out
+            && tx.send(o).await.is_err()
+        {
+            break End::Protocol("the writer stopped (client gone)".into());
+        }
+    };
+    match &end {
+        End::ClientClose => debug!(%peer, "client close"),
+        End::Eof => warn!(%peer, "client disconnected without close"),
+        End::Idle => {
+            warn!(%peer, timeout_s = cfg.idle_timeout_s, "client silent too long: closing")
+        }
+        End::Shutdown => info!(%peer, "shutting down: answering what was received, then close"),
+        End::Protocol(reason) => {
+            inc(&ctx.stats.protocol_errors);
+            warn!(%peer, %reason, "closing the connection");
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+}
+
+/// JSON parameters a client may send as TEXT before the data.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Parameters {
+    send_original: Option<bool>,
+}
+
+/// `Ok(None)`: plain text, not JSON.
+fn parameters(text: &str) -> Result<Option<Parameters>, String> {
+    let t = text.trim();
+    if !t.starts_with('{') {
+        return Ok(None);
+    }
+    serde_json::from_str(t)
+        .map(Some)
+        .map_err(|e| format!("{e}"))
+}
+
+/// Which model of `profile` serves this image: the first rule that matches, else the
+/// profile's own model.
+pub fn choose_model<'a>(profile: &'a Profile, image: &Image, meta: &Meta) -> &'a Path {
+    profile
+        .rules
+        .iter()
+        .find(|r| {
+            r.contrast.is_none_or(|c| c == image.header.contrast)
+                && match (&r.attribute, &r.contains) {
+                    (Some(name), Some(text)) => meta
+                        .get(name)
+                        .is_some_and(|vs| vs.iter().any(|v| v.contains(text.as_str()))),
+                    _ => true,
+                }
+        })
+        .map_or(profile.model.as_path(), |r| r.model.as_path())
+}
+
+/// Turns an image into its answer: a pending denoising, or the original right away when it
+/// is not for the model.
+async fn submit(
+    ctx: &Context,
+    profile: &Profile,
+    image: Image,
+    send_original: bool,
+    peer: &str,
+) -> Outgoing {
+    let arrived = Instant::now();
+    let index = image.header.image_index;
+    let planes = match image.planes() {
+        Ok(p) => p,
+        Err(reason) => {
+            info!(%peer, index, %reason, "image passed through unchanged");
+            inc(&ctx.stats.images_passed_through);
+            return Outgoing::Now(Message::Image(image));
+        }
+    };
+    let meta = Meta::parse(&image.attributes).unwrap_or_default();
+    let model = choose_model(profile, &image, &meta);
+    let Some(&model_index) = ctx.models.get(model) else {
+        warn!(%peer, index, model = %model.display(), "no worker model for this path: image sent back unchanged");
+        inc(&ctx.stats.images_failed);
+        return Outgoing::Now(Message::Image(image));
+    };
+    match ctx.worker.submit(model_index, planes).await {
+        Ok(answer) => Outgoing::Pending {
+            original: Box::new(image),
+            answer,
+            arrived,
+            send_original,
+        },
+        Err(_) => {
+            warn!(%peer, index, "the inference worker has stopped: image sent back unchanged");
+            inc(&ctx.stats.images_failed);
+            Outgoing::Now(Message::Image(image))
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: MessageWriter<W>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    ctx: Arc<Context>,
+    peer: String,
+) {
+    let cfg = &ctx.config;
+    let timeout = cfg.image_timeout();
+    let mut alive = true;
+    while let Some(out) = rx.recv().await {
+        let messages = match out {
+            Outgoing::Now(m) => vec![m],
+            Outgoing::Pending {
+                original,
+                answer,
+                arrived,
+                send_original,
+            } => {
+                let index = original.header.image_index;
+                let left = timeout.saturating_sub(arrived.elapsed());
+                let result =
+                    match tokio::time::timeout(left.max(Duration::from_millis(1)), answer).await {
+                        Ok(Ok(Ok(planes))) => denoised_image(&original, &planes, cfg),
+                        Ok(Ok(Err(e))) => Err(e),
+                        Ok(Err(_)) => Err("the inference worker dropped the job".into()),
+                        Err(_) => Err(format!("not denoised within {:.1} s", cfg.image_timeout_s)),
+                    };
+                match result {
+                    Ok(denoised) => {
+                        inc(&ctx.stats.images_denoised);
+                        ctx.stats.record_latency(arrived.elapsed().as_secs_f64());
+                        let mut m = vec![Message::Image(denoised)];
+                        if send_original {
+                            m.push(Message::Image(*original));
+                        }
+                        m
+                    }
+                    Err(reason) => {
+                        warn!(%peer, index, %reason, "denoising failed: original sent back");
+                        inc(&ctx.stats.images_failed);
+                        vec![Message::Image(*original)]
+                    }
+                }
+            }
+        };
+        for m in messages {
+            if !alive {
+                if matches!(m, Message::Image(_)) {
+                    inc(&ctx.stats.images_undeliverable);
+                }
+                continue;
+            }
+            if let Err(e) = writer.write(&m).await {
+                warn!(%peer, error = %e, "write failed: the client is gone");
+                alive = false;
+                if matches!(m, Message::Image(_)) {
+                    inc(&ctx.stats.images_undeliverable);
+                }
+            }
+        }
+    }
+    if alive {
+        if let Err(e) = writer.write(&Message::Close).await {
+            debug!(%peer, error = %e, "close not delivered");
+        }
+        let _ = writer.shutdown().await;
+    }
+}
+
+/// The denoised copy of `original`: a new series, pixels in the original's data type,
+/// attributes carried over and marked.
+pub fn denoised_image(
+    original: &Image,
+    planes: &[ndarray::Array2<f32>],
+    cfg: &HostConfig,
+) -> Result<Image, String> {
+    let mut image = original.clone();
+    image.header.image_series_index = original
+        .header
+        .image_series_index
+        .wrapping_add(cfg.series_offset);
+    image.set_planes(planes).map_err(|e| e.to_string())?;
+    image.attributes = match Meta::parse(&original.attributes) {
+        Ok(mut meta) => {
+            meta.append("ImageType", IMAGE_TYPE_MARK);
+            meta.append("ImageComment", COMMENT_MARK);
+            meta.append("ImageProcessingHistory", "CROSSDENOISE");
+            match meta.get("SequenceDescription").and_then(|v| v.first()) {
+                Some(desc) => {
+                    let desc = format!("{desc}_denoised");
+                    meta.set("SequenceDescription", vec![desc]);
+                }
+                None => meta.append("SequenceDescriptionAdditional", "denoised"),
+            }
+            meta.to_xml()
+        }
+        // Attributes we cannot read are carried over as they are, unmarked, rather than lost.
+        Err(e) => {
+            debug!(error = %e, "attributes kept unmarked");
+            original.attributes.clone()
+        }
+    };
+    Ok(image)
+}

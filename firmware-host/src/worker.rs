@@ -1,0 +1,231 @@
+//! The inference thread: it owns the models (an ONNX Runtime session is `Send` but runs with
+//! `&mut self`), takes jobs from every connection through one bounded queue, batches slices
+//! of one model and size that are already waiting, and answers each job on its own channel.
+//!
+//! Keeping inference off the async reactor means a slow model never stalls reading or
+//! writing on other connections, and the bounded queue is the daemon's back-pressure: a
+//! connection whose image cannot be queued stops reading its socket.
+
+use std::panic::AssertUnwindSafe;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossdenoise_runtime::Denoiser;
+use ndarray::{Array2, ArrayView2};
+use tokio::sync::{mpsc, oneshot};
+
+pub type Planes = Vec<Array2<f32>>;
+pub type Answer = Result<Planes, String>;
+
+/// Something that denoises a batch of equally sized slices: the ONNX Runtime [`Denoiser`],
+/// or a stand-in in tests.
+pub trait Engine: Send + 'static {
+    fn denoise_batch(&mut self, slices: &[ArrayView2<f32>]) -> Result<Planes, String>;
+}
+
+impl Engine for Denoiser {
+    fn denoise_batch(&mut self, slices: &[ArrayView2<f32>]) -> Result<Planes, String> {
+        Denoiser::denoise_batch(self, slices).map_err(|e| e.to_string())
+    }
+}
+
+struct Job {
+    model: usize,
+    planes: Planes,
+    reply: oneshot::Sender<Answer>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerOptions {
+    pub batch_size: usize,
+    pub batch_wait: Duration,
+    pub queue_depth: usize,
+}
+
+/// The sending side; cheap to clone, one per connection.
+#[derive(Clone)]
+pub struct Worker {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Worker {
+    /// Starts the thread. It ends when every `Worker` clone is dropped and the queue is empty.
+    pub fn spawn<E: Engine>(engines: Vec<E>, options: WorkerOptions) -> (Worker, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(options.queue_depth.max(1));
+        let thread = std::thread::Builder::new()
+            .name("inference".into())
+            .spawn(move || run(engines, rx, options))
+            .expect("spawn the inference thread");
+        (Worker { tx }, thread)
+    }
+
+    /// Queues `planes` (one image's slices, all one size) for `model`, waiting while the
+    /// queue is full. `Err` gives the planes back if the worker is gone.
+    pub async fn submit(
+        &self,
+        model: usize,
+        planes: Planes,
+    ) -> Result<oneshot::Receiver<Answer>, Planes> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job {
+                model,
+                planes,
+                reply,
+            })
+            .await
+            .map(|()| answer)
+            .map_err(|e| e.0.planes)
+    }
+}
+
+fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: WorkerOptions) {
+    let mut carry: Option<Job> = None;
+    loop {
+        let first = match carry.take() {
+            Some(job) => job,
+            None => match rx.blocking_recv() {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let (model, shape) = (first.model, first.planes.first().map(|p| p.dim()));
+        let mut count = first.planes.len();
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + options.batch_wait;
+        while count < options.batch_size {
+            match rx.try_recv() {
+                Ok(job)
+                    if job.model == model
+                        && job.planes.first().map(|p| p.dim()) == shape
+                        && count + job.planes.len() <= options.batch_size =>
+                {
+                    count += job.planes.len();
+                    jobs.push(job);
+                }
+                Ok(job) => {
+                    carry = Some(job);
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                Err(_) => break,
+            }
+        }
+        // A job whose connection stopped waiting (timeout, client gone) is not computed.
+        jobs.retain(|j| !j.reply.is_closed());
+        match engines.get_mut(model) {
+            Some(engine) => run_jobs(engine, jobs, options.batch_size),
+            None => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(format!("no model with index {model}")));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the jobs as one batch (in chunks of `batch_size`); if that fails, runs each job on
+/// its own so one bad image cannot fail its neighbours.
+fn run_jobs<E: Engine>(engine: &mut E, jobs: Vec<Job>, batch_size: usize) {
+    if jobs.len() > 1 {
+        let all: Vec<ArrayView2<f32>> = jobs
+            .iter()
+            .flat_map(|j| j.planes.iter().map(|p| p.view()))
+            .collect();
+        if let Ok(mut out) = denoise_chunked(engine, &all, batch_size) {
+            for job in jobs {
+                let rest = out.split_off(job.planes.len());
+                let mine = std::mem::replace(&mut out, rest);
+                let _ = job.reply.send(Ok(mine));
+            }
+            return;
+        }
+    }
+    for job in jobs {
+        let views: Vec<_> = job.planes.iter().map(|p| p.view()).collect();
+        let _ = job.reply.send(denoise_chunked(engine, &views, batch_size));
+    }
+}
+
+fn denoise_chunked<E: Engine>(
+    engine: &mut E,
+    slices: &[ArrayView2<f32>],
+    batch_size: usize,
+) -> Answer {
+    let mut out = Vec::with_capacity(slices.len());
+    for chunk in slices.chunks(batch_size.max(1)) {
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| engine.denoise_batch(chunk)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                Err(format!("the model panicked: {what}"))
+            })?;
+        if result.len() != chunk.len() {
+            return Err(format!(
+                "the model returned {} slices for {}",
+                result.len(),
+                chunk.len()
+            ));
+        }
+        out.extend(result);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adds one; fails on any slice whose first pixel is negative; records batch sizes.
+    struct PlusOne(std::sync::Arc<std::sync::Mutex<Vec<usize>>>);
+
+    impl Engine for PlusOne {
+        fn denoise_batch(&mut self, slices: &[ArrayView2<f32>]) -> Result<Planes, String> {
+            self.0.lock().unwrap().push(slices.len());
+            if slices.iter().any(|s| s[[0, 0]] < 0.0) {
+                return Err("negative".into());
+            }
+            Ok(slices.iter().map(|s| s.mapv(|v| v + 1.0)).collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_jobs_are_batched_and_a_bad_one_fails_alone() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (worker, thread) = Worker::spawn(
+            vec![PlusOne(seen.clone())],
+            WorkerOptions {
+                batch_size: 4,
+                batch_wait: Duration::from_millis(200),
+                queue_depth: 8,
+            },
+        );
+        let mut answers = Vec::new();
+        for v in [1.0, -1.0, 3.0] {
+            answers.push(
+                worker
+                    .submit(0, vec![Array2::from_elem((2, 2), v)])
+                    .await
+                    .unwrap(),
+            );
+        }
+        let mut results = Vec::new();
+        for a in answers {
+            results.push(a.await.unwrap());
+        }
+        assert_eq!(results[0].as_ref().unwrap()[0][[0, 0]], 2.0);
+        assert_eq!(results[1].as_ref().unwrap_err(), "negative");
+        assert_eq!(results[2].as_ref().unwrap()[0][[1, 1]], 4.0);
+        // One batch of three, then each job alone after it failed.
+        assert_eq!(*seen.lock().unwrap(), vec![3, 1, 1, 1]);
+        let unknown = worker.submit(5, vec![Array2::zeros((2, 2))]).await.unwrap();
+        assert!(unknown.await.unwrap().unwrap_err().contains("no model"));
+        drop(worker);
+        thread.join().unwrap();
+    }
+}

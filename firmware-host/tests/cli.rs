@@ -1,0 +1,105 @@
+//! The `crossdenoise-host` binary as an operator runs it: `serve` in the background, `send`
+//! from the scanner's side, SIGTERM to stop.
+
+#[path = "../../runtime/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn host() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crossdenoise-host"))
+}
+
+#[test]
+fn serve_then_send_then_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = support::test_model(dir.path(), "model.onnx", &[]);
+    let inputs = dir.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    for (i, slice) in support::phantom_slices(3, 48, 40).iter().enumerate() {
+        crossdenoise_runtime::io::write_npy(&inputs.join(format!("s{i}.npy")), slice.view())
+            .unwrap();
+    }
+    let mut server = host()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--model",
+        ])
+        .arg(&model)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(a) = line.strip_prefix("listening on ") {
+            addr = Some(a.to_owned());
+        }
+        if line.starts_with("metrics on ") {
+            break;
+        }
+    }
+    let addr = addr.expect("serve prints its address");
+    // Keep draining the log so the server never blocks on a full pipe.
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let out = dir.path().join("out");
+    let send = host()
+        .args(["send", "--connect", &addr, "--out"])
+        .arg(&out)
+        .arg(&inputs)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&send.stdout);
+    assert!(
+        send.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    assert!(stdout.contains("sent 3 images: 3 denoised"), "{stdout}");
+    for i in 0..3 {
+        assert!(
+            Path::new(&out)
+                .join(format!("in/s{i}.denoised.npy"))
+                .is_file()
+        );
+    }
+
+    let bad = host()
+        .args(["send", "--connect", &addr, "--out"])
+        .arg(dir.path().join("out2"))
+        .arg(dir.path().join("missing.npy"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.npy"));
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("SIGTERM"), "{log}");
+    assert!(log.contains("denoised 3"), "the final stats line: {log}");
+}
+
+#[test]
+fn a_remote_address_needs_the_flag() {
+    let out = host()
+        .args(["serve", "--listen", "0.0.0.0:0", "--model", "m.onnx"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen: not a loopback address"), "{err}");
+}

@@ -1,0 +1,451 @@
+//! The daemon on real TCP on 127.0.0.1 with real ONNX Runtime models: every image comes
+//! back, denoised exactly as the runtime denoises it, or unchanged when it cannot be.
+
+#[path = "../../runtime/tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
+use crossdenoise_host::mrd::{
+    Acquisition, DataType, Image, Message, MessageReader, MessageWriter, Meta, Waveform,
+};
+use crossdenoise_host::session::IMAGE_TYPE_MARK;
+use crossdenoise_host::stats::Stats;
+use crossdenoise_host::{Host, HostConfig};
+use crossdenoise_runtime::{Denoiser, DenoiserOptions};
+use ndarray::Array2;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<Stats>,
+}
+
+impl Server {
+    async fn start(config: HostConfig) -> Server {
+        let host = tokio::task::spawn_blocking(move || Host::open(config).expect("host opens"))
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stats = host.stats();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(host.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            addr,
+            stop: Some(stop),
+            task,
+            stats,
+        }
+    }
+
+    async fn shutdown(mut self) -> Arc<Stats> {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the server stops")
+            .unwrap();
+        self.stats
+    }
+}
+
+fn config(model: &Path) -> HostConfig {
+    let mut c = HostConfig::default();
+    c.profiles.insert(
+        DEFAULT_PROFILE.into(),
+        Profile {
+            model: model.into(),
+            rules: Vec::new(),
+        },
+    );
+    c.stats_interval_s = 0.0;
+    c
+}
+
+fn model(dir: &Path, flags: &[&str]) -> PathBuf {
+    support::test_model(dir, "model.onnx", flags)
+}
+
+fn image(plane: &Array2<f32>, index: u16) -> Image {
+    let mut image = Image::from_plane(plane, DataType::F32);
+    image.header.image_index = index;
+    image.header.image_series_index = 1;
+    let mut meta = Meta::new();
+    meta.set("SequenceDescription", vec!["pdfs_tse".into()]);
+    image.attributes = meta.to_xml();
+    // As it reads back: the encoder writes the attribute length into the header.
+    image.header.attribute_string_len = image.attributes.len() as u32;
+    image
+}
+
+struct Client {
+    reader: MessageReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: MessageWriter<tokio::net::tcp::OwnedWriteHalf>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, config: &str) -> Client {
+        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
+        let mut c = Client {
+            reader: MessageReader::new(r, 1 << 28),
+            writer: MessageWriter::new(w),
+        };
+        c.send(&Message::ConfigFile(config.into())).await;
+        c.send(&Message::Header("<ismrmrdHeader/>".into())).await;
+        c
+    }
+
+    async fn send(&mut self, m: &Message) {
+        self.writer.write(m).await.unwrap();
+    }
+
+    /// Every message until the server's close; asserts the connection then ends.
+    async fn until_close(&mut self) -> Vec<Message> {
+        let mut out = Vec::new();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(60), self.reader.read())
+                .await
+                .expect("an answer in time")
+                .unwrap()
+                .expect("close before the end of the stream");
+            if m == Message::Close {
+                break;
+            }
+            out.push(m);
+        }
+        assert_eq!(
+            self.reader.read().await.unwrap(),
+            None,
+            "the server ends the connection"
+        );
+        out
+    }
+}
+
+fn images(messages: &[Message]) -> Vec<&Image> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            Message::Image(i) => Some(i),
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_denoised(image: &Image) -> bool {
+    Meta::parse(&image.attributes)
+        .unwrap()
+        .get("ImageType")
+        .is_some_and(|v| v.iter().any(|t| t == IMAGE_TYPE_MARK))
+}
+
+fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
+    assert_eq!(a.dim(), b.dim());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_image_comes_back_denoised_exactly_as_the_runtime_does_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let server = Server::start(config(&model)).await;
+    // 60 x 52 is not a multiple of the model's size: padding and cropping are exercised.
+    let planes = support::phantom_slices(12, 60, 52);
+    let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
+    for (i, p) in planes.iter().enumerate() {
+        client.send(&Message::Image(image(p, i as u16 + 1))).await;
+    }
+    client.send(&Message::Close).await;
+    let answers = client.until_close().await;
+    let back = images(&answers);
+    assert_eq!(back.len(), planes.len());
+
+    let mut reference =
+        Denoiser::open(&support::runtime(), &model, &DenoiserOptions::default()).unwrap();
+    for (i, (got, plane)) in back.iter().zip(&planes).enumerate() {
+        assert_eq!(
+            got.header.image_index,
+            i as u16 + 1,
+            "answers keep arrival order"
+        );
+        assert_eq!(got.header.image_series_index, 101, "a new series");
+        assert!(is_denoised(got));
+        let meta = Meta::parse(&got.attributes).unwrap();
+        assert_eq!(meta.first("SequenceDescription"), Some("pdfs_tse_denoised"));
+        let expected = reference.denoise(plane.view()).unwrap();
+        let diff = max_abs_diff(&got.planes().unwrap()[0], &expected);
+        assert!(
+            diff <= 1e-3,
+            "image {i}: differs from the runtime by {diff}"
+        );
+        assert!(
+            max_abs_diff(&expected, plane) > 1.0,
+            "the model changes the image"
+        );
+    }
+    let stats = server.shutdown().await;
+    let s = stats.snapshot();
+    assert_eq!((s.received, s.denoised, s.failed), (12, 12, 0));
+    assert!(s.p50_ms.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_returns_every_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &["--fail-unless-64"]);
+    let server = Server::start(config(&model)).await;
+    let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
+    let planes = support::phantom_slices(6, 80, 80);
+    let sent: Vec<Image> = planes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| image(p, i as u16 + 1))
+        .collect();
+    for im in &sent {
+        client.send(&Message::Image(im.clone())).await;
+    }
+    // A slice the model can handle still gets denoised between the failures.
+    let ok = image(&support::phantom_slices(1, 64, 64)[0], 99);
+    client.send(&Message::Image(ok)).await;
+    client.send(&Message::Close).await;
+    let answers = client.until_close().await;
+    let back = images(&answers);
+    assert_eq!(back.len(), 7);
+    for (got, original) in back.iter().zip(&sent) {
+        assert!(
+            *got == original,
+            "image {}: the original, unchanged",
+            original.header.image_index
+        );
+    }
+    assert!(is_denoised(back[6]));
+    let s = server.shutdown().await.snapshot();
+    assert_eq!((s.received, s.denoised, s.failed), (7, 1, 6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_messages_pass_through_in_order_and_unknown_configs_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let server = Server::start(config(&model)).await;
+    let mut client = Client::connect(server.addr, "no-such-profile").await;
+    let plane = &support::phantom_slices(1, 32, 32)[0];
+    let mut phase = image(plane, 1);
+    phase.header.image_type = 2;
+    let mut complex = image(plane, 2);
+    complex.header.data_type = DataType::ComplexF32 as u16;
+    complex.data = complex.data.iter().flat_map(|&b| [b, 0]).collect();
+    let mut acq_header = vec![0u8; 340];
+    acq_header[34] = 1; // one sample
+    acq_header[38] = 1; // one channel
+    let acquisition = Message::Acquisition(Acquisition {
+        header: acq_header,
+        body: vec![1; 8],
+    });
+    let waveform = Message::Waveform(Waveform {
+        header: vec![0; 40],
+        body: vec![],
+    });
+    let sent = vec![
+        Message::Image(phase.clone()),
+        acquisition.clone(),
+        Message::Image(complex.clone()),
+        waveform.clone(),
+        Message::Image(image(plane, 3)),
+    ];
+    for m in &sent {
+        client.send(m).await;
+    }
+    client.send(&Message::Close).await;
+    let answers = client.until_close().await;
+    let Message::Text(warning) = &answers[0] else {
+        panic!("a text first, got {:?}", answers[0].kind())
+    };
+    assert!(
+        warning.starts_with("WRN") && warning.contains("no-such-profile"),
+        "{warning}"
+    );
+    assert!(
+        answers[1..5] == sent[..4],
+        "passed through unchanged, in order"
+    );
+    let Message::Image(last) = &answers[5] else {
+        panic!("the magnitude image")
+    };
+    assert!(is_denoised(last), "the default profile served it");
+    let s = server.shutdown().await.snapshot();
+    assert_eq!((s.received, s.denoised, s.passed_through), (3, 1, 2));
+}
+
+/// Sends raw bytes on a connection and waits for the server to end it.
+async fn misbehave(addr: SocketAddr, bytes: Vec<u8>, vanish: bool) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&bytes).await.unwrap();
+    if vanish {
+        // Gone mid-frame without a word.
+        drop(stream);
+        return;
+    }
+    stream.shutdown().await.unwrap();
+    let (r, _w) = stream.into_split();
+    let mut reader = MessageReader::new(r, 1 << 20);
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = reader.read().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the server ends a bad connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_clients_do_not_disturb_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let mut cfg = config(&model);
+    cfg.max_message_mib = 1;
+    let server = Server::start(cfg).await;
+    let addr = server.addr;
+    let planes = support::phantom_slices(20, 48, 48);
+    let good = {
+        let planes = planes.clone();
+        tokio::spawn(async move {
+            let mut client = Client::connect(addr, DEFAULT_PROFILE).await;
+            for (i, p) in planes.iter().enumerate() {
+                client.send(&Message::Image(image(p, i as u16 + 1))).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            client.send(&Message::Close).await;
+            images(&client.until_close().await).len()
+        })
+    };
+    let frame = Message::Image(image(&planes[0], 1)).to_bytes();
+    let bad: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("garbage", b"GET /metrics HTTP/1.1\r\n\r\n".to_vec(), false),
+        ("truncated frame", frame[..frame.len() / 2].to_vec(), false),
+        (
+            "oversize length",
+            vec![0x05, 0x00, 0xFF, 0xFF, 0xFF, 0x7F],
+            false,
+        ),
+        ("unknown id", vec![0x10, 0x27, 0, 0, 0, 0], false),
+        ("vanished mid-frame", frame[..300].to_vec(), true),
+    ];
+    for (what, bytes, vanish) in bad {
+        eprintln!("misbehaving client: {what}");
+        misbehave(addr, bytes, vanish).await;
+    }
+    assert_eq!(
+        good.await.unwrap(),
+        20,
+        "the well-behaved client lost nothing"
+    );
+    // And the server still takes new clients.
+    let mut late = Client::connect(addr, DEFAULT_PROFILE).await;
+    late.send(&Message::Image(image(&planes[1], 1))).await;
+    late.send(&Message::Close).await;
+    assert_eq!(images(&late.until_close().await).len(), 1);
+    let s = server.shutdown().await.snapshot();
+    assert!(s.protocol_errors >= 4, "{s:?}");
+    assert_eq!(s.received, s.denoised + s.failed + s.passed_through);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_clients_of_fifty_images_lose_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let server = Server::start(config(&model)).await;
+    let planes = Arc::new(support::phantom_slices(50, 32, 32));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let planes = planes.clone();
+        let addr = server.addr;
+        clients.push(tokio::spawn(async move {
+            let client = Client::connect(addr, DEFAULT_PROFILE).await;
+            // Read while sending, as a scanner does: the daemon's answers never wait on us.
+            let Client {
+                mut reader,
+                mut writer,
+            } = client;
+            let send = tokio::spawn(async move {
+                for (i, p) in planes.iter().enumerate() {
+                    writer
+                        .write(&Message::Image(image(p, i as u16 + 1)))
+                        .await
+                        .unwrap();
+                }
+                writer.write(&Message::Close).await.unwrap();
+                writer
+            });
+            let mut indices = Vec::new();
+            while let Some(m) = reader.read().await.unwrap() {
+                match m {
+                    Message::Close => break,
+                    Message::Image(i) if is_denoised(&i) => indices.push(i.header.image_index),
+                    other => panic!("unexpected {}", other.kind()),
+                }
+            }
+            let _ = send.await.unwrap();
+            indices
+        }));
+    }
+    for c in clients {
+        let indices = c.await.unwrap();
+        assert_eq!(indices, (1..=50).collect::<Vec<u16>>());
+    }
+    let s = server.shutdown().await.snapshot();
+    assert_eq!((s.received, s.denoised), (400, 400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_timed_out_after_its_images_are_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let mut cfg = config(&model);
+    cfg.idle_timeout_s = 0.5;
+    let server = Server::start(cfg).await;
+    let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
+    let plane = &support::phantom_slices(1, 32, 32)[0];
+    client.send(&Message::Image(image(plane, 1))).await;
+    // No close: the server gives up on us, but answers first.
+    let answers = client.until_close().await;
+    assert_eq!(images(&answers).len(), 1);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_what_was_received_then_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let server = Server::start(config(&model)).await;
+    let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
+    let planes = support::phantom_slices(10, 64, 64);
+    for (i, p) in planes.iter().enumerate() {
+        client.send(&Message::Image(image(p, i as u16 + 1))).await;
+    }
+    // Wait until the daemon has read them all, then stop it with the client still open.
+    let stats = server.stats.clone();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while stats.snapshot().received < 10 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let stopping = tokio::spawn(server.shutdown());
+    let answers = client.until_close().await;
+    assert_eq!(images(&answers).len(), 10);
+    let s = stopping.await.unwrap().snapshot();
+    assert_eq!(s.received, s.denoised + s.failed);
+}
