@@ -36,9 +36,19 @@ fn write_model(model: &DualDomain, channels: usize, dir: &Path) -> PathBuf {
     path
 }
 
+/// ONNX Runtime CPU with 2 intra-op threads, or the providers named in
+/// `CROSSDENOISE_BENCH_EP` (e.g. `tensorrt,cuda`), strictly: a GPU figure is never
+/// silently a CPU one.
 fn options() -> DenoiserOptions {
     let mut providers = ProviderSettings::default();
     providers.cpu.threads = Some(2);
+    if let Ok(list) = std::env::var("CROSSDENOISE_BENCH_EP") {
+        providers.order = ProviderSettings::parse_order(&list).expect("CROSSDENOISE_BENCH_EP");
+        providers.strict = true;
+        if let Ok(cache) = std::env::var("CROSSDENOISE_TRT_CACHE") {
+            providers.tensorrt.engine_cache = Some(cache.into());
+        }
+    }
     DenoiserOptions {
         providers,
         warmup: Some([1, SIZE, SIZE]),
@@ -67,7 +77,7 @@ fn latency(c: &mut Criterion) {
         let model = DualDomainConfig::new(channels, DEPTH).init(&device);
         let path = write_model(&model, channels, dir.path());
         let mut denoiser = Denoiser::open(&runtime, &path, &options()).unwrap();
-        let label = format!("C{channels} d{DEPTH}");
+        let label = format!("C{channels} d{DEPTH} {}", denoiser.provider());
         group.bench_function(BenchmarkId::new("ort-cpu slice 320x320", &label), |b| {
             b.iter(|| denoiser.denoise(black_box(slices[0].view())).unwrap())
         });

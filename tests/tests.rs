@@ -2,6 +2,7 @@
 //! the real executable in a fresh temporary folder.
 
 mod configs;
+mod daemon;
 mod denoise;
 mod export;
 mod phantoms;

@@ -39,7 +39,9 @@ pub struct HostConfig {
     pub idle_timeout_s: f64,
     /// An image not denoised within this time goes back unchanged.
     pub image_timeout_s: f64,
-    /// Most slices denoised in one inference.
+    /// Most slices denoised in one inference. 1 suits a CPU (ONNX Runtime's CPU kernels run
+    /// a batch of 4 slower per slice than 4 single slices, see BENCHMARKS.md); a GPU gains
+    /// from more.
     pub batch_size: usize,
     /// How long the worker waits for more slices to fill a batch.
     pub batch_wait_ms: u64,
@@ -92,7 +94,7 @@ impl Default for HostConfig {
             max_message_mib: 64,
             idle_timeout_s: 300.0,
             image_timeout_s: 30.0,
-            batch_size: 4,
+            batch_size: 1,
             batch_wait_ms: 0,
             queue_depth: 64,
             in_flight_per_connection: 16,
@@ -288,6 +290,20 @@ mod tests {
         assert!(c.profiles["knee"].model.ends_with("pd.onnx"));
         assert!(c.profiles["knee"].model.is_absolute());
         assert_eq!(c.model_paths().len(), 2);
+    }
+
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```toml\nlisten")
+            .expect("the README's host.toml")
+            + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let c = load(&readme[start..end]).unwrap();
+        assert_eq!(c.default_profile, "knee");
+        assert_eq!(c.profiles["knee"].rules.len(), 1);
+        assert_eq!(c.execution_providers.order.len(), 3);
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Host {
                 })?;
             info!(model = %path.display(), provider = %d.provider(), "model ready");
             for f in d.fallbacks() {
-                warn!(model = %path.display(), fallback = ?f, "execution provider skipped");
+                warn!(model = %path.display(), fallback = %f, "execution provider skipped");
             }
             engines.push(d);
         }

@@ -344,3 +344,65 @@ pub fn denoised_image(
     };
     Ok(image)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelRule;
+    use crate::mrd::DataType;
+
+    fn image(contrast: u16, description: &str) -> (Image, Meta) {
+        let mut im = Image::from_plane(&ndarray::Array2::zeros((2, 2)), DataType::F32);
+        im.header.contrast = contrast;
+        let mut meta = Meta::new();
+        meta.set("SequenceDescription", vec![description.into()]);
+        im.attributes = meta.to_xml();
+        (im, meta)
+    }
+
+    #[test]
+    fn the_first_matching_rule_picks_the_model() {
+        let rule = |model: &str, contrast, attr: Option<(&str, &str)>| ModelRule {
+            model: model.into(),
+            contrast,
+            attribute: attr.map(|a| a.0.into()),
+            contains: attr.map(|a| a.1.into()),
+        };
+        let profile = Profile {
+            model: "default.onnx".into(),
+            rules: vec![
+                rule("fs.onnx", None, Some(("SequenceDescription", "PDFS"))),
+                rule("c2.onnx", Some(2), None),
+                rule("both.onnx", Some(3), Some(("SequenceDescription", "PD"))),
+            ],
+        };
+        let pick = |c, d| {
+            let (im, meta) = image(c, d);
+            choose_model(&profile, &im, &meta).to_owned()
+        };
+        assert_eq!(pick(0, "knee_PDFS_sag"), Path::new("fs.onnx"));
+        assert_eq!(pick(2, "knee_PD_sag"), Path::new("c2.onnx"));
+        assert_eq!(pick(3, "knee_PD_sag"), Path::new("both.onnx"));
+        assert_eq!(pick(3, "T1"), Path::new("default.onnx"));
+        assert_eq!(pick(0, "T1"), Path::new("default.onnx"));
+    }
+
+    #[test]
+    fn the_denoised_copy_is_a_marked_new_series() {
+        let (original, _) = image(0, "pd_tse");
+        let cfg = HostConfig::default();
+        let planes = vec![ndarray::Array2::from_elem((2, 2), 7.0)];
+        let d = denoised_image(&original, &planes, &cfg).unwrap();
+        assert_eq!(
+            d.header.image_series_index,
+            original.header.image_series_index + 100
+        );
+        assert_eq!(d.planes().unwrap()[0][[1, 1]], 7.0);
+        let meta = Meta::parse(&d.attributes).unwrap();
+        assert_eq!(meta.first("SequenceDescription"), Some("pd_tse_denoised"));
+        assert_eq!(meta.first("ImageType"), Some(IMAGE_TYPE_MARK));
+        assert_eq!(meta.first("ImageComment"), Some(COMMENT_MARK));
+        // Wrong plane count: an error (the caller sends the original), never a panic.
+        assert!(denoised_image(&original, &[], &cfg).is_err());
+    }
+}

@@ -36,13 +36,14 @@ fn serve_then_send_then_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let mut addr = None;
+    let (mut addr, mut metrics) = (None, None);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(a) = line.strip_prefix("listening on ") {
             addr = Some(a.to_owned());
         }
-        if line.starts_with("metrics on ") {
+        if let Some(m) = line.strip_prefix("metrics on http://") {
+            metrics = m.strip_suffix("/metrics").map(str::to_owned);
             break;
         }
     }
@@ -72,6 +73,18 @@ fn serve_then_send_then_sigterm() {
         );
     }
 
+    let body = http_get(metrics.as_deref().expect("the metrics address"), "/metrics");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("crossdenoise_images_denoised_total 3\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("crossdenoise_latency_seconds{quantile=\"0.99\"}"),
+        "{body}"
+    );
+    assert!(http_get(metrics.as_deref().unwrap(), "/other").starts_with("HTTP/1.1 404"));
+
     let bad = host()
         .args(["send", "--connect", &addr, "--out"])
         .arg(dir.path().join("out2"))
@@ -91,6 +104,15 @@ fn serve_then_send_then_sigterm() {
     let log = log.join().unwrap().join("\n");
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(log.contains("denoised 3"), "the final stats line: {log}");
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
 }
 
 #[test]
