@@ -449,3 +449,75 @@ async fn shutdown_answers_what_was_received_then_closes() {
     let s = stopping.await.unwrap().snapshot();
     assert_eq!(s.received, s.denoised + s.failed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_that_does_not_read_is_held_back_not_buffered() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let mut cfg = config(&model);
+    cfg.in_flight_per_connection = 4;
+    cfg.queue_depth = 4;
+    let server = Server::start(cfg).await;
+    let client = Client::connect(server.addr, DEFAULT_PROFILE).await;
+    let Client {
+        mut reader,
+        mut writer,
+    } = client;
+    // 256 x 256 float slices (256 KiB each): the answers fill the socket buffers quickly.
+    let plane = support::phantom_slices(1, 256, 256).remove(0);
+    const N: u16 = 200;
+    let send = tokio::spawn(async move {
+        for i in 1..=N {
+            writer
+                .write(&Message::Image(image(&plane, i)))
+                .await
+                .unwrap();
+        }
+        writer.write(&Message::Close).await.unwrap();
+        writer
+    });
+    // Not reading: the daemon must stop reading too, holding a bounded number of images.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = server.stats.snapshot().received;
+    assert!(
+        held < u64::from(N) / 2,
+        "the daemon read {held} of {N} images from a client that reads nothing back"
+    );
+    let mut back = 0;
+    while let Some(m) = reader.read().await.unwrap() {
+        match m {
+            Message::Close => break,
+            Message::Image(_) => back += 1,
+            other => panic!("unexpected {}", other.kind()),
+        }
+    }
+    let _ = send.await.unwrap();
+    assert_eq!(back, N, "once the client reads, every image comes back");
+    eprintln!("held at most {held} images while the client was not reading");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquisitions_and_waveforms_can_be_dropped_by_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let mut cfg = config(&model);
+    cfg.acquisitions = crossdenoise_host::config::Forward::Drop;
+    cfg.waveforms = crossdenoise_host::config::Forward::Drop;
+    let server = Server::start(cfg).await;
+    let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
+    client
+        .send(&Message::Waveform(Waveform {
+            header: vec![0; 40],
+            body: vec![],
+        }))
+        .await;
+    let plane = &support::phantom_slices(1, 32, 32)[0];
+    client.send(&Message::Image(image(plane, 1))).await;
+    client.send(&Message::Close).await;
+    let answers = client.until_close().await;
+    assert_eq!(answers.len(), 1, "only the image comes back");
+    assert!(matches!(&answers[0], Message::Image(i) if is_denoised(i)));
+    let s = server.shutdown().await.snapshot();
+    assert_eq!(s.other_messages, 1);
+}
