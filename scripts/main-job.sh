@@ -4,7 +4,8 @@
 #   2. export of its PDFS -> PD no-skip path as an ONNX model, parity-checked against Burn;
 #   3. a held-out phantom set (a seed the training never saw), denoised through ONNX Runtime,
 #      with input | denoised | difference pictures;
-#   4. the same series streamed over MRD to the console-side daemon, started and stopped here.
+#   4. the same series streamed over MRD to the console-side daemon, started and stopped here;
+#   5. out/report.html: curves, samples, held-out PSNR / SSIM against clean, latency.
 # Everything goes under out/ (or $CROSSDENOISE_OUT).
 # EPOCHS=N shortens or lengthens the training (default: a 6-epoch look at the recommended
 # config; the full config trains 20).
@@ -59,9 +60,13 @@ wait "$daemon"
 trap - EXIT
 grep -o 'connections .*' "$out/daemon.log" | tail -n 1
 
+echo "==> the report"
+"$bin" report --run "$run" --model "$out/model.onnx" --phantoms "$out/phantoms" \
+    --denoised "$out/denoised" --returned "$out/returned" --out "$out/report.html"
+
 last=$(ls "$run/samples" | sort | tail -n 1)
 echo
-echo "done. Look at:"
+echo "done. Open $out/report.html (training, held-out results, daemon, latency), or look at:"
 echo "  $run/samples/$last   noisy input | cross-contrast output | target | clean"
 echo "  $run/curves.png   losses and validation PSNR"
 echo "  $out/denoised/preview/pdfs/   held-out PDFS input | PD-contrast output | difference"

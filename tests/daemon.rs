@@ -109,5 +109,38 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
         compared += 1;
     }
     assert_eq!(compared, 5);
-    assert!(Path::new(&cwd.join("returned/pdfs")).is_dir());
+
+    // The report gathers it all into one page.
+    let out = crossdenoise(
+        &[
+            "report",
+            "--run",
+            run.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--phantoms",
+            "held",
+            "--denoised",
+            "direct",
+            "--returned",
+            "returned",
+            "--out",
+            "report/report.html",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "report: {}", stderr(&out));
+    let html = std::fs::read_to_string(cwd.join("report/report.html")).unwrap();
+    assert_eq!(
+        html.matches("<img ").count(),
+        3,
+        "curves, samples, held-out grid"
+    );
+    assert_eq!(html.matches("data:image/png;base64,iVBORw0KGgo").count(), 3);
+    assert_eq!(
+        html.matches("<td>identical</td>").count(),
+        5,
+        "daemon = runtime"
+    );
+    assert!(Path::new(&cwd.join("report/heldout.png")).is_file());
 }

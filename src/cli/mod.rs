@@ -9,6 +9,7 @@ mod denoise;
 mod export;
 mod phantoms;
 mod progress;
+mod report;
 mod train;
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,9 @@ pub enum Command {
     Denoise(denoise::Args),
     /// Benchmarks that take too long for criterion (a training step).
     Bench(bench::Args),
+    /// One HTML page: training curves and samples, held-out results against clean,
+    /// daemon agreement and latency.
+    Report(report::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,5 +48,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::Denoise(args) => denoise::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Report(args) => report::run(args),
     }
 }

@@ -11,6 +11,7 @@ pub mod data;
 pub mod device;
 pub mod loss;
 pub mod model;
+pub mod report;
 pub mod strategy;
 pub mod training;
 
