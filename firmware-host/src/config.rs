@@ -307,6 +307,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_deploy_config_loads() {
+        let c = load(include_str!("../../deploy/host.toml")).unwrap();
+        assert_eq!(c.batch_size, 4);
+        assert_eq!(c.metrics_listen.unwrap().port(), 9102);
+        assert!(
+            c.profiles["crossdenoise"]
+                .model
+                .ends_with("pd_from_pdfs.onnx")
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let typo = load("[profiles.x]\nmodel = \"m.onnx\"\nbatchsize = 3\n").unwrap_err();
         assert!(typo.to_string().contains("batchsize"), "{typo}");
