@@ -2,7 +2,7 @@
 //! images to a daemon on one task while another receives, writes what comes back, and fails
 //! unless every image sent came back (denoised or unchanged).
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crossdenoise_runtime::denoise_files::collect_inputs;
@@ -10,6 +10,7 @@ use crossdenoise_runtime::io::{read_slice, write_npy};
 use tokio::net::TcpStream;
 
 use crate::mrd::{DataType, Image, Message, MessageReader, MessageWriter, Meta};
+use crate::mrd_h5::{H5Error, is_h5, read_images};
 use crate::session::IMAGE_TYPE_MARK;
 
 /// Attribute naming the file an image was read from, so answers can be matched to inputs.
@@ -39,6 +40,8 @@ pub struct SendReport {
 pub enum SendError {
     #[error(transparent)]
     Input(#[from] crossdenoise_runtime::Error),
+    #[error(transparent)]
+    H5(#[from] H5Error),
     #[error("{0} images is more than one MRD series can number (65535)")]
     TooMany(usize),
     #[error("{addr}: {source}")]
@@ -68,31 +71,54 @@ pub enum SendError {
     },
 }
 
-/// Sends every slice of `inputs` (files or folders of .npy / .png / DICOM) to `addr` and
-/// writes the answers into `out`: `NAME.denoised.npy` for denoised images, `NAME.npy` for
-/// images returned unchanged.
+/// Sends every slice of `inputs` (files or folders of .npy / .png / DICOM, or MRD `.h5`
+/// files, whose images go as recorded) to `addr` and writes the answers into `out`:
+/// `NAME.denoised.npy` for denoised images, `NAME.npy` for images returned unchanged.
 pub async fn send(
     addr: &str,
     inputs: &[PathBuf],
     out: &Path,
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    let files = collect_inputs(inputs)?;
-    if files.len() > usize::from(u16::MAX) {
-        return Err(SendError::TooMany(files.len()));
+    let (h5, others): (Vec<PathBuf>, Vec<PathBuf>) = inputs
+        .iter()
+        .cloned()
+        .partition(|p| p.is_file() && is_h5(p));
+    // (name of the answer files, image to send)
+    let mut images: Vec<(PathBuf, Image)> = Vec::new();
+    if !others.is_empty() || h5.is_empty() {
+        for (i, file) in collect_inputs(&others)?.iter().enumerate() {
+            let plane = read_slice(&file.path)?;
+            let mut image = Image::from_plane(&plane, options.data_type);
+            image.header.image_index = i as u16 + 1;
+            image.header.image_series_index = 1;
+            image.header.slice = i as u16;
+            images.push((file.output.clone(), image));
+        }
     }
-    let mut images = Vec::with_capacity(files.len());
-    for (i, file) in files.iter().enumerate() {
-        let plane = read_slice(&file.path)?;
-        let mut image = Image::from_plane(&plane, options.data_type);
-        image.header.image_index = i as u16 + 1;
-        image.header.image_series_index = 1;
-        image.header.slice = i as u16;
-        let mut meta = Meta::new();
-        meta.set(SOURCE_ATTRIBUTE, vec![file.output.display().to_string()]);
-        image.attributes = meta.to_xml();
-        images.push(image);
+    for path in &h5 {
+        let stem = path.file_stem().map(PathBuf::from).unwrap_or_default();
+        for (i, (group, image)) in read_images(path)?.into_iter().enumerate() {
+            let name = stem.join(format!("{}_{i:04}", group.replace('/', "_")));
+            images.push((name, image));
+        }
     }
+    if images.len() > usize::from(u16::MAX) {
+        return Err(SendError::TooMany(images.len()));
+    }
+    // Each image carries its answer files' name, so answers are matched whatever the
+    // server does to the header.
+    let mut names = Vec::with_capacity(images.len());
+    let images: Vec<Image> = images
+        .into_iter()
+        .map(|(name, mut image)| {
+            let mut meta = Meta::parse(&image.attributes).unwrap_or_default();
+            meta.set(SOURCE_ATTRIBUTE, vec![name.display().to_string()]);
+            image.attributes = meta.to_xml();
+            names.push(name.display().to_string());
+            image
+        })
+        .collect();
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| SendError::Connect {
@@ -113,10 +139,10 @@ pub async fn send(
     });
     let mut reader = MessageReader::new(r, options.max_message);
     let mut report = SendReport {
-        sent: files.len(),
+        sent: names.len(),
         ..SendReport::default()
     };
-    let mut back: BTreeMap<u16, usize> = BTreeMap::new();
+    let mut back: BTreeSet<String> = BTreeSet::new();
     std::fs::create_dir_all(out).map_err(|source| SendError::CreateDir {
         path: out.into(),
         source,
@@ -138,23 +164,26 @@ pub async fn send(
                     .map(PathBuf::from)
                     .unwrap_or_else(|| format!("image_{:05}", image.header.image_index).into());
                 let suffix = if denoised { "denoised.npy" } else { "npy" };
-                let path = out.join(name.with_extension(suffix));
-                if let Some(parent) = path.parent() {
-                    let _ = std::fs::create_dir_all(parent);
+                // Complex or other non-magnitude answers are counted, not written as slices.
+                if let Ok(planes) = image.planes() {
+                    for (k, plane) in planes.iter().enumerate() {
+                        let file = if planes.len() == 1 {
+                            name.with_extension(suffix)
+                        } else {
+                            PathBuf::from(format!("{}_p{k}", name.display())).with_extension(suffix)
+                        };
+                        let path = out.join(file);
+                        if let Some(parent) = path.parent() {
+                            let _ = std::fs::create_dir_all(parent);
+                        }
+                        write_npy(&path, plane.view()).map_err(|source| SendError::Write {
+                            path: path.clone(),
+                            source,
+                        })?;
+                        report.written.push(path);
+                    }
                 }
-                let planes = image.planes().map_err(|e| SendError::Write {
-                    path: path.clone(),
-                    source: crossdenoise_runtime::Error::Invalid {
-                        what: "returned image",
-                        reason: e.to_string(),
-                    },
-                })?;
-                write_npy(&path, planes[0].view()).map_err(|source| SendError::Write {
-                    path: path.clone(),
-                    source,
-                })?;
-                report.written.push(path);
-                *back.entry(image.header.image_index).or_default() += 1;
+                back.insert(name.display().to_string());
                 if denoised {
                     report.denoised += 1;
                 } else {
@@ -169,17 +198,12 @@ pub async fn send(
         Ok(Err(e)) => return Err(SendError::Send(e)),
         Err(e) => return Err(SendError::Send(std::io::Error::other(e.to_string()))),
     }
-    let missing: Vec<&Path> = files
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !back.contains_key(&(*i as u16 + 1)))
-        .map(|(_, f)| f.path.as_path())
-        .collect();
+    let missing: Vec<&String> = names.iter().filter(|n| !back.contains(*n)).collect();
     if let Some(first) = missing.first() {
         return Err(SendError::Lost {
             missing: missing.len(),
-            sent: files.len(),
-            first: first.display().to_string(),
+            sent: names.len(),
+            first: first.to_string(),
         });
     }
     Ok(report)

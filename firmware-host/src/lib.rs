@@ -8,6 +8,7 @@
 pub mod client;
 pub mod config;
 pub mod mrd;
+pub mod mrd_h5;
 pub mod server;
 pub mod session;
 pub mod stats;

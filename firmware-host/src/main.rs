@@ -55,7 +55,7 @@ struct ServeArgs {
 struct SendArgs {
     #[arg(long, default_value = "127.0.0.1:9002")]
     connect: String,
-    /// .npy / .png / DICOM files or folders of them.
+    /// .npy / .png / DICOM files or folders of them, or MRD .h5 files (replayed as recorded).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
     #[arg(long)]

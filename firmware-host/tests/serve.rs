@@ -521,3 +521,65 @@ async fn acquisitions_and_waveforms_can_be_dropped_by_config() {
     let s = server.shutdown().await.snapshot();
     assert_eq!(s.other_messages, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_mrd_file_is_replayed_and_every_image_answered() {
+    use crossdenoise_host::client::{SendOptions, send};
+    use crossdenoise_host::mrd_h5::read_images;
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &[]);
+    let recording = dir.path().join("rec.h5");
+    support::reference(&["mrd-h5".into(), recording.display().to_string()]);
+
+    // The file as ismrmrd-python wrote it: headers byte for byte, attributes, pixels.
+    let images = read_images(&recording).unwrap();
+    let kinds: Vec<(String, u16, u16)> = images
+        .iter()
+        .map(|(g, i)| (g.clone(), i.header.image_index, i.header.data_type))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("dataset/image_0".into(), 1, 5),
+            ("dataset/image_0".into(), 2, 5),
+            ("dataset/image_1".into(), 3, 1),
+            ("dataset/image_2".into(), 4, 5),
+            ("dataset/image_3".into(), 5, 7),
+        ]
+    );
+    assert!(images.iter().all(|(_, i)| i.header.slice == 7));
+    assert!(images[0].1.attributes.contains("pdfs_tse"));
+    assert_eq!(images[3].1.planes().unwrap().len(), 2, "a 2-slice image");
+
+    let server = Server::start(config(&model)).await;
+    let out = dir.path().join("out");
+    let options = SendOptions {
+        config_name: DEFAULT_PROFILE.into(),
+        data_type: DataType::F32,
+        max_message: 1 << 28,
+    };
+    let report = send(&server.addr.to_string(), &[recording], &out, &options)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.denoised, report.unchanged), (5, 4, 1));
+    for file in [
+        "rec/dataset_image_0_0000.denoised.npy",
+        "rec/dataset_image_1_0002.denoised.npy",
+        "rec/dataset_image_2_0003_p1.denoised.npy",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    // The ushort image comes back as ushort: whole numbers.
+    let back =
+        crossdenoise_runtime::io::read_npy(&out.join("rec/dataset_image_1_0002.denoised.npy"))
+            .unwrap();
+    assert!(back.iter().all(|v| v.fract() == 0.0 && *v >= 0.0));
+    let s = server.shutdown().await.snapshot();
+    assert_eq!((s.received, s.denoised, s.passed_through), (5, 4, 1));
+
+    let bad = dir.path().join("bad.h5");
+    std::fs::write(&bad, b"\x89HDF\r\n\x1a\nnot really").unwrap();
+    let err = read_images(&bad).unwrap_err().to_string();
+    assert!(err.contains("bad.h5") && err.contains("HDF5"), "{err}");
+}

@@ -324,6 +324,31 @@ def triton_check(args):
     print(json.dumps(json_format.MessageToDict(config)))
 
 
+def mrd_h5(args):
+    """An MRD file as ismrmrd-python records one: float and ushort magnitude images, a
+    2-slice image and a complex image, with MetaContainer attributes."""
+    import ismrmrd
+
+    rng = np.random.default_rng(3)
+    ds = ismrmrd.Dataset(args.out, "dataset", create_if_needed=True)
+    ds.write_xml_header("<ismrmrdHeader/>")
+    images = [
+        ("image_0", (rng.random((1, 1, 40, 48)) * 1000).astype(np.float32)),
+        ("image_0", (rng.random((1, 1, 40, 48)) * 1000).astype(np.float32)),
+        ("image_1", (rng.random((1, 1, 32, 32)) * 4000).astype(np.uint16)),
+        ("image_2", (rng.random((1, 2, 32, 32)) * 100).astype(np.float32)),
+        ("image_3", (rng.random((1, 1, 16, 16)) + 1j).astype(np.complex64)),
+    ]
+    for index, (group, data) in enumerate(images):
+        img = ismrmrd.Image.from_array(data, transpose=False)
+        img.image_index = index + 1
+        img.slice = 7
+        img.image_type = ismrmrd.IMTYPE_COMPLEX if data.dtype.kind == "c" else ismrmrd.IMTYPE_MAGNITUDE
+        img.attribute_string = ismrmrd.Meta({"SequenceDescription": "pdfs_tse"}).serialize()
+        ds.append_image(group, img)
+    ds.close()
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -333,6 +358,8 @@ def main():
     m.add_argument("--rank3", action="store_true")
     m.add_argument("--size-multiple", type=int, default=4)
     m.add_argument("--fail-unless-64", action="store_true")
+    h = sub.add_parser("mrd-h5")
+    h.add_argument("out")
     d = sub.add_parser("denoise")
     d.add_argument("model")
     d.add_argument("input")
@@ -359,6 +386,7 @@ def main():
         "dicom-dump": dicom_dump,
         "check-model": check_model,
         "triton-check": triton_check,
+        "mrd-h5": mrd_h5,
     }[args.cmd](args)
 
 
