@@ -9,15 +9,16 @@
 
 use std::time::Duration;
 
+mod support;
+
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use crossdenoise_export::{encode, lower, path_metadata};
-use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
+use crossdenoise_host::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::{DataType, Image, Message, MessageReader, MessageWriter};
 use crossdenoise_host::{Host, HostConfig};
 use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings};
-use crossdenoise_train::model::{Domain, DualDomainConfig};
+use crossdenoise_train::model::DualDomainConfig;
 use ndarray::Array2;
 
 const SIZE: usize = 320;
@@ -68,22 +69,7 @@ fn throughput(c: &mut Criterion) {
     let runtime = OnnxRuntime::load().expect("ONNX Runtime: run scripts/install-ort.sh");
     let dir = tempfile::tempdir().unwrap();
     let model = DualDomainConfig::new(CHANNELS, DEPTH).init(&Device::flex());
-    let meta = path_metadata(
-        &["pd".into(), "pdfs".into()],
-        Domain::B,
-        Domain::A,
-        DEPTH,
-        CHANNELS,
-    );
-    let bytes = encode(
-        lower::model_path(&model, Domain::B, Domain::A),
-        &meta,
-        &meta.to_props(),
-        "bench",
-    )
-    .unwrap();
-    let path = dir.path().join("model.onnx");
-    std::fs::write(&path, bytes).unwrap();
+    let path = support::export_model(&model, CHANNELS, DEPTH, dir.path());
 
     let generator = PhantomGenerator::new(
         PhantomConfig {
@@ -144,14 +130,7 @@ fn throughput(c: &mut Criterion) {
         .build()
         .unwrap();
     for batch in [1, BATCH] {
-        let mut config = HostConfig::default();
-        config.profiles.insert(
-            DEFAULT_PROFILE.into(),
-            Profile {
-                model: path.clone(),
-                rules: Vec::new(),
-            },
-        );
+        let mut config = HostConfig::serving(&path);
         config.execution_providers = providers();
         config.batch_size = batch;
         config.stats_interval_s = 0.0;

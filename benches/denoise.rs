@@ -5,36 +5,21 @@
 //! The models are built here at random initialisation and exported with the export crate's
 //! own lowering: weights do not change speed. Needs ONNX Runtime (`scripts/install-ort.sh`).
 
+mod support;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use crossdenoise_export::{encode, lower, path_metadata};
 use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::{
     Denoiser, DenoiserOptions, Normalization, OnnxRuntime, ProviderSettings,
 };
-use crossdenoise_train::model::{Domain, DualDomain, DualDomainConfig};
+use crossdenoise_train::model::{Domain, DualDomainConfig};
 
 const SIZE: usize = 320;
 const DEPTH: usize = 4;
-
-fn write_model(model: &DualDomain, channels: usize, dir: &Path) -> PathBuf {
-    let meta = path_metadata(
-        &["pd".into(), "pdfs".into()],
-        Domain::B,
-        Domain::A,
-        DEPTH,
-        channels,
-    );
-    let graph = lower::model_path(model, Domain::B, Domain::A);
-    let bytes = encode(graph, &meta, &meta.to_props(), "bench").unwrap();
-    let path = dir.join(format!("c{channels}d{DEPTH}.onnx"));
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
 
 /// ONNX Runtime CPU with 2 intra-op threads, or the providers named in
 /// `CROSSDENOISE_BENCH_EP` (e.g. `tensorrt,cuda`), strictly: a GPU figure is never
@@ -75,7 +60,7 @@ fn latency(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     for channels in [32, 16] {
         let model = DualDomainConfig::new(channels, DEPTH).init(&device);
-        let path = write_model(&model, channels, dir.path());
+        let path = support::export_model(&model, channels, DEPTH, dir.path());
         let mut denoiser = Denoiser::open(&runtime, &path, &options()).unwrap();
         let label = format!("C{channels} d{DEPTH} {}", denoiser.provider());
         group.bench_function(BenchmarkId::new("ort-cpu slice 320x320", &label), |b| {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crossdenoise_host::client::{self, SendOptions};
-use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
+use crossdenoise_host::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::DataType;
 use crossdenoise_host::{Host, HostConfig};
 
@@ -48,14 +48,7 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
     );
     assert!(out.status.success(), "denoise: {}", stderr(&out));
 
-    let mut config = HostConfig::default();
-    config.profiles.insert(
-        DEFAULT_PROFILE.into(),
-        Profile {
-            model: model.clone(),
-            rules: Vec::new(),
-        },
-    );
+    let mut config = HostConfig::serving(&model);
     config.stats_interval_s = 0.0;
     let host = Host::open(config).expect("the daemon opens the exported model");
     let stats = host.stats();

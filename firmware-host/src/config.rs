@@ -126,6 +126,20 @@ pub enum ConfigError {
 }
 
 impl HostConfig {
+    /// The defaults, with the default profile serving `model`: what `serve --model` and
+    /// the tests start from.
+    pub fn serving(model: &Path) -> Self {
+        let mut config = HostConfig::default();
+        config.profiles.insert(
+            DEFAULT_PROFILE.into(),
+            Profile {
+                model: model.into(),
+                rules: Vec::new(),
+            },
+        );
+        config
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),

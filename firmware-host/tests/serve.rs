@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
+use crossdenoise_host::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::{
     Acquisition, DataType, Image, Message, MessageReader, MessageWriter, Meta, Waveform,
 };
@@ -60,14 +60,7 @@ impl Server {
 }
 
 fn config(model: &Path) -> HostConfig {
-    let mut c = HostConfig::default();
-    c.profiles.insert(
-        DEFAULT_PROFILE.into(),
-        Profile {
-            model: model.into(),
-            rules: Vec::new(),
-        },
-    );
+    let mut c = HostConfig::serving(model);
     c.stats_interval_s = 0.0;
     c
 }
