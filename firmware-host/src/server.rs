@@ -168,12 +168,22 @@ pub async fn serve_metrics(
         };
         let stats = stats.clone();
         tokio::spawn(async move {
+            // Read the request head (up to its blank line, 1 KiB at most): a client may send
+            // it in several writes.
             let mut buf = [0u8; 1024];
-            let n = match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await
-            {
-                Ok(Ok(n)) => n,
-                _ => return,
-            };
+            let mut n = 0;
+            let head = tokio::time::timeout(Duration::from_secs(5), async {
+                while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                }
+            })
+            .await;
+            if head.is_err() || n == 0 {
+                return;
+            }
             let request = String::from_utf8_lossy(&buf[..n]);
             let (status, body) = if request.starts_with("GET /metrics ") {
                 ("200 OK", stats.snapshot().prometheus())

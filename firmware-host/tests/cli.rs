@@ -109,7 +109,11 @@ fn serve_then_send_then_sigterm() {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Written in pieces, as some clients do: the server must read the whole request head.
+    for piece in ["GET ", path, " HTTP/1.1\r\n", "Host: x\r\n\r\n"] {
+        s.write_all(piece.as_bytes()).unwrap();
+        s.flush().unwrap();
+    }
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     body
