@@ -136,4 +136,14 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
         "daemon = runtime"
     );
     assert!(Path::new(&cwd.join("report/heldout.png")).is_file());
+
+    // And a browser shows it with its pictures: the curves' blue line is on screen.
+    let shot = cwd.join("report/screenshot.png");
+    if crate::util::chromium_screenshot(&cwd.join("report/report.html"), &shot).is_some() {
+        let blue = crate::util::pixels_near(&shot, [31, 119, 180], 30);
+        assert!(
+            blue > 100,
+            "only {blue} curve pixels on the rendered report"
+        );
+    }
 }

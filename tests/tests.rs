@@ -4,6 +4,7 @@
 mod configs;
 mod daemon;
 mod denoise;
+mod experiments;
 mod export;
 mod phantoms;
 mod util;

@@ -50,6 +50,19 @@ pub fn reference(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `--set` arguments shrinking a shipped config to a tiny run: 32 x 32, four training
+/// pairs (two steps an epoch at batch 2), two validation pairs, four channels.
+pub const TINY: [&str; 8] = [
+    "--set",
+    "data.image_size=32",
+    "--set",
+    "data.train_pairs=4",
+    "--set",
+    "data.val_pairs=2",
+    "--set",
+    "model.base_channels=4",
+];
+
 /// The one tiny trained run the end-to-end tests share (4 channels, depth 2, 32 x 32, one
 /// epoch), trained once per test process; `identity` selects the identity-mapping variant.
 pub fn tiny_run(identity: bool) -> std::path::PathBuf {
@@ -75,20 +88,78 @@ pub fn tiny_run(identity: bool) -> std::path::PathBuf {
                 "--epochs",
                 "1",
                 "--set",
-                "model.base_channels=4",
-                "--set",
-                "data.image_size=32",
-                "--set",
-                "data.train_pairs=4",
-                "--set",
-                "data.val_pairs=2",
-                "--set",
-                &identity_set,
-            ],
+                identity_set.as_str(),
+            ]
+            .into_iter()
+            .chain(TINY)
+            .collect::<Vec<_>>(),
             root.parent().unwrap(),
         );
         assert!(out.status.success(), "tiny training run: {}", stderr(&out));
         root.join("config")
     })
     .clone()
+}
+
+/// Renders an HTML file in headless Chromium (Debian's `chromium`) to a PNG screenshot, as
+/// a reader would see it. `None`, with the reason printed, where no Chromium is installed
+/// (`.ci/run` installs it, so CI always renders).
+pub fn chromium_screenshot(html: &Path, png: &Path) -> Option<()> {
+    let bin = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(bin) = bin else {
+        eprintln!("skipped the browser check: no chromium on PATH (apt install chromium)");
+        return None;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,2400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.canonicalize().unwrap().display()))
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success() && png.is_file(),
+        "chromium could not render {}: {}",
+        html.display(),
+        stderr(&out)
+    );
+    Some(())
+}
+
+/// How many pixels of an RGB(A) PNG lie within `tol` of `rgb` in every channel.
+pub fn pixels_near(png_path: &Path, rgb: [u8; 3], tol: u8) -> usize {
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0u8; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut buf).unwrap();
+    let channels = match frame.color_type {
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        other => panic!("{}: colour type {other:?}", png_path.display()),
+    };
+    buf[..frame.buffer_size()]
+        .chunks_exact(channels)
+        .filter(|p| (0..3).all(|c| p[c].abs_diff(rgb[c]) <= tol))
+        .count()
 }

@@ -146,6 +146,37 @@ impl Quality {
     }
 }
 
+/// Mean squared forward difference along both axes: how much edge and texture an image
+/// holds. Blur lowers it and noise raises it, so an output's gradient energy over the clean
+/// image's tells an over-smoothed denoiser (well below 1) from one that kept the edges.
+pub fn gradient_energy(image: ArrayView2<f32>) -> f64 {
+    let (h, w) = image.dim();
+    let mut sum = 0.0f64;
+    let mut n = 0usize;
+    for i in 0..h {
+        for j in 0..w {
+            let v = f64::from(image[(i, j)]);
+            if i + 1 < h {
+                sum += (f64::from(image[(i + 1, j)]) - v).powi(2);
+                n += 1;
+            }
+            if j + 1 < w {
+                sum += (f64::from(image[(i, j + 1)]) - v).powi(2);
+                n += 1;
+            }
+        }
+    }
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// `test`'s gradient energy as a fraction of `reference`'s (1 = as sharp; `None` for a flat
+/// reference, where the ratio means nothing).
+pub fn sharpness(reference: ArrayView2<f32>, test: ArrayView2<f32>) -> Result<Option<f64>> {
+    same_shape(&reference, &test)?;
+    let r = gradient_energy(reference);
+    Ok((r > 0.0).then(|| gradient_energy(test) / r))
+}
+
 /// scipy.ndimage's normalised 1-D Gaussian, radius `int(truncate * sigma + 0.5)`.
 fn gaussian_kernel(sigma: f64, truncate: f64) -> Vec<f64> {
     let radius = (truncate * sigma + 0.5) as i64;
@@ -216,6 +247,27 @@ mod tests {
         );
         let small = Array2::<f32>::ones((8, 8));
         assert!(ssim(small.view(), small.view(), 1.0).is_err());
+    }
+
+    #[test]
+    fn sharpness_falls_with_blur_and_rises_with_noise() {
+        let edge = Array2::from_shape_fn((16, 16), |(_, j)| if j < 8 { 0.0f32 } else { 1.0 });
+        // A one-pixel ramp instead of a step: half the jump twice, half the energy.
+        let ramp = Array2::from_shape_fn((16, 16), |(_, j)| match j {
+            0..=6 => 0.0f32,
+            7 => 0.5,
+            _ => 1.0,
+        });
+        let noisy = Array2::from_shape_fn((16, 16), |(i, j)| {
+            edge[(i, j)] + if (i + j) % 2 == 0 { 0.1 } else { -0.1 }
+        });
+        assert_eq!(sharpness(edge.view(), edge.view()).unwrap(), Some(1.0));
+        let blurred = sharpness(edge.view(), ramp.view()).unwrap().unwrap();
+        assert!((blurred - 0.5).abs() < 1e-12, "{blurred}");
+        assert!(sharpness(edge.view(), noisy.view()).unwrap().unwrap() > 1.0);
+        let flat = Array2::<f32>::ones((16, 16));
+        assert_eq!(sharpness(flat.view(), edge.view()).unwrap(), None);
+        assert!(sharpness(flat.view(), Array2::<f32>::ones((4, 4)).view()).is_err());
     }
 
     #[test]

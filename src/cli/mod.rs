@@ -6,9 +6,12 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod denoise;
+mod diagnose;
+mod experiments;
 mod export;
 mod phantoms;
 mod progress;
+mod quick_test;
 mod report;
 mod train;
 
@@ -30,6 +33,16 @@ pub enum Command {
     Phantoms(phantoms::Args),
     /// Train the dual-domain model from a config file.
     Train(train::Args),
+    /// Train a config briefly and judge it by the study's three checkpoints (cross loss
+    /// falling, content loss converging, recon loss falling); exits non-zero on a failure.
+    QuickTest(quick_test::Args),
+    /// Run the study's experiment suites (cross-domain strategies, loss ablations),
+    /// resuming partly done suites, and write their summaries and reports.
+    Experiments(experiments::Args),
+    /// Apply the study's diagnosis table to a run, with the evidence and the remedy.
+    Diagnose(diagnose::DiagnoseArgs),
+    /// Check a config for the study's known traps before training.
+    Check(diagnose::CheckArgs),
     /// Export a trained run's no_skip path as an ONNX model (parity-checked against Burn).
     Export(export::Args),
     /// Denoise image files (.npy, PNG, DICOM series) with an exported ONNX model.
@@ -45,6 +58,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Phantoms(args) => phantoms::run(args),
         Command::Train(args) => train::run(args),
+        Command::QuickTest(args) => quick_test::run(args),
+        Command::Experiments(args) => experiments::run(args),
+        Command::Diagnose(args) => diagnose::diagnose(args),
+        Command::Check(args) => diagnose::check(args),
         Command::Export(args) => export::run(args),
         Command::Denoise(args) => denoise::run(args),
         Command::Bench(args) => bench::run(args),

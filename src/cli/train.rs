@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use crossdenoise_train::Config;
 use crossdenoise_train::device::Backend;
+use crossdenoise_train::experiment::{self, criteria::Check, diagnosis};
 use crossdenoise_train::loss::LossValues;
 use crossdenoise_train::training::{self, Observer, TrainOptions, Validation};
 use indicatif::ProgressBar;
@@ -57,6 +58,7 @@ pub fn resolve_config(
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = resolve_config(&args.config, args.epochs, args.backend, &args.set)?;
+    print_warnings(&config, &args.config);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     // A second Ctrl-C while the checkpoint is written is ignored: the write is atomic anyway.
@@ -94,7 +96,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(v) = &summary.final_val {
         print_validation(v, &config.data.domains);
     }
-    println!("run: {run} (metrics.jsonl, samples/, checkpoint/, summary.json)");
+    let report = experiment::write_run_report(&summary.run_dir, &config)?;
+    print_checks(&report.criteria);
+    println!("run: {run} (report.html, metrics.jsonl, samples/, checkpoint/, summary.json)");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,8 +126,8 @@ pub fn print_validation(v: &Validation, domains: &[String; 2]) {
 
 /// Progress bar over all steps, showing the live losses.
 #[derive(Default)]
-struct Bar {
-    bar: Option<ProgressBar>,
+pub struct Bar {
+    pub bar: Option<ProgressBar>,
 }
 
 impl Observer for Bar {
@@ -173,4 +177,27 @@ pub fn format_losses(l: &LossValues) -> String {
         }
     }
     s
+}
+
+/// The study's config traps, as warnings before training starts.
+pub fn print_warnings(config: &Config, file: &std::path::Path) -> usize {
+    let warnings = diagnosis::lint(config);
+    for w in &warnings {
+        eprintln!("warning: {}: {}: {}", file.display(), w.key, w.message);
+    }
+    warnings.len()
+}
+
+/// Criteria or checkpoints as aligned PASS / FAIL lines with their numbers.
+pub fn print_checks(checks: &[Check]) {
+    let width = checks.iter().map(|c| c.title.len()).max().unwrap_or(0);
+    for c in checks {
+        println!(
+            "  {:<4} {:<width$}  {}  [{}]",
+            c.outcome.to_string(),
+            c.title,
+            c.measured,
+            c.threshold
+        );
+    }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod curves;
 pub mod data;
 pub mod device;
+pub mod experiment;
 pub mod loss;
 pub mod model;
 pub mod report;

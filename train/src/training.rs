@@ -17,7 +17,7 @@ use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use crossdenoise_runtime::metrics::Quality;
+use crossdenoise_runtime::metrics::{self, Quality};
 use crossdenoise_runtime::picture::Grid;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,10 @@ pub struct PathScore {
     pub psnr_clean: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ssim_clean: Option<f64>,
+    /// Gradient energy over the clean image's (phantoms): below 1 is smoother than the
+    /// anatomy, above 1 carries noise.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sharpness: Option<f64>,
 }
 
 /// Validation of one epoch: every path, and the acquired targets' own quality against clean
@@ -225,6 +229,8 @@ pub fn train(
     // The backend and the data are checked before the folder is touched: a missing feature
     // or data folder leaves no run behind.
     prepare_run_dir(&run, config, opts)?;
+    // A resumed run starts afresh from its last checkpoint: an old failure no longer holds.
+    let _ = fs::remove_file(run.join("error.txt"));
 
     let mut model = crate::model::init::seeded(model_config(config).init(&device), config.seed);
     let mut adam = AdamConfig::new().with_epsilon(1e-8);
@@ -305,11 +311,15 @@ pub fn train(
             let losses = loss::compute(&out, target_a, target_b, &t.loss_weights);
             let values = losses.values();
             if !values.total.is_finite() {
-                return Err(TrainError::Diverged {
+                let err = TrainError::Diverged {
                     epoch: state.epoch,
                     step: state.step,
                     value: values.total,
-                });
+                };
+                // Kept in the run folder for `diagnose` and the suite summary.
+                let path = run.join("error.txt");
+                fs::write(&path, format!("{err}\n")).map_err(io(&path))?;
+                return Err(err);
             }
             let lr = learning_rate(config, state.step, total_steps);
             let grads = GradientsParams::from_grads(losses.total.backward(), &model);
@@ -491,7 +501,8 @@ pub fn validate(
         cross: true,
         ..*plan
     };
-    let mut sums = [[0.0f64; 4]; 6];
+    // Per path: psnr, ssim, psnr vs clean, ssim vs clean, sharpness vs clean.
+    let mut sums = [[0.0f64; 5]; 6];
     let mut n = 0usize;
     let has_clean = val.clean.is_some();
     for start in (0..val.len()).step_by(batch) {
@@ -516,6 +527,8 @@ pub fn validate(
                     let q = Quality::measure(clean.view(), paths[p][k].view())?;
                     sums[p][2] += q.psnr;
                     sums[p][3] += q.ssim;
+                    sums[p][4] +=
+                        metrics::sharpness(clean.view(), paths[p][k].view())?.unwrap_or(1.0);
                 }
             }
             if let Some((ca, cb)) = &val.clean {
@@ -523,23 +536,27 @@ pub fn validate(
                     let q = Quality::measure(clean.view(), target.view())?;
                     sums[slot][2] += q.psnr;
                     sums[slot][3] += q.ssim;
+                    sums[slot][4] +=
+                        metrics::sharpness(clean.view(), target.view())?.unwrap_or(1.0);
                 }
             }
             n += 1;
         }
     }
     let n = n.max(1) as f64;
-    let score = |s: &[f64; 4]| PathScore {
+    let score = |s: &[f64; 5]| PathScore {
         psnr: s[0] / n,
         ssim: s[1] / n,
         psnr_clean: has_clean.then(|| s[2] / n),
         ssim_clean: has_clean.then(|| s[3] / n),
+        sharpness: has_clean.then(|| s[4] / n),
     };
-    let baseline = |s: &[f64; 4]| PathScore {
+    let baseline = |s: &[f64; 5]| PathScore {
         psnr: s[2] / n,
         ssim: s[3] / n,
         psnr_clean: Some(s[2] / n),
         ssim_clean: Some(s[3] / n),
+        sharpness: Some(s[4] / n),
     };
     Ok(Validation {
         recon_a: score(&sums[0]),

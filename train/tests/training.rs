@@ -243,3 +243,135 @@ fn trains_on_paired_folders_and_names_bad_folders() {
     .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+/// A suite of three tiny configs sharing a base by `extends`, in `dir/configs`.
+fn tiny_suite(dir: &Path) -> Vec<&'static str> {
+    let configs = dir.join("configs");
+    fs::create_dir_all(&configs).unwrap();
+    fs::write(
+        configs.join("base.json"),
+        r#"{ "name": "base", "seed": 5,
+        "data": { "source": "synthetic", "image_size": 32, "train_pairs": 6, "val_pairs": 2 },
+        "model": { "base_channels": 2, "depth": 2 },
+        "trainer": { "epochs": 2, "batch_size": 2, "lr": 0.002 } }"#,
+    )
+    .unwrap();
+    let names = vec!["s_no_skip", "s_source_skip", "s_only_cross"];
+    for (name, trainer) in names.iter().zip([
+        r#"{"cross_domain_strategy": "no_skip"}"#,
+        r#"{"cross_domain_strategy": "use_source_skip"}"#,
+        r#"{"loss_weights": {"content": 0, "recon": 0, "cross": 1, "edge": 0}}"#,
+    ]) {
+        fs::write(
+            configs.join(format!("{name}.json")),
+            format!(r#"{{"extends": "base.json", "name": "{name}", "trainer": {trainer}}}"#),
+        )
+        .unwrap();
+    }
+    names
+}
+
+#[test]
+fn an_interrupted_suite_resumes_without_redoing_finished_runs() {
+    use crossdenoise_train::experiment::suite::{self, Plan, SuiteOptions};
+    use crossdenoise_train::training::Observer;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let names = tiny_suite(dir.path());
+    let suite_dir = dir.path().join("runs/tiny");
+    let stop = Arc::new(AtomicBool::new(false));
+    let opts = SuiteOptions {
+        configs: dir.path().join("configs"),
+        out: dir.path().join("runs"),
+        overrides: vec![],
+        force: false,
+        stop: Some(stop.clone()),
+    };
+
+    // Stop as the second run starts: it trains one step, checkpoints and the suite ends.
+    let runs = suite::plan(&suite_dir, &names, &opts).unwrap();
+    assert!(runs.iter().all(|r| r.plan == Plan::Fresh));
+    let mut started = Vec::new();
+    let mut observer = |i: usize, _: &suite::SuiteRun| -> Box<dyn Observer> {
+        started.push(i);
+        if i == 1 {
+            stop.store(true, Ordering::SeqCst);
+        }
+        Box::new(Quiet)
+    };
+    assert!(!suite::run(&suite_dir, &runs, &opts, &mut observer).unwrap());
+    assert_eq!(started, [0, 1]);
+    let first = metrics(&suite_dir.join("s_no_skip"));
+
+    stop.store(false, Ordering::SeqCst);
+    let runs = suite::plan(&suite_dir, &names, &opts).unwrap();
+    let plans: Vec<Plan> = runs.iter().map(|r| r.plan).collect();
+    assert_eq!(plans, [Plan::Done, Plan::Resume, Plan::Fresh]);
+    let mut started = Vec::new();
+    let mut observer = |i: usize, _: &suite::SuiteRun| -> Box<dyn Observer> {
+        started.push(i);
+        Box::new(Quiet)
+    };
+    assert!(suite::run(&suite_dir, &runs, &opts, &mut observer).unwrap());
+    assert_eq!(started, [1, 2], "the finished run is not trained again");
+    assert_eq!(metrics(&suite_dir.join("s_no_skip")), first);
+
+    // The resumed run holds every step once: 6 pairs / batch 2 x 2 epochs.
+    let steps: Vec<u64> = metrics(&suite_dir.join("s_source_skip"))
+        .lines()
+        .filter_map(|l| match serde_json::from_str(l).unwrap() {
+            MetricLine::Step { step, .. } => Some(step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, (1..=6).collect::<Vec<u64>>());
+
+    let (reports, missing) = suite::summarise(&suite_dir, "tiny suite", &runs).unwrap();
+    assert!(missing.is_empty());
+    assert_eq!(reports.len(), 3);
+    let only_cross = &reports[2];
+    let failed: Vec<&str> = only_cross.failed().iter().map(|c| c.id).collect();
+    assert!(failed.contains(&"content_small"), "{failed:?}");
+    let csv = fs::read_to_string(suite_dir.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert!(
+        csv.lines()
+            .nth(3)
+            .unwrap()
+            .starts_with("s_only_cross,no_skip,0,0,1,0,2,6,")
+    );
+    let md = fs::read_to_string(suite_dir.join("summary.md")).unwrap();
+    assert!(md.contains("| s_source_skip | use_source_skip |"), "{md}");
+    for f in [
+        "curves_total.png",
+        "curves_cross.png",
+        "curves_psnr.png",
+        "report.html",
+    ] {
+        assert!(suite_dir.join(f).exists(), "{f}");
+    }
+    assert!(!suite_dir.join("curves_content.png").exists() || reports[0].final_losses[0].is_some());
+    let html = fs::read_to_string(suite_dir.join("report.html")).unwrap();
+    assert!(html.matches("data:image/png;base64,").count() >= 3 + 3);
+    assert!(suite_dir.join("s_only_cross/report.html").exists());
+}
+
+#[test]
+fn a_diverged_run_leaves_its_error_for_the_diagnosis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny("diverge");
+    c.trainer.lr = 1e30;
+    let err = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("diverged"), "{err}");
+    let run = dir.path().join("diverge");
+    let text = fs::read_to_string(run.join("error.txt")).unwrap();
+    let found = crossdenoise_train::experiment::diagnosis::diagnose(
+        &crossdenoise_train::experiment::criteria::RunMetrics::default(),
+        &c,
+        &crossdenoise_train::experiment::diagnosis::RunOutcome { error: Some(text) },
+    );
+    assert_eq!(found[0].symptom, "training unstable", "{found:#?}");
+    assert!(found[0].remedy.contains("to 1e-4"));
+}

@@ -1,0 +1,76 @@
+//! `crossdenoise quick-test`: a short training run judged by the study's three checkpoints.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crossdenoise_train::device::Backend;
+use crossdenoise_train::experiment::{self, criteria};
+use crossdenoise_train::training::{self, TrainOptions};
+
+use super::train::{Bar, print_checks, print_validation, print_warnings, resolve_config};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Config file (JSON; see configs/).
+    pub config: PathBuf,
+    /// Epochs to train (the study's quick test used 2).
+    #[arg(long, default_value_t = 2)]
+    pub epochs: usize,
+    /// Override trainer.backend.
+    #[arg(long)]
+    pub backend: Option<Backend>,
+    /// Parent folder of the quick-test runs (each run replaces the previous one).
+    #[arg(long, default_value = "runs/quick-test")]
+    pub out: PathBuf,
+    /// Override any config key, e.g. --set trainer.lr=1e-4 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = resolve_config(&args.config, Some(args.epochs), args.backend, &args.set)?;
+    print_warnings(&config, &args.config);
+    println!(
+        "quick test of {} ({} epochs, {} strategy)",
+        args.config.display(),
+        args.epochs,
+        config.trainer.cross_domain_strategy.name()
+    );
+    let opts = TrainOptions {
+        out: args.out,
+        force: true,
+        ..Default::default()
+    };
+    let mut bar = Bar::default();
+    let summary = training::train(&config, &opts, &mut bar)?;
+    if let Some(b) = bar.bar.take() {
+        b.finish_and_clear();
+    }
+    if let Some(v) = &summary.final_val {
+        print_validation(v, &config.data.domains);
+    }
+    let report = experiment::write_run_report(&summary.run_dir, &config)?;
+    let lines = crossdenoise_train::curves::read_metrics(&summary.run_dir.join("metrics.jsonl"))?;
+    let checks = criteria::quick_checkpoints(&criteria::RunMetrics::from_lines(&lines));
+    println!("checkpoints:");
+    print_checks(&checks);
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.outcome == criteria::Outcome::Fail)
+        .map(|c| c.title)
+        .collect();
+    for d in &report.diagnosis {
+        println!(
+            "diagnosis: {} ({}): {} [{}]",
+            d.symptom, d.cause, d.remedy, d.evidence
+        );
+    }
+    println!("run: {}", summary.run_dir.join("report.html").display());
+    if failed.is_empty() {
+        println!("quick test PASSED");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("quick test FAILED: {}", failed.join("; "));
+        Ok(ExitCode::FAILURE)
+    }
+}
