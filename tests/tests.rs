@@ -7,4 +7,6 @@ mod denoise;
 mod experiments;
 mod export;
 mod phantoms;
+#[path = "../runtime/tests/support/python.rs"]
+mod python;
 mod util;

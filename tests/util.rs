@@ -25,30 +25,7 @@ pub fn crossdenoise_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Outp
         .expect("the crossdenoise binary runs")
 }
 
-/// Runs the runtime's independent Python reference tools (`runtime/tests/support/
-/// reference.py`, in the `.venv` that `scripts/python-env.sh` makes); returns its stdout.
-pub fn reference(args: &[&str]) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = std::env::var_os("CROSSDENOISE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "{} is missing: run `bash scripts/python-env.sh` (scripts/test.sh does)",
-        python.display()
-    );
-    let out = Command::new(python)
-        .arg(root.join("runtime/tests/support/reference.py"))
-        .args(args)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "reference.py {args:?}: {}",
-        stderr(&out)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crate::python::reference;
 
 /// `--set` arguments shrinking a shipped config to a tiny run: 32 x 32, four training
 /// pairs (two steps an epoch at batch 2), two validation pairs, four channels.

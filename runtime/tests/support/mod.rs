@@ -3,48 +3,14 @@
 
 #![allow(dead_code)]
 
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crossdenoise_runtime::OnnxRuntime;
 use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
 use ndarray::Array2;
 
-/// The Python of `.venv` (made by `scripts/python-env.sh`, which the test command runs), or
-/// `$CROSSDENOISE_PYTHON`.
-pub fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("CROSSDENOISE_PYTHON") {
-        return p.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "{} is missing: run `bash scripts/python-env.sh` (scripts/test.sh does)",
-        venv.display()
-    );
-    venv
-}
-
-/// Runs `reference.py` with `args`; panics with its stderr when it fails.
-pub fn reference<S: AsRef<OsStr>>(args: &[S]) {
-    // Relative to the workspace so other crates' tests can share this module.
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/tests/support/reference.py");
-    let out = Command::new(python())
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "reference.py {:?} failed:\n{}",
-        args.iter()
-            .map(|a| a.as_ref().to_owned())
-            .collect::<Vec<_>>(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+mod python;
+pub use python::reference;
 
 pub fn runtime() -> OnnxRuntime {
     OnnxRuntime::load().expect("ONNX Runtime installed by scripts/install-ort.sh")
