@@ -1,6 +1,7 @@
 //! Across the crates: the shared tiny trained run -> `crossdenoise export` (parity-checked)
 //! -> the daemon on 127.0.0.1 -> `send` of a held-out phantom series. Every image must come
-//! back denoised, and exactly as `crossdenoise denoise` denoises the same files.
+//! back denoised, and exactly as `crossdenoise denoise` denoises the same files; a model
+//! that has learned must return images closer to the clean anatomy than the acquired ones.
 
 use std::path::Path;
 
@@ -9,7 +10,55 @@ use crossdenoise_host::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::DataType;
 use crossdenoise_host::{Host, HostConfig};
 
-use crate::util::{crossdenoise, stderr, tiny_run};
+use crossdenoise_host::stats::Snapshot;
+use crossdenoise_runtime::metrics::Quality;
+use crossdenoise_runtime::normalize::Normalization;
+use ndarray::Array2;
+
+use crate::util::{crossdenoise, denoising_run, stderr, tiny_run};
+
+/// `crossdenoise export RUN --out MODEL EXTRA...`, parity-checked as always.
+fn export(run: &Path, model: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "export",
+        run.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = crossdenoise(&args, model.parent().unwrap());
+    assert!(out.status.success(), "export: {}", stderr(&out));
+}
+
+/// Starts the daemon on a free loopback port with `model`, streams `series` to it as a FIRE
+/// client, stops it, and returns the client's report and the daemon's counters.
+fn serve_and_send(model: &Path, series: &Path, returned: &Path) -> (client::SendReport, Snapshot) {
+    let mut config = HostConfig::serving(model);
+    config.stats_interval_s = 0.0;
+    let host = Host::open(config).expect("the daemon opens the exported model");
+    let stats = host.stats();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(host.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        let options = SendOptions {
+            config_name: DEFAULT_PROFILE.into(),
+            data_type: DataType::F32,
+            max_message: 1 << 28,
+        };
+        let report = client::send(&addr, &[series.to_path_buf()], returned, &options)
+            .await
+            .expect("every image comes back");
+        let _ = stop.send(());
+        server.await.unwrap();
+        report
+    });
+    (report, stats.snapshot())
+}
 
 #[test]
 fn a_trained_model_served_over_mrd_matches_the_runtime() {
@@ -17,16 +66,7 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
     let cwd = dir.path();
     let run = tiny_run(false);
     let model = cwd.join("model.onnx");
-    let out = crossdenoise(
-        &[
-            "export",
-            run.to_str().unwrap(),
-            "--out",
-            model.to_str().unwrap(),
-        ],
-        cwd,
-    );
-    assert!(out.status.success(), "export: {}", stderr(&out));
+    export(&run, &model, &[]);
     let out = crossdenoise(
         &[
             "phantoms", "--out", "held", "--pairs", "5", "--size", "48", "--seed", "77",
@@ -48,38 +88,9 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
     );
     assert!(out.status.success(), "denoise: {}", stderr(&out));
 
-    let mut config = HostConfig::serving(&model);
-    config.stats_interval_s = 0.0;
-    let host = Host::open(config).expect("the daemon opens the exported model");
-    let stats = host.stats();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let report = rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(host.serve(listener, async move {
-            let _ = stopped.await;
-        }));
-        let options = SendOptions {
-            config_name: DEFAULT_PROFILE.into(),
-            data_type: DataType::F32,
-            max_message: 1 << 28,
-        };
-        let report = client::send(
-            &addr,
-            std::slice::from_ref(&series),
-            &cwd.join("returned"),
-            &options,
-        )
-        .await
-        .expect("every image comes back");
-        let _ = stop.send(());
-        server.await.unwrap();
-        report
-    });
+    let (report, s) = serve_and_send(&model, &series, &cwd.join("returned"));
     assert_eq!((report.sent, report.denoised, report.unchanged), (5, 5, 0));
     assert!(report.server_closed);
-    let s = stats.snapshot();
     assert_eq!((s.received, s.denoised, s.failed), (5, 5, 0));
 
     let mut compared = 0;
@@ -146,4 +157,58 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
             "only {blue} curve pixels on the rendered report"
         );
     }
+}
+
+/// Scores as training's validation does, in the normalised space the model works in: the
+/// clean and the acquired image each by their own scale, the daemon's answer by its input's
+/// (the runtime scaled the output back with the input's scale).
+fn validation_psnr(clean: &Array2<f32>, image: &Array2<f32>, input: &Array2<f32>) -> f64 {
+    let norm = Normalization::default();
+    let (clean, _) = norm.normalize(clean.view()).unwrap();
+    let scale = norm.fit(input.view()).unwrap();
+    let image = image.mapv(|v| v / scale.0);
+    Quality::measure(clean.view(), image.view()).unwrap().psnr
+}
+
+#[test]
+fn a_model_that_learned_denoises_the_held_out_series_over_mrd() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (run, snr) = denoising_run();
+    let model = cwd.join("model.onnx");
+    // The PD -> PDFS cross path: the PDFS decoder on the PD acquisition's latent.
+    export(&run, &model, &["--from", "a", "--to", "b"]);
+    let out = crossdenoise(
+        &[
+            "phantoms", "--out", "held", "--pairs", "6", "--size", "32", "--seed", "91", "--snr",
+            snr,
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "phantoms: {}", stderr(&out));
+
+    let (report, s) = serve_and_send(&model, &cwd.join("held/pd"), &cwd.join("returned"));
+    assert_eq!((report.sent, report.denoised, report.unchanged), (6, 6, 0));
+    assert_eq!((s.received, s.denoised, s.failed), (6, 6, 0));
+
+    let (mut acquired_db, mut denoised_db) = (0.0, 0.0);
+    for i in 0..6 {
+        let name = format!("{i:04}");
+        let read = |p: String| crossdenoise_runtime::io::read_slice(&cwd.join(p)).unwrap();
+        let clean = read(format!("held/clean/pdfs/{name}.npy"));
+        let acquired = read(format!("held/pdfs/{name}.npy"));
+        let denoised = read(format!("returned/pd/{name}.denoised.npy"));
+        let input = read(format!("held/pd/{name}.npy"));
+        let (a, d) = (
+            validation_psnr(&clean, &acquired, &acquired),
+            validation_psnr(&clean, &denoised, &input),
+        );
+        eprintln!("{name}: acquired PDFS {a:.2} dB, denoised {d:.2} dB");
+        acquired_db += a / 6.0;
+        denoised_db += d / 6.0;
+    }
+    assert!(
+        denoised_db > acquired_db + 1.0,
+        "denoised {denoised_db:.2} dB does not beat the acquired {acquired_db:.2} dB by 1 dB"
+    );
 }

@@ -40,6 +40,28 @@ pub const TINY: [&str; 8] = [
     "model.base_channels=4",
 ];
 
+/// Trains `configs/config.json` with `--epochs epochs` and `sets` (key=value overrides)
+/// into `CARGO_TARGET_TMPDIR/<folder>`; returns the run folder.
+fn trained_run(folder: &str, epochs: &str, sets: &[&str]) -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/config.json");
+    let mut args = vec![
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        root.to_str().unwrap(),
+        "--force",
+        "--epochs",
+        epochs,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = crossdenoise(&args, root.parent().unwrap());
+    assert!(out.status.success(), "training {folder}: {}", stderr(&out));
+    root.join("config")
+}
+
 /// The one tiny trained run the end-to-end tests share (4 channels, depth 2, 32 x 32, one
 /// epoch), trained once per test process; `identity` selects the identity-mapping variant.
 pub fn tiny_run(identity: bool) -> std::path::PathBuf {
@@ -48,34 +70,46 @@ pub fn tiny_run(identity: bool) -> std::path::PathBuf {
     static IDENTITY: OnceLock<std::path::PathBuf> = OnceLock::new();
     let cell = if identity { &IDENTITY } else { &PLAIN };
     cell.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(if identity {
-            "tiny-identity"
-        } else {
-            "tiny-plain"
-        });
-        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/config.json");
         let identity_set = format!("trainer.identity_mapping={identity}");
-        let out = crossdenoise(
-            &[
-                "train",
-                config.to_str().unwrap(),
-                "--out",
-                root.to_str().unwrap(),
-                "--force",
-                "--epochs",
-                "1",
-                "--set",
-                identity_set.as_str(),
-            ]
-            .into_iter()
-            .chain(TINY)
-            .collect::<Vec<_>>(),
-            root.parent().unwrap(),
-        );
-        assert!(out.status.success(), "tiny training run: {}", stderr(&out));
-        root.join("config")
+        let mut sets: Vec<&str> = TINY.iter().copied().filter(|a| *a != "--set").collect();
+        sets.push(&identity_set);
+        trained_run(
+            if identity {
+                "tiny-identity"
+            } else {
+                "tiny-plain"
+            },
+            "1",
+            &sets,
+        )
     })
     .clone()
+}
+
+/// A small run that has learned to denoise (8 channels, 32 pairs of 32 x 32 acquired at SNR
+/// 4, 4 epochs at a constant lr: about 10 s), trained once per test process; returns the run
+/// folder and the SNR its phantoms were acquired at.
+pub fn denoising_run() -> (std::path::PathBuf, &'static str) {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    const SNR: &str = "4";
+    let run = RUN.get_or_init(|| {
+        trained_run(
+            "denoising",
+            "4",
+            &[
+                "data.image_size=32",
+                "data.train_pairs=32",
+                "data.val_pairs=4",
+                "data.snr_a=4",
+                "data.snr_b=4",
+                "model.base_channels=8",
+                "trainer.warmup_steps=0",
+                "trainer.lr_schedule=constant",
+            ],
+        )
+    });
+    (run.clone(), SNR)
 }
 
 /// Renders an HTML file in headless Chromium (Debian's `chromium`) to a PNG screenshot, as
