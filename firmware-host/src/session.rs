@@ -40,9 +40,11 @@ pub const COMMENT_MARK: &str = "crossdenoise";
 #[allow(clippy::large_enum_variant)]
 enum Outgoing {
     Now(Message),
-    /// The original image, its answer, and when it arrived.
+    /// The original image, its attributes as read on arrival (`None`: unreadable, carried
+    /// over as they are), its answer, and when it arrived.
     Pending {
         original: Box<Image>,
+        meta: Option<Meta>,
         answer: oneshot::Receiver<Answer>,
         arrived: Instant,
         send_original: bool,
@@ -218,8 +220,15 @@ async fn submit(
             return Outgoing::Now(Message::Image(image));
         }
     };
-    let meta = Meta::parse(&image.attributes).unwrap_or_default();
-    let model = choose_model(profile, &image, &meta);
+    // Read once: the model choice and the denoised copy's attributes both need them.
+    let meta = match Meta::parse(&image.attributes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            debug!(%peer, index, error = %e, "attributes unreadable: kept unmarked");
+            None
+        }
+    };
+    let model = choose_model(profile, &image, meta.as_ref().unwrap_or(&Meta::new()));
     let Some(&model_index) = ctx.models.get(model) else {
         warn!(%peer, index, model = %model.display(), "no worker model for this path: image sent back unchanged");
         inc(&ctx.stats.images_failed);
@@ -228,6 +237,7 @@ async fn submit(
     match ctx.worker.submit(model_index, planes).await {
         Ok(answer) => Outgoing::Pending {
             original: Box::new(image),
+            meta,
             answer,
             arrived,
             send_original,
@@ -254,6 +264,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Outgoing::Now(m) => vec![m],
             Outgoing::Pending {
                 original,
+                meta,
                 answer,
                 arrived,
                 send_original,
@@ -262,7 +273,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 let left = timeout.saturating_sub(arrived.elapsed());
                 let result =
                     match tokio::time::timeout(left.max(Duration::from_millis(1)), answer).await {
-                        Ok(Ok(Ok(planes))) => denoised_image(&original, &planes, cfg),
+                        Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, cfg),
                         Ok(Ok(Err(e))) => Err(e),
                         Ok(Err(_)) => Err("the inference worker dropped the job".into()),
                         Err(_) => Err(format!("not denoised within {:.1} s", cfg.image_timeout_s)),
@@ -310,9 +321,10 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 }
 
 /// The denoised copy of `original`: a new series, pixels in the original's data type,
-/// attributes carried over and marked.
+/// attributes (`meta`, as read from the original) carried over and marked.
 pub fn denoised_image(
     original: &Image,
+    meta: Option<Meta>,
     planes: &[ndarray::Array2<f32>],
     cfg: &HostConfig,
 ) -> Result<Image, String> {
@@ -322,8 +334,8 @@ pub fn denoised_image(
         .image_series_index
         .wrapping_add(cfg.series_offset);
     image.set_planes(planes).map_err(|e| e.to_string())?;
-    image.attributes = match Meta::parse(&original.attributes) {
-        Ok(mut meta) => {
+    image.attributes = match meta {
+        Some(mut meta) => {
             meta.append("ImageType", IMAGE_TYPE_MARK);
             meta.append("ImageComment", COMMENT_MARK);
             meta.append("ImageProcessingHistory", "CROSSDENOISE");
@@ -337,10 +349,7 @@ pub fn denoised_image(
             meta.to_xml()
         }
         // Attributes we cannot read are carried over as they are, unmarked, rather than lost.
-        Err(e) => {
-            debug!(error = %e, "attributes kept unmarked");
-            original.attributes.clone()
-        }
+        None => original.attributes.clone(),
     };
     Ok(image)
 }
@@ -389,10 +398,10 @@ mod tests {
 
     #[test]
     fn the_denoised_copy_is_a_marked_new_series() {
-        let (original, _) = image(0, "pd_tse");
+        let (original, meta) = image(0, "pd_tse");
         let cfg = HostConfig::default();
         let planes = vec![ndarray::Array2::from_elem((2, 2), 7.0)];
-        let d = denoised_image(&original, &planes, &cfg).unwrap();
+        let d = denoised_image(&original, Some(meta.clone()), &planes, &cfg).unwrap();
         assert_eq!(
             d.header.image_series_index,
             original.header.image_series_index + 100
@@ -403,6 +412,9 @@ mod tests {
         assert_eq!(meta.first("ImageType"), Some(IMAGE_TYPE_MARK));
         assert_eq!(meta.first("ImageComment"), Some(COMMENT_MARK));
         // Wrong plane count: an error (the caller sends the original), never a panic.
-        assert!(denoised_image(&original, &[], &cfg).is_err());
+        assert!(denoised_image(&original, Some(meta), &[], &cfg).is_err());
+        // Unreadable attributes travel unchanged.
+        let d = denoised_image(&original, None, &planes, &cfg).unwrap();
+        assert_eq!(d.attributes, original.attributes);
     }
 }

@@ -12,7 +12,7 @@ use crate::report::base64;
 
 const STYLE: &str = "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;\
 color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;\
-padding:4px 8px;text-align:right}th{background:#eee}td:first-child{text-align:left}\
+padding:4px 8px;text-align:left}th{background:#eee}\
 img{max-width:100%;image-rendering:pixelated}.pass{color:#070}.fail{color:#a00;\
 font-weight:bold}.na{color:#777}</style>";
 
