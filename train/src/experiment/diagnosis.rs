@@ -197,6 +197,20 @@ pub fn lint(config: &Config) -> Vec<Warning> {
                 .into(),
         });
     }
+    if matches!(
+        t.cross_domain_strategy,
+        CrossDomainStrategy::UseTargetSkip | CrossDomainStrategy::MixedSkip
+    ) {
+        out.push(Warning {
+            key: "trainer.cross_domain_strategy",
+            message: format!(
+                "{}: the cross decoder sees skips from the target image itself, so its loss \
+                 can fall by copying the noisy target; the exported path has no skips and no \
+                 target, so judge such a run by its no-skip paths",
+                t.cross_domain_strategy.name()
+            ),
+        });
+    }
     if t.identity_mapping {
         out.push(Warning {
             key: "trainer.identity_mapping",
@@ -340,5 +354,12 @@ mod tests {
             ]
         );
         assert!(lint(&config(serde_json::json!({}))).is_empty());
+        let leak = lint(&config(
+            serde_json::json!({"cross_domain_strategy": "mixed_skip"}),
+        ));
+        assert!(
+            leak[0].message.contains("copying the noisy target"),
+            "{leak:?}"
+        );
     }
 }
