@@ -49,9 +49,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(v) = &summary.final_val {
         print_validation(v, &config.data.domains);
     }
-    let report = experiment::write_run_report(&summary.run_dir, &config)?;
-    let lines = crossdenoise_train::curves::read_metrics(&summary.run_dir.join("metrics.jsonl"))?;
-    let checks = criteria::quick_checkpoints(&criteria::RunMetrics::from_lines(&lines));
+    let (report, metrics) = experiment::write_run_report(&summary.run_dir, &config)?;
+    let checks = criteria::quick_checkpoints(&metrics);
     println!("checkpoints:");
     print_checks(&checks);
     let failed: Vec<&str> = checks

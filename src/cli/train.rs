@@ -96,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(v) = &summary.final_val {
         print_validation(v, &config.data.domains);
     }
-    let report = experiment::write_run_report(&summary.run_dir, &config)?;
+    let (report, _) = experiment::write_run_report(&summary.run_dir, &config)?;
     print_checks(&report.criteria);
     println!("run: {run} (report.html, metrics.jsonl, samples/, checkpoint/, summary.json)");
     Ok(ExitCode::SUCCESS)

@@ -78,6 +78,9 @@ pub struct RunMetrics {
     /// The last epoch's validation, if an epoch finished.
     pub val: Option<Validation>,
     pub epochs: usize,
+    /// Per finished epoch (from 1), the PD <- PDFS cross path's PSNR against clean
+    /// (phantom data only).
+    pub cross_psnr: Vec<(usize, f64)>,
 }
 
 impl RunMetrics {
@@ -87,6 +90,9 @@ impl RunMetrics {
             match line {
                 MetricLine::Step { loss, .. } => m.steps.push(*loss),
                 MetricLine::Epoch { epoch, val, .. } => {
+                    if let Some(p) = val.cross_a.psnr_clean {
+                        m.cross_psnr.push((epoch + 1, p));
+                    }
                     m.val = Some((**val).clone());
                     m.epochs = epoch + 1;
                 }
@@ -450,8 +456,8 @@ mod tests {
                     step(2.0 * f, Some(f), Some(0.5 * f * f * f))
                 })
                 .collect(),
-            val: None,
             epochs: 1,
+            ..Default::default()
         }
     }
 

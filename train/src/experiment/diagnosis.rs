@@ -171,7 +171,10 @@ pub fn diagnose(m: &RunMetrics, config: &Config, outcome: &RunOutcome) -> Vec<Fi
 
 fn is_out_of_memory(error: &str) -> bool {
     let e = error.to_ascii_lowercase();
-    e.contains("out of memory") || e.contains("memory allocation") || e.contains("oom")
+    e.contains("out of memory")
+        || e.contains("memory allocation")
+        || e.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| w == "oom")
 }
 
 /// A trap of the original study found in a config before training.
@@ -323,6 +326,8 @@ mod tests {
         let found = diagnose(&run(|i| 1.0 / (1.0 + i as f32)), &c, &outcome);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].remedy, "lower trainer.batch_size from 8 to 2");
+        assert!(is_out_of_memory("process killed (OOM)"));
+        assert!(!is_out_of_memory("no room left in the checkpoint folder"));
 
         let outcome = RunOutcome {
             error: Some("training diverged: loss not finite at epoch 0 step 3".into()),

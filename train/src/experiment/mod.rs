@@ -10,15 +10,20 @@ use std::fs;
 use std::path::Path;
 
 use crate::config::Config;
+use criteria::RunMetrics;
 pub use suite::{RunReport, Suite, SuiteError};
 
-/// Reads a run folder and writes its `report.html`; returns what the page shows.
-pub fn write_run_report(run: &Path, config: &Config) -> Result<RunReport, SuiteError> {
-    let (report, _) = suite::read_run(run, config)?;
+/// Reads a run folder and writes its `report.html`; returns what the page shows and the
+/// metrics it was computed from.
+pub fn write_run_report(
+    run: &Path,
+    config: &Config,
+) -> Result<(RunReport, RunMetrics), SuiteError> {
+    let (report, metrics) = suite::read_run(run, config)?;
     let path = run.join("report.html");
     fs::write(&path, html::run_page(run, &report)?).map_err(|source| SuiteError::Io {
         path: path.clone(),
         source,
     })?;
-    Ok(report)
+    Ok((report, metrics))
 }

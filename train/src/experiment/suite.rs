@@ -435,12 +435,10 @@ fn smooth(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// A run's curves for the overlays: its name, its metrics, and its cross path's validation
-/// PSNR per epoch.
+/// A run's curves for the overlays: its name and its metrics.
 pub struct RunCurves {
     pub name: String,
     pub metrics: RunMetrics,
-    pub psnr: Vec<(usize, f64)>,
 }
 
 /// One PNG per loss (`curves_<loss>.png`) overlaying every run, and one of the cross paths'
@@ -483,10 +481,15 @@ pub fn overlay_curves(suite_dir: &Path, runs: &[RunCurves]) -> Result<Vec<PathBu
     }
     let curves: Vec<Curve> = runs
         .iter()
-        .filter(|r| !r.psnr.is_empty())
+        .filter(|r| !r.metrics.cross_psnr.is_empty())
         .map(|r| Curve {
             label: r.name.clone(),
-            points: r.psnr.iter().map(|&(e, v)| (e as f64, v)).collect(),
+            points: r
+                .metrics
+                .cross_psnr
+                .iter()
+                .map(|&(e, v)| (e as f64, v))
+                .collect(),
         })
         .collect();
     if !curves.is_empty() {
@@ -523,23 +526,10 @@ pub fn summarise(
             missing.push(run.config.name.clone());
             continue;
         }
-        let report = super::write_run_report(&dir, &run.config)?;
-        let (_, m) = read_run(&dir, &run.config)?;
-        let metrics_path = dir.join("metrics.jsonl");
-        let lines = curves::read_metrics(&metrics_path).map_err(io(&metrics_path))?;
-        let psnr: Vec<(usize, f64)> = lines
-            .iter()
-            .filter_map(|l| match l {
-                training::MetricLine::Epoch { epoch, val, .. } => {
-                    val.cross_a.psnr_clean.map(|p| (epoch + 1, p))
-                }
-                _ => None,
-            })
-            .collect();
+        let (report, metrics) = super::write_run_report(&dir, &run.config)?;
         curves_in.push(RunCurves {
             name: run.config.name.clone(),
-            metrics: m,
-            psnr,
+            metrics,
         });
         reports.push(report);
     }
