@@ -22,9 +22,12 @@ pub struct Args {
     /// Override trainer.epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Override trainer.backend (flex, ndarray, wgpu, cuda, libtorch, libtorch-cuda).
+    /// Override trainer.backend (flex, auto, ndarray, wgpu, cuda, libtorch, libtorch-cuda).
     #[arg(long)]
     pub backend: Option<Backend>,
+    /// Override trainer.device_index: which GPU a GPU backend trains on.
+    #[arg(long, value_name = "INDEX")]
+    pub device: Option<usize>,
     /// Parent folder of run folders.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -57,7 +60,11 @@ pub fn resolve_config(
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = resolve_config(&args.config, args.epochs, args.backend, &args.set)?;
+    let mut set = args.set.clone();
+    if let Some(i) = args.device {
+        set.push(format!("trainer.device_index={i}"));
+    }
+    let config = resolve_config(&args.config, args.epochs, args.backend, &set)?;
     print_warnings(&config, &args.config);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -91,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.steps,
         summary.seconds_per_step,
         summary.peak_rss_mb.unwrap_or(0.0),
-        summary.backend
+        summary.device
     );
     if let Some(v) = &summary.final_val {
         print_validation(v, &config.data.domains);
@@ -131,6 +138,12 @@ pub struct Bar {
 }
 
 impl Observer for Bar {
+    fn device(&mut self, description: &str, reason: Option<&str>) {
+        match reason {
+            Some(why) => println!("training on {description}: auto chose it because {why}"),
+            None => println!("training on {description}"),
+        }
+    }
     fn start(&mut self, total: u64, done: u64) {
         let b = progress::bar(total, "train");
         b.set_position(done);

@@ -49,7 +49,8 @@ pub fn train_step(
     cfg: &StepBenchConfig,
     mut on_step: impl FnMut(usize),
 ) -> Result<StepBench, BackendError> {
-    let device = cfg.backend.device(cfg.device_index)?.autodiff();
+    let resolved = cfg.backend.resolve(cfg.device_index)?;
+    let device = resolved.device.autodiff();
     let mut model = init::seeded(
         DualDomainConfig::new(cfg.base_channels, cfg.depth).init(&device),
         0,
@@ -83,7 +84,7 @@ pub fn train_step(
     let mut sorted = times.clone();
     sorted.sort_by(f64::total_cmp);
     Ok(StepBench {
-        backend: cfg.backend.name().into(),
+        backend: resolved.description,
         base_channels: cfg.base_channels,
         depth: cfg.depth,
         size: cfg.size,

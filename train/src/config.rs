@@ -443,10 +443,16 @@ impl Config {
     }
 
     /// A stable hash of the resolved config (FNV-1a of its canonical JSON), recorded in
-    /// checkpoints and exported models so a model can be traced to what trained it.
+    /// checkpoints and exported models so a model can be traced to what trained it. The
+    /// backend and GPU index are left out: they change where the run computes, not what, so
+    /// a run trained on a GPU resumes on a CPU and a finished suite run is not redone there.
     pub fn hash(&self) -> String {
-        let text = serde_json::to_string(&serde_json::to_value(self).expect("config serialises"))
-            .expect("json");
+        let mut value = serde_json::to_value(self).expect("config serialises");
+        if let Some(trainer) = value.get_mut("trainer").and_then(|t| t.as_object_mut()) {
+            trainer.remove("backend");
+            trainer.remove("device_index");
+        }
+        let text = serde_json::to_string(&value).expect("json");
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in text.bytes() {
             h ^= u64::from(b);
@@ -672,6 +678,13 @@ mod tests {
         let a: Config = serde_json::from_str(r#"{"name":"a"}"#).unwrap();
         let mut b = a.clone();
         assert_eq!(a.hash(), b.hash());
+        b.trainer.backend = crate::device::Backend::Wgpu;
+        b.trainer.device_index = 1;
+        assert_eq!(
+            a.hash(),
+            b.hash(),
+            "where a run computes is not what it computes"
+        );
         b.trainer.lr = 2e-3;
         assert_ne!(a.hash(), b.hash());
     }

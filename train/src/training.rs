@@ -59,6 +59,19 @@ pub enum TrainError {
         "loss became {value} at epoch {epoch}, step {step}: training diverged. Lower trainer.lr (e.g. 1e-4, the usual remedy) or set trainer.grad_clip_norm"
     )]
     Diverged { epoch: usize, step: u64, value: f32 },
+    #[error(
+        "out of memory at epoch {epoch}, step {step}, with trainer.batch_size {batch_size} of \
+         {image_size}x{image_size} images on {device}: lower trainer.batch_size (the usual \
+         remedy is 2) or data.image_size, or train on a device with more memory ({detail})"
+    )]
+    OutOfMemory {
+        epoch: usize,
+        step: u64,
+        batch_size: usize,
+        image_size: usize,
+        device: String,
+        detail: String,
+    },
     #[error("{0}")]
     Picture(#[from] crossdenoise_runtime::Error),
     #[error(transparent)]
@@ -178,6 +191,8 @@ pub enum MetricLine {
 
 /// Progress reported to whoever runs the loop (the CLI draws a progress bar from it).
 pub trait Observer {
+    /// The device the run trains on, and why when `auto` chose it.
+    fn device(&mut self, _description: &str, _reason: Option<&str>) {}
     fn start(&mut self, _total_steps: u64, _done_steps: u64) {}
     fn step(&mut self, _epoch: usize, _step: u64, _loss: &LossValues) {}
     fn epoch(&mut self, _epoch: usize, _train: &LossValues, _val: &Validation) {}
@@ -222,7 +237,8 @@ pub fn train(
         None
     };
 
-    let base_device = t.backend.device(t.device_index)?;
+    let resolved = t.backend.resolve(t.device_index)?;
+    let base_device = resolved.device.clone();
     let device = base_device.clone().autodiff();
     device.seed(config.seed);
     let data = Data::load(config)?;
@@ -285,6 +301,7 @@ pub fn train(
         .map_err(io(&metrics_path))?;
 
     let plan = loss::plan(&t.loss_weights, t.cross_domain_strategy, t.mixed_skip_alpha);
+    observer.device(&resolved.description, resolved.reason.as_deref());
     observer.start(total_steps, state.step);
     let steps_at_start = state.step;
     let step_clock = Instant::now();
@@ -307,23 +324,47 @@ pub fn train(
             let target_a = data::stack(&a, &device);
             let target_b = data::stack(&b, &device);
 
-            let out = model.forward(x_a, x_b, &plan);
-            let losses = loss::compute(&out, target_a, target_b, &t.loss_weights);
-            let values = losses.values();
-            if !values.total.is_finite() {
-                let err = TrainError::Diverged {
-                    epoch: state.epoch,
-                    step: state.step,
-                    value: values.total,
-                };
-                // Kept in the run folder for `diagnose` and the suite summary.
-                let path = run.join("error.txt");
-                fs::write(&path, format!("{err}\n")).map_err(io(&path))?;
-                return Err(err);
-            }
             let lr = learning_rate(config, state.step, total_steps);
-            let grads = GradientsParams::from_grads(losses.total.backward(), &model);
-            model = optim.step(lr, model, grads);
+            let current = model;
+            let stepped = catch_allocation_failure(|| {
+                let out = current.forward(x_a, x_b, &plan);
+                let losses = loss::compute(&out, target_a, target_b, &t.loss_weights);
+                let values = losses.values();
+                if !values.total.is_finite() {
+                    return (values, None);
+                }
+                let grads = GradientsParams::from_grads(losses.total.backward(), &current);
+                (values, Some(optim.step(lr, current, grads)))
+            });
+            let values = match stepped {
+                Ok((values, Some(next))) => {
+                    model = next;
+                    values
+                }
+                Ok((values, None)) => {
+                    return Err(record_failure(
+                        &run,
+                        TrainError::Diverged {
+                            epoch: state.epoch,
+                            step: state.step,
+                            value: values.total,
+                        },
+                    ));
+                }
+                Err(detail) => {
+                    return Err(record_failure(
+                        &run,
+                        TrainError::OutOfMemory {
+                            epoch: state.epoch,
+                            step: state.step,
+                            batch_size: t.batch_size,
+                            image_size: config.data.image_size,
+                            device: resolved.description.clone(),
+                            detail,
+                        },
+                    ));
+                }
+            };
 
             state.step += 1;
             state.batch += 1;
@@ -393,8 +434,8 @@ pub fn train(
     let summary = RunSummary {
         name: config.name.clone(),
         run_dir: run.clone(),
-        backend: t.backend.name().into(),
-        device: format!("{base_device:?}"),
+        backend: resolved.backend.name().into(),
+        device: resolved.description.clone(),
         config_hash: hash,
         epochs_done: state.epoch,
         steps: state.step,
@@ -471,6 +512,53 @@ fn write_line(f: &mut File, path: &Path, line: &MetricLine) -> Result<(), TrainE
 }
 
 /// The learning rate of `step`: linear warm-up, then constant or cosine decay to 0.
+/// Keeps a run's failure in its folder (error.txt) for `diagnose` and the suite summary;
+/// returns it, or the reason it could not be written.
+fn record_failure(run: &Path, err: TrainError) -> TrainError {
+    let path = run.join("error.txt");
+    match fs::write(&path, format!("{err}\n")) {
+        Ok(()) => err,
+        Err(source) => TrainError::Io { path, source },
+    }
+}
+
+/// Runs `f`, turning a backend's failed allocation into `Err(what the allocator said)`.
+/// LibTorch reports one (a batch too big for the GPU, or for the machine) by panicking out
+/// of the op; the training loop makes it an error that says what to change. Other panics
+/// go on unwinding.
+pub fn catch_allocation_failure<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let payload = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(v) => return Ok(v),
+        Err(payload) => payload,
+    };
+    let text = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()));
+    match text {
+        Some(text) if is_allocation_failure(&text) => Err(first_line(&text)),
+        _ => std::panic::resume_unwind(payload),
+    }
+}
+
+/// LibTorch's CUDA ("CUDA out of memory") and CPU ("can't allocate memory") allocators.
+fn is_allocation_failure(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("out of memory") || t.contains("can't allocate memory")
+}
+
+/// The line of a (possibly long, C++-backtrace-carrying) message that names the failure.
+fn first_line(text: &str) -> String {
+    let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
+    lines()
+        .find(|l| is_allocation_failure(l))
+        .or_else(|| lines().next())
+        .unwrap_or("")
+        .chars()
+        .take(300)
+        .collect()
+}
+
 pub fn learning_rate(config: &Config, step: u64, total_steps: u64) -> f64 {
     let t = &config.trainer;
     let warm = t.warmup_steps as u64;
@@ -631,4 +719,48 @@ pub fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_allocation_becomes_an_error_and_other_panics_do_not() {
+        let err = catch_allocation_failure(|| -> () {
+            panic!("Torch(\"\n CUDA out of memory. Tried to allocate 2.00 GiB\nException raised from malloc\")")
+        })
+        .unwrap_err();
+        assert_eq!(err, "CUDA out of memory. Tried to allocate 2.00 GiB");
+        assert_eq!(catch_allocation_failure(|| 7), Ok(7));
+        let other =
+            std::panic::catch_unwind(|| catch_allocation_failure(|| panic!("index out of bounds")));
+        assert!(
+            other.is_err(),
+            "a panic that is not about memory keeps unwinding"
+        );
+    }
+
+    #[test]
+    fn out_of_memory_says_what_to_change() {
+        let e = TrainError::OutOfMemory {
+            epoch: 0,
+            step: 3,
+            batch_size: 8,
+            image_size: 320,
+            device: "libtorch-cuda:0 (GPU)".into(),
+            detail: "CUDA out of memory".into(),
+        }
+        .to_string();
+        for part in [
+            "out of memory",
+            "trainer.batch_size 8",
+            "320x320",
+            "is 2",
+            "libtorch-cuda:0",
+        ] {
+            assert!(e.contains(part), "{part:?} missing from: {e}");
+        }
+        assert!(crate::experiment::diagnosis::is_out_of_memory(&e));
+    }
 }

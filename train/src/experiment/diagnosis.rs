@@ -169,7 +169,7 @@ pub fn diagnose(m: &RunMetrics, config: &Config, outcome: &RunOutcome) -> Vec<Fi
     out
 }
 
-fn is_out_of_memory(error: &str) -> bool {
+pub(crate) fn is_out_of_memory(error: &str) -> bool {
     let e = error.to_ascii_lowercase();
     e.contains("out of memory")
         || e.contains("memory allocation")
