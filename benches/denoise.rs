@@ -1,6 +1,7 @@
 //! Latency of the exported no_skip cross path: one 320 x 320 slice and a batch through the
 //! runtime's Denoiser on ONNX Runtime's CPU provider (pre- and post-processing included),
-//! the same forward pass in Burn (flex) for comparison, and a cold start.
+//! the same forward pass in Burn (flex; LibTorch too with `--features tch`) for
+//! comparison, and a cold start.
 //!
 //! The models are built here at random initialisation and exported with the export crate's
 //! own lowering: weights do not change speed. Needs ONNX Runtime (`scripts/install-ort.sh`).
@@ -41,6 +42,17 @@ fn options() -> DenoiserOptions {
     }
 }
 
+/// The Burn backends whose forward pass is timed beside ONNX Runtime: flex always, LibTorch
+/// when built with `--features tch` (through scripts/with-libtorch.sh).
+fn burn_devices() -> Vec<(&'static str, Device)> {
+    #[allow(unused_mut)]
+    let mut devices = vec![("flex", Device::flex())];
+    #[cfg(feature = "tch")]
+    #[allow(deprecated)] // burn-tch is deprecated upstream, still the fastest CPU route here
+    devices.push(("libtorch", Device::libtorch()));
+    devices
+}
+
 fn latency(c: &mut Criterion) {
     let runtime = OnnxRuntime::load().expect("ONNX Runtime: run scripts/install-ort.sh");
     let dir = tempfile::tempdir().unwrap();
@@ -73,20 +85,25 @@ fn latency(c: &mut Criterion) {
         let (normed, _) = Normalization::default()
             .normalize(slices[0].view())
             .unwrap();
-        let x = Tensor::<4>::from_data(
-            TensorData::new(
-                normed.iter().copied().collect::<Vec<f32>>(),
-                [1, 1, SIZE, SIZE],
-            ),
-            &device,
-        );
-        group.bench_function(BenchmarkId::new("burn-flex forward 320x320", &label), |b| {
-            b.iter(|| {
-                model
-                    .translate(Domain::B, Domain::A, black_box(x.clone()))
-                    .into_data()
-            })
-        });
+        let pixels: Vec<f32> = normed.iter().copied().collect();
+        for (name, burn_device) in burn_devices() {
+            // The same weights on each Burn backend: the record moves across devices.
+            let on_device = model.clone().to_device(&burn_device);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(pixels.clone(), [1, 1, SIZE, SIZE]),
+                &burn_device,
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("burn-{name} forward 320x320"), &label),
+                |b| {
+                    b.iter(|| {
+                        on_device
+                            .translate(Domain::B, Domain::A, black_box(x.clone()))
+                            .into_data()
+                    })
+                },
+            );
+        }
         group.bench_function(
             BenchmarkId::new("cold start (open + first slice)", &label),
             |b| {
