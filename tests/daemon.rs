@@ -159,15 +159,16 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
     }
 }
 
-/// Scores as training's validation does, in the normalised space the model works in: the
-/// clean and the acquired image each by their own scale, the daemon's answer by its input's
-/// (the runtime scaled the output back with the input's scale).
+/// Scores as training's validation does (see `Quality::measure_normalised`).
 fn validation_psnr(clean: &Array2<f32>, image: &Array2<f32>, input: &Array2<f32>) -> f64 {
-    let norm = Normalization::default();
-    let (clean, _) = norm.normalize(clean.view()).unwrap();
-    let scale = norm.fit(input.view()).unwrap();
-    let image = image.mapv(|v| v / scale.0);
-    Quality::measure(clean.view(), image.view()).unwrap().psnr
+    Quality::measure_normalised(
+        &Normalization::default(),
+        clean.view(),
+        image.view(),
+        input.view(),
+    )
+    .unwrap()
+    .psnr
 }
 
 #[test]

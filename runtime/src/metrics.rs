@@ -7,6 +7,7 @@
 
 use ndarray::{Array2, ArrayView2, Axis, Zip};
 
+use crate::normalize::Normalization;
 use crate::{Error, Result};
 
 /// SSIM's Gaussian window: sigma 1.5, truncated at 3.5 sigma (an 11 x 11 window).
@@ -143,6 +144,24 @@ impl Quality {
             ssim: ssim(reference, test, range)?,
             nmse: nmse(reference, test)?,
         })
+    }
+
+    /// Scores an image in the normalised space the model works in, as training's validation
+    /// does: `clean` by its own scale, `image` by the scale of `scale_source`. A
+    /// cross-contrast output comes back in its input's intensity scale (the runtime undoes
+    /// the input's normalisation), so scoring it raw against the other contrast's clean image
+    /// would mix that scale difference into the PSNR; pass the input as `scale_source` for
+    /// a denoised image, and the image itself for an acquired one.
+    pub fn measure_normalised(
+        norm: &Normalization,
+        clean: ArrayView2<f32>,
+        image: ArrayView2<f32>,
+        scale_source: ArrayView2<f32>,
+    ) -> Result<Self> {
+        let (clean, _) = norm.normalize(clean)?;
+        let scale = norm.fit(scale_source)?;
+        let image = image.mapv(|v| v / scale.0);
+        Quality::measure(clean.view(), image.view())
     }
 }
 

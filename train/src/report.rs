@@ -108,6 +108,7 @@ pub fn write(inputs: &ReportInputs, out: &Path) -> Result<ReportSummary, ReportE
     let runtime = OnnxRuntime::load()?;
     let mut denoiser = Denoiser::open(&runtime, &inputs.model, &DenoiserOptions::default())?;
     let mut times = Vec::new();
+    let norm = denoiser.metadata().normalization;
 
     let mut scores = Vec::new();
     let mut tiles: Vec<[Array2<f32>; 4]> = Vec::new();
@@ -136,8 +137,18 @@ pub fn write(inputs: &ReportInputs, out: &Path) -> Result<ReportSummary, ReportE
         };
         scores.push(SliceScore {
             name: stem.to_owned(),
-            acquired: Quality::measure(clean.view(), acquired.view())?,
-            denoised: Quality::measure(clean.view(), denoised.view())?,
+            acquired: Quality::measure_normalised(
+                &norm,
+                clean.view(),
+                acquired.view(),
+                acquired.view(),
+            )?,
+            denoised: Quality::measure_normalised(
+                &norm,
+                clean.view(),
+                denoised.view(),
+                input.view(),
+            )?,
             daemon_max_diff,
         });
         if tiles.len() < 4 {
@@ -276,8 +287,10 @@ fn render(
         h,
         "<h2>Held-out phantoms through the exported model</h2>\
          <p>{n} PDFS slices of <code>{ph}</code> (a seed training never saw) denoised into the PD \
-         contrast by <code>{model}</code>. Scored against the clean PD image; the acquired PD \
-         image's own score is the baseline to beat.</p>{grid}\
+         contrast by <code>{model}</code>. Scored against the clean PD image in the normalised \
+         intensities the model works in, as training's validation scores (each image by its \
+         own percentile scale; the denoised one by its input's, whose scale the runtime gave \
+         it back); the acquired PD image's own score is the baseline to beat.</p>{grid}\
          <table><tr><th>slice</th><th>acquired PD PSNR</th><th>denoised PSNR</th>\
          <th>acquired PD SSIM</th><th>denoised SSIM</th><th>daemon = runtime</th></tr>",
         n = r.slices.len(),
