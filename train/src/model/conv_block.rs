@@ -1,8 +1,8 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig2d};
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
 
+use super::ops::{conv3x3, instance_norm as norm, leaky_relu};
 use super::{LEAKY_SLOPE, NORM_EPSILON};
 
 /// Conv3x3 (pad 1) -> InstanceNorm -> LeakyReLU(0.2), twice.
@@ -47,7 +47,13 @@ impl ConvBlockConfig {
 impl ConvBlock {
     /// `[N, C_in, H, W] -> [N, C_out, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = leaky_relu(self.norm1.forward(self.conv1.forward(x)), LEAKY_SLOPE);
-        leaky_relu(self.norm2.forward(self.conv2.forward(x)), LEAKY_SLOPE)
+        let x = leaky_relu::forward(
+            norm::forward(&self.norm1, conv3x3::forward(&self.conv1, x)),
+            LEAKY_SLOPE,
+        );
+        leaky_relu::forward(
+            norm::forward(&self.norm2, conv3x3::forward(&self.conv2, x)),
+            LEAKY_SLOPE,
+        )
     }
 }

@@ -1,9 +1,9 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Initializer, InstanceNorm};
 use burn::prelude::*;
-use burn::tensor::activation::leaky_relu;
 
 use super::conv_block::instance_norm;
+use super::ops::{instance_norm as norm, leaky_relu};
 use super::{ConvBlock, ConvBlockConfig, LEAKY_SLOPE};
 
 /// One decoder level: ConvTranspose 2x2 stride 2 -> InstanceNorm -> LeakyReLU, optional
@@ -73,7 +73,7 @@ impl Decoder {
         let mut h = z;
         for (k, level) in self.levels.iter().enumerate() {
             let l = depth - 1 - k;
-            h = leaky_relu(level.norm.forward(level.up.forward(h)), LEAKY_SLOPE);
+            h = leaky_relu::forward(norm::forward(&level.norm, level.up.forward(h)), LEAKY_SLOPE);
             if let Some(skips) = skips {
                 h = h + skips[l].clone();
             }

@@ -10,6 +10,7 @@ mod decoder;
 mod dual_domain;
 mod encoder;
 pub mod init;
+mod ops;
 
 pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use decoder::{Decoder, DecoderConfig};

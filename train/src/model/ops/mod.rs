@@ -1,0 +1,49 @@
+//! Three layers of the network as Burn backend extensions with hand-written gradients, for the
+//! CPU backends where Burn's generic gradients are the slow part of a training step (see
+//! BENCHMARKS.md, "Where the flex step goes"). Forward passes stay the backend's own
+//! kernels; parameters and records are the usual `Conv2d`s, so checkpoints and the ONNX
+//! export are the same whichever route trained them. Devices of other backends (wgpu, CUDA,
+//! ndarray) take Burn's ops unchanged.
+
+pub mod conv3x3;
+pub mod instance_norm;
+pub mod leaky_relu;
+
+use burn::backend::DispatchDevice;
+use burn::prelude::*;
+
+/// Whether `device` (with or without autodiff) belongs to a backend the extensions are
+/// written for.
+fn extended(device: &Device) -> bool {
+    match device.clone().inner().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "tch")]
+        DispatchDevice::LibTorch(_) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod test_util {
+    use burn::prelude::*;
+    use burn::tensor::{Distribution, Tolerance};
+
+    /// `ours(x)` against `theirs(x)` and the gradient each gives `x` under a random upstream
+    /// gradient (a uniform one would hide a transposed or shifted gradient).
+    pub fn assert_same_output_and_gradient(
+        x: Tensor<4>,
+        ours: impl Fn(Tensor<4>) -> Tensor<4>,
+        theirs: impl Fn(Tensor<4>) -> Tensor<4>,
+        tolerance: Tolerance<f32>,
+    ) {
+        let x = x.require_grad();
+        let probe = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &x.device());
+        let (a, b) = (ours(x.clone()), theirs(x.clone()));
+        a.to_data().assert_approx_eq::<f32>(&b.to_data(), tolerance);
+        let gradient = |y: Tensor<4>| x.grad(&(y * probe.clone()).sum().backward());
+        let (ga, gb) = (gradient(a), gradient(b));
+        ga.expect("gradient")
+            .to_data()
+            .assert_approx_eq::<f32>(&gb.expect("gradient").to_data(), tolerance);
+    }
+}
