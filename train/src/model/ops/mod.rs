@@ -37,8 +37,8 @@ mod test_util {
         tolerance: Tolerance<f32>,
     ) {
         let x = x.require_grad();
-        let probe = Tensor::<4>::random(x.dims(), Distribution::Normal(0.0, 1.0), &x.device());
         let (a, b) = (ours(x.clone()), theirs(x.clone()));
+        let probe = Tensor::<4>::random(a.dims(), Distribution::Normal(0.0, 1.0), &x.device());
         a.to_data().assert_approx_eq::<f32>(&b.to_data(), tolerance);
         let gradient = |y: Tensor<4>| x.grad(&(y * probe.clone()).sum().backward());
         let (ga, gb) = (gradient(a), gradient(b));
