@@ -125,7 +125,8 @@ impl Backend {
         })
     }
 
-    /// The device of this backend (`index` selects the GPU); `auto` must be resolved first.
+    /// The device of this backend (`index` selects the GPU); `auto` goes through
+    /// [`Backend::resolve`].
     #[allow(unreachable_code, unused_variables, deprecated)]
     pub fn device(self, index: usize) -> Result<Device, BackendError> {
         let missing = || BackendError::NotCompiled {
@@ -140,7 +141,8 @@ impl Backend {
         };
         match self {
             Backend::Flex => Ok(Device::flex()),
-            Backend::Auto => choose_auto(index).0.device(index),
+            // One place chooses for `auto`: `resolve`, which also says why.
+            Backend::Auto => self.resolve(index).map(|r| r.device),
             Backend::Ndarray => {
                 #[cfg(feature = "ndarray")]
                 return Ok(Device::ndarray());

@@ -5,8 +5,13 @@
 //! export are the same whichever route trained them. Devices of other backends (wgpu, CUDA,
 //! ndarray) take Burn's ops unchanged.
 
+// Burn marks its LibTorch backend deprecated; the `tch` build implements these for it on
+// purpose (it is the fastest CPU route measured here and the CUDA one that builds).
+#[allow(deprecated)]
 pub mod conv3x3;
+#[allow(deprecated)]
 pub mod instance_norm;
+#[allow(deprecated)]
 pub mod leaky_relu;
 
 use burn::backend::DispatchDevice;
