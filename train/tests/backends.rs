@@ -128,6 +128,12 @@ mod libtorch {
         (steps, vals)
     }
 
+    /// Step by step, the five losses of two runs agree to 1e-5 (relative) over the first two
+    /// steps, where a wrong gradient would show at once, and to 1e-3 after: LibTorch's
+    /// convolution gradients (oneDNN) and flex's sum in different orders, and Adam divides
+    /// each gradient by its own running size, so a last-bit difference in a gradient near
+    /// zero (a bias before an InstanceNorm has an exact gradient of zero) becomes a visible
+    /// one in its update a few steps later.
     fn assert_close(
         what: &str,
         a: &(Vec<[f32; 5]>, Vec<[f64; 4]>),
@@ -138,7 +144,12 @@ mod libtorch {
         for (i, (x, y)) in a.0.iter().zip(&b.0).enumerate() {
             for (k, (p, q)) in x.iter().zip(y).enumerate() {
                 let rel = (p - q).abs() / p.abs().max(1e-3);
-                assert!(rel < 1e-4, "{what}: step {} loss {k}: {p} vs {q}", i + 1);
+                let tolerance = if i < 2 { 1e-5 } else { 1e-3 };
+                assert!(
+                    rel < tolerance,
+                    "{what}: step {} loss {k}: {p} vs {q}",
+                    i + 1
+                );
                 worst = worst.max(rel);
             }
         }

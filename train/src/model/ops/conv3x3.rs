@@ -1,21 +1,21 @@
-//! The ConvBlock's 3x3 convolution (stride 1, padding 1) whose weight gradient is nine
-//! matrix products.
+//! The ConvBlock's 3x3 convolution (stride 1, padding 1) with gradients that avoid Burn's
+//! generic weight gradient.
 //!
 //! Burn computes a convolution's weight gradient as another convolution with batch and
 //! channels swapped: its "input channels" are the batch and its "kernel" is the whole
 //! output gradient (128 x 128 and more). flex sends a convolution with at most 4 input and
 //! 16 output channels to a direct loop written for tiny kernels, so at batch <= 4 every
-//! 16-channel layer's weight gradient ran there: half of a training step. LibTorch gets the
-//! same swapped convolution with a huge kernel. Here the forward pass and the input gradient
-//! stay the backend's own convolutions, and the weight gradient is, for each of the nine
-//! kernel taps, the output gradient times the input shifted by that tap: gemm calls whatever
-//! the batch.
+//! 16-channel layer's weight gradient ran there: half of a training step. On flex the forward
+//! pass and the input gradient stay the backend's own convolutions, and the weight gradient
+//! is, for each of the nine kernel taps, the output gradient times the input shifted by that
+//! tap: gemm calls whatever the batch. On LibTorch, torch's own autograd records the forward
+//! convolution and computes all three gradients in one `convolution_backward`.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::ops::{ConvOptions, PadMode};
+use burn::backend::ops::{ConvOptions, ModuleOps, PadMode};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::conv::Conv2d;
@@ -45,6 +45,174 @@ fn options() -> ConvOptions<2> {
     ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
 }
 
+/// A tracked `conv3x3` and its gradients, each backend its fastest way.
+pub trait Conv3x3Grads: Backend {
+    /// What the gradient step keeps from the forward pass.
+    type Saved: Clone + Send + std::fmt::Debug + 'static;
+
+    /// The output, and what the gradient step needs for the inputs marked in `tracked`
+    /// (`[x, weight, bias]`).
+    fn conv3x3_tracked(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        tracked: [bool; 3],
+    ) -> (FloatTensor<Self>, Self::Saved);
+
+    /// `[dx, dweight, dbias]` for the output gradient `grad`, `Some` where tracked.
+    fn conv3x3_grads(saved: Self::Saved, grad: FloatTensor<Self>)
+    -> [Option<FloatTensor<Self>>; 3];
+}
+
+/// The inputs, for gradients in Burn's ops.
+#[derive(Clone, Debug)]
+pub struct SavedInputs<B: Backend> {
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    tracked: [bool; 3],
+}
+
+/// The backend's transposed convolution for the input (nine strided products summed, as
+/// for the weight, measured no faster on flex), [`weight_grad`] for the weight.
+impl Conv3x3Grads for Flex {
+    type Saved = SavedInputs<Self>;
+
+    fn conv3x3_tracked(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        tracked: [bool; 3],
+    ) -> (FloatTensor<Self>, Self::Saved) {
+        let y = Self::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options());
+        let saved = SavedInputs {
+            x,
+            weight,
+            bias,
+            tracked,
+        };
+        (y, saved)
+    }
+
+    fn conv3x3_grads(
+        saved: Self::Saved,
+        grad: FloatTensor<Self>,
+    ) -> [Option<FloatTensor<Self>>; 3] {
+        let SavedInputs {
+            x,
+            weight,
+            bias,
+            tracked,
+        } = saved;
+        let dx =
+            tracked[0].then(|| Self::conv2d_x_backward(x.clone(), weight, grad.clone(), options()));
+        let dweight = tracked[1].then(|| weight_grad::<Self>(x.clone(), grad.clone()));
+        let dbias = tracked[2].then(|| Self::conv2d_bias_backward(x, bias, grad));
+        [dx, dweight, dbias]
+    }
+}
+
+/// LibTorch's own autograd: the forward convolution runs on leaves that require a gradient,
+/// and the gradient step differentiates `sum(y * grad)` through that graph, so one
+/// `convolution_backward` (oneDNN's input, weight and bias kernels, as PyTorch's training
+/// runs them) gives all three. Burn drove them as separate LibTorch calls, the weight's as a
+/// convolution with a whole image as its kernel.
+#[cfg(feature = "tch")]
+mod torch {
+    use burn::backend::LibTorch;
+    use burn::backend::libtorch::TchTensor;
+    use burn::backend::tensor::FloatTensor;
+
+    use super::Conv3x3Grads;
+
+    /// Torch's graph of one convolution: its output and the leaves that need a gradient.
+    pub struct TorchGraph {
+        output: tch::Tensor,
+        leaves: [Option<tch::Tensor>; 3],
+        /// Burn's own handles on the input and the weight. The graph keeps aliases of both
+        /// for the backward kernels; while these are held Burn sees the storage shared and
+        /// never writes into it in place.
+        _inputs: [TchTensor; 2],
+    }
+
+    impl Clone for TorchGraph {
+        fn clone(&self) -> Self {
+            Self {
+                output: self.output.shallow_clone(),
+                leaves: self
+                    .leaves
+                    .each_ref()
+                    .map(|l| l.as_ref().map(|t| t.shallow_clone())),
+                _inputs: self._inputs.clone(),
+            }
+        }
+    }
+
+    impl std::fmt::Debug for TorchGraph {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("TorchGraph")
+                .field("output", &self.output.size())
+                .field("tracked", &self.leaves.each_ref().map(|l| l.is_some()))
+                .finish()
+        }
+    }
+
+    impl Conv3x3Grads for LibTorch {
+        type Saved = TorchGraph;
+
+        fn conv3x3_tracked(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            tracked: [bool; 3],
+        ) -> (FloatTensor<Self>, Self::Saved) {
+            let [xl, wl, bl] = [&x, &weight, &bias].map(|t| t.tensor.detach());
+            let [xl, wl, bl] = [xl, wl, bl]
+                .into_iter()
+                .zip(tracked)
+                .map(|(leaf, t)| leaf.set_requires_grad(t))
+                .collect::<Vec<_>>()
+                .try_into()
+                .expect("three leaves");
+            let output = xl.conv2d(&wl, Some(&bl), [1, 1], [1, 1], [1, 1], 1);
+            let y = TchTensor::new(output.detach());
+            let leaves = [xl, wl, bl]
+                .into_iter()
+                .zip(tracked)
+                .map(|(leaf, t)| t.then_some(leaf))
+                .collect::<Vec<_>>()
+                .try_into()
+                .expect("three leaves");
+            let graph = TorchGraph {
+                output,
+                leaves,
+                _inputs: [x, weight],
+            };
+            (y, graph)
+        }
+
+        fn conv3x3_grads(
+            saved: Self::Saved,
+            grad: FloatTensor<Self>,
+        ) -> [Option<FloatTensor<Self>>; 3] {
+            let requested: Vec<&tch::Tensor> = saved.leaves.iter().flatten().collect();
+            if requested.is_empty() {
+                return [None, None, None];
+            }
+            // Only the gradient reaching `output` matters, not its values (which Burn may
+            // since have overwritten in place): d sum(y * g) / dy = g.
+            let objective = (&saved.output * &grad.tensor).sum(None);
+            let mut computed = tch::Tensor::run_backward(&[objective], &requested, false, false)
+                .into_iter()
+                .map(TchTensor::new);
+            saved
+                .leaves
+                .each_ref()
+                .map(|l| l.as_ref().and_then(|_| computed.next()))
+        }
+    }
+}
+
 /// `conv` (3x3, stride 1, padding 1, with bias) applied to `x`: through the extension on
 /// flex and LibTorch, through `Conv2d::forward` elsewhere.
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -58,7 +226,7 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-impl<B: Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
+impl<B: Conv3x3Grads, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
     fn conv3x3(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -67,8 +235,8 @@ impl<B: Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
         #[derive(Debug)]
         struct Conv3x3Backward;
 
-        impl<B: Backend> Backward<B, 3> for Conv3x3Backward {
-            type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+        impl<B: Conv3x3Grads> Backward<B, 3> for Conv3x3Backward {
+            type State = B::Saved;
 
             fn backward(
                 self,
@@ -78,19 +246,11 @@ impl<B: Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
             ) {
                 let [node_x, node_weight, node_bias] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let (x, weight, bias) = ops.state;
-                if let Some(node) = node_x {
-                    // The backend's transposed convolution; nine strided products summed, as
-                    // for the weight, measured no faster on flex.
-                    let dx =
-                        B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options());
-                    grads.register::<B>(node.id, dx);
-                }
-                if let Some(node) = node_weight {
-                    grads.register::<B>(node.id, weight_grad::<B>(x.clone(), grad.clone()));
-                }
-                if let Some(node) = node_bias {
-                    grads.register::<B>(node.id, B::conv2d_bias_backward(x, bias, grad));
+                let [dx, dweight, dbias] = B::conv3x3_grads(ops.state, grad);
+                for (node, gradient) in [(node_x, dx), (node_weight, dweight), (node_bias, dbias)] {
+                    if let (Some(node), Some(gradient)) = (node, gradient) {
+                        grads.register::<B>(node.id, gradient);
+                    }
                 }
             }
         }
@@ -101,13 +261,14 @@ impl<B: Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let (x, weight, bias) = (
+                let tracked = [x.is_tracked(), weight.is_tracked(), bias.is_tracked()];
+                let (y, saved) = B::conv3x3_tracked(
                     x.into_primitive(),
                     weight.into_primitive(),
                     bias.into_primitive(),
+                    tracked,
                 );
-                let y = B::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options());
-                prep.finish((x, weight, bias), y)
+                prep.finish(saved, y)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d(
                 x.into_primitive(),
@@ -181,7 +342,17 @@ mod tests {
     /// channels, a non-square image).
     #[test]
     fn matches_burn_conv2d_and_its_gradients() {
-        let device = Device::flex().autodiff();
+        assert_matches_burn_conv2d(Device::flex().autodiff());
+    }
+
+    /// LibTorch's gradients come from its own autograd rather than the generic route.
+    #[cfg(feature = "tch")]
+    #[test]
+    fn matches_burn_conv2d_and_its_gradients_on_libtorch() {
+        assert_matches_burn_conv2d(Device::libtorch().autodiff());
+    }
+
+    fn assert_matches_burn_conv2d(device: Device) {
         for (n, c_in, c_out, h, w) in [(2, 1, 16, 12, 9), (5, 16, 16, 8, 8), (3, 4, 8, 7, 10)] {
             let conv = layer(c_in, c_out, &device);
             let x = Tensor::<4>::random([n, c_in, h, w], Distribution::Normal(0.0, 1.0), &device)
@@ -217,6 +388,22 @@ mod tests {
                 Tolerance::rel_abs(1e-4, 1e-4),
             );
         }
+        // The first layer's input (the image) needs no gradient.
+        let conv = layer(1, 4, &device);
+        let x = Tensor::<4>::random([2, 1, 6, 5], Distribution::Normal(0.0, 1.0), &device);
+        let probe = Tensor::<4>::random([2, 4, 6, 5], Distribution::Normal(0.0, 1.0), &device);
+        let g_ours = (forward(&conv, x.clone()) * probe.clone()).sum().backward();
+        let g_theirs = (conv.forward(x.clone()) * probe).sum().backward();
+        assert!(x.grad(&g_ours).is_none());
+        let weight = conv.weight.val();
+        weight
+            .grad(&g_ours)
+            .expect("weight gradient")
+            .to_data()
+            .assert_approx_eq::<f32>(
+                &weight.grad(&g_theirs).expect("weight gradient").to_data(),
+                Tolerance::rel_abs(1e-4, 1e-4),
+            );
     }
 
     /// Without autodiff (inference, validation) the extension is the plain convolution.
