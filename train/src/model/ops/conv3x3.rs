@@ -112,104 +112,31 @@ impl Conv3x3Grads for Flex {
     }
 }
 
-/// LibTorch's own autograd: the forward convolution runs on leaves that require a gradient,
-/// and the gradient step differentiates `sum(y * grad)` through that graph, so one
-/// `convolution_backward` (oneDNN's input, weight and bias kernels, as PyTorch's training
-/// runs them) gives all three. Burn drove them as separate LibTorch calls, the weight's as a
-/// convolution with a whole image as its kernel.
+/// Torch's own autograd records the convolution, so one `convolution_backward` (oneDNN's
+/// input, weight and bias kernels, as PyTorch's training runs them) gives all three
+/// gradients. Burn drove them as separate LibTorch calls, the weight's as a convolution with
+/// a whole image as its kernel.
 #[cfg(feature = "tch")]
-mod torch {
-    use burn::backend::LibTorch;
-    use burn::backend::libtorch::TchTensor;
-    use burn::backend::tensor::FloatTensor;
+impl Conv3x3Grads for LibTorch {
+    type Saved = super::torch_graph::TorchGraph;
 
-    use super::Conv3x3Grads;
-
-    /// Torch's graph of one convolution: its output and the leaves that need a gradient.
-    pub struct TorchGraph {
-        output: tch::Tensor,
-        leaves: [Option<tch::Tensor>; 3],
-        /// Burn's own handles on the input and the weight. The graph keeps aliases of both
-        /// for the backward kernels; while these are held Burn sees the storage shared and
-        /// never writes into it in place.
-        _inputs: [TchTensor; 2],
+    fn conv3x3_tracked(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        tracked: [bool; 3],
+    ) -> (FloatTensor<Self>, Self::Saved) {
+        super::torch_graph::TorchGraph::record([x, weight, bias], tracked, |[x, w, b]| {
+            x.conv2d(w, Some(b), [1, 1], [1, 1], [1, 1], 1)
+        })
     }
 
-    impl Clone for TorchGraph {
-        fn clone(&self) -> Self {
-            Self {
-                output: self.output.shallow_clone(),
-                leaves: self
-                    .leaves
-                    .each_ref()
-                    .map(|l| l.as_ref().map(|t| t.shallow_clone())),
-                _inputs: self._inputs.clone(),
-            }
-        }
-    }
-
-    impl std::fmt::Debug for TorchGraph {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("TorchGraph")
-                .field("output", &self.output.size())
-                .field("tracked", &self.leaves.each_ref().map(|l| l.is_some()))
-                .finish()
-        }
-    }
-
-    impl Conv3x3Grads for LibTorch {
-        type Saved = TorchGraph;
-
-        fn conv3x3_tracked(
-            x: FloatTensor<Self>,
-            weight: FloatTensor<Self>,
-            bias: FloatTensor<Self>,
-            tracked: [bool; 3],
-        ) -> (FloatTensor<Self>, Self::Saved) {
-            let [xl, wl, bl] = [&x, &weight, &bias].map(|t| t.tensor.detach());
-            let [xl, wl, bl] = [xl, wl, bl]
-                .into_iter()
-                .zip(tracked)
-                .map(|(leaf, t)| leaf.set_requires_grad(t))
-                .collect::<Vec<_>>()
-                .try_into()
-                .expect("three leaves");
-            let output = xl.conv2d(&wl, Some(&bl), [1, 1], [1, 1], [1, 1], 1);
-            let y = TchTensor::new(output.detach());
-            let leaves = [xl, wl, bl]
-                .into_iter()
-                .zip(tracked)
-                .map(|(leaf, t)| t.then_some(leaf))
-                .collect::<Vec<_>>()
-                .try_into()
-                .expect("three leaves");
-            let graph = TorchGraph {
-                output,
-                leaves,
-                _inputs: [x, weight],
-            };
-            (y, graph)
-        }
-
-        fn conv3x3_grads(
-            saved: Self::Saved,
-            grad: FloatTensor<Self>,
-        ) -> [Option<FloatTensor<Self>>; 3] {
-            let requested: Vec<&tch::Tensor> = saved.leaves.iter().flatten().collect();
-            if requested.is_empty() {
-                return [None, None, None];
-            }
-            // Only the gradient reaching `output` matters, not its values (which Burn may
-            // since have overwritten in place): d sum(y * g) / dy = g.
-            let objective = (&saved.output * &grad.tensor).sum(None);
-            let mut computed = tch::Tensor::run_backward(&[objective], &requested, false, false)
-                .into_iter()
-                .map(TchTensor::new);
-            saved
-                .leaves
-                .each_ref()
-                .map(|l| l.as_ref().and_then(|_| computed.next()))
-        }
+    fn conv3x3_grads(
+        saved: Self::Saved,
+        grad: FloatTensor<Self>,
+    ) -> [Option<FloatTensor<Self>>; 3] {
+        let mut gradients = saved.gradients(&grad).into_iter();
+        std::array::from_fn(|_| gradients.next().flatten())
     }
 }
 

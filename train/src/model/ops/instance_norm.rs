@@ -42,11 +42,16 @@ pub fn forward(norm: &InstanceNorm, x: Tensor<4>) -> Tensor<4> {
     ))
 }
 
+/// `[N, C, pixels]`: the view in which each image's channel is one row to normalise.
+fn rows(shape: &burn::tensor::Shape) -> [usize; 3] {
+    let [n, c] = [shape[0], shape[1]];
+    [n, c, shape.num_elements() / (n * c)]
+}
+
 /// `(y, rstd)`: the normalised image and `1 / sqrt(var + epsilon)` as `[N, C, 1]`.
 fn normalise<B: Backend>(x: FloatTensor<B>, epsilon: f64) -> (FloatTensor<B>, FloatTensor<B>) {
     let shape = x.shape();
-    let [n, c] = [shape[0], shape[1]];
-    let x = B::float_reshape(x, [n, c, shape.num_elements() / (n * c)].into());
+    let x = B::float_reshape(x, rows(&shape).into());
     let centred = B::float_sub(x.clone(), B::float_mean_dim(x, 2));
     let var = B::float_mean_dim(B::float_mul(centred.clone(), centred.clone()), 2);
     let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, epsilon.into())));
@@ -74,11 +79,7 @@ impl<B: Backend, C: CheckpointStrategy> InstanceNormBackend for Autodiff<B, C> {
                 let (y, rstd) = ops.state;
                 if let Some(node) = node {
                     let shape = y.shape();
-                    let flat = [
-                        shape[0],
-                        shape[1],
-                        shape.num_elements() / (shape[0] * shape[1]),
-                    ];
+                    let flat = rows(&shape);
                     let g = B::float_reshape(grad, flat.into());
                     let y = B::float_reshape(y, flat.into());
                     let mean_g = B::float_mean_dim(g.clone(), 2);
@@ -114,7 +115,16 @@ mod tests {
 
     #[test]
     fn matches_burn_instance_norm_and_its_gradient() {
-        let device = Device::flex().autodiff();
+        assert_matches_burn_instance_norm(Device::flex().autodiff());
+    }
+
+    #[cfg(feature = "tch")]
+    #[test]
+    fn matches_burn_instance_norm_and_its_gradient_on_libtorch() {
+        assert_matches_burn_instance_norm(Device::libtorch().autodiff());
+    }
+
+    fn assert_matches_burn_instance_norm(device: Device) {
         let norm = instance_norm(3, &device);
         // An offset and scale per channel, so the statistics matter.
         let x =

@@ -13,6 +13,9 @@ pub mod conv3x3;
 pub mod instance_norm;
 #[allow(deprecated)]
 pub mod leaky_relu;
+#[cfg(feature = "tch")]
+#[allow(deprecated)]
+mod torch_graph;
 
 use burn::backend::DispatchDevice;
 use burn::prelude::*;
