@@ -18,6 +18,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ConvOptions, ModuleOps, PadMode};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
 use burn::tensor::Slice;
@@ -143,6 +144,14 @@ impl Conv3x3Grads for LibTorch {
 /// `conv` (3x3, stride 1, padding 1, with bias) applied to `x`: through the extension on
 /// flex and LibTorch, through `Conv2d::forward` elsewhere.
 pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    debug_assert!(
+        conv.kernel_size == [3, 3]
+            && conv.stride == [1, 1]
+            && conv.dilation == [1, 1]
+            && conv.groups == 1
+            && conv.padding == PaddingConfig2d::Explicit(1, 1, 1, 1),
+        "conv3x3::forward takes a 3x3, stride-1, padding-1 layer"
+    );
     match (&conv.bias, super::extended(&x.device())) {
         (Some(bias), true) => Tensor::from_dispatch(<Dispatch as Conv3x3Backend>::conv3x3(
             x.into_dispatch(),
@@ -252,7 +261,6 @@ fn dims4<B: Backend>(t: &FloatTensor<B>) -> [usize; 4] {
 
 #[cfg(test)]
 mod tests {
-    use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{Distribution, Tolerance};
 

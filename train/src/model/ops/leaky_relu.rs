@@ -38,7 +38,8 @@ pub trait LeakyReluKernels: Backend {
         Self::leaky_relu(x, slope.into())
     }
 
-    /// `grad` where `output >= 0`, `slope * grad` elsewhere.
+    /// `grad` where `output > 0`, `slope * grad` where `output < 0` (at exactly 0 flex
+    /// takes `grad` and torch `slope * grad`: both are subgradients).
     fn leaky_relu_grad(
         output: FloatTensor<Self>,
         grad: FloatTensor<Self>,
