@@ -9,6 +9,7 @@ use clap::Parser;
 mod cli;
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,
@@ -18,3 +19,24 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// A training step allocates and frees the same few-megabyte tensors hundreds of times. glibc
+/// serves blocks above its mmap threshold (128 kB, raised only as large blocks get freed)
+/// with fresh mappings and returns them on free: a page fault per page zeroed on each reuse
+/// and a TLB shootdown per unmap, an eighth of a flex step at 32 channels in the kernel
+/// (BENCHMARKS.md). Serving them from the heap and keeping freed memory there makes reuse a
+/// free-list hit; the process holds its peak, which it reaches in the first step anyway.
+/// Newer glibc caps the threshold at 32 MiB, hence the fallback.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    // SAFETY: mallopt only sets allocator parameters; it runs before any other thread exists.
+    unsafe {
+        if libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 0 {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        }
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}

@@ -9,6 +9,7 @@
 // purpose (it is the fastest CPU route measured here and the CUDA one that builds).
 #[allow(deprecated)]
 pub mod conv3x3;
+mod flex_conv3x3;
 #[allow(deprecated)]
 pub mod instance_norm;
 #[allow(deprecated)]
