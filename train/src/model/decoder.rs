@@ -3,7 +3,7 @@ use burn::nn::{Initializer, InstanceNorm};
 use burn::prelude::*;
 
 use super::conv_block::instance_norm;
-use super::ops::{instance_norm as norm, leaky_relu};
+use super::ops::{instance_norm as norm, leaky_relu, up2x2};
 use super::{ConvBlock, ConvBlockConfig, LEAKY_SLOPE};
 
 /// One decoder level: ConvTranspose 2x2 stride 2 -> InstanceNorm -> LeakyReLU, optional
@@ -73,7 +73,10 @@ impl Decoder {
         let mut h = z;
         for (k, level) in self.levels.iter().enumerate() {
             let l = depth - 1 - k;
-            h = leaky_relu::forward(norm::forward(&level.norm, level.up.forward(h)), LEAKY_SLOPE);
+            h = leaky_relu::forward(
+                norm::forward(&level.norm, up2x2::forward(&level.up, h)),
+                LEAKY_SLOPE,
+            );
             if let Some(skips) = skips {
                 h = h + skips[l].clone();
             }

@@ -10,6 +10,7 @@
 #[allow(deprecated)]
 pub mod conv3x3;
 mod flex_conv3x3;
+mod flex_up2x2;
 #[allow(deprecated)]
 pub mod instance_norm;
 #[allow(deprecated)]
@@ -17,6 +18,8 @@ pub mod leaky_relu;
 #[cfg(feature = "tch")]
 #[allow(deprecated)]
 mod torch_graph;
+#[allow(deprecated)]
+pub mod up2x2;
 
 use burn::backend::DispatchDevice;
 use burn::prelude::*;
