@@ -1,20 +1,18 @@
-//! The ConvBlock's 3x3 convolution (stride 1, padding 1) with gradients that avoid Burn's
-//! generic weight gradient.
+//! The ConvBlock's 3x3 convolution (stride 1, padding 1) with kernels and gradients of the
+//! project's own on flex and LibTorch.
 //!
 //! Burn computes a convolution's weight gradient as another convolution with batch and
 //! channels swapped: its "input channels" are the batch and its "kernel" is the whole
 //! output gradient (128 x 128 and more). flex sends a convolution with at most 4 input and
 //! 16 output channels to a direct loop written for tiny kernels, so at batch <= 4 every
 //! 16-channel layer's weight gradient ran there: half of a training step. On flex the forward
-//! pass and the input gradient stay the backend's own convolutions, and the weight gradient
-//! is, for each of the nine kernel taps, the output gradient times the input shifted by that
-//! tap: gemm calls whatever the batch. On LibTorch, torch's own autograd records the forward
-//! convolution and computes all three gradients in one `convolution_backward`.
+//! pass and the input gradient are [`super::flex_conv3x3`]'s band-wise im2col + gemm, and the
+//! weight gradient is, for each of the nine kernel taps, the output gradient times the input
+//! shifted by that tap: gemm calls whatever the batch. On LibTorch, torch's own autograd
+//! records the forward convolution and computes all three gradients in one
+//! `convolution_backward`.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ConvOptions, ModuleOps, PadMode};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
@@ -27,6 +25,7 @@ use burn::tensor::Slice;
 use burn::backend::LibTorch;
 
 use super::flex_conv3x3;
+use super::layer_grads::{self, LayerGrads, SavedInputs};
 
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait Conv3x3Backend: Backend {
@@ -56,63 +55,50 @@ impl Conv3x3Backend for Flex {
 #[cfg(feature = "tch")]
 impl Conv3x3Backend for LibTorch {}
 
+impl<B: Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C>
+where
+    Conv3x3: LayerGrads<B>,
+{
+    fn conv3x3(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        layer_grads::forward::<Conv3x3, B, C>(x, weight, bias)
+    }
+}
+
 fn options() -> ConvOptions<2> {
     ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
 }
 
-/// A tracked `conv3x3` and its gradients, each backend its fastest way.
-pub trait Conv3x3Grads: Conv3x3Backend {
-    /// What the gradient step keeps from the forward pass.
-    type Saved: Clone + Send + std::fmt::Debug + 'static;
+/// The layer, for [`layer_grads`]: a tracked `conv3x3` and its gradients, each backend its
+/// fastest way.
+pub struct Conv3x3;
 
-    /// The output, and what the gradient step needs for the inputs marked in `tracked`
-    /// (`[x, weight, bias]`).
-    fn conv3x3_tracked(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<Self>, Self::Saved);
+/// [`flex_conv3x3`] for the input gradient (the convolution of the output gradient with the
+/// flipped, transposed kernel), [`weight_grad`] for the weight.
+impl LayerGrads<Flex> for Conv3x3 {
+    type Saved = SavedInputs<Flex>;
 
-    /// `[dx, dweight, dbias]` for the output gradient `grad`, `Some` where tracked.
-    fn conv3x3_grads(saved: Self::Saved, grad: FloatTensor<Self>)
-    -> [Option<FloatTensor<Self>>; 3];
-}
-
-/// The inputs, for gradients in Burn's ops.
-#[derive(Clone, Debug)]
-pub struct SavedInputs<B: Backend> {
-    x: FloatTensor<B>,
-    weight: FloatTensor<B>,
-    bias: FloatTensor<B>,
-    tracked: [bool; 3],
-}
-
-/// The backend's transposed convolution for the input (nine strided products summed, as
-/// for the weight, measured no faster on flex), [`weight_grad`] for the weight.
-impl Conv3x3Grads for Flex {
-    type Saved = SavedInputs<Self>;
-
-    fn conv3x3_tracked(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<Self>, Self::Saved) {
-        let y = Self::conv3x3(x.clone(), weight.clone(), bias.clone());
-        let saved = SavedInputs {
-            x,
-            weight,
-            bias,
-            tracked,
-        };
-        (y, saved)
+    fn output(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        Flex::conv3x3(x, weight, bias)
     }
 
-    fn conv3x3_grads(
-        saved: Self::Saved,
-        grad: FloatTensor<Self>,
-    ) -> [Option<FloatTensor<Self>>; 3] {
+    fn tracked(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        tracked: [bool; 3],
+    ) -> (FloatTensor<Flex>, Self::Saved) {
+        SavedInputs::run(Flex::conv3x3, x, weight, bias, tracked)
+    }
+
+    fn grads(saved: Self::Saved, grad: FloatTensor<Flex>) -> [Option<FloatTensor<Flex>>; 3] {
         let SavedInputs {
             x,
             weight,
@@ -123,10 +109,10 @@ impl Conv3x3Grads for Flex {
         let own = flex_conv3x3::supports(&x, &weight);
         let dx = tracked[0].then(|| match own {
             true => flex_conv3x3::conv3x3_input_grad(&grad, &weight),
-            false => Self::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options()),
+            false => Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options()),
         });
-        let dweight = tracked[1].then(|| weight_grad::<Self>(x.clone(), grad.clone()));
-        let dbias = tracked[2].then(|| Self::conv2d_bias_backward(x, bias, grad));
+        let dweight = tracked[1].then(|| weight_grad::<Flex>(x.clone(), grad.clone()));
+        let dbias = tracked[2].then(|| Flex::conv2d_bias_backward(x, bias, grad));
         [dx, dweight, dbias]
     }
 }
@@ -136,26 +122,33 @@ impl Conv3x3Grads for Flex {
 /// gradients. Burn drove them as separate LibTorch calls, the weight's as a convolution with
 /// a whole image as its kernel.
 #[cfg(feature = "tch")]
-impl Conv3x3Grads for LibTorch {
+impl LayerGrads<LibTorch> for Conv3x3 {
     type Saved = super::torch_graph::TorchGraph;
 
-    fn conv3x3_tracked(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+    fn output(
+        x: FloatTensor<LibTorch>,
+        weight: FloatTensor<LibTorch>,
+        bias: FloatTensor<LibTorch>,
+    ) -> FloatTensor<LibTorch> {
+        LibTorch::conv3x3(x, weight, bias)
+    }
+
+    fn tracked(
+        x: FloatTensor<LibTorch>,
+        weight: FloatTensor<LibTorch>,
+        bias: FloatTensor<LibTorch>,
         tracked: [bool; 3],
-    ) -> (FloatTensor<Self>, Self::Saved) {
+    ) -> (FloatTensor<LibTorch>, Self::Saved) {
         super::torch_graph::TorchGraph::record([x, weight, bias], tracked, |[x, w, b]| {
             x.conv2d(w, Some(b), [1, 1], [1, 1], [1, 1], 1)
         })
     }
 
-    fn conv3x3_grads(
+    fn grads(
         saved: Self::Saved,
-        grad: FloatTensor<Self>,
-    ) -> [Option<FloatTensor<Self>>; 3] {
-        let mut gradients = saved.gradients(&grad).into_iter();
-        std::array::from_fn(|_| gradients.next().flatten())
+        grad: FloatTensor<LibTorch>,
+    ) -> [Option<FloatTensor<LibTorch>>; 3] {
+        saved.gradients(&grad)
     }
 }
 
@@ -177,59 +170,6 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             bias.val().into_dispatch(),
         )),
         _ => conv.forward(x),
-    }
-}
-
-impl<B: Conv3x3Grads, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
-    fn conv3x3(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Conv3x3Backward;
-
-        impl<B: Conv3x3Grads> Backward<B, 3> for Conv3x3Backward {
-            type State = B::Saved;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_weight, node_bias] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let [dx, dweight, dbias] = B::conv3x3_grads(ops.state, grad);
-                for (node, gradient) in [(node_x, dx), (node_weight, dweight), (node_bias, dbias)] {
-                    if let (Some(node), Some(gradient)) = (node, gradient) {
-                        grads.register::<B>(node.id, gradient);
-                    }
-                }
-            }
-        }
-
-        match Conv3x3Backward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let tracked = [x.is_tracked(), weight.is_tracked(), bias.is_tracked()];
-                let (y, saved) = B::conv3x3_tracked(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    tracked,
-                );
-                prep.finish(saved, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-            )),
-        }
     }
 }
 

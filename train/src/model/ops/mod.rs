@@ -1,9 +1,11 @@
-//! Three layers of the network as Burn backend extensions with hand-written gradients, for the
-//! CPU backends where Burn's generic gradients are the slow part of a training step (see
-//! BENCHMARKS.md, "Where the flex step goes"). Forward passes stay the backend's own
-//! kernels; parameters and records are the usual `Conv2d`s, so checkpoints and the ONNX
-//! export are the same whichever route trained them. Devices of other backends (wgpu, CUDA,
-//! ndarray) take Burn's ops unchanged.
+//! Four layers of the network as Burn backend extensions with gradients (and, for the two
+//! convolutions, kernels) of the project's own, for the CPU backends where Burn's generic ones are the slow part of a
+//! training step (see BENCHMARKS.md, "Where the flex step goes"): on flex, the 3x3
+//! convolution and the 2x2 up-sampling run as im2col / gemm kernels written for their one
+//! shape (`flex_conv3x3`, `flex_up2x2`); on LibTorch torch's own autograd records them
+//! (`torch_graph`). Parameters and records are the usual `Conv2d`s and `ConvTranspose2d`s, so
+//! checkpoints and the ONNX export are the same whichever route trained them. Devices of
+//! other backends (wgpu, CUDA, ndarray) take Burn's ops unchanged.
 
 // Burn marks its LibTorch backend deprecated; the `tch` build implements these for it on
 // purpose (it is the fastest CPU route measured here and the CUDA one that builds).
@@ -13,6 +15,7 @@ mod flex_conv3x3;
 mod flex_up2x2;
 #[allow(deprecated)]
 pub mod instance_norm;
+mod layer_grads;
 #[allow(deprecated)]
 pub mod leaky_relu;
 #[cfg(feature = "tch")]

@@ -47,11 +47,16 @@ impl TorchGraph {
     }
 
     /// The gradients of the tracked inputs for the output gradient `grad`, `None` for the
-    /// others, in the order of `record`'s inputs.
-    pub fn gradients(self, grad: &TchTensor) -> Vec<Option<TchTensor>> {
+    /// others, in the order of `record`'s `N` inputs.
+    pub fn gradients<const N: usize>(self, grad: &TchTensor) -> [Option<TchTensor>; N] {
+        debug_assert_eq!(
+            self.leaves.len(),
+            N,
+            "gradients of as many inputs as recorded"
+        );
         let requested: Vec<&tch::Tensor> = self.leaves.iter().flatten().collect();
         if requested.is_empty() {
-            return self.leaves.iter().map(|_| None).collect();
+            return std::array::from_fn(|_| None);
         }
         // Only the gradient reaching `output` matters, not its values (which Burn may since
         // have overwritten in place): d sum(y * g) / dy = g.
@@ -59,10 +64,7 @@ impl TorchGraph {
         let mut computed = tch::Tensor::run_backward(&[objective], &requested, false, false)
             .into_iter()
             .map(TchTensor::new);
-        self.leaves
-            .iter()
-            .map(|leaf| leaf.as_ref().and_then(|_| computed.next()))
-            .collect()
+        std::array::from_fn(|i| self.leaves[i].as_ref().and_then(|_| computed.next()))
     }
 }
 

@@ -1,13 +1,10 @@
-//! The decoder's up-sampling, a 2x2 stride-2 transposed convolution, with gradients of the
-//! project's own: on flex one gemm per image each way ([`super::flex_up2x2`]); on LibTorch
-//! torch's own autograd records the layer, so its three gradients are one
-//! `convolution_backward`. Burn's generic route computes the weight gradient as a strided
-//! convolution with the whole output gradient as its kernel.
+//! The decoder's up-sampling, a 2x2 stride-2 transposed convolution, with kernels and
+//! gradients of the project's own: on flex one gemm per image each way
+//! ([`super::flex_up2x2`]); on LibTorch torch's own autograd records the layer, so its three
+//! gradients are one `convolution_backward`. Burn's generic route computes the weight
+//! gradient as a strided convolution with the whole output gradient as its kernel.
 
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ConvTransposeOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
@@ -18,6 +15,7 @@ use burn::prelude::*;
 use burn::backend::LibTorch;
 
 use super::flex_up2x2;
+use super::layer_grads::{self, LayerGrads, SavedInputs};
 
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait Up2x2Backend: Backend {
@@ -48,57 +46,48 @@ impl Up2x2Backend for Flex {
 #[cfg(feature = "tch")]
 impl Up2x2Backend for LibTorch {}
 
+impl<B: Backend, C: CheckpointStrategy> Up2x2Backend for Autodiff<B, C>
+where
+    Up2x2: LayerGrads<B>,
+{
+    fn up2x2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        layer_grads::forward::<Up2x2, B, C>(x, weight, bias)
+    }
+}
+
 fn options() -> ConvTransposeOptions<2> {
     ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1)
 }
 
-/// A tracked `up2x2` and its gradients, each backend its fastest way.
-pub trait Up2x2Grads: Up2x2Backend {
-    /// What the gradient step keeps from the forward pass.
-    type Saved: Clone + Send + std::fmt::Debug + 'static;
+/// The layer, for [`layer_grads`]: a tracked `up2x2` and its gradients, each backend its
+/// fastest way.
+pub struct Up2x2;
 
-    /// The output, and what the gradient step needs for the inputs marked in `tracked`
-    /// (`[x, weight, bias]`).
-    fn up2x2_tracked(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<Self>, Self::Saved);
+impl LayerGrads<Flex> for Up2x2 {
+    type Saved = SavedInputs<Flex>;
 
-    /// `[dx, dweight, dbias]` for the output gradient `grad`, `Some` where tracked.
-    fn up2x2_grads(saved: Self::Saved, grad: FloatTensor<Self>) -> [Option<FloatTensor<Self>>; 3];
-}
-
-/// The input and weight (the bias gradient needs neither), for the gradient kernels.
-#[derive(Clone, Debug)]
-pub struct SavedInputs {
-    x: FloatTensor<Flex>,
-    weight: FloatTensor<Flex>,
-    bias: FloatTensor<Flex>,
-    tracked: [bool; 3],
-}
-
-impl Up2x2Grads for Flex {
-    type Saved = SavedInputs;
-
-    fn up2x2_tracked(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<Self>, Self::Saved) {
-        let y = Self::up2x2(x.clone(), weight.clone(), bias.clone());
-        let saved = SavedInputs {
-            x,
-            weight,
-            bias,
-            tracked,
-        };
-        (y, saved)
+    fn output(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+    ) -> FloatTensor<Flex> {
+        Flex::up2x2(x, weight, bias)
     }
 
-    fn up2x2_grads(saved: Self::Saved, grad: FloatTensor<Self>) -> [Option<FloatTensor<Self>>; 3] {
+    fn tracked(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        bias: FloatTensor<Flex>,
+        tracked: [bool; 3],
+    ) -> (FloatTensor<Flex>, Self::Saved) {
+        SavedInputs::run(Flex::up2x2, x, weight, bias, tracked)
+    }
+
+    fn grads(saved: Self::Saved, grad: FloatTensor<Flex>) -> [Option<FloatTensor<Flex>>; 3] {
         let SavedInputs {
             x,
             weight,
@@ -111,39 +100,49 @@ impl Up2x2Grads for Flex {
         // Half precision: Burn's own gradients of the transposed convolution.
         [
             tracked[0].then(|| {
-                Self::conv_transpose2d_x_backward(weight.clone(), grad.clone(), options())
+                Flex::conv_transpose2d_x_backward(weight.clone(), grad.clone(), options())
             }),
             tracked[1].then(|| {
-                Self::conv_transpose2d_weight_backward(
+                Flex::conv_transpose2d_weight_backward(
                     x.clone(),
                     weight.clone(),
                     grad.clone(),
                     options(),
                 )
             }),
-            tracked[2].then(|| Self::conv_transpose2d_bias_backward(x, bias, grad)),
+            tracked[2].then(|| Flex::conv_transpose2d_bias_backward(x, bias, grad)),
         ]
     }
 }
 
 #[cfg(feature = "tch")]
-impl Up2x2Grads for LibTorch {
+impl LayerGrads<LibTorch> for Up2x2 {
     type Saved = super::torch_graph::TorchGraph;
 
-    fn up2x2_tracked(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
+    fn output(
+        x: FloatTensor<LibTorch>,
+        weight: FloatTensor<LibTorch>,
+        bias: FloatTensor<LibTorch>,
+    ) -> FloatTensor<LibTorch> {
+        LibTorch::up2x2(x, weight, bias)
+    }
+
+    fn tracked(
+        x: FloatTensor<LibTorch>,
+        weight: FloatTensor<LibTorch>,
+        bias: FloatTensor<LibTorch>,
         tracked: [bool; 3],
-    ) -> (FloatTensor<Self>, Self::Saved) {
+    ) -> (FloatTensor<LibTorch>, Self::Saved) {
         super::torch_graph::TorchGraph::record([x, weight, bias], tracked, |[x, w, b]| {
             x.conv_transpose2d(w, Some(b), [2, 2], [0, 0], [0, 0], 1, [1, 1])
         })
     }
 
-    fn up2x2_grads(saved: Self::Saved, grad: FloatTensor<Self>) -> [Option<FloatTensor<Self>>; 3] {
-        let mut gradients = saved.gradients(&grad).into_iter();
-        std::array::from_fn(|_| gradients.next().flatten())
+    fn grads(
+        saved: Self::Saved,
+        grad: FloatTensor<LibTorch>,
+    ) -> [Option<FloatTensor<LibTorch>>; 3] {
+        saved.gradients(&grad)
     }
 }
 
@@ -166,59 +165,6 @@ pub fn forward(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
             bias.val().into_dispatch(),
         )),
         _ => up.forward(x),
-    }
-}
-
-impl<B: Up2x2Grads, C: CheckpointStrategy> Up2x2Backend for Autodiff<B, C> {
-    fn up2x2(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct Up2x2Backward;
-
-        impl<B: Up2x2Grads> Backward<B, 3> for Up2x2Backward {
-            type State = B::Saved;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 3>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x, node_weight, node_bias] = ops.parents;
-                let grad = grads.consume::<B>(&ops.node);
-                let [dx, dweight, dbias] = B::up2x2_grads(ops.state, grad);
-                for (node, gradient) in [(node_x, dx), (node_weight, dweight), (node_bias, dbias)] {
-                    if let (Some(node), Some(gradient)) = (node, gradient) {
-                        grads.register::<B>(node.id, gradient);
-                    }
-                }
-            }
-        }
-
-        match Up2x2Backward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let tracked = [x.is_tracked(), weight.is_tracked(), bias.is_tracked()];
-                let (y, saved) = B::up2x2_tracked(
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                    tracked,
-                );
-                prep.finish(saved, y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::up2x2(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-            )),
-        }
     }
 }
 
