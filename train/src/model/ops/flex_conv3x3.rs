@@ -27,6 +27,9 @@ pub fn supports(x: &FlexTensor, weight: &FlexTensor) -> bool {
         && ws[1] == xs[1]
         && ws[2] == 3
         && ws[3] == 3
+        // Empty tensors (a zero-sized band or chunk) are left to Burn's op.
+        && xs.num_elements() > 0
+        && ws.num_elements() > 0
 }
 
 /// `y[n, o] = bias[o] + sum over i, ky, kx of weight[o, i, ky, kx] x[n, i, y + ky - 1, x + kx - 1]`

@@ -21,6 +21,9 @@ pub fn supports(x: &FlexTensor, weight: &FlexTensor) -> bool {
         && ws[0] == xs[1]
         && ws[2] == 2
         && ws[3] == 2
+        // Empty tensors (a zero-sized band or chunk) are left to Burn's op.
+        && xs.num_elements() > 0
+        && ws.num_elements() > 0
 }
 
 /// `y[n, o, 2y + dy, 2x + dx] = bias[o] + sum over i of weight[i, o, dy, dx] x[n, i, y, x]`.
