@@ -79,6 +79,9 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--no-edge", action="store_true")
+    # PyTorch's own mixed precision (autocast: convolutions in bf16, norms and losses in
+    # f32), next to `crossdenoise bench train-step --precision bf16`.
+    p.add_argument("--amp", choices=["bf16"], default=None)
     args = p.parse_args()
 
     torch.manual_seed(0)
@@ -94,8 +97,10 @@ def main():
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        za, zb = ea(xa), eb(xb)
-        ra, rb, ca, cb = da(za), db(zb), da(zb), db(za)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+            za, zb = ea(xa), eb(xb)
+            ra, rb, ca, cb = da(za), db(zb), da(zb), db(za)
+        za, zb, ra, rb, ca, cb = (t.float() for t in (za, zb, ra, rb, ca, cb))
         content = (za - zb).abs().mean()
         recon = F.l1_loss(ra, xa) + F.l1_loss(rb, xb)
         cross = F.l1_loss(ca, xa) + F.l1_loss(cb, xb)
@@ -112,6 +117,7 @@ def main():
             times.append(time.perf_counter() - t0)
     out = {
         "backend": f"pytorch-{dev.type}",
+        "precision": args.amp or "f32",
         "torch": torch.__version__,
         "card": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "base_channels": args.channels,

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crossdenoise_train::bench::{self, StepBenchConfig};
 use crossdenoise_train::device::Backend;
+use crossdenoise_train::model::Precision;
 
 use super::progress;
 
@@ -33,6 +34,9 @@ pub enum What {
         warmup: usize,
         #[arg(long, default_value_t = 5)]
         steps: usize,
+        /// What the convolutions compute in: f32, or bf16 (libtorch backends).
+        #[arg(long, default_value = "f32")]
+        precision: Precision,
         /// Leave out the edge loss (as the C32 PyTorch reference figure does).
         #[arg(long)]
         no_edge: bool,
@@ -53,6 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             batch,
             warmup,
             steps,
+            precision,
             no_edge,
             json,
         } => {
@@ -67,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 warmup,
                 steps,
                 edge: !no_edge,
+                precision,
             };
             let bar = progress::bar((warmup + steps) as u64, "train steps");
             let r = bench::train_step(&cfg, |n| bar.set_position(n as u64))?;
@@ -75,8 +81,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "train step {} C{} d{} {}x{} batch {}: median {:.3} s (min {:.3}, max {:.3}) over {} steps, peak RSS {:.0} MB",
+                    "train step {} {} C{} d{} {}x{} batch {}: median {:.3} s (min {:.3}, max {:.3}) over {} steps, peak RSS {:.0} MB",
                     r.backend,
+                    r.precision,
                     r.base_channels,
                     r.depth,
                     r.size,

@@ -10,6 +10,7 @@ use crossdenoise_train::Config;
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::experiment::{self, criteria::Check, diagnosis};
 use crossdenoise_train::loss::LossValues;
+use crossdenoise_train::model::Precision;
 use crossdenoise_train::training::{self, Observer, TrainOptions, Validation};
 use indicatif::ProgressBar;
 
@@ -28,6 +29,9 @@ pub struct Args {
     /// Override trainer.device_index: which GPU a GPU backend trains on.
     #[arg(long, value_name = "INDEX")]
     pub device: Option<usize>,
+    /// Override trainer.precision: f32, or bf16 (mixed precision; libtorch backends).
+    #[arg(long)]
+    pub precision: Option<Precision>,
     /// Parent folder of run folders.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -64,6 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(i) = args.device {
         set.push(format!("trainer.device_index={i}"));
     }
+    if let Some(p) = args.precision {
+        set.push(format!("trainer.precision=\"{p}\""));
+    }
     let config = resolve_config(&args.config, args.epochs, args.backend, &set)?;
     print_warnings(&config, &args.config);
     let stop = Arc::new(AtomicBool::new(false));
@@ -93,12 +100,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(130));
     }
     println!(
-        "trained {} epochs ({} steps, {:.2} s/step, peak {:.0} MB) on {}",
+        "trained {} epochs ({} steps, {:.2} s/step, peak {:.0} MB) on {} in {}",
         summary.epochs_done,
         summary.steps,
         summary.seconds_per_step,
         summary.peak_rss_mb.unwrap_or(0.0),
-        summary.device
+        summary.device,
+        summary.precision
     );
     if let Some(v) = &summary.final_val {
         print_validation(v, &config.data.domains);

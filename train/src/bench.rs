@@ -14,8 +14,16 @@ use serde::Serialize;
 use crate::config::LossWeights;
 use crate::device::{Backend, BackendError};
 use crate::loss;
-use crate::model::{DualDomainConfig, init};
+use crate::model::{DualDomainConfig, ForwardPlan, Precision, PrecisionError, init};
 use crate::strategy::CrossDomainStrategy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error(transparent)]
+    Precision(#[from] PrecisionError),
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct StepBenchConfig {
@@ -28,11 +36,13 @@ pub struct StepBenchConfig {
     pub warmup: usize,
     pub steps: usize,
     pub edge: bool,
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepBench {
     pub backend: String,
+    pub precision: Precision,
     pub base_channels: usize,
     pub depth: usize,
     pub size: usize,
@@ -48,8 +58,9 @@ pub struct StepBench {
 pub fn train_step(
     cfg: &StepBenchConfig,
     mut on_step: impl FnMut(usize),
-) -> Result<StepBench, BackendError> {
+) -> Result<StepBench, BenchError> {
     let resolved = cfg.backend.resolve(cfg.device_index)?;
+    cfg.precision.check(resolved.backend)?;
     let device = resolved.device.autodiff();
     let mut model = init::seeded(
         DualDomainConfig::new(cfg.base_channels, cfg.depth).init(&device),
@@ -60,7 +71,10 @@ pub fn train_step(
         edge: if cfg.edge { 0.05 } else { 0.0 },
         ..LossWeights::default()
     };
-    let plan = loss::plan(&weights, CrossDomainStrategy::NoSkip, 0.5);
+    let plan = ForwardPlan {
+        precision: cfg.precision,
+        ..loss::plan(&weights, CrossDomainStrategy::NoSkip, 0.5)
+    };
     let shape = [cfg.batch, 1, cfg.size, cfg.size];
     let uniform = burn::tensor::Distribution::Uniform(0.0, 1.0);
     let mut times = Vec::with_capacity(cfg.steps);
@@ -85,6 +99,7 @@ pub fn train_step(
     sorted.sort_by(f64::total_cmp);
     Ok(StepBench {
         backend: resolved.description,
+        precision: cfg.precision,
         base_channels: cfg.base_channels,
         depth: cfg.depth,
         size: cfg.size,

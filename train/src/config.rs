@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::device::Backend;
+use crate::model::Precision;
 use crate::strategy::CrossDomainStrategy;
 
 /// Why a config could not be used; always names the file, and the key where one is at fault.
@@ -121,6 +122,9 @@ pub struct TrainerConfig {
     /// GPU index for GPU backends.
     #[serde(default)]
     pub device_index: usize,
+    /// What the convolutions compute in: f32, or bf16 (mixed precision, libtorch backends).
+    #[serde(default)]
+    pub precision: Precision,
     #[serde(default)]
     pub loss_weights: LossWeights,
     #[serde(default)]
@@ -444,13 +448,15 @@ impl Config {
 
     /// A stable hash of the resolved config (FNV-1a of its canonical JSON), recorded in
     /// checkpoints and exported models so a model can be traced to what trained it. The
-    /// backend and GPU index are left out: they change where the run computes, not what, so
-    /// a run trained on a GPU resumes on a CPU and a finished suite run is not redone there.
+    /// backend, GPU index and precision are left out: they change where and how the run
+    /// computes, not what, so a run trained on a GPU in bf16 resumes on a CPU in f32 and a
+    /// finished suite run is not redone there.
     pub fn hash(&self) -> String {
         let mut value = serde_json::to_value(self).expect("config serialises");
         if let Some(trainer) = value.get_mut("trainer").and_then(|t| t.as_object_mut()) {
             trainer.remove("backend");
             trainer.remove("device_index");
+            trainer.remove("precision");
         }
         let text = serde_json::to_string(&value).expect("json");
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -591,6 +597,10 @@ mod tests {
                 r#"{"name":"x","trainer":{"epochs":"ten"}}"#,
                 "trainer.epochs: invalid type",
             ),
+            (
+                r#"{"name":"x","trainer":{"precision":"fp16"}}"#,
+                "trainer.precision: unknown value \"fp16\"",
+            ),
             (r#"{"trainer":{}}"#, "missing key `name`"),
             (
                 r#"{"name":"x","trainer":{"loss_weights":{"content":0,"recon":0,"cross":0,"edge":0}}}"#,
@@ -680,6 +690,7 @@ mod tests {
         assert_eq!(a.hash(), b.hash());
         b.trainer.backend = crate::device::Backend::Wgpu;
         b.trainer.device_index = 1;
+        b.trainer.precision = Precision::Bf16;
         assert_eq!(
             a.hash(),
             b.hash(),

@@ -9,7 +9,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 use crate::config::LossWeights;
-use crate::model::{ForwardPlan, Outputs};
+use crate::model::{ForwardPlan, Outputs, Precision};
 use crate::strategy::CrossDomainStrategy;
 
 /// The losses of one step; `None` where the weight is 0.
@@ -50,7 +50,8 @@ impl Losses {
 }
 
 /// Which decoder paths the weights need: recon only for the recon loss, the cross path for
-/// the cross and edge losses.
+/// the cross and edge losses. The convolutions compute in f32 unless the caller sets the
+/// plan's precision.
 pub fn plan(
     weights: &LossWeights,
     strategy: CrossDomainStrategy,
@@ -61,6 +62,7 @@ pub fn plan(
         mixed_skip_alpha,
         recon: weights.recon > 0.0,
         cross: weights.cross > 0.0 || weights.edge > 0.0,
+        precision: Precision::F32,
     }
 }
 

@@ -245,12 +245,13 @@ fn render(
     );
     let _ = write!(
         h,
-        "<h2>Training</h2><p>{epochs} epoch{s}, {steps} steps on <b>{backend}</b> in {secs:.0} s \
+        "<h2>Training</h2><p>{epochs} epoch{s}, {steps} steps on <b>{backend}</b> ({precision}) in {secs:.0} s \
          ({per:.3} s / step, peak memory {rss}). Config hash <code>{hash}</code>.</p>",
         epochs = summary.epochs_done,
         s = if summary.epochs_done == 1 { "" } else { "s" },
         steps = summary.steps,
         backend = esc(&summary.backend),
+        precision = summary.precision,
         secs = summary.seconds,
         per = summary.seconds_per_step,
         rss = summary

@@ -27,12 +27,14 @@ use crate::config::{Config, LrSchedule};
 use crate::data::{self, Data, DataError, PairSet};
 use crate::device::BackendError;
 use crate::loss::{self, LossValues};
-use crate::model::{DualDomain, DualDomainConfig, ForwardPlan};
+use crate::model::{DualDomain, DualDomainConfig, ForwardPlan, Precision, PrecisionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Precision(#[from] PrecisionError),
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
@@ -209,6 +211,9 @@ pub struct RunSummary {
     pub run_dir: PathBuf,
     pub backend: String,
     pub device: String,
+    /// What the convolutions computed in (summaries written before the option: f32).
+    #[serde(default)]
+    pub precision: Precision,
     pub config_hash: String,
     pub epochs_done: usize,
     pub steps: u64,
@@ -238,6 +243,7 @@ pub fn train(
     };
 
     let resolved = t.backend.resolve(t.device_index)?;
+    t.precision.check(resolved.backend)?;
     let base_device = resolved.device.clone();
     let device = base_device.clone().autodiff();
     device.seed(config.seed);
@@ -300,7 +306,10 @@ pub fn train(
         .open(&metrics_path)
         .map_err(io(&metrics_path))?;
 
-    let plan = loss::plan(&t.loss_weights, t.cross_domain_strategy, t.mixed_skip_alpha);
+    let plan = ForwardPlan {
+        precision: t.precision,
+        ..loss::plan(&t.loss_weights, t.cross_domain_strategy, t.mixed_skip_alpha)
+    };
     observer.device(&resolved.description, resolved.reason.as_deref());
     observer.start(total_steps, state.step);
     let steps_at_start = state.step;
@@ -436,6 +445,7 @@ pub fn train(
         run_dir: run.clone(),
         backend: resolved.backend.name().into(),
         device: resolved.description.clone(),
+        precision: t.precision,
         config_hash: hash,
         epochs_done: state.epoch,
         steps: state.step,
@@ -584,9 +594,11 @@ pub fn validate(
     batch: usize,
     device: &Device,
 ) -> Result<Validation, TrainError> {
+    // In f32 whatever the training precision: the exported model runs in f32.
     let full = ForwardPlan {
         recon: true,
         cross: true,
+        precision: Precision::F32,
         ..*plan
     };
     // Per path: psnr, ssim, psnr vs clean, ssim vs clean, sharpness vs clean.
@@ -670,6 +682,7 @@ pub fn sample_grid(
     let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &val.b[i]).collect();
     let full = ForwardPlan {
         cross: true,
+        precision: Precision::F32,
         ..*plan
     };
     let out = model.forward(data::stack(&a, device), data::stack(&b, device), &full);

@@ -155,6 +155,23 @@ fn resume_refuses_a_changed_config_or_a_missing_checkpoint() {
     assert!(err.to_string().contains("different config"), "{err}");
 }
 
+/// bf16 on a backend without bf16 convolutions is refused before the run folder exists,
+/// with the key and the fix.
+#[test]
+fn bf16_off_libtorch_is_refused_before_the_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny("low");
+    c.trainer.precision = crossdenoise_train::model::Precision::Bf16;
+    let err = training::train(&c, &opts(dir.path()), &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("trainer.precision: bf16") && err.contains("flex"),
+        "{err}"
+    );
+    assert!(!dir.path().join("low").exists());
+}
+
 #[test]
 fn a_finished_run_trains_on_when_only_its_epochs_are_raised() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 use burn::prelude::*;
 use crossdenoise_train::config::LossWeights;
 use crossdenoise_train::loss;
-use crossdenoise_train::model::{Domain, DualDomain, DualDomainConfig, ForwardPlan};
+use crossdenoise_train::model::{Domain, DualDomain, DualDomainConfig, ForwardPlan, Precision};
 use crossdenoise_train::strategy::CrossDomainStrategy;
 
 fn device() -> Device {
@@ -63,6 +63,7 @@ fn plan(strategy: CrossDomainStrategy, alpha: f32) -> ForwardPlan {
         mixed_skip_alpha: alpha,
         recon: true,
         cross: true,
+        precision: Precision::F32,
     }
 }
 
@@ -80,22 +81,22 @@ fn no_skip_decoders_receive_no_skips_on_either_path() {
     let zb = m.encoder(Domain::B).latent(xb.clone());
     assert_same(
         out.recon_a.unwrap(),
-        m.decoder_a.forward(za.clone(), None, None),
+        m.decoder_a.forward(za.clone(), None, None, Precision::F32),
         "recon a",
     );
     assert_same(
         out.recon_b.unwrap(),
-        m.decoder_b.forward(zb.clone(), None, None),
+        m.decoder_b.forward(zb.clone(), None, None, Precision::F32),
         "recon b",
     );
     assert_same(
         out.cross_a.unwrap(),
-        m.decoder_a.forward(zb, None, None),
+        m.decoder_a.forward(zb, None, None, Precision::F32),
         "cross a",
     );
     assert_same(
         out.cross_b.unwrap(),
-        m.decoder_b.forward(za, None, None),
+        m.decoder_b.forward(za, None, None, Precision::F32),
         "cross b",
     );
     // and the exported path is the same computation
@@ -112,14 +113,17 @@ fn skip_strategies_wire_the_documented_skips() {
     let dev = device();
     let m = model(false, &dev);
     let (xa, xb) = inputs(&dev);
-    let ea = m.encoder(Domain::A).forward(xa.clone());
-    let eb = m.encoder(Domain::B).forward(xb.clone());
+    let ea = m.encoder(Domain::A).forward(xa.clone(), Precision::F32);
+    let eb = m.encoder(Domain::B).forward(xb.clone(), Precision::F32);
     let cross_a = |s, alpha| {
         m.forward(xa.clone(), xb.clone(), &plan(s, alpha))
             .cross_a
             .unwrap()
     };
-    let with = |skips: &[Tensor<4>]| m.decoder_a.forward(eb.z.clone(), Some(skips), None);
+    let with = |skips: &[Tensor<4>]| {
+        m.decoder_a
+            .forward(eb.z.clone(), Some(skips), None, Precision::F32)
+    };
 
     // recon path: own skips for every strategy but no_skip
     let out = m.forward(
@@ -129,7 +133,8 @@ fn skip_strategies_wire_the_documented_skips() {
     );
     assert_same(
         out.recon_a.unwrap(),
-        m.decoder_a.forward(ea.z.clone(), Some(&ea.skips), None),
+        m.decoder_a
+            .forward(ea.z.clone(), Some(&ea.skips), None, Precision::F32),
         "recon own skips",
     );
 

@@ -3,7 +3,7 @@ use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig2d};
 use burn::prelude::*;
 
 use super::ops::{conv3x3, instance_norm as norm, leaky_relu};
-use super::{LEAKY_SLOPE, NORM_EPSILON};
+use super::{LEAKY_SLOPE, NORM_EPSILON, Precision};
 
 /// Conv3x3 (pad 1) -> InstanceNorm -> LeakyReLU(0.2), twice.
 #[derive(Module, Debug)]
@@ -45,14 +45,14 @@ impl ConvBlockConfig {
 }
 
 impl ConvBlock {
-    /// `[N, C_in, H, W] -> [N, C_out, H, W]`
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    /// `[N, C_in, H, W] -> [N, C_out, H, W]`, the convolutions computing in `precision`.
+    pub fn forward(&self, x: Tensor<4>, precision: Precision) -> Tensor<4> {
         let x = leaky_relu::forward(
-            norm::forward(&self.norm1, conv3x3::forward(&self.conv1, x)),
+            norm::forward(&self.norm1, conv3x3::forward(&self.conv1, x, precision)),
             LEAKY_SLOPE,
         );
         leaky_relu::forward(
-            norm::forward(&self.norm2, conv3x3::forward(&self.conv2, x)),
+            norm::forward(&self.norm2, conv3x3::forward(&self.conv2, x, precision)),
             LEAKY_SLOPE,
         )
     }

@@ -4,7 +4,7 @@ use burn::prelude::*;
 
 use super::conv_block::instance_norm;
 use super::ops::{instance_norm as norm, leaky_relu, up2x2};
-use super::{ConvBlock, ConvBlockConfig, LEAKY_SLOPE};
+use super::{ConvBlock, ConvBlockConfig, LEAKY_SLOPE, Precision};
 
 /// One decoder level: ConvTranspose 2x2 stride 2 -> InstanceNorm -> LeakyReLU, optional
 /// additive skip, ConvBlock.
@@ -62,25 +62,27 @@ impl DecoderConfig {
 impl Decoder {
     /// Decodes `z`. `skips`, when given, are `s0..s(depth-1)` (full resolution first) and are
     /// added after each up-sampling; `source` is the network input that identity mapping adds
-    /// back (ignored without identity mapping).
+    /// back (ignored without identity mapping). The convolutions compute in `precision`, the
+    /// 1x1 head in f32.
     pub fn forward(
         &self,
         z: Tensor<4>,
         skips: Option<&[Tensor<4>]>,
         source: Option<Tensor<4>>,
+        precision: Precision,
     ) -> Tensor<4> {
         let depth = self.levels.len();
         let mut h = z;
         for (k, level) in self.levels.iter().enumerate() {
             let l = depth - 1 - k;
             h = leaky_relu::forward(
-                norm::forward(&level.norm, up2x2::forward(&level.up, h)),
+                norm::forward(&level.norm, up2x2::forward(&level.up, h, precision)),
                 LEAKY_SLOPE,
             );
             if let Some(skips) = skips {
                 h = h + skips[l].clone();
             }
-            h = level.block.forward(h);
+            h = level.block.forward(h, precision);
         }
         let out = self.head.forward(h);
         match (self.identity_mapping, source) {

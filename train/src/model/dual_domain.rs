@@ -1,6 +1,6 @@
 use burn::prelude::*;
 
-use super::{Decoder, DecoderConfig, Encoder, EncoderConfig};
+use super::{Decoder, DecoderConfig, Encoder, EncoderConfig, Precision};
 use crate::strategy::CrossDomainStrategy;
 
 /// The two domains: `a` (PD by default) and `b` (PDFS).
@@ -62,6 +62,8 @@ pub struct ForwardPlan {
     pub mixed_skip_alpha: f32,
     pub recon: bool,
     pub cross: bool,
+    /// What the convolutions compute in (training may ask for bf16; inference is f32).
+    pub precision: Precision,
 }
 
 impl DualDomainConfig {
@@ -97,13 +99,14 @@ impl DualDomain {
     /// (with `from == to` the same-domain denoiser).
     pub fn translate(&self, from: Domain, to: Domain, x: Tensor<4>) -> Tensor<4> {
         let z = self.encoder(from).latent(x.clone());
-        self.decoder(to).forward(z, None, Some(x))
+        self.decoder(to).forward(z, None, Some(x), Precision::F32)
     }
 
     /// The training forward pass on noisy inputs `x_a`, `x_b` (`[N, 1, H, W]`).
     pub fn forward(&self, x_a: Tensor<4>, x_b: Tensor<4>, plan: &ForwardPlan) -> Outputs {
-        let ea = self.encoder(Domain::A).forward(x_a.clone());
-        let eb = self.encoder(Domain::B).forward(x_b.clone());
+        let p = plan.precision;
+        let ea = self.encoder(Domain::A).forward(x_a.clone(), p);
+        let eb = self.encoder(Domain::B).forward(x_b.clone(), p);
         let (recon_a, recon_b) = if plan.recon {
             let own = plan.strategy.recon_uses_skips();
             (
@@ -111,11 +114,13 @@ impl DualDomain {
                     ea.z.clone(),
                     own.then_some(&ea.skips[..]),
                     Some(x_a.clone()),
+                    p,
                 )),
                 Some(self.decoder_b.forward(
                     eb.z.clone(),
                     own.then_some(&eb.skips[..]),
                     Some(x_b.clone()),
+                    p,
                 )),
             )
         } else {
@@ -127,13 +132,15 @@ impl DualDomain {
             let skips_a = plan.strategy.cross_skips(&ea.skips, &eb.skips, alpha);
             let skips_b = plan.strategy.cross_skips(&eb.skips, &ea.skips, alpha);
             (
-                Some(
-                    self.decoder_a
-                        .forward(eb.z.clone(), skips_a.as_deref(), Some(x_b.clone())),
-                ),
+                Some(self.decoder_a.forward(
+                    eb.z.clone(),
+                    skips_a.as_deref(),
+                    Some(x_b.clone()),
+                    p,
+                )),
                 Some(
                     self.decoder_b
-                        .forward(ea.z.clone(), skips_b.as_deref(), Some(x_a)),
+                        .forward(ea.z.clone(), skips_b.as_deref(), Some(x_a), p),
                 ),
             )
         } else {

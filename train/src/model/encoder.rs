@@ -1,7 +1,7 @@
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::prelude::*;
 
-use super::{ConvBlock, ConvBlockConfig};
+use super::{ConvBlock, ConvBlockConfig, Precision};
 
 /// Stem ConvBlock(1 -> C) at full resolution, then `depth` levels of AvgPool 2x2 ->
 /// ConvBlock(C 2^(l-1) -> C 2^l).
@@ -40,19 +40,20 @@ impl EncoderConfig {
 }
 
 impl Encoder {
-    /// `[N, 1, H, W]` -> skips and latent.
-    pub fn forward(&self, x: Tensor<4>) -> Encoded {
-        let mut h = self.stem.forward(x); // [N, C, H, W]
+    /// `[N, 1, H, W]` -> skips and latent, the convolutions computing in `precision`.
+    pub fn forward(&self, x: Tensor<4>, precision: Precision) -> Encoded {
+        let mut h = self.stem.forward(x, precision); // [N, C, H, W]
         let mut skips = Vec::with_capacity(self.levels.len());
         for level in &self.levels {
             skips.push(h.clone());
-            h = level.forward(self.pool.forward(h)); // [N, C 2^l, H / 2^l, W / 2^l]
+            h = level.forward(self.pool.forward(h), precision); // [N, C 2^l, H / 2^l, W / 2^l]
         }
         Encoded { skips, z: h }
     }
 
-    /// The latent only: skips are still computed by the levels but not kept.
+    /// The latent only, in f32 (inference): skips are still computed by the levels but not
+    /// kept.
     pub fn latent(&self, x: Tensor<4>) -> Tensor<4> {
-        self.forward(x).z
+        self.forward(x, Precision::F32).z
     }
 }

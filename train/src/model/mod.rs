@@ -11,11 +11,13 @@ mod dual_domain;
 mod encoder;
 pub mod init;
 mod ops;
+mod precision;
 
 pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use decoder::{Decoder, DecoderConfig};
 pub use dual_domain::{Domain, DualDomain, DualDomainConfig, ForwardPlan, Outputs};
 pub use encoder::{Encoded, Encoder, EncoderConfig};
+pub use precision::{Precision, PrecisionError};
 
 /// LeakyReLU slope used everywhere in the network.
 pub const LEAKY_SLOPE: f64 = 0.2;

@@ -26,6 +26,7 @@ use burn::backend::LibTorch;
 
 use super::flex_conv3x3;
 use super::layer_grads::{self, LayerGrads, SavedInputs};
+use crate::model::Precision;
 
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait Conv3x3Backend: Backend {
@@ -152,9 +153,9 @@ impl LayerGrads<LibTorch> for Conv3x3 {
     }
 }
 
-/// `conv` (3x3, stride 1, padding 1, with bias) applied to `x`: through the extension on
-/// flex and LibTorch, through `Conv2d::forward` elsewhere.
-pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// `conv` (3x3, stride 1, padding 1) applied to `x`, computing in `precision`: through the
+/// extension on flex and LibTorch, through Burn's `conv2d` elsewhere.
+pub fn forward(conv: &Conv2d, x: Tensor<4>, precision: Precision) -> Tensor<4> {
     debug_assert!(
         conv.kernel_size == [3, 3]
             && conv.stride == [1, 1]
@@ -163,14 +164,18 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             && conv.padding == PaddingConfig2d::Explicit(1, 1, 1, 1),
         "conv3x3::forward takes a 3x3, stride-1, padding-1 layer"
     );
-    match (&conv.bias, super::extended(&x.device())) {
+    let extended = super::extended(&x.device());
+    let x = precision.operand(x);
+    let weight = precision.operand(conv.weight.val());
+    let bias = conv.bias.as_ref().map(|b| precision.operand(b.val()));
+    precision.result(match (bias, extended) {
         (Some(bias), true) => Tensor::from_dispatch(<Dispatch as Conv3x3Backend>::conv3x3(
             x.into_dispatch(),
-            conv.weight.val().into_dispatch(),
-            bias.val().into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
         )),
-        _ => conv.forward(x),
-    }
+        (bias, _) => burn::tensor::module::conv2d(x, weight, bias, options()),
+    })
 }
 
 /// `dW[o, i, dy, dx] = sum over n, y, x of dY[n, o, y, x] * x_pad[n, i, y + dy, x + dx]`, one
@@ -259,7 +264,7 @@ mod tests {
             let probe =
                 Tensor::<4>::random([n, c_out, h, w], Distribution::Normal(0.0, 1.0), &device);
 
-            let ours = forward(&conv, x.clone());
+            let ours = forward(&conv, x.clone(), Precision::F32);
             let theirs = conv.forward(x.clone());
             ours.to_data()
                 .assert_approx_eq::<f32>(&theirs.to_data(), Tolerance::rel_abs(1e-4, 1e-5));
@@ -278,7 +283,9 @@ mod tests {
         let conv = layer(1, 4, &device);
         let x = Tensor::<4>::random([2, 1, 6, 5], Distribution::Normal(0.0, 1.0), &device);
         let probe = Tensor::<4>::random([2, 4, 6, 5], Distribution::Normal(0.0, 1.0), &device);
-        let g_ours = (forward(&conv, x.clone()) * probe.clone()).sum().backward();
+        let g_ours = (forward(&conv, x.clone(), Precision::F32) * probe.clone())
+            .sum()
+            .backward();
         let g_theirs = (conv.forward(x.clone()) * probe).sum().backward();
         assert!(x.grad(&g_ours).is_none());
         let weight = conv.weight.val();
@@ -306,7 +313,7 @@ mod tests {
         let device = Device::flex();
         let conv = layer(3, 5, &device);
         let x = Tensor::<4>::random([2, 3, 6, 7], Distribution::Normal(0.0, 1.0), &device);
-        forward(&conv, x.clone())
+        forward(&conv, x.clone(), Precision::F32)
             .to_data()
             .assert_approx_eq::<f32>(&conv.forward(x).to_data(), Tolerance::rel_abs(1e-5, 1e-6));
     }

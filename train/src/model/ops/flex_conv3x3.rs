@@ -13,6 +13,8 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
+use super::flex_tensor::{dims4, f32s};
+
 /// Output pixels per band: the band's im2col (`9 c_in` rows of this many floats, 590 kB at
 /// 32 channels) stays in the core's cache while gemm reads it.
 const BAND_PIXELS: usize = 2048;
@@ -38,15 +40,14 @@ pub fn conv3x3(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>) -
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
     let bias = bias.map(FlexTensor::to_contiguous);
-    let shape = x.layout().shape();
-    let (n, c_in, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+    let [n, c_in, h, w] = dims4(&x);
     let c_out = weight.layout().shape()[0];
     let output = convolve(
-        slice(&x),
+        f32s(&x),
         [n, c_in, h, w],
-        slice(&weight),
+        f32s(&weight),
         c_out,
-        bias.as_ref().map(slice),
+        bias.as_ref().map(f32s),
     );
     FlexTensor::from_data(TensorData::new(output, Shape::new([n, c_out, h, w])))
 }
@@ -57,7 +58,7 @@ pub fn conv3x3_input_grad(grad: &FlexTensor, weight: &FlexTensor) -> FlexTensor 
     let weight = weight.to_contiguous();
     let ws = weight.layout().shape();
     let (c_out, c_in) = (ws[0], ws[1]);
-    let w = slice(&weight);
+    let w = f32s(&weight);
     let mut flipped = vec![0.0f32; w.len()];
     for o in 0..c_out {
         for i in 0..c_in {
@@ -95,11 +96,6 @@ impl Bands {
         let y0 = band * self.rows;
         (image, y0, self.rows.min(self.h - y0))
     }
-}
-
-fn slice(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("a contiguous f32 tensor after to_contiguous")
 }
 
 /// A raw pointer to the output shared by the band tasks, which write disjoint pixels.

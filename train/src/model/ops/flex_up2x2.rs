@@ -11,6 +11,8 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
+use super::flex_tensor::{dims4, f32s};
+
 /// Whether these tensors take the kernels here: f32 NCHW input, `[C_in, C_out, 2, 2]` weight.
 pub fn supports(x: &FlexTensor, weight: &FlexTensor) -> bool {
     let (xs, ws) = (x.layout().shape(), weight.layout().shape());
@@ -31,10 +33,10 @@ pub fn up2x2(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>) -> 
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
     let bias = bias.map(FlexTensor::to_contiguous);
-    let [n, c_in, h, w] = dims(&x);
+    let [n, c_in, h, w] = dims4(&x);
     let c_out = weight.layout().shape()[1];
-    let (x, weight) = (slice(&x), slice(&weight));
-    let bias = bias.as_ref().map(slice);
+    let (x, weight) = (f32s(&x), f32s(&weight));
+    let bias = bias.as_ref().map(f32s);
     let plane = h * w;
     let mut output = vec![0.0f32; n * c_out * 4 * plane];
     output
@@ -98,18 +100,23 @@ pub fn up2x2_grads(
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
     let grad = grad.to_contiguous();
-    let [n, c_in, h, w] = dims(&x);
+    let [n, c_in, h, w] = dims4(&x);
     let c_out = weight.layout().shape()[1];
-    let (xs, ws, gs) = (slice(&x), slice(&weight), slice(&grad));
+    let (xs, ws, gs) = (f32s(&x), f32s(&weight), f32s(&grad));
     let plane = h * w;
     let q = c_out * 4;
-    let per_image: Vec<ImageGrads> = (0..n)
+    // Each image's input gradient is written straight into its part of the whole one.
+    let mut dx = vec![0.0f32; if wanted[0] { n * c_in * plane } else { 0 }];
+    let dx_parts: Vec<&mut [f32]> = match wanted[0] {
+        true => dx.chunks_exact_mut(c_in * plane).collect(),
+        false => (0..n).map(|_| Default::default()).collect(),
+    };
+    let per_image: Vec<ImageGrads> = dx_parts
         .into_par_iter()
-        .map(|image| {
+        .enumerate()
+        .map(|(image, dx)| {
             let taps = unshuffle(&gs[image * q * plane..][..q * plane], c_out, h, w);
-            let mut dx = Vec::new();
             if wanted[0] {
-                dx = vec![0.0f32; c_in * plane];
                 // SAFETY: `weight` is `[c_in, q]`, `taps` `[q, plane]`, `dx` `[c_in, plane]`.
                 unsafe {
                     gemm::gemm(
@@ -172,14 +179,12 @@ pub fn up2x2_grads(
             } else {
                 Vec::new()
             };
-            ImageGrads { dx, dw, db }
+            ImageGrads { dw, db }
         })
         .collect();
 
-    let dx = wanted[0].then(|| {
-        let data: Vec<f32> = per_image.iter().flat_map(|g| &g.dx).copied().collect();
-        FlexTensor::from_data(TensorData::new(data, Shape::new([n, c_in, h, w])))
-    });
+    let dx =
+        wanted[0].then(|| FlexTensor::from_data(TensorData::new(dx, Shape::new([n, c_in, h, w]))));
     let summed = |part: fn(&ImageGrads) -> &[f32], len: usize| {
         let mut total = vec![0.0f32; len];
         for image in &per_image {
@@ -198,10 +203,8 @@ pub fn up2x2_grads(
     [dx, dweight, dbias]
 }
 
-/// One image's input gradient, and its weight and bias gradients to sum over the batch;
-/// empty where not wanted.
+/// One image's weight and bias gradients, to sum over the batch; empty where not wanted.
 struct ImageGrads {
-    dx: Vec<f32>,
     dw: Vec<f32>,
     db: Vec<f32>,
 }
@@ -221,14 +224,4 @@ fn unshuffle(grad: &[f32], c_out: usize, h: usize, w: usize) -> Vec<f32> {
         }
     }
     taps
-}
-
-fn dims(t: &FlexTensor) -> [usize; 4] {
-    let s = t.layout().shape();
-    [s[0], s[1], s[2], s[3]]
-}
-
-fn slice(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("a contiguous f32 tensor after to_contiguous")
 }

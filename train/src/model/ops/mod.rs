@@ -12,6 +12,7 @@
 #[allow(deprecated)]
 pub mod conv3x3;
 mod flex_conv3x3;
+mod flex_tensor;
 mod flex_up2x2;
 #[allow(deprecated)]
 pub mod instance_norm;

@@ -16,6 +16,7 @@ use burn::backend::LibTorch;
 
 use super::flex_up2x2;
 use super::layer_grads::{self, LayerGrads, SavedInputs};
+use crate::model::Precision;
 
 #[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait Up2x2Backend: Backend {
@@ -146,9 +147,9 @@ impl LayerGrads<LibTorch> for Up2x2 {
     }
 }
 
-/// `up` (2x2, stride 2, no padding, with bias) applied to `x`: through the extension on flex
-/// and LibTorch, through `ConvTranspose2d::forward` elsewhere.
-pub fn forward(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
+/// `up` (2x2, stride 2, no padding) applied to `x`, computing in `precision`: through the
+/// extension on flex and LibTorch, through Burn's `conv_transpose2d` elsewhere.
+pub fn forward(up: &ConvTranspose2d, x: Tensor<4>, precision: Precision) -> Tensor<4> {
     debug_assert!(
         up.kernel_size == [2, 2]
             && up.stride == [2, 2]
@@ -158,14 +159,18 @@ pub fn forward(up: &ConvTranspose2d, x: Tensor<4>) -> Tensor<4> {
             && up.padding_out == [0, 0],
         "up2x2::forward takes a 2x2, stride-2 transposed convolution without padding"
     );
-    match (&up.bias, super::extended(&x.device())) {
+    let extended = super::extended(&x.device());
+    let x = precision.operand(x);
+    let weight = precision.operand(up.weight.val());
+    let bias = up.bias.as_ref().map(|b| precision.operand(b.val()));
+    precision.result(match (bias, extended) {
         (Some(bias), true) => Tensor::from_dispatch(<Dispatch as Up2x2Backend>::up2x2(
             x.into_dispatch(),
-            up.weight.val().into_dispatch(),
-            bias.val().into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
         )),
-        _ => up.forward(x),
-    }
+        (bias, _) => burn::tensor::module::conv_transpose2d(x, weight, bias, options()),
+    })
 }
 
 #[cfg(test)]
@@ -204,7 +209,7 @@ mod tests {
                 Distribution::Normal(0.0, 1.0),
                 &device,
             );
-            let ours = forward(&up, x.clone());
+            let ours = forward(&up, x.clone(), Precision::F32);
             let theirs = up.forward(x.clone());
             ours.to_data()
                 .assert_approx_eq::<f32>(&theirs.to_data(), Tolerance::rel_abs(1e-4, 1e-5));
@@ -231,7 +236,7 @@ mod tests {
         // An input that needs no gradient still gives the parameters theirs.
         let up = layer(3, 2, &device);
         let x = Tensor::<4>::random([2, 3, 3, 4], Distribution::Normal(0.0, 1.0), &device);
-        let g = forward(&up, x.clone()).sum().backward();
+        let g = forward(&up, x.clone(), Precision::F32).sum().backward();
         assert!(x.grad(&g).is_none());
         assert!(up.weight.val().grad(&g).is_some());
     }
@@ -242,7 +247,7 @@ mod tests {
         let device = Device::flex();
         let up = layer(4, 3, &device);
         let x = Tensor::<4>::random([2, 4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
-        forward(&up, x.clone())
+        forward(&up, x.clone(), Precision::F32)
             .to_data()
             .assert_approx_eq::<f32>(&up.forward(x).to_data(), Tolerance::rel_abs(1e-5, 1e-6));
     }
