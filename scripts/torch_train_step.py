@@ -79,7 +79,7 @@ def main():
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--no-edge", action="store_true")
-    # PyTorch's own mixed precision (autocast: convolutions in bf16, norms and losses in
+    # PyTorch's own mixed precision (torch.autocast in bf16 over the networks, the losses in
     # f32), next to `crossdenoise bench train-step --precision bf16`.
     p.add_argument("--amp", choices=["bf16"], default=None)
     args = p.parse_args()
