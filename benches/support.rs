@@ -16,7 +16,7 @@ pub fn export_model(model: &DualDomain, channels: usize, depth: usize, dir: &Pat
         channels,
     );
     let graph = lower::model_path(model, Domain::B, Domain::A);
-    let bytes = encode(graph, &meta, &meta.to_props(), "bench").unwrap();
+    let bytes = encode(graph, &[lower::INPUT], &meta, &meta.to_props(), "bench").unwrap();
     let path = dir.join(format!("c{channels}d{depth}.onnx"));
     std::fs::write(&path, bytes).unwrap();
     path

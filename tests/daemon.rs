@@ -1,21 +1,21 @@
-//! Across the crates: the shared tiny trained run -> `crossdenoise export` (parity-checked)
-//! -> the daemon on 127.0.0.1 -> `send` of a held-out phantom series. Every image must come
-//! back denoised, and exactly as `crossdenoise denoise` denoises the same files; a model
-//! that has learned must return images closer to the clean anatomy than the acquired ones.
+//! Across the crates: the shared tiny guided run -> `crossdenoise export` of each
+//! contrast's denoiser (parity-checked) -> the daemon on 127.0.0.1 -> `send` of a held-out
+//! PD and PDFS series, slice by slice. Every image must come back denoised, in its own
+//! contrast, exactly as `crossdenoise denoise --guide` denoises the same files; models that
+//! have learned must return images closer to the clean anatomy than the acquired ones. The
+//! study's cross path, served, must say that it synthesises the other contrast.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crossdenoise_host::client::{self, SendOptions};
-use crossdenoise_host::config::DEFAULT_PROFILE;
+use crossdenoise_host::config::{DEFAULT_PROFILE, ModelRule, Profile};
 use crossdenoise_host::mrd::DataType;
 use crossdenoise_host::{Host, HostConfig};
 
 use crossdenoise_host::stats::Snapshot;
 use crossdenoise_runtime::metrics::Quality;
-use crossdenoise_runtime::normalize::Normalization;
-use ndarray::Array2;
 
-use crate::util::{crossdenoise, denoising_run, stderr, tiny_run};
+use crate::util::{crossdenoise, learned_guided_run, stderr, tiny_guided_run, tiny_run};
 
 /// `crossdenoise export RUN --out MODEL EXTRA...`, parity-checked as always.
 fn export(run: &Path, model: &Path, extra: &[&str]) {
@@ -30,12 +30,38 @@ fn export(run: &Path, model: &Path, extra: &[&str]) {
     assert!(out.status.success(), "export: {}", stderr(&out));
 }
 
-/// Starts the daemon on a free loopback port with `model`, streams `series` to it as a FIRE
-/// client, stops it, and returns the client's report and the daemon's counters.
-fn serve_and_send(model: &Path, series: &Path, returned: &Path) -> (client::SendReport, Snapshot) {
-    let mut config = HostConfig::serving(model);
+/// How a test streams its series.
+struct Stream {
+    interleave: bool,
+    /// The daemon's `pair_wait_s` (its default when `None`).
+    pair_wait_s: Option<f64>,
+}
+
+const INTERLEAVED: Stream = Stream {
+    interleave: true,
+    pair_wait_s: None,
+};
+const ONE_AFTER_ANOTHER: Stream = Stream {
+    interleave: false,
+    pair_wait_s: None,
+};
+
+/// Starts the daemon on a free loopback port with `profile`, streams `series` to it as a
+/// FIRE client, stops it, and returns the client's report and the daemon's counters.
+fn serve_and_send(
+    profile: Profile,
+    series: &[PathBuf],
+    stream: Stream,
+    returned: &Path,
+) -> (client::SendReport, Snapshot) {
+    let mut config = HostConfig::serving(&profile.model);
+    config.profiles.insert(DEFAULT_PROFILE.into(), profile);
     config.stats_interval_s = 0.0;
-    let host = Host::open(config).expect("the daemon opens the exported model");
+    if let Some(wait) = stream.pair_wait_s {
+        config.pair_wait_s = wait;
+    }
+    let interleave = stream.interleave;
+    let host = Host::open(config).expect("the daemon opens the exported models");
     let stats = host.stats();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt.block_on(async {
@@ -49,8 +75,9 @@ fn serve_and_send(model: &Path, series: &Path, returned: &Path) -> (client::Send
             config_name: DEFAULT_PROFILE.into(),
             data_type: DataType::F32,
             max_message: 1 << 28,
+            interleave,
         };
-        let report = client::send(&addr, &[series.to_path_buf()], returned, &options)
+        let report = client::send(&addr, series, returned, &options)
             .await
             .expect("every image comes back");
         let _ = stop.send(());
@@ -60,13 +87,42 @@ fn serve_and_send(model: &Path, series: &Path, returned: &Path) -> (client::Send
     (report, stats.snapshot())
 }
 
+/// PD images (contrast 0) to `pd`, PDFS images (contrast 1) to `pdfs`.
+fn two_contrasts(pd: &Path, pdfs: &Path) -> Profile {
+    Profile {
+        model: pd.into(),
+        rules: vec![ModelRule {
+            model: pdfs.into(),
+            contrast: Some(1),
+            attribute: None,
+            contains: None,
+        }],
+    }
+}
+
+/// Exports both contrasts' denoisers of `run` into `cwd` (pd.onnx, pdfs.onnx).
+fn export_pair(run: &Path, cwd: &Path) -> (PathBuf, PathBuf) {
+    let (pd, pdfs) = (cwd.join("pd.onnx"), cwd.join("pdfs.onnx"));
+    export(run, &pd, &["--to", "a"]);
+    export(run, &pdfs, &["--to", "b"]);
+    (pd, pdfs)
+}
+
+fn max_diff(a: &Path, b: &Path) -> f32 {
+    let a = crossdenoise_runtime::io::read_slice(a).unwrap();
+    let b = crossdenoise_runtime::io::read_slice(b).unwrap();
+    assert_eq!(a.dim(), b.dim());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 #[test]
-fn a_trained_model_served_over_mrd_matches_the_runtime() {
+fn guided_models_served_over_mrd_match_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let run = tiny_run(false);
-    let model = cwd.join("model.onnx");
-    export(&run, &model, &[]);
+    let (pd, pdfs) = export_pair(&tiny_guided_run(), cwd);
     let out = crossdenoise(
         &[
             "phantoms", "--out", "held", "--pairs", "5", "--size", "48", "--seed", "77",
@@ -74,54 +130,74 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
         cwd,
     );
     assert!(out.status.success(), "phantoms: {}", stderr(&out));
-    let series = cwd.join("held/pdfs");
-    let out = crossdenoise(
-        &[
-            "denoise",
-            "--model",
-            model.to_str().unwrap(),
-            "--out",
-            "direct",
-            series.to_str().unwrap(),
-        ],
-        cwd,
-    );
-    assert!(out.status.success(), "denoise: {}", stderr(&out));
-
-    let (report, s) = serve_and_send(&model, &series, &cwd.join("returned"));
-    assert_eq!((report.sent, report.denoised, report.unchanged), (5, 5, 0));
-    assert!(report.server_closed);
-    assert_eq!((s.received, s.denoised, s.failed), (5, 5, 0));
-
-    let mut compared = 0;
-    for entry in std::fs::read_dir(cwd.join("direct/pdfs")).unwrap() {
-        let direct = entry.unwrap().path();
-        let name = direct.file_stem().unwrap().to_str().unwrap();
-        let served = cwd.join(format!("returned/pdfs/{name}.denoised.npy"));
-        let a = crossdenoise_runtime::io::read_slice(&direct).unwrap();
-        let b = crossdenoise_runtime::io::read_slice(&served).unwrap();
-        let diff = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
-        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        assert!(
-            diff <= 1e-5 * scale.max(1.0),
-            "{name}: served differs from direct by {diff}"
+    for (model, contrast, partner) in [(&pd, "pd", "pdfs"), (&pdfs, "pdfs", "pd")] {
+        let out = crossdenoise(
+            &[
+                "denoise",
+                "--model",
+                model.to_str().unwrap(),
+                "--guide",
+                &format!("held/{partner}"),
+                "--out",
+                "direct",
+                &format!("held/{contrast}"),
+            ],
+            cwd,
         );
-        compared += 1;
+        assert!(out.status.success(), "denoise {contrast}: {}", stderr(&out));
     }
-    assert_eq!(compared, 5);
+
+    let series = [cwd.join("held/pd"), cwd.join("held/pdfs")];
+    let (report, s) = serve_and_send(
+        two_contrasts(&pd, &pdfs),
+        &series,
+        INTERLEAVED,
+        &cwd.join("returned"),
+    );
+    assert_eq!(
+        (report.sent, report.denoised, report.unchanged),
+        (10, 10, 0)
+    );
+    assert!(report.server_closed);
+    assert_eq!(
+        (s.received, s.denoised, s.failed, s.unpaired),
+        (10, 10, 0, 0)
+    );
+    for contrast in ["pd", "pdfs"] {
+        for i in 0..5 {
+            let direct = cwd.join(format!("direct/{contrast}/{i:04}.npy"));
+            let served = cwd.join(format!("returned/{contrast}/{i:04}.denoised.npy"));
+            let d = max_diff(&direct, &served);
+            assert!(
+                d <= 1e-5,
+                "{contrast} {i}: served differs from direct by {d}"
+            );
+        }
+    }
+
+    // One series alone: no partner ever comes, so every image goes back unchanged, counted.
+    let (report, s) = serve_and_send(
+        two_contrasts(&pd, &pdfs),
+        &[cwd.join("held/pd")],
+        Stream {
+            interleave: false,
+            pair_wait_s: Some(0.3),
+        },
+        &cwd.join("alone"),
+    );
+    assert_eq!((report.sent, report.denoised, report.unchanged), (5, 0, 5));
+    assert_eq!((s.received, s.failed, s.unpaired), (5, 5, 5));
 
     // The report gathers it all into one page.
     let out = crossdenoise(
         &[
             "report",
             "--run",
-            run.to_str().unwrap(),
-            "--model",
-            model.to_str().unwrap(),
+            tiny_guided_run().to_str().unwrap(),
+            "--pd-model",
+            pd.to_str().unwrap(),
+            "--pdfs-model",
+            pdfs.to_str().unwrap(),
             "--phantoms",
             "held",
             "--denoised",
@@ -134,6 +210,11 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
         cwd,
     );
     assert!(out.status.success(), "report: {}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PD: denoised") && stdout.contains("PDFS: denoised"),
+        "{stdout}"
+    );
     let html = std::fs::read_to_string(cwd.join("report/report.html")).unwrap();
     assert_eq!(
         html.matches("<img ").count(),
@@ -142,9 +223,13 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
     );
     assert_eq!(html.matches("data:image/png;base64,iVBORw0KGgo").count(), 3);
     assert_eq!(
-        html.matches("<td>identical</td>").count(),
-        5,
-        "daemon = runtime"
+        html.matches("<td>identical</td>").count() + html.matches("<td>max diff ").count(),
+        2,
+        "daemon = runtime, per contrast"
+    );
+    assert!(
+        html.contains("denoiser guided by"),
+        "the models say what they are"
     );
     assert!(Path::new(&cwd.join("report/heldout.png")).is_file());
 
@@ -159,57 +244,96 @@ fn a_trained_model_served_over_mrd_matches_the_runtime() {
     }
 }
 
-/// Scores as training's validation does (see `Quality::measure_normalised`).
-fn validation_psnr(clean: &Array2<f32>, image: &Array2<f32>, input: &Array2<f32>) -> f64 {
-    Quality::measure_normalised(
-        &Normalization::default(),
-        clean.view(),
-        image.view(),
-        input.view(),
-    )
-    .unwrap()
-    .psnr
-}
-
 #[test]
-fn a_model_that_learned_denoises_the_held_out_series_over_mrd() {
+fn the_cross_path_served_says_it_synthesises_the_other_contrast() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let (run, snr) = denoising_run();
-    let model = cwd.join("model.onnx");
-    // The PD -> PDFS cross path: the PDFS decoder on the PD acquisition's latent.
-    export(&run, &model, &["--from", "a", "--to", "b"]);
+    let model = cwd.join("synthesis.onnx");
+    export(&tiny_run(false), &model, &["--from", "b", "--to", "a"]);
     let out = crossdenoise(
         &[
-            "phantoms", "--out", "held", "--pairs", "6", "--size", "32", "--seed", "91", "--snr",
-            snr,
+            "phantoms", "--out", "held", "--pairs", "2", "--size", "32", "--seed", "5",
         ],
         cwd,
     );
     assert!(out.status.success(), "phantoms: {}", stderr(&out));
-
-    let (report, s) = serve_and_send(&model, &cwd.join("held/pd"), &cwd.join("returned"));
-    assert_eq!((report.sent, report.denoised, report.unchanged), (6, 6, 0));
-    assert_eq!((s.received, s.denoised, s.failed), (6, 6, 0));
-
-    let (mut acquired_db, mut denoised_db) = (0.0, 0.0);
-    for i in 0..6 {
-        let name = format!("{i:04}");
-        let read = |p: String| crossdenoise_runtime::io::read_slice(&cwd.join(p)).unwrap();
-        let clean = read(format!("held/clean/pdfs/{name}.npy"));
-        let acquired = read(format!("held/pdfs/{name}.npy"));
-        let denoised = read(format!("returned/pd/{name}.denoised.npy"));
-        let input = read(format!("held/pd/{name}.npy"));
-        let (a, d) = (
-            validation_psnr(&clean, &acquired, &acquired),
-            validation_psnr(&clean, &denoised, &input),
-        );
-        eprintln!("{name}: acquired PDFS {a:.2} dB, denoised {d:.2} dB");
-        acquired_db += a / 6.0;
-        denoised_db += d / 6.0;
-    }
-    assert!(
-        denoised_db > acquired_db + 1.0,
-        "denoised {denoised_db:.2} dB does not beat the acquired {acquired_db:.2} dB by 1 dB"
+    let profile = Profile {
+        model: model.clone(),
+        rules: Vec::new(),
+    };
+    let (report, _) = serve_and_send(
+        profile,
+        &[cwd.join("held/pdfs")],
+        ONE_AFTER_ANOTHER,
+        &cwd.join("back"),
     );
+    // Never "denoised": the PDFS series comes back as synthesised PD images.
+    assert_eq!((report.denoised, report.synthesized), (0, 2));
+    assert!(cwd.join("back/pdfs/0000.synthesized.npy").is_file());
+}
+
+/// Scored against the clean image of the output's own contrast, in the acquired image's
+/// units (as the report and QUALITY.md score).
+fn psnr(clean: &Path, image: &Path) -> f64 {
+    let read = |p: &Path| crossdenoise_runtime::io::read_slice(p).unwrap();
+    Quality::measure(read(clean).view(), read(image).view())
+        .unwrap()
+        .psnr
+}
+
+#[test]
+fn guided_models_that_learned_denoise_the_held_out_series_over_mrd() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (run, [snr_pd, snr_pdfs]) = learned_guided_run();
+    let (pd, pdfs) = export_pair(&run, cwd);
+    let out = crossdenoise(
+        &[
+            "phantoms",
+            "--out",
+            "held",
+            "--pairs",
+            "6",
+            "--size",
+            "32",
+            "--seed",
+            "91",
+            "--snr",
+            snr_pd,
+            "--snr-pdfs",
+            snr_pdfs,
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "phantoms: {}", stderr(&out));
+    let series = [cwd.join("held/pd"), cwd.join("held/pdfs")];
+    let (report, s) = serve_and_send(
+        two_contrasts(&pd, &pdfs),
+        &series,
+        INTERLEAVED,
+        &cwd.join("returned"),
+    );
+    assert_eq!(
+        (report.sent, report.denoised, report.unchanged),
+        (12, 12, 0)
+    );
+    assert_eq!((s.received, s.denoised, s.failed), (12, 12, 0));
+    for contrast in ["pd", "pdfs"] {
+        let (mut acquired_db, mut denoised_db) = (0.0, 0.0);
+        for i in 0..6 {
+            let clean = cwd.join(format!("held/clean/{contrast}/{i:04}.npy"));
+            let a = psnr(&clean, &cwd.join(format!("held/{contrast}/{i:04}.npy")));
+            let d = psnr(
+                &clean,
+                &cwd.join(format!("returned/{contrast}/{i:04}.denoised.npy")),
+            );
+            eprintln!("{contrast} {i}: acquired {a:.2} dB, denoised {d:.2} dB");
+            acquired_db += a / 6.0;
+            denoised_db += d / 6.0;
+        }
+        assert!(
+            denoised_db > acquired_db + 1.0,
+            "{contrast}: denoised {denoised_db:.2} dB does not beat the acquired {acquired_db:.2} dB by 1 dB"
+        );
+    }
 }

@@ -315,3 +315,104 @@ fn bad_input_is_named_and_nothing_is_overwritten_or_lost() {
     );
     assert_eq!(before, snapshot(&ins));
 }
+
+#[test]
+fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let run = crate::util::tiny_guided_run();
+    let guided = cwd.join("pd.onnx");
+    let out = crossdenoise(
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--to",
+            "a",
+            "--out",
+            guided.to_str().unwrap(),
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "export: {}", stderr(&out));
+    let out = crossdenoise(
+        &["phantoms", "--out", "set", "--pairs", "3", "--size", "32"],
+        cwd,
+    );
+    assert!(out.status.success(), "phantoms: {}", stderr(&out));
+
+    // Without --guide: refused, saying what it needs.
+    let out = crossdenoise(
+        &["denoise", "--model", "pd.onnx", "--out", "o1", "set/pd"],
+        cwd,
+    );
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains(
+            "pd (a) denoiser guided by pdfs (b): give the partner contrast's slices with --guide"
+        ),
+        "{e}"
+    );
+    assert!(!cwd.join("o1/pd").exists(), "nothing written");
+
+    // A guide missing for one slice: that slice is named, nothing at all is written.
+    fs::create_dir_all(cwd.join("partial")).unwrap();
+    for i in 0..2 {
+        fs::copy(
+            cwd.join(format!("set/pdfs/{i:04}.npy")),
+            cwd.join(format!("partial/{i:04}.npy")),
+        )
+        .unwrap();
+    }
+    let out = crossdenoise(
+        &[
+            "denoise", "--model", "pd.onnx", "--guide", "partial", "--out", "o2", "set/pd",
+        ],
+        cwd,
+    );
+    assert!(!out.status.success());
+    let e = stderr(&out);
+    assert!(
+        e.contains("1 input(s) have no usable guide; nothing was written"),
+        "{e}"
+    );
+    assert!(e.contains("0002.npy: no guide named 0002.npy"), "{e}");
+    assert!(!cwd.join("o2/pd").exists());
+
+    // With the guides: every slice, in its own contrast's units and size.
+    let out = crossdenoise(
+        &[
+            "denoise", "--model", "pd.onnx", "--guide", "set/pdfs", "--out", "o3", "set/pd",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in 0..3 {
+        let back = read_npy(&cwd.join(format!("o3/pd/{i:04}.npy"))).unwrap();
+        assert_eq!(back.dim(), (32, 32));
+        assert!(back.iter().all(|v| v.is_finite() && *v >= 0.0));
+    }
+
+    // A one-input model refuses a guide.
+    let plain = cwd.join("plain.onnx");
+    reference(&["make-model", plain.to_str().unwrap()]);
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            "plain.onnx",
+            "--guide",
+            "set/pdfs",
+            "--out",
+            "o4",
+            "set/pd",
+        ],
+        cwd,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("it takes no --guide"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -192,7 +192,8 @@ fn identity_mapping_and_same_domain_paths_export() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("pd (a) -> pd (a)"), "{text}");
+    // A path from a contrast to itself keeps the contrast: a denoiser of it, no synthesis.
+    assert!(text.contains("pd (a) denoiser;"), "{text}");
     assert!(
         printed_ops(&text).contains(&("Add".to_string(), 1)),
         "{text}"
@@ -324,4 +325,85 @@ fn fp16_export_reports_its_error_and_runs_in_the_runtime() {
         read_npy(&dir.path().join("den/s.npy")).unwrap().dim(),
         (32, 32)
     );
+}
+
+#[test]
+fn a_guided_denoiser_exports_with_two_inputs_and_its_metadata() {
+    let run = crate::util::tiny_guided_run();
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("pdfs.onnx");
+    let out = crossdenoise(
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--to",
+            "b",
+            "--out",
+            model.to_str().unwrap(),
+            "--triton-repo",
+            "triton",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("pdfs (b) denoiser guided by pd (a)"),
+        "{text}"
+    );
+    // Parity with Burn on a square, an oblong and a batch of two, within 1e-4.
+    let errors: Vec<f64> = text
+        .lines()
+        .filter_map(|l| l.split("max abs error ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(errors.len(), 4, "{text}");
+    assert!(errors.iter().all(|e| *e <= 1e-4), "{text}");
+
+    let checked: Value =
+        serde_json::from_str(&reference(&["check-model", model.to_str().unwrap()])).unwrap();
+    for input in ["image", "guide"] {
+        assert_eq!(
+            checked["inputs"][input],
+            serde_json::json!(["N", 1, "H", "W"]),
+            "{input}"
+        );
+    }
+    let meta = &checked["metadata"];
+    assert_eq!(meta["crossdenoise.kind"], "guided");
+    assert_eq!(meta["crossdenoise.from"], "b");
+    assert_eq!(meta["crossdenoise.to_name"], "pdfs");
+    assert_eq!(meta["crossdenoise.guide"], "a");
+    assert_eq!(meta["crossdenoise.guide_name"], "pd");
+    assert_eq!(meta["crossdenoise.guide.normalization.percentile"], "99.5");
+    assert_eq!(meta["crossdenoise.rician_correction"], "true");
+    // Four quarter turns of one U-Net share one set of weights.
+    let convs = checked["ops"]["Conv"].as_u64().unwrap();
+    assert!(convs > 4 * 10, "{convs} convolutions");
+    let repo = dir.path().join("triton/crossdenoise_pdfs_guided");
+    let config = fs::read_to_string(repo.join("config.pbtxt")).unwrap();
+    assert!(config.contains("name: \"guide\""), "{config}");
+    reference(&["triton-check", repo.join("config.pbtxt").to_str().unwrap()]);
+
+    // A denoiser's output is its input's contrast: --from elsewhere is refused.
+    let out = crossdenoise(
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--from",
+            "a",
+            "--to",
+            "b",
+            "--out",
+            "x.onnx",
+        ],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("a denoiser's output is its input's contrast"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.path().join("x.onnx").exists());
 }

@@ -43,8 +43,15 @@ pub const TINY: [&str; 8] = [
 /// Trains `configs/config.json` with `--epochs epochs` and `sets` (key=value overrides)
 /// into `CARGO_TARGET_TMPDIR/<folder>`; returns the run folder.
 fn trained_run(folder: &str, epochs: &str, sets: &[&str]) -> std::path::PathBuf {
+    trained("config", folder, epochs, sets)
+}
+
+/// Trains `configs/<config>.json` into `CARGO_TARGET_TMPDIR/<folder>`; returns the run.
+fn trained(config_name: &str, folder: &str, epochs: &str, sets: &[&str]) -> std::path::PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/config.json");
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs")
+        .join(format!("{config_name}.json"));
     let mut args = vec![
         "train",
         config.to_str().unwrap(),
@@ -59,7 +66,60 @@ fn trained_run(folder: &str, epochs: &str, sets: &[&str]) -> std::path::PathBuf 
     }
     let out = crossdenoise(&args, root.parent().unwrap());
     assert!(out.status.success(), "training {folder}: {}", stderr(&out));
-    root.join("config")
+    // Each shipped config is named after its file.
+    root.join(config_name)
+}
+
+/// `--set` values shrinking `configs/guided.json` to a tiny run: 32 x 32 slices, 16 x 16
+/// crops, four channels, depth 2.
+const TINY_GUIDED: [&str; 8] = [
+    "data.image_size=32",
+    "data.train_pairs=4",
+    "data.val_pairs=2",
+    "model.base_channels=4",
+    "model.depth=2",
+    "trainer.crop_size=16",
+    "trainer.batch_size=2",
+    "trainer.steps_per_epoch=3",
+];
+
+/// The one tiny guided run (both directions) the end-to-end tests share, trained once per
+/// test process.
+pub fn tiny_guided_run() -> std::path::PathBuf {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| trained("guided", "tiny-guided", "1", &TINY_GUIDED))
+        .clone()
+}
+
+/// A small guided run that has learned to denoise (8 channels, depth 2, 24 pairs of 32 x 32
+/// at SNR 5 / 4, 240 steps of 8 whole slices: about 30 s), trained once per test process;
+/// returns the run folder and the PD and PDFS SNRs of its phantoms.
+pub fn learned_guided_run() -> (std::path::PathBuf, [&'static str; 2]) {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    const SNR: [&str; 2] = ["5", "4"];
+    let run = RUN.get_or_init(|| {
+        trained(
+            "guided",
+            "learned-guided",
+            "4",
+            &[
+                "data.image_size=32",
+                "data.train_pairs=24",
+                "data.val_pairs=2",
+                "data.snr_a=5",
+                "data.snr_b=4",
+                "model.base_channels=8",
+                "model.depth=2",
+                "trainer.crop_size=32",
+                "trainer.batch_size=8",
+                "trainer.steps_per_epoch=60",
+                "trainer.warmup_steps=10",
+            ],
+        )
+    });
+    (run.clone(), SNR)
 }
 
 /// The one tiny trained run the end-to-end tests share (4 channels, depth 2, 32 x 32, one
@@ -84,32 +144,6 @@ pub fn tiny_run(identity: bool) -> std::path::PathBuf {
         )
     })
     .clone()
-}
-
-/// A small run that has learned to denoise (8 channels, 32 pairs of 32 x 32 acquired at SNR
-/// 4, 4 epochs at a constant lr: about 10 s), trained once per test process; returns the run
-/// folder and the SNR its phantoms were acquired at.
-pub fn denoising_run() -> (std::path::PathBuf, &'static str) {
-    use std::sync::OnceLock;
-    static RUN: OnceLock<std::path::PathBuf> = OnceLock::new();
-    const SNR: &str = "4";
-    let run = RUN.get_or_init(|| {
-        trained_run(
-            "denoising",
-            "4",
-            &[
-                "data.image_size=32",
-                "data.train_pairs=32",
-                "data.val_pairs=4",
-                "data.snr_a=4",
-                "data.snr_b=4",
-                "model.base_channels=8",
-                "trainer.warmup_steps=0",
-                "trainer.lr_schedule=constant",
-            ],
-        )
-    });
-    (run.clone(), SNR)
 }
 
 /// Renders an HTML file in headless Chromium (Debian's `chromium`) to a PNG screenshot, as

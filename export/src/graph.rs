@@ -57,6 +57,20 @@ impl GraphBuilder {
         name.to_string()
     }
 
+    /// Adds a 1-D int64 initializer (the shape-like inputs of Pad and Slice); returns its
+    /// name. One initializer per name: a second call with the same name reuses the first.
+    pub fn initializer_i64(&mut self, name: &str, values: &[i64]) -> String {
+        if !self.has_initializer(name) {
+            let mut t = TensorProto::new();
+            t.name = name.to_string();
+            t.dims = vec![values.len() as i64];
+            t.data_type = DataType::INT64 as i32;
+            t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.initializers.push(t);
+        }
+        name.to_string()
+    }
+
     pub fn has_initializer(&self, name: &str) -> bool {
         self.initializers.iter().any(|t| t.name == name)
     }
@@ -86,11 +100,11 @@ impl GraphBuilder {
         last.output = vec![name.to_string()];
     }
 
-    /// Turns the graph into a float16 one with float32 input and output: every initializer
-    /// is stored as float16, a Cast after the input feeds the graph, and a Cast turns its
-    /// result back into float32 under the output's name. Half the weight bytes, and tensor
-    /// core speed on a GPU; the export measures the error this costs.
-    pub fn into_fp16(mut self, input: &str, output: &str) -> Self {
+    /// Turns the graph into a float16 one with float32 inputs and output: every float
+    /// initializer is stored as float16, a Cast after each input feeds the graph, and a Cast
+    /// turns its result back into float32 under the output's name. Half the weight bytes,
+    /// and tensor core speed on a GPU; the export measures the error this costs.
+    pub fn into_fp16(mut self, inputs: &[&str], output: &str) -> Self {
         for t in &mut self.initializers {
             if t.data_type == DataType::FLOAT as i32 {
                 t.raw_data = t
@@ -104,12 +118,12 @@ impl GraphBuilder {
                 t.data_type = DataType::FLOAT16 as i32;
             }
         }
-        let input16 = format!("{input}.fp16");
-        let output16 = format!("{output}.fp16");
+        let half = |name: &str| format!("{name}.fp16");
+        let output16 = half(output);
         for n in &mut self.nodes {
             for i in &mut n.input {
-                if i == input {
-                    *i = input16.clone();
+                if inputs.contains(&i.as_str()) {
+                    *i = half(i);
                 }
             }
             for o in &mut n.output {
@@ -118,12 +132,14 @@ impl GraphBuilder {
                 }
             }
         }
-        let mut nodes = Vec::with_capacity(self.nodes.len() + 2);
-        nodes.push(cast(input, &input16, DataType::FLOAT16));
+        let mut nodes = Vec::with_capacity(self.nodes.len() + inputs.len() + 1);
+        for input in inputs {
+            nodes.push(cast(input, &half(input), DataType::FLOAT16));
+        }
         nodes.append(&mut self.nodes);
         nodes.push(cast(&output16, output, DataType::FLOAT));
         self.nodes = nodes;
-        *self.op_counts.entry("Cast".into()).or_default() += 2;
+        *self.op_counts.entry("Cast".into()).or_default() += inputs.len() + 1;
         self
     }
 
@@ -143,11 +159,11 @@ impl GraphBuilder {
             .sum()
     }
 
-    /// The model: one float32 input and output of shape `[N, 1, H, W]` with symbolic N, H,
-    /// W, the graph, and the metadata properties.
+    /// The model: float32 inputs and output of shape `[N, 1, H, W]` with symbolic N, H, W
+    /// (shared by all of them), the graph, and the metadata properties.
     pub fn finish(
         self,
-        input: &str,
+        inputs: &[&str],
         output: &str,
         graph_name: &str,
         graph_doc: &str,
@@ -158,7 +174,7 @@ impl GraphBuilder {
         graph.doc_string = graph_doc.to_string();
         graph.node = self.nodes;
         graph.initializer = self.initializers;
-        graph.input = vec![value_info(input)];
+        graph.input = inputs.iter().map(|i| value_info(i)).collect();
         graph.output = vec![value_info(output)];
 
         let mut model = ModelProto::new();

@@ -1,11 +1,13 @@
-//! Export of a trained model's no_skip path (E_from -> z -> D_to) as a standalone ONNX
-//! graph, written from the Burn weights with `onnx-protobuf` and parity-checked in ONNX
-//! Runtime before the file is allowed to exist.
+//! Export of a trained model as a standalone ONNX graph, written from the Burn weights with
+//! `onnx-protobuf` and parity-checked in ONNX Runtime before the file is allowed to exist:
+//! a guided (inputs `image`, `guide`) or single-contrast denoiser of one contrast, or the
+//! study's no_skip cross path (E_from -> z -> D_to), labelled contrast synthesis.
 //!
 //! The exported graph is what the scanner-side box runs: no skip branch, no training-only
 //! node, and metadata that tells the runtime how to prepare its input. A graph that does not
 //! reproduce Burn's forward pass within 1e-4 is never written.
 
+pub mod denoiser_graph;
 pub mod error;
 pub mod graph;
 pub mod lower;
@@ -17,13 +19,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::{ModelMetadata, Normalization};
+use crossdenoise_runtime::{GuideMetadata, ModelKind, ModelMetadata, Normalization};
 use crossdenoise_train::model::Domain;
 use protobuf::Message;
 
 pub use error::ExportError;
 pub use parity::{ParityCase, ParityReport};
-pub use source::TrainedModel;
+pub use source::{Network, TrainedModel};
 
 /// The largest max-abs difference between ONNX Runtime and Burn that export accepts.
 pub const PARITY_TOLERANCE: f32 = 1e-4;
@@ -37,7 +39,8 @@ pub struct ExportOptions {
     /// A run folder (`runs/<name>`) or one of its checkpoint folders.
     pub source: PathBuf,
     pub out: PathBuf,
-    pub from: Domain,
+    /// The cross path's input contrast (default b); a denoiser's is its output's.
+    pub from: Option<Domain>,
     pub to: Domain,
     pub skip_parity: bool,
     /// Float16 weights and compute, float32 input and output.
@@ -66,28 +69,56 @@ pub struct ExportReport {
 pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     let trained = TrainedModel::load(&opts.source)?;
     let config = &trained.config;
+    let domains = &config.data.domains;
+    let (depth, channels) = (config.model.depth, config.model.base_channels);
+    let (metadata, mut graph, inputs) = match &trained.network {
+        Network::DualDomain(model) => {
+            let from = opts.from.unwrap_or(Domain::B);
+            let meta = path_metadata(domains, from, opts.to, depth, channels);
+            (
+                meta,
+                lower::model_path(model, from, opts.to),
+                vec![lower::INPUT],
+            )
+        }
+        Network::Denoisers(pair) => {
+            if let Some(from) = opts.from.filter(|f| *f != opts.to) {
+                return Err(ExportError::Unsupported(format!(
+                    "{}: a denoiser's output is its input's contrast; --from {} differs from \
+                     --to {}: leave --from out (--to picks the contrast)",
+                    opts.source.display(),
+                    domain_key(from),
+                    domain_key(opts.to)
+                )));
+            }
+            let net = pair.get(opts.to);
+            let meta = denoiser_metadata(domains, opts.to, net.is_guided(), depth, channels);
+            let inputs = if net.is_guided() {
+                vec![lower::INPUT, lower::GUIDE]
+            } else {
+                vec![lower::INPUT]
+            };
+            (meta, denoiser_graph::denoiser(net), inputs)
+        }
+    };
     let metadata = ModelMetadata {
         config_hash: Some(config.hash()),
-        ..path_metadata(
-            &config.data.domains,
-            opts.from,
-            opts.to,
-            config.model.depth,
-            config.model.base_channels,
-        )
+        ..metadata
     };
-
-    let mut graph = lower::model_path(&trained.model, opts.from, opts.to);
     if opts.fp16 {
-        graph = graph.into_fp16(lower::INPUT, lower::OUTPUT);
+        graph = graph.into_fp16(&inputs, lower::OUTPUT);
     }
     let op_counts = graph.op_counts().clone();
     let nodes = graph.node_count();
     let parameters = graph.parameter_count();
+    let what = match metadata.kind {
+        ModelKind::Synthesis => "no-skip path",
+        _ => "network",
+    };
     let doc = format!(
-        "crossdenoise {}: {} no-skip path of run '{}' (config {}), trained {} epochs{}; input \
-         normalised per slice by its {}th percentile, clamped to [0, {}], H and W multiples \
-         of {}.",
+        "crossdenoise {}: {} {what} of run '{}' (config {}), trained {} epochs{}; inputs \
+         normalised per slice by their {}th percentile, clamped to [0, {}], H and W multiples \
+         of {}{}.",
         env!("CARGO_PKG_VERSION"),
         metadata.path_label(),
         config.name,
@@ -101,25 +132,36 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         metadata.normalization.percentile,
         metadata.normalization.clamp_max,
         metadata.size_multiple,
+        if metadata.rician_correction {
+            "; the output is the expected magnitude, whose Rician bias the runtime removes"
+        } else {
+            ""
+        },
     );
     let mut props = metadata.to_props();
     props.push((
         "crossdenoise.precision".into(),
         if opts.fp16 { "fp16" } else { "fp32" }.into(),
     ));
-    let bytes = encode(graph, &metadata, &props, &doc)?;
+    let bytes = encode(graph, &inputs, &metadata, &props, &doc)?;
 
     let tolerance = if opts.fp16 {
         FP16_PARITY_TOLERANCE
     } else {
         PARITY_TOLERANCE
     };
-    let depth = config.model.depth;
     let parity = write_checked(&bytes, &opts.out, tolerance, |file| {
         if opts.skip_parity {
-            Ok(None)
-        } else {
-            parity::check(&trained.model, opts.from, opts.to, file, depth).map(Some)
+            return Ok(None);
+        }
+        match &trained.network {
+            Network::DualDomain(model) => {
+                let from = opts.from.unwrap_or(Domain::B);
+                parity::check(model, from, opts.to, file, depth).map(Some)
+            }
+            Network::Denoisers(pair) => {
+                parity::check_denoiser(pair.get(opts.to), opts.to, file, depth).map(Some)
+            }
         }
     })?;
 
@@ -141,6 +183,46 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     })
 }
 
+fn domain_key(d: Domain) -> &'static str {
+    match d {
+        Domain::A => "a",
+        Domain::B => "b",
+    }
+}
+
+/// The metadata of the denoiser of contrast `to` (guided by the other contrast, or alone):
+/// its output is its input's contrast, an expected magnitude to be bias-corrected.
+pub fn denoiser_metadata(
+    domains: &[String; 2],
+    to: Domain,
+    guided: bool,
+    depth: usize,
+    base_channels: usize,
+) -> ModelMetadata {
+    let other = match to {
+        Domain::A => Domain::B,
+        Domain::B => Domain::A,
+    };
+    let name = |d: Domain| match d {
+        Domain::A => domains[0].clone(),
+        Domain::B => domains[1].clone(),
+    };
+    ModelMetadata {
+        kind: if guided {
+            ModelKind::Guided
+        } else {
+            ModelKind::Single
+        },
+        guide: guided.then(|| GuideMetadata {
+            domain: domain_key(other).into(),
+            name: name(other),
+            normalization: Normalization::default(),
+        }),
+        rician_correction: true,
+        ..path_metadata(domains, to, to, depth, base_channels)
+    }
+}
+
 /// The metadata of the `from -> to` path of a model with `depth` levels and
 /// `base_channels`, its domains named as in `domains` (`[a, b]`); no config hash.
 pub fn path_metadata(
@@ -154,6 +236,11 @@ pub fn path_metadata(
         Domain::A => ("a".to_string(), domains[0].clone()),
         Domain::B => ("b".to_string(), domains[1].clone()),
     };
+    let kind = if from == to {
+        ModelKind::Single
+    } else {
+        ModelKind::Synthesis
+    };
     let ((from, from_name), (to, to_name)) = (side(from), side(to));
     ModelMetadata {
         from,
@@ -166,6 +253,9 @@ pub fn path_metadata(
         base_channels: Some(base_channels),
         config_hash: None,
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        kind,
+        guide: None,
+        rician_correction: false,
     }
 }
 
@@ -173,18 +263,16 @@ pub fn path_metadata(
 /// its doc string.
 pub fn encode(
     graph: graph::GraphBuilder,
+    inputs: &[&str],
     metadata: &ModelMetadata,
     props: &[(String, String)],
     doc: &str,
 ) -> Result<Vec<u8>, ExportError> {
     graph
         .finish(
-            lower::INPUT,
+            inputs,
             lower::OUTPUT,
-            &format!(
-                "crossdenoise_{}_to_{}",
-                metadata.from_name, metadata.to_name
-            ),
+            &triton::model_name(metadata),
             doc,
             props,
         )

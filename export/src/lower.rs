@@ -15,6 +15,8 @@ use crossdenoise_train::model::{ConvBlock, Decoder, DualDomain, Encoder, LEAKY_S
 use crate::graph::{Attr, GraphBuilder};
 
 pub const INPUT: &str = "image";
+/// The second input of a guided denoiser: the other contrast of the slice.
+pub const GUIDE: &str = "guide";
 pub const OUTPUT: &str = "denoised";
 
 /// Lowers `decoder(E(x))` with no skips; `identity` adds the input to the head's output.
@@ -93,7 +95,7 @@ fn channels_t(conv: &ConvTranspose2d) -> usize {
     conv.weight.val().dims()[1]
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
@@ -111,20 +113,40 @@ fn weight_inputs(
 ) -> (Vec<String>, [usize; 4]) {
     let w = weight.val();
     let dims = w.dims();
+    // A layer that runs at several places of the graph keeps one copy of its weights.
+    let shared = |g: &mut GraphBuilder, key: String, dims: &[usize], v: Vec<f32>| {
+        if g.has_initializer(&key) {
+            key
+        } else {
+            g.initializer(&key, dims, &v)
+        }
+    };
     let mut inputs = vec![
         x.to_string(),
-        g.initializer(&format!("{name}.weight"), &dims, &values(w)),
+        shared(g, format!("{name}.weight"), &dims, values(w)),
     ];
     if let Some(b) = bias {
         let b = b.val();
-        inputs.push(g.initializer(&format!("{name}.bias"), &b.dims(), &values(b)));
+        inputs.push(shared(g, format!("{name}.bias"), &b.dims(), values(b)));
     }
     (inputs, dims)
 }
 
 /// A convolution with the layer's own kernel, stride, dilation and (explicit) padding.
-fn conv(g: &mut GraphBuilder, name: &str, conv: &Conv2d, x: &str) -> String {
-    let (inputs, dims) = weight_inputs(g, name, x, &conv.weight, conv.bias.as_ref());
+pub(crate) fn conv(g: &mut GraphBuilder, name: &str, conv: &Conv2d, x: &str) -> String {
+    conv_shared(g, name, name, conv, x)
+}
+
+/// [`conv`] as node `node`, with the weights stored (once) under `weights`.
+pub(crate) fn conv_shared(
+    g: &mut GraphBuilder,
+    node: &str,
+    weights: &str,
+    conv: &Conv2d,
+    x: &str,
+) -> String {
+    let name = node;
+    let (inputs, dims) = weight_inputs(g, weights, x, &conv.weight, conv.bias.as_ref());
     // ONNX orders pads as [top, left, bottom, right], as Burn's Explicit does.
     let pads = match conv.padding {
         PaddingConfig2d::Explicit(t, l, b, r) => [t, l, b, r],
@@ -149,14 +171,31 @@ fn conv(g: &mut GraphBuilder, name: &str, conv: &Conv2d, x: &str) -> String {
     )
 }
 
-fn ints(v: &[usize]) -> Attr {
+pub(crate) fn ints(v: &[usize]) -> Attr {
     Attr::Ints(v.iter().map(|&x| x as i64).collect())
 }
 
 /// The transposed convolution of each decoder level (2x2, stride 2). Burn and ONNX share
 /// the weight layout `[C_in, C_out / groups, kH, kW]`.
-fn conv_transpose(g: &mut GraphBuilder, name: &str, conv: &ConvTranspose2d, x: &str) -> String {
-    let (inputs, dims) = weight_inputs(g, name, x, &conv.weight, conv.bias.as_ref());
+pub(crate) fn conv_transpose(
+    g: &mut GraphBuilder,
+    name: &str,
+    conv: &ConvTranspose2d,
+    x: &str,
+) -> String {
+    conv_transpose_shared(g, name, name, conv, x)
+}
+
+/// [`conv_transpose`] as node `node`, with the weights stored (once) under `weights`.
+pub(crate) fn conv_transpose_shared(
+    g: &mut GraphBuilder,
+    node: &str,
+    weights: &str,
+    conv: &ConvTranspose2d,
+    x: &str,
+) -> String {
+    let name = node;
+    let (inputs, dims) = weight_inputs(g, weights, x, &conv.weight, conv.bias.as_ref());
     let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let [ph, pw] = conv.padding;
     g.node(
@@ -206,10 +245,14 @@ fn instance_norm(
 }
 
 fn leaky(g: &mut GraphBuilder, name: &str, x: &str) -> String {
+    leaky_slope(g, name, x, LEAKY_SLOPE)
+}
+
+pub(crate) fn leaky_slope(g: &mut GraphBuilder, name: &str, x: &str, slope: f64) -> String {
     g.node(
         "LeakyRelu",
         name,
         &[x],
-        vec![("alpha", Attr::Float(LEAKY_SLOPE as f32))],
+        vec![("alpha", Attr::Float(slope as f32))],
     )
 }

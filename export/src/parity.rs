@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::prelude::*;
 use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, Normalization, OnnxRuntime};
-use crossdenoise_train::model::{Domain, DualDomain};
+use crossdenoise_train::model::{Domain, DualDomain, GuidedDenoiser, Precision};
 use ndarray::{Array4, s};
 
 use crate::ExportError;
@@ -54,50 +54,94 @@ pub fn check(
     onnx: &Path,
     depth: usize,
 ) -> Result<ParityReport, ExportError> {
-    let m = 1usize << depth;
+    let (mut session, device) = open(onnx)?;
+    let mut cases = Vec::new();
+    for (n, h, w) in shapes(depth) {
+        let input = phantom_input(from, n, h, w);
+        let ours = session.infer_raw(input.view(), None)?;
+        let burn = model.translate(from, to, tensor(&input, &device));
+        cases.push(compare(&ours, burn, [n, 1, h, w]));
+    }
+    Ok(ParityReport { cases })
+}
+
+/// Runs the model file at `onnx` and Burn's denoiser of contrast `to` on the same noisy
+/// phantom slices (and, for a guided one, their partner slices as guides).
+pub fn check_denoiser(
+    model: &GuidedDenoiser,
+    to: Domain,
+    onnx: &Path,
+    depth: usize,
+) -> Result<ParityReport, ExportError> {
+    let (mut session, device) = open(onnx)?;
+    let other = match to {
+        Domain::A => Domain::B,
+        Domain::B => Domain::A,
+    };
+    let mut cases = Vec::new();
+    for (n, h, w) in shapes(depth) {
+        let input = phantom_input(to, n, h, w);
+        let guide = model.is_guided().then(|| phantom_input(other, n, h, w));
+        let ours = session.infer_raw(input.view(), guide.as_ref().map(|g| g.view()))?;
+        let burn = model.forward(
+            tensor(&input, &device),
+            guide.as_ref().map(|g| tensor(g, &device)),
+            Precision::F32,
+        );
+        cases.push(compare(&ours, burn, [n, 1, h, w]));
+    }
+    Ok(ParityReport { cases })
+}
+
+/// The written graph in ONNX Runtime (no warm-up: the check is its first run) and the CPU
+/// device Burn's side runs on.
+fn open(onnx: &Path) -> Result<(Denoiser, Device), ExportError> {
     let runtime = OnnxRuntime::load()?;
     let options = DenoiserOptions {
         warmup: None,
         ..DenoiserOptions::default()
     };
-    let mut session = Denoiser::open(&runtime, onnx, &options)?;
-    let device = Device::flex();
-    let mut cases = Vec::new();
-    // At least 64 pixels a side whatever the depth, one square and one oblong size.
+    Ok((Denoiser::open(&runtime, onnx, &options)?, Device::flex()))
+}
+
+/// At least 64 pixels a side whatever the depth: one square size, one oblong, and a batch
+/// of two.
+fn shapes(depth: usize) -> [(usize, usize, usize); 3] {
+    let m = 1usize << depth;
     let round = |v: usize| v.div_ceil(m).max(1) * m;
     let side = round(64.max(4 * m));
     let (tall, narrow) = (round(side * 5 / 4), round(side * 3 / 4));
-    for (n, h, w) in [(1, side, side), (1, tall, narrow), (2, side, side)] {
-        let input = phantom_input(from, n, h, w);
-        let ours = session.infer_raw(input.view())?;
-        let x = Tensor::<4>::from_data(
-            TensorData::new(input.iter().copied().collect::<Vec<f32>>(), [n, 1, h, w]),
-            &device,
-        );
-        let burn: Vec<f32> = model
-            .translate(from, to, x)
-            .into_data()
-            .try_to_vec::<f32>()
-            .expect("float output");
-        let max_abs_error = ours
-            .iter()
-            .zip(&burn)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        let max_abs_output = burn.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        cases.push(ParityCase {
-            shape: [n, 1, h, w],
-            max_abs_error: if max_abs_error.is_nan() {
-                f32::INFINITY
-            } else {
-                max_abs_error
-            },
-            max_abs_output,
-        });
-    }
-    Ok(ParityReport { cases })
+    [(1, side, side), (1, tall, narrow), (2, side, side)]
 }
 
-/// Normalised noisy phantom slices of the `from` contrast, as the runtime feeds them.
+fn tensor(a: &Array4<f32>, device: &Device) -> Tensor<4> {
+    let (n, c, h, w) = a.dim();
+    Tensor::<4>::from_data(
+        TensorData::new(a.iter().copied().collect::<Vec<f32>>(), [n, c, h, w]),
+        device,
+    )
+}
+
+fn compare(ours: &Array4<f32>, burn: Tensor<4>, shape: [usize; 4]) -> ParityCase {
+    let burn: Vec<f32> = burn.into_data().try_to_vec::<f32>().expect("float output");
+    let max_abs_error = ours
+        .iter()
+        .zip(&burn)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    let max_abs_output = burn.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    ParityCase {
+        shape,
+        max_abs_error: if max_abs_error.is_nan() {
+            f32::INFINITY
+        } else {
+            max_abs_error
+        },
+        max_abs_output,
+    }
+}
+
+/// Normalised noisy phantom slices of the `from` contrast, as the runtime feeds them
+/// (the same slices whatever the contrast, so a pair of calls gives pairs).
 fn phantom_input(from: Domain, n: usize, h: usize, w: usize) -> Array4<f32> {
     let size = h.max(w).div_ceil(16) * 16;
     let generator = PhantomGenerator::new(

@@ -4,18 +4,26 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use crossdenoise_train::Config;
-use crossdenoise_train::checkpoint;
-use crossdenoise_train::model::DualDomain;
-use crossdenoise_train::training::model_config;
+use crossdenoise_train::checkpoint::{self, StateHeader};
+use crossdenoise_train::model::{DenoiserPair, DualDomain};
+use crossdenoise_train::{denoiser, training};
 
 use crate::ExportError;
+
+/// What a run trained.
+pub enum Network {
+    /// The study's dual-domain network (its no_skip cross path is exported).
+    DualDomain(Box<DualDomain>),
+    /// A guided or single-contrast denoiser per contrast.
+    Denoisers(Box<DenoiserPair>),
+}
 
 /// A run's config and its latest checkpoint's weights, on the CPU.
 pub struct TrainedModel {
     pub run: PathBuf,
     pub checkpoint: PathBuf,
     pub config: Config,
-    pub model: DualDomain,
+    pub network: Network,
     pub epochs_done: usize,
     pub device: Device,
 }
@@ -54,10 +62,11 @@ impl TrainedModel {
             path: config_path.clone(),
             reason: e.to_string(),
         })?;
-        let state = checkpoint::load_state(&ckpt).map_err(|e| ExportError::Mismatch {
-            path: ckpt.clone(),
-            reason: e.to_string(),
-        })?;
+        let state: StateHeader =
+            checkpoint::load_state(&ckpt).map_err(|e| ExportError::Mismatch {
+                path: ckpt.clone(),
+                reason: e.to_string(),
+            })?;
         if state.config_hash != config.hash() {
             return Err(ExportError::Mismatch {
                 path: ckpt,
@@ -70,18 +79,26 @@ impl TrainedModel {
             });
         }
         let device = Device::flex();
-        let model =
-            checkpoint::load_model(&ckpt, model_config(&config).init(&device)).map_err(|e| {
-                ExportError::Mismatch {
-                    path: ckpt.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let mismatch = |e: checkpoint::CheckpointError| ExportError::Mismatch {
+            path: ckpt.clone(),
+            reason: e.to_string(),
+        };
+        let network = if config.model.kind.is_denoiser() {
+            let init = denoiser::training::model_config(&config).init_pair(&device);
+            Network::Denoisers(Box::new(
+                checkpoint::load_model(&ckpt, init).map_err(mismatch)?,
+            ))
+        } else {
+            let init = training::model_config(&config).init(&device);
+            Network::DualDomain(Box::new(
+                checkpoint::load_model(&ckpt, init).map_err(mismatch)?,
+            ))
+        };
         Ok(TrainedModel {
             run,
             checkpoint: ckpt,
             config,
-            model,
+            network,
             epochs_done: state.epoch,
             device,
         })

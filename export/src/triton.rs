@@ -8,10 +8,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::ModelMetadata;
+use crossdenoise_runtime::{ModelKind, ModelMetadata};
 
 use crate::ExportError;
-use crate::lower::{INPUT, OUTPUT};
+use crate::lower::{GUIDE, INPUT, OUTPUT};
 
 /// Largest batch Triton forms from queued requests.
 pub const MAX_BATCH_SIZE: usize = 8;
@@ -34,53 +34,59 @@ pub fn model_name(meta: &ModelMetadata) -> String {
             s
         }
     };
-    format!(
-        "crossdenoise_{}_to_{}",
-        clean(&meta.from_name, &meta.from),
-        clean(&meta.to_name, &meta.to)
-    )
+    let to = clean(&meta.to_name, &meta.to);
+    match meta.kind {
+        ModelKind::Synthesis => {
+            format!(
+                "crossdenoise_{}_to_{to}",
+                clean(&meta.from_name, &meta.from)
+            )
+        }
+        kind => format!("crossdenoise_{to}_{}", kind.name()),
+    }
 }
 
 /// The `config.pbtxt` text (protobuf text format of Triton's `ModelConfig`).
 pub fn config_pbtxt(meta: &ModelMetadata) -> String {
-    let mut params = vec![
-        ("crossdenoise.from".to_string(), meta.from_name.clone()),
-        ("crossdenoise.to".to_string(), meta.to_name.clone()),
-        (
-            "crossdenoise.normalization.percentile".to_string(),
-            meta.normalization.percentile.to_string(),
-        ),
-        (
-            "crossdenoise.normalization.clamp_max".to_string(),
-            meta.normalization.clamp_max.to_string(),
-        ),
-        (
-            "crossdenoise.size_multiple".to_string(),
-            meta.size_multiple.to_string(),
-        ),
-    ];
-    if let Some(h) = &meta.config_hash {
-        params.push(("crossdenoise.config_hash".to_string(), h.clone()));
-    }
-    let params: String = params
+    // The same keys and values as the ONNX file's metadata: one source for both.
+    let params: String = meta
+        .to_props()
         .iter()
         .map(|(k, v)| {
             format!("parameters {{\n  key: \"{k}\"\n  value {{ string_value: \"{v}\" }}\n}}\n")
         })
         .collect();
+    let tensor = |name: &str| {
+        format!(
+            "  {{\n    name: \"{name}\"\n    data_type: TYPE_FP32\n    dims: [ 1, -1, -1 ]\n  }}"
+        )
+    };
+    let mut inputs = vec![tensor(INPUT)];
+    if meta.guide.is_some() {
+        inputs.push(tensor(GUIDE));
+    }
+    let guide_note = match &meta.guide {
+        Some(g) => format!(
+            "\n# `{GUIDE}` is the same slice in the partner contrast ({}), normalised the same way.",
+            g.name
+        ),
+        None => String::new(),
+    };
+    let correction_note = if meta.rician_correction {
+        "\n# The output is the denoised magnitude's expectation: remove its Rician bias at the\n\
+         # slice's noise level as crossdenoise-runtime does (rician::RicianCorrection)."
+    } else {
+        ""
+    };
     format!(
         r#"# Triton Inference Server model configuration written by crossdenoise export.
 # Inputs are slices normalised by their {percentile}th percentile and clamped to
-# [0, {clamp}], with H and W multiples of {multiple} (see the parameters below).
+# [0, {clamp}], with H and W multiples of {multiple} (see the parameters below).{guide_note}{correction_note}
 name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {max_batch}
 input [
-  {{
-    name: "{input}"
-    data_type: TYPE_FP32
-    dims: [ 1, -1, -1 ]
-  }}
+{inputs}
 ]
 output [
   {{
@@ -116,7 +122,7 @@ optimization {{
         multiple = meta.size_multiple,
         name = model_name(meta),
         max_batch = MAX_BATCH_SIZE,
-        input = INPUT,
+        inputs = inputs.join(",\n"),
         output = OUTPUT,
     )
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::mrd::{DataType, Image, Message, MessageReader, MessageWriter, Meta};
 use crate::mrd_h5::{H5Error, is_h5, read_images};
-use crate::session::IMAGE_TYPE_MARK;
+use crate::session::{IMAGE_TYPE_MARK, SYNTHESIZED_MARK};
 
 /// Attribute naming the file an image was read from, so answers can be matched to inputs.
 pub const SOURCE_ATTRIBUTE: &str = "crossdenoiseSource";
@@ -22,12 +22,17 @@ pub struct SendOptions {
     pub data_type: DataType,
     /// Largest message accepted back, in bytes.
     pub max_message: usize,
+    /// Send the inputs slice by slice in turn (the first slice of each, then the second, ...)
+    /// rather than one after the other: how two contrasts reach a guided model together.
+    pub interleave: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SendReport {
     pub sent: usize,
     pub denoised: usize,
+    /// Images of the other contrast made by the cross path (contrast synthesis).
+    pub synthesized: usize,
     pub unchanged: usize,
     /// TEXT messages from the server.
     pub texts: Vec<String>,
@@ -73,7 +78,10 @@ pub enum SendError {
 
 /// Sends every slice of `inputs` (files or folders of .npy / .png / DICOM, or MRD `.h5`
 /// files, whose images go as recorded) to `addr` and writes the answers into `out`:
-/// `NAME.denoised.npy` for denoised images, `NAME.npy` for images returned unchanged.
+/// `NAME.denoised.npy` for denoised images, `NAME.synthesized.npy` for the cross path's
+/// (an image of the other contrast), `NAME.npy` for images returned unchanged.
+/// The slices of input `k` form series `k + 1` with contrast index `k`, numbered from 0 and
+/// described by the input's name, so a daemon can tell the contrasts apart and pair slices.
 pub async fn send(
     addr: &str,
     inputs: &[PathBuf],
@@ -87,13 +95,40 @@ pub async fn send(
     // (name of the answer files, image to send)
     let mut images: Vec<(PathBuf, Image)> = Vec::new();
     if !others.is_empty() || h5.is_empty() {
-        for (i, file) in collect_inputs(&others)?.iter().enumerate() {
-            let plane = read_slice(&file.path)?;
-            let mut image = Image::from_plane(&plane, options.data_type);
+        let mut series: Vec<Vec<(PathBuf, Image)>> = Vec::new();
+        for (k, input) in others.iter().enumerate() {
+            let description = input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut slices = Vec::new();
+            for (i, file) in collect_inputs(std::slice::from_ref(input))?
+                .iter()
+                .enumerate()
+            {
+                let plane = read_slice(&file.path)?;
+                let mut image = Image::from_plane(&plane, options.data_type);
+                image.header.image_series_index = k as u16 + 1;
+                image.header.contrast = k as u16;
+                image.header.slice = i as u16;
+                let mut meta = Meta::new();
+                meta.set("SequenceDescription", vec![description.clone()]);
+                image.attributes = meta.to_xml();
+                slices.push((file.output.clone(), image));
+            }
+            series.push(slices);
+        }
+        if options.interleave {
+            let longest = series.iter().map(Vec::len).max().unwrap_or(0);
+            let mut queues: Vec<_> = series.into_iter().map(Vec::into_iter).collect();
+            for _ in 0..longest {
+                images.extend(queues.iter_mut().filter_map(Iterator::next));
+            }
+        } else {
+            images.extend(series.into_iter().flatten());
+        }
+        for (i, (_, image)) in images.iter_mut().enumerate() {
             image.header.image_index = i as u16 + 1;
-            image.header.image_series_index = 1;
-            image.header.slice = i as u16;
-            images.push((file.output.clone(), image));
         }
     }
     for path in &h5 {
@@ -156,14 +191,20 @@ pub async fn send(
             Message::Text(t) => report.texts.push(t),
             Message::Image(image) => {
                 let meta = Meta::parse(&image.attributes).unwrap_or_default();
-                let denoised = meta
-                    .get("ImageType")
-                    .is_some_and(|v| v.iter().any(|t| t == IMAGE_TYPE_MARK));
+                let marked = |mark: &str| {
+                    meta.get("ImageType")
+                        .is_some_and(|v| v.iter().any(|t| t == mark))
+                };
+                let (denoised, synthesized) = (marked(IMAGE_TYPE_MARK), marked(SYNTHESIZED_MARK));
                 let name = meta
                     .first(SOURCE_ATTRIBUTE)
                     .map(PathBuf::from)
                     .unwrap_or_else(|| format!("image_{:05}", image.header.image_index).into());
-                let suffix = if denoised { "denoised.npy" } else { "npy" };
+                let suffix = match (denoised, synthesized) {
+                    (true, _) => "denoised.npy",
+                    (_, true) => "synthesized.npy",
+                    _ => "npy",
+                };
                 // Complex or other non-magnitude answers are counted, not written as slices.
                 if let Ok(planes) = image.planes() {
                     for (k, plane) in planes.iter().enumerate() {
@@ -186,6 +227,8 @@ pub async fn send(
                 back.insert(name.display().to_string());
                 if denoised {
                     report.denoised += 1;
+                } else if synthesized {
+                    report.synthesized += 1;
                 } else {
                     report.unchanged += 1;
                 }

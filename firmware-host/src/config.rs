@@ -39,6 +39,10 @@ pub struct HostConfig {
     pub idle_timeout_s: f64,
     /// An image not denoised within this time goes back unchanged.
     pub image_timeout_s: f64,
+    /// How long an image for a guided model waits on its connection for the same slice of
+    /// its partner contrast (its guide); one left without a partner goes back unchanged.
+    /// Below `image_timeout_s`, which bounds the wait and the denoising together.
+    pub pair_wait_s: f64,
     /// Most slices denoised in one inference. 1 suits a CPU (ONNX Runtime's CPU kernels run
     /// a batch of 4 slower per slice than 4 single slices, see BENCHMARKS.md); a GPU gains
     /// from more.
@@ -94,6 +98,7 @@ impl Default for HostConfig {
             max_message_mib: 64,
             idle_timeout_s: 300.0,
             image_timeout_s: 30.0,
+            pair_wait_s: 10.0,
             batch_size: 1,
             batch_wait_ms: 0,
             queue_depth: 64,
@@ -236,6 +241,12 @@ impl HostConfig {
                 return bad(key, "must be a positive number of seconds");
             }
         }
+        if !(self.pair_wait_s > 0.0 && self.pair_wait_s < self.image_timeout_s) {
+            return bad(
+                "pair_wait_s",
+                "must be a positive number of seconds below image_timeout_s",
+            );
+        }
         if !(self.stats_interval_s >= 0.0 && self.stats_interval_s.is_finite()) {
             return bad("stats_interval_s", "must be 0 (off) or a positive number");
         }
@@ -254,6 +265,10 @@ impl HostConfig {
 
     pub fn image_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.image_timeout_s)
+    }
+
+    pub fn pair_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.pair_wait_s)
     }
 
     /// Every distinct model file, in a stable order (the worker's model indices).
@@ -325,11 +340,8 @@ mod tests {
         let c = load(include_str!("../../deploy/host.toml")).unwrap();
         assert_eq!(c.batch_size, 4);
         assert_eq!(c.metrics_listen.unwrap().port(), 9102);
-        assert!(
-            c.profiles["crossdenoise"]
-                .model
-                .ends_with("pd_from_pdfs.onnx")
-        );
+        assert!(c.profiles["crossdenoise"].model.ends_with("pd_guided.onnx"));
+        assert_eq!(c.pair_wait_s, 10.0);
     }
 
     #[test]

@@ -66,6 +66,10 @@ struct SendArgs {
     /// Pixel type of the images sent: float or ushort.
     #[arg(long, default_value = "float", value_parser = parse_dtype)]
     dtype: DataType,
+    /// Send the inputs slice by slice in turn (for a guided model: each slice's partner
+    /// contrast arrives with it). Input k is series k + 1 with contrast index k.
+    #[arg(long)]
+    interleave: bool,
 }
 
 fn parse_dtype(s: &str) -> Result<DataType, String> {
@@ -193,13 +197,19 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         config_name: args.config,
         data_type: args.dtype,
         max_message: 1 << 30,
+        interleave: args.interleave,
     };
     let report = client::send(&args.connect, &args.inputs, &args.out, &options).await?;
     for t in &report.texts {
         eprintln!("server: {t}");
     }
+    let synthesized = if report.synthesized > 0 {
+        format!(", {} synthesized (contrast synthesis)", report.synthesized)
+    } else {
+        String::new()
+    };
     println!(
-        "sent {} images: {} denoised, {} returned unchanged, written to {}",
+        "sent {} images: {} denoised{synthesized}, {} returned unchanged, written to {}",
         report.sent,
         report.denoised,
         report.unchanged,

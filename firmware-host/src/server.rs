@@ -67,6 +67,7 @@ impl Host {
             .enumerate()
             .map(|(i, p)| (p, i))
             .collect();
+        let infos = engines.iter().map(Engine::info).collect();
         let (worker, worker_thread) = Worker::spawn(
             engines,
             WorkerOptions {
@@ -79,6 +80,7 @@ impl Host {
             ctx: Arc::new(Context {
                 config,
                 models,
+                infos,
                 worker,
                 stats: Arc::new(Stats::default()),
             }),

@@ -8,6 +8,14 @@
 //! too long, the original. Whatever ends the reading — the client's close, a bad message,
 //! silence, shutdown — the writer still answers every image already read, then sends close:
 //! an image that reached the daemon is never dropped.
+//!
+//! An image for a guided model needs the same slice of its partner contrast. It waits on
+//! its connection (its answer's place in the queue kept) until an image arrives whose model
+//! is guided by this one's contrast and that lies at the same place; both are then denoised,
+//! each guided by the other. One whose partner does not come within `pair_wait_s` goes back
+//! unchanged. Pairs therefore meet within the connection's in-flight window: a client sends
+//! the two series slice by slice (`crossdenoise-host send --interleave`); a series that
+//! arrives whole before its partner is the DICOM node's case, which holds it on disk.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,19 +29,70 @@ use tracing::{debug, info, warn};
 use crate::config::{Forward, HostConfig, Profile};
 use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
 use crate::stats::{Stats, inc};
-use crate::worker::{Answer, Worker};
+use crate::worker::{Answer, ModelInfo, Planes, Worker};
 
 /// What every connection shares.
 pub struct Context {
     pub config: HostConfig,
     /// Model file -> the worker's model index.
     pub models: HashMap<PathBuf, usize>,
+    /// What each model (by index) does.
+    pub infos: Vec<ModelInfo>,
     pub worker: Worker,
     pub stats: Arc<Stats>,
 }
 
+/// An image for a guided model, waiting for its partner.
+struct Waiting {
+    model: usize,
+    planes: Planes,
+    place: Place,
+    /// Its model's output contrast and guide contrast.
+    contrast: String,
+    guide: String,
+    reply: oneshot::Sender<Answer>,
+    arrived: Instant,
+    index: u16,
+}
+
+/// Where a slice lies: its position and thickness, or (a stream without positions) its
+/// slice number.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Place {
+    position: [f32; 3],
+    thickness: f32,
+    slice: u16,
+}
+
+impl Place {
+    fn of(image: &Image) -> Self {
+        Place {
+            position: image.header.position,
+            thickness: image.header.field_of_view[2],
+            slice: image.header.slice,
+        }
+    }
+
+    /// The same slice: positions within half a slice thickness, or equal slice numbers
+    /// when neither image says where it is.
+    fn same(&self, other: &Place) -> bool {
+        if self.position == [0.0; 3] && other.position == [0.0; 3] {
+            return self.slice == other.slice;
+        }
+        let d2: f32 = self
+            .position
+            .iter()
+            .zip(&other.position)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum();
+        d2.sqrt() <= 0.5 * self.thickness.max(f32::EPSILON)
+    }
+}
+
 /// Marks written into a denoised image's attributes.
 pub const IMAGE_TYPE_MARK: &str = "DENOISED";
+/// The mark of the cross path's output: an image of the other contrast, synthesised.
+pub const SYNTHESIZED_MARK: &str = "SYNTHESIZED";
 pub const COMMENT_MARK: &str = "crossdenoise";
 
 // Messages are moved once through a short queue; boxing the common case buys nothing.
@@ -45,6 +104,8 @@ enum Outgoing {
     Pending {
         original: Box<Image>,
         meta: Option<Meta>,
+        /// What the derived image says of itself (`denoised`, `synthesized_pd`).
+        label: String,
         answer: oneshot::Receiver<Answer>,
         arrived: Instant,
         send_original: bool,
@@ -82,10 +143,20 @@ pub async fn handle<R, W>(
     let mut reader = MessageReader::new(reader, cfg.max_message_bytes());
     let mut profile_name = cfg.default_profile.clone();
     let mut send_original = cfg.send_original;
+    let mut waiting: Vec<Waiting> = Vec::new();
     let end = loop {
+        let expiry = waiting
+            .iter()
+            .map(|w| w.arrived + cfg.pair_wait())
+            .min()
+            .map(tokio::time::Instant::from_std);
         let next = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => break End::Shutdown,
+            _ = async { tokio::time::sleep_until(expiry.expect("guarded")).await }, if expiry.is_some() => {
+                expire(&mut waiting, cfg.pair_wait(), &ctx, &peer);
+                continue;
+            }
             r = tokio::time::timeout(cfg.idle_timeout(), reader.read()) => r,
         };
         let msg = match next {
@@ -132,7 +203,7 @@ pub async fn handle<R, W>(
             Message::Image(image) => {
                 inc(&ctx.stats.images_received);
                 let profile = &cfg.profiles[&profile_name];
-                Some(submit(&ctx, profile, image, send_original, &peer).await)
+                Some(submit(&ctx, profile, image, send_original, &mut waiting, &peer).await)
             }
             Message::Acquisition(_) | Message::Waveform(_) => {
                 inc(&ctx.stats.other_messages);
@@ -161,8 +232,33 @@ pub async fn handle<R, W>(
             warn!(%peer, %reason, "closing the connection");
         }
     }
+    for w in waiting.drain(..) {
+        info!(%peer, index = w.index, "the connection ended before the image's partner came: sent back unchanged");
+        inc(&ctx.stats.images_unpaired);
+        let _ = w
+            .reply
+            .send(Err("no partner image: the connection ended".into()));
+    }
     drop(tx);
     let _ = writer_task.await;
+}
+
+/// Sends back unchanged every waiting image whose partner is overdue.
+fn expire(waiting: &mut Vec<Waiting>, wait: Duration, ctx: &Context, peer: &str) {
+    let now = Instant::now();
+    let (due, keep): (Vec<Waiting>, Vec<Waiting>) = waiting
+        .drain(..)
+        .partition(|w| now.duration_since(w.arrived) >= wait);
+    *waiting = keep;
+    for w in due {
+        info!(%peer, index = w.index, wait_s = wait.as_secs_f64(), "no partner image in time: sent back unchanged");
+        inc(&ctx.stats.images_unpaired);
+        let _ = w.reply.send(Err(format!(
+            "no {} image of the same slice within pair_wait_s = {:.1} s",
+            w.guide,
+            wait.as_secs_f64()
+        )));
+    }
 }
 
 /// JSON parameters a client may send as TEXT before the data.
@@ -208,6 +304,7 @@ async fn submit(
     profile: &Profile,
     image: Image,
     send_original: bool,
+    waiting: &mut Vec<Waiting>,
     peer: &str,
 ) -> Outgoing {
     let arrived = Instant::now();
@@ -234,10 +331,53 @@ async fn submit(
         inc(&ctx.stats.images_failed);
         return Outgoing::Now(Message::Image(image));
     };
-    match ctx.worker.submit(model_index, planes).await {
+    let info = &ctx.infos[model_index];
+    let answer = match &info.guide {
+        None => ctx.worker.submit(model_index, planes, None).await,
+        Some(guide) => {
+            let place = Place::of(&image);
+            let partner = waiting.iter().position(|w| {
+                w.contrast == *guide && w.guide == info.output && w.place.same(&place)
+            });
+            match partner {
+                Some(k) => {
+                    // Both are ready: the partner is denoised guided by this image, this
+                    // image guided by the partner.
+                    let w = waiting.remove(k);
+                    debug!(%peer, index, partner = w.index, "paired");
+                    let theirs = w.planes.clone();
+                    if ctx
+                        .worker
+                        .submit_to(w.model, w.planes, Some(planes.clone()), w.reply)
+                        .await
+                        .is_err()
+                    {
+                        warn!(%peer, index = w.index, "the inference worker has stopped");
+                    }
+                    ctx.worker.submit(model_index, planes, Some(theirs)).await
+                }
+                None => {
+                    let (reply, answer) = oneshot::channel();
+                    waiting.push(Waiting {
+                        model: model_index,
+                        planes,
+                        place,
+                        contrast: info.output.clone(),
+                        guide: guide.clone(),
+                        reply,
+                        arrived,
+                        index,
+                    });
+                    Ok(answer)
+                }
+            }
+        }
+    };
+    match answer {
         Ok(answer) => Outgoing::Pending {
             original: Box::new(image),
             meta,
+            label: info.label.clone(),
             answer,
             arrived,
             send_original,
@@ -265,6 +405,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Outgoing::Pending {
                 original,
                 meta,
+                label,
                 answer,
                 arrived,
                 send_original,
@@ -273,7 +414,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 let left = timeout.saturating_sub(arrived.elapsed());
                 let result =
                     match tokio::time::timeout(left.max(Duration::from_millis(1)), answer).await {
-                        Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, cfg),
+                        Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, &label, cfg),
                         Ok(Ok(Err(e))) => Err(e),
                         Ok(Err(_)) => Err("the inference worker dropped the job".into()),
                         Err(_) => Err(format!("not denoised within {:.1} s", cfg.image_timeout_s)),
@@ -321,11 +462,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 }
 
 /// The denoised copy of `original`: a new series, pixels in the original's data type,
-/// attributes (`meta`, as read from the original) carried over and marked.
+/// attributes (`meta`, as read from the original) carried over and marked; `label`
+/// (`denoised`, or `synthesized_pd` for the cross path) ends its description.
 pub fn denoised_image(
     original: &Image,
     meta: Option<Meta>,
     planes: &[ndarray::Array2<f32>],
+    label: &str,
     cfg: &HostConfig,
 ) -> Result<Image, String> {
     let mut image = original.clone();
@@ -336,15 +479,23 @@ pub fn denoised_image(
     image.set_planes(planes).map_err(|e| e.to_string())?;
     image.attributes = match meta {
         Some(mut meta) => {
-            meta.append("ImageType", IMAGE_TYPE_MARK);
+            let synthesized = label.starts_with("synthesized");
+            meta.append(
+                "ImageType",
+                if synthesized {
+                    SYNTHESIZED_MARK
+                } else {
+                    IMAGE_TYPE_MARK
+                },
+            );
             meta.append("ImageComment", COMMENT_MARK);
             meta.append("ImageProcessingHistory", "CROSSDENOISE");
             match meta.get("SequenceDescription").and_then(|v| v.first()) {
                 Some(desc) => {
-                    let desc = format!("{desc}_denoised");
+                    let desc = format!("{desc}_{label}");
                     meta.set("SequenceDescription", vec![desc]);
                 }
-                None => meta.append("SequenceDescriptionAdditional", "denoised"),
+                None => meta.append("SequenceDescriptionAdditional", label),
             }
             meta.to_xml()
         }
@@ -401,7 +552,7 @@ mod tests {
         let (original, meta) = image(0, "pd_tse");
         let cfg = HostConfig::default();
         let planes = vec![ndarray::Array2::from_elem((2, 2), 7.0)];
-        let d = denoised_image(&original, Some(meta.clone()), &planes, &cfg).unwrap();
+        let d = denoised_image(&original, Some(meta.clone()), &planes, "denoised", &cfg).unwrap();
         assert_eq!(
             d.header.image_series_index,
             original.header.image_series_index + 100
@@ -412,9 +563,32 @@ mod tests {
         assert_eq!(meta.first("ImageType"), Some(IMAGE_TYPE_MARK));
         assert_eq!(meta.first("ImageComment"), Some(COMMENT_MARK));
         // Wrong plane count: an error (the caller sends the original), never a panic.
-        assert!(denoised_image(&original, Some(meta), &[], &cfg).is_err());
+        assert!(denoised_image(&original, Some(meta), &[], "denoised", &cfg).is_err());
         // Unreadable attributes travel unchanged.
-        let d = denoised_image(&original, None, &planes, &cfg).unwrap();
+        let d = denoised_image(&original, None, &planes, "denoised", &cfg).unwrap();
         assert_eq!(d.attributes, original.attributes);
+        // The cross path's output says what it is.
+        let (original, meta) = image(0, "pdfs_tse");
+        let d = denoised_image(&original, Some(meta), &planes, "synthesized_pd", &cfg).unwrap();
+        let meta = Meta::parse(&d.attributes).unwrap();
+        assert_eq!(
+            meta.first("SequenceDescription"),
+            Some("pdfs_tse_synthesized_pd")
+        );
+        assert_eq!(meta.first("ImageType"), Some(SYNTHESIZED_MARK));
+    }
+
+    #[test]
+    fn slices_pair_by_position_or_by_number() {
+        let place = |position: [f32; 3], slice| Place {
+            position,
+            thickness: 3.0,
+            slice,
+        };
+        assert!(place([0.0; 3], 4).same(&place([0.0; 3], 4)));
+        assert!(!place([0.0; 3], 4).same(&place([0.0; 3], 5)));
+        // Positions decide when given, whatever the numbering.
+        assert!(place([1.0, 2.0, 10.0], 1).same(&place([1.0, 2.0, 11.4], 7)));
+        assert!(!place([1.0, 2.0, 10.0], 1).same(&place([1.0, 2.0, 11.6], 1)));
     }
 }

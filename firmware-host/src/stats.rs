@@ -20,6 +20,8 @@ pub struct Stats {
     pub images_passed_through: AtomicU64,
     /// Sent back unchanged because denoising failed or timed out.
     pub images_failed: AtomicU64,
+    /// Of the failed: images for a guided model whose partner never came.
+    pub images_unpaired: AtomicU64,
     pub images_undeliverable: AtomicU64,
     pub other_messages: AtomicU64,
     pub protocol_errors: AtomicU64,
@@ -34,6 +36,7 @@ pub struct Snapshot {
     pub denoised: u64,
     pub passed_through: u64,
     pub failed: u64,
+    pub unpaired: u64,
     pub undeliverable: u64,
     pub other_messages: u64,
     pub protocol_errors: u64,
@@ -74,6 +77,7 @@ impl Stats {
             denoised: get(&self.images_denoised),
             passed_through: get(&self.images_passed_through),
             failed: get(&self.images_failed),
+            unpaired: get(&self.images_unpaired),
             undeliverable: get(&self.images_undeliverable),
             other_messages: get(&self.other_messages),
             protocol_errors: get(&self.protocol_errors),
@@ -89,13 +93,14 @@ impl Snapshot {
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
         format!(
             "connections {} ({} open); images received {}, denoised {}, passed through {}, \
-             failed {}, undeliverable {}; latency p50 {}, p99 {}",
+             failed {} ({} without a partner), undeliverable {}; latency p50 {}, p99 {}",
             self.connections,
             self.connections_active,
             self.received,
             self.denoised,
             self.passed_through,
             self.failed,
+            self.unpaired,
             self.undeliverable,
             ms(self.p50_ms),
             ms(self.p99_ms),
@@ -130,6 +135,11 @@ impl Snapshot {
             "images_failed_total",
             "Images sent back unchanged after a failed or late denoising.",
             self.failed,
+        );
+        counter(
+            "images_unpaired_total",
+            "Images for a guided model sent back unchanged: no partner image came.",
+            self.unpaired,
         );
         counter(
             "images_undeliverable_total",

@@ -10,28 +10,83 @@ use std::panic::AssertUnwindSafe;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossdenoise_runtime::Denoiser;
+use crossdenoise_runtime::{Denoiser, ModelKind};
 use ndarray::{Array2, ArrayView2};
 use tokio::sync::{mpsc, oneshot};
 
 pub type Planes = Vec<Array2<f32>>;
 pub type Answer = Result<Planes, String>;
 
+/// What a model does, as the connections need to know it: which contrast its output shows,
+/// which contrast it reads as a guide, and what a derived image says of itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// The contrast of the output (e.g. `pd`); empty when the model does not say.
+    pub output: String,
+    /// A guided model's guide contrast (e.g. `pdfs`).
+    pub guide: Option<String>,
+    /// Appended to a derived image's description: `denoised`, or `synthesized pd` for the
+    /// cross path, whose output shows the other contrast.
+    pub label: String,
+}
+
+impl Default for ModelInfo {
+    fn default() -> Self {
+        ModelInfo {
+            output: String::new(),
+            guide: None,
+            label: "denoised".into(),
+        }
+    }
+}
+
 /// Something that denoises a batch of equally sized slices: the ONNX Runtime [`Denoiser`],
-/// or a stand-in in tests.
+/// or a stand-in in tests. A guided engine takes each slice's partner as a guide.
 pub trait Engine: Send + 'static {
     fn denoise_batch(&mut self, slices: &[ArrayView2<f32>]) -> Result<Planes, String>;
+    fn denoise_guided_batch(
+        &mut self,
+        _slices: &[ArrayView2<f32>],
+        _guides: &[ArrayView2<f32>],
+    ) -> Result<Planes, String> {
+        Err("this model takes no guide".into())
+    }
+    fn info(&self) -> ModelInfo {
+        ModelInfo::default()
+    }
 }
 
 impl Engine for Denoiser {
     fn denoise_batch(&mut self, slices: &[ArrayView2<f32>]) -> Result<Planes, String> {
         Denoiser::denoise_batch(self, slices).map_err(|e| e.to_string())
     }
+
+    fn denoise_guided_batch(
+        &mut self,
+        slices: &[ArrayView2<f32>],
+        guides: &[ArrayView2<f32>],
+    ) -> Result<Planes, String> {
+        Denoiser::denoise_guided_batch(self, slices, guides).map_err(|e| e.to_string())
+    }
+
+    fn info(&self) -> ModelInfo {
+        let m = self.metadata();
+        ModelInfo {
+            output: m.output_contrast().to_string(),
+            guide: m.guide.as_ref().map(|g| g.name.clone()),
+            label: match m.kind {
+                ModelKind::Synthesis => format!("synthesized_{}", m.output_contrast()),
+                _ => "denoised".into(),
+            },
+        }
+    }
 }
 
 struct Job {
     model: usize,
     planes: Planes,
+    /// The partner image's planes, one per plane, for a guided model.
+    guides: Option<Planes>,
     reply: oneshot::Sender<Answer>,
 }
 
@@ -59,22 +114,38 @@ impl Worker {
         (Worker { tx }, thread)
     }
 
-    /// Queues `planes` (one image's slices, all one size) for `model`, waiting while the
-    /// queue is full. `Err` gives the planes back if the worker is gone.
+    /// Queues `planes` (one image's slices, all one size) for `model`, with the partner
+    /// image's planes as guides for a guided model, waiting while the queue is full. `Err`
+    /// gives the planes back if the worker is gone.
     pub async fn submit(
         &self,
         model: usize,
         planes: Planes,
+        guides: Option<Planes>,
     ) -> Result<oneshot::Receiver<Answer>, Planes> {
         let (reply, answer) = oneshot::channel();
+        self.submit_to(model, planes, guides, reply)
+            .await
+            .map(|()| answer)
+    }
+
+    /// [`Worker::submit`] answering on a channel the caller made (an image that waited
+    /// for its partner already has its answer's receiver in the connection's queue).
+    pub async fn submit_to(
+        &self,
+        model: usize,
+        planes: Planes,
+        guides: Option<Planes>,
+        reply: oneshot::Sender<Answer>,
+    ) -> Result<(), Planes> {
         self.tx
             .send(Job {
                 model,
                 planes,
+                guides,
                 reply,
             })
             .await
-            .map(|()| answer)
             .map_err(|e| e.0.planes)
     }
 }
@@ -97,6 +168,7 @@ fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: Wor
             match rx.try_recv() {
                 Ok(job)
                     if job.model == model
+                        && job.guides.is_some() == jobs[0].guides.is_some()
                         && job.planes.first().map(|p| p.dim()) == shape
                         && count + job.planes.len() <= options.batch_size =>
                 {
@@ -134,7 +206,12 @@ fn run_jobs<E: Engine>(engine: &mut E, jobs: Vec<Job>, batch_size: usize) {
             .iter()
             .flat_map(|j| j.planes.iter().map(|p| p.view()))
             .collect();
-        if let Ok(mut out) = denoise_chunked(engine, &all, batch_size) {
+        let guides: Option<Vec<ArrayView2<f32>>> = jobs
+            .iter()
+            .map(|j| j.guides.as_ref().map(|g| g.iter().map(|p| p.view())))
+            .collect::<Option<Vec<_>>>()
+            .map(|g| g.into_iter().flatten().collect());
+        if let Ok(mut out) = denoise_chunked(engine, &all, guides.as_deref(), batch_size) {
             for job in jobs {
                 let rest = out.split_off(job.planes.len());
                 let mine = std::mem::replace(&mut out, rest);
@@ -145,26 +222,49 @@ fn run_jobs<E: Engine>(engine: &mut E, jobs: Vec<Job>, batch_size: usize) {
     }
     for job in jobs {
         let views: Vec<_> = job.planes.iter().map(|p| p.view()).collect();
-        let _ = job.reply.send(denoise_chunked(engine, &views, batch_size));
+        let guides: Option<Vec<_>> = job
+            .guides
+            .as_ref()
+            .map(|g| g.iter().map(|p| p.view()).collect());
+        let _ = job.reply.send(denoise_chunked(
+            engine,
+            &views,
+            guides.as_deref(),
+            batch_size,
+        ));
     }
 }
 
 fn denoise_chunked<E: Engine>(
     engine: &mut E,
     slices: &[ArrayView2<f32>],
+    guides: Option<&[ArrayView2<f32>]>,
     batch_size: usize,
 ) -> Answer {
+    if let Some(g) = guides
+        && g.len() != slices.len()
+    {
+        return Err(format!(
+            "{} guide planes for {} image planes: the partner image differs",
+            g.len(),
+            slices.len()
+        ));
+    }
     let mut out = Vec::with_capacity(slices.len());
-    for chunk in slices.chunks(batch_size.max(1)) {
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| engine.denoise_batch(chunk)))
-            .unwrap_or_else(|panic| {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .map(String::as_str)
-                    .or_else(|| panic.downcast_ref::<&str>().copied())
-                    .unwrap_or("unknown panic");
-                Err(format!("the model panicked: {what}"))
-            })?;
+    let size = batch_size.max(1);
+    for (k, chunk) in slices.chunks(size).enumerate() {
+        let run = || match guides {
+            Some(g) => engine.denoise_guided_batch(chunk, &g[k * size..k * size + chunk.len()]),
+            None => engine.denoise_batch(chunk),
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(format!("the model panicked: {what}"))
+        })?;
         if result.len() != chunk.len() {
             return Err(format!(
                 "the model returned {} slices for {}",
@@ -209,7 +309,7 @@ mod tests {
         for v in [1.0, -1.0, 3.0] {
             answers.push(
                 worker
-                    .submit(0, vec![Array2::from_elem((2, 2), v)])
+                    .submit(0, vec![Array2::from_elem((2, 2), v)], None)
                     .await
                     .unwrap(),
             );
@@ -223,7 +323,10 @@ mod tests {
         assert_eq!(results[2].as_ref().unwrap()[0][[1, 1]], 4.0);
         // One batch of three, then each job alone after it failed.
         assert_eq!(*seen.lock().unwrap(), vec![3, 1, 1, 1]);
-        let unknown = worker.submit(5, vec![Array2::zeros((2, 2))]).await.unwrap();
+        let unknown = worker
+            .submit(5, vec![Array2::zeros((2, 2))], None)
+            .await
+            .unwrap();
         assert!(unknown.await.unwrap().unwrap_err().contains("no model"));
         drop(worker);
         thread.join().unwrap();

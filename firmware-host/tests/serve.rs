@@ -551,6 +551,7 @@ async fn a_recorded_mrd_file_is_replayed_and_every_image_answered() {
         config_name: DEFAULT_PROFILE.into(),
         data_type: DataType::F32,
         max_message: 1 << 28,
+        interleave: false,
     };
     let report = send(&server.addr.to_string(), &[recording], &out, &options)
         .await

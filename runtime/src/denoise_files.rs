@@ -95,6 +95,129 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
     Ok(files)
 }
 
+/// The guide of each input, from `guides`: the file of the same name for .npy and .png, the
+/// slice at the same place for DICOM (same frame of reference and orientation, position
+/// within half a slice thickness; the nearest when several are). Every input without a
+/// guide, and every pair whose sizes differ, is listed in one error.
+pub fn pair_guides(inputs: &[InputFile], guides: &[InputFile]) -> Result<Vec<PathBuf>> {
+    let mut problems = Vec::new();
+    let by_name: HashMap<&std::ffi::OsStr, &InputFile> = guides
+        .iter()
+        .filter(|g| g.format != Format::Dicom)
+        .filter_map(|g| g.path.file_name().map(|n| (n, g)))
+        .collect();
+    let mut dicom_guides = Vec::new();
+    for g in guides.iter().filter(|g| g.format == Format::Dicom) {
+        match DicomSlice::read(&g.path) {
+            Ok(slice) => match slice.geometry() {
+                Some(geo) => dicom_guides.push((g, geo, slice.image.dim())),
+                None => problems.push(format!(
+                    "guide {}: no slice geometry (FrameOfReferenceUID, ImageOrientationPatient, \
+                     ImagePositionPatient, SliceThickness)",
+                    g.path.display()
+                )),
+            },
+            Err(e) => problems.push(format!("guide {e}")),
+        }
+    }
+    let mut paired = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let found = if input.format == Format::Dicom {
+            pair_dicom(input, &dicom_guides)
+        } else {
+            pair_by_name(input, &by_name)
+        };
+        match found {
+            Ok(guide) => paired.push(guide),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        Ok(paired)
+    } else {
+        Err(Error::Pairing { problems })
+    }
+}
+
+fn pair_by_name(
+    input: &InputFile,
+    guides: &HashMap<&std::ffi::OsStr, &InputFile>,
+) -> std::result::Result<PathBuf, String> {
+    let name = input.path.file_name().unwrap_or_default();
+    let Some(guide) = guides.get(name) else {
+        return Err(format!(
+            "{}: no guide named {} among the --guide files",
+            input.path.display(),
+            name.to_string_lossy()
+        ));
+    };
+    let dims = |f: &InputFile| -> std::result::Result<(usize, usize), String> {
+        match f.format {
+            Format::Npy => io::read_npy(&f.path).map(|a| a.dim()),
+            _ => io::read_png(&f.path).map(|g| g.dim()),
+        }
+        .map_err(|e| e.to_string())
+    };
+    let (a, b) = (dims(input)?, dims(guide)?);
+    if a != b {
+        return Err(format!(
+            "{}: {}x{}, but its guide {} is {}x{}",
+            input.path.display(),
+            a.0,
+            a.1,
+            guide.path.display(),
+            b.0,
+            b.1
+        ));
+    }
+    Ok(guide.path.clone())
+}
+
+fn pair_dicom(
+    input: &InputFile,
+    guides: &[(&InputFile, dicom::Geometry, (usize, usize))],
+) -> std::result::Result<PathBuf, String> {
+    let slice = DicomSlice::read(&input.path).map_err(|e| e.to_string())?;
+    let Some(geo) = slice.geometry() else {
+        return Err(format!(
+            "{}: no slice geometry (FrameOfReferenceUID, ImageOrientationPatient, \
+             ImagePositionPatient, SliceThickness) to find its guide by",
+            input.path.display()
+        ));
+    };
+    let nearest = guides
+        .iter()
+        .filter(|(_, g, _)| geo.same_slice(g))
+        .min_by(|a, b| {
+            let d = |g: &dicom::Geometry| geo.distance(g).unwrap_or(f64::INFINITY);
+            d(&a.1).total_cmp(&d(&b.1))
+        });
+    let Some((guide, _, dim)) = nearest else {
+        return Err(format!(
+            "{}: no guide slice in frame of reference {} with its orientation within {:.2} mm \
+             of position ({:.1}, {:.1}, {:.1})",
+            input.path.display(),
+            geo.frame_of_reference,
+            0.5 * geo.thickness,
+            geo.position[0],
+            geo.position[1],
+            geo.position[2]
+        ));
+    };
+    if *dim != slice.image.dim() {
+        return Err(format!(
+            "{}: {}x{}, but its guide {} is {}x{}",
+            input.path.display(),
+            slice.image.nrows(),
+            slice.image.ncols(),
+            guide.path.display(),
+            dim.0,
+            dim.1
+        ));
+    }
+    Ok(guide.path.clone())
+}
+
 /// Refuses an output folder that is a folder holding an input, or any output name that is
 /// an input's: results would overwrite inputs, and a second run would denoise them again.
 pub fn check_output_dir(out: &Path, inputs: &[InputFile]) -> Result<()> {
@@ -155,10 +278,12 @@ impl FileJob {
 
     /// Denoises one file into `out_dir`, in the input's format, with an optional
     /// input | denoised | difference picture under `preview_dir`.
+    /// `guide` is the partner contrast's file of the same slice, for a guided model.
     pub fn denoise_file(
         &mut self,
         denoiser: &mut Denoiser,
         input: &InputFile,
+        guide: Option<&Path>,
         out_dir: &Path,
         preview_dir: Option<&Path>,
     ) -> Result<Outcome> {
@@ -180,17 +305,32 @@ impl FileJob {
             },
             e => e,
         };
+        let guide_image = guide.map(io::read_slice).transpose()?;
+        let label = output_label(denoiser.metadata());
+        let derivation = format!(
+            "crossdenoise {}: {}",
+            env!("CARGO_PKG_VERSION"),
+            denoiser.metadata().path_label()
+        );
+        let mut run = |image: &Array2<f32>| -> Result<Array2<f32>> {
+            let out = match &guide_image {
+                Some(g) => denoiser.denoise_guided_batch(&[image.view()], &[g.view()]),
+                None => denoiser.denoise_batch(&[image.view()]),
+            };
+            out.map(|mut v| v.pop().expect("one output per input"))
+                .map_err(file_err)
+        };
         let (image, denoised) = match input.format {
             Format::Npy => {
                 let image = io::read_npy(&input.path)?;
-                let denoised = denoiser.denoise(image.view()).map_err(file_err)?;
+                let denoised = run(&image)?;
                 write_atomic(&output, |tmp| io::write_npy(tmp, denoised.view()))?;
                 (image, denoised)
             }
             Format::Png => {
                 let gray = io::read_png(&input.path)?;
                 let image = gray.to_f32();
-                let denoised = denoiser.denoise(image.view()).map_err(file_err)?;
+                let denoised = run(&image)?;
                 let out = match gray {
                     GrayImage::U8(_) => {
                         GrayImage::U8(denoised.mapv(|v| v.round().clamp(0.0, 255.0) as u8))
@@ -204,7 +344,7 @@ impl FileJob {
             }
             Format::Dicom => {
                 let slice = DicomSlice::read(&input.path)?;
-                let denoised = denoiser.denoise(slice.image.view()).map_err(file_err)?;
+                let denoised = run(&slice.image)?;
                 let source_series = slice
                     .series_instance_uid()
                     .unwrap_or_else(|| input.path.display().to_string());
@@ -213,12 +353,7 @@ impl FileJob {
                     .entry(source_series)
                     .or_insert_with(dicom::new_uid)
                     .clone();
-                let derivation = format!(
-                    "crossdenoise {}: {} denoised by the cross-contrast model",
-                    env!("CARGO_PKG_VERSION"),
-                    denoiser.metadata().path_label()
-                );
-                let object = slice.derive(denoised.view(), &series, &derivation)?;
+                let object = slice.derive(denoised.view(), &series, &label, &derivation)?;
                 write_atomic(&output, |tmp| DicomSlice::write(&object, tmp))?;
                 (slice.image, denoised)
             }
@@ -239,6 +374,16 @@ impl FileJob {
             preview,
             dim: image.dim(),
         })
+    }
+}
+
+/// What a derived series' description says of its images: `denoised` when the output is the
+/// input's contrast, `synthesized <contrast>` for the cross path, whose output shows the
+/// other contrast (never to be mistaken for a denoised acquisition).
+pub fn output_label(meta: &crate::ModelMetadata) -> String {
+    match meta.kind {
+        crate::ModelKind::Synthesis => format!("synthesized {}", meta.output_contrast()),
+        _ => "denoised".into(),
     }
 }
 

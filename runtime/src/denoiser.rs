@@ -3,8 +3,14 @@
 //! A [`Denoiser`] is opened once and kept: opening creates the session, picks the execution
 //! provider and runs a warm-up inference (TensorRT builds its engine, CUDA allocates its
 //! arena), so the first scanner image does not pay for any of that. Each call then
-//! normalises and reflect-pads the slices straight into one reused input buffer, runs the
-//! session, and crops and rescales the output back to the input's size and units.
+//! normalises and reflect-pads the slices (and, for a guided model, their partner slices)
+//! straight into reused input buffers, runs the session, crops the output back to the
+//! input's size, removes the Rician bias where the model asks for it, and rescales to the
+//! input's units.
+//!
+//! The model's kind decides what a call may give it: a guided model needs each slice's
+//! partner contrast, a single-contrast one refuses a guide, and the cross path (contrast
+//! synthesis) is served only by the callers that label its output as synthesised.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +22,10 @@ use ort::session::builder::SessionBuilder;
 use ort::value::{TensorElementType, TensorRef};
 
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings};
-use crate::model_metadata::{AssumedMetadata, ModelMetadata};
+use crate::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
 use crate::onnx_runtime::OnnxRuntime;
-use crate::{Error, NormScale, Padding, Result};
+use crate::rician::RicianCorrection;
+use crate::{Error, NormScale, Normalization, Padding, Result, noise};
 
 /// How to open a model.
 #[derive(Debug, Clone)]
@@ -52,10 +59,14 @@ pub struct Denoiser {
     provider: ProviderKind,
     fallbacks: Vec<Fallback>,
     input_name: String,
-    /// The model input, `[N, 1, H, W]` row-major, reused across calls.
+    /// The name of a guided model's second input.
+    guide_name: Option<String>,
+    /// The model inputs, `[N, 1, H, W]` row-major, reused across calls.
     input: Vec<f32>,
+    guide: Vec<f32>,
     /// Scratch for the percentile selection, reused across slices.
     scratch: Vec<f32>,
+    rician: RicianCorrection,
 }
 
 impl std::fmt::Debug for Denoiser {
@@ -82,7 +93,7 @@ impl Denoiser {
             path: path.into(),
             reason,
         };
-        let input_name = check_io(&session).map_err(model_err)?;
+        let (input_name, guide_name) = check_io(&session).map_err(model_err)?;
 
         let props = read_props(&session).map_err(|e| model_err(e.to_string()))?;
         let found = ModelMetadata::from_props(&props).map_err(|e| model_err(e.to_string()))?;
@@ -108,6 +119,21 @@ impl Denoiser {
                 ));
             }
         };
+        match (metadata.kind == ModelKind::Guided, &guide_name) {
+            (true, None) => {
+                return Err(model_err(
+                    "its metadata says it is a guided denoiser, but the graph has no `guide` input"
+                        .into(),
+                ));
+            }
+            (false, Some(_)) if has_metadata => {
+                return Err(model_err(format!(
+                    "the graph has a `guide` input, but its metadata says it is a {} model",
+                    metadata.kind.name()
+                )));
+            }
+            _ => {}
+        }
 
         let mut denoiser = Denoiser {
             session,
@@ -117,15 +143,19 @@ impl Denoiser {
             provider,
             fallbacks,
             input_name,
+            guide_name,
             input: Vec::new(),
+            guide: Vec::new(),
             scratch: Vec::new(),
+            rician: RicianCorrection::default(),
         };
         if let Some([n, h, w]) = options.warmup {
             let m = denoiser.metadata.size_multiple;
             let (h, w) = (h.max(1).div_ceil(m) * m, w.max(1).div_ceil(m) * m);
             let zeros = Array2::<f32>::zeros((h, w));
             let views = vec![zeros.view(); n.max(1)];
-            denoiser.denoise_batch(&views).map_err(|e| {
+            let guides = denoiser.needs_guide().then_some(&views[..]);
+            denoiser.run(&views, guides).map_err(|e| {
                 model_err(format!(
                     "warm-up inference on [{n}, 1, {h}, {w}] failed: {e}"
                 ))
@@ -158,17 +188,45 @@ impl Denoiser {
         &self.path
     }
 
-    /// Runs the model as it is on an already normalised and padded `[N, 1, H, W]` input:
-    /// no preprocessing, no cropping. For parity checks and benchmarks of the graph itself.
-    pub fn infer_raw(&mut self, input: ArrayView4<f32>) -> Result<Array4<f32>> {
+    /// Whether the model reads a guide (the partner contrast) beside each slice.
+    pub fn needs_guide(&self) -> bool {
+        self.guide_name.is_some()
+    }
+
+    /// Runs the model as it is on already normalised and padded `[N, 1, H, W]` inputs (the
+    /// guide for a guided model): no preprocessing, no cropping, no bias correction. For
+    /// parity checks and benchmarks of the graph itself.
+    pub fn infer_raw(
+        &mut self,
+        input: ArrayView4<f32>,
+        guide: Option<ArrayView4<f32>>,
+    ) -> Result<Array4<f32>> {
+        self.check_guide(guide.is_some())?;
         let (n, c, h, w) = input.dim();
+        if let Some(g) = &guide
+            && g.dim() != input.dim()
+        {
+            return Err(Error::Shape {
+                what: "guide",
+                expected: format!("the input's shape {:?}", input.dim()),
+                got: format!("{:?}", g.dim()),
+            });
+        }
         let contiguous = input.as_standard_layout();
+        let guide = guide.map(|g| g.as_standard_layout().into_owned());
         let data = run_session(
             &mut self.session,
             &self.path,
-            &self.input_name,
+            (
+                &self.input_name,
+                contiguous.as_slice().expect("standard layout"),
+            ),
+            self.guide_name.as_deref().zip(
+                guide
+                    .as_ref()
+                    .map(|g| g.as_slice().expect("standard layout")),
+            ),
             [n, c, h, w],
-            contiguous.as_slice().expect("standard layout"),
         )?;
         Ok(Array4::from_shape_vec((n, c, h, w), data).expect("checked shape"))
     }
@@ -179,8 +237,59 @@ impl Denoiser {
         Ok(out.pop().expect("one output per input"))
     }
 
-    /// Denoises slices of one size in a single inference.
+    /// Denoises slices of one size in a single inference (a model without a guide).
     pub fn denoise_batch(&mut self, images: &[ArrayView2<f32>]) -> Result<Vec<Array2<f32>>> {
+        self.check_guide(false)?;
+        self.run(images, None)
+    }
+
+    /// Denoises slices of one size with their partner contrast's slices as guides (a guided
+    /// model): `guides[i]` is the other contrast of `images[i]`, the same size.
+    pub fn denoise_guided_batch(
+        &mut self,
+        images: &[ArrayView2<f32>],
+        guides: &[ArrayView2<f32>],
+    ) -> Result<Vec<Array2<f32>>> {
+        self.check_guide(true)?;
+        if guides.len() != images.len() {
+            return Err(Error::Shape {
+                what: "guides",
+                expected: format!("one guide per slice ({})", images.len()),
+                got: format!("{}", guides.len()),
+            });
+        }
+        self.run(images, Some(guides))
+    }
+
+    /// An error unless the call gives a guide exactly when the model reads one.
+    fn check_guide(&self, given: bool) -> Result<()> {
+        let label = self.metadata.path_label();
+        match (self.needs_guide(), given) {
+            (true, false) => Err(Error::Invalid {
+                what: "guide",
+                reason: format!(
+                    "{} is a {label}: it needs each slice's partner contrast{} as a guide",
+                    self.path.display(),
+                    self.metadata
+                        .guide
+                        .as_ref()
+                        .map(|g| format!(" ({})", g.name))
+                        .unwrap_or_default()
+                ),
+            }),
+            (false, true) => Err(Error::Invalid {
+                what: "guide",
+                reason: format!("{} is a {label}: it takes no guide", self.path.display()),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn run(
+        &mut self,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<Vec<Array2<f32>>> {
         let Some(first) = images.first() else {
             return Ok(Vec::new());
         };
@@ -199,64 +308,133 @@ impl Denoiser {
                 got: format!("slice {i} is {}x{}", other.nrows(), other.ncols()),
             });
         }
+        if let Some((i, g)) = guides
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .find(|(_, g)| g.dim() != (h, w))
+        {
+            return Err(Error::Shape {
+                what: "guide",
+                expected: format!("the size of its slice, {h}x{w}"),
+                got: format!("guide {i} is {}x{}", g.nrows(), g.ncols()),
+            });
+        }
         let n = images.len();
         let norm = self.metadata.normalization;
         let padding = Padding::to_multiple(h, w, self.metadata.size_multiple)?;
         let (ph, pw) = padding.padded_dim(h, w);
         let plane = ph * pw;
 
-        let mut scales = Vec::with_capacity(n);
-        self.input.resize(n * plane, 0.0);
-        for (i, (image, chunk)) in images.iter().zip(self.input.chunks_mut(plane)).enumerate() {
-            let scale = fit_scale(&norm, *image, &mut self.scratch).map_err(|e| match e {
-                Error::Invalid { reason, .. } => Error::Invalid {
-                    what: "slice",
-                    reason: format!("slice {i}: {reason}"),
-                },
-                e => e,
-            })?;
-            let inv = 1.0 / scale.0;
-            let hi = norm.clamp_max;
-            let out = ArrayViewMut2::from_shape((ph, pw), chunk).expect("chunk is one plane");
-            padding.pad_map_into(*image, out, |v| (v * inv).clamp(0.0, hi));
-            scales.push(scale);
+        let scales = fill(
+            &mut self.input,
+            images,
+            &norm,
+            &padding,
+            (ph, pw),
+            &mut self.scratch,
+            "slice",
+        )?;
+        if let Some(guides) = guides {
+            let norm = self
+                .metadata
+                .guide
+                .as_ref()
+                .map_or(norm, |g| g.normalization);
+            fill(
+                &mut self.guide,
+                guides,
+                &norm,
+                &padding,
+                (ph, pw),
+                &mut self.scratch,
+                "guide",
+            )?;
         }
-
         let data = run_session(
             &mut self.session,
             &self.path,
-            &self.input_name,
+            (&self.input_name, &self.input),
+            self.guide_name
+                .as_deref()
+                .zip(guides.map(|_| self.guide.as_slice())),
             [n, 1, ph, pw],
-            &self.input,
         )?;
+        let correct = self.metadata.rician_correction;
         Ok(data
             .chunks(plane)
+            .zip(self.input.chunks(plane))
             .zip(scales)
-            .map(|(chunk, scale)| {
-                let padded = ArrayView2::from_shape((ph, pw), chunk).expect("chunk is one plane");
-                padding.crop(padded).mapv(|v| v * scale.0)
+            .map(|((chunk, input), scale)| {
+                fn view(c: &[f32], dim: (usize, usize)) -> ArrayView2<'_, f32> {
+                    ArrayView2::from_shape(dim, c).expect("chunk is one plane")
+                }
+                let crop = |c| padding.crop(view(c, (ph, pw)));
+                let mut out = crop(chunk).to_owned();
+                if correct {
+                    let sigma = noise::estimate_sigma(crop(input));
+                    self.rician.apply(out.view_mut(), sigma);
+                }
+                out.mapv_inplace(|v| v * scale.0);
+                out
             })
             .collect())
     }
 }
 
-/// Runs the session on one `[N, 1, H, W]` input and returns its checked output, the same
-/// shape, all finite.
+/// Normalises and reflect-pads `images` into `buffer` (`[N, 1, H', W']`); returns each
+/// slice's scale. `what` names the slices in errors (`slice 3: ...`, `guide 3: ...`).
+fn fill(
+    buffer: &mut Vec<f32>,
+    images: &[ArrayView2<f32>],
+    norm: &Normalization,
+    padding: &Padding,
+    (ph, pw): (usize, usize),
+    scratch: &mut Vec<f32>,
+    what: &'static str,
+) -> Result<Vec<NormScale>> {
+    let plane = ph * pw;
+    buffer.resize(images.len() * plane, 0.0);
+    let mut scales = Vec::with_capacity(images.len());
+    for (i, (image, chunk)) in images.iter().zip(buffer.chunks_mut(plane)).enumerate() {
+        let scale = fit_scale(norm, *image, scratch).map_err(|e| match e {
+            Error::Invalid { reason, .. } => Error::Invalid {
+                what,
+                reason: format!("{what} {i}: {reason}"),
+            },
+            e => e,
+        })?;
+        let inv = 1.0 / scale.0;
+        let hi = norm.clamp_max;
+        let out = ArrayViewMut2::from_shape((ph, pw), chunk).expect("chunk is one plane");
+        padding.pad_map_into(*image, out, |v| (v * inv).clamp(0.0, hi));
+        scales.push(scale);
+    }
+    Ok(scales)
+}
+
+/// Runs the session on an `[N, 1, H, W]` input (and a guide of that shape) and returns its
+/// checked output, the same shape, all finite.
 fn run_session(
     session: &mut Session,
     path: &Path,
-    input_name: &str,
+    (input_name, input): (&str, &[f32]),
+    guide: Option<(&str, &[f32])>,
     shape: [usize; 4],
-    input: &[f32],
 ) -> Result<Vec<f32>> {
     let infer = |reason: String| Error::Inference {
         path: path.into(),
         reason,
     };
     let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| infer(e.to_string()))?;
-    let outputs = session
-        .run(ort::inputs![input_name => tensor])
-        .map_err(|e| infer(e.to_string()))?;
+    let outputs = match guide {
+        None => session.run(ort::inputs![input_name => tensor]),
+        Some((guide_name, guide)) => {
+            let g = TensorRef::from_array_view((shape, guide)).map_err(|e| infer(e.to_string()))?;
+            session.run(ort::inputs![input_name => tensor, guide_name => g])
+        }
+    }
+    .map_err(|e| infer(e.to_string()))?;
     let (out_shape, data) = outputs[0]
         .try_extract_tensor::<f32>()
         .map_err(|e| infer(e.to_string()))?;
@@ -424,19 +602,40 @@ fn register(
     result.map_err(|e| e.to_string())
 }
 
-/// Checks the model has one float `[N, 1, H, W]` input and a rank-4 output; returns the
-/// input's name.
-fn check_io(session: &Session) -> std::result::Result<String, String> {
-    let [input] = session.inputs() else {
-        return Err(format!(
-            "has {} inputs; expected one, `image` [N, 1, H, W]",
-            session.inputs().len()
-        ));
+/// Checks the model has one float `[N, 1, H, W]` input (or two, `image` and `guide`) and a
+/// rank-4 output; returns the input's name and the guide's.
+fn check_io(session: &Session) -> std::result::Result<(String, Option<String>), String> {
+    let inputs = session.inputs();
+    let (input, guide) = match inputs {
+        [input] => (input, None),
+        [a, b] => {
+            let find = |name: &str| inputs.iter().find(|i| i.name() == name);
+            match (find("image"), find("guide")) {
+                (Some(i), Some(g)) => (i, Some(g)),
+                _ => {
+                    return Err(format!(
+                        "has two inputs, '{}' and '{}'; a guided model's are `image` and `guide`",
+                        a.name(),
+                        b.name()
+                    ));
+                }
+            }
+        }
+        _ => {
+            return Err(format!(
+                "has {} inputs; expected `image` [N, 1, H, W] (and `guide` for a guided model)",
+                inputs.len()
+            ));
+        }
     };
     let Some(output) = session.outputs().first() else {
         return Err("has no outputs".into());
     };
-    for (what, outlet) in [("input", input), ("output", output)] {
+    let mut outlets = vec![("input", input), ("output", output)];
+    if let Some(g) = guide {
+        outlets.push(("input", g));
+    }
+    for (what, outlet) in outlets {
         let dtype = outlet.dtype();
         if dtype.tensor_type() != Some(TensorElementType::Float32) {
             return Err(format!(
@@ -453,7 +652,10 @@ fn check_io(session: &Session) -> std::result::Result<String, String> {
             ));
         }
     }
-    Ok(input.name().to_string())
+    Ok((
+        input.name().to_string(),
+        guide.map(|g| g.name().to_string()),
+    ))
 }
 
 fn show_shape(shape: &[i64]) -> String {

@@ -26,6 +26,45 @@ const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
 
+/// Where a slice lies: what pairs a slice of one series with the same slice of another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Geometry {
+    pub frame_of_reference: String,
+    /// ImageOrientationPatient: row and column direction cosines.
+    pub orientation: [f64; 6],
+    /// ImagePositionPatient (mm).
+    pub position: [f64; 3],
+    /// SliceThickness (or SpacingBetweenSlices) in mm.
+    pub thickness: f64,
+}
+
+impl Geometry {
+    /// Distance between the two slices' positions (mm) when they share a frame of
+    /// reference and an orientation (direction cosines equal within 1e-3), else `None`.
+    pub fn distance(&self, other: &Geometry) -> Option<f64> {
+        let same_orientation = self
+            .orientation
+            .iter()
+            .zip(&other.orientation)
+            .all(|(a, b)| (a - b).abs() < 1e-3);
+        (self.frame_of_reference == other.frame_of_reference && same_orientation).then(|| {
+            self.position
+                .iter()
+                .zip(&other.position)
+                .map(|(a, b)| (a - b).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+    }
+
+    /// Whether `other` is the same slice: same frame of reference and orientation, position
+    /// within half a slice thickness.
+    pub fn same_slice(&self, other: &Geometry) -> bool {
+        self.distance(other)
+            .is_some_and(|d| d <= 0.5 * self.thickness)
+    }
+}
+
 /// One single-frame grayscale DICOM image and what is needed to write a derived copy.
 pub struct DicomSlice {
     object: DefaultDicomObject,
@@ -173,6 +212,30 @@ impl DicomSlice {
         self.string(tags::SOP_INSTANCE_UID)
     }
 
+    /// Where the slice lies in the patient (frame of reference, orientation, position and
+    /// thickness); `None` when an attribute is missing or malformed.
+    pub fn geometry(&self) -> Option<Geometry> {
+        let floats = |tag| -> Option<Vec<f64>> {
+            self.object
+                .element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_multi_float64().ok())
+        };
+        let orientation = floats(tags::IMAGE_ORIENTATION_PATIENT)?;
+        let position = floats(tags::IMAGE_POSITION_PATIENT)?;
+        let thickness = floats(tags::SLICE_THICKNESS)
+            .or_else(|| floats(tags::SPACING_BETWEEN_SLICES))?
+            .first()
+            .copied()?;
+        Some(Geometry {
+            frame_of_reference: self.string(tags::FRAME_OF_REFERENCE_UID)?,
+            orientation: orientation.try_into().ok()?,
+            position: position.try_into().ok()?,
+            thickness,
+        })
+    }
+
     fn string(&self, tag: dicom_core::Tag) -> Option<String> {
         self.object
             .element_opt(tag)
@@ -194,10 +257,13 @@ impl DicomSlice {
 
     /// Builds the derived object for a denoised version of this image: same attributes and
     /// pixel format, new identity (`series_uid` shared by the whole derived series).
+    /// `label` is appended to the Series Description (`denoised`; a synthesised image says
+    /// so, with the contrast it shows).
     pub fn derive(
         &self,
         denoised: ArrayView2<f32>,
         series_uid: &str,
+        label: &str,
         derivation: &str,
     ) -> Result<DefaultDicomObject> {
         if denoised.dim() != self.image.dim() {
@@ -239,7 +305,7 @@ impl DicomSlice {
         let description = self
             .string(tags::SERIES_DESCRIPTION)
             .filter(|d| !d.is_empty())
-            .map_or_else(|| "denoised".to_string(), |d| format!("{d} denoised"));
+            .map_or_else(|| label.to_string(), |d| format!("{d} {label}"));
         put_str(&mut out, tags::SERIES_DESCRIPTION, VR::LO, &description);
         let mut image_type: Vec<String> = self
             .object

@@ -61,6 +61,12 @@ pub enum Error {
     Invalid { what: &'static str, reason: String },
 
     #[error(
+        "{} input(s) have no usable guide; nothing was written:\n  {}",
+        problems.len(), problems.join("\n  ")
+    )]
+    Pairing { problems: Vec<String> },
+
+    #[error(
         "ONNX Runtime library not found (looked at: {}). Install it with {hint}",
         searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         hint = crate::onnx_runtime::INSTALL_HINT

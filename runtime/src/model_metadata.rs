@@ -24,6 +24,51 @@ pub mod keys {
     pub const SIZE_MULTIPLE: &str = "crossdenoise.size_multiple";
     pub const CONFIG_HASH: &str = "crossdenoise.config_hash";
     pub const VERSION: &str = "crossdenoise.version";
+    pub const KIND: &str = "crossdenoise.kind";
+    pub const GUIDE: &str = "crossdenoise.guide";
+    pub const GUIDE_NAME: &str = "crossdenoise.guide_name";
+    pub const GUIDE_PERCENTILE: &str = "crossdenoise.guide.normalization.percentile";
+    pub const GUIDE_CLAMP_MAX: &str = "crossdenoise.guide.normalization.clamp_max";
+    pub const RICIAN_CORRECTION: &str = "crossdenoise.rician_correction";
+}
+
+/// What an exported model does, which decides what it may be given and what its output is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// The study's cross path: one contrast synthesised from the other. Its output is an
+    /// image of the *other* contrast and must never be served as a denoised input.
+    Synthesis,
+    /// A denoiser of one contrast that reads the other contrast of the slice as a guide
+    /// (inputs `image` and `guide`); its output is the input's contrast.
+    Guided,
+    /// A denoiser of one contrast on its own (input `image`).
+    Single,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Synthesis => "synthesis",
+            ModelKind::Guided => "guided",
+            ModelKind::Single => "single",
+        }
+    }
+
+    fn parse(v: &str) -> Option<Self> {
+        [ModelKind::Synthesis, ModelKind::Guided, ModelKind::Single]
+            .into_iter()
+            .find(|k| k.name() == v.trim())
+    }
+}
+
+/// The contrast a guided model reads beside its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuideMetadata {
+    /// Domain key (`a` / `b`) and name (e.g. `pdfs`).
+    pub domain: String,
+    pub name: String,
+    /// How the guide is normalised (each slice by its own percentile, like the input).
+    pub normalization: Normalization,
 }
 
 /// The model's preprocessing contract and where it came from.
@@ -42,6 +87,12 @@ pub struct ModelMetadata {
     pub base_channels: Option<usize>,
     pub config_hash: Option<String>,
     pub version: Option<String>,
+    pub kind: ModelKind,
+    /// The second input of a guided model.
+    pub guide: Option<GuideMetadata>,
+    /// The output is a magnitude's expectation: the runtime removes its Rician bias at the
+    /// noise level it estimates from the input slice (`crate::rician`, `crate::noise`).
+    pub rician_correction: bool,
 }
 
 /// What a caller states for a model that carries no metadata.
@@ -75,6 +126,19 @@ impl ModelMetadata {
         if let Some(v) = &self.version {
             props.push((keys::VERSION, v.clone()));
         }
+        props.push((keys::KIND, self.kind.name().into()));
+        if let Some(g) = &self.guide {
+            props.push((keys::GUIDE, g.domain.clone()));
+            props.push((keys::GUIDE_NAME, g.name.clone()));
+            props.push((
+                keys::GUIDE_PERCENTILE,
+                g.normalization.percentile.to_string(),
+            ));
+            props.push((keys::GUIDE_CLAMP_MAX, g.normalization.clamp_max.to_string()));
+        }
+        if self.rician_correction {
+            props.push((keys::RICIAN_CORRECTION, "true".into()));
+        }
         props.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
@@ -98,9 +162,65 @@ impl ModelMetadata {
             })
         }
         let opt = |key: &'static str| props.get(key).cloned();
+        let (from, to) = (get(keys::FROM)?, get(keys::TO)?);
+        // Models exported before the kind was written are the cross path (or, from a
+        // contrast to itself, a denoiser of that contrast).
+        let kind = match opt(keys::KIND) {
+            Some(v) => ModelKind::parse(&v).ok_or_else(|| Error::Invalid {
+                what: "model metadata",
+                reason: format!(
+                    "key '{}' has an unknown value '{v}' (expected synthesis, guided or single)",
+                    keys::KIND
+                ),
+            })?,
+            None if from == to => ModelKind::Single,
+            None => ModelKind::Synthesis,
+        };
+        let guide = match opt(keys::GUIDE) {
+            Some(domain) => Some(GuideMetadata {
+                domain,
+                name: opt(keys::GUIDE_NAME).unwrap_or_default(),
+                normalization: Normalization {
+                    percentile: parse(keys::GUIDE_PERCENTILE, get(keys::GUIDE_PERCENTILE)?)?,
+                    clamp_max: parse(keys::GUIDE_CLAMP_MAX, get(keys::GUIDE_CLAMP_MAX)?)?,
+                },
+            }),
+            None => None,
+        };
+        if (kind == ModelKind::Guided) != guide.is_some() {
+            return Err(Error::Invalid {
+                what: "model metadata",
+                reason: format!(
+                    "a {} model {} key '{}'",
+                    kind.name(),
+                    if guide.is_some() {
+                        "must not have the"
+                    } else {
+                        "needs the"
+                    },
+                    keys::GUIDE
+                ),
+            });
+        }
+        let rician_correction = match opt(keys::RICIAN_CORRECTION).as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(v) => {
+                return Err(Error::Invalid {
+                    what: "model metadata",
+                    reason: format!(
+                        "key '{}' has a malformed value '{v}' (expected true or false)",
+                        keys::RICIAN_CORRECTION
+                    ),
+                });
+            }
+        };
         let meta = ModelMetadata {
-            from: get(keys::FROM)?,
-            to: get(keys::TO)?,
+            kind,
+            guide,
+            rician_correction,
+            from,
+            to,
             from_name: opt(keys::FROM_NAME).unwrap_or_default(),
             to_name: opt(keys::TO_NAME).unwrap_or_default(),
             normalization: Normalization {
@@ -118,6 +238,9 @@ impl ModelMetadata {
             version: opt(keys::VERSION),
         };
         meta.normalization.validate()?;
+        if let Some(g) = &meta.guide {
+            g.normalization.validate()?;
+        }
         if meta.size_multiple == 0 {
             return Err(Error::Invalid {
                 what: "model metadata",
@@ -140,10 +263,14 @@ impl ModelMetadata {
             base_channels: None,
             config_hash: None,
             version: None,
+            kind: ModelKind::Single,
+            guide: None,
+            rician_correction: false,
         }
     }
 
-    /// `pdfs (b) -> pd (a)`, for logs and reports.
+    /// What the model does, for logs and reports: `pdfs (b) -> pd (a), contrast synthesis`,
+    /// `pd (a) denoiser guided by pdfs (b)`, `pd (a) denoiser`.
     pub fn path_label(&self) -> String {
         let side = |name: &str, key: &str| {
             if name.is_empty() {
@@ -152,11 +279,24 @@ impl ModelMetadata {
                 format!("{name} ({key})")
             }
         };
-        format!(
-            "{} -> {}",
-            side(&self.from_name, &self.from),
-            side(&self.to_name, &self.to)
-        )
+        let to = side(&self.to_name, &self.to);
+        match (&self.kind, &self.guide) {
+            (ModelKind::Synthesis, _) => format!(
+                "{} -> {to}, contrast synthesis",
+                side(&self.from_name, &self.from)
+            ),
+            (_, Some(g)) => format!("{to} denoiser guided by {}", side(&g.name, &g.domain)),
+            (_, None) => format!("{to} denoiser"),
+        }
+    }
+
+    /// The name of the contrast the output shows (e.g. `pd`; the key when unnamed).
+    pub fn output_contrast(&self) -> &str {
+        if self.to_name.is_empty() {
+            &self.to
+        } else {
+            &self.to_name
+        }
     }
 }
 
@@ -176,6 +316,24 @@ mod tests {
             base_channels: Some(32),
             config_hash: Some("abc".into()),
             version: Some("0.1.0".into()),
+            kind: ModelKind::Synthesis,
+            guide: None,
+            rician_correction: false,
+        }
+    }
+
+    fn guided() -> ModelMetadata {
+        ModelMetadata {
+            from: "a".into(),
+            from_name: "pd".into(),
+            kind: ModelKind::Guided,
+            guide: Some(GuideMetadata {
+                domain: "b".into(),
+                name: "pdfs".into(),
+                normalization: Normalization::default(),
+            }),
+            rician_correction: true,
+            ..sample()
         }
     }
 
@@ -185,6 +343,32 @@ mod tests {
         let props: HashMap<_, _> = m.to_props().into_iter().collect();
         assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(m));
         assert_eq!(ModelMetadata::from_props(&HashMap::new()).unwrap(), None);
+        let g = guided();
+        let props: HashMap<_, _> = g.to_props().into_iter().collect();
+        assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(g));
+    }
+
+    #[test]
+    fn models_from_before_the_kind_key_are_read_by_their_path() {
+        let mut props: HashMap<_, _> = sample().to_props().into_iter().collect();
+        props.remove(keys::KIND);
+        let m = ModelMetadata::from_props(&props).unwrap().unwrap();
+        assert_eq!(m.kind, ModelKind::Synthesis);
+        props.insert(keys::FROM.into(), "a".into());
+        let m = ModelMetadata::from_props(&props).unwrap().unwrap();
+        assert_eq!(m.kind, ModelKind::Single);
+    }
+
+    #[test]
+    fn a_guided_model_without_its_guide_is_refused() {
+        let mut props: HashMap<_, _> = guided().to_props().into_iter().collect();
+        props.remove(keys::GUIDE);
+        let e = ModelMetadata::from_props(&props).unwrap_err().to_string();
+        assert!(e.contains("needs the key 'crossdenoise.guide'"), "{e}");
+        let mut props: HashMap<_, _> = guided().to_props().into_iter().collect();
+        props.insert(keys::KIND.into(), "denoiser".into());
+        let e = ModelMetadata::from_props(&props).unwrap_err().to_string();
+        assert!(e.contains("unknown value 'denoiser'"), "{e}");
     }
 
     #[test]

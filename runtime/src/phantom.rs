@@ -10,6 +10,12 @@
 //! property the cross-contrast training relies on — while the noise-free images are kept
 //! beside them for evaluation only (real scans have none).
 //!
+//! Two contrast-specific findings are placed at random per slice, so that a denoiser can be
+//! checked for carrying one contrast into the other: a bone-marrow edema (water in fatty
+//! marrow: bright in PDFS, within a few percent of the marrow in PD) and a fatty lesion in
+//! muscle (bright in PD; fat saturation leaves it at the muscle's signal in PDFS). Their
+//! masks come with each pair.
+//!
 //! Everything is a deterministic function of `(seed, index)`: slice `i` of a seed is the
 //! same whatever else is generated, so data sets can be split, resumed or regenerated.
 
@@ -33,10 +39,15 @@ pub enum Tissue {
     Ligament = 6,
     Cortex = 7,
     Marrow = 8,
+    /// Bone-marrow edema: visible in PDFS only.
+    Edema = 9,
+    /// A fatty lesion in muscle: visible in PD only.
+    FattyLesion = 10,
 }
 
 impl Tissue {
-    pub const ALL: [Tissue; 9] = [
+    /// The anatomy every slice shows (the findings are not on every slice).
+    pub const ANATOMY: [Tissue; 9] = [
         Tissue::Air,
         Tissue::Skin,
         Tissue::Fat,
@@ -65,6 +76,11 @@ impl Tissue {
             Tissue::Ligament => (0.10, 0.08),
             Tissue::Cortex => (0.06, 0.05),
             Tissue::Marrow => (0.86, 0.13),
+            // Water replacing part of the marrow fat: PD barely changes (water and fat both
+            // carry proton density), the suppressed fat no longer hides it in PDFS.
+            Tissue::Edema => (0.81, 0.60),
+            // Fat in PD; saturated in PDFS down to the surrounding muscle's signal.
+            Tissue::FattyLesion => (0.95, 0.30),
         }
     }
 }
@@ -91,6 +107,15 @@ impl Default for PhantomConfig {
 }
 
 impl PhantomConfig {
+    /// Acquisition SNRs typical of a 3 T knee coil for a `size` x `size` matrix over the
+    /// phantom's field of view: PD 20 and PDFS 12 up to 256 x 256 (fat suppression costs
+    /// PDFS about 40% of its SNR), falling with the voxel area above it (320 x 320: 12.8 and
+    /// 7.7).
+    pub fn realistic_snr(size: usize) -> (f32, f32) {
+        let area = (256.0 / size.max(256) as f32).powi(2);
+        (20.0 * area, 12.0 * area)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.size == 0 || !self.size.is_multiple_of(16) {
             return Err(Error::Invalid {
@@ -132,7 +157,49 @@ pub struct PhantomPair {
     pub clean_pdfs: Array2<f32>,
     /// The dominant [`Tissue`] of each pixel (as `u8`).
     pub labels: Array2<u8>,
+    /// Where each finding covers at least half a pixel (1) or not (0); all zeros on a slice
+    /// without that finding.
+    pub findings: [Array2<u8>; 2],
 }
+
+/// The contrast-specific findings, in the order of [`PhantomPair::findings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finding {
+    /// Bone-marrow edema: bright in PDFS, near invisible in PD.
+    Edema,
+    /// Fatty lesion in muscle: bright in PD, near invisible in PDFS.
+    FattyLesion,
+}
+
+impl Finding {
+    pub const ALL: [Finding; 2] = [Finding::Edema, Finding::FattyLesion];
+
+    /// The name used for its mask folder and in `phantoms.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Finding::Edema => "edema",
+            Finding::FattyLesion => "fatty_lesion",
+        }
+    }
+
+    /// The contrast that shows it ("pd" or "pdfs").
+    pub fn visible_in(self) -> &'static str {
+        match self {
+            Finding::Edema => "pdfs",
+            Finding::FattyLesion => "pd",
+        }
+    }
+
+    fn tissue(self) -> Tissue {
+        match self {
+            Finding::Edema => Tissue::Edema,
+            Finding::FattyLesion => Tissue::FattyLesion,
+        }
+    }
+}
+
+/// How often a slice carries each finding.
+const FINDING_PROBABILITY: f64 = 0.75;
 
 /// A deterministic source of phantom pairs.
 #[derive(Debug, Clone)]
@@ -155,18 +222,26 @@ impl PhantomGenerator {
     pub fn pair(&self, index: u64) -> PhantomPair {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(index);
-        let anatomy = Anatomy::sample(&mut rng);
+        let mut anatomy = Anatomy::sample(&mut rng);
+        // The findings come from a stream of their own, so the anatomy and the noise of a
+        // slice are what they were before findings existed.
+        let mut finding_rng = ChaCha8Rng::seed_from_u64(self.seed ^ FINDING_STREAM);
+        finding_rng.set_stream(index);
+        anatomy.findings = Findings::sample(&mut finding_rng, &anatomy);
         let n = self.config.size;
         let mut clean_pd = Array2::<f32>::zeros((n, n));
         let mut clean_pdfs = Array2::<f32>::zeros((n, n));
         let mut labels = Array2::<u8>::zeros((n, n));
+        let mut findings = [Array2::<u8>::zeros((n, n)), Array2::<u8>::zeros((n, n))];
         for i in 0..n {
             for j in 0..n {
-                let (pd, pdfs, tissue) =
-                    anatomy.render(pixel_coord(j, n), pixel_coord(i, n), 2.0 / n as f32);
-                clean_pd[[i, j]] = pd;
-                clean_pdfs[[i, j]] = pdfs;
-                labels[[i, j]] = tissue as u8;
+                let px = anatomy.render(pixel_coord(j, n), pixel_coord(i, n), 2.0 / n as f32);
+                clean_pd[[i, j]] = px.pd;
+                clean_pdfs[[i, j]] = px.pdfs;
+                labels[[i, j]] = px.tissue as u8;
+                for (mask, cover) in findings.iter_mut().zip(px.findings) {
+                    mask[[i, j]] = u8::from(cover >= 0.5);
+                }
             }
         }
         let pd = rician(&clean_pd, self.config.sigma_pd(), &mut rng);
@@ -177,8 +252,85 @@ impl PhantomGenerator {
             clean_pd,
             clean_pdfs,
             labels,
+            findings,
         }
     }
+}
+
+/// Mixed into the seed of the findings' random stream.
+const FINDING_STREAM: u64 = 0x6669_6e64_696e_6773;
+
+/// Where a slice's findings lie, in anatomical coordinates; `None` where it has none.
+#[derive(Debug, Clone, Default)]
+struct Findings {
+    /// Centre, radii and tilt of a subchondral blob in the femoral condyle or tibial plateau.
+    edema: Option<Blob>,
+    /// Centre and radius of a round lesion in the thigh or calf muscle.
+    lesion: Option<Blob>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Blob {
+    centre: (f32, f32),
+    radii: (f32, f32),
+    angle: f32,
+}
+
+impl Blob {
+    fn distance(&self, x: f32, y: f32) -> f32 {
+        let (u, v) = rotate(x - self.centre.0, y - self.centre.1, self.angle);
+        sd_ellipse(u, v, self.radii.0, self.radii.1)
+    }
+}
+
+impl Findings {
+    fn sample(rng: &mut ChaCha8Rng, anatomy: &Anatomy) -> Self {
+        let surface = anatomy.gap / 2.0 + anatomy.cartilage;
+        let edema = rng.random_bool(FINDING_PROBABILITY).then(|| {
+            // Under the articular surface: in a femoral condyle (above the joint) or the
+            // tibial plateau (below it), clipped to the marrow when painted.
+            let side = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            let depth = rng.random_range(0.07..0.13);
+            let y = if rng.random_bool(0.5) {
+                -(surface + anatomy.cortex + depth)
+            } else {
+                surface + anatomy.cortex + depth
+            };
+            let x = side * anatomy.condyle_sep + rng.random_range(-0.06..0.06);
+            Blob {
+                centre: (x, y),
+                radii: (rng.random_range(0.06..0.1), rng.random_range(0.04..0.07)),
+                angle: rng.random_range(-0.4..0.4),
+            }
+        });
+        let lesion = rng.random_bool(FINDING_PROBABILITY).then(|| {
+            // In the muscle between the shafts and the subcutaneous fat, away from the joint.
+            let side = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
+            let inner = 0.24;
+            let outer = anatomy.leg_half_width - anatomy.skin - anatomy.fat - 0.05;
+            let x = side * rng.random_range(inner..outer.max(inner + 0.01));
+            let y = if rng.random_bool(0.5) {
+                rng.random_range(-0.75..-0.45)
+            } else {
+                rng.random_range(0.5..0.75)
+            };
+            let r = rng.random_range(0.03..0.05);
+            Blob {
+                centre: (x, y),
+                radii: (r, r * rng.random_range(0.8..1.2)),
+                angle: 0.0,
+            }
+        });
+        Findings { edema, lesion }
+    }
+}
+
+/// One rendered pixel: both contrasts, the dominant tissue and each finding's coverage.
+struct Pixel {
+    pd: f32,
+    pdfs: f32,
+    tissue: Tissue,
+    findings: [f32; 2],
 }
 
 /// Centre of pixel `k` of `n` in [-1, 1].
@@ -252,6 +404,7 @@ struct Anatomy {
     fat_tex: Texture,
     coil_centre: (f32, f32),
     coil_width: f32,
+    findings: Findings,
 }
 
 impl Anatomy {
@@ -278,6 +431,7 @@ impl Anatomy {
             fat_tex: Texture::sample(rng, 4, (3.0, 8.0), 1.0),
             coil_centre: (1.2 * coil_angle.cos(), 1.2 * coil_angle.sin()),
             coil_width: rng.random_range(0.9..1.4),
+            findings: Findings::default(),
         }
     }
 
@@ -290,8 +444,8 @@ impl Anatomy {
 
     /// Renders one pixel at image coordinates (x, y) of width `pixel` (image units):
     /// tissues are painted in order, each covering what lies below with its anti-aliased
-    /// coverage of the pixel.
-    fn render(&self, x: f32, y: f32, pixel: f32) -> (f32, f32, Tissue) {
+    /// coverage of the pixel (a finding's coverage shrinks the same way).
+    fn render(&self, x: f32, y: f32, pixel: f32) -> Pixel {
         // image -> anatomy: undo shift, rotation and scale
         let (dx, dy) = (x - self.shift.0, y - self.shift.1);
         let qx = (self.cos_r * dx + self.sin_r * dy) / self.scale;
@@ -302,6 +456,7 @@ impl Anatomy {
         let mut pd = 0.0f32;
         let mut pdfs = 0.0f32;
         let mut label = Tissue::Air;
+        let mut found = [0.0f32; 2];
         let mut paint = |tissue: Tissue, d: f32, gain: f32| {
             let m = cover(d);
             if m > 0.0 {
@@ -310,6 +465,13 @@ impl Anatomy {
                 pdfs += m * (b * gain - pdfs);
                 if m >= 0.5 {
                     label = tissue;
+                }
+                for (f, cov) in Finding::ALL.iter().zip(found.iter_mut()) {
+                    *cov = if f.tissue() == tissue {
+                        *cov + m * (1.0 - *cov)
+                    } else {
+                        *cov * (1.0 - m)
+                    };
                 }
             }
         };
@@ -323,11 +485,16 @@ impl Anatomy {
             leg + self.skin,
             1.0 + 0.03 * self.fat_tex.at(qx, qy),
         );
-        paint(
-            Tissue::Muscle,
-            leg + self.skin + self.fat,
-            1.0 + 0.06 * self.muscle_tex.at(qx, qy),
-        );
+        let muscle = leg + self.skin + self.fat;
+        let muscle_gain = 1.0 + 0.06 * self.muscle_tex.at(qx, qy);
+        paint(Tissue::Muscle, muscle, muscle_gain);
+        if let Some(lesion) = &self.findings.lesion {
+            paint(
+                Tissue::FattyLesion,
+                lesion.distance(qx, qy).max(muscle),
+                1.0 + 0.03 * self.fat_tex.at(qx, qy),
+            );
+        }
 
         // joint space and effusion pockets in the gutters beside the condyles
         let surface = self.gap / 2.0 + self.cartilage;
@@ -378,17 +545,27 @@ impl Anatomy {
         let cruciate = sd_ellipse(lx, ly, 0.035, 0.13);
         paint(Tissue::Ligament, meniscus.min(cruciate), 1.0);
 
+        let marrow_gain = 1.0 + 0.08 * self.marrow_tex.at(qx, qy);
         for bone in [femur, tibia, fibula] {
             paint(Tissue::Cortex, bone, 1.0);
+            paint(Tissue::Marrow, bone + self.cortex, marrow_gain);
+        }
+        if let Some(edema) = &self.findings.edema {
+            let marrow = (femur + self.cortex).min(tibia + self.cortex);
             paint(
-                Tissue::Marrow,
-                bone + self.cortex,
-                1.0 + 0.08 * self.marrow_tex.at(qx, qy),
+                Tissue::Edema,
+                edema.distance(qx, qy).max(marrow),
+                marrow_gain,
             );
         }
 
         let b = self.bias(x, y);
-        (pd * b, pdfs * b, label)
+        Pixel {
+            pd: pd * b,
+            pdfs: pdfs * b,
+            tissue: label,
+            findings: found,
+        }
     }
 }
 
@@ -470,9 +647,17 @@ mod tests {
         let p = PhantomGenerator::new(PhantomConfig::default(), 11)
             .unwrap()
             .pair(0);
-        for t in Tissue::ALL {
+        for t in Tissue::ANATOMY {
             assert!(p.labels.iter().any(|&l| l == t as u8), "{t:?} missing");
         }
+    }
+
+    #[test]
+    fn realistic_snr_falls_with_the_voxel_size() {
+        assert_eq!(PhantomConfig::realistic_snr(128), (20.0, 12.0));
+        assert_eq!(PhantomConfig::realistic_snr(256), (20.0, 12.0));
+        let (pd, pdfs) = PhantomConfig::realistic_snr(320);
+        assert!((pd - 12.8).abs() < 1e-4 && (pdfs - 7.68).abs() < 1e-4);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! ```text
 //! <out>/pd/0000.npy   <out>/pdfs/0000.npy          acquired (noisy) pairs
 //! <out>/clean/pd/...  <out>/clean/pdfs/...         noise-free, for evaluation only
+//! <out>/clean/masks/edema/0000.png                 where each finding lies (8-bit, 0 / 255),
+//! <out>/clean/masks/fatty_lesion/0000.png          for evaluation only
 //! <out>/phantoms.json                              how the set was made
 //! <out>/preview.png                                noisy and clean, PD and PDFS
 //! ```
@@ -16,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{self, Format, GrayImage};
 use crate::normalize::Normalization;
-use crate::phantom::{PhantomGenerator, PhantomPair};
+use crate::phantom::{Finding, PhantomGenerator, PhantomPair};
 use crate::picture::Grid;
 use crate::{Error, Result};
 
@@ -41,6 +43,29 @@ pub struct PhantomManifest {
     /// "npy" (float32) or "png" (16-bit, intensities times `png_scale`).
     pub format: String,
     pub png_scale: Option<f32>,
+    /// The contrast-specific findings and where their masks are (sets written before
+    /// findings existed have none).
+    #[serde(default)]
+    pub findings: Vec<FindingRecord>,
+}
+
+/// One finding of a phantom set, as `phantoms.json` names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindingRecord {
+    /// `edema` or `fatty_lesion`.
+    pub name: String,
+    /// The contrast that shows it (`pd` or `pdfs`); the other shows it only faintly.
+    pub visible_in: String,
+    /// Its masks, relative to the set's folder: one 8-bit PNG per pair, 255 inside.
+    pub masks: String,
+    /// How many of the pairs carry it.
+    pub slices: usize,
+}
+
+/// The folder of a finding's masks, relative to the set.
+pub fn mask_folder(finding: Finding) -> PathBuf {
+    Path::new("clean").join("masks").join(finding.name())
 }
 
 /// The folders of a written set.
@@ -53,10 +78,17 @@ pub fn subfolders(out: &Path) -> [PathBuf; 4] {
     ]
 }
 
+/// Every folder a set writes images into.
+fn image_folders(out: &Path) -> Vec<PathBuf> {
+    let mut dirs = subfolders(out).to_vec();
+    dirs.extend(Finding::ALL.map(|f| out.join(mask_folder(f))));
+    dirs
+}
+
 /// Prepares `out` for a new set. Old images would silently join the new set as extra
 /// pairs, so a folder that already holds some is refused unless `overwrite` clears it.
 pub fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
-    for dir in subfolders(out) {
+    for dir in image_folders(out) {
         if dir.is_dir() {
             let has_files = fs::read_dir(&dir)
                 .map_err(|e| Error::io(&dir, e))?
@@ -90,6 +122,7 @@ pub fn write_set(
 ) -> Result<PhantomManifest> {
     let cfg = *generator.config();
     let mut preview = Vec::new();
+    let mut carrying = [0usize; 2];
     for i in 0..pairs {
         let pair = generator.pair(i as u64);
         let name = format!("{i:04}.{}", format.extension());
@@ -98,6 +131,11 @@ pub fn write_set(
         write_image(&pdfs.join(&name), pair.pdfs.view(), format)?;
         write_image(&clean_pd.join(&name), pair.clean_pd.view(), format)?;
         write_image(&clean_pdfs.join(&name), pair.clean_pdfs.view(), format)?;
+        for ((finding, mask), count) in Finding::ALL.iter().zip(&pair.findings).zip(&mut carrying) {
+            let path = out.join(mask_folder(*finding)).join(format!("{i:04}.png"));
+            io::write_png(&path, &GrayImage::U8(mask.mapv(|m| m * 255)))?;
+            *count += usize::from(mask.iter().any(|&m| m > 0));
+        }
         if preview.len() < PREVIEW_ROWS {
             preview.push(pair);
         }
@@ -116,6 +154,16 @@ pub fn write_set(
         sigma_pdfs: cfg.sigma_pdfs(),
         format: format.extension().into(),
         png_scale: (format == Format::Png).then_some(PNG_SCALE),
+        findings: Finding::ALL
+            .iter()
+            .zip(carrying)
+            .map(|(f, slices)| FindingRecord {
+                name: f.name().into(),
+                visible_in: f.visible_in().into(),
+                masks: mask_folder(*f).to_string_lossy().into_owned(),
+                slices,
+            })
+            .collect(),
     };
     let path = out.join("phantoms.json");
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");

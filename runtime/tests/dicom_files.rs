@@ -121,7 +121,9 @@ fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
         let mut job = FileJob::new();
         let mut expected = Vec::new();
         for input in &inputs {
-            let outcome = job.denoise_file(&mut denoiser, input, &out, None).unwrap();
+            let outcome = job
+                .denoise_file(&mut denoiser, input, None, &out, None)
+                .unwrap();
             assert_eq!(
                 outcome.output,
                 out.join(format!("series_{kind}"))
@@ -230,4 +232,60 @@ fn compressed_and_corrupt_files_are_refused_by_name() {
         e.contains("garbage.dcm") && e.contains("not a readable DICOM"),
         "{e}"
     );
+}
+
+/// A pydicom series of `n` slices under `dir/name`, in frame of reference `frame`, slice
+/// positions moved by `offset` mm.
+fn partner_series(dir: &Path, name: &str, n: usize, frame: &str, offset: f32) -> PathBuf {
+    let series = dir.join(name);
+    fs::create_dir_all(&series).unwrap();
+    let mut args = vec![
+        "dicom-series".to_string(),
+        series.display().to_string(),
+        "u12".to_string(),
+    ];
+    for (i, s) in phantom_slices(n, 40, 52).iter().enumerate() {
+        let p = dir.join(format!("{name}_{i}.npy"));
+        write_npy(&p, s.view()).unwrap();
+        args.push(p.display().to_string());
+    }
+    args.extend([
+        "--frame".into(),
+        frame.into(),
+        "--offset".into(),
+        offset.to_string(),
+        "--description".into(),
+        name.into(),
+    ]);
+    reference(&args);
+    series
+}
+
+#[test]
+fn guides_pair_by_geometry_and_strangers_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let frame = "2.25.1234567890";
+    let pd = partner_series(dir.path(), "PD_COR", 3, frame, 0.0);
+    // The PDFS series of the same frame, each slice 1 mm off (under half the 3 mm
+    // thickness), and one of another frame of reference.
+    let pdfs = partner_series(dir.path(), "PD_FS_COR", 3, frame, 1.0);
+    let other = partner_series(dir.path(), "OTHER", 3, "2.25.999", 0.0);
+    let inputs = denoise_files::collect_inputs(std::slice::from_ref(&pd)).unwrap();
+    let guides = denoise_files::collect_inputs(std::slice::from_ref(&pdfs)).unwrap();
+    let paired = denoise_files::pair_guides(&inputs, &guides).unwrap();
+    assert_eq!(paired, files_in(&pdfs), "slice i pairs with slice i");
+
+    let strangers = denoise_files::collect_inputs(&[other]).unwrap();
+    let e = denoise_files::pair_guides(&inputs, &strangers)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("3 input(s) have no usable guide"), "{e}");
+    assert!(
+        e.contains("slice_000.dcm: no guide slice in frame of reference 2.25.1234567890"),
+        "{e}"
+    );
+    // Two slices off by more than half a thickness find no partner either.
+    let far = partner_series(dir.path(), "FAR", 3, frame, 1.8);
+    let far = denoise_files::collect_inputs(&[far]).unwrap();
+    assert!(denoise_files::pair_guides(&inputs, &far).is_err());
 }

@@ -23,7 +23,7 @@ fn matches_python_onnxruntime_on_odd_sizes_and_batches() {
     assert_eq!(denoiser.provider(), ProviderKind::Cpu);
     assert!(denoiser.fallbacks().is_empty());
     assert_eq!(denoiser.metadata().size_multiple, 4);
-    assert_eq!(denoiser.metadata().path_label(), "pdfs (b) -> pd (a)");
+    assert_eq!(denoiser.metadata().path_label(), "pdfs (b) denoiser");
 
     // 37 x 50 needs padding in both axes; 48 x 48 none.
     for (h, w) in [(37, 50), (48, 48)] {

@@ -116,3 +116,86 @@ fn size_320_works_and_keeps_the_anatomy() {
     // Magnitude images are never negative.
     assert!(p.pd.iter().chain(p.pdfs.iter()).all(|&v| v >= 0.0));
 }
+
+/// Mean of `img` where `mask` is set, and in the ring of pixels 2..=5 pixels outside it
+/// that belong to `around` (the tissue the finding sits in).
+fn inside_and_around(
+    img: &ndarray::Array2<f32>,
+    mask: &ndarray::Array2<u8>,
+    labels: &ndarray::Array2<u8>,
+    around: Tissue,
+) -> (f32, f32) {
+    let (h, w) = mask.dim();
+    let (mut si, mut ni, mut so, mut no) = (0.0f32, 0, 0.0f32, 0);
+    for i in 0..h {
+        for j in 0..w {
+            if mask[(i, j)] > 0 {
+                si += img[(i, j)];
+                ni += 1;
+                continue;
+            }
+            if labels[(i, j)] != around as u8 {
+                continue;
+            }
+            let near = (i.saturating_sub(5)..(i + 6).min(h))
+                .flat_map(|a| (j.saturating_sub(5)..(j + 6).min(w)).map(move |b| (a, b)))
+                .filter(|&(a, b)| mask[(a, b)] > 0)
+                .map(|(a, b)| (a.abs_diff(i)).max(b.abs_diff(j)))
+                .min();
+            if near.is_some_and(|d| d >= 2) {
+                so += img[(i, j)];
+                no += 1;
+            }
+        }
+    }
+    assert!(ni > 10 && no > 10, "{ni} inside, {no} around");
+    (si / ni as f32, so / no as f32)
+}
+
+#[test]
+fn findings_show_in_one_contrast_only() {
+    use crossdenoise_runtime::phantom::Finding;
+    let cfg = PhantomConfig {
+        size: 256,
+        ..Default::default()
+    };
+    let g = PhantomGenerator::new(cfg, 5).unwrap();
+    let mut seen = [0usize; 2];
+    for i in 0..12 {
+        let p = g.pair(i);
+        for (k, (finding, mask)) in Finding::ALL.iter().zip(&p.findings).enumerate() {
+            if mask.iter().all(|&m| m == 0) {
+                continue;
+            }
+            seen[k] += 1;
+            let around = match finding {
+                Finding::Edema => Tissue::Marrow,
+                Finding::FattyLesion => Tissue::Muscle,
+            };
+            let (pd_in, pd_out) = inside_and_around(&p.clean_pd, mask, &p.labels, around);
+            let (fs_in, fs_out) = inside_and_around(&p.clean_pdfs, mask, &p.labels, around);
+            let (visible, hidden) = match finding {
+                Finding::Edema => ((fs_in, fs_out), (pd_in, pd_out)),
+                Finding::FattyLesion => ((pd_in, pd_out), (fs_in, fs_out)),
+            };
+            assert!(
+                visible.0 > 1.8 * visible.1,
+                "{finding:?} of pair {i} should stand out: {visible:?}"
+            );
+            assert!(
+                (hidden.0 / hidden.1 - 1.0).abs() < 0.12,
+                "{finding:?} of pair {i} should be near invisible: {hidden:?}"
+            );
+            // The mask and the labels agree.
+            let tissue = match finding {
+                Finding::Edema => Tissue::Edema,
+                Finding::FattyLesion => Tissue::FattyLesion,
+            };
+            assert!(p.labels.iter().any(|&l| l == tissue as u8));
+        }
+    }
+    assert!(
+        seen.iter().all(|&n| (4..12).contains(&n)),
+        "slices carrying edema / lesion: {seen:?}"
+    );
+}

@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use crossdenoise_runtime::denoise_files::{self, FileJob};
 use crossdenoise_runtime::{
-    AssumedMetadata, Denoiser, DenoiserOptions, Normalization, OnnxRuntime, ProviderSettings,
+    AssumedMetadata, Denoiser, DenoiserOptions, ModelKind, Normalization, OnnxRuntime,
+    ProviderSettings,
 };
 
 use super::progress;
@@ -21,6 +22,11 @@ pub struct Args {
     /// Files (.npy, 16- or 8-bit .png, DICOM) or folders of them (e.g. a DICOM series).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
+    /// The partner contrast of the inputs, for a guided model (files or folders): each
+    /// input is paired with the guide of the same file name (.npy, .png) or at the same
+    /// place (DICOM: frame of reference, orientation, position within half a slice).
+    #[arg(long, num_args = 1.., value_name = "GUIDE")]
+    guide: Vec<PathBuf>,
     /// Output folder; results keep their input's name and format, a folder's results go
     /// into a subfolder of the same name.
     #[arg(long)]
@@ -63,6 +69,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let files = denoise_files::collect_inputs(&args.inputs)?;
     denoise_files::check_output_dir(&args.out, &files)?;
+    let guide_files = if args.guide.is_empty() {
+        Vec::new()
+    } else {
+        denoise_files::collect_inputs(&args.guide).context("--guide")?
+    };
 
     let mut providers = ProviderSettings {
         order: ProviderSettings::parse_order(&args.ep).context("--ep")?,
@@ -111,6 +122,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         runtime.library().display(),
         started.elapsed().as_secs_f64()
     );
+    let meta = denoiser.metadata();
+    match (denoiser.needs_guide(), guide_files.is_empty()) {
+        (true, true) => bail!(
+            "{} is a {}: give the partner contrast's slices with --guide",
+            args.model.display(),
+            meta.path_label()
+        ),
+        (false, false) => bail!(
+            "{} is a {}: it takes no --guide",
+            args.model.display(),
+            meta.path_label()
+        ),
+        _ => {}
+    }
+    if meta.kind == ModelKind::Synthesis {
+        eprintln!(
+            "warning: {} synthesises {} images from {} ones (contrast synthesis, not \
+             denoising); its results are labelled \"synthesized {}\"",
+            args.model.display(),
+            meta.output_contrast(),
+            if meta.from_name.is_empty() {
+                &meta.from
+            } else {
+                &meta.from_name
+            },
+            meta.output_contrast()
+        );
+    }
+    let guides: Vec<Option<PathBuf>> = if guide_files.is_empty() {
+        vec![None; files.len()]
+    } else {
+        denoise_files::pair_guides(&files, &guide_files)?
+            .into_iter()
+            .map(Some)
+            .collect()
+    };
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -120,8 +167,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failures = Vec::new();
     let mut done = 0usize;
     let started = Instant::now();
-    for file in &files {
-        match job.denoise_file(&mut denoiser, file, &args.out, preview_dir.as_deref()) {
+    for (file, guide) in files.iter().zip(&guides) {
+        match job.denoise_file(
+            &mut denoiser,
+            file,
+            guide.as_deref(),
+            &args.out,
+            preview_dir.as_deref(),
+        ) {
             Ok(_) => done += 1,
             Err(e) => {
                 bar.suspend(|| eprintln!("error: {e}"));

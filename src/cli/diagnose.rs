@@ -34,6 +34,7 @@ pub fn diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let config = Config::load(&config_path)?;
+    super::dual_domain_only(&config, "diagnose")?;
     let (report, _) = suite::read_run(&args.run, &config)
         .with_context(|| format!("cannot read run {}", args.run.display()))?;
     println!(

@@ -14,12 +14,15 @@ pub struct Args {
     /// The ONNX file to write.
     #[arg(long)]
     out: PathBuf,
-    /// Domain whose encoder reads the input (a or b).
-    #[arg(long, default_value = "b", value_parser = parse_domain)]
-    from: Domain,
-    /// Domain whose decoder writes the output (a or b).
+    /// The contrast the model denoises (a or b): a guided or single-contrast run has one
+    /// denoiser per contrast. For the study's dual-domain run, the domain whose decoder
+    /// writes the cross path's output.
     #[arg(long, default_value = "a", value_parser = parse_domain)]
     to: Domain,
+    /// Dual-domain runs only: the domain whose encoder reads the cross path's input
+    /// (default b). The cross path synthesises one contrast from the other.
+    #[arg(long, value_parser = parse_domain)]
+    from: Option<Domain>,
     /// Write without comparing ONNX Runtime against Burn (not recommended).
     #[arg(long)]
     skip_parity: bool,

@@ -31,7 +31,8 @@ pub enum Command {
     /// Write a synthetic knee phantom data set: paired PD / PDFS folders, the noise-free
     /// images beside them, and a preview picture.
     Phantoms(phantoms::Args),
-    /// Train the dual-domain model from a config file.
+    /// Train from a config file: the guided or single-contrast denoisers, or the study's
+    /// dual-domain model.
     Train(train::Args),
     /// Train a config briefly and judge it by the study's three checkpoints (cross loss
     /// falling, content loss converging, recon loss falling); exits non-zero on a failure.
@@ -43,15 +44,30 @@ pub enum Command {
     Diagnose(diagnose::DiagnoseArgs),
     /// Check a config for the study's known traps before training.
     Check(diagnose::CheckArgs),
-    /// Export a trained run's no_skip path as an ONNX model (parity-checked against Burn).
+    /// Export a trained run as an ONNX model (parity-checked against Burn): one contrast's
+    /// denoiser, or the study's no_skip cross path (contrast synthesis).
     Export(export::Args),
-    /// Denoise image files (.npy, PNG, DICOM series) with an exported ONNX model.
+    /// Denoise image files (.npy, PNG, DICOM series) with an exported ONNX model, each
+    /// paired with its partner contrast's slice for a guided model.
     Denoise(denoise::Args),
     /// Benchmarks that take too long for criterion (a training step).
     Bench(bench::Args),
-    /// One HTML page: training curves and samples, held-out results against clean,
-    /// daemon agreement and latency.
+    /// One HTML page: held-out results of both contrasts' denoisers against clean (and
+    /// BM3D), leakage, daemon agreement, latency, training curves and samples.
     Report(report::Args),
+}
+
+/// The study's tools (quick test, diagnosis) read a dual-domain run's losses and criteria;
+/// a denoiser run has others.
+fn dual_domain_only(config: &crossdenoise_train::Config, command: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.model.kind.is_denoiser(),
+        "{command} applies the original study's checkpoints to a dual-domain run; '{}' is a {} \
+         run (its figures are in its metrics.jsonl, curves.png and samples/)",
+        config.name,
+        config.model.kind
+    );
+    Ok(())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -24,10 +24,12 @@ pub struct Args {
     /// Seed: the same seed always gives the same slices.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Signal-to-noise ratio of the PD acquisition (noise sigma = 1 / snr, brightest tissue ~1).
-    #[arg(long, default_value_t = 20.0)]
-    snr: f32,
-    /// Signal-to-noise ratio of the PDFS acquisition (default: --snr).
+    /// Signal-to-noise ratio of the PD acquisition (noise sigma = 1 / snr, brightest tissue
+    /// ~1). Default: 20 up to 256 x 256, lower for finer matrices (320: 12.8).
+    #[arg(long)]
+    snr: Option<f32>,
+    /// Signal-to-noise ratio of the PDFS acquisition. Default: --snr when that is given,
+    /// else 12 up to 256 x 256 and lower for finer matrices (320: 7.7).
     #[arg(long)]
     snr_pdfs: Option<f32>,
     /// File format: npy (float32) or png (16-bit, intensity x 40000).
@@ -48,10 +50,15 @@ fn parse_format(s: &str) -> Result<Format, String> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.pairs > 0, "--pairs must be at least 1");
+    let (pd, pdfs) = PhantomConfig::realistic_snr(args.size);
+    let snr_pd = args.snr.unwrap_or(pd);
+    let snr_pdfs = args
+        .snr_pdfs
+        .unwrap_or(if args.snr.is_some() { snr_pd } else { pdfs });
     let config = PhantomConfig {
         size: args.size,
-        snr_pd: args.snr,
-        snr_pdfs: args.snr_pdfs.unwrap_or(args.snr),
+        snr_pd,
+        snr_pdfs,
     };
     let generator = PhantomGenerator::new(config, args.seed).context("invalid phantom settings")?;
     phantom_set::prepare_output(&args.out, args.force)?;

@@ -29,6 +29,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = resolve_config(&args.config, Some(args.epochs), args.backend, &args.set)?;
+    super::dual_domain_only(&config, "quick-test")?;
     print_warnings(&config, &args.config);
     println!(
         "quick test of {} ({} epochs, {} strategy)",

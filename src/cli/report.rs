@@ -1,4 +1,4 @@
-//! `crossdenoise report`: one HTML page about a trained, exported and served model.
+//! `crossdenoise report`: one HTML page about the trained, exported and served denoisers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,15 +12,22 @@ pub struct Args {
     /// The training run folder (runs/<name>).
     #[arg(long)]
     run: PathBuf,
-    /// The exported model.
+    /// The exported PD denoiser.
     #[arg(long)]
-    model: PathBuf,
+    pd_model: PathBuf,
+    /// The exported PDFS denoiser.
+    #[arg(long)]
+    pdfs_model: PathBuf,
     /// A held-out phantom set (`crossdenoise phantoms`).
     #[arg(long)]
     phantoms: PathBuf,
-    /// `crossdenoise denoise` results of the set's pdfs/ folder.
+    /// `crossdenoise denoise` results of the set's pd/ and pdfs/ folders (DIR/pd, DIR/pdfs).
     #[arg(long)]
     denoised: PathBuf,
+    /// Reference scores of the same set (`scripts/quality_reference.py`'s quality.json):
+    /// BM3D, NLM and the cross path.
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// The daemon's answers for the same slices (`crossdenoise-host send --out`).
     #[arg(long)]
     returned: Option<PathBuf>,
@@ -35,21 +42,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let inputs = ReportInputs {
         run: args.run,
-        model: args.model,
+        models: [args.pd_model, args.pdfs_model],
         phantoms: args.phantoms,
         denoised: args.denoised,
         returned: args.returned,
+        reference: args.reference,
     };
     let r = report::write(&inputs, &args.out)?;
-    println!(
-        "held-out PSNR against clean: acquired PD {:.2} dB, denoised {:.2} dB ({:+.2} dB); \
-         latency {:.1} ms / slice ({})",
-        r.mean_acquired.psnr,
-        r.mean_denoised.psnr,
-        r.mean_denoised.psnr - r.mean_acquired.psnr,
-        r.latency_p50_ms,
-        r.provider
-    );
+    for c in &r.contrasts {
+        println!(
+            "{}; {:.1} ms / slice ({})",
+            report::ReportSummary::headline(c),
+            c.latency_p50_ms,
+            c.provider
+        );
+    }
     println!("report: {}", args.out.display());
     Ok(ExitCode::SUCCESS)
 }

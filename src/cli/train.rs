@@ -108,6 +108,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.device,
         summary.precision
     );
+    if config.model.kind.is_denoiser() {
+        println!(
+            "run: {run} (metrics.jsonl, samples/, curves.png, checkpoint/, summary.json); export \
+             each contrast's denoiser with: crossdenoise export {run} --to a (or b) --out model.onnx"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(v) = &summary.final_val {
         print_validation(v, &config.data.domains);
     }
@@ -162,6 +169,13 @@ impl Observer for Bar {
         if let Some(b) = &self.bar {
             b.set_position(step);
             b.set_message(format!("epoch {} {}", epoch + 1, format_losses(loss)));
+        }
+    }
+
+    fn note(&mut self, line: &str) {
+        match &self.bar {
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => println!("{line}"),
         }
     }
 

@@ -12,9 +12,8 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-
-use crate::model::DualDomain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -58,11 +57,22 @@ pub fn dir(run: &Path) -> PathBuf {
     run.join("checkpoint")
 }
 
-pub fn save(
+/// What every run's `state.json` holds, whichever network it trains: enough to tell which
+/// config made it and how far it got.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StateHeader {
+    pub epoch: usize,
+    pub step: u64,
+    pub config_hash: String,
+}
+
+/// Writes `model`, `optim` and the run's `state` (the dual-domain [`TrainState`] or a
+/// denoiser run's own) as the run's checkpoint.
+pub fn save<M: Module, S: Serialize>(
     run: &Path,
-    model: &DualDomain,
+    model: &M,
     optim: &ModuleOptimizer,
-    state: &TrainState,
+    state: &S,
 ) -> Result<(), CheckpointError> {
     let tmp = run.join("checkpoint.tmp");
     let old = run.join("checkpoint.old");
@@ -119,7 +129,8 @@ pub fn find(run: &Path) -> Result<PathBuf, CheckpointError> {
     Err(CheckpointError::Missing { path: cur })
 }
 
-pub fn load_state(ckpt: &Path) -> Result<TrainState, CheckpointError> {
+/// Reads a checkpoint's `state.json` as `S` (a [`TrainState`], a [`StateHeader`], ...).
+pub fn load_state<S: DeserializeOwned>(ckpt: &Path) -> Result<S, CheckpointError> {
     let path = ckpt.join("state.json");
     let text = fs::read_to_string(&path).map_err(io(&path))?;
     serde_json::from_str(&text).map_err(|e| CheckpointError::Record {
@@ -129,7 +140,7 @@ pub fn load_state(ckpt: &Path) -> Result<TrainState, CheckpointError> {
 }
 
 /// Loads the model weights of a checkpoint folder into `model` (built from the run's config).
-pub fn load_model(ckpt: &Path, model: DualDomain) -> Result<DualDomain, CheckpointError> {
+pub fn load_model<M: Module>(ckpt: &Path, model: M) -> Result<M, CheckpointError> {
     let path = ckpt.join("model.bpk");
     if !path.is_file() {
         return Err(CheckpointError::Missing { path });

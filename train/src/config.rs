@@ -89,9 +89,44 @@ pub struct DataConfig {
     pub snr_b: f32,
 }
 
+/// Which network a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// The study's dual-domain network: two encoders sharing a latent space, one decoder
+    /// per contrast; its cross path synthesises one contrast from the other.
+    #[default]
+    DualDomain,
+    /// The product's denoiser: each contrast denoised from its own noisy image (blind-spot
+    /// self-supervised) with the other contrast of the slice as a guide; both directions.
+    Guided,
+    /// The same denoiser without a guide, for series that have no partner; both contrasts.
+    Single,
+}
+
+impl ModelKind {
+    /// Whether this is one of the self-supervised denoisers (guided or single).
+    pub fn is_denoiser(self) -> bool {
+        matches!(self, ModelKind::Guided | ModelKind::Single)
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::DualDomain => "dual_domain",
+            ModelKind::Guided => "guided",
+            ModelKind::Single => "single",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// dual_domain (default: the study's network), guided or single.
+    #[serde(default)]
+    pub kind: ModelKind,
     #[serde(default = "defaults::base_channels")]
     pub base_channels: usize,
     #[serde(default = "defaults::depth")]
@@ -138,6 +173,13 @@ pub struct TrainerConfig {
     /// Write a sample grid every this many epochs (0: never).
     #[serde(default = "defaults::sample_every")]
     pub sample_every: usize,
+    /// Guided / single denoisers: the side of the random square crops a step trains on.
+    #[serde(default = "defaults::crop_size")]
+    pub crop_size: usize,
+    /// Guided / single denoisers: optimiser steps per epoch (an epoch ends with validation
+    /// and a checkpoint).
+    #[serde(default = "defaults::steps_per_epoch")]
+    pub steps_per_epoch: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -249,6 +291,12 @@ mod defaults {
     }
     pub fn sample_every() -> usize {
         1
+    }
+    pub fn crop_size() -> usize {
+        64
+    }
+    pub fn steps_per_epoch() -> usize {
+        100
     }
 }
 
@@ -435,6 +483,23 @@ impl Config {
         ] {
             if !(v >= 0.0 && v.is_finite()) {
                 return err(key, format!("{v} is not >= 0"));
+            }
+        }
+        if m.kind.is_denoiser() {
+            if t.crop_size == 0
+                || !t.crop_size.is_multiple_of(multiple)
+                || t.crop_size > d.image_size
+            {
+                return err(
+                    "trainer.crop_size",
+                    format!(
+                        "{} must be a positive multiple of 2^depth = {multiple} and at most data.image_size ({})",
+                        t.crop_size, d.image_size
+                    ),
+                );
+            }
+            if t.steps_per_epoch == 0 {
+                return err("trainer.steps_per_epoch", "must be at least 1".into());
             }
         }
         if !(0.0..=1.0).contains(&t.mixed_skip_alpha) {

@@ -39,6 +39,8 @@ pub struct PairSet {
     pub b: Vec<Array2<f32>>,
     /// Noise-free images (phantoms only), on the same scale as `a` / `b`.
     pub clean: Option<CleanPairs>,
+    /// The masks of each pair's findings, in `phantom::Finding::ALL` order (phantoms only).
+    pub findings: Option<Vec<[Array2<u8>; 2]>>,
 }
 
 impl PairSet {
@@ -109,9 +111,14 @@ fn phantom_set(g: &PhantomGenerator, range: std::ops::Range<usize>) -> Result<Pa
         a: Vec::new(),
         b: Vec::new(),
         clean: Some((Vec::new(), Vec::new())),
+        findings: Some(Vec::new()),
     };
     for i in range {
         let p = g.pair(i as u64);
+        set.findings
+            .as_mut()
+            .expect("phantoms have findings")
+            .push(p.findings);
         let (a, sa) = norm.normalize(p.pd.view())?;
         let (b, sb) = norm.normalize(p.pdfs.view())?;
         let (ca, cb) = set.clean.as_mut().expect("phantoms have clean images");
@@ -135,6 +142,7 @@ fn folder_set(folder: &PairedFolder, multiple: usize) -> Result<PairSet, DataErr
         a: Vec::new(),
         b: Vec::new(),
         clean: None,
+        findings: None,
     };
     let mut size = None;
     for i in 0..folder.len() {
@@ -181,6 +189,7 @@ fn split_tail(mut all: PairSet, val_pairs: usize, root: &Path) -> Result<Data, D
         a: all.a.split_off(at),
         b: all.b.split_off(at),
         clean: None,
+        findings: None,
     };
     Ok(Data { train: all, val })
 }

@@ -1,4 +1,5 @@
-//! Training of the dual-domain cross-contrast denoiser on Burn.
+//! Training on Burn: the study's dual-domain cross-contrast network, and the product's
+//! guided and single-contrast denoisers (`denoiser`).
 //!
 //! Preprocessing is never written again here: normalisation, padding, phantoms and metrics
 //! come from `crossdenoise-runtime`, so training and serving agree by construction.
@@ -8,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod curves;
 pub mod data;
+pub mod denoiser;
 pub mod device;
 pub mod experiment;
 pub mod loss;

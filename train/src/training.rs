@@ -80,7 +80,7 @@ pub enum TrainError {
     Curves(#[from] crate::curves::CurveError),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io {
         path: path.into(),
         source,
@@ -104,7 +104,7 @@ pub struct TrainOptions {
 
 impl TrainOptions {
     /// Whether the run should stop (with a checkpoint) now that `step` steps are done.
-    fn stop_requested(&self, step: u64) -> bool {
+    pub(crate) fn stop_requested(&self, step: u64) -> bool {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
             || self.stop_after_steps.is_some_and(|n| step >= n)
     }
@@ -198,6 +198,8 @@ pub trait Observer {
     fn start(&mut self, _total_steps: u64, _done_steps: u64) {}
     fn step(&mut self, _epoch: usize, _step: u64, _loss: &LossValues) {}
     fn epoch(&mut self, _epoch: usize, _train: &LossValues, _val: &Validation) {}
+    /// A line for the log (a denoiser run's epoch summary).
+    fn note(&mut self, _line: &str) {}
 }
 
 /// An observer that reports nothing.
@@ -225,12 +227,16 @@ pub struct RunSummary {
     pub final_val: Option<Validation>,
 }
 
-/// Trains `config` and returns the run's summary.
+/// Trains `config` (the dual-domain network, or a guided / single denoiser pair) and
+/// returns the run's summary.
 pub fn train(
     config: &Config,
     opts: &TrainOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, TrainError> {
+    if config.model.kind.is_denoiser() {
+        return crate::denoiser::train(config, opts, observer);
+    }
     let started = Instant::now();
     let t = &config.trainer;
     let run = opts.out.join(&config.name);
@@ -273,38 +279,19 @@ pub fn train(
     };
     let metrics_path = run.join("metrics.jsonl");
     if let Some(ckpt) = resume_from {
-        state = checkpoint::load_state(&ckpt)?;
-        if state.config_hash != hash {
-            if !extends_epochs(&run, config, &state) {
-                return Err(TrainError::ConfigChanged {
-                    run,
-                    found: state.config_hash,
-                    expected: hash,
-                });
-            }
-            // The same run, asked to go on for more epochs: it continues under the new
-            // config (the learning-rate schedule stretches to the new length from here).
-            let path = run.join("config.json");
-            fs::write(
-                &path,
-                serde_json::to_string_pretty(config).expect("config serialises") + "\n",
-            )
-            .map_err(io(&path))?;
-            state.config_hash = hash.clone();
-        }
-        model = checkpoint::load_model(&ckpt, model)?;
-        optim = checkpoint::load_optimizer(&ckpt, optim)?;
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&metrics_path)
-            .map_err(io(&metrics_path))?;
-        f.set_len(state.metrics_len).map_err(io(&metrics_path))?;
+        state = checkpoint::load_state::<TrainState>(&ckpt)?;
+        let resumed = resume(
+            &run,
+            config,
+            &ckpt,
+            (&state.config_hash, state.metrics_len),
+            model,
+            optim,
+        )?;
+        (model, optim) = resumed;
+        state.config_hash = hash.clone();
     }
-    let mut metrics = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .map_err(io(&metrics_path))?;
+    let mut metrics = open_metrics(&metrics_path)?;
 
     let plan = ForwardPlan {
         precision: t.precision,
@@ -484,20 +471,74 @@ pub fn model_config(config: &Config) -> DualDomainConfig {
         .with_identity_mapping(config.trainer.identity_mapping)
 }
 
+/// Continues a run from its checkpoint `ckpt`, whose state records the config hash and the
+/// length of metrics.jsonl it was taken at (`found`): refuses another config than the run's
+/// own (save `trainer.epochs` raised, which is then recorded as the run's config), loads
+/// the weights and the optimiser, and drops the metric lines written after the checkpoint.
+pub(crate) fn resume<M: Module>(
+    run: &Path,
+    config: &Config,
+    ckpt: &Path,
+    (found_hash, metrics_len): (&str, u64),
+    model: M,
+    optim: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer), TrainError> {
+    let hash = config.hash();
+    if found_hash != hash {
+        if !extends_epochs(run, config, found_hash) {
+            return Err(TrainError::ConfigChanged {
+                run: run.into(),
+                found: found_hash.into(),
+                expected: hash,
+            });
+        }
+        // The same run, asked to go on for more epochs: it continues under the new config
+        // (the learning-rate schedule stretches to the new length from here).
+        let path = run.join("config.json");
+        fs::write(
+            &path,
+            serde_json::to_string_pretty(config).expect("config serialises") + "\n",
+        )
+        .map_err(io(&path))?;
+    }
+    let model = checkpoint::load_model(ckpt, model)?;
+    let optim = checkpoint::load_optimizer(ckpt, optim)?;
+    let metrics = run.join("metrics.jsonl");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&metrics)
+        .map_err(io(&metrics))?;
+    f.set_len(metrics_len).map_err(io(&metrics))?;
+    Ok((model, optim))
+}
+
+/// metrics.jsonl, opened to append.
+pub(crate) fn open_metrics(path: &Path) -> Result<File, TrainError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))
+}
+
 /// Whether `config` is the run's own config with only `trainer.epochs` raised (to at least
 /// the epochs already done): a deliberate "train N more epochs" rather than a changed run.
-fn extends_epochs(run: &Path, config: &Config, state: &checkpoint::TrainState) -> bool {
+fn extends_epochs(run: &Path, config: &Config, checkpoint_hash: &str) -> bool {
     let Ok(old) = Config::load(&run.join("config.json")) else {
         return false;
     };
     let mut same = config.clone();
     same.trainer.epochs = old.trainer.epochs;
-    old.hash() == state.config_hash
-        && same.hash() == state.config_hash
+    old.hash() == checkpoint_hash
+        && same.hash() == checkpoint_hash
         && config.trainer.epochs > old.trainer.epochs
 }
 
-fn prepare_run_dir(run: &Path, config: &Config, opts: &TrainOptions) -> Result<(), TrainError> {
+pub(crate) fn prepare_run_dir(
+    run: &Path,
+    config: &Config,
+    opts: &TrainOptions,
+) -> Result<(), TrainError> {
     if run.exists() && !opts.resume {
         if !opts.force {
             return Err(TrainError::RunExists { run: run.into() });
@@ -516,7 +557,11 @@ fn prepare_run_dir(run: &Path, config: &Config, opts: &TrainOptions) -> Result<(
     Ok(())
 }
 
-fn write_line(f: &mut File, path: &Path, line: &MetricLine) -> Result<(), TrainError> {
+pub(crate) fn write_line<T: Serialize>(
+    f: &mut File,
+    path: &Path,
+    line: &T,
+) -> Result<(), TrainError> {
     let text = serde_json::to_string(line).expect("metric serialises");
     writeln!(f, "{text}").map_err(io(path))
 }
@@ -524,7 +569,7 @@ fn write_line(f: &mut File, path: &Path, line: &MetricLine) -> Result<(), TrainE
 /// The learning rate of `step`: linear warm-up, then constant or cosine decay to 0.
 /// Keeps a run's failure in its folder (error.txt) for `diagnose` and the suite summary;
 /// returns it, or the reason it could not be written.
-fn record_failure(run: &Path, err: TrainError) -> TrainError {
+pub(crate) fn record_failure(run: &Path, err: TrainError) -> TrainError {
     let path = run.join("error.txt");
     match fs::write(&path, format!("{err}\n")) {
         Ok(()) => err,

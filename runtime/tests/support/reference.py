@@ -93,11 +93,13 @@ def make_model(args):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model, full_check=True)
     if not args.no_metadata:
+        # A single-contrast PDFS denoiser: its output is its input's contrast.
         props = {
+            "crossdenoise.kind": "single",
             "crossdenoise.from": "b",
-            "crossdenoise.to": "a",
+            "crossdenoise.to": "b",
             "crossdenoise.from_name": "pdfs",
-            "crossdenoise.to_name": "pd",
+            "crossdenoise.to_name": "pdfs",
             "crossdenoise.depth": str(pools),
             "crossdenoise.base_channels": str(ch),
             "crossdenoise.normalization.percentile": "99.5",
@@ -156,7 +158,8 @@ def dicom_series(args):
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-    study, series, frame = new_uid(), new_uid(), new_uid()
+    study, series = new_uid(), new_uid()
+    frame = args.frame or new_uid()
     now = datetime.datetime(2026, 11, 26, 9, 30, 0)
     for i, path in enumerate(args.slices):
         img = np.load(path).astype(np.float64)
@@ -183,7 +186,7 @@ def dicom_series(args):
         ds.StudyID = "1"
         ds.SeriesNumber = 3
         ds.InstanceNumber = i + 1
-        ds.SeriesDescription = "PD_FS_COR"
+        ds.SeriesDescription = args.description
         ds.ProtocolName = "knee_pdfs_cor"
         ds.BodyPartExamined = "KNEE"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
@@ -196,8 +199,8 @@ def dicom_series(args):
         ds.SliceThickness = 3.0
         ds.SpacingBetweenSlices = 3.3
         ds.PixelSpacing = [0.3125, 0.3125]
-        ds.SliceLocation = -20.0 + 3.3 * i
-        ds.ImagePositionPatient = [-50.0, -20.0 + 3.3 * i, 50.0]
+        ds.SliceLocation = -20.0 + 3.3 * i + args.offset
+        ds.ImagePositionPatient = [-50.0, -20.0 + 3.3 * i + args.offset, 50.0]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
         ds.Rows, ds.Columns = img.shape
         ds.SamplesPerPixel = 1
@@ -368,6 +371,9 @@ def main():
     s.add_argument("dir")
     s.add_argument("kind", choices=["u12", "s16"])
     s.add_argument("slices", nargs="+")
+    s.add_argument("--frame", help="FrameOfReferenceUID (default: a new one)")
+    s.add_argument("--description", default="PD_FS_COR")
+    s.add_argument("--offset", type=float, default=0.0, help="slice positions moved by (mm)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")
     r = sub.add_parser("dicom-dump")

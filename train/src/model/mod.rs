@@ -4,11 +4,16 @@
 //! decoder per contrast maps a latent back to an image. Decoders fuse skips additively, so
 //! the same decoder runs with its own skips (reconstruction), another domain's skips or
 //! none at all (the no_skip cross path that is exported).
+//!
+//! Beside it, the product's denoiser ([`GuidedDenoiser`]): a blind-spot network that
+//! denoises a contrast from its own image, the other contrast as a guide.
 
+pub mod blind_spot;
 mod conv_block;
 mod decoder;
 mod dual_domain;
 mod encoder;
+mod guided;
 pub mod init;
 mod ops;
 mod precision;
@@ -17,6 +22,7 @@ pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use decoder::{Decoder, DecoderConfig};
 pub use dual_domain::{Domain, DualDomain, DualDomainConfig, ForwardPlan, Outputs};
 pub use encoder::{Encoded, Encoder, EncoderConfig};
+pub use guided::{DenoiserPair, GuidedDenoiser, GuidedDenoiserConfig};
 pub use precision::{Precision, PrecisionError};
 
 /// LeakyReLU slope used everywhere in the network.

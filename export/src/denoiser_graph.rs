@@ -1,0 +1,161 @@
+//! The guided (or single-contrast) denoiser written out as ONNX nodes, mirroring
+//! `crossdenoise_train::model::{GuidedDenoiser, blind_spot}` layer by layer.
+//!
+//! The blind U-Net runs once per quarter turn (four copies of its nodes over one set of
+//! weights), so the graph takes any H x W, square or not; Burn batches the four turns of a
+//! square image into one pass, which computes the same function. A quarter turn is a
+//! Transpose and a reversing Slice; "shift down one row" is a Pad whose bottom entry is -1
+//! (ONNX Pad crops with negative pads).
+
+use crossdenoise_train::model::GuidedDenoiser;
+use crossdenoise_train::model::blind_spot::{BlindUNet, SLOPE};
+
+use crate::graph::{Attr, GraphBuilder};
+use crate::lower::{
+    GUIDE, INPUT, OUTPUT, conv, conv_shared, conv_transpose_shared, ints, leaky_slope,
+};
+
+/// Lowers `net` with inputs `image` (and `guide` for a guided network) and output
+/// `denoised`.
+pub fn denoiser(net: &GuidedDenoiser) -> GraphBuilder {
+    let mut g = GraphBuilder::new();
+    let guide = net.is_guided().then_some(GUIDE);
+    let mut parts = Vec::with_capacity(5);
+    for k in 0..4 {
+        let name = format!("turn{k}");
+        let x = rotate(&mut g, &format!("{name}.image"), INPUT, k);
+        let gk = guide.map(|gd| rotate(&mut g, &format!("{name}.guide"), gd, k));
+        let h = unet(&mut g, &name, &net.unet, &x, gk.as_deref());
+        parts.push(rotate(&mut g, &format!("{name}.back"), &h, (4 - k) % 4));
+    }
+    if let Some(gd) = guide {
+        let mut h = gd.to_string();
+        for (i, c) in net.guide_stem.iter().enumerate() {
+            let name = format!("guide_stem{i}");
+            let y = conv(&mut g, &name, c, &h);
+            h = leaky_slope(&mut g, &format!("{name}.act"), &y, SLOPE);
+        }
+        parts.push(h);
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let mut h = g.node("Concat", "fuse.concat", &refs, vec![("axis", Attr::Int(1))]);
+    let last = net.fuse.len() - 1;
+    for (i, c) in net.fuse.iter().enumerate() {
+        let name = format!("fuse{i}");
+        h = conv(&mut g, &name, c, &h);
+        if i < last {
+            h = leaky_slope(&mut g, &format!("{name}.act"), &h, SLOPE);
+        }
+    }
+    g.rename_last_output(OUTPUT);
+    g
+}
+
+/// The blind U-Net of one turn (`train::model::blind_spot::BlindUNet::forward`).
+fn unet(g: &mut GraphBuilder, name: &str, net: &BlindUNet, x: &str, guide: Option<&str>) -> String {
+    // Node `turnK.layer` uses the weights `unet.layer`, shared by the four turns.
+    let weights = |n: &str| format!("unet{}", &n[name.len()..]);
+    let blind = |g: &mut GraphBuilder, n: &str, c, x: &str| {
+        let shifted = shift_down(g, &format!("{n}.shift"), x);
+        let y = conv_shared(g, n, &weights(n), c, &shifted);
+        leaky_slope(g, &format!("{n}.act"), &y, SLOPE)
+    };
+    let open = |g: &mut GraphBuilder, n: &str, c, x: &str| {
+        let y = conv_shared(g, n, &weights(n), c, x);
+        leaky_slope(g, &format!("{n}.act"), &y, SLOPE)
+    };
+    let s0 = blind(g, &format!("{name}.stem0"), &net.stem[0], x);
+    let mut h = blind(g, &format!("{name}.stem1"), &net.stem[1], &s0);
+    let mut gfeat = None;
+    if let (Some(enc), Some(gd)) = (&net.guide, guide) {
+        let a = open(g, &format!("{name}.gstem0"), &enc.stem[0], gd);
+        let b = open(g, &format!("{name}.gstem1"), &enc.stem[1], &a);
+        h = g.node("Add", &format!("{name}.stem.guide"), &[&h, &b], vec![]);
+        gfeat = Some(b);
+    }
+    let depth = net.levels.len();
+    let mut skips = vec![h.clone()];
+    for (l, c) in net.levels.iter().enumerate() {
+        let lv = format!("{name}.level{}", l + 1);
+        let shifted = shift_down(g, &format!("{lv}.pool.shift"), &h);
+        let pooled = g.node(
+            "MaxPool",
+            &format!("{lv}.pool"),
+            &[&shifted],
+            vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))],
+        );
+        h = blind(g, &lv, c, &pooled);
+        if let (Some(enc), Some(prev)) = (&net.guide, gfeat.take()) {
+            let gp = g.node(
+                "AveragePool",
+                &format!("{lv}.gpool"),
+                &[&prev],
+                vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))],
+            );
+            let next = open(g, &format!("{lv}.guide"), &enc.levels[l], &gp);
+            h = g.node("Add", &format!("{lv}.guide.add"), &[&h, &next], vec![]);
+            gfeat = Some(next);
+        }
+        if l + 1 < depth {
+            skips.push(h.clone());
+        }
+    }
+    for (k, up) in net.ups.iter().enumerate() {
+        let lv = format!("{name}.up{k}");
+        let skip = skips.pop().expect("one skip per level");
+        let node = format!("{lv}.up");
+        let u = conv_transpose_shared(g, &node, &weights(&node), &up.up, &h);
+        let cat = g.node(
+            "Concat",
+            &format!("{lv}.concat"),
+            &[&u, &skip],
+            vec![("axis", Attr::Int(1))],
+        );
+        let a = blind(g, &format!("{lv}.conv1"), &up.conv1, &cat);
+        h = blind(g, &format!("{lv}.conv2"), &up.conv2, &a);
+    }
+    shift_down(g, &format!("{name}.out.shift"), &h)
+}
+
+/// Rows moved down by one: one zero row on top, the last row dropped (negative pad).
+fn shift_down(g: &mut GraphBuilder, name: &str, x: &str) -> String {
+    // [N, C, top, left] begins, then [N, C, bottom, right] ends.
+    let pads = g.initializer_i64("const.shift_down.pads", &[0, 0, 1, 0, 0, 0, -1, 0]);
+    g.node("Pad", name, &[x, &pads], vec![])
+}
+
+/// `x` turned by `k` quarter turns, as `blind_spot::rotate`: 1 = transpose then reverse
+/// the rows, 2 = reverse both, 3 = transpose then reverse the columns.
+fn rotate(g: &mut GraphBuilder, name: &str, x: &str, k: usize) -> String {
+    let transpose = |g: &mut GraphBuilder, x: &str| {
+        g.node(
+            "Transpose",
+            &format!("{name}.t"),
+            &[x],
+            vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+        )
+    };
+    match k % 4 {
+        0 => x.to_string(),
+        1 => {
+            let t = transpose(g, x);
+            reverse(g, name, &t, &[2])
+        }
+        2 => reverse(g, name, x, &[2, 3]),
+        _ => {
+            let t = transpose(g, x);
+            reverse(g, name, &t, &[3])
+        }
+    }
+}
+
+/// `x` with `axes` reversed: a Slice from the last element backwards with step -1.
+fn reverse(g: &mut GraphBuilder, name: &str, x: &str, axes: &[i64]) -> String {
+    let n = axes.len();
+    let key = axes.iter().map(i64::to_string).collect::<Vec<_>>().join("");
+    let starts = g.initializer_i64(&format!("const.reverse{key}.starts"), &vec![-1; n]);
+    let ends = g.initializer_i64(&format!("const.reverse{key}.ends"), &vec![i64::MIN; n]);
+    let ax = g.initializer_i64(&format!("const.reverse{key}.axes"), axes);
+    let steps = g.initializer_i64(&format!("const.reverse{key}.steps"), &vec![-1; n]);
+    g.node("Slice", name, &[x, &starts, &ends, &ax, &steps], vec![])
+}

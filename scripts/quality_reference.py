@@ -1,0 +1,230 @@
+"""Scores denoised phantom slices against the clean phantoms, next to BM3D and NLM.
+
+The independent reference for QUALITY.md: the acquired slices, the classical denoisers a
+user would otherwise pick (BM3D with the known noise sigma, scikit-image's NLM), and every
+output folder given on the command line, each scored per contrast against the clean image
+of *its own* contrast (PSNR with the clean image's maximum as the data range and SSIM with
+scikit-image's Gaussian-window settings, as the project's own metrics; sharpness = gradient
+energy over the clean image's). The classical denoisers estimate a magnitude's expectation,
+so they are also shown with the same Rician bias correction the runtime applies to the
+project's denoisers, to tell the network's gain from the correction's.
+
+Leakage, for every output: a finding's contrast (mean inside its mask minus the mean of the
+ring 2..5 pixels outside) in the output against the clean image of the output's contrast, as
+a fraction of the finding's strength (its largest contrast in either clean image); images are
+compared on the scale of the slice they were computed from (each acquired slice normalised by
+its 99.5th percentile). 0 = shown exactly as its own contrast shows it.
+
+    python quality_reference.py PHANTOMS --out DIR --title T \
+        --method "guided=pd:OUT/guided/pd,pdfs:OUT/guided/pdfs" \
+        --method "cross PD<-PDFS=pd:OUT/cross/pdfs@pdfs" ...
+
+A method's folder entry `contrast:folder` says which contrast the outputs claim to be;
+`@source` names the contrast of the acquisition they were computed from when it differs
+(the cross path: PD images made from the PDFS acquisition, which the runtime returns in the
+PDFS acquisition's units; they are rescaled to the PD acquisition's before scoring). Writes DIR/quality.json,
+DIR/quality.md (tables) and DIR/<contrast>.png (acquired | methods | clean, first slices).
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import time
+
+import numpy as np
+from PIL import Image, ImageDraw
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.restoration import denoise_nl_means
+from scipy.special import i0e, i1e
+from scipy.ndimage import maximum_filter
+import bm3d
+
+RING = (2, 5)
+
+
+def load_dir(d):
+    files = sorted(glob.glob(os.path.join(d, "*.npy")))
+    return {os.path.basename(f): np.load(f).astype(np.float32) for f in files}
+
+
+def load_masks(d):
+    out = {}
+    for f in sorted(glob.glob(os.path.join(d, "*.png"))):
+        name = os.path.splitext(os.path.basename(f))[0] + ".npy"
+        out[name] = np.array(Image.open(f)) > 0
+    return out
+
+
+def scale(img):
+    return float(np.percentile(img, 99.5))
+
+
+def score(clean, out):
+    r = float(clean.max())
+    psnr = peak_signal_noise_ratio(clean, out, data_range=r)
+    ssim = structural_similarity(clean, out, data_range=r, gaussian_weights=True, sigma=1.5,
+                                 use_sample_covariance=False)
+    g = lambda i: (np.diff(i, axis=0) ** 2).sum() + (np.diff(i, axis=1) ** 2).sum()
+    return psnr, ssim, g(out) / g(clean)
+
+
+def rician_amplitude(mean, sigma):
+    """Inverts the Rician mean sigma*m(A/sigma), as crossdenoise-runtime's RicianCorrection."""
+    t = np.linspace(0, 12, 4801)
+    x = t * t / 4
+    m = math.sqrt(math.pi / 2) * ((1 + 2 * x) * i0e(x) + 2 * x * i1e(x))
+    r = mean / sigma
+    a = np.interp(r, m, t) * sigma
+    a = np.where(r <= m[0], 0.0, a)
+    a = np.where(r >= m[-1], np.sqrt(np.maximum(mean ** 2 - sigma ** 2, 0)), a)
+    return a.astype(np.float32)
+
+
+def contrast(img, mask):
+    near = maximum_filter(mask, size=2 * (RING[0] - 1) + 1)
+    far = maximum_filter(mask, size=2 * RING[1] + 1)
+    ring = far & ~near
+    if not mask.any() or not ring.any():
+        return None
+    return float(img[mask].mean() - img[ring].mean())
+
+
+def leakage(out, clean, clean_other, mask):
+    c, o, other = contrast(clean, mask), contrast(out, mask), contrast(clean_other, mask)
+    if c is None or o is None or other is None:
+        return None
+    strength = max(abs(c), abs(other))
+    return (o - c) / strength if strength > 0 else None
+
+
+def tile(img, window, size):
+    v = np.clip(img / window, 0, 1) * 255
+    return Image.fromarray(v.astype(np.uint8)).resize((size, size), Image.NEAREST)
+
+
+def picture(path, rows, titles, size=192):
+    pad = 18
+    w = len(titles) * size
+    canvas = Image.new("L", (w, pad + len(rows) * size), 24)
+    draw = ImageDraw.Draw(canvas)
+    for k, t in enumerate(titles):
+        draw.text((k * size + 4, 3), t, fill=230)
+    for r, (window, images) in enumerate(rows):
+        for k, img in enumerate(images):
+            canvas.paste(tile(img, window, size), (k * size, pad + r * size))
+    canvas.save(path)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("phantoms")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--title", default="")
+    ap.add_argument("--method", action="append", default=[])
+    ap.add_argument("--slices", type=int, default=0, help="score only the first N slices")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    manifest = json.load(open(os.path.join(a.phantoms, "phantoms.json")))
+    contrasts = ["pd", "pdfs"]
+    acquired = {c: load_dir(os.path.join(a.phantoms, c)) for c in contrasts}
+    clean = {c: load_dir(os.path.join(a.phantoms, "clean", c)) for c in contrasts}
+    names = sorted(acquired["pd"])
+    if a.slices:
+        names = names[: a.slices]
+    findings = {f["name"]: load_masks(os.path.join(a.phantoms, f["masks"]))
+                for f in manifest.get("findings", [])}
+    scales = {c: {n: scale(acquired[c][n]) for n in names} for c in contrasts}
+
+    # Methods: name -> {contrast: (folder outputs, source contrast)}
+    methods = {}
+    for spec in a.method:
+        label, _, entries = spec.partition("=")
+        methods[label] = {}
+        for entry in entries.split(","):
+            contrast_name, _, folder = entry.partition(":")
+            folder, _, source = folder.partition("@")
+            methods[label][contrast_name] = (load_dir(folder), source or contrast_name)
+
+    results = {"title": a.title, "phantoms": a.phantoms, "slices": len(names),
+               "manifest": manifest, "contrasts": {}}
+    timings = {}
+    for c in contrasts:
+        other = "pdfs" if c == "pd" else "pd"
+        sigma = manifest[f"sigma_{c}"]
+        outs = {"acquired": ({n: acquired[c][n] for n in names}, c)}
+        t = time.time()
+        b = {n: bm3d.bm3d(acquired[c][n], sigma_psd=sigma).astype(np.float32) for n in names}
+        timings[f"bm3d {c}"] = (time.time() - t) / len(names)
+        outs["BM3D"] = (b, c)
+        t = time.time()
+        nlm = {n: denoise_nl_means(acquired[c][n], h=0.8 * sigma, sigma=sigma, fast_mode=True,
+                                   patch_size=5, patch_distance=6).astype(np.float32)
+               for n in names}
+        timings[f"nlm {c}"] = (time.time() - t) / len(names)
+        outs["NLM"] = (nlm, c)
+        outs["BM3D + Rician correction"] = ({n: rician_amplitude(b[n], sigma) for n in names}, c)
+        outs["NLM + Rician correction"] = ({n: rician_amplitude(nlm[n], sigma) for n in names}, c)
+        for label, per in methods.items():
+            if c in per:
+                folder, source = per[c]
+                missing = [n for n in names if n not in folder]
+                if missing:
+                    raise SystemExit(f"{label} {c}: no output for {missing[:5]}")
+                # An output made from the other contrast's acquisition (the cross path) comes
+                # in that acquisition's units: bring it to this contrast's.
+                outs[label] = ({n: folder[n] * (scales[c][n] / scales[source][n]) for n in names},
+                               c)
+        rows = {}
+        for label, (images, source) in outs.items():
+            s = np.array([score(clean[c][n], images[n]) for n in names])
+            leak = {}
+            for fname, masks in findings.items():
+                errs = []
+                for n in names:
+                    if n not in masks or not masks[n].any():
+                        continue
+                    e = leakage(images[n] / scales[source][n], clean[c][n] / scales[c][n],
+                                clean[other][n] / scales[other][n], masks[n])
+                    if e is not None:
+                        errs.append(e)
+                if errs:
+                    leak[fname] = {"slices": len(errs), "error": float(np.mean(errs)),
+                                   "abs_error": float(np.mean(np.abs(errs)))}
+            rows[label] = {"psnr": float(s[:, 0].mean()), "ssim": float(s[:, 1].mean()),
+                           "sharpness": float(s[:, 2].mean()), "leakage": leak}
+        results["contrasts"][c] = rows
+        window = 1.1 * np.median([scales[c][n] for n in names])
+        shown = [l for l in outs if "Rician" not in l or l.startswith("BM3D")]
+        picture(os.path.join(a.out, f"{c}.png"),
+                [(window, [outs[l][0][n] for l in shown] + [clean[c][n]]) for n in names[:3]],
+                shown + ["clean"])
+    results["seconds_per_slice"] = timings
+    json.dump(results, open(os.path.join(a.out, "quality.json"), "w"), indent=2)
+    with open(os.path.join(a.out, "quality.md"), "w") as f:
+        f.write(markdown(results))
+    print(markdown(results))
+
+
+def markdown(r):
+    m = r["manifest"]
+    lines = [f"### {r['title']}", "",
+             f"{r['slices']} held-out {m['size']} x {m['size']} phantom pairs (seed {m['seed']}), "
+             f"PD SNR {m['snr_pd']:g} / PDFS SNR {m['snr_pdfs']:g}; PSNR / SSIM / sharpness "
+             f"against the clean image of each output's own contrast.", ""]
+    for c, rows in r["contrasts"].items():
+        lines += [f"**{c.upper()}**", "",
+                  "| method | PSNR (dB) | SSIM | sharpness | edema leakage | fatty lesion leakage |",
+                  "|---|---|---|---|---|---|"]
+        for label, v in rows.items():
+            leak = lambda k: (f"{100 * v['leakage'][k]['error']:+.0f}% "
+                              f"(|{100 * v['leakage'][k]['abs_error']:.0f}%|)"
+                              if k in v["leakage"] else "-")
+            lines.append(f"| {label} | {v['psnr']:.2f} | {v['ssim']:.3f} | "
+                         f"{v['sharpness']:.2f} | {leak('edema')} | {leak('fatty_lesion')} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

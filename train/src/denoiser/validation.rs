@@ -1,0 +1,264 @@
+//! Validation of the denoisers: the self-supervised loss on whole held-out slices (the one
+//! figure real data without clean images has), and on phantoms the quality against the
+//! clean image next to the acquired image's, and the findings' leakage.
+
+use burn::prelude::*;
+use crossdenoise_runtime::leakage;
+use crossdenoise_runtime::metrics::{self, Quality};
+use crossdenoise_runtime::phantom::Finding;
+use crossdenoise_runtime::picture::Grid;
+use crossdenoise_runtime::rician::RicianCorrection;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use super::loss;
+use crate::data::{self, PairSet};
+use crate::model::{DenoiserPair, Domain, Precision};
+use crate::training::TrainError;
+
+/// PSNR / SSIM against the clean image, and sharpness (gradient energy over the clean
+/// image's: below 1 smoother than the anatomy, above 1 noisier).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    pub psnr: f64,
+    pub ssim: f64,
+    pub sharpness: f64,
+}
+
+/// How far one output shows one finding unlike its own contrast (see
+/// `crossdenoise_runtime::leakage`), over the slices that carry it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingLeakage {
+    pub finding: String,
+    pub slices: usize,
+    /// Mean of the signed errors: + shows the finding brighter than its contrast does.
+    pub error: f64,
+    /// Mean of their magnitudes.
+    pub abs_error: f64,
+}
+
+/// One direction (the denoiser of one contrast) on the validation slices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectionValidation {
+    /// The training loss on whole slices.
+    pub loss: f64,
+    /// The denoised output against clean (phantoms).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub denoised: Option<Score>,
+    /// The acquired image against clean: what the output must beat.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acquired: Option<Score>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub leakage: Vec<FindingLeakage>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DenoiserValidation {
+    pub a: DirectionValidation,
+    pub b: DirectionValidation,
+}
+
+impl DenoiserValidation {
+    pub fn get(&self, to: Domain) -> &DirectionValidation {
+        match to {
+            Domain::A => &self.a,
+            Domain::B => &self.b,
+        }
+    }
+}
+
+/// Both directions' raw predictions (expected magnitudes) for slices `idx` of `set`
+/// (`[a, b]`, one image per slice).
+pub fn predict(
+    model: &DenoiserPair,
+    set: &PairSet,
+    idx: &[usize],
+    device: &Device,
+) -> [Vec<Array2<f32>>; 2] {
+    let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.a[i]).collect();
+    let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.b[i]).collect();
+    let (xa, xb) = (data::stack(&a, device), data::stack(&b, device));
+    let guided = model.to_a.is_guided();
+    let out_a = model
+        .to_a
+        .forward(xa.clone(), guided.then(|| xb.clone()), Precision::F32);
+    let out_b = model.to_b.forward(xb, guided.then_some(xa), Precision::F32);
+    [data::unstack(out_a), data::unstack(out_b)]
+}
+
+/// What the runtime serves for slices `idx`: the predictions with the Rician bias removed
+/// at each slice's noise level (`sigmas`, `[a, b]` per slice).
+pub fn denoise(
+    model: &DenoiserPair,
+    set: &PairSet,
+    sigmas: &[[f32; 2]],
+    idx: &[usize],
+    device: &Device,
+) -> [Vec<Array2<f32>>; 2] {
+    let mut outs = predict(model, set, idx, device);
+    let correction = RicianCorrection::default();
+    for (d, out) in outs.iter_mut().enumerate() {
+        for (img, &i) in out.iter_mut().zip(idx) {
+            correction.apply(img.view_mut(), sigmas[i][d]);
+        }
+    }
+    outs
+}
+
+/// Scores both directions on `set` in batches of `batch`; `sigmas` are the slices' noise
+/// levels (`[a, b]`).
+pub fn validate(
+    model: &DenoiserPair,
+    set: &PairSet,
+    sigmas: &[[f32; 2]],
+    batch: usize,
+    device: &Device,
+) -> Result<DenoiserValidation, TrainError> {
+    let mut dirs = [Accumulator::default(), Accumulator::default()];
+    for start in (0..set.len()).step_by(batch.max(1)) {
+        let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
+        let raw = predict(model, set, &idx, device);
+        let correction = RicianCorrection::default();
+        for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
+            for (k, &i) in idx.iter().enumerate() {
+                let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };
+                acc.loss += slice_loss(&out[k], acquired, sigmas[i][d], device);
+                acc.n += 1;
+                let mut served = out[k].clone();
+                correction.apply(served.view_mut(), sigmas[i][d]);
+                let Some((ca, cb)) = &set.clean else { continue };
+                let (clean, other) = if d == 0 {
+                    (&ca[i], &cb[i])
+                } else {
+                    (&cb[i], &ca[i])
+                };
+                acc.add_scores(clean, &served, acquired)?;
+                if let Some(masks) = &set.findings {
+                    acc.add_leakage(&served, clean, other, &masks[i])?;
+                }
+            }
+        }
+    }
+    let [a, b] = dirs.map(|acc| acc.finish(set.clean.is_some()));
+    Ok(DenoiserValidation { a, b })
+}
+
+/// The training loss of one whole slice.
+fn slice_loss(out: &Array2<f32>, acquired: &Array2<f32>, sigma: f32, device: &Device) -> f64 {
+    let s = Tensor::<4>::full([1, 1, 1, 1], sigma, device);
+    f64::from(
+        loss::loss(
+            data::stack(&[out], device),
+            data::stack(&[acquired], device),
+            s,
+        )
+        .into_scalar::<f32>(),
+    )
+}
+
+#[derive(Default)]
+struct Accumulator {
+    loss: f64,
+    n: usize,
+    denoised: [f64; 3],
+    acquired: [f64; 3],
+    leakage: [(usize, f64, f64); 2],
+}
+
+impl Accumulator {
+    fn add_scores(
+        &mut self,
+        clean: &Array2<f32>,
+        out: &Array2<f32>,
+        acquired: &Array2<f32>,
+    ) -> Result<(), TrainError> {
+        for (sums, img) in [(&mut self.denoised, out), (&mut self.acquired, acquired)] {
+            let q = Quality::measure(clean.view(), img.view())?;
+            sums[0] += q.psnr;
+            sums[1] += q.ssim;
+            sums[2] += metrics::sharpness(clean.view(), img.view())?.unwrap_or(1.0);
+        }
+        Ok(())
+    }
+
+    fn add_leakage(
+        &mut self,
+        out: &Array2<f32>,
+        clean: &Array2<f32>,
+        other: &Array2<f32>,
+        masks: &[Array2<u8>; 2],
+    ) -> Result<(), TrainError> {
+        for (slot, mask) in self.leakage.iter_mut().zip(masks) {
+            if let Some(l) = leakage::leakage(out.view(), clean.view(), other.view(), mask.view())?
+            {
+                slot.0 += 1;
+                slot.1 += l.error();
+                slot.2 += l.error().abs();
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, has_clean: bool) -> DirectionValidation {
+        let n = self.n.max(1) as f64;
+        let score = |s: [f64; 3]| Score {
+            psnr: s[0] / n,
+            ssim: s[1] / n,
+            sharpness: s[2] / n,
+        };
+        DirectionValidation {
+            loss: self.loss / n,
+            denoised: has_clean.then(|| score(self.denoised)),
+            acquired: has_clean.then(|| score(self.acquired)),
+            leakage: Finding::ALL
+                .iter()
+                .zip(self.leakage)
+                .filter(|(_, (count, _, _))| *count > 0)
+                .map(|(f, (count, sum, abs))| FindingLeakage {
+                    finding: f.name().into(),
+                    slices: count,
+                    error: sum / count as f64,
+                    abs_error: abs / count as f64,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Up to four validation slices, one per row: each contrast acquired | denoised (| clean).
+pub fn sample_grid(
+    model: &DenoiserPair,
+    set: &PairSet,
+    sigmas: &[[f32; 2]],
+    domains: &[String; 2],
+    device: &Device,
+) -> Result<Grid, TrainError> {
+    let idx: Vec<usize> = (0..set.len().min(4)).collect();
+    let [out_a, out_b] = denoise(model, set, sigmas, &idx, device);
+    let mut titles = Vec::new();
+    for name in domains.iter().map(|d| d.to_uppercase()) {
+        titles.push(format!("{name} acquired"));
+        titles.push(format!("{name} denoised"));
+        if set.clean.is_some() {
+            titles.push(format!("{name} clean"));
+        }
+    }
+    let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let zoom = (256 / set.dim().1).max(1);
+    let mut grid = Grid::zoomed(idx.len(), titles.len(), set.dim(), zoom, &titles)?;
+    const WINDOW: f32 = 1.1;
+    for (r, &i) in idx.iter().enumerate() {
+        let mut tiles: Vec<&Array2<f32>> = vec![&set.a[i], &out_a[r]];
+        if let Some((ca, _)) = &set.clean {
+            tiles.push(&ca[i]);
+        }
+        tiles.extend([&set.b[i], &out_b[r]]);
+        if let Some((_, cb)) = &set.clean {
+            tiles.push(&cb[i]);
+        }
+        for (c, tile) in tiles.into_iter().enumerate() {
+            grid.set(r, c, tile.view(), WINDOW)?;
+        }
+    }
+    Ok(grid)
+}
