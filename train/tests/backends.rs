@@ -39,16 +39,21 @@ fn guided_steps(backend: Backend) {
             "trainer": {{"epochs": 1, "steps_per_epoch": 3, "batch_size": 2, "crop_size": 16,
                          "lr": 3e-3, "backend": "{backend}"}}}}"#
     );
-    let config: crossdenoise_train::Config =
-        crossdenoise_train::Config::from_value(serde_json::from_str(&text).unwrap(), "t.json".as_ref())
-            .unwrap();
+    let config: crossdenoise_train::Config = crossdenoise_train::Config::from_value(
+        serde_json::from_str(&text).unwrap(),
+        "t.json".as_ref(),
+    )
+    .unwrap();
     let opts = crossdenoise_train::training::TrainOptions {
         out: dir.path().into(),
         ..Default::default()
     };
-    let summary =
-        crossdenoise_train::training::train(&config, &opts, &mut crossdenoise_train::training::Quiet)
-            .unwrap();
+    let summary = crossdenoise_train::training::train(
+        &config,
+        &opts,
+        &mut crossdenoise_train::training::Quiet,
+    )
+    .unwrap();
     assert_eq!(summary.steps, 3);
     let metrics = std::fs::read_to_string(summary.run_dir.join("metrics.jsonl")).unwrap();
     let lines: Vec<crossdenoise_train::denoiser::DenoiserLine> = metrics
@@ -63,7 +68,10 @@ fn guided_steps(backend: Backend) {
             }
             crossdenoise_train::denoiser::DenoiserLine::Epoch { val, .. } => {
                 assert!(val.a.loss.is_finite() && val.b.loss.is_finite());
-                assert!(val.a.denoised.is_some(), "phantoms are scored against clean");
+                assert!(
+                    val.a.denoised.is_some(),
+                    "phantoms are scored against clean"
+                );
             }
         }
     }
