@@ -145,7 +145,17 @@ impl HostConfig {
         config
     }
 
+    /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::read(path)?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Reads `path` without the range checks: the command line's flags go over it first
+    /// (`--model`, `--listen`, `--allow-remote`), then [`HostConfig::validate`] checks the
+    /// merged config once.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
@@ -162,7 +172,6 @@ impl HostConfig {
                 rule.model = base.join(&rule.model);
             }
         }
-        config.validate(path)?;
         Ok(config)
     }
 

@@ -116,7 +116,7 @@ fn main() -> ExitCode {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
-        Some(path) => HostConfig::load(path)?,
+        Some(path) => HostConfig::read(path)?,
         None => HostConfig::default(),
     };
     if let Some(model) = args.model {

@@ -129,3 +129,38 @@ fn a_remote_address_needs_the_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen: not a loopback address"), "{err}");
 }
+
+/// host.toml is checked once, after the flags went over it: `--model` supplies a missing
+/// profile, `--listen` replaces a non-loopback address and `--allow-remote` permits one.
+/// (Each run then stops at opening the model that does not exist, past the config check.)
+#[test]
+fn flags_go_over_the_config_before_it_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("host.toml");
+    std::fs::write(&toml, "listen = \"0.0.0.0:9002\"\n").unwrap();
+    let serve = |extra: &[&str]| {
+        let out = host()
+            .arg("serve")
+            .arg("--config")
+            .arg(&toml)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = serve(&["--model", "missing.onnx"]);
+    assert!(err.contains("listen: not a loopback address"), "{err}");
+    for extra in [
+        &["--model", "missing.onnx", "--listen", "127.0.0.1:0"][..],
+        &["--model", "missing.onnx", "--allow-remote"][..],
+    ] {
+        let err = serve(extra);
+        assert!(
+            err.contains("missing.onnx") && !err.contains("listen:") && !err.contains("profiles:"),
+            "{extra:?}: {err}"
+        );
+    }
+    let err = serve(&["--listen", "127.0.0.1:0"]);
+    assert!(err.contains("profiles: no model profile"), "{err}");
+}

@@ -398,11 +398,8 @@ impl Config {
             })
         };
         let (d, m, t) = (&self.data, &self.model, &self.trainer);
-        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
-            return err(
-                "name",
-                format!("{:?} must be a non-empty name without slashes", self.name),
-            );
+        if let Some(reason) = run_name_problem(&self.name) {
+            return err("name", format!("{:?} {reason}", self.name));
         }
         if !(1..=7).contains(&m.depth) {
             return err("model.depth", format!("{} is not in 1..=7", m.depth));
@@ -616,6 +613,27 @@ fn merge(base: &mut Value, top: Value) {
     }
 }
 
+/// Why `name` cannot name a run folder, if it cannot. The run lives at `<out>/<name>` and
+/// `--force` replaces that folder, so the name must be exactly one plain path component:
+/// `..` would make it the parent of `--out`, `.` `--out` itself.
+pub fn run_name_problem(name: &str) -> Option<&'static str> {
+    use std::path::Component;
+    if name.trim().is_empty() {
+        return Some("must not be empty");
+    }
+    if name.contains(['/', '\\']) {
+        return Some("must be a name without slashes");
+    }
+    if name.chars().any(char::is_control) {
+        return Some("must not hold control characters");
+    }
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(_)), None) => None,
+        _ => Some("must be one plain folder name (not \".\" or \"..\")"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -636,6 +654,31 @@ mod tests {
         );
         let msg = Config::load(&p).unwrap_err().to_string();
         assert!(msg.ends_with("x.json: trainer.loss_weights.crosss: unknown key (expected content, recon, cross, edge)"), "{msg}");
+    }
+
+    #[test]
+    fn a_run_name_is_one_plain_folder_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["..", ".", "a/b", "a\\b", " ", "", "x\ny"] {
+            let p = write(
+                dir.path(),
+                "c.json",
+                &serde_json::json!({ "name": bad }).to_string(),
+            );
+            let msg = Config::load(&p).unwrap_err().to_string();
+            assert!(msg.contains("c.json: name:"), "{bad:?}: {msg}");
+        }
+        for good in ["run", "guided_v2", "...x", "a.b"] {
+            assert_eq!(run_name_problem(good), None, "{good}");
+        }
+        // `--set name=..` goes through the same check.
+        let p = write(dir.path(), "c.json", r#"{"name":"x"}"#);
+        let msg = Config::load(&p)
+            .unwrap()
+            .with_overrides(&["name=..".into()], &p)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("name:"), "{msg}");
     }
 
     #[test]

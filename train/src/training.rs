@@ -50,6 +50,10 @@ pub enum TrainError {
     )]
     RunExists { run: PathBuf },
     #[error(
+        "{run}: exists and is not a run folder (no config.json or metrics.jsonl); --force only replaces runs, so choose another name or --out, or move the folder yourself"
+    )]
+    NotARun { run: PathBuf },
+    #[error(
         "{run}: the checkpoint was made by a different config (hash {found}, this config {expected}); resume needs the config that started the run (only trainer.epochs may be raised, to train on)"
     )]
     ConfigChanged {
@@ -540,10 +544,19 @@ pub(crate) fn prepare_run_dir(
     opts: &TrainOptions,
 ) -> Result<(), TrainError> {
     if run.exists() && !opts.resume {
-        if !opts.force {
-            return Err(TrainError::RunExists { run: run.into() });
+        let empty = fs::read_dir(run).is_ok_and(|mut d| d.next().is_none());
+        if !empty {
+            if !holds_a_run(run) {
+                return Err(TrainError::NotARun { run: run.into() });
+            }
+            // A run stopped before its first checkpoint has nothing to resume: it starts
+            // again without --force.
+            let resumable = crate::checkpoint::find(run).is_ok();
+            if resumable && !opts.force {
+                return Err(TrainError::RunExists { run: run.into() });
+            }
+            fs::remove_dir_all(run).map_err(io(run))?;
         }
-        fs::remove_dir_all(run).map_err(io(run))?;
     }
     fs::create_dir_all(run).map_err(io(run))?;
     let path = run.join("config.json");
@@ -555,6 +568,13 @@ pub(crate) fn prepare_run_dir(
         .map_err(io(&path))?;
     }
     Ok(())
+}
+
+/// Whether `dir` is a run folder this project wrote: the only kind `--force` may delete.
+/// A symlink is never one (removing it would follow it elsewhere).
+fn holds_a_run(dir: &Path) -> bool {
+    let is_dir = fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    is_dir && (dir.join("config.json").is_file() || dir.join("metrics.jsonl").is_file())
 }
 
 pub(crate) fn write_line<T: Serialize>(
@@ -782,6 +802,41 @@ pub fn peak_rss_mb() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn force_replaces_only_a_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: Config = serde_json::from_str(r#"{"name":"run"}"#).unwrap();
+        let force = TrainOptions {
+            force: true,
+            ..TrainOptions::default()
+        };
+        // Someone's folder that happens to carry the run's name survives --force.
+        let theirs = dir.path().join("theirs");
+        fs::create_dir_all(&theirs).unwrap();
+        fs::write(theirs.join("notes.txt"), "keep").unwrap();
+        let err = prepare_run_dir(&theirs, &config, &force).unwrap_err();
+        assert!(matches!(err, TrainError::NotARun { .. }), "{err}");
+        assert!(theirs.join("notes.txt").is_file());
+
+        // A run that saved a checkpoint needs --force; one that never did starts again.
+        let run = dir.path().join("run");
+        prepare_run_dir(&run, &config, &TrainOptions::default()).unwrap();
+        fs::write(run.join("metrics.jsonl"), "").unwrap();
+        prepare_run_dir(&run, &config, &TrainOptions::default()).unwrap();
+        assert!(run.join("config.json").is_file());
+        fs::create_dir_all(run.join("checkpoint")).unwrap();
+        fs::write(run.join("checkpoint/state.json"), "{}").unwrap();
+        let err = prepare_run_dir(&run, &config, &TrainOptions::default()).unwrap_err();
+        assert!(matches!(err, TrainError::RunExists { .. }), "{err}");
+        prepare_run_dir(&run, &config, &force).unwrap();
+        assert!(!run.join("checkpoint").exists());
+
+        // An empty folder is taken as it is.
+        let empty = dir.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        prepare_run_dir(&empty, &config, &TrainOptions::default()).unwrap();
+    }
 
     #[test]
     fn a_failed_allocation_becomes_an_error_and_other_panics_do_not() {
