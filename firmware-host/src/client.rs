@@ -4,6 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossdenoise_runtime::denoise_files::collect_inputs;
 use crossdenoise_runtime::io::{read_slice, write_npy};
@@ -54,10 +56,18 @@ pub enum SendError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("sending: {0}")]
-    Send(std::io::Error),
-    #[error("receiving: {0}")]
-    Receive(#[from] crate::mrd::ReadError),
+    #[error(
+        "the connection ended early ({reason}): {sent} of {total} images sent, {answered} answered and written, {} not processed{}",
+        total - answered,
+        if first.is_empty() { String::new() } else { format!(" (first: {first})") }
+    )]
+    Incomplete {
+        reason: String,
+        sent: usize,
+        total: usize,
+        answered: usize,
+        first: String,
+    },
     #[error("{path}: {source}")]
     CreateDir {
         path: PathBuf,
@@ -163,14 +173,20 @@ pub async fn send(
     stream.set_nodelay(true).ok();
     let (r, w) = stream.into_split();
     let config_name = options.config_name.clone();
-    let sender = tokio::spawn(async move {
-        let mut writer = MessageWriter::new(w);
-        writer.write(&Message::ConfigFile(config_name)).await?;
-        writer.write(&Message::Header(minimal_header())).await?;
-        for image in images {
-            writer.write(&Message::Image(image)).await?;
+    // Counts the images that went out, for the report if the connection ends early.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sender = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            let mut writer = MessageWriter::new(w);
+            writer.write(&Message::ConfigFile(config_name)).await?;
+            writer.write(&Message::Header(minimal_header())).await?;
+            for image in images {
+                writer.write(&Message::Image(image)).await?;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            writer.write(&Message::Close).await
         }
-        writer.write(&Message::Close).await
     });
     let mut reader = MessageReader::new(r, options.max_message);
     let mut report = SendReport {
@@ -182,7 +198,16 @@ pub async fn send(
         path: out.into(),
         source,
     })?;
-    while let Some(msg) = reader.read().await? {
+    let mut receive_error = None;
+    loop {
+        let msg = match reader.read().await {
+            Ok(Some(msg)) => msg,
+            Ok(None) => break,
+            Err(e) => {
+                receive_error = Some(e.to_string());
+                break;
+            }
+        };
         match msg {
             Message::Close => {
                 report.server_closed = true;
@@ -236,12 +261,28 @@ pub async fn send(
             _ => {}
         }
     }
-    match sender.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(SendError::Send(e)),
-        Err(e) => return Err(SendError::Send(std::io::Error::other(e.to_string()))),
+    // The server may have stopped reading before we finished sending: then what we could
+    // not send is the reason, not a pipe error.
+    if !report.server_closed || receive_error.is_some() {
+        sender.abort();
     }
+    let send_error = match sender.await {
+        Ok(Err(e)) => Some(e.to_string()),
+        _ => None,
+    };
     let missing: Vec<&String> = names.iter().filter(|n| !back.contains(*n)).collect();
+    let reason = receive_error.or(send_error).or_else(|| {
+        (!report.server_closed).then(|| "the server ended the connection without close".into())
+    });
+    if let Some(reason) = reason {
+        return Err(SendError::Incomplete {
+            reason,
+            sent: sent.load(Ordering::Relaxed),
+            total: names.len(),
+            answered: names.len() - missing.len(),
+            first: missing.first().map_or_else(String::new, |m| m.to_string()),
+        });
+    }
     if let Some(first) = missing.first() {
         return Err(SendError::Lost {
             missing: missing.len(),

@@ -37,8 +37,21 @@ pub struct HostConfig {
     pub max_message_mib: usize,
     /// A client silent this long (no message, no close) is disconnected.
     pub idle_timeout_s: f64,
+    /// A connection that has not sent its MRD header this long after connecting is closed:
+    /// an idle or stray connection cannot hold a slot for `idle_timeout_s`.
+    pub handshake_timeout_s: f64,
+    /// A client that takes nothing of an answer for this long is given up on (its answers
+    /// counted undeliverable); also how long a closing connection waits for the client to
+    /// read what it was sent and close its side.
+    pub write_timeout_s: f64,
+    /// How long SIGTERM waits for open connections to be answered; then what is left is
+    /// counted undeliverable and the daemon exits.
+    pub shutdown_grace_s: f64,
     /// An image not denoised within this time goes back unchanged.
     pub image_timeout_s: f64,
+    /// Largest image denoised, in pixels (x * y * z * channels); a larger one goes back
+    /// unchanged, so one huge image can neither starve the others nor take the memory.
+    pub max_image_pixels: u64,
     /// How long an image for a guided model waits on its connection for the same slice of
     /// its partner contrast (its guide); one left without a partner goes back unchanged.
     /// Below `image_timeout_s`, which bounds the wait and the denoising together.
@@ -54,6 +67,9 @@ pub struct HostConfig {
     /// Images read ahead of their answers on one connection.
     pub in_flight_per_connection: usize,
     pub max_connections: usize,
+    /// Open connections from one peer address; beyond it (or `max_connections`) a client
+    /// gets an MRD error text and close.
+    pub max_connections_per_peer: usize,
     /// Added to `image_series_index` for the denoised series.
     pub series_offset: u16,
     /// Also send the original image after its denoised version.
@@ -97,13 +113,18 @@ impl Default for HostConfig {
             execution_providers: ProviderSettings::default(),
             max_message_mib: 64,
             idle_timeout_s: 300.0,
+            handshake_timeout_s: 10.0,
+            write_timeout_s: 30.0,
+            shutdown_grace_s: 30.0,
             image_timeout_s: 30.0,
+            max_image_pixels: 1024 * 1024,
             pair_wait_s: 10.0,
             batch_size: 1,
             batch_wait_ms: 0,
             queue_depth: 64,
             in_flight_per_connection: 16,
             max_connections: 64,
+            max_connections_per_peer: 16,
             series_offset: 100,
             send_original: false,
             acquisitions: Forward::Pass,
@@ -237,6 +258,8 @@ impl HostConfig {
             ("queue_depth", self.queue_depth, 1),
             ("in_flight_per_connection", self.in_flight_per_connection, 1),
             ("max_connections", self.max_connections, 1),
+            ("max_connections_per_peer", self.max_connections_per_peer, 1),
+            ("max_image_pixels", self.max_image_pixels as usize, 1),
         ] {
             if value < min {
                 return bad(key, &format!("must be at least {min}"));
@@ -245,6 +268,9 @@ impl HostConfig {
         for (key, value) in [
             ("idle_timeout_s", self.idle_timeout_s),
             ("image_timeout_s", self.image_timeout_s),
+            ("handshake_timeout_s", self.handshake_timeout_s),
+            ("write_timeout_s", self.write_timeout_s),
+            ("shutdown_grace_s", self.shutdown_grace_s),
         ] {
             if !(value > 0.0 && value.is_finite()) {
                 return bad(key, "must be a positive number of seconds");
@@ -270,6 +296,18 @@ impl HostConfig {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.idle_timeout_s)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.handshake_timeout_s)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.write_timeout_s)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace_s)
     }
 
     pub fn image_timeout(&self) -> Duration {

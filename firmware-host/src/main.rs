@@ -63,24 +63,32 @@ struct SendArgs {
     /// Config name sent to the server (selects its model profile).
     #[arg(long, default_value = DEFAULT_PROFILE)]
     config: String,
-    /// Pixel type of the images sent: float or ushort.
-    #[arg(long, default_value = "float", value_parser = parse_dtype)]
-    dtype: DataType,
+    /// Pixel type of the images sent.
+    #[arg(long, value_enum, default_value_t = PixelType::Float)]
+    dtype: PixelType,
     /// Send the inputs slice by slice in turn (for a guided model: each slice's partner
     /// contrast arrives with it). Input k is series k + 1 with contrast index k.
     #[arg(long)]
     interleave: bool,
 }
 
-fn parse_dtype(s: &str) -> Result<DataType, String> {
-    match s {
-        "float" => Ok(DataType::F32),
-        "ushort" => Ok(DataType::U16),
-        "short" => Ok(DataType::I16),
-        "double" => Ok(DataType::F64),
-        _ => Err(format!(
-            "unknown pixel type '{s}' (expected float, ushort, short or double)"
-        )),
+/// The MRD pixel types `send` writes (one closed list, so `--help` and the parser agree).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PixelType {
+    Float,
+    Ushort,
+    Short,
+    Double,
+}
+
+impl From<PixelType> for DataType {
+    fn from(p: PixelType) -> Self {
+        match p {
+            PixelType::Float => DataType::F32,
+            PixelType::Ushort => DataType::U16,
+            PixelType::Short => DataType::I16,
+            PixelType::Double => DataType::F64,
+        }
     }
 }
 
@@ -195,7 +203,7 @@ async fn shutdown_signal() {
 async fn send(args: SendArgs) -> anyhow::Result<()> {
     let options = SendOptions {
         config_name: args.config,
-        data_type: args.dtype,
+        data_type: args.dtype.into(),
         max_message: 1 << 30,
         interleave: args.interleave,
     };

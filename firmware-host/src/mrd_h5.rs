@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::mrd::{Image, ImageHeader};
+use crate::mrd::{Image, ImageHeader, TextEncoding};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {reason}")]
@@ -99,6 +99,7 @@ pub fn read_images(path: &Path) -> Result<Vec<(String, Image)>, H5Error> {
                     Image {
                         header,
                         attributes: attributes[i].trim_end_matches('\0').to_owned(),
+                        attribute_encoding: TextEncoding::Utf8,
                         data: pixels.to_vec(),
                     },
                 ));

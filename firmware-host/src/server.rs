@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
@@ -13,7 +14,8 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::HostConfig;
-use crate::session::{self, Context};
+use crate::mrd::{Message, MessageWriter};
+use crate::session::{self, Context, Phase};
 use crate::stats::{Stats, inc};
 use crate::worker::{Engine, Worker, WorkerOptions};
 
@@ -95,8 +97,9 @@ impl Host {
     /// Serves `listener` until `shutdown` completes, then stops accepting, lets every open
     /// connection answer what it has received and send close, and waits for them.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let limit = Arc::new(Semaphore::new(self.ctx.config.max_connections));
+        let per_peer = Arc::new(Mutex::new(HashMap::new()));
         let mut connections = JoinSet::new();
         let stats_every = self.ctx.config.stats_interval_s;
         let mut ticker = tokio::time::interval(Duration::from_secs_f64(stats_every.max(1.0)));
@@ -121,22 +124,32 @@ impl Host {
                             continue;
                         }
                     };
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        warn!(%peer, max = self.ctx.config.max_connections, "too many connections: refused");
+                    let _ = stream.set_nodelay(true);
+                    let cfg = &self.ctx.config;
+                    let peer_slot = PeerSlot::take(&per_peer, peer.ip(), cfg.max_connections_per_peer);
+                    let permit = limit.clone().try_acquire_owned();
+                    let (Ok(permit), Some(peer_slot)) = (permit, peer_slot) else {
+                        let reason = if limit.available_permits() == 0 {
+                            format!("too many connections (max_connections = {})", cfg.max_connections)
+                        } else {
+                            format!("too many connections from {} (max_connections_per_peer = {})", peer.ip(), cfg.max_connections_per_peer)
+                        };
+                        warn!(%peer, %reason, "connection refused");
+                        inc(&self.ctx.stats.connections_refused);
+                        connections.spawn(refuse(stream, reason));
                         continue;
                     };
-                    let _ = stream.set_nodelay(true);
                     let ctx = self.ctx.clone();
-                    let stop = stop_rx.clone();
+                    let phase = phase_rx.clone();
                     connections.spawn(async move {
                         inc(&ctx.stats.connections);
                         inc(&ctx.stats.connections_active);
                         info!(%peer, "connected");
                         let (r, w) = stream.into_split();
-                        session::handle(r, w, peer.to_string(), ctx.clone(), stop).await;
+                        session::handle(r, w, peer.to_string(), ctx.clone(), phase).await;
                         ctx.stats.connections_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                         info!(%peer, "disconnected");
-                        drop(permit);
+                        drop((permit, peer_slot));
                     });
                 }
             }
@@ -146,14 +159,88 @@ impl Host {
             "shutting down: finishing open connections"
         );
         drop(listener);
-        let _ = stop_tx.send(true);
-        while connections.join_next().await.is_some() {}
+        let _ = phase_tx.send(Phase::Stopping);
+        let grace = self.ctx.config.shutdown_grace();
+        let finished = tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            warn!(
+                open = connections.len(),
+                grace_s = grace.as_secs_f64(),
+                "shutdown_grace_s is over: answers not yet sent are undeliverable"
+            );
+            let _ = phase_tx.send(Phase::Abort);
+            // Writers stop at once on abort; a connection stuck elsewhere is cut.
+            if tokio::time::timeout(Duration::from_secs(5), async {
+                while connections.join_next().await.is_some() {}
+            })
+            .await
+            .is_err()
+            {
+                connections.shutdown().await;
+            }
+        }
         let Host { ctx, worker_thread } = self;
         info!("{}", ctx.stats.snapshot().line());
         drop(ctx);
         // The worker ends once the last connection's handle to it is gone.
         let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
     }
+}
+
+/// One open connection of a peer address, given back when dropped.
+struct PeerSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PeerSlot {
+    /// A slot for `ip`, if it has fewer than `max` connections open.
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut c = counts.lock().expect("peer counts");
+        let n = c.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().expect("peer counts");
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Turns a client away politely: an MRD error text saying why, close, and the socket
+/// closed only after the client's side (or two seconds), so it reads the reason rather
+/// than a reset.
+async fn refuse(stream: tokio::net::TcpStream, reason: String) {
+    let (mut r, w) = stream.into_split();
+    let mut writer = MessageWriter::new(w);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        writer
+            .write(&Message::Text(format!(
+                "ERR crossdenoise: {reason}; try again later"
+            )))
+            .await?;
+        writer.write(&Message::Close).await?;
+        writer.shutdown().await?;
+        tokio::io::copy(&mut r, &mut tokio::io::sink()).await
+    })
+    .await;
 }
 
 /// Serves `GET /metrics` (Prometheus text) on a loopback listener until `shutdown`.

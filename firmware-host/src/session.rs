@@ -89,6 +89,23 @@ impl Place {
     }
 }
 
+/// Where the daemon is in its life; every connection watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Serving,
+    /// Stop reading, answer what was received, send close.
+    Stopping,
+    /// `shutdown_grace_s` is over: stop writing; what is left is undeliverable.
+    Abort,
+}
+
+/// Resolves once the daemon says abort (never, if nobody can say it any more).
+async fn until_abort(phase: &mut watch::Receiver<Phase>) {
+    if phase.wait_for(|p| *p == Phase::Abort).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Marks written into a denoised image's attributes.
 pub const IMAGE_TYPE_MARK: &str = "DENOISED";
 /// The mark of the cross path's output: an image of the other contrast, synthesised.
@@ -118,6 +135,7 @@ enum End {
     ClientClose,
     Eof,
     Idle,
+    NoHeader,
     Shutdown,
     Protocol(String),
 }
@@ -127,19 +145,21 @@ pub async fn handle<R, W>(
     writer: W,
     peer: String,
     ctx: Arc<Context>,
-    mut shutdown: watch::Receiver<bool>,
+    mut phase: watch::Receiver<Phase>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = &ctx.config;
     let (tx, rx) = mpsc::channel(cfg.in_flight_per_connection);
-    let writer_task = tokio::spawn(write_loop(
+    let mut writer_task = tokio::spawn(write_loop(
         MessageWriter::new(writer),
         rx,
         ctx.clone(),
         peer.clone(),
+        phase.clone(),
     ));
+    let mut header_seen = false;
     let mut reader = MessageReader::new(reader, cfg.max_message_bytes());
     let mut profile_name = cfg.default_profile.clone();
     let mut send_original = cfg.send_original;
@@ -150,17 +170,23 @@ pub async fn handle<R, W>(
             .map(|w| w.arrived + cfg.pair_wait())
             .min()
             .map(tokio::time::Instant::from_std);
+        // Until its header arrives a connection gets only a short while.
+        let (timeout, end_on_timeout) = if header_seen {
+            (cfg.idle_timeout(), End::Idle)
+        } else {
+            (cfg.handshake_timeout(), End::NoHeader)
+        };
         let next = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stop| *stop) => break End::Shutdown,
+            _ = phase.wait_for(|p| *p != Phase::Serving) => break End::Shutdown,
             _ = async { tokio::time::sleep_until(expiry.expect("guarded")).await }, if expiry.is_some() => {
                 expire(&mut waiting, cfg.pair_wait(), &ctx, &peer);
                 continue;
             }
-            r = tokio::time::timeout(cfg.idle_timeout(), reader.read()) => r,
+            r = tokio::time::timeout(timeout, reader.read()) => r,
         };
         let msg = match next {
-            Err(_) => break End::Idle,
+            Err(_) => break end_on_timeout,
             Ok(Ok(None)) => break End::Eof,
             Ok(Err(ReadError::Io(e))) => break End::Protocol(format!("read failed: {e}")),
             Ok(Err(e)) => break End::Protocol(e.to_string()),
@@ -185,6 +211,7 @@ pub async fn handle<R, W>(
             }
             Message::Header(xml) => {
                 debug!(%peer, bytes = xml.len(), "XML header");
+                header_seen = true;
                 None
             }
             Message::Text(text) => {
@@ -226,6 +253,10 @@ pub async fn handle<R, W>(
         End::Idle => {
             warn!(%peer, timeout_s = cfg.idle_timeout_s, "client silent too long: closing")
         }
+        End::NoHeader => {
+            inc(&ctx.stats.protocol_errors);
+            warn!(%peer, timeout_s = cfg.handshake_timeout_s, "no MRD header within handshake_timeout_s: closing");
+        }
         End::Shutdown => info!(%peer, "shutting down: answering what was received, then close"),
         End::Protocol(reason) => {
             inc(&ctx.stats.protocol_errors);
@@ -240,7 +271,37 @@ pub async fn handle<R, W>(
             .send(Err("no partner image: the connection ended".into()));
     }
     drop(tx);
-    let _ = writer_task.await;
+    // The client may still be sending (it has not seen our close yet). What it sent is
+    // read and discarded while the answers go out and until it closes its side: closing a
+    // socket with unread input makes the kernel reset the connection, and a reset throws
+    // away the answers the client has not read yet.
+    let mut input = reader.into_inner();
+    let written = tokio::select! {
+        w = &mut writer_task => Some(w.unwrap_or(0)),
+        _ = discard(&mut input) => None,
+    };
+    match written {
+        // The client closed its side: nothing left to wait for once the answers are out.
+        None => {
+            let _ = writer_task.await;
+        }
+        // Nothing was sent but close: no answer a reset could destroy.
+        Some(0) => {}
+        Some(_) => {
+            let linger = tokio::time::timeout(cfg.write_timeout(), discard(&mut input));
+            tokio::select! {
+                r = linger => if r.is_err() {
+                    warn!(%peer, timeout_s = cfg.write_timeout_s, "the client did not close its side after our close: closing anyway");
+                },
+                _ = until_abort(&mut phase) => {}
+            }
+        }
+    }
+}
+
+/// Reads and drops whatever comes until the peer closes its side (or the read fails).
+async fn discard<R: AsyncRead + Unpin>(input: &mut R) {
+    let _ = tokio::io::copy(input, &mut tokio::io::sink()).await;
 }
 
 /// Sends back unchanged every waiting image whose partner is overdue.
@@ -309,6 +370,12 @@ async fn submit(
 ) -> Outgoing {
     let arrived = Instant::now();
     let index = image.header.image_index;
+    let pixels = image.header.pixel_count();
+    if pixels > ctx.config.max_image_pixels {
+        info!(%peer, index, pixels, max = ctx.config.max_image_pixels, "image larger than max_image_pixels: passed through unchanged");
+        inc(&ctx.stats.images_passed_through);
+        return Outgoing::Now(Message::Image(image));
+    }
     let planes = match image.planes() {
         Ok(p) => p,
         Err(reason) => {
@@ -321,7 +388,7 @@ async fn submit(
     let meta = match Meta::parse(&image.attributes) {
         Ok(m) => Some(m),
         Err(e) => {
-            debug!(%peer, index, error = %e, "attributes unreadable: kept unmarked");
+            warn!(%peer, index, error = %e, "attributes are not an ISMRMRD meta container: carried over unchanged and unmarked");
             None
         }
     };
@@ -390,16 +457,34 @@ async fn submit(
     }
 }
 
+/// Sends the answers in arrival order, then close, and says how many messages it sent
+/// before close. Once the client cannot be written to
+/// (gone, reading nothing for `write_timeout_s`, or the shutdown grace over) the answers
+/// left are dropped unawaited, so the worker skips them, and counted undeliverable.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: MessageWriter<W>,
     mut rx: mpsc::Receiver<Outgoing>,
     ctx: Arc<Context>,
     peer: String,
-) {
+    mut phase: watch::Receiver<Phase>,
+) -> usize {
     let cfg = &ctx.config;
     let timeout = cfg.image_timeout();
     let mut alive = true;
+    let mut written = 0;
     while let Some(out) = rx.recv().await {
+        if !alive {
+            if let Outgoing::Pending { .. } = out {
+                inc(&ctx.stats.images_failed);
+            }
+            if matches!(
+                out,
+                Outgoing::Pending { .. } | Outgoing::Now(Message::Image(_))
+            ) {
+                inc(&ctx.stats.images_undeliverable);
+            }
+            continue;
+        }
         let messages = match out {
             Outgoing::Now(m) => vec![m],
             Outgoing::Pending {
@@ -412,13 +497,23 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             } => {
                 let index = original.header.image_index;
                 let left = timeout.saturating_sub(arrived.elapsed());
-                let result =
-                    match tokio::time::timeout(left.max(Duration::from_millis(1)), answer).await {
-                        Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, &label, cfg),
-                        Ok(Ok(Err(e))) => Err(e),
-                        Ok(Err(_)) => Err("the inference worker dropped the job".into()),
-                        Err(_) => Err(format!("not denoised within {:.1} s", cfg.image_timeout_s)),
-                    };
+                let waited = tokio::select! {
+                    r = tokio::time::timeout(left.max(Duration::from_millis(1)), answer) => Some(r),
+                    _ = until_abort(&mut phase) => None,
+                };
+                let Some(waited) = waited else {
+                    warn!(%peer, index, "shutdown_grace_s is over: the answers left are undeliverable");
+                    alive = false;
+                    inc(&ctx.stats.images_failed);
+                    inc(&ctx.stats.images_undeliverable);
+                    continue;
+                };
+                let result = match waited {
+                    Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, &label, cfg),
+                    Ok(Ok(Err(e))) => Err(e),
+                    Ok(Err(_)) => Err("the inference worker dropped the job".into()),
+                    Err(_) => Err(format!("not denoised within {:.1} s", cfg.image_timeout_s)),
+                };
                 match result {
                     Ok(denoised) => {
                         inc(&ctx.stats.images_denoised);
@@ -444,8 +539,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
                 continue;
             }
-            if let Err(e) = writer.write(&m).await {
-                warn!(%peer, error = %e, "write failed: the client is gone");
+            written += 1;
+            if let Err(reason) = write(&mut writer, &m, cfg, &mut phase).await {
+                warn!(%peer, %reason, "the client cannot be written to: the answers left are undeliverable");
                 alive = false;
                 if matches!(m, Message::Image(_)) {
                     inc(&ctx.stats.images_undeliverable);
@@ -454,10 +550,29 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     if alive {
-        if let Err(e) = writer.write(&Message::Close).await {
-            debug!(%peer, error = %e, "close not delivered");
+        if let Err(reason) = write(&mut writer, &Message::Close, cfg, &mut phase).await {
+            debug!(%peer, %reason, "close not delivered");
         }
-        let _ = writer.shutdown().await;
+        let _ = tokio::time::timeout(cfg.write_timeout(), writer.shutdown()).await;
+    }
+    written
+}
+
+/// One message, given up on when the client takes none of it for `write_timeout_s` or the
+/// shutdown grace is over.
+async fn write<W: AsyncWrite + Unpin>(
+    writer: &mut MessageWriter<W>,
+    m: &Message,
+    cfg: &HostConfig,
+    phase: &mut watch::Receiver<Phase>,
+) -> Result<(), String> {
+    tokio::select! {
+        r = tokio::time::timeout(cfg.write_timeout(), writer.write(m)) => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write failed: {e}")),
+            Err(_) => Err(format!("the client read nothing for write_timeout_s = {} s", cfg.write_timeout_s)),
+        },
+        _ = until_abort(phase) => Err("shutdown_grace_s is over".into()),
     }
 }
 
@@ -471,6 +586,7 @@ pub fn denoised_image(
     label: &str,
     cfg: &HostConfig,
 ) -> Result<Image, String> {
+    check_output(planes, original)?;
     let mut image = original.clone();
     image.header.image_series_index = original
         .header
@@ -503,6 +619,32 @@ pub fn denoised_image(
         None => original.attributes.clone(),
     };
     Ok(image)
+}
+
+/// A model's output that cannot stand for the image: not finite, or (for integer pixels)
+/// beyond the data type's range by more than rounding, which the conversion would clip.
+fn check_output(planes: &[ndarray::Array2<f32>], original: &Image) -> Result<(), String> {
+    let bad = planes.iter().flatten().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        return Err(format!(
+            "the model's output has {bad} pixels that are not finite"
+        ));
+    }
+    let Some((lo, hi)) = original.header.data_type().and_then(|d| d.integer_range()) else {
+        return Ok(());
+    };
+    let margin = 0.01 * (hi - lo);
+    let outside = planes
+        .iter()
+        .flatten()
+        .filter(|&&v| f64::from(v) < lo - margin || f64::from(v) > hi + margin)
+        .count();
+    if outside > 0 {
+        return Err(format!(
+            "the model's output has {outside} pixels outside the range of the image's data type ({lo} ..= {hi})"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -576,6 +718,25 @@ mod tests {
             Some("pdfs_tse_synthesized_pd")
         );
         assert_eq!(meta.first("ImageType"), Some(SYNTHESIZED_MARK));
+    }
+
+    #[test]
+    fn an_output_that_cannot_stand_for_the_image_is_refused() {
+        let cfg = HostConfig::default();
+        let u16_image = Image::from_plane(&ndarray::Array2::zeros((2, 2)), DataType::U16);
+        let plane = |v: f32| vec![ndarray::Array2::from_elem((2, 2), v)];
+        for bad in [f32::NAN, f32::INFINITY, 1e6, -1000.0] {
+            let e = denoised_image(&u16_image, None, &plane(bad), "denoised", &cfg).unwrap_err();
+            assert!(
+                e.contains("not finite") || e.contains("outside the range"),
+                "{bad}: {e}"
+            );
+        }
+        // Rounding below zero is no reason to refuse: the conversion clamps it.
+        assert!(denoised_image(&u16_image, None, &plane(-3.0), "denoised", &cfg).is_ok());
+        let f32_image = Image::from_plane(&ndarray::Array2::zeros((2, 2)), DataType::F32);
+        assert!(denoised_image(&f32_image, None, &plane(1e30), "denoised", &cfg).is_ok());
+        assert!(denoised_image(&f32_image, None, &plane(f32::INFINITY), "denoised", &cfg).is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@ const LATENCY_WINDOW: usize = 4096;
 pub struct Stats {
     pub connections: AtomicU64,
     pub connections_active: AtomicU64,
+    /// Turned away at the connection limits (an error text, then close).
+    pub connections_refused: AtomicU64,
     pub images_received: AtomicU64,
     pub images_denoised: AtomicU64,
     /// Sent back unchanged because they are not for the model (complex, phase, ...).
@@ -32,6 +34,7 @@ pub struct Stats {
 pub struct Snapshot {
     pub connections: u64,
     pub connections_active: u64,
+    pub connections_refused: u64,
     pub received: u64,
     pub denoised: u64,
     pub passed_through: u64,
@@ -73,6 +76,7 @@ impl Stats {
         Snapshot {
             connections: get(&self.connections),
             connections_active: get(&self.connections_active),
+            connections_refused: get(&self.connections_refused),
             received: get(&self.images_received),
             denoised: get(&self.images_denoised),
             passed_through: get(&self.images_passed_through),
@@ -92,10 +96,11 @@ impl Snapshot {
     pub fn line(&self) -> String {
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
         format!(
-            "connections {} ({} open); images received {}, denoised {}, passed through {}, \
+            "connections {} ({} open, {} refused); images received {}, denoised {}, passed through {}, \
              failed {} ({} without a partner), undeliverable {}; latency p50 {}, p99 {}",
             self.connections,
             self.connections_active,
+            self.connections_refused,
             self.received,
             self.denoised,
             self.passed_through,
@@ -120,6 +125,11 @@ impl Snapshot {
             "Client connections accepted.",
             self.connections,
         );
+        counter(
+            "connections_refused_total",
+            "Connections turned away at max_connections or max_connections_per_peer.",
+            self.connections_refused,
+        );
         counter("images_received_total", "Images received.", self.received);
         counter(
             "images_denoised_total",
@@ -143,7 +153,7 @@ impl Snapshot {
         );
         counter(
             "images_undeliverable_total",
-            "Answers whose client had gone.",
+            "Answers that could not be delivered: the client had gone, read nothing for write_timeout_s, or shutdown_grace_s ran out.",
             self.undeliverable,
         );
         counter(

@@ -1,146 +1,23 @@
 //! The daemon on real TCP on 127.0.0.1 with real ONNX Runtime models: every image comes
 //! back, denoised exactly as the runtime denoises it, or unchanged when it cannot be.
 
+mod common;
 #[path = "../../runtime/tests/support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{Client, Server, config, image, images, is_denoised, model};
 use crossdenoise_host::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::{
-    Acquisition, DataType, Image, Message, MessageReader, MessageWriter, Meta, Waveform,
+    Acquisition, DataType, Image, Message, MessageReader, Meta, Waveform,
 };
-use crossdenoise_host::session::IMAGE_TYPE_MARK;
-use crossdenoise_host::stats::Stats;
-use crossdenoise_host::{Host, HostConfig};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions};
 use ndarray::Array2;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    stats: Arc<Stats>,
-}
-
-impl Server {
-    async fn start(config: HostConfig) -> Server {
-        let host = tokio::task::spawn_blocking(move || Host::open(config).expect("host opens"))
-            .await
-            .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stats = host.stats();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(host.serve(listener, async move {
-            let _ = stopped.await;
-        }));
-        Server {
-            addr,
-            stop: Some(stop),
-            task,
-            stats,
-        }
-    }
-
-    async fn shutdown(mut self) -> Arc<Stats> {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the server stops")
-            .unwrap();
-        self.stats
-    }
-}
-
-fn config(model: &Path) -> HostConfig {
-    let mut c = HostConfig::serving(model);
-    c.stats_interval_s = 0.0;
-    c
-}
-
-fn model(dir: &Path, flags: &[&str]) -> PathBuf {
-    support::test_model(dir, "model.onnx", flags)
-}
-
-fn image(plane: &Array2<f32>, index: u16) -> Image {
-    let mut image = Image::from_plane(plane, DataType::F32);
-    image.header.image_index = index;
-    image.header.image_series_index = 1;
-    let mut meta = Meta::new();
-    meta.set("SequenceDescription", vec!["pdfs_tse".into()]);
-    image.attributes = meta.to_xml();
-    // As it reads back: the encoder writes the attribute length into the header.
-    image.header.attribute_string_len = image.attributes.len() as u32;
-    image
-}
-
-struct Client {
-    reader: MessageReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: MessageWriter<tokio::net::tcp::OwnedWriteHalf>,
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr, config: &str) -> Client {
-        let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
-        let mut c = Client {
-            reader: MessageReader::new(r, 1 << 28),
-            writer: MessageWriter::new(w),
-        };
-        c.send(&Message::ConfigFile(config.into())).await;
-        c.send(&Message::Header("<ismrmrdHeader/>".into())).await;
-        c
-    }
-
-    async fn send(&mut self, m: &Message) {
-        self.writer.write(m).await.unwrap();
-    }
-
-    /// Every message until the server's close; asserts the connection then ends.
-    async fn until_close(&mut self) -> Vec<Message> {
-        let mut out = Vec::new();
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(60), self.reader.read())
-                .await
-                .expect("an answer in time")
-                .unwrap()
-                .expect("close before the end of the stream");
-            if m == Message::Close {
-                break;
-            }
-            out.push(m);
-        }
-        assert_eq!(
-            self.reader.read().await.unwrap(),
-            None,
-            "the server ends the connection"
-        );
-        out
-    }
-}
-
-fn images(messages: &[Message]) -> Vec<&Image> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            Message::Image(i) => Some(i),
-            _ => None,
-        })
-        .collect()
-}
-
-fn is_denoised(image: &Image) -> bool {
-    Meta::parse(&image.attributes)
-        .unwrap()
-        .get("ImageType")
-        .is_some_and(|v| v.iter().any(|t| t == IMAGE_TYPE_MARK))
-}
 
 fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
     assert_eq!(a.dim(), b.dim());

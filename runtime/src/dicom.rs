@@ -185,6 +185,20 @@ impl DicomSlice {
         if rescale_slope == 0.0 || !rescale_slope.is_finite() {
             return Err(err(format!("RescaleSlope {rescale_slope} is not usable")));
         }
+        // What the header promises against what the file holds, before decoding allocates
+        // for the promise.
+        let needed = rows * cols * usize::from(bits_allocated / 8);
+        let held = object
+            .element(tags::PIXEL_DATA)
+            .map_err(|_| err("PixelData is missing".into()))?
+            .to_bytes()
+            .map_err(|e| err(format!("PixelData: {e}")))?
+            .len();
+        if held < needed {
+            return Err(err(format!(
+                "PixelData holds {held} bytes, but Rows {rows} x Columns {cols} at {bits_allocated} bits need {needed}"
+            )));
+        }
         let decoded = object
             .decode_pixel_data()
             .map_err(|e| err(format!("pixel data: {e}")))?;

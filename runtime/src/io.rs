@@ -58,6 +58,10 @@ pub fn read_slice(path: &Path) -> Result<Array2<f32>> {
 /// Reads a 2-D real `.npy` array of float32, float64 or uint16 as f32.
 pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    check_npy_size(&bytes).map_err(|reason| Error::Npy {
+        path: path.into(),
+        reason,
+    })?;
     let npy_err = |e: ReadNpyError| match e {
         ReadNpyError::WrongDescriptor(d) => Error::NpyDtype {
             path: path.into(),
@@ -86,6 +90,70 @@ pub fn read_npy(path: &Path) -> Result<Array2<f32>> {
             path: path.into(),
             ndim,
         })
+}
+
+/// Checks the array a `.npy` header declares against the bytes that follow it, before
+/// anything is allocated for it: a header claiming a huge shape must fail as a bad file,
+/// not as an allocation of what it claims.
+fn check_npy_size(bytes: &[u8]) -> std::result::Result<(), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.len() < 10 || !bytes.starts_with(MAGIC) {
+        return Err("not an .npy file (no \\x93NUMPY magic)".into());
+    }
+    let (len_bytes, start) = match bytes[6] {
+        1 => (2, 10),
+        2 | 3 => (4, 12),
+        v => return Err(format!("unknown .npy format version {v}")),
+    };
+    if bytes.len() < start {
+        return Err("the header is cut short".into());
+    }
+    let header_len = bytes[8..8 + len_bytes]
+        .iter()
+        .rev()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    let Some(header) = bytes.get(start..start.saturating_add(header_len)) else {
+        return Err(format!(
+            "the header claims {header_len} bytes but the file holds {}",
+            bytes.len()
+        ));
+    };
+    let header = String::from_utf8_lossy(header);
+    let field = |key: &str| {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest.to_owned())
+    };
+    let item: usize = field("descr")
+        .and_then(|d| {
+            let d = d.strip_prefix('\'')?;
+            let digits: String = d
+                .split('\'')
+                .next()?
+                .chars()
+                .skip_while(|c| !c.is_ascii_digit())
+                .collect();
+            digits.parse().ok()
+        })
+        .ok_or("the header has no readable 'descr'")?;
+    let shape = field("shape")
+        .and_then(|s| Some(s.strip_prefix('(')?.split(')').next()?.to_owned()))
+        .ok_or("the header has no readable 'shape'")?;
+    let mut elements: u128 = 1;
+    for dim in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let dim: u128 = dim
+            .parse()
+            .map_err(|_| format!("shape ({shape}): {dim:?} is not a size"))?;
+        elements = elements.saturating_mul(dim);
+    }
+    let needed = elements.saturating_mul(item as u128);
+    let held = (bytes.len() - start - header_len) as u128;
+    if needed > held {
+        return Err(format!(
+            "the header declares shape ({shape}) of {item}-byte values = {needed} bytes, but the file holds {held} bytes of data"
+        ));
+    }
+    Ok(())
 }
 
 /// Writes a slice as a float32 `.npy` file.

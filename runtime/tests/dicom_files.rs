@@ -225,6 +225,47 @@ fn compressed_and_corrupt_files_are_refused_by_name() {
     let e = DicomSlice::read(&truncated).unwrap_err().to_string();
     assert!(e.contains("truncated.dcm"), "{e}");
 
+    // Headers that promise more than the file holds: refused, never allocated for.
+    let patch = |name: &str, tag: &[u8], value: &[u8]| {
+        let mut b = bytes.clone();
+        let at = b
+            .windows(tag.len())
+            .rposition(|w| w == tag)
+            .expect("tag in file")
+            + tag.len();
+        b[at..at + value.len()].copy_from_slice(value);
+        let p = dir.path().join(name);
+        fs::write(&p, b).unwrap();
+        p
+    };
+    // Rows and Columns (explicit VR little endian: tag, "US", length 2, value).
+    let huge = patch(
+        "huge_rows.dcm",
+        b"\x28\x00\x10\x00US\x02\x00",
+        &[0xFF, 0xFF],
+    );
+    let mut b = fs::read(&huge).unwrap();
+    let at = b
+        .windows(8)
+        .position(|w| w == b"\x28\x00\x11\x00US\x02\x00")
+        .unwrap()
+        + 8;
+    b[at..at + 2].copy_from_slice(&[0xFF, 0xFF]);
+    fs::write(&huge, b).unwrap();
+    let e = DicomSlice::read(&huge).unwrap_err().to_string();
+    assert!(
+        e.contains("huge_rows.dcm") && e.contains("Rows 65535 x Columns 65535"),
+        "{e}"
+    );
+    // PixelData's own length (OW: tag, VR, 2 reserved bytes, 4-byte length).
+    let long = patch(
+        "long_pixels.dcm",
+        b"\xE0\x7F\x10\x00OW\x00\x00",
+        &0x7FFF_FFF0u32.to_le_bytes(),
+    );
+    let e = DicomSlice::read(&long).unwrap_err().to_string();
+    assert!(e.contains("long_pixels.dcm"), "{e}");
+
     let garbage = dir.path().join("garbage.dcm");
     fs::write(&garbage, b"not dicom at all").unwrap();
     let e = DicomSlice::read(&garbage).unwrap_err().to_string();

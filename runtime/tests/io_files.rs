@@ -61,6 +61,48 @@ fn refuses_complex_3d_and_other_dtypes_naming_the_file() {
 }
 
 #[test]
+fn npy_headers_that_promise_more_than_the_file_holds_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let npy = |name: &str, dict: &str, data: usize| {
+        let mut header = dict.to_string();
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((header.len() as u16).to_le_bytes());
+        b.extend(header.as_bytes());
+        b.extend(vec![0u8; data]);
+        let p = dir.path().join(name);
+        fs::write(&p, b).unwrap();
+        p
+    };
+    let huge = npy(
+        "huge.npy",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }",
+        48,
+    );
+    let e = read_npy(&huge).unwrap_err().to_string();
+    assert!(
+        e.contains("huge.npy") && e.contains("(100000, 100000)") && e.contains("40000000000"),
+        "{e}"
+    );
+    let overflow = npy(
+        "overflow.npy",
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (18446744073709551615, 4), }",
+        48,
+    );
+    assert!(read_npy(&overflow).is_err());
+    // The same header with its data is read.
+    let fits = npy(
+        "fits.npy",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }",
+        48,
+    );
+    assert_eq!(read_npy(&fits).unwrap().dim(), (3, 4));
+}
+
+#[test]
 fn npy_round_trip_is_bit_exact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.npy");

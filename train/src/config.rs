@@ -569,7 +569,7 @@ fn load_merged(path: &Path, seen: &mut Vec<PathBuf>) -> Result<Value, ConfigErro
         file: path.into(),
         source,
     })?;
-    let mut value: Value = serde_json::from_str(&text).map_err(|e| ConfigError::Json {
+    let mut value: Value = strict_json(&text).map_err(|e| ConfigError::Json {
         file: path.into(),
         reason: e.to_string(),
     })?;
@@ -594,6 +594,66 @@ fn load_merged(path: &Path, seen: &mut Vec<PathBuf>) -> Result<Value, ConfigErro
             reason: format!("expected a file path string, got {other}"),
         }),
     }
+}
+
+/// Parses JSON, refusing a key given twice in one object: serde_json would keep the last
+/// silently, and a config whose `lr` is written twice should say so, not pick one.
+fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    struct Strict(Value);
+    impl<'de> de::Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(StrictVisitor)
+        }
+    }
+    struct StrictVisitor;
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Strict;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+            Ok(Strict(Value::Bool(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+            Ok(Strict(Value::from(v)))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+            Ok(Strict(Value::from(v)))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+            Ok(Strict(Value::from(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+            Ok(Strict(Value::String(v.to_owned())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+            Ok(Strict(Value::String(v)))
+        }
+        fn visit_unit<E>(self) -> Result<Strict, E> {
+            Ok(Strict(Value::Null))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Strict(v)) = seq.next_element()? {
+                items.push(v);
+            }
+            Ok(Strict(Value::Array(items)))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+            let mut obj = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if obj.contains_key(&key) {
+                    return Err(de::Error::custom(format!("key `{key}` is given twice")));
+                }
+                let Strict(v) = map.next_value()?;
+                obj.insert(key, v);
+            }
+            Ok(Strict(Value::Object(obj)))
+        }
+    }
+    serde_json::from_str::<Strict>(text).map(|s| s.0)
 }
 
 /// Overlays `top` on `base`: objects merge key by key, anything else replaces.
@@ -654,6 +714,28 @@ mod tests {
         );
         let msg = Config::load(&p).unwrap_err().to_string();
         assert!(msg.ends_with("x.json: trainer.loss_weights.crosss: unknown key (expected content, recon, cross, edge)"), "{msg}");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.json",
+            r#"{"name":"x","trainer":{"lr":0.001,"epochs":2,"lr":0.1}}"#,
+        );
+        let msg = Config::load(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("c.json") && msg.contains("key `lr` is given twice"),
+            "{msg}"
+        );
+        let p = write(
+            dir.path(),
+            "d.json",
+            r#"{"name":"x","trainer":{"lr":0.001,"epochs":2}, "data": {"train_pairs": 3}}"#,
+        );
+        let c = Config::load(&p).unwrap();
+        assert_eq!((c.trainer.epochs, c.data.train_pairs), (2, 3));
     }
 
     #[test]

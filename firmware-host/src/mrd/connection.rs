@@ -36,6 +36,12 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
         }
     }
 
+    /// The stream, for what comes after the last message read (bytes already buffered
+    /// beyond it are dropped).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// The next message; `Ok(None)` when the peer closed the stream between messages.
     pub async fn read(&mut self) -> Result<Option<Message>, ReadError> {
         loop {
@@ -76,6 +82,11 @@ impl<W: AsyncWrite + Unpin> MessageWriter<W> {
         msg.encode(&mut self.buffer);
         self.inner.write_all(&self.buffer).await?;
         self.inner.flush().await
+    }
+
+    /// The stream, to write raw bytes after the messages.
+    pub fn into_inner(self) -> W {
+        self.inner
     }
 
     pub async fn shutdown(&mut self) -> std::io::Result<()> {

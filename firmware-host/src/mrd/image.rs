@@ -37,6 +37,17 @@ impl DataType {
         }
     }
 
+    /// The values an integer type holds; `None` for floating point.
+    pub fn integer_range(self) -> Option<(f64, f64)> {
+        match self {
+            DataType::U16 => Some((0.0, f64::from(u16::MAX))),
+            DataType::I16 => Some((f64::from(i16::MIN), f64::from(i16::MAX))),
+            DataType::U32 => Some((0.0, f64::from(u32::MAX))),
+            DataType::I32 => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
+            _ => None,
+        }
+    }
+
     pub fn is_complex(self) -> bool {
         matches!(self, DataType::ComplexF32 | DataType::ComplexF64)
     }
@@ -204,8 +215,45 @@ impl ImageHeader {
 pub struct Image {
     pub header: ImageHeader,
     pub attributes: String,
+    /// How `attributes` travel on the wire. Senders that copy DICOM text (ISO_IR 100) write
+    /// Latin-1; such bytes are read as Latin-1 and written back as the same bytes, so the
+    /// image is processed and its attributes come back byte for byte.
+    pub attribute_encoding: TextEncoding,
     /// Pixels in the header's data type, little-endian, x fastest, then y, z, channel.
     pub data: Vec<u8>,
+}
+
+/// The byte encoding of an image's attribute text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    #[default]
+    Utf8,
+    /// One byte per character (U+0000..U+00FF): what is not UTF-8 is read this way, which
+    /// keeps every byte whatever the sender's 8-bit character set was.
+    Latin1,
+}
+
+impl TextEncoding {
+    /// Reads `bytes` as UTF-8, or as Latin-1 when they are not UTF-8.
+    pub fn decode(bytes: &[u8]) -> (String, TextEncoding) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => (text.to_owned(), TextEncoding::Utf8),
+            Err(_) => (
+                bytes.iter().map(|&b| char::from(b)).collect(),
+                TextEncoding::Latin1,
+            ),
+        }
+    }
+
+    /// Writes `text` in this encoding; a Latin-1 text that has gained a character beyond
+    /// U+00FF is written as UTF-8 instead (nothing is replaced).
+    pub fn encode(self, text: &str, out: &mut Vec<u8>) {
+        if self == TextEncoding::Latin1 && text.chars().all(|c| u32::from(c) <= 0xFF) {
+            out.extend(text.chars().map(|c| u32::from(c) as u8));
+        } else {
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
 }
 
 /// Why an image cannot be turned into planes for the model.
@@ -247,6 +295,7 @@ impl Image {
         let mut image = Image {
             header,
             attributes: String::new(),
+            attribute_encoding: TextEncoding::Utf8,
             data: Vec::new(),
         };
         image

@@ -5,7 +5,7 @@
 //! declared size against a limit before anything is allocated: a hostile length costs
 //! nothing but the connection it came on.
 
-use super::image::{Image, ImageHeader};
+use super::image::{Image, ImageHeader, TextEncoding};
 use super::wire::{Put, u16_at};
 
 pub const ID_CONFIG_FILE: u16 = 1;
@@ -52,6 +52,9 @@ impl Waveform {
     }
 }
 
+/// Images are most of the traffic and each is moved a few times at most (decoded, queued,
+/// encoded): boxing the common variant would cost an allocation per image and buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
     /// 1: name of a configuration (here: a model profile).
@@ -111,11 +114,15 @@ impl Message {
                 out.extend_from_slice(body);
             }
             Message::Image(image) => {
+                let mut attributes = Vec::with_capacity(image.attributes.len());
+                image
+                    .attribute_encoding
+                    .encode(&image.attributes, &mut attributes);
                 let mut header = image.header.clone();
-                header.attribute_string_len = image.attributes.len() as u32;
+                header.attribute_string_len = attributes.len() as u32;
                 header.write(out);
-                out.put_u64(image.attributes.len() as u64);
-                out.extend_from_slice(image.attributes.as_bytes());
+                out.put_u64(attributes.len() as u64);
+                out.extend_from_slice(&attributes);
                 out.extend_from_slice(&image.data);
             }
         }
@@ -185,15 +192,11 @@ pub fn decode(buf: &[u8], limit: usize) -> Result<(Message, usize), DecodeError>
             let attr_len =
                 u64::from_le_bytes(body[at..at + 8].try_into().expect("checked")) as usize;
             let attr = &body[at + 8..at + 8 + attr_len];
-            let attributes = std::str::from_utf8(trim_nul(attr))
-                .map_err(|e| DecodeError::Malformed {
-                    kind: "image",
-                    reason: format!("attributes are not UTF-8: {e}"),
-                })?
-                .to_owned();
+            let (attributes, attribute_encoding) = TextEncoding::decode(trim_nul(attr));
             Message::Image(Image {
                 header,
                 attributes,
+                attribute_encoding,
                 data: body[at + 8 + attr_len..].to_vec(),
             })
         }

@@ -7,6 +7,6 @@ pub mod meta;
 mod wire;
 
 pub use connection::{MessageReader, MessageWriter, ReadError};
-pub use image::{DataType, IMTYPE_MAGNITUDE, Image, ImageHeader};
+pub use image::{DataType, IMTYPE_MAGNITUDE, Image, ImageHeader, TextEncoding};
 pub use message::{Acquisition, DecodeError, Message, Waveform};
 pub use meta::Meta;
