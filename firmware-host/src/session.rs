@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -152,12 +153,14 @@ pub async fn handle<R, W>(
 {
     let cfg = &ctx.config;
     let (tx, rx) = mpsc::channel(cfg.in_flight_per_connection);
+    let gone = Arc::new(AtomicBool::new(false));
     let mut writer_task = tokio::spawn(write_loop(
         MessageWriter::new(writer),
         rx,
         ctx.clone(),
         peer.clone(),
         phase.clone(),
+        gone.clone(),
     ));
     let mut header_seen = false;
     let mut reader = MessageReader::new(reader, cfg.max_message_bytes());
@@ -188,7 +191,16 @@ pub async fn handle<R, W>(
         let msg = match next {
             Err(_) => break end_on_timeout,
             Ok(Ok(None)) => break End::Eof,
-            Ok(Err(ReadError::Io(e))) => break End::Protocol(format!("read failed: {e}")),
+            Ok(Err(ReadError::Io(e))) => {
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) {
+                    // Nobody is there to answer: the queued images need not be computed.
+                    gone.store(true, Ordering::Relaxed);
+                }
+                break End::Protocol(format!("read failed: {e}"));
+            }
             Ok(Err(e)) => break End::Protocol(e.to_string()),
             Ok(Ok(Some(msg))) => msg,
         };
@@ -467,12 +479,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     ctx: Arc<Context>,
     peer: String,
     mut phase: watch::Receiver<Phase>,
+    gone: Arc<AtomicBool>,
 ) -> usize {
     let cfg = &ctx.config;
     let timeout = cfg.image_timeout();
     let mut alive = true;
     let mut written = 0;
     while let Some(out) = rx.recv().await {
+        if alive && gone.load(Ordering::Relaxed) {
+            warn!(%peer, "the client reset the connection: the answers left are undeliverable");
+            alive = false;
+        }
         if !alive {
             if let Outgoing::Pending { .. } = out {
                 inc(&ctx.stats.images_failed);

@@ -383,3 +383,67 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A stand-in model that takes 40 ms per slice and counts what it computed.
+struct Slow(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl crossdenoise_host::worker::Engine for Slow {
+    fn denoise_batch(
+        &mut self,
+        slices: &[ndarray::ArrayView2<f32>],
+    ) -> Result<crossdenoise_host::worker::Planes, String> {
+        std::thread::sleep(Duration::from_millis(40) * slices.len() as u32);
+        self.0
+            .fetch_add(slices.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(slices.iter().map(|s| s.to_owned()).collect())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queued_images_of_a_client_that_reset_are_not_computed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let computed = Arc::new(AtomicUsize::new(0));
+    let cfg = config(std::path::Path::new("slow.onnx"));
+    let host = crossdenoise_host::Host::with_engines(cfg, vec![Slow(computed.clone())]);
+    let stats = host.stats();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(host.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let client = Client::connect(addr, DEFAULT_PROFILE).await;
+    let Client { reader, mut writer } = client;
+    let plane = support::phantom_slices(1, 32, 32).remove(0);
+    for i in 1..=40u16 {
+        writer
+            .write(&Message::Image(image(&plane, i)))
+            .await
+            .unwrap();
+    }
+    while stats.snapshot().received < 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Gone with a reset, as a crashed client's kernel does.
+    let stream = reader.into_inner().reunite(writer.into_inner()).unwrap();
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop.send(());
+    serving.await.unwrap();
+    let s = stats.snapshot();
+    let done = computed.load(Ordering::Relaxed) as u64;
+    assert!(
+        done < s.received,
+        "{done} of {} images computed after the client reset: {s:?}",
+        s.received
+    );
+    assert!(s.undeliverable > 0, "{s:?}");
+    assert_eq!(
+        s.received,
+        s.denoised + s.failed + s.passed_through,
+        "{s:?}"
+    );
+}

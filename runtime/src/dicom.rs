@@ -107,6 +107,91 @@ pub fn is_dicom(path: &Path) -> bool {
         && &head[128..] == b"DICM"
 }
 
+/// Walks the file's elements checking that every declared length fits in the bytes left,
+/// before the parser reserves memory for what a length claims (it reserves first, then
+/// reads), and returns the transfer syntax. Past the meta group only the uncompressed
+/// syntaxes are walked: any other is refused by the caller before the parser runs.
+fn check_lengths(bytes: &[u8]) -> std::result::Result<String, String> {
+    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
+        return Err("no DICM preamble".into());
+    }
+    let u16_at = |at: usize, be: bool| {
+        let b = [bytes[at], bytes[at + 1]];
+        if be {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }
+    };
+    let u32_at = |at: usize, be: bool| {
+        let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
+        if be {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }
+    };
+    // The VRs whose length takes two bytes in explicit VR; any other (unknown ones too, which
+    // a parser reads as UN) has two reserved bytes and a four-byte length.
+    const SHORT: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+        b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    ];
+    let mut pos = 132;
+    let mut syntax = String::new();
+    let mut in_meta = true;
+    let (mut explicit, mut be) = (true, false);
+    while pos < bytes.len() {
+        if in_meta && (pos + 2 > bytes.len() || u16_at(pos, false) != 0x0002) {
+            in_meta = false;
+            let ts = syntax.trim_end_matches(['\0', ' ']).to_owned();
+            if ![IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE].contains(&ts.as_str()) {
+                return Ok(ts);
+            }
+            explicit = ts != IMPLICIT_VR_LE;
+            be = ts == EXPLICIT_VR_BE;
+        }
+        if pos + 8 > bytes.len() {
+            return Err(format!("an element header is cut short at byte {pos}"));
+        }
+        let (group, element) = (u16_at(pos, be), u16_at(pos + 2, be));
+        let delimiter = group == 0xFFFE;
+        let (len, header, vr) = if delimiter || !explicit {
+            (u32_at(pos + 4, be), 8, None)
+        } else {
+            let vr = [bytes[pos + 4], bytes[pos + 5]];
+            if !SHORT.contains(&&vr) {
+                if pos + 12 > bytes.len() {
+                    return Err(format!("an element header is cut short at byte {pos}"));
+                }
+                (u32_at(pos + 8, be), 12, Some(vr))
+            } else {
+                (u32::from(u16_at(pos + 6, be)), 8, Some(vr))
+            }
+        };
+        pos += header;
+        // Sequences and items are walked into (their contents are elements); an undefined
+        // length has nothing to check.
+        let into = delimiter || vr == Some(*b"SQ") || len == u32::MAX;
+        if into {
+            continue;
+        }
+        let len = len as usize;
+        if len > bytes.len() - pos {
+            return Err(format!(
+                "element ({group:04X},{element:04X}) at byte {} declares {len} bytes, but {} are left",
+                pos - header,
+                bytes.len() - pos
+            ));
+        }
+        if in_meta && (group, element) == (0x0002, 0x0010) {
+            syntax = String::from_utf8_lossy(&bytes[pos..pos + len]).into_owned();
+        }
+        pos += len;
+    }
+    Ok(syntax.trim_end_matches(['\0', ' ']).to_owned())
+}
+
 /// A new globally unique UID under the UUID-derived root `2.25` (ISO/IEC 9834-8), which
 /// needs no registered organisation root.
 pub fn new_uid() -> String {
@@ -119,13 +204,9 @@ impl DicomSlice {
             path: path.into(),
             reason,
         };
-        let object = dicom_object::open_file(path)
-            .map_err(|e| err(format!("not a readable DICOM file: {e}")))?;
-        let ts = object
-            .meta()
-            .transfer_syntax()
-            .trim_end_matches('\0')
-            .to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let ts = check_lengths(&bytes)
+            .map_err(|reason| err(format!("not a readable DICOM file: {reason}")))?;
         if ![IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE].contains(&ts.as_str()) {
             let name = TransferSyntaxRegistry
                 .get(&ts)
@@ -136,6 +217,9 @@ impl DicomSlice {
                  decompress the series first (e.g. `gdcmconv --raw` or `dcmdjpeg`)"
             )));
         }
+        let object = dicom_object::OpenFileOptions::new()
+            .from_reader(std::io::Cursor::new(&bytes[128..]))
+            .map_err(|e| err(format!("not a readable DICOM file: {e}")))?;
         let int = |tag, name: &str| -> Result<u16> {
             object
                 .element(tag)

@@ -197,7 +197,12 @@ pub fn read_png(path: &Path) -> Result<GrayImage> {
         path: path.into(),
         reason: e.to_string(),
     };
-    let mut reader = png::Decoder::new(Cursor::new(&bytes))
+    // Deflate expands at most ~1032:1, so a header promising more than that of the file's
+    // size is refused before its image buffer is allocated.
+    let limits = png::Limits {
+        bytes: bytes.len().saturating_mul(1032).saturating_add(1 << 20),
+    };
+    let mut reader = png::Decoder::new_with_limits(Cursor::new(&bytes), limits)
         .read_info()
         .map_err(png_err)?;
     let (color, depth) = {

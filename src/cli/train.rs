@@ -216,11 +216,22 @@ pub fn format_losses(l: &LossValues) -> String {
 
 /// The study's config traps, as warnings before training starts.
 pub fn print_warnings(config: &Config, file: &std::path::Path) -> usize {
-    let warnings = diagnosis::lint(config);
+    let mut warnings = diagnosis::lint(config);
+    if let Some(w) = machine_memory().and_then(|m| diagnosis::memory_warning(config, m)) {
+        warnings.push(w);
+    }
     for w in &warnings {
         eprintln!("warning: {}: {}: {}", file.display(), w.key, w.message);
     }
     warnings.len()
+}
+
+/// The machine's memory in bytes (Linux `/proc/meminfo`); `None` elsewhere.
+fn machine_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Criteria or checkpoints as aligned PASS / FAIL lines with their numbers.

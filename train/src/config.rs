@@ -584,7 +584,15 @@ fn load_merged(path: &Path, seen: &mut Vec<PathBuf>) -> Result<Value, ConfigErro
         None => Ok(value),
         Some(Value::String(base)) => {
             let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
-            let mut merged = load_merged(&base_path, seen)?;
+            // A base that cannot be read is this file's `extends` at fault.
+            let mut merged = load_merged(&base_path, seen).map_err(|e| match e {
+                ConfigError::Read { file, source } => ConfigError::Key {
+                    file: path.into(),
+                    key: "extends".into(),
+                    reason: format!("{}: {source}", file.display()),
+                },
+                other => other,
+            })?;
             merge(&mut merged, value);
             Ok(merged)
         }

@@ -185,6 +185,37 @@ pub struct Warning {
     pub message: String,
 }
 
+/// Bytes the synthetic data set of `config` holds in memory while it trains: per pixel of
+/// each pair, the noisy and clean image of both contrasts (f32) and the findings' masks
+/// (u8). Folder data is sized by its files, unknown here.
+pub fn data_memory_bytes(config: &Config) -> Option<u64> {
+    let d = &config.data;
+    if d.source != crate::config::DataSource::Synthetic {
+        return None;
+    }
+    let per_pixel = 4 * 4 + 2 * crossdenoise_runtime::phantom::Finding::ALL.len() as u64;
+    let pixels = (d.image_size as u64).pow(2);
+    Some((d.train_pairs as u64 + d.val_pairs as u64) * pixels * per_pixel)
+}
+
+/// A warning when the data set alone would take more than half of `memory` bytes (the
+/// machine's): the run would swap or be killed long after it started.
+pub fn memory_warning(config: &Config, memory: u64) -> Option<Warning> {
+    let need = data_memory_bytes(config)?;
+    (need > memory / 2).then(|| Warning {
+        key: "data.train_pairs",
+        message: format!(
+            "{} + {} pairs of {}x{} phantoms hold about {:.1} GiB in memory, more than half of this machine's {:.1} GiB; use fewer pairs or a smaller data.image_size",
+            config.data.train_pairs,
+            config.data.val_pairs,
+            config.data.image_size,
+            config.data.image_size,
+            need as f64 / (1u64 << 30) as f64,
+            memory as f64 / (1u64 << 30) as f64
+        ),
+    })
+}
+
 /// The study's failure patterns: the wrong skips, the zero-initialised identity mapping,
 /// training noise far above 0.01, cross loss without the losses it builds on, no edge loss.
 pub fn lint(config: &Config) -> Vec<Warning> {
@@ -339,6 +370,20 @@ mod tests {
         let found = diagnose(&run(|i| 1.0 / (1.0 + i as f32)), &c, &outcome);
         assert_eq!(found[0].symptom, "training unstable");
         assert_eq!(found[0].remedy, "lower trainer.lr from 0.001 to 1e-4");
+    }
+
+    #[test]
+    fn a_data_set_larger_than_half_the_memory_is_warned_of() {
+        let mut c = config(serde_json::json!({}));
+        c.data.train_pairs = 100_000;
+        c.data.image_size = 512;
+        let need = data_memory_bytes(&c).unwrap();
+        assert!(need > 400 << 30, "{need}");
+        let w = memory_warning(&c, 24 << 30).expect("a warning");
+        assert_eq!(w.key, "data.train_pairs");
+        assert!(w.message.contains("GiB"), "{}", w.message);
+        c.data.train_pairs = 100;
+        assert!(memory_warning(&c, 24 << 30).is_none());
     }
 
     #[test]
