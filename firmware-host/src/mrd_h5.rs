@@ -33,6 +33,9 @@ pub fn read_images(path: &Path) -> Result<Vec<(String, Image)>, H5Error> {
         path: path.into(),
         reason,
     };
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| err(e.to_string()))?
+        .len();
     let file =
         hdf5_pure::File::open(path).map_err(|e| err(format!("not readable as HDF5: {e}")))?;
     let mut out = Vec::new();
@@ -49,9 +52,31 @@ pub fn read_images(path: &Path) -> Result<Vec<(String, Image)>, H5Error> {
                 continue; // an acquisition or waveform group, or something else
             }
             let where_ = format!("{top}/{name}");
+            // What a dataset declares is checked against the file before it is read: a
+            // corrupt shape must fail as a bad file, not as an allocation of its claim
+            // (deflate, the most a filter expands, stays within ~1032:1).
+            let most = file_len.saturating_mul(1032);
+            let open = |d: &str| {
+                let set = g
+                    .dataset(d)
+                    .map_err(|e| err(format!("{where_}/{d}: {e}")))?;
+                let declared = set
+                    .shape()
+                    .and_then(|shape| {
+                        let size = set.element_size()?;
+                        Ok(shape.iter().fold(size, |a, &n| a.saturating_mul(n)))
+                    })
+                    .map_err(|e| err(format!("{where_}/{d}: {e}")))?;
+                if declared > most {
+                    return Err(err(format!(
+                        "{where_}/{d}: declares {declared} bytes, more than a {file_len}-byte file can hold"
+                    )));
+                }
+                Ok(set)
+            };
             let read = |d: &str| {
-                g.dataset(d)
-                    .and_then(|d| d.read_raw())
+                open(d)?
+                    .read_raw()
                     .map_err(|e| err(format!("{where_}/{d}: {e}")))
             };
             let headers = read("header")?;
@@ -64,8 +89,8 @@ pub fn read_images(path: &Path) -> Result<Vec<(String, Image)>, H5Error> {
             }
             let n = headers.len() / ImageHeader::SIZE;
             let attributes = if sets.iter().any(|s| s == "attributes") {
-                g.dataset("attributes")
-                    .and_then(|d| d.read_string())
+                open("attributes")?
+                    .read_string()
                     .map_err(|e| err(format!("{where_}/attributes: {e}")))?
             } else {
                 vec![String::new(); n]

@@ -1,11 +1,14 @@
 //! The daemon's parsers under generated and mutated input: MRD messages (random bytes,
-//! valid messages with bytes changed, cut or extended, and streams of them) and host.toml.
+//! valid messages with bytes changed, cut or extended, and streams of them), recorded MRD
+//! `.h5` files and host.toml.
 //! Never a panic; a decoded message never took an allocation beyond the bytes it came in;
 //! a config is loaded or refused with an error naming the file. `PROPTEST_CASES` sets the
 //! cases per property.
 
 #[path = "../../runtime/tests/support/fuzz.rs"]
 mod fuzz;
+#[path = "../../runtime/tests/support/mod.rs"]
+mod support;
 
 use crossdenoise_host::HostConfig;
 use crossdenoise_host::mrd::message::{self, DecodeError};
@@ -122,6 +125,48 @@ proptest! {
         std::fs::write(&path, &bytes).unwrap();
         if let Err(e) = HostConfig::load(&path) {
             prop_assert!(e.to_string().contains("host.toml"), "{}", e);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn mutated_mrd_recordings_are_read_or_refused(
+        writes in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        keep in prop::option::of(0.5..1.0f64),
+    ) {
+        // One recording (written by the ismrmrd-python layout) for every case.
+        static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        let seed = SEED.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("rec.h5");
+            support::reference(&["mrd-h5".into(), p.display().to_string()]);
+            std::fs::read(p).unwrap()
+        });
+        let mut bytes = seed.clone();
+        for (at, v) in writes {
+            let n = bytes.len();
+            bytes[at % n] = v;
+        }
+        if let Some(f) = keep {
+            bytes.truncate((bytes.len() as f64 * f) as usize);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.h5");
+        std::fs::write(&path, &bytes).unwrap();
+        let (read, largest) =
+            largest_allocation(|| crossdenoise_host::mrd_h5::read_images(&path));
+        prop_assert!(
+            // A chunked dataset may be deflated: up to ~1032 bytes per byte of file.
+            largest <= 1100 * bytes.len() + (1 << 20),
+            "{} bytes allocated at once for a {}-byte file",
+            largest,
+            bytes.len()
+        );
+        if let Err(e) = read {
+            prop_assert!(e.to_string().contains("m.h5"), "{}", e);
         }
     }
 }
