@@ -13,7 +13,7 @@ mod support;
 use crossdenoise_host::HostConfig;
 use crossdenoise_host::mrd::message::{self, DecodeError};
 use crossdenoise_host::mrd::{DataType, Image, Message, Meta};
-use fuzz::{cases, largest_allocation};
+use fuzz::{cases, largest_allocation, mutation};
 use proptest::prelude::*;
 
 const LIMIT: usize = 1 << 20;
@@ -79,22 +79,8 @@ proptest! {
     }
 
     #[test]
-    fn mutated_messages_decode_or_fail(
-        pick in 0usize..6,
-        writes in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8),
-        keep in prop::option::of(0.0..1.0f64),
-        tail in prop::collection::vec(any::<u8>(), 0..64),
-    ) {
-        let mut bytes = seeds()[pick].clone();
-        for (at, v) in writes {
-            let n = bytes.len();
-            bytes[at % n] = v;
-        }
-        if let Some(f) = keep {
-            bytes.truncate((bytes.len() as f64 * f) as usize);
-        }
-        bytes.extend(tail);
-        decode_all(&bytes)?;
+    fn mutated_messages_decode_or_fail(pick in 0usize..6, m in mutation()) {
+        decode_all(&m.apply(&seeds()[pick]))?;
     }
 
     #[test]
@@ -133,10 +119,7 @@ proptest! {
     #![proptest_config(cases(256))]
 
     #[test]
-    fn mutated_mrd_recordings_are_read_or_refused(
-        writes in prop::collection::vec((any::<usize>(), any::<u8>()), 1..8),
-        keep in prop::option::of(0.5..1.0f64),
-    ) {
+    fn mutated_mrd_recordings_are_read_or_refused(m in mutation()) {
         // One recording (written by the ismrmrd-python layout) for every case.
         static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         let seed = SEED.get_or_init(|| {
@@ -145,14 +128,7 @@ proptest! {
             support::reference(&["mrd-h5".into(), p.display().to_string()]);
             std::fs::read(p).unwrap()
         });
-        let mut bytes = seed.clone();
-        for (at, v) in writes {
-            let n = bytes.len();
-            bytes[at % n] = v;
-        }
-        if let Some(f) = keep {
-            bytes.truncate((bytes.len() as f64 * f) as usize);
-        }
+        let bytes = m.apply(seed);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.h5");
         std::fs::write(&path, &bytes).unwrap();

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crossdenoise_runtime::dicom::DicomSlice;
 use crossdenoise_runtime::io::{GrayImage, read_npy, read_png, write_npy, write_png};
-use fuzz::{cases, largest_allocation};
+use fuzz::{cases, largest_allocation, mutation};
 use ndarray::Array2;
 use proptest::prelude::*;
 
@@ -20,39 +20,6 @@ use proptest::prelude::*;
 /// of a compressed PNG (deflate expands ~1032:1) or of u16 data as f32 and f64, with room.
 fn justified(len: usize) -> usize {
     len.saturating_mul(1100).saturating_add(1 << 20)
-}
-
-/// A mutation of a valid file: bytes overwritten (positions taken modulo the length),
-/// the file cut at a fraction of its length, and bytes appended.
-#[derive(Debug, Clone)]
-struct Mutation {
-    writes: Vec<(usize, u8)>,
-    keep: Option<f64>,
-    tail: Vec<u8>,
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    (
-        prop::collection::vec((any::<usize>(), any::<u8>()), 0..8),
-        prop::option::of(0.0..1.0f64),
-        prop::collection::vec(any::<u8>(), 0..16),
-    )
-        .prop_map(|(writes, keep, tail)| Mutation { writes, keep, tail })
-}
-
-impl Mutation {
-    fn apply(&self, seed: &[u8]) -> Vec<u8> {
-        let mut b = seed.to_vec();
-        for &(at, v) in &self.writes {
-            let n = b.len();
-            b[at % n] = v;
-        }
-        if let Some(f) = self.keep {
-            b.truncate((b.len() as f64 * f) as usize);
-        }
-        b.extend(&self.tail);
-        b
-    }
 }
 
 /// Writes `bytes` to a file and reads it with `read`, checking the allocation bound.

@@ -7,7 +7,7 @@
 mod fuzz;
 
 use crossdenoise_train::config::Config;
-use fuzz::{cases, largest_allocation};
+use fuzz::{cases, largest_allocation, mutation};
 use proptest::prelude::*;
 
 const SEEDS: [&str; 3] = [
@@ -20,19 +20,8 @@ proptest! {
     #![proptest_config(cases(512))]
 
     #[test]
-    fn mutated_configs_load_or_name_the_file(
-        pick in 0usize..3,
-        writes in prop::collection::vec((any::<usize>(), any::<u8>()), 1..6),
-        keep in prop::option::of(0.0..1.0f64),
-    ) {
-        let mut bytes = SEEDS[pick].as_bytes().to_vec();
-        for (at, v) in writes {
-            let n = bytes.len();
-            bytes[at % n] = v;
-        }
-        if let Some(f) = keep {
-            bytes.truncate((bytes.len() as f64 * f) as usize);
-        }
+    fn mutated_configs_load_or_name_the_file(pick in 0usize..3, m in mutation()) {
+        let bytes = m.apply(SEEDS[pick].as_bytes());
         let dir = tempfile::tempdir().unwrap();
         // What a config may extend.
         std::fs::write(dir.path().join("guided.json"), SEEDS[0]).unwrap();

@@ -64,3 +64,37 @@ pub fn cases(default: u32) -> proptest::prelude::ProptestConfig {
         ..proptest::prelude::ProptestConfig::default()
     }
 }
+
+/// A mutation of a valid file: bytes overwritten (positions taken modulo the length),
+/// the file cut at a fraction of its length, and bytes appended.
+#[derive(Debug, Clone)]
+pub struct Mutation {
+    pub writes: Vec<(usize, u8)>,
+    pub keep: Option<f64>,
+    pub tail: Vec<u8>,
+}
+
+pub fn mutation() -> impl proptest::strategy::Strategy<Value = Mutation> {
+    use proptest::prelude::*;
+    (
+        prop::collection::vec((any::<usize>(), any::<u8>()), 0..8),
+        prop::option::of(0.0..1.0f64),
+        prop::collection::vec(any::<u8>(), 0..16),
+    )
+        .prop_map(|(writes, keep, tail)| Mutation { writes, keep, tail })
+}
+
+impl Mutation {
+    pub fn apply(&self, seed: &[u8]) -> Vec<u8> {
+        let mut b = seed.to_vec();
+        for &(at, v) in &self.writes {
+            let n = b.len();
+            b[at % n] = v;
+        }
+        if let Some(f) = self.keep {
+            b.truncate((b.len() as f64 * f) as usize);
+        }
+        b.extend(&self.tail);
+        b
+    }
+}
