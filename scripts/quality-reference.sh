@@ -30,7 +30,8 @@ done
 bash scripts/install-ort.sh
 bash scripts/quality-env.sh
 venv=.venv-quality
-cargo build --release --locked --bin crossdenoise
+# The same packages as the main job's build, so each reuses the other's release binary.
+cargo build --release --locked -p crossdenoise -p crossdenoise-host
 bin=target/release/crossdenoise
 
 tag="snr${snr}_${snr_pdfs}"

@@ -145,7 +145,6 @@ pub(crate) fn conv_shared(
     conv: &Conv2d,
     x: &str,
 ) -> String {
-    let name = node;
     let (inputs, dims) = weight_inputs(g, weights, x, &conv.weight, conv.bias.as_ref());
     // ONNX orders pads as [top, left, bottom, right], as Burn's Explicit does.
     let pads = match conv.padding {
@@ -159,7 +158,7 @@ pub(crate) fn conv_shared(
     let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     g.node(
         "Conv",
-        name,
+        node,
         &refs,
         vec![
             ("kernel_shape", ints(&[dims[2], dims[3]])),
@@ -194,13 +193,12 @@ pub(crate) fn conv_transpose_shared(
     conv: &ConvTranspose2d,
     x: &str,
 ) -> String {
-    let name = node;
     let (inputs, dims) = weight_inputs(g, weights, x, &conv.weight, conv.bias.as_ref());
     let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let [ph, pw] = conv.padding;
     g.node(
         "ConvTranspose",
-        name,
+        node,
         &refs,
         vec![
             ("kernel_shape", ints(&[dims[2], dims[3]])),

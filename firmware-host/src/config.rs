@@ -52,6 +52,9 @@ pub struct HostConfig {
     /// Largest image denoised, in pixels (x * y * z * channels); a larger one goes back
     /// unchanged, so one huge image can neither starve the others nor take the memory.
     pub max_image_pixels: u64,
+    /// Largest plane run through a model at once; larger slices run in overlapping tiles,
+    /// which bounds the inference memory (see `DenoiserOptions::tile_pixels`).
+    pub tile_pixels: usize,
     /// How long an image for a guided model waits on its connection for the same slice of
     /// its partner contrast (its guide); one left without a partner goes back unchanged.
     /// Below `image_timeout_s`, which bounds the wait and the denoising together.
@@ -118,6 +121,7 @@ impl Default for HostConfig {
             shutdown_grace_s: 30.0,
             image_timeout_s: 30.0,
             max_image_pixels: 1024 * 1024,
+            tile_pixels: 512 * 512,
             pair_wait_s: 10.0,
             batch_size: 1,
             batch_wait_ms: 0,
@@ -260,6 +264,7 @@ impl HostConfig {
             ("max_connections", self.max_connections, 1),
             ("max_connections_per_peer", self.max_connections_per_peer, 1),
             ("max_image_pixels", self.max_image_pixels as usize, 1),
+            ("tile_pixels", self.tile_pixels, 64 * 64),
         ] {
             if value < min {
                 return bad(key, &format!("must be at least {min}"));

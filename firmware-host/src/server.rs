@@ -43,6 +43,7 @@ impl Host {
         let runtime = OnnxRuntime::load().map_err(|e| HostError::Runtime(Box::new(e)))?;
         let options = DenoiserOptions {
             providers: config.execution_providers.clone(),
+            tile_pixels: config.tile_pixels,
             ..DenoiserOptions::default()
         };
         let mut engines = Vec::new();

@@ -38,7 +38,16 @@ pub struct DenoiserOptions {
     /// skips it. TensorRT builds an engine per input shape, so a deployment warms up with
     /// the scanner's matrix size.
     pub warmup: Option<[usize; 3]>,
+    /// Largest plane (padded height x width) run through the model at once. A larger slice
+    /// runs in overlapping tiles of about this many pixels, so inference memory is bounded
+    /// by this, not by the slice (a 1024 x 1024 guided slice whole takes ~5 GB on the CPU).
+    pub tile_pixels: usize,
 }
+
+/// Context a tile carries on each side beyond the part of it that is kept (rounded up to
+/// the model's size multiple): enough for the networks' receptive field that the seams
+/// are invisible.
+pub const TILE_MARGIN: usize = 64;
 
 impl Default for DenoiserOptions {
     fn default() -> Self {
@@ -46,6 +55,7 @@ impl Default for DenoiserOptions {
             providers: ProviderSettings::default(),
             assume: None,
             warmup: Some([1, 64, 64]),
+            tile_pixels: 512 * 512,
         }
     }
 }
@@ -67,6 +77,7 @@ pub struct Denoiser {
     /// Scratch for the percentile selection, reused across slices.
     scratch: Vec<f32>,
     rician: RicianCorrection,
+    tile_pixels: usize,
 }
 
 impl std::fmt::Debug for Denoiser {
@@ -148,6 +159,7 @@ impl Denoiser {
             guide: Vec::new(),
             scratch: Vec::new(),
             rician: RicianCorrection::default(),
+            tile_pixels: options.tile_pixels.max(1),
         };
         if let Some([n, h, w]) = options.warmup {
             let m = denoiser.metadata.size_multiple;
@@ -351,15 +363,42 @@ impl Denoiser {
                 "guide",
             )?;
         }
-        let data = run_session(
-            &mut self.session,
-            &self.path,
-            (&self.input_name, &self.input),
-            self.guide_name
-                .as_deref()
-                .zip(guides.map(|_| self.guide.as_slice())),
-            [n, 1, ph, pw],
-        )?;
+        let guide = self
+            .guide_name
+            .as_deref()
+            .zip(guides.map(|_| self.guide.as_slice()));
+        let data = if plane <= self.tile_pixels {
+            run_session(
+                &mut self.session,
+                &self.path,
+                (&self.input_name, &self.input),
+                guide,
+                [n, 1, ph, pw],
+            )?
+        } else {
+            let tiles = Tiles::new((ph, pw), self.tile_pixels, self.metadata.size_multiple);
+            let mut out = vec![0.0; n * plane];
+            for (i, out) in out.chunks_mut(plane).enumerate() {
+                let at = i * plane..(i + 1) * plane;
+                let input = &self.input[at.clone()];
+                let guide = guide.map(|(name, g)| (name, &g[at.clone()]));
+                tiles.run(
+                    out,
+                    |(ty, tx), tile_in, tile_guide| {
+                        run_session(
+                            &mut self.session,
+                            &self.path,
+                            (&self.input_name, tile_in),
+                            guide.map(|(name, _)| name).zip(tile_guide),
+                            [1, 1, ty, tx],
+                        )
+                    },
+                    input,
+                    guide.map(|(_, g)| g),
+                )?;
+            }
+            out
+        };
         let correct = self.metadata.rician_correction;
         Ok(data
             .chunks(plane)
@@ -379,6 +418,79 @@ impl Denoiser {
                 out
             })
             .collect())
+    }
+}
+
+/// How a plane too large to run at once is cut: tiles of `side` (a multiple of the model's
+/// size multiple), each keeping its central `core` and reading `margin` around it, so every
+/// kept pixel saw the same surroundings as in one pass over the whole plane, up to the
+/// margin.
+struct Tiles {
+    dim: (usize, usize),
+    /// Tile size and kept core per axis (a short axis is one tile: core = side = length).
+    side: (usize, usize),
+    core: (usize, usize),
+    margin: usize,
+}
+
+impl Tiles {
+    fn new((h, w): (usize, usize), pixels: usize, multiple: usize) -> Self {
+        let multiple = multiple.max(1);
+        let margin = TILE_MARGIN.div_ceil(multiple) * multiple;
+        let root = (pixels as f64).sqrt() as usize / multiple * multiple;
+        let side = root.max(2 * margin + multiple);
+        let axis = |len: usize| {
+            if len <= side {
+                (len, len)
+            } else {
+                (side, side - 2 * margin)
+            }
+        };
+        let ((sy, cy), (sx, cx)) = (axis(h), axis(w));
+        Tiles {
+            dim: (h, w),
+            side: (sy, sx),
+            core: (cy, cx),
+            margin,
+        }
+    }
+
+    /// Fills `out` (one `h x w` plane) tile by tile: `infer` gets a tile's size, its input
+    /// and guide, and returns its output.
+    fn run(
+        &self,
+        out: &mut [f32],
+        mut infer: impl FnMut((usize, usize), &[f32], Option<&[f32]>) -> Result<Vec<f32>>,
+        input: &[f32],
+        guide: Option<&[f32]>,
+    ) -> Result<()> {
+        let (h, w) = self.dim;
+        let (ty, tx) = self.side;
+        let (mut tile_in, mut tile_guide) = (vec![0.0; ty * tx], vec![0.0; ty * tx]);
+        let cut = |src: &[f32], dst: &mut [f32], (y, x): (usize, usize)| {
+            for r in 0..ty {
+                let from = (y + r) * w + x;
+                dst[r * tx..(r + 1) * tx].copy_from_slice(&src[from..from + tx]);
+            }
+        };
+        for y0 in (0..h).step_by(self.core.0) {
+            for x0 in (0..w).step_by(self.core.1) {
+                // The tile around the core, moved inside the plane at its edges.
+                let y = y0.saturating_sub(self.margin).min(h - ty);
+                let x = x0.saturating_sub(self.margin).min(w - tx);
+                cut(input, &mut tile_in, (y, x));
+                if let Some(g) = guide {
+                    cut(g, &mut tile_guide, (y, x));
+                }
+                let result = infer((ty, tx), &tile_in, guide.map(|_| tile_guide.as_slice()))?;
+                let (ky, kx) = ((y0 + self.core.0).min(h), (x0 + self.core.1).min(w));
+                for r in y0..ky {
+                    let from = (r - y) * tx + (x0 - x);
+                    out[r * w + x0..r * w + kx].copy_from_slice(&result[from..from + (kx - x0)]);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -596,6 +708,8 @@ fn register(
                 .register(builder)
         }
         ProviderKind::Cpu => ep::CPU::default()
+            // The arena keeps the largest inference's memory for reuse; tiles bound that
+            // (measured: arena off was slower and peaked higher).
             .with_arena_allocator(true)
             .register(builder),
     };

@@ -179,3 +179,37 @@ fn bad_slices_are_refused_and_the_denoiser_stays_usable() {
     );
     assert_eq!(d.denoise(a.view()).unwrap().dim(), (32, 32));
 }
+
+/// A slice larger than `tile_pixels` runs in overlapping tiles; with a receptive field
+/// inside the margin, the result is the one pass over the whole slice, seams and all.
+#[test]
+fn a_large_slice_in_tiles_equals_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "m.onnx", &["--size-multiple", "4"]);
+    let rt = runtime();
+    let mut whole = Denoiser::open(&rt, &model, &cpu()).unwrap();
+    let mut tiled = Denoiser::open(
+        &rt,
+        &model,
+        &DenoiserOptions {
+            // Tiles of 200 keeping their central 72: a 300 x 290 slice (padded to
+            // 300 x 292) is cut into 5 x 5 of them.
+            tile_pixels: 200 * 200,
+            ..cpu()
+        },
+    )
+    .unwrap();
+    let slices = phantom_slices(2, 300, 290);
+    let views: Vec<_> = slices.iter().map(|s| s.view()).collect();
+    let a = whole.denoise_batch(&views).unwrap();
+    let b = tiled.denoise_batch(&views).unwrap();
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(a.dim(), (300, 290));
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(
+            max_abs_diff(a, b) <= 1e-5 * scale,
+            "tiled differs by {} (scale {scale})",
+            max_abs_diff(a, b)
+        );
+    }
+}

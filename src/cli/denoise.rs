@@ -40,6 +40,10 @@ pub struct Args {
     /// Also write input | denoised | difference pictures to OUT/preview/.
     #[arg(long)]
     preview: bool,
+    /// Largest plane run through the model at once; larger slices run in overlapping
+    /// tiles, which bounds memory (raise it on a GPU with memory to spare).
+    #[arg(long, default_value_t = DenoiserOptions::default().tile_pixels, value_name = "PIXELS")]
+    tile_pixels: usize,
     /// CPU provider: intra-op threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -101,6 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = DenoiserOptions {
         providers,
         assume,
+        tile_pixels: args.tile_pixels,
         ..DenoiserOptions::default()
     };
     let started = Instant::now();
