@@ -163,6 +163,7 @@ pub async fn handle<R, W>(
         gone.clone(),
     ));
     let mut header_seen = false;
+    let worker = ctx.worker.for_connection();
     let mut reader = MessageReader::new(reader, cfg.max_message_bytes());
     let mut profile_name = cfg.default_profile.clone();
     let mut send_original = cfg.send_original;
@@ -242,7 +243,18 @@ pub async fn handle<R, W>(
             Message::Image(image) => {
                 inc(&ctx.stats.images_received);
                 let profile = &cfg.profiles[&profile_name];
-                Some(submit(&ctx, profile, image, send_original, &mut waiting, &peer).await)
+                Some(
+                    submit(
+                        &ctx,
+                        &worker,
+                        profile,
+                        image,
+                        send_original,
+                        &mut waiting,
+                        &peer,
+                    )
+                    .await,
+                )
             }
             Message::Acquisition(_) | Message::Waveform(_) => {
                 inc(&ctx.stats.other_messages);
@@ -374,6 +386,7 @@ pub fn choose_model<'a>(profile: &'a Profile, image: &Image, meta: &Meta) -> &'a
 /// is not for the model.
 async fn submit(
     ctx: &Context,
+    worker: &Worker,
     profile: &Profile,
     image: Image,
     send_original: bool,
@@ -412,7 +425,7 @@ async fn submit(
     };
     let info = &ctx.infos[model_index];
     let answer = match &info.guide {
-        None => ctx.worker.submit(model_index, planes, None).await,
+        None => worker.submit(model_index, planes, None).await,
         Some(guide) => {
             let place = Place::of(&image);
             let partner = waiting.iter().position(|w| {
@@ -425,15 +438,14 @@ async fn submit(
                     let w = waiting.remove(k);
                     debug!(%peer, index, partner = w.index, "paired");
                     let theirs = w.planes.clone();
-                    if ctx
-                        .worker
+                    if worker
                         .submit_to(w.model, w.planes, Some(planes.clone()), w.reply)
                         .await
                         .is_err()
                     {
                         warn!(%peer, index = w.index, "the inference worker has stopped");
                     }
-                    ctx.worker.submit(model_index, planes, Some(theirs)).await
+                    worker.submit(model_index, planes, Some(theirs)).await
                 }
                 None => {
                     let (reply, answer) = oneshot::channel();

@@ -6,7 +6,10 @@
 //! writing on other connections, and the bounded queue is the daemon's back-pressure: a
 //! connection whose image cannot be queued stops reading its socket.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -83,6 +86,8 @@ impl Engine for Denoiser {
 }
 
 struct Job {
+    /// The connection it came from: jobs are taken from connections in turn.
+    connection: u64,
     model: usize,
     planes: Planes,
     /// The partner image's planes, one per plane, for a guided model.
@@ -97,10 +102,13 @@ pub struct WorkerOptions {
     pub queue_depth: usize,
 }
 
-/// The sending side; cheap to clone, one per connection.
+/// The sending side; cheap to clone. Each connection takes its own with
+/// [`Worker::for_connection`], so the worker can serve connections in turn.
 #[derive(Clone)]
 pub struct Worker {
     tx: mpsc::Sender<Job>,
+    connection: u64,
+    next_connection: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -111,7 +119,23 @@ impl Worker {
             .name("inference".into())
             .spawn(move || run(engines, rx, options))
             .expect("spawn the inference thread");
-        (Worker { tx }, thread)
+        (
+            Worker {
+                tx,
+                connection: 0,
+                next_connection: Arc::new(AtomicU64::new(1)),
+            },
+            thread,
+        )
+    }
+
+    /// A handle whose jobs the worker treats as one connection's: a client that queues
+    /// many slices waits its turn behind another's next slice, not the other way round.
+    pub fn for_connection(&self) -> Worker {
+        Worker {
+            connection: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            ..self.clone()
+        }
     }
 
     /// Queues `planes` (one image's slices, all one size) for `model`, with the partner
@@ -140,6 +164,7 @@ impl Worker {
     ) -> Result<(), Planes> {
         self.tx
             .send(Job {
+                connection: self.connection,
                 model,
                 planes,
                 guides,
@@ -150,39 +175,94 @@ impl Worker {
     }
 }
 
+/// Jobs taken off the channel, queued per connection and served round robin. At most
+/// `queue_depth` are held here, so the channel's back-pressure still reaches the sockets.
+#[derive(Default)]
+struct Queues {
+    by_connection: BTreeMap<u64, VecDeque<Job>>,
+    /// The connection served last: the next job comes from the first one after it.
+    last: u64,
+    len: usize,
+}
+
+impl Queues {
+    fn push(&mut self, job: Job) {
+        self.by_connection
+            .entry(job.connection)
+            .or_default()
+            .push_back(job);
+        self.len += 1;
+    }
+
+    /// The front job of the first connection after the last served (wrapping) that
+    /// `matches`.
+    fn take(&mut self, matches: impl Fn(&Job) -> bool) -> Option<Job> {
+        let after = self.by_connection.range(self.last + 1..).map(|(k, _)| *k);
+        let before = self.by_connection.range(..=self.last).map(|(k, _)| *k);
+        let key = after
+            .chain(before)
+            .find(|k| self.by_connection[k].front().is_some_and(&matches))?;
+        let queue = self.by_connection.get_mut(&key).expect("found");
+        let job = queue.pop_front().expect("non-empty");
+        if queue.is_empty() {
+            self.by_connection.remove(&key);
+        }
+        self.last = key;
+        self.len -= 1;
+        Some(job)
+    }
+
+    /// Moves what is waiting on the channel here, up to `cap` held.
+    fn fill(&mut self, rx: &mut mpsc::Receiver<Job>, cap: usize) -> bool {
+        while self.len < cap {
+            match rx.try_recv() {
+                Ok(job) => self.push(job),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+}
+
 fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: WorkerOptions) {
-    let mut carry: Option<Job> = None;
+    let mut queues = Queues::default();
+    let cap = options.queue_depth.max(1);
     loop {
-        let first = match carry.take() {
-            Some(job) => job,
-            None => match rx.blocking_recv() {
-                Some(job) => job,
+        if queues.len == 0 {
+            match rx.blocking_recv() {
+                Some(job) => queues.push(job),
                 None => return,
-            },
-        };
-        let (model, shape) = (first.model, first.planes.first().map(|p| p.dim()));
+            }
+        }
+        queues.fill(&mut rx, cap);
+        let first = queues.take(|_| true).expect("a job is queued");
+        let (model, shape, guided) = (
+            first.model,
+            first.planes.first().map(|p| p.dim()),
+            first.guides.is_some(),
+        );
         let mut count = first.planes.len();
         let mut jobs = vec![first];
         let deadline = Instant::now() + options.batch_wait;
         while count < options.batch_size {
-            match rx.try_recv() {
-                Ok(job)
-                    if job.model == model
-                        && job.guides.is_some() == jobs[0].guides.is_some()
-                        && job.planes.first().map(|p| p.dim()) == shape
-                        && count + job.planes.len() <= options.batch_size =>
-                {
+            let open = queues.fill(&mut rx, cap);
+            let room = options.batch_size - count;
+            let next = queues.take(|j| {
+                j.model == model
+                    && j.guides.is_some() == guided
+                    && j.planes.first().map(|p| p.dim()) == shape
+                    && j.planes.len() <= room
+            });
+            match next {
+                Some(job) => {
                     count += job.planes.len();
                     jobs.push(job);
                 }
-                Ok(job) => {
-                    carry = Some(job);
-                    break;
-                }
-                Err(mpsc::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                None if open && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_micros(100));
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         // A job whose connection stopped waiting (timeout, client gone) is not computed.
