@@ -408,14 +408,12 @@ async fn the_queued_images_of_a_client_that_reset_are_not_computed() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let computed = Arc::new(AtomicUsize::new(0));
     let cfg = config(std::path::Path::new("slow.onnx"));
-    let host = crossdenoise_host::Host::with_engines(cfg, vec![Slow(computed.clone())]);
-    let stats = host.stats();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(host.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let server = Server::serve(crossdenoise_host::Host::with_engines(
+        cfg,
+        vec![Slow(computed.clone())],
+    ))
+    .await;
+    let (addr, stats) = (server.addr, server.stats.clone());
 
     let client = Client::connect(addr, DEFAULT_PROFILE).await;
     let Client { reader, mut writer } = client;
@@ -434,8 +432,7 @@ async fn the_queued_images_of_a_client_that_reset_are_not_computed() {
     stream.set_zero_linger().unwrap();
     drop(stream);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let _ = stop.send(());
-    serving.await.unwrap();
+    server.shutdown().await;
     let s = stats.snapshot();
     let done = computed.load(Ordering::Relaxed) as u64;
     assert!(
@@ -472,14 +469,12 @@ impl crossdenoise_host::worker::Engine for Recording {
 async fn connections_are_served_in_turn() {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let cfg = config(std::path::Path::new("recording.onnx"));
-    let host = crossdenoise_host::Host::with_engines(cfg, vec![Recording(seen.clone())]);
-    let stats = host.stats();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(host.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let server = Server::serve(crossdenoise_host::Host::with_engines(
+        cfg,
+        vec![Recording(seen.clone())],
+    ))
+    .await;
+    let (addr, stats) = (server.addr, server.stats.clone());
     let mut a = Client::connect(addr, DEFAULT_PROFILE).await;
     for i in 1..=12 {
         a.send(&Message::Image(image(
@@ -501,8 +496,7 @@ async fn connections_are_served_in_turn() {
     assert_eq!(images(&b.until_close().await).len(), 1);
     a.send(&Message::Close).await;
     assert_eq!(images(&a.until_close().await).len(), 12);
-    let _ = stop.send(());
-    serving.await.unwrap();
+    server.shutdown().await;
     let order = seen.lock().unwrap().clone();
     let turn = order.iter().position(|&v| v == 2.0).unwrap();
     assert!(

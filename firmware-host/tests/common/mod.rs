@@ -29,6 +29,11 @@ impl Server {
         let host = tokio::task::spawn_blocking(move || Host::open(config).expect("host opens"))
             .await
             .unwrap();
+        Server::serve(host).await
+    }
+
+    /// Serves `host` (e.g. [`Host::with_engines`] with stand-in engines) on a free port.
+    pub async fn serve(host: Host) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stats = host.stats();
