@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch reference for the exported cross path's latency.
 
-Builds the no_skip cross path of DESIGN.md's model (encoder of one contrast, decoder of the
+Builds the no_skip cross path of docs/DESIGN.md's model (encoder of one contrast, decoder of the
 other; the same modules as scripts/torch_train_step.py) at random initialisation, times it
 in PyTorch eager on the CPU, and exports it with `torch.onnx.export` (TorchScript exporter,
 opset 17, dynamic batch and size), the export BENCHMARKS.md compares ours against. Run with

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch reference for `crossdenoise bench train-step`.
 
-The same dual-domain model (DESIGN.md "The model"), the same no_skip step (2 encoders, 4
+The same dual-domain model (docs/DESIGN.md "The model"), the same no_skip step (2 encoders, 4
 decoder passes, content + recon + cross + edge L1 losses, backward, Adam) on random data, timed
 the same way (warm-up, then the median of N steps, each ending with the loss values read back
 so an asynchronous GPU is waited for). It exists so BENCHMARKS.md can put Burn's step time next

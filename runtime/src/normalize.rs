@@ -1,4 +1,4 @@
-//! The one intensity normalisation of the project (DESIGN.md, "Data"): per slice, divide by
+//! The one intensity normalisation of the project (docs/DESIGN.md, "Data"): per slice, divide by
 //! its 99.5th percentile and clamp to [0, 1.5].
 //!
 //! Magnitude MRI has no absolute scale — receiver gain, coil loading and the protocol move

@@ -1,4 +1,4 @@
-//! The four losses (DESIGN.md, "The losses"), all L1 means, weighted by the config.
+//! The four losses (docs/DESIGN.md, "The losses"), all L1 means, weighted by the config.
 //!
 //! A loss with weight 0 is not computed at all — and a path no weighted loss needs is not
 //! even run (see [`plan`]) — so an ablation measures the model without that term, not with a

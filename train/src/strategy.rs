@@ -1,4 +1,4 @@
-//! Which skips each decoder call receives (DESIGN.md, "Cross-domain skip strategies").
+//! Which skips each decoder call receives (docs/DESIGN.md, "Cross-domain skip strategies").
 //!
 //! The original trainer fed the cross decoder D_a(z_b) the *source* domain's skips: PDFS
 //! edges and texture into the PD decoder, a signal that conflicts with the target and kept

@@ -1,5 +1,5 @@
 //! The training loop: forward -> losses -> backward -> Adam, validation every epoch, and
-//! everything a run leaves behind (DESIGN.md, "Outputs of a training run").
+//! everything a run leaves behind (docs/DESIGN.md, "Outputs of a training run").
 //!
 //! Reproducibility is by construction: weights are initialised from the seeded device,
 //! batches and training noise are functions of `(seed, epoch)` and `(seed, step)`, and

@@ -1,4 +1,4 @@
-//! The dual-domain network of DESIGN.md, "The model".
+//! The dual-domain network of docs/DESIGN.md, "The model".
 //!
 //! Two encoders (or one shared) map PD (`a`) and PDFS (`b`) into one latent space; one
 //! decoder per contrast maps a latent back to an image. Decoders fuse skips additively, so
