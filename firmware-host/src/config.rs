@@ -374,11 +374,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_example_loads() {
-        let readme = include_str!("../../README.md");
+    fn the_documented_example_loads() {
+        let readme = include_str!("../../docs/daemon.md");
         let start = readme
             .find("```toml\nlisten")
-            .expect("the README's host.toml")
+            .expect("docs/daemon.md's host.toml")
             + 8;
         let end = start + readme[start..].find("```").unwrap();
         let c = load(&readme[start..end]).unwrap();

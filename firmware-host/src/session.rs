@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::{Forward, HostConfig, Profile};
+use crate::mrd::image::PlaneError;
 use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
 use crate::stats::{Stats, inc};
-use crate::worker::{Answer, ModelInfo, Planes, Worker};
+use crate::worker::{Answer, JobError, ModelInfo, Planes, Worker};
 
 /// What every connection shares.
 pub struct Context {
@@ -290,9 +291,7 @@ pub async fn handle<R, W>(
     for w in waiting.drain(..) {
         info!(%peer, index = w.index, "the connection ended before the image's partner came: sent back unchanged");
         inc(&ctx.stats.images_unpaired);
-        let _ = w
-            .reply
-            .send(Err("no partner image: the connection ended".into()));
+        let _ = w.reply.send(Err(JobError::ConnectionEnded));
     }
     drop(tx);
     // The client may still be sending (it has not seen our close yet). What it sent is
@@ -338,11 +337,10 @@ fn expire(waiting: &mut Vec<Waiting>, wait: Duration, ctx: &Context, peer: &str)
     for w in due {
         info!(%peer, index = w.index, wait_s = wait.as_secs_f64(), "no partner image in time: sent back unchanged");
         inc(&ctx.stats.images_unpaired);
-        let _ = w.reply.send(Err(format!(
-            "no {} image of the same slice within pair_wait_s = {:.1} s",
-            w.guide,
-            wait.as_secs_f64()
-        )));
+        let _ = w.reply.send(Err(JobError::NoPartner {
+            guide: w.guide,
+            wait_s: wait.as_secs_f64(),
+        }));
     }
 }
 
@@ -538,10 +536,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     continue;
                 };
                 let result = match waited {
-                    Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, &label, cfg),
-                    Ok(Ok(Err(e))) => Err(e),
-                    Ok(Err(_)) => Err("the inference worker dropped the job".into()),
-                    Err(_) => Err(format!("not denoised within {:.1} s", cfg.image_timeout_s)),
+                    Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, &label, cfg)
+                        .map_err(NotDenoised::Output),
+                    Ok(Ok(Err(e))) => Err(NotDenoised::Job(e)),
+                    Ok(Err(_)) => Err(NotDenoised::Dropped),
+                    Err(_) => Err(NotDenoised::Late {
+                        timeout_s: cfg.image_timeout_s,
+                    }),
                 };
                 match result {
                     Ok(denoised) => {
@@ -587,6 +588,30 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     written
 }
 
+/// Why an image goes back as it came (the reason is logged).
+#[derive(Debug, thiserror::Error)]
+enum NotDenoised {
+    #[error(transparent)]
+    Job(JobError),
+    #[error(transparent)]
+    Output(OutputError),
+    #[error("the inference worker dropped the job")]
+    Dropped,
+    #[error("not denoised within image_timeout_s = {timeout_s:.1} s")]
+    Late { timeout_s: f64 },
+}
+
+/// Why a message could not be written; the client's remaining answers are undeliverable.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("write failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the client read nothing for write_timeout_s = {0} s")]
+    Stalled(f64),
+    #[error("shutdown_grace_s is over")]
+    GraceOver,
+}
+
 /// One message, given up on when the client takes none of it for `write_timeout_s` or the
 /// shutdown grace is over.
 async fn write<W: AsyncWrite + Unpin>(
@@ -594,15 +619,27 @@ async fn write<W: AsyncWrite + Unpin>(
     m: &Message,
     cfg: &HostConfig,
     phase: &mut watch::Receiver<Phase>,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     tokio::select! {
         r = tokio::time::timeout(cfg.write_timeout(), writer.write(m)) => match r {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("write failed: {e}")),
-            Err(_) => Err(format!("the client read nothing for write_timeout_s = {} s", cfg.write_timeout_s)),
+            Ok(r) => Ok(r?),
+            Err(_) => Err(WriteError::Stalled(cfg.write_timeout_s)),
         },
-        _ = until_abort(phase) => Err("shutdown_grace_s is over".into()),
+        _ = until_abort(phase) => Err(WriteError::GraceOver),
     }
+}
+
+/// Why a model's output cannot stand for the image.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OutputError {
+    #[error("the model's output has {0} pixels that are not finite")]
+    NotFinite(usize),
+    #[error(
+        "the model's output has {count} pixels outside the range of the image's data type ({lo} ..= {hi})"
+    )]
+    OutOfRange { count: usize, lo: f64, hi: f64 },
+    #[error(transparent)]
+    Planes(#[from] PlaneError),
 }
 
 /// The denoised copy of `original`: a new series, pixels in the original's data type,
@@ -614,14 +651,14 @@ pub fn denoised_image(
     planes: &[ndarray::Array2<f32>],
     label: &str,
     cfg: &HostConfig,
-) -> Result<Image, String> {
+) -> Result<Image, OutputError> {
     check_output(planes, original)?;
     let mut image = original.clone();
     image.header.image_series_index = original
         .header
         .image_series_index
         .wrapping_add(cfg.series_offset);
-    image.set_planes(planes).map_err(|e| e.to_string())?;
+    image.set_planes(planes)?;
     image.attributes = match meta {
         Some(mut meta) => {
             let synthesized = label.starts_with("synthesized");
@@ -652,26 +689,22 @@ pub fn denoised_image(
 
 /// A model's output that cannot stand for the image: not finite, or (for integer pixels)
 /// beyond the data type's range by more than rounding, which the conversion would clip.
-fn check_output(planes: &[ndarray::Array2<f32>], original: &Image) -> Result<(), String> {
+fn check_output(planes: &[ndarray::Array2<f32>], original: &Image) -> Result<(), OutputError> {
     let bad = planes.iter().flatten().filter(|v| !v.is_finite()).count();
     if bad > 0 {
-        return Err(format!(
-            "the model's output has {bad} pixels that are not finite"
-        ));
+        return Err(OutputError::NotFinite(bad));
     }
     let Some((lo, hi)) = original.header.data_type().and_then(|d| d.integer_range()) else {
         return Ok(());
     };
     let margin = 0.01 * (hi - lo);
-    let outside = planes
+    let count = planes
         .iter()
         .flatten()
         .filter(|&&v| f64::from(v) < lo - margin || f64::from(v) > hi + margin)
         .count();
-    if outside > 0 {
-        return Err(format!(
-            "the model's output has {outside} pixels outside the range of the image's data type ({lo} ..= {hi})"
-        ));
+    if count > 0 {
+        return Err(OutputError::OutOfRange { count, lo, hi });
     }
     Ok(())
 }
@@ -757,7 +790,10 @@ mod tests {
         for bad in [f32::NAN, f32::INFINITY, 1e6, -1000.0] {
             let e = denoised_image(&u16_image, None, &plane(bad), "denoised", &cfg).unwrap_err();
             assert!(
-                e.contains("not finite") || e.contains("outside the range"),
+                matches!(
+                    e,
+                    OutputError::NotFinite(4) | OutputError::OutOfRange { count: 4, .. }
+                ),
                 "{bad}: {e}"
             );
         }

@@ -18,7 +18,28 @@ use ndarray::{Array2, ArrayView2};
 use tokio::sync::{mpsc, oneshot};
 
 pub type Planes = Vec<Array2<f32>>;
-pub type Answer = Result<Planes, String>;
+pub type Answer = Result<Planes, JobError>;
+
+/// Why a job came back without denoised planes; the connection sends the original image
+/// back and logs this as the reason.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JobError {
+    /// The engine refused or failed (ONNX Runtime's message).
+    #[error("{0}")]
+    Model(String),
+    #[error("the model panicked: {0}")]
+    Panicked(String),
+    #[error("the model returned {got} slices for {sent}")]
+    WrongCount { got: usize, sent: usize },
+    #[error("{guides} guide planes for {planes} image planes: the partner image differs")]
+    GuideMismatch { guides: usize, planes: usize },
+    #[error("no model with index {0}")]
+    NoModel(usize),
+    #[error("no {guide} image of the same slice within pair_wait_s = {wait_s:.1} s")]
+    NoPartner { guide: String, wait_s: f64 },
+    #[error("no partner image: the connection ended")]
+    ConnectionEnded,
+}
 
 /// What a model does, as the connections need to know it: which contrast its output shows,
 /// which contrast it reads as a guide, and what a derived image says of itself.
@@ -271,7 +292,7 @@ fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: Wor
             Some(engine) => run_jobs(engine, jobs, options.batch_size),
             None => {
                 for job in jobs {
-                    let _ = job.reply.send(Err(format!("no model with index {model}")));
+                    let _ = job.reply.send(Err(JobError::NoModel(model)));
                 }
             }
         }
@@ -324,11 +345,10 @@ fn denoise_chunked<E: Engine>(
     if let Some(g) = guides
         && g.len() != slices.len()
     {
-        return Err(format!(
-            "{} guide planes for {} image planes: the partner image differs",
-            g.len(),
-            slices.len()
-        ));
+        return Err(JobError::GuideMismatch {
+            guides: g.len(),
+            planes: slices.len(),
+        });
     }
     let mut out = Vec::with_capacity(slices.len());
     let size = batch_size.max(1);
@@ -337,20 +357,22 @@ fn denoise_chunked<E: Engine>(
             Some(g) => engine.denoise_guided_batch(chunk, &g[k * size..k * size + chunk.len()]),
             None => engine.denoise_batch(chunk),
         };
-        let result = std::panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown panic");
-            Err(format!("the model panicked: {what}"))
-        })?;
+        let result = match std::panic::catch_unwind(AssertUnwindSafe(run)) {
+            Ok(r) => r.map_err(JobError::Model)?,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                return Err(JobError::Panicked(what.to_owned()));
+            }
+        };
         if result.len() != chunk.len() {
-            return Err(format!(
-                "the model returned {} slices for {}",
-                result.len(),
-                chunk.len()
-            ));
+            return Err(JobError::WrongCount {
+                got: result.len(),
+                sent: chunk.len(),
+            });
         }
         out.extend(result);
     }
@@ -399,7 +421,10 @@ mod tests {
             results.push(a.await.unwrap());
         }
         assert_eq!(results[0].as_ref().unwrap()[0][[0, 0]], 2.0);
-        assert_eq!(results[1].as_ref().unwrap_err(), "negative");
+        assert_eq!(
+            results[1].as_ref().unwrap_err(),
+            &JobError::Model("negative".into())
+        );
         assert_eq!(results[2].as_ref().unwrap()[0][[1, 1]], 4.0);
         // One batch of three, then each job alone after it failed.
         assert_eq!(*seen.lock().unwrap(), vec![3, 1, 1, 1]);
@@ -407,7 +432,7 @@ mod tests {
             .submit(5, vec![Array2::zeros((2, 2))], None)
             .await
             .unwrap();
-        assert!(unknown.await.unwrap().unwrap_err().contains("no model"));
+        assert_eq!(unknown.await.unwrap().unwrap_err(), JobError::NoModel(5));
         drop(worker);
         thread.join().unwrap();
     }

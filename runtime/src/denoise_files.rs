@@ -395,7 +395,9 @@ pub fn preview_picture(input: ArrayView2<f32>, denoised: ArrayView2<f32>) -> Res
     let max = if values.is_empty() {
         1.0
     } else {
-        crate::normalize::percentile(&mut values, 99.5).max(f32::MIN_POSITIVE)
+        // The window the network's normalisation uses.
+        let p = crate::Normalization::default().percentile;
+        crate::normalize::percentile(&mut values, p).max(f32::MIN_POSITIVE)
     };
     let mut diff = Array2::zeros(input.dim());
     Zip::from(&mut diff)

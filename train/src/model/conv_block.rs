@@ -1,3 +1,7 @@
+//! The network's building block, Conv3x3 -> InstanceNorm -> LeakyReLU twice. InstanceNorm,
+//! not BatchNorm: the batches are a few slices, and each slice's own statistics are what a
+//! single served slice has too.
+
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{InstanceNorm, InstanceNormConfig, PaddingConfig2d};
 use burn::prelude::*;

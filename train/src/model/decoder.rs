@@ -1,3 +1,8 @@
+//! One contrast's decoder: up-sampling levels from the latent back to full resolution, each
+//! adding a skip when it is given one. Additive fusion (not concatenation) lets the same
+//! weights run with skips (recon), without them (`no_skip` cross path, the exported one) or
+//! with another contrast's, which is what the study's strategies compare.
+
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{Initializer, InstanceNorm};
 use burn::prelude::*;

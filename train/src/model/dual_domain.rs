@@ -1,3 +1,9 @@
+//! The original study's dual-domain network: an encoder per contrast (or one shared) into a
+//! common latent space and a decoder per contrast, so any contrast's latent can be decoded
+//! as either contrast. Recon paths decode a contrast's own latent, cross paths the other's;
+//! which skips each call receives is the strategy's choice (`strategy.rs`). The cross path
+//! is contrast synthesis, kept and exported as the study asked (docs/DESIGN.md, "The model").
+
 use burn::prelude::*;
 
 use super::{Decoder, DecoderConfig, Encoder, EncoderConfig, Precision};

@@ -1,3 +1,7 @@
+//! One contrast's encoder: a stem at full resolution and `depth` average-pooled levels. It
+//! returns every level's features as skips as well as the latent, because the strategies
+//! differ only in which skips a decoder is given, not in what the encoder computes.
+
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::prelude::*;
 

@@ -14,6 +14,7 @@ use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
 use super::flex_tensor::{dims4, f32s};
+use super::sgemm::{Strided, matmul};
 
 /// Output pixels per band: the band's im2col (`9 c_in` rows of this many floats, 590 kB at
 /// 32 channels) stays in the core's cache while gemm reads it.
@@ -141,26 +142,12 @@ fn convolve(
                         std::slice::from_raw_parts_mut(dst.add(o * plane), pixels).fill(b);
                     }
                 }
-                gemm::gemm(
-                    c_out,
-                    pixels,
-                    k,
-                    dst,
-                    1,
-                    plane as isize,
+                matmul(
+                    [c_out, pixels, k],
+                    (dst, plane),
                     bias.is_some(),
-                    weight.as_ptr(),
-                    1,
-                    k as isize,
-                    cols.as_ptr(),
-                    1,
-                    pixels as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    Strided::rows(weight.as_ptr(), k),
+                    Strided::rows(cols.as_ptr(), pixels),
                 );
             }
         });

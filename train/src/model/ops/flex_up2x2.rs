@@ -12,6 +12,7 @@ use burn::tensor::{DType, Shape, TensorData};
 use rayon::prelude::*;
 
 use super::flex_tensor::{dims4, f32s};
+use super::sgemm::{Strided, matmul};
 
 /// Whether these tensors take the kernels here: f32 NCHW input, `[C_in, C_out, 2, 2]` weight.
 pub fn supports(x: &FlexTensor, weight: &FlexTensor) -> bool {
@@ -48,26 +49,12 @@ pub fn up2x2(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>) -> 
             // SAFETY: `weight` is `[c_in, 4 c_out]`, the image is `[c_in, plane]`, `taps` is
             // `[4 c_out, plane]`, all row-major and inside their slices.
             unsafe {
-                gemm::gemm(
-                    c_out * 4,
-                    plane,
-                    c_in,
-                    taps.as_mut_ptr(),
-                    1,
-                    plane as isize,
+                matmul(
+                    [c_out * 4, plane, c_in],
+                    (taps.as_mut_ptr(), plane),
                     false,
-                    weight.as_ptr(),
-                    (c_out * 4) as isize,
-                    1,
-                    x[image * c_in * plane..].as_ptr(),
-                    1,
-                    plane as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    Strided::transposed(weight.as_ptr(), c_out * 4),
+                    Strided::rows(x[image * c_in * plane..].as_ptr(), plane),
                 );
             }
             for (o, out) in out.chunks_exact_mut(4 * plane).enumerate() {
@@ -119,26 +106,12 @@ pub fn up2x2_grads(
             if wanted[0] {
                 // SAFETY: `weight` is `[c_in, q]`, `taps` `[q, plane]`, `dx` `[c_in, plane]`.
                 unsafe {
-                    gemm::gemm(
-                        c_in,
-                        plane,
-                        q,
-                        dx.as_mut_ptr(),
-                        1,
-                        plane as isize,
+                    matmul(
+                        [c_in, plane, q],
+                        (dx.as_mut_ptr(), plane),
                         false,
-                        ws.as_ptr(),
-                        1,
-                        q as isize,
-                        taps.as_ptr(),
-                        1,
-                        plane as isize,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        Strided::rows(ws.as_ptr(), q),
+                        Strided::rows(taps.as_ptr(), plane),
                     );
                 }
             }
@@ -149,26 +122,12 @@ pub fn up2x2_grads(
                 // SAFETY: the image is `[c_in, plane]`, `taps` read transposed `[plane, q]`,
                 // `dw` `[c_in, q]`.
                 unsafe {
-                    gemm::gemm(
-                        c_in,
-                        q,
-                        plane,
-                        dw.as_mut_ptr(),
-                        1,
-                        q as isize,
+                    matmul(
+                        [c_in, q, plane],
+                        (dw.as_mut_ptr(), q),
                         false,
-                        xs[image * c_in * plane..].as_ptr(),
-                        1,
-                        plane as isize,
-                        taps.as_ptr(),
-                        plane as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        Strided::rows(xs[image * c_in * plane..].as_ptr(), plane),
+                        Strided::transposed(taps.as_ptr(), plane),
                     );
                 }
             }

@@ -19,6 +19,7 @@ pub mod instance_norm;
 mod layer_grads;
 #[allow(deprecated)]
 pub mod leaky_relu;
+mod sgemm;
 #[cfg(feature = "tch")]
 #[allow(deprecated)]
 mod torch_graph;
