@@ -49,7 +49,7 @@ pub struct TrainState {
     /// a run that did not reach its next checkpoint and are dropped on resume.
     pub metrics_len: u64,
     /// Running sums of the epoch in progress (for its mean losses).
-    pub epoch_sums: crate::training::LossSums,
+    pub epoch_sums: crate::records::LossSums,
     pub config_hash: String,
 }
 

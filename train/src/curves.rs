@@ -165,8 +165,8 @@ fn draw_panel(
 /// The panels of one run's `metrics.jsonl`: each enabled loss per step, and validation PSNR
 /// per epoch for the cross paths next to the acquired images' own PSNR (both against clean
 /// on phantom data, else against the target).
-pub fn run_panels(lines: &[crate::training::MetricLine], domains: &[String; 2]) -> Vec<Panel> {
-    use crate::training::MetricLine;
+pub fn run_panels(lines: &[crate::records::MetricLine], domains: &[String; 2]) -> Vec<Panel> {
+    use crate::records::MetricLine;
     let steps: Vec<_> = lines
         .iter()
         .filter_map(|l| match l {
@@ -210,7 +210,7 @@ pub fn run_panels(lines: &[crate::training::MetricLine], domains: &[String; 2]) 
         .collect();
     if !epochs.is_empty() {
         let clean = epochs[0].1.baseline_a.is_some();
-        let score = |s: &crate::training::PathScore| {
+        let score = |s: &crate::records::PathScore| {
             if clean {
                 s.psnr_clean.unwrap_or(s.psnr)
             } else {
@@ -273,7 +273,7 @@ pub fn run_panels(lines: &[crate::training::MetricLine], domains: &[String; 2]) 
 }
 
 /// Reads a run's metrics.jsonl (lines of other kinds are skipped).
-pub fn read_metrics(path: &Path) -> std::io::Result<Vec<crate::training::MetricLine>> {
+pub fn read_metrics(path: &Path) -> std::io::Result<Vec<crate::records::MetricLine>> {
     let text = std::fs::read_to_string(path)?;
     Ok(text
         .lines()

@@ -14,6 +14,7 @@ pub mod device;
 pub mod experiment;
 pub mod loss;
 pub mod model;
+pub mod records;
 pub mod report;
 pub mod strategy;
 pub mod training;

@@ -19,7 +19,7 @@ use crossdenoise_runtime::{Denoiser, DenoiserOptions, Normalization, OnnxRuntime
 use ndarray::Array2;
 use serde_json::Value;
 
-use crate::training::RunSummary;
+use crate::records::RunSummary;
 
 /// The two contrasts, as the phantom folders name them.
 pub const CONTRASTS: [&str; 2] = ["pd", "pdfs"];

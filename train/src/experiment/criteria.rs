@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::loss::LossValues;
-use crate::training::{MetricLine, Validation};
+use crate::records::{MetricLine, Validation};
 
 /// The cross loss must fall by at least this fraction of its first value.
 pub const CROSS_DROP: f64 = 0.5;
@@ -428,7 +428,7 @@ pub fn all_pass(checks: &[Check]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::training::PathScore;
+    use crate::records::PathScore;
 
     fn test_config() -> Config {
         Config::from_value(

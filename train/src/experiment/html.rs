@@ -7,7 +7,16 @@ use std::path::{Path, PathBuf};
 
 use super::criteria::{Check, Outcome};
 use super::diagnosis::Finding;
-use super::suite::{RunReport, SuiteError};
+use super::run_report::RunReport;
+
+/// A picture the page embeds could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct PageError {
+    path: PathBuf,
+    #[source]
+    source: std::io::Error,
+}
 use crate::report::base64;
 
 const STYLE: &str = "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;\
@@ -23,8 +32,8 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn img(path: &Path, alt: &str) -> Result<String, SuiteError> {
-    let bytes = fs::read(path).map_err(|source| SuiteError::Io {
+fn img(path: &Path, alt: &str) -> Result<String, PageError> {
+    let bytes = fs::read(path).map_err(|source| PageError {
         path: path.into(),
         source,
     })?;
@@ -93,7 +102,7 @@ fn last_sample(run: &Path) -> Option<PathBuf> {
 }
 
 /// One run: its curves, last sample grid, criteria and diagnosis.
-pub fn run_page(run: &Path, report: &RunReport) -> Result<String, SuiteError> {
+pub fn run_page(run: &Path, report: &RunReport) -> Result<String, PageError> {
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{0}</title>{STYLE}</head>\
          <body><h1>Run {0}</h1><p>strategy {1}, loss weights content / recon / cross / edge \
@@ -135,7 +144,7 @@ pub fn suite_page(
     pictures: &[PathBuf],
     suite_dir: &Path,
     domains: &[String; 2],
-) -> Result<String, SuiteError> {
+) -> Result<String, PageError> {
     let [a, b] = domains;
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{0}</title>{STYLE}</head>\

@@ -4,6 +4,7 @@
 pub mod criteria;
 pub mod diagnosis;
 pub mod html;
+pub mod run_report;
 pub mod suite;
 
 use std::fs;

@@ -10,8 +10,9 @@ use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 
-use super::criteria::{self, Check, Outcome, RunMetrics};
-use super::diagnosis::{self, Finding, RunOutcome};
+use super::criteria::{self, RunMetrics};
+use super::diagnosis::{self, RunOutcome};
+pub use super::run_report::RunReport;
 use crate::checkpoint;
 use crate::config::{Config, ConfigError};
 use crate::curves::{self, Curve, Panel};
@@ -80,6 +81,8 @@ pub enum SuiteError {
     Summary { path: PathBuf, reason: String },
     #[error(transparent)]
     Curves(#[from] curves::CurveError),
+    #[error(transparent)]
+    Page(#[from] super::html::PageError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SuiteError + '_ {
@@ -202,40 +205,6 @@ pub fn run(
         }
     }
     Ok(true)
-}
-
-/// Everything the summary says about one run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    pub name: String,
-    pub strategy: String,
-    pub weights: [f32; 4],
-    pub epochs: usize,
-    pub steps: usize,
-    pub seconds: Option<f64>,
-    /// Last-window mean of each loss (content, recon, cross, edge); `None` if switched off.
-    pub final_losses: [Option<f64>; 4],
-    pub cross_drop: Option<f64>,
-    pub validation: Option<training::Validation>,
-    pub criteria: Vec<Check>,
-    pub diagnosis: Vec<Finding>,
-    pub error: Option<String>,
-}
-
-impl RunReport {
-    pub fn passed(&self) -> usize {
-        self.criteria
-            .iter()
-            .filter(|c| c.outcome == Outcome::Pass)
-            .count()
-    }
-
-    pub fn failed(&self) -> Vec<&Check> {
-        self.criteria
-            .iter()
-            .filter(|c| c.outcome == Outcome::Fail)
-            .collect()
-    }
 }
 
 /// Reads a run folder: its metrics, criteria, diagnosis, time and error.
