@@ -16,7 +16,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use crossdenoise_host::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::{DataType, Image, Message, MessageReader, MessageWriter};
 use crossdenoise_host::{Host, HostConfig};
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings};
 use crossdenoise_train::model::DualDomainConfig;
 use ndarray::Array2;

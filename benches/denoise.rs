@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
-use crossdenoise_runtime::{
-    Denoiser, DenoiserOptions, Normalization, OnnxRuntime, ProviderSettings,
-};
+use crossdenoise_image::Normalization;
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings};
 use crossdenoise_train::model::{Domain, DualDomainConfig};
 
 const SIZE: usize = 320;

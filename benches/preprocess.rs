@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
-use crossdenoise_runtime::{Normalization, Padding};
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_image::{Normalization, Padding};
 
 fn preprocessing(c: &mut Criterion) {
     let generator = PhantomGenerator::new(

@@ -8,8 +8,7 @@ Usage: python3 scripts/import-cycles.py
 import os
 import re
 import sys
-
-CRATES = ["src", "runtime/src", "train/src", "export/src", "firmware-host/src"]
+import tomllib
 PATH = r"([a-z_][a-z0-9_]*(?:::[a-z_][a-z0-9_]*)*)"
 
 
@@ -84,8 +83,11 @@ def cycles(graph):
 
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    with open(os.path.join(root, "Cargo.toml"), "rb") as f:
+        members = tomllib.load(f)["workspace"]["members"]
+    crates = [os.path.normpath(os.path.join(m, "src")) for m in members]
     found = 0
-    for crate in CRATES:
+    for crate in crates:
         mods = modules(os.path.join(root, crate))
         graph = {n: imports(n, t, mods) for n, t in mods.items()}
         for comp in cycles(graph):
@@ -93,7 +95,7 @@ def main():
             print(f"{crate}: import cycle through {', '.join(comp)}")
     if found:
         sys.exit(1)
-    print(f"no import cycles in {', '.join(CRATES)}")
+    print(f"no import cycles in {', '.join(crates)}")
 
 
 if __name__ == "__main__":

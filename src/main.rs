@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cli;
+mod report;
 
 fn main() -> ExitCode {
     keep_freed_memory();

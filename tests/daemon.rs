@@ -13,7 +13,7 @@ use crossdenoise_host::mrd::DataType;
 use crossdenoise_host::{Host, HostConfig};
 
 use crossdenoise_host::stats::Snapshot;
-use crossdenoise_runtime::metrics::Quality;
+use crossdenoise_image::metrics::Quality;
 
 use crate::util::{crossdenoise, learned_guided_run, stderr, tiny_guided_run, tiny_run};
 
@@ -109,8 +109,8 @@ fn export_pair(run: &Path, cwd: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn max_diff(a: &Path, b: &Path) -> f32 {
-    let a = crossdenoise_runtime::io::read_slice(a).unwrap();
-    let b = crossdenoise_runtime::io::read_slice(b).unwrap();
+    let a = crossdenoise_image::io::read_slice(a).unwrap();
+    let b = crossdenoise_image::io::read_slice(b).unwrap();
     assert_eq!(a.dim(), b.dim());
     a.iter()
         .zip(&b)
@@ -275,7 +275,7 @@ fn the_cross_path_served_says_it_synthesises_the_other_contrast() {
 /// Scored against the clean image of the output's own contrast, in the acquired image's
 /// units (as the report and QUALITY.md score).
 fn psnr(clean: &Path, image: &Path) -> f64 {
-    let read = |p: &Path| crossdenoise_runtime::io::read_slice(p).unwrap();
+    let read = |p: &Path| crossdenoise_image::io::read_slice(p).unwrap();
     Quality::measure(read(clean).view(), read(image).view())
         .unwrap()
         .psnr

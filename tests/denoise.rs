@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::dicom::DicomSlice;
-use crossdenoise_runtime::io::{GrayImage, read_npy, read_png, write_npy, write_png};
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_image::dicom::DicomSlice;
+use crossdenoise_image::io::{GrayImage, read_npy, read_png, write_npy, write_png};
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use ndarray::Array2;
 
 use crate::util::{crossdenoise, crossdenoise_env, reference, stderr};

@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-use crossdenoise_runtime::io::{read_npy, write_npy};
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_image::io::{read_npy, write_npy};
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use serde_json::Value;
 
 use crate::util::{crossdenoise, reference, stderr, tiny_run};

@@ -1,6 +1,6 @@
 //! `crossdenoise phantoms`: the embedded data set written to disk.
 
-use crossdenoise_runtime::io::{PairedFolder, read_png, read_slice};
+use crossdenoise_image::io::{PairedFolder, read_png, read_slice};
 
 use crate::util::{crossdenoise, stderr};
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::{GuideMetadata, ModelKind, ModelMetadata, Normalization};
+use crossdenoise_image::{GuideMetadata, ModelKind, ModelMetadata, Normalization};
 use crossdenoise_train::model::Domain;
 use protobuf::Message;
 

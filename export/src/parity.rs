@@ -5,8 +5,9 @@ use std::fmt;
 use std::path::Path;
 
 use burn::prelude::*;
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
-use crossdenoise_runtime::{Denoiser, DenoiserOptions, Normalization, OnnxRuntime};
+use crossdenoise_image::Normalization;
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 use crossdenoise_train::model::{Domain, DualDomain, GuidedDenoiser, Precision};
 use ndarray::{Array4, s};
 

@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::{ModelKind, ModelMetadata};
+use crossdenoise_image::{ModelKind, ModelMetadata};
 
 use crate::ExportError;
 use crate::lower::{GUIDE, INPUT, OUTPUT};

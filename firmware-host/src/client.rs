@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crossdenoise_image::io::{read_slice, write_npy};
 use crossdenoise_runtime::denoise_files::collect_inputs;
-use crossdenoise_runtime::io::{read_slice, write_npy};
 use tokio::net::TcpStream;
 
 use crate::mrd::{DataType, Image, Message, MessageReader, MessageWriter, Meta};
@@ -45,8 +45,12 @@ pub struct SendReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// An input file that cannot be read.
     #[error(transparent)]
-    Input(#[from] crossdenoise_runtime::Error),
+    Input(#[from] crossdenoise_image::Error),
+    /// An input folder that cannot be listed.
+    #[error(transparent)]
+    Inputs(#[from] crossdenoise_runtime::Error),
     #[error(transparent)]
     H5(#[from] H5Error),
     #[error("{0} images is more than one MRD series can number (65535)")]
@@ -76,7 +80,7 @@ pub enum SendError {
     #[error("writing {path}: {source}")]
     Write {
         path: PathBuf,
-        source: crossdenoise_runtime::Error,
+        source: crossdenoise_image::Error,
     },
     #[error("{missing} of {sent} images did not come back (first: {first})")]
     Lost {

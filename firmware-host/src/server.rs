@@ -239,7 +239,8 @@ async fn refuse(stream: tokio::net::TcpStream, reason: String) {
             .await?;
         writer.write(&Message::Close).await?;
         writer.shutdown().await?;
-        tokio::io::copy(&mut r, &mut tokio::io::sink()).await
+        session::discard(&mut r).await;
+        std::io::Result::Ok(())
     })
     .await;
 }

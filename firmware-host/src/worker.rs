@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossdenoise_runtime::{Denoiser, ModelKind};
+use crossdenoise_image::ModelKind;
+use crossdenoise_runtime::Denoiser;
 use ndarray::{Array2, ArrayView2};
 use tokio::sync::{mpsc, oneshot};
 

@@ -19,8 +19,7 @@ fn serve_then_send_then_sigterm() {
     let inputs = dir.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
     for (i, slice) in support::phantom_slices(3, 48, 40).iter().enumerate() {
-        crossdenoise_runtime::io::write_npy(&inputs.join(format!("s{i}.npy")), slice.view())
-            .unwrap();
+        crossdenoise_image::io::write_npy(&inputs.join(format!("s{i}.npy")), slice.view()).unwrap();
     }
     let mut server = host()
         .args([

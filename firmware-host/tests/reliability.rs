@@ -318,7 +318,7 @@ async fn send_reports_what_was_sent_and_answered_when_the_server_vanishes() {
     let inputs = dir.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
     for (i, slice) in support::phantom_slices(40, 128, 128).iter().enumerate() {
-        crossdenoise_runtime::io::write_npy(&inputs.join(format!("s{i:02}.npy")), slice.view())
+        crossdenoise_image::io::write_npy(&inputs.join(format!("s{i:02}.npy")), slice.view())
             .unwrap();
     }
     // Answers the first two images unchanged, then is gone.

@@ -442,9 +442,8 @@ async fn a_recorded_mrd_file_is_replayed_and_every_image_answered() {
         assert!(out.join(file).is_file(), "{file}");
     }
     // The ushort image comes back as ushort: whole numbers.
-    let back =
-        crossdenoise_runtime::io::read_npy(&out.join("rec/dataset_image_1_0002.denoised.npy"))
-            .unwrap();
+    let back = crossdenoise_image::io::read_npy(&out.join("rec/dataset_image_1_0002.denoised.npy"))
+        .unwrap();
     assert!(back.iter().all(|v| v.fract() == 0.0 && *v >= 0.0));
     let s = server.shutdown().await.snapshot();
     assert_eq!((s.received, s.denoised, s.passed_through), (5, 4, 1));

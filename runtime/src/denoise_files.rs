@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::dicom::{self, DicomSlice};
-use crate::io::{self, Format, GrayImage};
-use crate::picture::Grid;
 use crate::{Denoiser, Error, Result};
+use crossdenoise_image::dicom::{self, DicomSlice};
+use crossdenoise_image::io::{self, Format, GrayImage};
+use crossdenoise_image::picture::Grid;
 
 /// One file to denoise and where its result goes, relative to the output folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,9 +380,11 @@ impl FileJob {
 /// What a derived series' description says of its images: `denoised` when the output is the
 /// input's contrast, `synthesized <contrast>` for the cross path, whose output shows the
 /// other contrast (never to be mistaken for a denoised acquisition).
-pub fn output_label(meta: &crate::ModelMetadata) -> String {
+pub fn output_label(meta: &crossdenoise_image::ModelMetadata) -> String {
     match meta.kind {
-        crate::ModelKind::Synthesis => format!("synthesized {}", meta.output_contrast()),
+        crossdenoise_image::ModelKind::Synthesis => {
+            format!("synthesized {}", meta.output_contrast())
+        }
         _ => "denoised".into(),
     }
 }
@@ -396,8 +398,8 @@ pub fn preview_picture(input: ArrayView2<f32>, denoised: ArrayView2<f32>) -> Res
         1.0
     } else {
         // The window the network's normalisation uses.
-        let p = crate::Normalization::default().percentile;
-        crate::normalize::percentile(&mut values, p).max(f32::MIN_POSITIVE)
+        let p = crossdenoise_image::Normalization::default().percentile;
+        crossdenoise_image::normalize::percentile(&mut values, p).max(f32::MIN_POSITIVE)
     };
     let mut diff = Array2::zeros(input.dim());
     Zip::from(&mut diff)
@@ -415,12 +417,15 @@ pub fn preview_picture(input: ArrayView2<f32>, denoised: ArrayView2<f32>) -> Res
 
 /// Writes through `write` to a temporary name beside `path`, then renames it into place, so
 /// a crash or a full disk never leaves a half-written result under the final name.
-fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&Path) -> crossdenoise_image::Result<()>,
+) -> Result<()> {
     let name = path.file_name().expect("an output has a file name");
     let tmp = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
     if let Err(e) = write(&tmp) {
         let _ = fs::remove_file(&tmp);
-        return Err(e);
+        return Err(e.into());
     }
     fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

@@ -22,10 +22,11 @@ use ort::session::builder::SessionBuilder;
 use ort::value::{TensorElementType, TensorRef};
 
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings};
-use crate::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
 use crate::onnx_runtime::OnnxRuntime;
-use crate::rician::RicianCorrection;
-use crate::{Error, NormScale, Normalization, Padding, Result, noise};
+use crate::{Error, Result};
+use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
+use crossdenoise_image::rician::RicianCorrection;
+use crossdenoise_image::{NormScale, Normalization, Padding, noise};
 
 /// How to open a model.
 #[derive(Debug, Clone)]
@@ -400,24 +401,40 @@ impl Denoiser {
             out
         };
         let correct = self.metadata.rician_correction;
-        Ok(data
+        let mut outputs = Vec::with_capacity(scales.len());
+        for (i, ((chunk, input), scale)) in data
             .chunks(plane)
             .zip(self.input.chunks(plane))
             .zip(scales)
-            .map(|((chunk, input), scale)| {
-                fn view(c: &[f32], dim: (usize, usize)) -> ArrayView2<'_, f32> {
-                    ArrayView2::from_shape(dim, c).expect("chunk is one plane")
-                }
-                let crop = |c| padding.crop(view(c, (ph, pw)));
-                let mut out = crop(chunk).to_owned();
-                if correct {
-                    let sigma = noise::estimate_sigma(crop(input));
-                    self.rician.apply(out.view_mut(), sigma);
-                }
-                out.mapv_inplace(|v| v * scale.0);
-                out
-            })
-            .collect())
+            .enumerate()
+        {
+            fn view(c: &[f32], dim: (usize, usize)) -> ArrayView2<'_, f32> {
+                ArrayView2::from_shape(dim, c).expect("chunk is one plane")
+            }
+            let crop = |c| padding.crop(view(c, (ph, pw)));
+            let mut out = crop(chunk).to_owned();
+            if correct {
+                let sigma = noise::estimate_sigma(crop(input));
+                self.rician.apply(out.view_mut(), sigma);
+            }
+            out.mapv_inplace(|v| v * scale.0);
+            // Checked here, after the scale is applied, so that an output which overflows
+            // only in the input's own units (a float slice near f32::MAX) is refused too:
+            // the CLI and the daemon never write an inf or a NaN.
+            let bad = out.iter().filter(|v| !v.is_finite()).count();
+            if bad > 0 {
+                return Err(Error::Inference {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "the output of slice {i} has {bad} non-finite values in the input's \
+                         units (scale {})",
+                        scale.0
+                    ),
+                });
+            }
+            outputs.push(out);
+        }
+        Ok(outputs)
     }
 }
 
@@ -557,27 +574,24 @@ fn run_session(
             &**out_shape
         )));
     }
-    let plane = shape[2] * shape[3];
-    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-        return Err(infer(format!(
-            "output has a non-finite value ({}) at slice {}",
-            data[bad],
-            bad / plane
-        )));
-    }
     Ok(data.to_vec())
 }
 
-/// [`crate::Normalization::fit`] with a reused scratch buffer (the percentile needs a
+/// [`Normalization::fit`] with a reused scratch buffer (the percentile needs a
 /// mutable copy of the values).
 fn fit_scale(
-    norm: &crate::Normalization,
+    norm: &Normalization,
     image: ArrayView2<f32>,
     scratch: &mut Vec<f32>,
 ) -> Result<NormScale> {
     scratch.clear();
     scratch.extend(image.iter().copied());
-    norm.fit_values(scratch)
+    // An unusable slice (empty, not finite) is this slice's problem, which the caller words
+    // with the slice's number.
+    norm.fit_values(scratch).map_err(|e| match e {
+        crossdenoise_image::Error::Invalid { what, reason } => Error::Invalid { what, reason },
+        e => e.into(),
+    })
 }
 
 /// Creates the session on the first provider of the list that works, recording why each

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crossdenoise_image::dicom::DicomSlice;
+use crossdenoise_image::io::write_npy;
 use crossdenoise_runtime::denoise_files::{self, FileJob};
-use crossdenoise_runtime::dicom::DicomSlice;
-use crossdenoise_runtime::io::write_npy;
 use crossdenoise_runtime::{Denoiser, DenoiserOptions};
 use serde_json::Value;
 use support::{phantom_slices, reference, runtime, test_model};

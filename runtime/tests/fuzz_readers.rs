@@ -10,8 +10,8 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use crossdenoise_runtime::dicom::DicomSlice;
-use crossdenoise_runtime::io::{GrayImage, read_npy, read_png, write_npy, write_png};
+use crossdenoise_image::dicom::DicomSlice;
+use crossdenoise_image::io::{GrayImage, read_npy, read_png, write_npy, write_png};
 use fuzz::{cases, largest_allocation, mutation};
 use ndarray::Array2;
 use proptest::prelude::*;

@@ -3,11 +3,10 @@
 
 mod support;
 
-use crossdenoise_runtime::io::{read_npy, write_npy};
-use crossdenoise_runtime::normalize::Normalization;
-use crossdenoise_runtime::{
-    AssumedMetadata, Denoiser, DenoiserOptions, Error, ProviderKind, ProviderSettings,
-};
+use crossdenoise_image::AssumedMetadata;
+use crossdenoise_image::io::{read_npy, write_npy};
+use crossdenoise_image::normalize::Normalization;
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, Error, ProviderKind, ProviderSettings};
 use ndarray::Array2;
 use support::{max_abs_diff, phantom_slices, reference, runtime, test_model};
 
@@ -157,6 +156,12 @@ fn bad_slices_are_refused_and_the_denoiser_stays_usable() {
     nan[[3, 4]] = f32::NAN;
     let e = d.denoise(nan.view()).unwrap_err().to_string();
     assert!(e.contains("slice 0") && e.contains("non-finite"), "{e}");
+
+    // A float slice near f32::MAX is finite, and so is the model's output, until it is
+    // scaled back to the input's units: refused there, never written as inf.
+    let huge = Array2::<f32>::from_elem((32, 32), 3e38);
+    let e = d.denoise(huge.view()).unwrap_err().to_string();
+    assert!(e.contains("non-finite values in the input's units"), "{e}");
 
     let a = Array2::<f32>::ones((32, 32));
     let b = Array2::<f32>::ones((32, 36));

@@ -6,11 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
+use crossdenoise_image::{AssumedMetadata, ModelKind, Normalization};
 use crossdenoise_runtime::denoise_files::{self, FileJob};
-use crossdenoise_runtime::{
-    AssumedMetadata, Denoiser, DenoiserOptions, ModelKind, Normalization, OnnxRuntime,
-    ProviderSettings,
-};
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings};
 
 use super::progress;
 

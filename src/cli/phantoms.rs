@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use crossdenoise_runtime::io::Format;
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
-use crossdenoise_runtime::phantom_set;
+use crossdenoise_image::io::Format;
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_image::phantom_set;
 
 use super::progress;
 

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::report::{self, ReportInputs};
 use anyhow::Context as _;
 use clap::Args as ClapArgs;
-use crossdenoise_train::report::{self, ReportInputs};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {

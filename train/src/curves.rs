@@ -326,7 +326,7 @@ mod tests {
             2,
         )
         .unwrap();
-        let img = crossdenoise_runtime::io::read_png(&path);
+        let img = crossdenoise_image::io::read_png(&path);
         // plotters writes RGB; the runtime's reader only takes grayscale, so it must say so.
         assert!(img.unwrap_err().to_string().contains("Rgb"));
         assert!(std::fs::metadata(&path).unwrap().len() > 5_000);

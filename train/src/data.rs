@@ -9,9 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use crossdenoise_runtime::io::PairedFolder;
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
-use crossdenoise_runtime::{Normalization, Padding};
+use crossdenoise_image::io::PairedFolder;
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
+use crossdenoise_image::{Normalization, Padding};
 use ndarray::{Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -23,7 +23,7 @@ use crate::config::{Config, DataSource, NoiseConfig, NoiseKind};
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error(transparent)]
-    Runtime(#[from] crossdenoise_runtime::Error),
+    Runtime(#[from] crossdenoise_image::Error),
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }

@@ -15,7 +15,6 @@ pub mod experiment;
 pub mod loss;
 pub mod model;
 pub mod records;
-pub mod report;
 pub mod strategy;
 pub mod training;
 

@@ -206,9 +206,9 @@ fn a_finished_run_trains_on_when_only_its_epochs_are_raised() {
 
 #[test]
 fn trains_on_paired_folders_and_names_bad_folders() {
-    use crossdenoise_runtime::io::Format;
-    use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
-    use crossdenoise_runtime::phantom_set;
+    use crossdenoise_image::io::Format;
+    use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
+    use crossdenoise_image::phantom_set;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("knees");

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::OnnxRuntime;
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator};
 use ndarray::Array2;
 
 mod python;

@@ -4,7 +4,7 @@
 //! pixel's expected value given everything else: the mean squared error against the noisy
 //! image is minimised by the noise-free expectation, never by copying the noise (Laine et
 //! al. 2019, Batson & Royer 2019). For a magnitude image that expectation still carries the
-//! Rician bias (a grey floor in air); `crossdenoise_runtime::rician` removes it after
+//! Rician bias (a grey floor in air); `crossdenoise_image::rician` removes it after
 //! inference, as the runtime does when serving. The error is divided by each slice's noise
 //! variance, so slices of different noise weigh alike and the loss reads in noise units:
 //! about 1 in tissue where the prediction is right (the pixel's own noise remains), 0.43 in

@@ -4,12 +4,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::Instant;
 
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use crossdenoise_runtime::noise;
+use crossdenoise_image::noise;
 use serde::{Deserialize, Serialize};
 
 use super::validation::{self, DenoiserValidation};
@@ -21,8 +20,8 @@ use crate::data::{self, Data, PairSet};
 use crate::loss::LossValues;
 use crate::model::GuidedDenoiserConfig;
 use crate::training::{
-    Observer, RunSummary, TrainError, TrainOptions, catch_allocation_failure, io, learning_rate,
-    open_metrics, peak_rss_mb, prepare_run_dir, record_failure, resume, write_line,
+    Observer, RunClock, RunSummary, TrainError, TrainOptions, catch_allocation_failure, io,
+    learning_rate, open_metrics, prepare_run_dir, record_failure, resume, step_failure, write_line,
 };
 
 /// The losses of a step, or an epoch's means: each direction's and their sum.
@@ -112,7 +111,7 @@ pub fn train(
     opts: &TrainOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, TrainError> {
-    let started = Instant::now();
+    let mut clock = RunClock::start();
     let t = &config.trainer;
     let run = opts.out.join(&config.name);
     let hash = config.hash();
@@ -167,8 +166,7 @@ pub fn train(
     let total_steps = steps_per_epoch * t.epochs as u64;
     observer.device(&resolved.description, resolved.reason.as_deref());
     observer.start(total_steps, state.step);
-    let steps_at_start = state.step;
-    let step_clock = Instant::now();
+    clock.steps_from(state.step);
     let mut last: Option<(DenoiserLoss, DenoiserValidation)> = None;
     let mut interrupted = false;
 
@@ -217,28 +215,12 @@ pub fn train(
                     model = next;
                     values
                 }
-                Ok((values, None)) => {
-                    return Err(record_failure(
-                        &run,
-                        TrainError::Diverged {
-                            epoch: state.epoch,
-                            step: state.step,
-                            value: values.total,
-                        },
-                    ));
-                }
-                Err(detail) => {
-                    return Err(record_failure(
-                        &run,
-                        TrainError::OutOfMemory {
-                            epoch: state.epoch,
-                            step: state.step,
-                            batch_size: t.batch_size,
-                            image_size: t.crop_size,
-                            device: resolved.description.clone(),
-                            detail,
-                        },
-                    ));
+                failed => {
+                    let failure = failed.map(|(values, _)| values.total);
+                    let at = (state.epoch, state.step);
+                    let batch = (t.batch_size, t.crop_size);
+                    let e = step_failure(failure, at, batch, &resolved.description);
+                    return Err(record_failure(&run, e));
                 }
             };
             state.step += 1;
@@ -315,40 +297,25 @@ pub fn train(
         }
     }
 
-    let steps_run = state.step - steps_at_start;
-    let summary = RunSummary {
-        name: config.name.clone(),
-        run_dir: run.clone(),
-        backend: resolved.backend.name().into(),
-        device: resolved.description.clone(),
-        precision: t.precision,
-        config_hash: hash,
-        epochs_done: state.epoch,
-        steps: state.step,
+    let mut summary = RunSummary::new(
+        config,
+        &run,
+        &resolved,
+        &clock,
+        (state.epoch, state.step),
         interrupted,
-        seconds: started.elapsed().as_secs_f64(),
-        seconds_per_step: if steps_run > 0 {
-            step_clock.elapsed().as_secs_f64() / steps_run as f64
-        } else {
-            0.0
-        },
-        peak_rss_mb: peak_rss_mb(),
-        final_train: last.as_ref().map(|(l, _)| LossValues {
-            total: l.total,
-            ..Default::default()
-        }),
-        final_val: None,
-    };
-    let path = run.join("summary.json");
-    let mut json = serde_json::to_value(&summary).expect("summary serialises");
-    if let Some((train, val)) = &last {
-        json["denoiser"] = serde_json::json!({ "train": train, "val": val });
-    }
-    fs::write(
-        &path,
-        serde_json::to_string_pretty(&json).expect("summary serialises") + "\n",
-    )
-    .map_err(io(&path))?;
+    );
+    summary.final_train = last.as_ref().map(|(l, _)| LossValues {
+        total: l.total,
+        ..Default::default()
+    });
+    let extra = last.as_ref().map(|(train, val)| {
+        (
+            "denoiser",
+            serde_json::json!({ "train": train, "val": val }),
+        )
+    });
+    summary.write(&run, extra)?;
     Ok(summary)
 }
 

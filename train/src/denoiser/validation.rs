@@ -3,11 +3,11 @@
 //! clean image next to the acquired image's, and the findings' leakage.
 
 use burn::prelude::*;
-use crossdenoise_runtime::leakage;
-use crossdenoise_runtime::metrics::{self, Quality};
-use crossdenoise_runtime::phantom::Finding;
-use crossdenoise_runtime::picture::Grid;
-use crossdenoise_runtime::rician::RicianCorrection;
+use crossdenoise_image::leakage;
+use crossdenoise_image::metrics::{self, Quality};
+use crossdenoise_image::phantom::Finding;
+use crossdenoise_image::picture::Grid;
+use crossdenoise_image::rician::RicianCorrection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ pub struct Score {
 }
 
 /// How far one output shows one finding unlike its own contrast (see
-/// `crossdenoise_runtime::leakage`), over the slices that carry it.
+/// `crossdenoise_image::leakage`), over the slices that carry it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingLeakage {
     pub finding: String,

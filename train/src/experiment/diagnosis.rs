@@ -193,7 +193,7 @@ pub fn data_memory_bytes(config: &Config) -> Option<u64> {
     if d.source != crate::config::DataSource::Synthetic {
         return None;
     }
-    let per_pixel = 4 * 4 + 2 * crossdenoise_runtime::phantom::Finding::ALL.len() as u64;
+    let per_pixel = 4 * 4 + 2 * crossdenoise_image::phantom::Finding::ALL.len() as u64;
     let pixels = (d.image_size as u64).pow(2);
     Some((d.train_pairs as u64 + d.val_pairs as u64) * pixels * per_pixel)
 }

@@ -17,7 +17,7 @@ pub struct PageError {
     #[source]
     source: std::io::Error,
 }
-use crate::report::base64;
+use crossdenoise_image::picture::base64;
 
 const STYLE: &str = "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;\
 color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;\

@@ -8,7 +8,7 @@
 //! that, it can only learn the signal.
 //!
 //! It predicts each pixel's expected magnitude (`denoiser::loss`); the runtime then removes
-//! the Rician bias that expectation carries (`crossdenoise_runtime::rician`). The
+//! the Rician bias that expectation carries (`crossdenoise_image::rician`). The
 //! single-contrast variant is the same network without the guide.
 
 use burn::nn::PaddingConfig2d;

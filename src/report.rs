@@ -12,14 +12,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crossdenoise_runtime::io::read_slice;
-use crossdenoise_runtime::metrics::{self, Quality};
-use crossdenoise_runtime::picture::Grid;
-use crossdenoise_runtime::{Denoiser, DenoiserOptions, Normalization, OnnxRuntime};
+use crossdenoise_image::Normalization;
+use crossdenoise_image::io::read_slice;
+use crossdenoise_image::metrics::{self, Quality};
+use crossdenoise_image::picture::Grid;
+use crossdenoise_image::picture::base64;
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
+use crossdenoise_train::records::RunSummary;
 use ndarray::Array2;
 use serde_json::Value;
-
-use crate::records::RunSummary;
 
 /// The two contrasts, as the phantom folders name them.
 pub const CONTRASTS: [&str; 2] = ["pd", "pdfs"];
@@ -47,6 +48,8 @@ pub struct ReportInputs {
 pub enum ReportError {
     #[error("{path}: {reason}")]
     Input { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Image(#[from] crossdenoise_image::Error),
     #[error(transparent)]
     Runtime(#[from] crossdenoise_runtime::Error),
     #[error("{path}: {source}")]
@@ -468,46 +471,4 @@ fn reference_tables(h: &mut String, reference: &Value) {
          product's output. Its leakage column shows why: it cannot see what only the target \
          contrast shows.</p>",
     );
-}
-
-/// Standard base64 with padding (RFC 4648), for inlining PNGs.
-pub fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (plain, coded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), coded);
-        }
-    }
 }

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::io::read_npy;
-use crossdenoise_runtime::metrics::{Quality, nmse, psnr, ssim};
-use crossdenoise_runtime::normalize::percentile;
+use crossdenoise_image::io::read_npy;
+use crossdenoise_image::metrics::{Quality, nmse, psnr, ssim};
+use crossdenoise_image::normalize::percentile;
 
 #[derive(serde::Deserialize)]
 struct Expected {

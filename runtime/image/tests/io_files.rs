@@ -4,8 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::Error;
-use crossdenoise_runtime::io::{
+use crossdenoise_image::Error;
+use crossdenoise_image::io::{
     GrayImage, PairedFolder, read_npy, read_png, read_slice, write_npy, write_png,
 };
 use ndarray::Array2;
@@ -234,44 +234,4 @@ fn paired_folder_errors_name_the_problem() {
     .unwrap();
     let err = PairedFolder::open(root).unwrap().load(0).unwrap_err();
     assert!(err.to_string().contains("pdfs/0001.npy"), "{err}");
-}
-
-#[test]
-fn guides_pair_by_name_and_every_problem_is_listed() {
-    use crossdenoise_runtime::denoise_files::{collect_inputs, pair_guides};
-    let dir = tempfile::tempdir().unwrap();
-    let (pd, pdfs) = (dir.path().join("pd"), dir.path().join("pdfs"));
-    std::fs::create_dir_all(&pd).unwrap();
-    std::fs::create_dir_all(&pdfs).unwrap();
-    let img = |h, w| ndarray::Array2::<f32>::ones((h, w));
-    for name in ["a.npy", "b.npy", "c.npy"] {
-        write_npy(&pd.join(name), img(8, 8).view()).unwrap();
-    }
-    write_npy(&pdfs.join("a.npy"), img(8, 8).view()).unwrap();
-    write_npy(&pdfs.join("b.npy"), img(8, 6).view()).unwrap();
-    let inputs = collect_inputs(std::slice::from_ref(&pd)).unwrap();
-    let e = pair_guides(
-        &inputs,
-        &collect_inputs(std::slice::from_ref(&pdfs)).unwrap(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.starts_with("2 input(s) have no usable guide; nothing was written"),
-        "{e}"
-    );
-    assert!(e.contains("b.npy: 8x8, but its guide"), "{e}");
-    assert!(e.contains("is 8x6"), "{e}");
-    assert!(e.contains("c.npy: no guide named c.npy"), "{e}");
-    write_npy(&pdfs.join("b.npy"), img(8, 8).view()).unwrap();
-    write_npy(&pdfs.join("c.npy"), img(8, 8).view()).unwrap();
-    let paired = pair_guides(
-        &inputs,
-        &collect_inputs(std::slice::from_ref(&pdfs)).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(
-        paired,
-        vec![pdfs.join("a.npy"), pdfs.join("b.npy"), pdfs.join("c.npy")]
-    );
 }

@@ -1,6 +1,6 @@
 //! The synthetic knee phantoms: determinism, the noise law and the sizes they come in.
 
-use crossdenoise_runtime::phantom::{PhantomConfig, PhantomGenerator, Tissue};
+use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator, Tissue};
 
 #[test]
 fn same_seed_same_slices_other_seed_other_slices() {
@@ -154,7 +154,7 @@ fn inside_and_around(
 
 #[test]
 fn findings_show_in_one_contrast_only() {
-    use crossdenoise_runtime::phantom::Finding;
+    use crossdenoise_image::phantom::Finding;
     let cfg = PhantomConfig {
         size: 256,
         ..Default::default()

@@ -1,0 +1,260 @@
+//! The run folder: making it (and what `--force` may replace), continuing a run from its
+//! checkpoint, and the files the loops write into it as they go (metrics.jsonl lines,
+//! error.txt, summary.json). Shared by the dual-domain loop and the denoisers' loop.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::Serialize;
+
+use super::memory::peak_rss_mb;
+use super::{TrainError, TrainOptions, io};
+use crate::checkpoint;
+use crate::config::Config;
+use crate::device::Resolved;
+use crate::records::RunSummary;
+
+pub(crate) fn prepare_run_dir(
+    run: &Path,
+    config: &Config,
+    opts: &TrainOptions,
+) -> Result<(), TrainError> {
+    if run.exists() && !opts.resume {
+        let empty = fs::read_dir(run).is_ok_and(|mut d| d.next().is_none());
+        if !empty {
+            if !holds_a_run(run) {
+                return Err(TrainError::NotARun { run: run.into() });
+            }
+            // A run stopped before its first checkpoint has nothing to resume: it starts
+            // again without --force.
+            let resumable = crate::checkpoint::find(run).is_ok();
+            if resumable && !opts.force {
+                return Err(TrainError::RunExists { run: run.into() });
+            }
+            fs::remove_dir_all(run).map_err(io(run))?;
+        }
+    }
+    fs::create_dir_all(run).map_err(io(run))?;
+    let path = run.join("config.json");
+    if !opts.resume {
+        fs::write(
+            &path,
+            serde_json::to_string_pretty(config).expect("config serialises") + "\n",
+        )
+        .map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Whether `dir` is a run folder this project wrote: the only kind `--force` may delete.
+/// A symlink is never one (removing it would follow it elsewhere).
+fn holds_a_run(dir: &Path) -> bool {
+    let is_dir = fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    is_dir && (dir.join("config.json").is_file() || dir.join("metrics.jsonl").is_file())
+}
+
+/// Continues a run from its checkpoint `ckpt`, whose state records the config hash and the
+/// length of metrics.jsonl it was taken at (`found`): refuses another config than the run's
+/// own (save `trainer.epochs` raised, which is then recorded as the run's config), loads
+/// the weights and the optimiser, and drops the metric lines written after the checkpoint.
+pub(crate) fn resume<M: Module>(
+    run: &Path,
+    config: &Config,
+    ckpt: &Path,
+    (found_hash, metrics_len): (&str, u64),
+    model: M,
+    optim: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer), TrainError> {
+    let hash = config.hash();
+    if found_hash != hash {
+        if !extends_epochs(run, config, found_hash) {
+            return Err(TrainError::ConfigChanged {
+                run: run.into(),
+                found: found_hash.into(),
+                expected: hash,
+            });
+        }
+        // The same run, asked to go on for more epochs: it continues under the new config
+        // (the learning-rate schedule stretches to the new length from here).
+        let path = run.join("config.json");
+        fs::write(
+            &path,
+            serde_json::to_string_pretty(config).expect("config serialises") + "\n",
+        )
+        .map_err(io(&path))?;
+    }
+    let model = checkpoint::load_model(ckpt, model)?;
+    let optim = checkpoint::load_optimizer(ckpt, optim)?;
+    let metrics = run.join("metrics.jsonl");
+    let f = OpenOptions::new()
+        .write(true)
+        .open(&metrics)
+        .map_err(io(&metrics))?;
+    f.set_len(metrics_len).map_err(io(&metrics))?;
+    Ok((model, optim))
+}
+
+/// Whether `config` is the run's own config with only `trainer.epochs` raised (to at least
+/// the epochs already done): a deliberate "train N more epochs" rather than a changed run.
+fn extends_epochs(run: &Path, config: &Config, checkpoint_hash: &str) -> bool {
+    let Ok(old) = Config::load(&run.join("config.json")) else {
+        return false;
+    };
+    let mut same = config.clone();
+    same.trainer.epochs = old.trainer.epochs;
+    old.hash() == checkpoint_hash
+        && same.hash() == checkpoint_hash
+        && config.trainer.epochs > old.trainer.epochs
+}
+
+/// metrics.jsonl, opened to append.
+pub(crate) fn open_metrics(path: &Path) -> Result<File, TrainError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))
+}
+
+pub(crate) fn write_line<T: Serialize>(
+    f: &mut File,
+    path: &Path,
+    line: &T,
+) -> Result<(), TrainError> {
+    let text = serde_json::to_string(line).expect("metric serialises");
+    writeln!(f, "{text}").map_err(io(path))
+}
+
+/// Keeps a run's failure in its folder (error.txt) for `diagnose` and the suite summary;
+/// returns it, or the reason it could not be written.
+pub(crate) fn record_failure(run: &Path, err: TrainError) -> TrainError {
+    let path = run.join("error.txt");
+    match fs::write(&path, format!("{err}\n")) {
+        Ok(()) => err,
+        Err(source) => TrainError::Io { path, source },
+    }
+}
+
+/// When a run started, and from which step its steps are timed (a resumed run's earlier
+/// steps are not): where a run summary's times come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RunClock {
+    started: Instant,
+    stepping: Instant,
+    first_step: u64,
+}
+
+impl RunClock {
+    pub(crate) fn start() -> Self {
+        let now = Instant::now();
+        RunClock {
+            started: now,
+            stepping: now,
+            first_step: 0,
+        }
+    }
+
+    /// Steps are timed from now on, starting at `step`.
+    pub(crate) fn steps_from(&mut self, step: u64) {
+        self.stepping = Instant::now();
+        self.first_step = step;
+    }
+}
+
+impl RunSummary {
+    /// What both loops report of a run of `config` in `run` on `device` that ended after
+    /// `epochs_done` epochs and `steps` steps; the loop adds its own final figures.
+    pub(crate) fn new(
+        config: &Config,
+        run: &Path,
+        device: &Resolved,
+        clock: &RunClock,
+        (epochs_done, steps): (usize, u64),
+        interrupted: bool,
+    ) -> Self {
+        let steps_run = steps.saturating_sub(clock.first_step);
+        RunSummary {
+            name: config.name.clone(),
+            run_dir: run.into(),
+            backend: device.backend.name().into(),
+            device: device.description.clone(),
+            precision: config.trainer.precision,
+            config_hash: config.hash(),
+            epochs_done,
+            steps,
+            interrupted,
+            seconds: clock.started.elapsed().as_secs_f64(),
+            seconds_per_step: if steps_run > 0 {
+                clock.stepping.elapsed().as_secs_f64() / steps_run as f64
+            } else {
+                0.0
+            },
+            peak_rss_mb: peak_rss_mb(),
+            final_train: None,
+            final_val: None,
+        }
+    }
+
+    /// Writes summary.json into `run`, with `extra` keys beside the summary's own (a
+    /// denoiser run's per-contrast figures).
+    pub(crate) fn write(
+        &self,
+        run: &Path,
+        extra: Option<(&str, serde_json::Value)>,
+    ) -> Result<(), TrainError> {
+        let path = run.join("summary.json");
+        let mut json = serde_json::to_value(self).expect("summary serialises");
+        if let Some((key, value)) = extra {
+            json[key] = value;
+        }
+        fs::write(
+            &path,
+            serde_json::to_string_pretty(&json).expect("summary serialises") + "\n",
+        )
+        .map_err(io(&path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn force_replaces_only_a_run_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: Config = serde_json::from_str(r#"{"name":"run"}"#).unwrap();
+        let force = TrainOptions {
+            force: true,
+            ..TrainOptions::default()
+        };
+        // Someone's folder that happens to carry the run's name survives --force.
+        let theirs = dir.path().join("theirs");
+        fs::create_dir_all(&theirs).unwrap();
+        fs::write(theirs.join("notes.txt"), "keep").unwrap();
+        let err = prepare_run_dir(&theirs, &config, &force).unwrap_err();
+        assert!(matches!(err, TrainError::NotARun { .. }), "{err}");
+        assert!(theirs.join("notes.txt").is_file());
+
+        // A run that saved a checkpoint needs --force; one that never did starts again.
+        let run = dir.path().join("run");
+        prepare_run_dir(&run, &config, &TrainOptions::default()).unwrap();
+        fs::write(run.join("metrics.jsonl"), "").unwrap();
+        prepare_run_dir(&run, &config, &TrainOptions::default()).unwrap();
+        assert!(run.join("config.json").is_file());
+        fs::create_dir_all(run.join("checkpoint")).unwrap();
+        fs::write(run.join("checkpoint/state.json"), "{}").unwrap();
+        let err = prepare_run_dir(&run, &config, &TrainOptions::default()).unwrap_err();
+        assert!(matches!(err, TrainError::RunExists { .. }), "{err}");
+        prepare_run_dir(&run, &config, &force).unwrap();
+        assert!(!run.join("checkpoint").exists());
+
+        // An empty folder is taken as it is.
+        let empty = dir.path().join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        prepare_run_dir(&empty, &config, &TrainOptions::default()).unwrap();
+    }
+}
