@@ -13,5 +13,7 @@ fi
 # packages the tests use as independent references (onnx, onnxruntime, pydicom, numpy).
 bash scripts/install-ort.sh
 bash scripts/python-env.sh
+# DCMTK (echoscu, storescu) from Debian: the DICOM node's tests talk to real peers.
+bash scripts/install-dcmtk.sh
 
 cargo test --workspace --locked "$@"

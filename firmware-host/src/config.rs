@@ -81,6 +81,105 @@ pub struct HostConfig {
     pub waveforms: Forward,
     /// Seconds between stats lines in the log (0: none).
     pub stats_interval_s: f64,
+    /// The DICOM node (C-ECHO / C-STORE SCP into a spool); off unless the table is given.
+    pub dicom: Option<DicomConfig>,
+}
+
+/// `[dicom]`: the DICOM node that a scanner or PACS sends studies to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DicomConfig {
+    /// Loopback unless the host's `allow_remote` is set.
+    pub listen: SocketAddr,
+    /// This node's AE title: an association calling another title is rejected.
+    pub ae_title: String,
+    /// Calling AE titles let in; empty lets any in (loopback only, unless `allow_remote`).
+    pub allowed_calling_aes: Vec<String>,
+    /// Where received instances are kept (relative to host.toml's folder).
+    pub spool: PathBuf,
+    /// Largest PDU this node receives, in bytes (negotiated down to the peer's).
+    pub max_pdu_bytes: u32,
+    /// Associations served at once; beyond it a request is rejected as transient
+    /// ("local limit exceeded") and the sender retries later.
+    pub max_associations: usize,
+    /// Largest instance received, in MiB; a larger one is refused (out of resources) and
+    /// the association goes on.
+    pub max_instance_mib: usize,
+    /// An association silent this long (mid-message or between messages) is aborted.
+    pub timeout_s: f64,
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        DicomConfig {
+            listen: "127.0.0.1:11112".parse().expect("valid address"),
+            ae_title: "CROSSDENOISE".into(),
+            allowed_calling_aes: Vec::new(),
+            spool: PathBuf::from("spool"),
+            max_pdu_bytes: 65536,
+            max_associations: 8,
+            max_instance_mib: 64,
+            timeout_s: 30.0,
+        }
+    }
+}
+
+impl DicomConfig {
+    pub fn max_instance_bytes(&self) -> usize {
+        self.max_instance_mib.saturating_mul(1 << 20)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.timeout_s)
+    }
+
+    /// `bad(key, reason)` for the first problem, keys prefixed with `dicom.`.
+    fn problem(&self, allow_remote: bool) -> Option<(&'static str, String)> {
+        let ae_ok = |t: &str| {
+            let t = t.trim();
+            !t.is_empty()
+                && t.len() <= 16
+                && t.bytes()
+                    .all(|b| (b == b' ' || b.is_ascii_graphic()) && b != b'\\')
+        };
+        if !allow_remote && !self.listen.ip().is_loopback() {
+            return Some((
+                "dicom.listen",
+                "not a loopback address: set allow_remote = true (or --allow-remote) to serve on the network".into(),
+            ));
+        }
+        if !ae_ok(&self.ae_title) {
+            return Some((
+                "dicom.ae_title",
+                "an AE title is 1 to 16 printable characters, no backslash".into(),
+            ));
+        }
+        if let Some(bad) = self.allowed_calling_aes.iter().find(|t| !ae_ok(t)) {
+            return Some((
+                "dicom.allowed_calling_aes",
+                format!("{bad:?} is not an AE title (1 to 16 printable characters, no backslash)"),
+            ));
+        }
+        if self.spool.as_os_str().is_empty() {
+            return Some(("dicom.spool", "needs a folder".into()));
+        }
+        if !(4096..=4 << 20).contains(&self.max_pdu_bytes) {
+            return Some(("dicom.max_pdu_bytes", "must be 4096 ..= 4194304".into()));
+        }
+        if self.max_associations < 1 {
+            return Some(("dicom.max_associations", "must be at least 1".into()));
+        }
+        if self.max_instance_mib < 1 {
+            return Some(("dicom.max_instance_mib", "must be at least 1".into()));
+        }
+        if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
+            return Some((
+                "dicom.timeout_s",
+                "must be a positive number of seconds".into(),
+            ));
+        }
+        None
+    }
 }
 
 /// A named set of models: `model` by default, the first matching rule's model otherwise.
@@ -134,6 +233,7 @@ impl Default for HostConfig {
             acquisitions: Forward::Pass,
             waveforms: Forward::Pass,
             stats_interval_s: 60.0,
+            dicom: None,
         }
     }
 }
@@ -191,6 +291,9 @@ impl HostConfig {
         })?;
         // Model paths are relative to the config file, as a person writing it expects.
         let base = path.parent().unwrap_or(Path::new("."));
+        if let Some(dicom) = &mut config.dicom {
+            dicom.spool = base.join(&dicom.spool);
+        }
         for profile in config.profiles.values_mut() {
             profile.model = base.join(&profile.model);
             for rule in &mut profile.rules {
@@ -289,6 +392,13 @@ impl HostConfig {
         }
         if !(self.stats_interval_s >= 0.0 && self.stats_interval_s.is_finite()) {
             return bad("stats_interval_s", "must be 0 (off) or a positive number");
+        }
+        if let Some((key, reason)) = self
+            .dicom
+            .as_ref()
+            .and_then(|d| d.problem(self.allow_remote))
+        {
+            return bad(key, &reason);
         }
         self.execution_providers
             .validate()
@@ -394,6 +504,48 @@ mod tests {
         assert_eq!(c.metrics_listen.unwrap().port(), 9102);
         assert!(c.profiles["crossdenoise"].model.ends_with("pd_guided.onnx"));
         assert_eq!(c.pair_wait_s, 10.0);
+    }
+
+    #[test]
+    fn the_dicom_table_loads_and_its_mistakes_are_named() {
+        let base = "[profiles.crossdenoise]\nmodel = \"m.onnx\"\n[dicom]\n";
+        let c = load(&format!(
+            "{base}ae_title = \"KNEE NODE\"\nallowed_calling_aes = [\"MR1\"]\nspool = \"s\"\n"
+        ))
+        .unwrap();
+        let d = c.dicom.unwrap();
+        assert_eq!((d.ae_title.as_str(), d.max_associations), ("KNEE NODE", 8));
+        assert!(
+            d.spool.is_absolute(),
+            "relative to host.toml: {}",
+            d.spool.display()
+        );
+        assert!(
+            load("[profiles.crossdenoise]\nmodel = \"m\"\n")
+                .unwrap()
+                .dicom
+                .is_none()
+        );
+        for (line, key) in [
+            ("aetitle = \"X\"", "aetitle"),
+            ("ae_title = \"SEVENTEEN_LETTERS\"", "dicom.ae_title"),
+            (
+                "allowed_calling_aes = [\"A\\\\B\"]",
+                "dicom.allowed_calling_aes",
+            ),
+            ("listen = \"0.0.0.0:104\"", "dicom.listen"),
+            ("max_pdu_bytes = 100", "dicom.max_pdu_bytes"),
+            ("max_associations = 0", "dicom.max_associations"),
+            ("timeout_s = 0", "dicom.timeout_s"),
+        ] {
+            let e = load(&format!("{base}{line}\n")).unwrap_err().to_string();
+            assert!(e.contains(key), "{line}: {e}");
+        }
+        // allow_remote lets the node onto the network, as it does the MRD listener.
+        let remote = format!(
+            "allow_remote = true\nlisten = \"0.0.0.0:9002\"\n{base}listen = \"0.0.0.0:104\"\n"
+        );
+        assert!(load(&remote).is_ok());
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //!
 //! [`mrd`] is the wire format, [`session`] one client's conversation, [`worker`] the
 //! inference thread every connection shares, [`server`] accepting and shutting down, and
-//! [`client`] the sending side used by tests and demos. It never links Burn.
+//! [`client`] the sending side used by tests and demos; [`dicom`] is the DICOM node that
+//! receives studies by C-STORE. It never links Burn.
 
 pub mod client;
 pub mod config;
+pub mod dicom;
 pub mod mrd;
 pub mod mrd_h5;
 pub mod server;

@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use crossdenoise_host::client::{self, SendOptions};
 use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
 use crossdenoise_host::mrd::DataType;
-use crossdenoise_host::{Host, HostConfig, server};
+use crossdenoise_host::{Host, HostConfig, dicom, server};
 use crossdenoise_runtime::ProviderSettings;
 use tracing::info;
 
@@ -156,6 +157,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.validate(&source)?;
     let listen = config.listen;
     let metrics = config.metrics_listen;
+    let dicom = config.dicom.clone();
     let host = tokio::task::spawn_blocking(move || Host::open(config))
         .await
         .context("opening the models")??;
@@ -176,11 +178,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let _ = stop.wait_for(|s| *s).await;
         }));
     }
+    let node = match dicom {
+        Some(cfg) => {
+            let addr = cfg.listen;
+            let node = Arc::new(dicom::Node::open(cfg).context("opening the DICOM spool")?);
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("DICOM node on {addr}"))?;
+            // Tests and scripts read this line to find the port when asked for port 0.
+            eprintln!(
+                "DICOM node {} on {} (spool {})",
+                node.config.ae_title,
+                l.local_addr()?,
+                node.config.spool.display()
+            );
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(node.serve(l, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })))
+        }
+        None => None,
+    };
     host.serve(listener, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     })
     .await;
+    if let Some(node) = node {
+        let _ = node.await;
+    }
     Ok(())
 }
 

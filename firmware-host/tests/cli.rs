@@ -12,6 +12,17 @@ fn host() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crossdenoise-host"))
 }
 
+/// Stops `serve` as an operator does and checks that it exits cleanly.
+fn sigterm_and_wait(server: &mut std::process::Child) {
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = server.wait().unwrap();
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+}
+
 #[test]
 fn serve_then_send_then_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,13 +104,7 @@ fn serve_then_send_then_sigterm() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.npy"));
 
-    let kill = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = server.wait().unwrap();
-    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    sigterm_and_wait(&mut server);
     let log = log.join().unwrap().join("\n");
     assert!(log.contains("SIGTERM"), "{log}");
     assert!(log.contains("denoised 3"), "the final stats line: {log}");
@@ -162,4 +167,73 @@ fn flags_go_over_the_config_before_it_is_checked() {
     }
     let err = serve(&["--listen", "127.0.0.1:0"]);
     assert!(err.contains("profiles: no model profile"), "{err}");
+}
+
+/// `serve --config` with a `[dicom]` table starts the DICOM node beside the MRD listener:
+/// DCMTK's echoscu and storescu reach it, the instances are in the spool, SIGTERM stops both.
+#[test]
+fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    support::test_model(dir.path(), "model.onnx", &[]);
+    let series = dir.path().join("series");
+    std::fs::create_dir(&series).unwrap();
+    let mut args = vec![
+        "dicom-series".to_string(),
+        series.display().to_string(),
+        "u12".into(),
+    ];
+    for (i, slice) in support::phantom_slices(2, 32, 32).iter().enumerate() {
+        let p = dir.path().join(format!("s{i}.npy"));
+        crossdenoise_image::io::write_npy(&p, slice.view()).unwrap();
+        args.push(p.display().to_string());
+    }
+    support::reference(&args);
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\n[profiles.crossdenoise]\nmodel = \"model.onnx\"\n\
+         [dicom]\nlisten = \"127.0.0.1:0\"\nae_title = \"KNEE\"\nspool = \"spool\"\n",
+    )
+    .unwrap();
+    let mut server = host()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let mut node = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("DICOM node KNEE on ") {
+            node = rest.split(' ').next().map(str::to_owned);
+            break;
+        }
+    }
+    let node = node.expect("serve prints the DICOM node's address");
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let port = node.rsplit(':').next().unwrap();
+    let dcmtk = |tool: &str, extra: &[&Path]| {
+        let out = Command::new(tool)
+            .args(["-aet", "MR1", "-aec", "KNEE", "127.0.0.1", port])
+            .args(extra)
+            .output()
+            .expect("DCMTK installed (scripts/install-dcmtk.sh)");
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    dcmtk("echoscu", &[]);
+    let files = [series.join("slice_000.dcm"), series.join("slice_001.dcm")];
+    dcmtk("storescu", &[&files[0], &files[1]]);
+    let spooled = std::fs::read_dir(dir.path().join("spool/received"))
+        .unwrap()
+        .count();
+    assert_eq!(spooled, 2);
+
+    sigterm_and_wait(&mut server);
+    let log = log.join().unwrap().join("\n");
+    assert!(log.contains("instances received 2, stored 2"), "{log}");
 }

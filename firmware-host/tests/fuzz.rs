@@ -1,6 +1,6 @@
 //! The daemon's parsers under generated and mutated input: MRD messages (random bytes,
 //! valid messages with bytes changed, cut or extended, and streams of them), recorded MRD
-//! `.h5` files and host.toml.
+//! `.h5` files, DIMSE command sets and host.toml.
 //! Never a panic; a decoded message never took an allocation beyond the bytes it came in;
 //! a config is loaded or refused with an error naming the file. `PROPTEST_CASES` sets the
 //! cases per property.
@@ -11,6 +11,7 @@ mod fuzz;
 mod support;
 
 use crossdenoise_host::HostConfig;
+use crossdenoise_host::dicom::dimse;
 use crossdenoise_host::mrd::message::{self, DecodeError};
 use crossdenoise_host::mrd::{DataType, Image, Message, Meta};
 use fuzz::{cases, largest_allocation, mutation};
@@ -94,6 +95,28 @@ proptest! {
             at += used;
         }
         prop_assert_eq!(at, stream.len());
+    }
+
+    #[test]
+    fn mutated_dimse_commands_parse_or_fail_within_their_bytes(m in mutation()) {
+        // A C-ECHO-RQ as DCMTK's echoscu sends it (Implicit VR LE, group length first).
+        let seed: &[u8] = &[
+            0, 0, 0, 0, 4, 0, 0, 0, 56, 0, 0, 0, 0, 0, 2, 0, 18, 0, 0, 0, b'1', b'.', b'2', b'.',
+            b'8', b'4', b'0', b'.', b'1', b'0', b'0', b'0', b'8', b'.', b'1', b'.', b'1', 0, 0,
+            0, 0, 1, 2, 0, 0, 0, 48, 0, 0, 0, 16, 1, 2, 0, 0, 0, 1, 0, 0, 0, 0, 8, 2, 0, 0, 0,
+            1, 1,
+        ];
+        let echo = matches!(dimse::parse(seed), Ok(dimse::Request::Echo { message_id: 1, .. }));
+        prop_assert!(echo, "the seed is a C-ECHO-RQ");
+        let bytes = m.apply(seed);
+        let (parsed, largest) = largest_allocation(|| dimse::parse(&bytes));
+        if let Ok(request) = parsed {
+            // Whatever it read, the answer's group length counts what follows it.
+            let rsp = dimse::response(&request, dimse::Status::Success);
+            let group = u32::from_le_bytes([rsp[8], rsp[9], rsp[10], rsp[11]]) as usize;
+            prop_assert_eq!(group, rsp.len() - 12);
+        }
+        prop_assert!(largest <= 64 + 16 * bytes.len(), "{} bytes for {}", largest, bytes.len());
     }
 
     #[test]

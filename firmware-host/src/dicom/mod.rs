@@ -1,0 +1,151 @@
+//! The DICOM node: the scanner or the PACS sends a study by C-STORE, and every instance is
+//! in the spool, synced, before the node answers success ([`spool`]). It answers C-ECHO,
+//! accepts MR Image Storage in Implicit or Explicit VR Little Endian from the calling AE
+//! titles it is told to (any, when none is listed), and bounds what one peer can take:
+//! associations at once, PDU and instance size, silence.
+//!
+//! [`association`] serves one association, [`dimse`] reads and writes the command sets.
+
+pub mod association;
+pub mod dimse;
+pub mod spool;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dicom_ul::pdu::{
+    AssociationRJ, AssociationRJResult, AssociationRJServiceProviderPresentationReason,
+    AssociationRJSource, Pdu,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::config::DicomConfig;
+use spool::{Spool, SpoolError};
+
+/// What the node has done, for the log and the tests.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    pub associations: AtomicU64,
+    /// Rejected: an AE title not allowed, nothing acceptable proposed, or the limit reached.
+    pub associations_rejected: AtomicU64,
+    /// Aborted by this node: a protocol error or silence past `timeout_s`.
+    pub associations_aborted: AtomicU64,
+    pub echoes: AtomicU64,
+    pub instances_received: AtomicU64,
+    /// Written to the spool (a duplicate is not counted again).
+    pub instances_stored: AtomicU64,
+    /// Already in the spool: acknowledged, stored once.
+    pub instances_duplicate: AtomicU64,
+    /// Answered with an error status: unreadable, mismatched, too large, or not written.
+    pub instances_refused: AtomicU64,
+}
+
+impl NodeStats {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// One log line.
+    pub fn line(&self) -> String {
+        let g = Self::get;
+        format!(
+            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}",
+            g(&self.associations),
+            g(&self.associations_rejected),
+            g(&self.associations_aborted),
+            g(&self.echoes),
+            g(&self.instances_received),
+            g(&self.instances_stored),
+            g(&self.instances_duplicate),
+            g(&self.instances_refused),
+        )
+    }
+}
+
+pub(crate) fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The node: its config, its spool and its counters.
+#[derive(Debug)]
+pub struct Node {
+    pub config: DicomConfig,
+    pub spool: Spool,
+    pub stats: Arc<NodeStats>,
+}
+
+impl Node {
+    /// Opens the spool (creating it).
+    pub fn open(config: DicomConfig) -> Result<Self, SpoolError> {
+        let spool = Spool::open(&config.spool)?;
+        Ok(Node {
+            config,
+            spool,
+            stats: Arc::default(),
+        })
+    }
+
+    /// Accepts associations on `listener` until `shutdown`; then stops accepting. An
+    /// association cut by the end of the process loses nothing acknowledged: what was
+    /// answered is in the spool, what was not the sender still holds.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let slots = Arc::new(Semaphore::new(self.config.max_associations));
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, peer) = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "DICOM accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = socket.set_nodelay(true);
+            match slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let node = self.clone();
+                    tokio::spawn(async move {
+                        association::serve(socket, peer, node).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    warn!(%peer, max = self.config.max_associations, "DICOM association rejected: max_associations reached");
+                    inc(&self.stats.associations_rejected);
+                    tokio::spawn(reject_busy(socket));
+                }
+            }
+        }
+        info!("{}", self.stats.line());
+    }
+}
+
+/// Rejects an association as transient (local limit exceeded), so the sender retries
+/// later, then reads what it sends until it closes (or 2 s), so the rejection is not lost
+/// to a reset.
+async fn reject_busy(mut socket: TcpStream) {
+    let rj = Pdu::AssociationRJ(AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    });
+    let mut bytes = Vec::new();
+    if dicom_ul::pdu::write_pdu(&mut bytes, &rj).is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        socket.write_all(&bytes).await?;
+        socket.shutdown().await?;
+        tokio::io::copy(&mut socket, &mut tokio::io::sink()).await
+    })
+    .await;
+}

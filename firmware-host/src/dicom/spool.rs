@@ -1,0 +1,204 @@
+//! The spool: every instance the node accepts is on disk, synced, before its C-STORE
+//! response says success, so an acknowledged instance survives a crash or a power cut.
+//! Instances are DICOM Part 10 files named by their SOP Instance UID, which makes a second
+//! copy of the same instance (a resend after a lost response) one file, not two.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+/// Where received instances go, under the configured spool folder.
+const RECEIVED: &str = "received";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The instance cannot be read in its transfer syntax, or lacks what it must carry.
+    #[error("the data set cannot be read: {0}")]
+    Unreadable(String),
+    /// The data set is not the instance or class its command announced.
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What storing an instance did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    New(PathBuf),
+    /// The instance was already in the spool: acknowledged, not written twice.
+    Duplicate(PathBuf),
+}
+
+/// The header fields the node routes by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIds {
+    pub sop_class: String,
+    pub sop_instance: String,
+    pub study: String,
+    pub series: String,
+}
+
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    /// Makes temporary names unique between concurrent associations.
+    counter: AtomicU64,
+}
+
+impl Spool {
+    /// Opens (creating) the spool under `dir`. Temporary files a crash left behind are
+    /// removed: their instances were never acknowledged, so the sender still has them.
+    pub fn open(dir: &Path) -> Result<Self, SpoolError> {
+        let received = dir.join(RECEIVED);
+        fs::create_dir_all(&received).map_err(io(&received))?;
+        for entry in fs::read_dir(&received).map_err(io(&received))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".partial-") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(Spool {
+            dir: dir.into(),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The folder holding the received instances.
+    pub fn received(&self) -> PathBuf {
+        self.dir.join(RECEIVED)
+    }
+
+    /// Checks `dataset` (encoded in `transfer_syntax`) against the instance its command
+    /// announced and writes it as a Part 10 file, synced, under its SOP Instance UID.
+    pub fn store(
+        &self,
+        announced: (&str, &str),
+        transfer_syntax: &str,
+        dataset: &[u8],
+    ) -> Result<(Stored, InstanceIds), SpoolError> {
+        let ids = read_ids(transfer_syntax, dataset)?;
+        let (class, instance) = announced;
+        if ids.sop_instance != instance || ids.sop_class != class {
+            return Err(SpoolError::Mismatch(format!(
+                "the data set is {} of class {}, the command announced {instance} of class {class}",
+                ids.sop_instance, ids.sop_class
+            )));
+        }
+        if !is_uid(&ids.sop_instance) {
+            return Err(SpoolError::Unreadable(format!(
+                "SOPInstanceUID {:?} is not a UID",
+                ids.sop_instance
+            )));
+        }
+        let received = self.received();
+        let path = received.join(format!("{}.dcm", ids.sop_instance));
+        if path.exists() {
+            return Ok((Stored::Duplicate(path), ids));
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = received.join(format!(".partial-{}-{n}", std::process::id()));
+        let written = write_part10(&tmp, &ids, transfer_syntax, dataset)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .and_then(|()| File::open(&received)?.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(SpoolError::Io { path, source: e });
+        }
+        Ok((Stored::New(path), ids))
+    }
+}
+
+/// Reads the identifying attributes of a data set.
+fn read_ids(transfer_syntax: &str, dataset: &[u8]) -> Result<InstanceIds, SpoolError> {
+    let ts = TransferSyntaxRegistry.get(transfer_syntax).ok_or_else(|| {
+        SpoolError::Unreadable(format!("unknown transfer syntax {transfer_syntax}"))
+    })?;
+    let obj = InMemDicomObject::read_dataset_with_ts(dataset, ts)
+        .map_err(|e| SpoolError::Unreadable(e.to_string()))?;
+    let text = |tag, name: &str| -> Result<String, SpoolError> {
+        let v = obj
+            .element(tag)
+            .map_err(|_| SpoolError::Unreadable(format!("no {name}")))?
+            .to_str()
+            .map_err(|e| SpoolError::Unreadable(format!("{name}: {e}")))?;
+        Ok(v.trim_end_matches(['\0', ' ']).to_string())
+    };
+    Ok(InstanceIds {
+        sop_class: text(tags::SOP_CLASS_UID, "SOPClassUID")?,
+        sop_instance: text(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+        study: text(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+        series: text(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+    })
+}
+
+/// A UID as PS3.5 9.1 has it: digits and dots, at most 64 characters (also what keeps a
+/// file name made of it inside the spool).
+fn is_uid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// Preamble, `DICM`, the file meta group, then the data set's bytes as received; synced.
+fn write_part10(
+    path: &Path,
+    ids: &InstanceIds,
+    transfer_syntax: &str,
+    dataset: &[u8],
+) -> std::io::Result<()> {
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(ids.sop_class.as_str())
+        .media_storage_sop_instance_uid(ids.sop_instance.as_str())
+        .transfer_syntax(transfer_syntax)
+        .build()
+        .map_err(std::io::Error::other)?;
+    let file = File::create(path)?;
+    let mut w = BufWriter::new(&file);
+    w.write_all(&[0u8; 128])?;
+    w.write_all(b"DICM")?;
+    meta.write(&mut w).map_err(std::io::Error::other)?;
+    w.write_all(dataset)?;
+    w.flush()?;
+    drop(w);
+    file.sync_all()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_uids_name_files() {
+        assert!(is_uid("1.2.840.10008.5.1.4.1.1.4"));
+        for bad in ["", "../etc/passwd", "1.2/3", "1.2.3 ", &"1".repeat(65)] {
+            assert!(!is_uid(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn leftover_partial_files_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let stale = spool.received().join(".partial-1-0");
+        fs::write(&stale, b"half").unwrap();
+        let kept = spool.received().join("1.2.3.dcm");
+        fs::write(&kept, b"whole").unwrap();
+        Spool::open(dir.path()).unwrap();
+        assert!(!stale.exists());
+        assert!(kept.exists());
+    }
+}

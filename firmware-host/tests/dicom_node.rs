@@ -1,0 +1,275 @@
+//! The DICOM node against real DICOM peers: DCMTK's `echoscu` and `storescu` (installed by
+//! scripts/install-dcmtk.sh, which the test command runs) as the modality, series written by
+//! pydicom from phantom slices. What a C-STORE acknowledged is in the spool, readable, equal
+//! to what was sent, and stored once however often it comes.
+
+#[path = "../../runtime/tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use crossdenoise_host::config::DicomConfig;
+use crossdenoise_host::dicom::{Node, NodeStats};
+use crossdenoise_image::dicom::DicomSlice;
+use crossdenoise_image::io::write_npy;
+use support::{phantom_slices, reference};
+
+/// A node serving on a free loopback port until dropped.
+struct Running {
+    addr: SocketAddr,
+    node: Arc<Node>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Running {
+    async fn start(spool: &Path, edit: impl FnOnce(&mut DicomConfig)) -> Self {
+        let mut config = DicomConfig {
+            spool: spool.into(),
+            ..DicomConfig::default()
+        };
+        edit(&mut config);
+        let node = Arc::new(Node::open(config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(node.clone().serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            node,
+            stop: Some(stop),
+        }
+    }
+
+    fn stats(&self) -> &NodeStats {
+        &self.node.stats
+    }
+
+    fn count(&self, counter: impl Fn(&NodeStats) -> &std::sync::atomic::AtomicU64) -> u64 {
+        NodeStats::get(counter(self.stats()))
+    }
+
+    /// Runs a DCMTK tool against the node: `tool -aet CALLING -aec CALLED host port ARGS`.
+    async fn dcmtk(&self, tool: &str, calling: &str, called: &str, args: &[String]) -> Output {
+        let mut cmd = Command::new(tool);
+        cmd.args(["-aet", calling, "-aec", called, "-to", "10", "-ta", "10"])
+            .arg("127.0.0.1")
+            .arg(self.addr.port().to_string())
+            .args(args);
+        tokio::task::spawn_blocking(move || {
+            cmd.output()
+                .expect("DCMTK installed (scripts/install-dcmtk.sh)")
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn said(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `n` phantom slices of `h x w` written by pydicom as one MR series in `dir`.
+fn series(dir: &Path, n: usize, (h, w): (usize, usize)) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut args = vec![
+        "dicom-series".to_string(),
+        dir.display().to_string(),
+        "s16".into(),
+    ];
+    for (i, s) in phantom_slices(n, h, w).iter().enumerate() {
+        let p = dir.join(format!("in_{i}.npy"));
+        write_npy(&p, s.view()).unwrap();
+        args.push(p.display().to_string());
+    }
+    reference(&args);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn spooled(node: &Running) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(node.node.spool.received())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn paths(files: &[PathBuf]) -> Vec<String> {
+    files.iter().map(|f| f.display().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_from_storescu_is_spooled_equal_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Running::start(&dir.path().join("spool"), |_| {}).await;
+    let echo = node.dcmtk("echoscu", "SCANNER", "CROSSDENOISE", &[]).await;
+    assert!(echo.status.success(), "{}", said(&echo));
+    assert_eq!(node.count(|s| &s.echoes), 1);
+
+    let sent = series(&dir.path().join("series"), 5, (48, 40));
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&sent))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let stored = spooled(&node);
+    assert_eq!(stored.len(), 5, "{stored:?}");
+    for file in &sent {
+        let original = DicomSlice::read(file).unwrap();
+        let uid = dicom_uid(file);
+        let copy = node.node.spool.received().join(format!("{uid}.dcm"));
+        let spooled = DicomSlice::read(&copy).unwrap_or_else(|e| panic!("{}: {e}", copy.display()));
+        assert_eq!(
+            spooled.image, original.image,
+            "{uid}: pixels in real-world units"
+        );
+    }
+
+    // The same series again (a resend after lost responses): acknowledged, stored once.
+    let again = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&sent))
+        .await;
+    assert!(again.status.success(), "{}", said(&again));
+    assert_eq!(spooled(&node).len(), 5);
+    assert_eq!(node.count(|s| &s.instances_received), 10);
+    assert_eq!(node.count(|s| &s.instances_stored), 5);
+    assert_eq!(node.count(|s| &s.instances_duplicate), 5);
+    assert_eq!(node.count(|s| &s.associations), 3);
+}
+
+/// The SOP Instance UID of a file, as pydicom wrote it.
+fn dicom_uid(file: &Path) -> String {
+    let obj = dicom_object::open_file(file).unwrap();
+    obj.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_callers_calling_this_node_are_let_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Running::start(&dir.path().join("spool"), |c| {
+        c.allowed_calling_aes = vec!["SCANNER".into(), "PACS".into()];
+    })
+    .await;
+    let intruder = node.dcmtk("echoscu", "INTRUDER", "CROSSDENOISE", &[]).await;
+    assert!(!intruder.status.success(), "{}", said(&intruder));
+    let text = said(&intruder);
+    assert!(text.contains("Calling AE Title Not Recognized"), "{text}");
+    let elsewhere = node.dcmtk("echoscu", "SCANNER", "OTHERNODE", &[]).await;
+    assert!(!elsewhere.status.success(), "{}", said(&elsewhere));
+    assert!(
+        said(&elsewhere).contains("Called AE Title Not Recognized"),
+        "{}",
+        said(&elsewhere)
+    );
+    let scanner = node.dcmtk("echoscu", "SCANNER", "CROSSDENOISE", &[]).await;
+    assert!(scanner.status.success(), "{}", said(&scanner));
+    assert_eq!(node.count(|s| &s.associations_rejected), 2);
+    assert_eq!(node.count(|s| &s.associations), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_taken_is_refused_and_the_rest_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Running::start(&dir.path().join("spool"), |c| c.max_instance_mib = 1).await;
+    let small = series(&dir.path().join("small"), 3, (32, 32));
+    // 2 MB of pixels: over max_instance_mib.
+    let large = series(&dir.path().join("large"), 1, (1024, 1024));
+    // JPEG 2000: a syntax this node does not accept.
+    let compressed = dir.path().join("j2k.dcm");
+    reference(&[
+        "dicom-compressed".to_string(),
+        compressed.display().to_string(),
+    ]);
+
+    // storescu goes on after a failed instance with --no-halt.
+    let mut files = vec!["--no-halt".into(), compressed.clone(), large[0].clone()];
+    files.extend(small.iter().cloned());
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+        .await;
+    let text = said(&out);
+    assert!(
+        text.contains("Store Failed, file: ") && text.contains("j2k.dcm"),
+        "{text}"
+    );
+    let stored = spooled(&node);
+    assert_eq!(stored.len(), 3, "only the small series: {stored:?}\n{text}");
+    assert_eq!(
+        node.count(|s| &s.instances_refused),
+        1,
+        "the large one, answered out of resources"
+    );
+    assert!(
+        !stored
+            .iter()
+            .any(|p| p.ends_with(format!("{}.dcm", dicom_uid(&large[0]))))
+    );
+
+    // Nothing else was affected: the node still answers.
+    let echo = node.dcmtk("echoscu", "SCANNER", "CROSSDENOISE", &[]).await;
+    assert!(echo.status.success(), "{}", said(&echo));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_associations_a_caller_is_told_to_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Running::start(&dir.path().join("spool"), |c| {
+        c.max_associations = 1;
+        c.timeout_s = 30.0;
+    })
+    .await;
+    // A connection that never asks for an association holds the one slot.
+    let holder = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let busy = node.dcmtk("echoscu", "SCANNER", "CROSSDENOISE", &[]).await;
+    assert!(!busy.status.success(), "{}", said(&busy));
+    assert!(
+        said(&busy).contains("Local Limit Exceeded"),
+        "{}",
+        said(&busy)
+    );
+    drop(holder);
+    // The slot is free once the node sees the connection gone.
+    let mut answered = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if node
+            .dcmtk("echoscu", "SCANNER", "CROSSDENOISE", &[])
+            .await
+            .status
+            .success()
+        {
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "{}", node.stats().line());
+}
