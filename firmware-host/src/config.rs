@@ -107,6 +107,20 @@ pub struct DicomConfig {
     pub max_instance_mib: usize,
     /// An association silent this long (mid-message or between messages) is aborted.
     pub timeout_s: f64,
+    /// Where derived series are sent (C-STORE); none: they stay in the outbox.
+    pub destination: Option<Destination>,
+    /// Longest wait between two tries to reach a destination that is down (the waits
+    /// double from 1 s up to it).
+    pub retry_max_s: f64,
+}
+
+/// A DICOM peer the node sends to.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    pub ae_title: String,
+    /// `host:port`.
+    pub address: String,
 }
 
 impl Default for DicomConfig {
@@ -120,6 +134,8 @@ impl Default for DicomConfig {
             max_associations: 8,
             max_instance_mib: 64,
             timeout_s: 30.0,
+            destination: None,
+            retry_max_s: 60.0,
         }
     }
 }
@@ -537,6 +553,11 @@ mod tests {
             ("max_pdu_bytes = 100", "dicom.max_pdu_bytes"),
             ("max_associations = 0", "dicom.max_associations"),
             ("timeout_s = 0", "dicom.timeout_s"),
+            (
+                "destination = { ae_title = \"PACS\", address = \"pacs\" }",
+                "dicom.destination.address",
+            ),
+            ("destination = { ae_title = \"PACS\" }", "address"),
         ] {
             let e = load(&format!("{base}{line}\n")).unwrap_err().to_string();
             assert!(e.contains(key), "{line}: {e}");

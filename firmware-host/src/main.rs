@@ -192,6 +192,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 l.local_addr()?,
                 node.config.spool.display()
             );
+            if let Some(destination) = node.config.destination.clone() {
+                tokio::spawn(dicom::outbox::deliver(
+                    node.clone(),
+                    destination,
+                    stop_rx.clone(),
+                ));
+            }
             let mut stop = stop_rx.clone();
             Some(tokio::spawn(node.serve(l, async move {
                 let _ = stop.wait_for(|s| *s).await;

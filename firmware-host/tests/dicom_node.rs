@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use crossdenoise_host::config::DicomConfig;
+use crossdenoise_host::config::{Destination, DicomConfig};
 use crossdenoise_host::dicom::{Node, NodeStats};
 use crossdenoise_image::dicom::DicomSlice;
 use crossdenoise_image::io::write_npy;
@@ -272,4 +272,170 @@ async fn beyond_max_associations_a_caller_is_told_to_come_back() {
         }
     }
     assert!(answered, "{}", node.stats().line());
+}
+
+/// DCMTK's storescp as the PACS, until dropped.
+struct Pacs {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Pacs {
+    fn start(port: u16, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let child = Command::new("storescp")
+            .args(["-aet", "PACS", "-od"])
+            .arg(dir)
+            .args(["+xa", &port.to_string()])
+            .spawn()
+            .expect("DCMTK installed (scripts/install-dcmtk.sh)");
+        Pacs {
+            child,
+            dir: dir.into(),
+        }
+    }
+
+    fn received(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+}
+
+impl Drop for Pacs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_waits_for_a_pacs_that_is_down_then_delivers_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let spool = dir.path().join("spool");
+    let node = Running::start(&spool, |c| {
+        c.destination = Some(Destination {
+            ae_title: "PACS".into(),
+            address: format!("127.0.0.1:{port}"),
+        });
+        c.retry_max_s = 1.0;
+    })
+    .await;
+    // Three derived instances waiting, each with the received instance it was made from.
+    let sent = series(&dir.path().join("series"), 3, (40, 32));
+    let outbox = spool.join("outbox/derived-series");
+    std::fs::create_dir_all(&outbox).unwrap();
+    for file in &sent {
+        let name = format!("{}.dcm", dicom_uid(file));
+        std::fs::copy(file, outbox.join(&name)).unwrap();
+        std::fs::copy(file, node.node.spool.received().join(&name)).unwrap();
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let destination = node.node.config.destination.clone().unwrap();
+    let deliver = tokio::spawn(crossdenoise_host::dicom::outbox::deliver(
+        node.node.clone(),
+        destination,
+        stop_rx,
+    ));
+
+    // The PACS is down: the outbox keeps everything and the node tries again.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        node.count(|s| &s.forward_retries) >= 1,
+        "{}",
+        node.stats().line()
+    );
+    assert_eq!(crossdenoise_host::dicom::outbox::pending(&spool).len(), 3);
+    assert_eq!(spooled(&node).len(), 3);
+
+    let pacs = Pacs::start(port, &dir.path().join("pacs"));
+    let mut delivered = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if crossdenoise_host::dicom::outbox::pending(&spool).is_empty() {
+            delivered = true;
+            break;
+        }
+    }
+    assert!(delivered, "{}", node.stats().line());
+    let _ = stop_tx.send(true);
+    deliver.await.unwrap();
+    assert_eq!(node.count(|s| &s.instances_forwarded), 3);
+    assert!(
+        spooled(&node).is_empty(),
+        "acknowledged instances leave the spool"
+    );
+    let arrived = pacs.received();
+    assert_eq!(arrived.len(), 3, "{arrived:?}");
+    for file in &sent {
+        let uid = dicom_uid(file);
+        let copy = arrived
+            .iter()
+            .find(|p| dicom_uid(p) == uid)
+            .unwrap_or_else(|| panic!("{uid} did not arrive"));
+        assert_eq!(
+            DicomSlice::read(copy).unwrap().image,
+            DicomSlice::read(file).unwrap().image
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_the_destination_refuses_is_set_aside_and_the_rest_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    // The destination: another node, taking nothing over 1 MiB.
+    let pacs = Running::start(&dir.path().join("pacs"), |c| {
+        c.ae_title = "PACS".into();
+        c.max_instance_mib = 1;
+    })
+    .await;
+    let spool = dir.path().join("spool");
+    let node = Running::start(&spool, |c| {
+        c.destination = Some(Destination {
+            ae_title: "PACS".into(),
+            address: pacs.addr.to_string(),
+        });
+    })
+    .await;
+    let small = series(&dir.path().join("small"), 2, (32, 32));
+    let large = series(&dir.path().join("large"), 1, (1024, 1024));
+    let outbox = spool.join("outbox/s");
+    std::fs::create_dir_all(&outbox).unwrap();
+    for file in small.iter().chain(&large) {
+        std::fs::copy(file, outbox.join(format!("{}.dcm", dicom_uid(file)))).unwrap();
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let deliver = tokio::spawn(crossdenoise_host::dicom::outbox::deliver(
+        node.node.clone(),
+        node.node.config.destination.clone().unwrap(),
+        stop_rx,
+    ));
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if crossdenoise_host::dicom::outbox::pending(&spool).is_empty() {
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+    deliver.await.unwrap();
+    assert!(crossdenoise_host::dicom::outbox::pending(&spool).is_empty());
+    assert_eq!(node.count(|s| &s.instances_forwarded), 2);
+    assert_eq!(node.count(|s| &s.forward_failed), 1);
+    let aside = spool
+        .join("failed")
+        .join(format!("{}.dcm", dicom_uid(&large[0])));
+    assert!(aside.is_file());
+    let reason = std::fs::read_to_string(aside.with_extension("reason.txt")).unwrap();
+    assert!(reason.contains("0xa700"), "{reason}");
+    assert_eq!(spooled(&pacs).len(), 2);
 }

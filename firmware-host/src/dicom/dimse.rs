@@ -140,6 +140,36 @@ pub fn parse(bytes: &[u8]) -> Result<Request, DimseError> {
     })
 }
 
+/// A C-STORE-RQ for `sop_instance` of `sop_class`, a data set following.
+pub fn store_request(message_id: u16, sop_class: &str, sop_instance: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    put_uid(&mut body, 0x0002, sop_class);
+    put_u16(&mut body, 0x0100, C_STORE_RQ);
+    put_u16(&mut body, 0x0110, message_id);
+    put_u16(&mut body, 0x0700, 0x0000); // priority: medium
+    put_u16(&mut body, 0x0800, 0x0000); // a data set follows
+    put_uid(&mut body, 0x1000, sop_instance);
+    let mut out = Vec::with_capacity(body.len() + 12);
+    put(&mut out, 0x0000, &(body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// The message answered and the status of a response command set.
+pub fn response_status(bytes: &[u8]) -> Result<(u16, u16), DimseError> {
+    let e = Elements::parse(bytes)?;
+    Ok((
+        e.u16(0x0120, "MessageIDBeingRespondedTo")?,
+        e.u16(0x0900, "Status")?,
+    ))
+}
+
+/// Whether a C-STORE status means the destination has the instance: success, or one of the
+/// warnings (coercion of data elements, elements discarded, data set does not match).
+pub fn is_stored(status: u16) -> bool {
+    status == 0x0000 || status == 0x0001 || (0xB000..=0xB0FF).contains(&status)
+}
+
 /// The response to `request` with `status`.
 pub fn response(request: &Request, status: Status) -> Vec<u8> {
     let (command, message_id, sop_class, sop_instance) = match request {
@@ -199,17 +229,7 @@ mod tests {
     use super::*;
 
     fn store_rq(instance: &str) -> Vec<u8> {
-        let mut b = Vec::new();
-        put_uid(&mut b, 0x0002, MR_IMAGE_STORAGE);
-        put_u16(&mut b, 0x0100, C_STORE_RQ);
-        put_u16(&mut b, 0x0110, 7);
-        put_u16(&mut b, 0x0700, 0);
-        put_u16(&mut b, 0x0800, 0x0000);
-        put_uid(&mut b, 0x1000, instance);
-        let mut out = Vec::new();
-        put(&mut out, 0x0000, &(b.len() as u32).to_le_bytes());
-        out.extend(b);
-        out
+        store_request(7, MR_IMAGE_STORAGE, instance)
     }
 
     #[test]
@@ -230,6 +250,7 @@ mod tests {
         assert_eq!(e.u16(0x0120, "").unwrap(), 7);
         assert_eq!(e.u16(0x0900, "").unwrap(), 0);
         assert_eq!(e.uid(0x1000, "").unwrap(), "1.2.3.4");
+        assert_eq!(response_status(&rsp), Ok((7, 0)));
         let group = u32::from_le_bytes(e.get(0x0000).unwrap().try_into().unwrap());
         assert_eq!(
             group as usize,

@@ -8,6 +8,7 @@
 
 pub mod association;
 pub mod dimse;
+pub mod outbox;
 pub mod spool;
 
 use std::future::Future;
@@ -43,6 +44,12 @@ pub struct NodeStats {
     pub instances_duplicate: AtomicU64,
     /// Answered with an error status: unreadable, mismatched, too large, or not written.
     pub instances_refused: AtomicU64,
+    /// Acknowledged by the destination (and gone from the outbox and the spool).
+    pub instances_forwarded: AtomicU64,
+    /// Refused by the destination (or unreadable): set aside in `failed/`.
+    pub forward_failed: AtomicU64,
+    /// Tries to reach the destination that failed (it was down or broke off).
+    pub forward_retries: AtomicU64,
 }
 
 impl NodeStats {
@@ -54,7 +61,7 @@ impl NodeStats {
     pub fn line(&self) -> String {
         let g = Self::get;
         format!(
-            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}",
+            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}; forwarded {}, set aside {}, retries {}",
             g(&self.associations),
             g(&self.associations_rejected),
             g(&self.associations_aborted),
@@ -63,6 +70,9 @@ impl NodeStats {
             g(&self.instances_stored),
             g(&self.instances_duplicate),
             g(&self.instances_refused),
+            g(&self.instances_forwarded),
+            g(&self.forward_failed),
+            g(&self.forward_retries),
         )
     }
 }
@@ -80,9 +90,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the spool (creating it).
+    /// Opens the spool (creating it and its outbox).
     pub fn open(config: DicomConfig) -> Result<Self, SpoolError> {
         let spool = Spool::open(&config.spool)?;
+        let outbox = outbox::dir(&config.spool);
+        std::fs::create_dir_all(&outbox).map_err(|source| SpoolError::Io {
+            path: outbox,
+            source,
+        })?;
         Ok(Node {
             config,
             spool,
