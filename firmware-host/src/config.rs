@@ -112,6 +112,48 @@ pub struct DicomConfig {
     /// Longest wait between two tries to reach a destination that is down (the waits
     /// double from 1 s up to it).
     pub retry_max_s: f64,
+    /// A series is complete once no instance of it has arrived for this long.
+    pub series_stable_s: f64,
+    /// How long a complete series waits for its partner contrast (same study and frame of
+    /// reference) before it is denoised alone.
+    pub pair_wait_s: f64,
+    /// The models each series is denoised with.
+    pub models: DicomModels,
+    /// Which series is PD and which PDFS (by SeriesDescription, then ProtocolName, then
+    /// ScanOptions).
+    pub contrasts: ContrastMarkers,
+}
+
+/// `[dicom.models]`: a guided model per contrast (the partner series as its guide), and a
+/// single-contrast model per contrast for a series whose partner does not come. Each model
+/// must output its own contrast: an image of one contrast is never answered with the other.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DicomModels {
+    pub pd: Option<PathBuf>,
+    pub pdfs: Option<PathBuf>,
+    pub pd_alone: Option<PathBuf>,
+    pub pdfs_alone: Option<PathBuf>,
+}
+
+/// `[dicom.contrasts]`: words that mark a series' contrast. A word matches a whole token of
+/// the text (split at anything not a letter or digit, case ignored); a fat-suppressed marker
+/// wins over a PD one ("PD_TSE_FS_COR" is PDFS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContrastMarkers {
+    pub pdfs: Vec<String>,
+    pub pd: Vec<String>,
+}
+
+impl Default for ContrastMarkers {
+    fn default() -> Self {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
+        ContrastMarkers {
+            pdfs: words(&["FS", "PDFS", "FATSAT", "FSAT", "SPAIR", "SPIR", "FATSUP"]),
+            pd: words(&["PD", "PDW", "PROTON"]),
+        }
+    }
 }
 
 /// A DICOM peer the node sends to.
@@ -136,6 +178,10 @@ impl Default for DicomConfig {
             timeout_s: 30.0,
             destination: None,
             retry_max_s: 60.0,
+            series_stable_s: 5.0,
+            pair_wait_s: 600.0,
+            models: DicomModels::default(),
+            contrasts: ContrastMarkers::default(),
         }
     }
 }
@@ -188,11 +234,46 @@ impl DicomConfig {
         if self.max_instance_mib < 1 {
             return Some(("dicom.max_instance_mib", "must be at least 1".into()));
         }
-        if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
+        for (key, v) in [
+            ("dicom.timeout_s", self.timeout_s),
+            ("dicom.series_stable_s", self.series_stable_s),
+            ("dicom.pair_wait_s", self.pair_wait_s),
+        ] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Some((key, "must be a positive number of seconds".into()));
+            }
+        }
+        if !(self.retry_max_s >= 1.0 && self.retry_max_s.is_finite()) {
+            return Some(("dicom.retry_max_s", "must be at least 1 second".into()));
+        }
+        if self.models.pd.is_some() != self.models.pdfs.is_some() {
             return Some((
-                "dicom.timeout_s",
-                "must be a positive number of seconds".into(),
+                "dicom.models",
+                "`pd` and `pdfs` (the guided models) go together: each guides the other".into(),
             ));
+        }
+        if self.contrasts.pd.is_empty() || self.contrasts.pdfs.is_empty() {
+            return Some((
+                "dicom.contrasts",
+                "needs markers for both `pd` and `pdfs`".into(),
+            ));
+        }
+        if let Some(d) = &self.destination {
+            if !ae_ok(&d.ae_title) {
+                return Some((
+                    "dicom.destination.ae_title",
+                    "an AE title is 1 to 16 printable characters, no backslash".into(),
+                ));
+            }
+            let host_port = d.address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if !host_port {
+                return Some((
+                    "dicom.destination.address",
+                    format!("{:?} is not host:port", d.address),
+                ));
+            }
         }
         None
     }
@@ -309,6 +390,13 @@ impl HostConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(dicom) = &mut config.dicom {
             dicom.spool = base.join(&dicom.spool);
+            let m = &mut dicom.models;
+            for model in [&mut m.pd, &mut m.pdfs, &mut m.pd_alone, &mut m.pdfs_alone]
+                .into_iter()
+                .flatten()
+            {
+                *model = base.join(&*model);
+            }
         }
         for profile in config.profiles.values_mut() {
             profile.model = base.join(&profile.model);
@@ -558,6 +646,9 @@ mod tests {
                 "dicom.destination.address",
             ),
             ("destination = { ae_title = \"PACS\" }", "address"),
+            ("models = { pd = \"pd.onnx\" }", "dicom.models"),
+            ("pair_wait_s = -1", "dicom.pair_wait_s"),
+            ("contrasts = { pd = [] }", "dicom.contrasts"),
         ] {
             let e = load(&format!("{base}{line}\n")).unwrap_err().to_string();
             assert!(e.contains(key), "{line}: {e}");

@@ -158,6 +158,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     let metrics = config.metrics_listen;
     let dicom = config.dicom.clone();
+    let denoiser_options = crossdenoise_runtime::DenoiserOptions {
+        providers: config.execution_providers.clone(),
+        tile_pixels: config.tile_pixels,
+        ..Default::default()
+    };
+    let pipeline_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pipeline = None;
     let host = tokio::task::spawn_blocking(move || Host::open(config))
         .await
         .context("opening the models")??;
@@ -192,6 +199,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 l.local_addr()?,
                 node.config.spool.display()
             );
+            let models = {
+                let (config, options) = (node.config.clone(), denoiser_options.clone());
+                tokio::task::spawn_blocking(move || {
+                    let runtime = crossdenoise_runtime::OnnxRuntime::load()?;
+                    anyhow::Ok(dicom::pipeline::Models::open(&config, &runtime, &options)?)
+                })
+                .await
+                .context("opening the DICOM node's models")??
+            };
+            let (n, stop) = (node.clone(), pipeline_stop.clone());
+            pipeline = Some(std::thread::spawn(move || {
+                dicom::pipeline::run(n, models, stop)
+            }));
             if let Some(destination) = node.config.destination.clone() {
                 tokio::spawn(dicom::outbox::deliver(
                     node.clone(),
@@ -211,8 +231,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     })
     .await;
+    pipeline_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(node) = node {
         let _ = node.await;
+    }
+    if let Some(p) = pipeline {
+        let _ = p.join();
     }
     Ok(())
 }

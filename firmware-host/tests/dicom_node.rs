@@ -88,11 +88,23 @@ fn said(out: &Output) -> String {
 
 /// `n` phantom slices of `h x w` written by pydicom as one MR series in `dir`.
 fn series(dir: &Path, n: usize, (h, w): (usize, usize)) -> Vec<PathBuf> {
+    described_series(dir, n, (h, w), "PD_FS_COR")
+}
+
+/// The same, with its SeriesDescription.
+fn described_series(
+    dir: &Path,
+    n: usize,
+    (h, w): (usize, usize),
+    description: &str,
+) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let mut args = vec![
         "dicom-series".to_string(),
         dir.display().to_string(),
         "s16".into(),
+        format!("--description={description}"),
+        format!("--protocol=knee_{}", description.to_ascii_lowercase()),
     ];
     for (i, s) in phantom_slices(n, h, w).iter().enumerate() {
         let p = dir.join(format!("in_{i}.npy"));
@@ -438,4 +450,140 @@ async fn an_instance_the_destination_refuses_is_set_aside_and_the_rest_delivered
     let reason = std::fs::read_to_string(aside.with_extension("reason.txt")).unwrap();
     assert!(reason.contains("0xa700"), "{reason}");
     assert_eq!(spooled(&pacs).len(), 2);
+}
+
+/// A text attribute of a DICOM file.
+fn attribute(file: &Path, tag: dicom_core::Tag) -> String {
+    let obj = dicom_object::open_file(file).unwrap();
+    obj.element(tag)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(['\0', ' '])
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_its_own_contrast() {
+    use crossdenoise_host::dicom::pipeline::{Models, run};
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let model = support::test_model(dir.path(), "pdfs_single.onnx", &[]);
+    let port = free_port();
+    let pacs = Pacs::start(port, &dir.path().join("pacs"));
+    let spool = dir.path().join("spool");
+    let node = Running::start(&spool, |c| {
+        c.destination = Some(Destination {
+            ae_title: "PACS".into(),
+            address: format!("127.0.0.1:{port}"),
+        });
+        c.series_stable_s = 0.5;
+        c.models.pdfs_alone = Some(model.clone());
+    })
+    .await;
+    let runtime = support::runtime();
+    let options = crossdenoise_runtime::DenoiserOptions::default();
+
+    // The models are checked against what their key promises: a PDFS model is no PD model.
+    let mut wrong = node.node.config.clone();
+    wrong.models.pd_alone = Some(model.clone());
+    let e = Models::open(&wrong, &runtime, &options)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("dicom.models.pd_alone") && e.contains("not a pd single model"),
+        "{e}"
+    );
+
+    let models = Models::open(&node.node.config, &runtime, &options).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pipeline = {
+        let (n, s) = (node.node.clone(), stop.clone());
+        std::thread::spawn(move || run(n, models, s))
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let deliver = tokio::spawn(crossdenoise_host::dicom::outbox::deliver(
+        node.node.clone(),
+        node.node.config.destination.clone().unwrap(),
+        stop_rx,
+    ));
+
+    let pdfs = described_series(&dir.path().join("pdfs"), 4, (48, 48), "PD_TSE_FS_COR");
+    let t1 = described_series(&dir.path().join("t1"), 2, (48, 48), "T1_TSE_SAG");
+    let mut files = pdfs.clone();
+    files.extend(t1.iter().cloned());
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+
+    let mut arrived = Vec::new();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        arrived = pacs.received();
+        if arrived.len() == 4 && spooled(&node).is_empty() {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = stop_tx.send(true);
+    deliver.await.unwrap();
+    pipeline.join().unwrap();
+    assert_eq!(arrived.len(), 4, "{}", node.stats().line());
+    assert!(
+        spooled(&node).is_empty(),
+        "delivered instances leave the spool"
+    );
+    assert_eq!(node.count(|s| &s.series_alone), 1);
+    assert_eq!(node.count(|s| &s.instances_denoised), 4);
+    assert_eq!(node.count(|s| &s.instances_forwarded), 4);
+    // The T1 series is no contrast of this protocol: set aside with the reason.
+    assert_eq!(node.count(|s| &s.instances_set_aside), 2);
+    let reasons: Vec<String> = std::fs::read_dir(spool.join("failed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".reason.txt"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2);
+    assert!(
+        reasons[0].contains("contrast not recognised"),
+        "{reasons:?}"
+    );
+
+    let source_series = attribute(&pdfs[0], tags::SERIES_INSTANCE_UID);
+    let mut derived_series = std::collections::HashSet::new();
+    for file in &pdfs {
+        let uid = dicom_uid(file);
+        let position = attribute(file, tags::IMAGE_POSITION_PATIENT);
+        let copy = arrived
+            .iter()
+            .find(|p| attribute(p, tags::IMAGE_POSITION_PATIENT) == position)
+            .unwrap_or_else(|| panic!("no result at {position}"));
+        assert_ne!(dicom_uid(copy), uid, "a derived instance has its own UID");
+        let series = attribute(copy, tags::SERIES_INSTANCE_UID);
+        assert_ne!(series, source_series);
+        derived_series.insert(series);
+        // Its own contrast, labelled as denoised: never the other contrast under its name.
+        assert_eq!(
+            attribute(copy, tags::SERIES_DESCRIPTION),
+            "PD_TSE_FS_COR denoised"
+        );
+        assert!(attribute(copy, tags::IMAGE_TYPE).starts_with("DERIVED"));
+        let (input, output) = (
+            DicomSlice::read(file).unwrap(),
+            DicomSlice::read(copy).unwrap(),
+        );
+        let mut d = crossdenoise_runtime::Denoiser::open(&runtime, &model, &options).unwrap();
+        let expected = d.denoise(input.image.view()).unwrap();
+        let quantum = output.rescale_slope as f32;
+        let worst = expected
+            .iter()
+            .zip(output.image.iter())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= quantum, "{worst} > one stored step ({quantum})");
+    }
+    assert_eq!(derived_series.len(), 1, "one derived series");
 }

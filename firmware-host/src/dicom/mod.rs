@@ -9,6 +9,7 @@
 pub mod association;
 pub mod dimse;
 pub mod outbox;
+pub mod pipeline;
 pub mod spool;
 
 use std::future::Future;
@@ -50,6 +51,15 @@ pub struct NodeStats {
     pub forward_failed: AtomicU64,
     /// Tries to reach the destination that failed (it was down or broke off).
     pub forward_retries: AtomicU64,
+    /// Instances denoised into the outbox.
+    pub instances_denoised: AtomicU64,
+    /// Series denoised with their partner contrast as guide.
+    pub series_paired: AtomicU64,
+    /// Series denoised alone (no partner within `pair_wait_s`).
+    pub series_alone: AtomicU64,
+    /// Received instances set aside in `failed/`: unreadable, contrast not recognised, no
+    /// model to take them, or denoising failed.
+    pub instances_set_aside: AtomicU64,
 }
 
 impl NodeStats {
@@ -61,7 +71,7 @@ impl NodeStats {
     pub fn line(&self) -> String {
         let g = Self::get;
         format!(
-            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}; forwarded {}, set aside {}, retries {}",
+            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}; denoised {} (series paired {}, alone {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
             g(&self.associations),
             g(&self.associations_rejected),
             g(&self.associations_aborted),
@@ -70,6 +80,10 @@ impl NodeStats {
             g(&self.instances_stored),
             g(&self.instances_duplicate),
             g(&self.instances_refused),
+            g(&self.instances_denoised),
+            g(&self.series_paired),
+            g(&self.series_alone),
+            g(&self.instances_set_aside),
             g(&self.instances_forwarded),
             g(&self.forward_failed),
             g(&self.forward_retries),

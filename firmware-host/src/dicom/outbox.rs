@@ -241,7 +241,12 @@ fn encode(file: &Path, transfer_syntax: &str) -> Result<(String, String, Vec<u8>
 
 /// Moves a file the destination will not take to `<spool>/failed/`, with the reason beside
 /// it.
-fn set_aside(spool: &Path, file: &Path, reason: &str, counter: &std::sync::atomic::AtomicU64) {
+pub(crate) fn set_aside(
+    spool: &Path,
+    file: &Path,
+    reason: &str,
+    counter: &std::sync::atomic::AtomicU64,
+) {
     warn!(file = %file.display(), %reason, "DICOM instance not delivered: set aside in failed/");
     inc(counter);
     let failed = spool.join(FAILED);

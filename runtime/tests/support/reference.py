@@ -187,7 +187,7 @@ def dicom_series(args):
         ds.SeriesNumber = 3
         ds.InstanceNumber = i + 1
         ds.SeriesDescription = args.description
-        ds.ProtocolName = "knee_pdfs_cor"
+        ds.ProtocolName = args.protocol
         ds.BodyPartExamined = "KNEE"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
         ds.ScanningSequence = "SE"
@@ -373,6 +373,7 @@ def main():
     s.add_argument("slices", nargs="+")
     s.add_argument("--frame", help="FrameOfReferenceUID (default: a new one)")
     s.add_argument("--description", default="PD_FS_COR")
+    s.add_argument("--protocol", default="knee_pdfs_cor", help="ProtocolName")
     s.add_argument("--offset", type=float, default=0.0, help="slice positions moved by (mm)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")

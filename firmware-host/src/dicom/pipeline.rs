@@ -1,0 +1,484 @@
+//! From received instances to derived ones. The spool's received instances are grouped
+//! into series; a series is complete once nothing of it has arrived for `series_stable_s`.
+//! A complete PD series and a complete PDFS series of the same study and frame of reference
+//! are a pair: each is denoised by its own contrast's guided model with the other as guide,
+//! slices matched by geometry. A series whose partner has not come within `pair_wait_s` is
+//! denoised alone by its contrast's single model; one whose contrast is not recognised, or
+//! that no configured model may take, is set aside in `failed/` with the reason. Results go
+//! to the outbox as one folder per series, moved there whole, so the outbox never holds half
+//! a series and a restart redoes exactly what had not reached it.
+//!
+//! Runs on a thread of its own: inference is blocking work, and the models stay with it.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use crossdenoise_image::ModelKind;
+use crossdenoise_image::io::Format;
+use crossdenoise_runtime::denoise_files::{FileJob, InputFile, pair_guides};
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
+use dicom_dictionary_std::tags;
+use tracing::{info, warn};
+
+use super::outbox::{self, set_aside};
+use super::{Node, inc};
+use crate::config::{ContrastMarkers, DicomConfig};
+
+/// The two contrasts of the protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Contrast {
+    Pd,
+    Pdfs,
+}
+
+impl Contrast {
+    pub fn name(self) -> &'static str {
+        match self {
+            Contrast::Pd => "pd",
+            Contrast::Pdfs => "pdfs",
+        }
+    }
+
+    fn partner(self) -> Contrast {
+        match self {
+            Contrast::Pd => Contrast::Pdfs,
+            Contrast::Pdfs => Contrast::Pd,
+        }
+    }
+}
+
+/// A series' contrast from its SeriesDescription, else its ProtocolName, else its
+/// ScanOptions (whose defined term `FS` is fat saturation).
+pub fn classify(
+    markers: &ContrastMarkers,
+    description: &str,
+    protocol: &str,
+    scan_options: &str,
+) -> Option<Contrast> {
+    let of = |text: &str| {
+        let tokens: Vec<String> = text
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|t| !t.is_empty())
+            .map(str::to_ascii_uppercase)
+            .collect();
+        let has = |words: &[String]| {
+            words
+                .iter()
+                .any(|w| tokens.iter().any(|t| t.eq_ignore_ascii_case(w)))
+        };
+        if has(&markers.pdfs) {
+            Some(Contrast::Pdfs)
+        } else if has(&markers.pd) {
+            Some(Contrast::Pd)
+        } else {
+            None
+        }
+    };
+    of(description)
+        .or_else(|| of(protocol))
+        .or_else(|| of(scan_options).filter(|c| *c == Contrast::Pdfs))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelsError {
+    #[error("dicom.models.{key}: {source}")]
+    Open {
+        key: &'static str,
+        source: Box<crossdenoise_runtime::Error>,
+    },
+    #[error("dicom.models.{key}: {path} is {label}, not {wanted}")]
+    Wrong {
+        key: &'static str,
+        path: PathBuf,
+        label: String,
+        wanted: String,
+    },
+}
+
+/// The opened models, checked against the contrast and kind their key promises.
+pub struct Models {
+    guided: Option<(Denoiser, Denoiser)>,
+    alone: HashMap<Contrast, Denoiser>,
+}
+
+impl Models {
+    pub fn open(
+        config: &DicomConfig,
+        runtime: &OnnxRuntime,
+        options: &DenoiserOptions,
+    ) -> Result<Self, ModelsError> {
+        let open = |key: &'static str, path: &Path, contrast: Contrast, kind: ModelKind| {
+            let d = Denoiser::open(runtime, path, options).map_err(|e| ModelsError::Open {
+                key,
+                source: Box::new(e),
+            })?;
+            let meta = d.metadata();
+            if meta.kind != kind || !meta.output_contrast().eq_ignore_ascii_case(contrast.name()) {
+                return Err(ModelsError::Wrong {
+                    key,
+                    path: path.into(),
+                    label: meta.path_label(),
+                    wanted: format!("a {} {} model", contrast.name(), kind.name()),
+                });
+            }
+            Ok(d)
+        };
+        let m = &config.models;
+        let guided = match (&m.pd, &m.pdfs) {
+            (Some(pd), Some(pdfs)) => Some((
+                open("pd", pd, Contrast::Pd, ModelKind::Guided)?,
+                open("pdfs", pdfs, Contrast::Pdfs, ModelKind::Guided)?,
+            )),
+            _ => None,
+        };
+        let mut alone = HashMap::new();
+        for (key, path, contrast) in [
+            ("pd_alone", &m.pd_alone, Contrast::Pd),
+            ("pdfs_alone", &m.pdfs_alone, Contrast::Pdfs),
+        ] {
+            if let Some(path) = path {
+                alone.insert(contrast, open(key, path, contrast, ModelKind::Single)?);
+            }
+        }
+        Ok(Models { guided, alone })
+    }
+
+    fn guided(&mut self, contrast: Contrast) -> Option<&mut Denoiser> {
+        self.guided.as_mut().map(|(pd, pdfs)| match contrast {
+            Contrast::Pd => pd,
+            Contrast::Pdfs => pdfs,
+        })
+    }
+}
+
+/// A received instance's header fields.
+#[derive(Debug, Clone)]
+struct Instance {
+    series: String,
+    study: String,
+    frame: Option<String>,
+    description: String,
+    contrast: Option<Contrast>,
+    arrived: SystemTime,
+}
+
+/// A complete or growing series in the spool.
+#[derive(Debug, Clone)]
+struct Series {
+    uid: String,
+    study: String,
+    frame: Option<String>,
+    description: String,
+    contrast: Option<Contrast>,
+    files: Vec<PathBuf>,
+    last: SystemTime,
+}
+
+/// Runs the pipeline until `stop`.
+pub fn run(node: Arc<Node>, mut models: Models, stop: Arc<AtomicBool>) {
+    let outbox_dir = outbox::dir(&node.config.spool);
+    // Half-written results of a run that ended: their instances are still received.
+    for entry in fs::read_dir(&outbox_dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".staging-") {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let mut headers: HashMap<PathBuf, Instance> = HashMap::new();
+    let mut done: HashSet<String> = HashSet::new();
+    let mut waiting_logged: HashSet<String> = HashSet::new();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        let series = scan(&node, &mut headers, &done);
+        let now = SystemTime::now();
+        let age = |s: &Series| now.duration_since(s.last).unwrap_or_default();
+        let stable = Duration::from_secs_f64(node.config.series_stable_s);
+        let pair_wait = Duration::from_secs_f64(node.config.pair_wait_s);
+        let complete: Vec<&Series> = series.iter().filter(|s| age(s) >= stable).collect();
+        for s in &complete {
+            if done.contains(&s.uid) {
+                continue;
+            }
+            let Some(contrast) = s.contrast else {
+                give_up(
+                    &node,
+                    s,
+                    &format!("contrast not recognised from {:?}", s.description),
+                );
+                done.insert(s.uid.clone());
+                continue;
+            };
+            let partner = complete.iter().find(|p| {
+                p.contrast == Some(contrast.partner())
+                    && p.study == s.study
+                    && p.frame == s.frame
+                    && !done.contains(&p.uid)
+            });
+            let paired = partner.filter(|_| models.guided.is_some());
+            let outcome = match paired {
+                Some(p) => {
+                    let (pd, pdfs) = if contrast == Contrast::Pd {
+                        (*s, *p)
+                    } else {
+                        (*p, *s)
+                    };
+                    done.insert(p.uid.clone());
+                    info!(pd = %pd.uid, pdfs = %pdfs.uid, "DICOM series paired: each denoised with the other as its guide");
+                    guided_pair(&node, &mut models, pd, pdfs).inspect(|_| {
+                        node.stats.series_paired.fetch_add(2, Ordering::Relaxed);
+                    })
+                }
+                _ if models.guided.is_some() && age(s) < pair_wait => {
+                    if waiting_logged.insert(s.uid.clone()) {
+                        info!(series = %s.uid, contrast = contrast.name(), wait_s = node.config.pair_wait_s, "DICOM series complete: waiting for its partner contrast");
+                    }
+                    continue;
+                }
+                _ => match models.alone.get_mut(&contrast) {
+                    Some(model) => {
+                        info!(series = %s.uid, contrast = contrast.name(), "DICOM series without a partner: denoised alone by the single-contrast model");
+                        alone(&node, model, s).inspect(|_| inc(&node.stats.series_alone))
+                    }
+                    None => Err(format!(
+                        "no {} partner within pair_wait_s and no `{}_alone` model",
+                        contrast.partner().name(),
+                        contrast.name()
+                    )),
+                },
+            };
+            done.insert(s.uid.clone());
+            match outcome {
+                Ok(n) => {
+                    node.stats
+                        .instances_denoised
+                        .fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(reason) => {
+                    give_up(&node, s, &reason);
+                    if let Some(p) = paired {
+                        give_up(&node, p, &reason);
+                    }
+                }
+            }
+        }
+        // Series whose every instance has left the spool are forgotten.
+        let present: HashSet<&String> = series.iter().map(|s| &s.uid).collect();
+        done.retain(|uid| present.contains(uid));
+    }
+}
+
+/// The received instances, grouped, leaving out those whose results wait in the outbox.
+fn scan(
+    node: &Node,
+    headers: &mut HashMap<PathBuf, Instance>,
+    done: &HashSet<String>,
+) -> Vec<Series> {
+    let received = node.spool.received();
+    let in_outbox: HashSet<std::ffi::OsString> = outbox::pending(&node.config.spool)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
+        .collect();
+    let mut files: Vec<PathBuf> = fs::read_dir(&received)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.') && !in_outbox.contains(n))
+        })
+        .collect();
+    files.sort();
+    headers.retain(|p, _| files.contains(p));
+    let mut groups: HashMap<String, Series> = HashMap::new();
+    for path in files {
+        if !headers.contains_key(&path) {
+            match read_header(&path, &node.config.contrasts) {
+                Ok(h) => {
+                    headers.insert(path.clone(), h);
+                }
+                Err(reason) => {
+                    set_aside(
+                        &node.config.spool,
+                        &path,
+                        &reason,
+                        &node.stats.instances_set_aside,
+                    );
+                    continue;
+                }
+            }
+        }
+        let h = &headers[&path];
+        if done.contains(&h.series) {
+            groups
+                .entry(h.series.clone())
+                .or_insert_with(|| series_of(h))
+                .files
+                .push(path);
+            continue;
+        }
+        let s = groups
+            .entry(h.series.clone())
+            .or_insert_with(|| series_of(h));
+        s.last = s.last.max(h.arrived);
+        s.files.push(path);
+    }
+    let mut out: Vec<Series> = groups.into_values().collect();
+    out.sort_by(|a, b| a.last.cmp(&b.last).then(a.uid.cmp(&b.uid)));
+    out
+}
+
+fn series_of(h: &Instance) -> Series {
+    Series {
+        uid: h.series.clone(),
+        study: h.study.clone(),
+        frame: h.frame.clone(),
+        description: h.description.clone(),
+        contrast: h.contrast,
+        files: Vec::new(),
+        last: h.arrived,
+    }
+}
+
+/// The header of a spooled instance (its pixels are not read).
+fn read_header(path: &Path, markers: &ContrastMarkers) -> Result<Instance, String> {
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = |tag| {
+        obj.element(tag)
+            .ok()
+            .and_then(|e| e.to_str().ok())
+            .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
+    };
+    let required =
+        |tag, name: &str| text(tag).ok_or_else(|| format!("{}: no {name}", path.display()));
+    let description = text(tags::SERIES_DESCRIPTION).unwrap_or_default();
+    let protocol = text(tags::PROTOCOL_NAME).unwrap_or_default();
+    let options = text(tags::SCAN_OPTIONS).unwrap_or_default();
+    Ok(Instance {
+        series: required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+        study: required(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+        frame: text(tags::FRAME_OF_REFERENCE_UID),
+        contrast: classify(markers, &description, &protocol, &options),
+        description,
+        arrived: fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| SystemTime::now()),
+    })
+}
+
+fn inputs(series: &Series) -> Vec<InputFile> {
+    series
+        .files
+        .iter()
+        .map(|p| InputFile {
+            path: p.clone(),
+            output: PathBuf::from(p.file_name().expect("a spooled file has a name")),
+            format: Format::Dicom,
+        })
+        .collect()
+}
+
+/// Denoises a pair, each with the other as guide, into the outbox; the number of instances.
+fn guided_pair(
+    node: &Node,
+    models: &mut Models,
+    pd: &Series,
+    pdfs: &Series,
+) -> Result<usize, String> {
+    let (pd_in, pdfs_in) = (inputs(pd), inputs(pdfs));
+    let pd_guides = pair_guides(&pd_in, &pdfs_in).map_err(|e| e.to_string())?;
+    let pdfs_guides = pair_guides(&pdfs_in, &pd_in).map_err(|e| e.to_string())?;
+    let mut staged = Vec::new();
+    for (series, ins, guides, contrast) in [
+        (pd, &pd_in, &pd_guides, Contrast::Pd),
+        (pdfs, &pdfs_in, &pdfs_guides, Contrast::Pdfs),
+    ] {
+        let model = models
+            .guided(contrast)
+            .expect("guided models are configured");
+        staged.push((series, stage(node, model, series, ins, Some(guides))?));
+    }
+    let n = staged.iter().map(|(s, _)| s.files.len()).sum();
+    for (series, dir) in staged {
+        publish(node, series, &dir)?;
+    }
+    Ok(n)
+}
+
+/// Denoises a series on its own into the outbox.
+fn alone(node: &Node, model: &mut Denoiser, series: &Series) -> Result<usize, String> {
+    let dir = stage(node, model, series, &inputs(series), None)?;
+    publish(node, series, &dir)?;
+    Ok(series.files.len())
+}
+
+/// Writes a series' derived instances into a staging folder of the outbox.
+fn stage(
+    node: &Node,
+    model: &mut Denoiser,
+    series: &Series,
+    inputs: &[InputFile],
+    guides: Option<&Vec<PathBuf>>,
+) -> Result<PathBuf, String> {
+    let dir = outbox::dir(&node.config.spool).join(format!(".staging-{}", series.uid));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut job = FileJob::new();
+    for (i, input) in inputs.iter().enumerate() {
+        let guide = guides.map(|g| g[i].as_path());
+        job.denoise_file(model, input, guide, &dir, None)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(dir)
+}
+
+/// Moves a staged series into the outbox whole.
+fn publish(node: &Node, series: &Series, staged: &Path) -> Result<(), String> {
+    let to = outbox::dir(&node.config.spool).join(&series.uid);
+    fs::rename(staged, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+    info!(series = %series.uid, instances = series.files.len(), "DICOM derived series in the outbox");
+    Ok(())
+}
+
+/// Sets a series' received instances aside in `failed/` with the reason.
+fn give_up(node: &Node, series: &Series, reason: &str) {
+    warn!(series = %series.uid, %reason, "DICOM series not denoised: set aside in failed/");
+    for file in &series.files {
+        set_aside(
+            &node.config.spool,
+            file,
+            reason,
+            &node.stats.instances_set_aside,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fat_suppression_wins_and_the_description_comes_first() {
+        let m = ContrastMarkers::default();
+        let c = |d: &str, p: &str, o: &str| classify(&m, d, p, o);
+        assert_eq!(c("PD_TSE_FS_COR", "", ""), Some(Contrast::Pdfs));
+        assert_eq!(c("pd_tse_cor", "knee_pdfs_cor", ""), Some(Contrast::Pd));
+        assert_eq!(c("PDFS SAG", "", ""), Some(Contrast::Pdfs));
+        assert_eq!(c("", "t2_spair_sag", ""), Some(Contrast::Pdfs));
+        assert_eq!(c("COR 3MM", "", "FS\\SP"), Some(Contrast::Pdfs));
+        assert_eq!(
+            c("T1 SAG", "", "PD"),
+            None,
+            "ScanOptions only says fat saturation"
+        );
+        assert_eq!(c("T1_TSE_SAG", "", ""), None);
+        // A word inside another is no marker: "FSE" is a fast spin echo, not fat-suppressed.
+        assert_eq!(c("PD_FSE_COR", "", ""), Some(Contrast::Pd));
+    }
+}
