@@ -4,9 +4,10 @@
 mod configs;
 mod daemon;
 mod denoise;
+mod dicom;
 mod experiments;
 mod export;
 mod phantoms;
-#[path = "../runtime/tests/support/python.rs"]
-mod python;
+#[path = "../runtime/tests/support/mod.rs"]
+mod support;
 mod util;

@@ -12,6 +12,45 @@ fn host() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crossdenoise-host"))
 }
 
+/// Starts `serve --config CONFIG` whose DICOM node is `ae_title`; returns the process, the
+/// node's port and a thread collecting the rest of the log.
+fn serve_dicom(
+    config: &Path,
+    ae_title: &str,
+) -> (
+    std::process::Child,
+    String,
+    std::thread::JoinHandle<Vec<String>>,
+) {
+    let mut server = host()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let prefix = format!("DICOM node {ae_title} on ");
+    let mut port = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix(&prefix) {
+            port = rest
+                .split(' ')
+                .next()
+                .and_then(|a| a.rsplit(':').next())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    (
+        server,
+        port.expect("serve prints the DICOM node's address"),
+        log,
+    )
+}
+
 /// Stops `serve` as an operator does and checks that it exits cleanly.
 fn sigterm_and_wait(server: &mut std::process::Child) {
     let kill = Command::new("kill")
@@ -176,18 +215,7 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
     let dir = tempfile::tempdir().unwrap();
     support::test_model(dir.path(), "model.onnx", &[]);
     let series = dir.path().join("series");
-    std::fs::create_dir(&series).unwrap();
-    let mut args = vec![
-        "dicom-series".to_string(),
-        series.display().to_string(),
-        "u12".into(),
-    ];
-    for (i, slice) in support::phantom_slices(2, 32, 32).iter().enumerate() {
-        let p = dir.path().join(format!("s{i}.npy"));
-        crossdenoise_image::io::write_npy(&p, slice.view()).unwrap();
-        args.push(p.display().to_string());
-    }
-    support::reference(&args);
+    let files = support::dicom_series(&series, "u12", &support::phantom_slices(2, 32, 32), &[]);
     let config = dir.path().join("host.toml");
     std::fs::write(
         &config,
@@ -195,24 +223,8 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
          [dicom]\nlisten = \"127.0.0.1:0\"\nae_title = \"KNEE\"\nspool = \"spool\"\n",
     )
     .unwrap();
-    let mut server = host()
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let mut node = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("DICOM node KNEE on ") {
-            node = rest.split(' ').next().map(str::to_owned);
-            break;
-        }
-    }
-    let node = node.expect("serve prints the DICOM node's address");
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    let port = node.rsplit(':').next().unwrap();
+    let (mut server, port, log) = serve_dicom(&config, "KNEE");
+    let port = port.as_str();
     let dcmtk = |tool: &str, extra: &[&Path]| {
         let out = Command::new(tool)
             .args(["-aet", "MR1", "-aec", "KNEE", "127.0.0.1", port])
@@ -226,7 +238,6 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
         );
     };
     dcmtk("echoscu", &[]);
-    let files = [series.join("slice_000.dcm"), series.join("slice_001.dcm")];
     dcmtk("storescu", &[&files[0], &files[1]]);
     let spooled = std::fs::read_dir(dir.path().join("spool/received"))
         .unwrap()
@@ -236,4 +247,68 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
     sigterm_and_wait(&mut server);
     let log = log.join().unwrap().join("\n");
     assert!(log.contains("instances received 2, stored 2"), "{log}");
+}
+
+/// `kill -9` in the middle of a study: what the node acknowledged was on disk, and the
+/// restarted node denoises and delivers every instance of it.
+#[test]
+fn after_kill_9_the_restarted_node_delivers_the_whole_study() {
+    let dir = tempfile::tempdir().unwrap();
+    support::test_model(dir.path(), "pdfs_single.onnx", &[]);
+    let flags = ["--description=PD_TSE_FS_COR".to_string()];
+    let slices = support::phantom_slices(4, 32, 32);
+    let files = support::dicom_series(&dir.path().join("series"), "u12", &slices, &flags);
+    let pacs_port = support::free_port();
+    let pacs = support::Storescp::start(pacs_port, &dir.path().join("pacs"));
+    let pacs_dir = pacs.dir.clone();
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[profiles.crossdenoise]\nmodel = \"pdfs_single.onnx\"\n\
+             [dicom]\nlisten = \"127.0.0.1:0\"\nspool = \"spool\"\nseries_stable_s = 3\n\
+             destination = {{ ae_title = \"PACS\", address = \"127.0.0.1:{pacs_port}\" }}\n\
+             [dicom.models]\npdfs_alone = \"pdfs_single.onnx\"\n"
+        ),
+    )
+    .unwrap();
+    let start = || serve_dicom(&config, "CROSSDENOISE");
+
+    let (mut first, port, _) = start();
+    let sent = Command::new("storescu")
+        .args(["-aet", "MR1", "-aec", "CROSSDENOISE", "127.0.0.1", &port])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    // Before the series is complete (series_stable_s = 3): nothing denoised yet.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let received = dir.path().join("spool/received");
+    assert_eq!(
+        std::fs::read_dir(&received).unwrap().count(),
+        4,
+        "acknowledged = on disk"
+    );
+    assert_eq!(std::fs::read_dir(&pacs_dir).unwrap().count(), 0);
+
+    let (mut second, _, log) = start();
+    let mut delivered = 0;
+    for _ in 0..150 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        delivered = std::fs::read_dir(&pacs_dir).unwrap().count();
+        if delivered == 4 && std::fs::read_dir(&received).unwrap().count() == 0 {
+            break;
+        }
+    }
+    sigterm_and_wait(&mut second);
+    drop(pacs);
+    let log = log.join().unwrap().join("\n");
+    assert_eq!(delivered, 4, "{log}");
+    assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0, "{log}");
+    assert!(log.contains("forwarded 4"), "{log}");
 }

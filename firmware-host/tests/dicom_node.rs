@@ -14,8 +14,7 @@ use std::sync::Arc;
 use crossdenoise_host::config::{Destination, DicomConfig};
 use crossdenoise_host::dicom::{Node, NodeStats};
 use crossdenoise_image::dicom::DicomSlice;
-use crossdenoise_image::io::write_npy;
-use support::{phantom_slices, reference};
+use support::{Storescp, dicom_series, free_port, phantom_slices, reference};
 
 /// A node serving on a free loopback port until dropped.
 struct Running {
@@ -91,34 +90,18 @@ fn series(dir: &Path, n: usize, (h, w): (usize, usize)) -> Vec<PathBuf> {
     described_series(dir, n, (h, w), "PD_FS_COR")
 }
 
-/// The same, with its SeriesDescription.
+/// The same, with its SeriesDescription (and a protocol name of the same words).
 fn described_series(
     dir: &Path,
     n: usize,
     (h, w): (usize, usize),
     description: &str,
 ) -> Vec<PathBuf> {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut args = vec![
-        "dicom-series".to_string(),
-        dir.display().to_string(),
-        "s16".into(),
+    let flags = [
         format!("--description={description}"),
         format!("--protocol=knee_{}", description.to_ascii_lowercase()),
     ];
-    for (i, s) in phantom_slices(n, h, w).iter().enumerate() {
-        let p = dir.join(format!("in_{i}.npy"));
-        write_npy(&p, s.view()).unwrap();
-        args.push(p.display().to_string());
-    }
-    reference(&args);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-        .collect();
-    files.sort();
-    files
+    dicom_series(dir, "s16", &phantom_slices(n, h, w), &flags)
 }
 
 fn spooled(node: &Running) -> Vec<PathBuf> {
@@ -286,50 +269,6 @@ async fn beyond_max_associations_a_caller_is_told_to_come_back() {
     assert!(answered, "{}", node.stats().line());
 }
 
-/// DCMTK's storescp as the PACS, until dropped.
-struct Pacs {
-    child: std::process::Child,
-    dir: PathBuf,
-}
-
-impl Pacs {
-    fn start(port: u16, dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let child = Command::new("storescp")
-            .args(["-aet", "PACS", "-od"])
-            .arg(dir)
-            .args(["+xa", &port.to_string()])
-            .spawn()
-            .expect("DCMTK installed (scripts/install-dcmtk.sh)");
-        Pacs {
-            child,
-            dir: dir.into(),
-        }
-    }
-
-    fn received(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect()
-    }
-}
-
-impl Drop for Pacs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_waits_for_a_pacs_that_is_down_then_delivers_everything() {
     let dir = tempfile::tempdir().unwrap();
@@ -370,7 +309,7 @@ async fn the_outbox_waits_for_a_pacs_that_is_down_then_delivers_everything() {
     assert_eq!(crossdenoise_host::dicom::outbox::pending(&spool).len(), 3);
     assert_eq!(spooled(&node).len(), 3);
 
-    let pacs = Pacs::start(port, &dir.path().join("pacs"));
+    let pacs = Storescp::start(port, &dir.path().join("pacs"));
     let mut delivered = false;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -470,7 +409,7 @@ async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_it
     let dir = tempfile::tempdir().unwrap();
     let model = support::test_model(dir.path(), "pdfs_single.onnx", &[]);
     let port = free_port();
-    let pacs = Pacs::start(port, &dir.path().join("pacs"));
+    let pacs = Storescp::start(port, &dir.path().join("pacs"));
     let spool = dir.path().join("spool");
     let node = Running::start(&spool, |c| {
         c.destination = Some(Destination {

@@ -54,3 +54,79 @@ pub fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
         .zip(b.iter())
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
 }
+
+/// Writes `slices` as one pydicom MR series of `kind` (`u12` / `s16`) in `dir`
+/// (`reference.py dicom-series`, with `flags` such as `--description=...`); returns its
+/// files in slice order.
+pub fn dicom_series(
+    dir: &Path,
+    kind: &str,
+    slices: &[Array2<f32>],
+    flags: &[String],
+) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut args = vec![
+        "dicom-series".to_string(),
+        dir.display().to_string(),
+        kind.into(),
+    ];
+    args.extend(flags.iter().cloned());
+    for (i, s) in slices.iter().enumerate() {
+        let p = dir.join(format!("in_{i}.npy"));
+        crossdenoise_image::io::write_npy(&p, s.view()).unwrap();
+        args.push(p.display().to_string());
+    }
+    reference(&args);
+    (0..slices.len())
+        .map(|i| dir.join(format!("slice_{i:03}.dcm")))
+        .collect()
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// DCMTK's `storescp` as the PACS (AE title `PACS`, every transfer syntax), receiving into
+/// a folder until dropped.
+pub struct Storescp {
+    child: std::process::Child,
+    pub dir: PathBuf,
+}
+
+impl Storescp {
+    pub fn start(port: u16, dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let child = std::process::Command::new("storescp")
+            .args(["-aet", "PACS", "-od"])
+            .arg(dir)
+            .args(["+xa", &port.to_string()])
+            .spawn()
+            .expect("DCMTK installed (scripts/install-dcmtk.sh)");
+        Storescp {
+            child,
+            dir: dir.into(),
+        }
+    }
+
+    /// What it has received so far.
+    pub fn received(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+impl Drop for Storescp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

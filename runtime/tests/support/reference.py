@@ -158,7 +158,7 @@ def dicom_series(args):
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-    study, series = new_uid(), new_uid()
+    study, series = args.study or new_uid(), new_uid()
     frame = args.frame or new_uid()
     now = datetime.datetime(2026, 11, 26, 9, 30, 0)
     for i, path in enumerate(args.slices):
@@ -374,6 +374,7 @@ def main():
     s.add_argument("--frame", help="FrameOfReferenceUID (default: a new one)")
     s.add_argument("--description", default="PD_FS_COR")
     s.add_argument("--protocol", default="knee_pdfs_cor", help="ProtocolName")
+    s.add_argument("--study", help="StudyInstanceUID (default: a new one)")
     s.add_argument("--offset", type=float, default=0.0, help="slice positions moved by (mm)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")
