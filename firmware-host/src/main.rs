@@ -175,20 +175,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     info!(address = %listener.local_addr()?, "serving MRD");
     eprintln!("listening on {}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(addr) = metrics {
-        let l = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("metrics on {addr}"))?;
-        eprintln!("metrics on http://{}/metrics", l.local_addr()?);
-        let mut stop = stop_rx.clone();
-        tokio::spawn(server::serve_metrics(l, host.stats(), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }));
-    }
+    let mut dicom_node = None;
     let node = match dicom {
         Some(cfg) => {
             let addr = cfg.listen;
             let node = Arc::new(dicom::Node::open(cfg).context("opening the DICOM spool")?);
+            let models = {
+                let (config, options) = (node.config.clone(), denoiser_options.clone());
+                tokio::task::spawn_blocking(move || {
+                    let runtime = crossdenoise_runtime::OnnxRuntime::load()?;
+                    anyhow::Ok(dicom::pipeline::Models::open(&config, &runtime, &options)?)
+                })
+                .await
+                .context("opening the DICOM node's models")??
+            };
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("DICOM node on {addr}"))?;
@@ -199,15 +199,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 l.local_addr()?,
                 node.config.spool.display()
             );
-            let models = {
-                let (config, options) = (node.config.clone(), denoiser_options.clone());
-                tokio::task::spawn_blocking(move || {
-                    let runtime = crossdenoise_runtime::OnnxRuntime::load()?;
-                    anyhow::Ok(dicom::pipeline::Models::open(&config, &runtime, &options)?)
-                })
-                .await
-                .context("opening the DICOM node's models")??
-            };
+            dicom_node = Some(node.clone());
             let (n, stop) = (node.clone(), pipeline_stop.clone());
             pipeline = Some(std::thread::spawn(move || {
                 dicom::pipeline::run(n, models, stop)
@@ -226,6 +218,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let Some(addr) = metrics {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("metrics on {addr}"))?;
+        eprintln!("metrics on http://{}/metrics", l.local_addr()?);
+        let mut stop = stop_rx.clone();
+        tokio::spawn(server::serve_metrics(
+            l,
+            host.stats(),
+            dicom_node,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
+    }
     host.serve(listener, async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -245,10 +245,12 @@ async fn refuse(stream: tokio::net::TcpStream, reason: String) {
     .await;
 }
 
-/// Serves `GET /metrics` (Prometheus text) on a loopback listener until `shutdown`.
+/// Serves `GET /metrics` (Prometheus text) on a loopback listener until `shutdown`: the MRD
+/// daemon's counts, and the DICOM node's when it runs.
 pub async fn serve_metrics(
     listener: TcpListener,
     stats: Arc<Stats>,
+    node: Option<Arc<crate::dicom::Node>>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -257,7 +259,7 @@ pub async fn serve_metrics(
             _ = &mut shutdown => return,
             a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
         };
-        let stats = stats.clone();
+        let (stats, node) = (stats.clone(), node.clone());
         tokio::spawn(async move {
             // Read the request head (up to its blank line, 1 KiB at most): a client may send
             // it in several writes.
@@ -277,7 +279,11 @@ pub async fn serve_metrics(
             }
             let request = String::from_utf8_lossy(&buf[..n]);
             let (status, body) = if request.starts_with("GET /metrics ") {
-                ("200 OK", stats.snapshot().prometheus())
+                let mut body = stats.snapshot().prometheus();
+                if let Some(node) = &node {
+                    body.push_str(&node.prometheus());
+                }
+                ("200 OK", body)
             } else {
                 ("404 Not Found", "only GET /metrics is served\n".to_owned())
             };

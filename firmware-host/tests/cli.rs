@@ -12,16 +12,17 @@ fn host() -> Command {
     Command::new(env!("CARGO_BIN_EXE_crossdenoise-host"))
 }
 
-/// Starts `serve --config CONFIG` whose DICOM node is `ae_title`; returns the process, the
-/// node's port and a thread collecting the rest of the log.
-fn serve_dicom(
-    config: &Path,
-    ae_title: &str,
-) -> (
+/// What [`serve_dicom`] returns: the process, the node's port, the metrics address (when the
+/// config asks for one) and a thread collecting the rest of the log.
+type Serving = (
     std::process::Child,
     String,
+    Option<String>,
     std::thread::JoinHandle<Vec<String>>,
-) {
+);
+
+/// Starts `serve --config CONFIG` whose DICOM node is `ae_title`.
+fn serve_dicom(config: &Path, ae_title: &str, with_metrics: bool) -> Serving {
     let mut server = host()
         .args(["serve", "--config"])
         .arg(config)
@@ -30,7 +31,7 @@ fn serve_dicom(
         .unwrap();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
     let prefix = format!("DICOM node {ae_title} on ");
-    let mut port = None;
+    let (mut port, mut metrics) = (None, None);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.strip_prefix(&prefix) {
@@ -39,16 +40,18 @@ fn serve_dicom(
                 .next()
                 .and_then(|a| a.rsplit(':').next())
                 .map(str::to_owned);
+        }
+        if let Some(m) = line.strip_prefix("metrics on http://") {
+            metrics = m.strip_suffix("/metrics").map(str::to_owned);
+        }
+        if port.is_some() && (metrics.is_some() || !with_metrics) {
             break;
         }
     }
     // Keep draining the log so the server never blocks on a full pipe.
     let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-    (
-        server,
-        port.expect("serve prints the DICOM node's address"),
-        log,
-    )
+    let port = port.expect("serve prints the DICOM node's address");
+    (server, port, metrics, log)
 }
 
 /// Stops `serve` as an operator does and checks that it exits cleanly.
@@ -219,11 +222,12 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
     let config = dir.path().join("host.toml");
     std::fs::write(
         &config,
-        "listen = \"127.0.0.1:0\"\n[profiles.crossdenoise]\nmodel = \"model.onnx\"\n\
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\n\
+         [profiles.crossdenoise]\nmodel = \"model.onnx\"\n\
          [dicom]\nlisten = \"127.0.0.1:0\"\nae_title = \"KNEE\"\nspool = \"spool\"\n",
     )
     .unwrap();
-    let (mut server, port, log) = serve_dicom(&config, "KNEE");
+    let (mut server, port, metrics, log) = serve_dicom(&config, "KNEE", true);
     let port = port.as_str();
     let dcmtk = |tool: &str, extra: &[&Path]| {
         let out = Command::new(tool)
@@ -243,6 +247,16 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
         .unwrap()
         .count();
     assert_eq!(spooled, 2);
+    // /metrics has the node's counts beside the MRD daemon's.
+    let body = http_get(metrics.as_deref().expect("the metrics address"), "/metrics");
+    for line in [
+        "crossdenoise_dicom_associations_total 2\n",
+        "crossdenoise_dicom_instances_stored_total 2\n",
+        "crossdenoise_dicom_outbox_depth 0\n",
+        "crossdenoise_images_received_total 0\n",
+    ] {
+        assert!(body.contains(line), "{line:?} missing from:\n{body}");
+    }
 
     sigterm_and_wait(&mut server);
     let log = log.join().unwrap().join("\n");
@@ -272,9 +286,9 @@ fn after_kill_9_the_restarted_node_delivers_the_whole_study() {
         ),
     )
     .unwrap();
-    let start = || serve_dicom(&config, "CROSSDENOISE");
+    let start = || serve_dicom(&config, "CROSSDENOISE", false);
 
-    let (mut first, port, _) = start();
+    let (mut first, port, _, _) = start();
     let sent = Command::new("storescu")
         .args(["-aet", "MR1", "-aec", "CROSSDENOISE", "127.0.0.1", &port])
         .args(&files)
@@ -296,7 +310,7 @@ fn after_kill_9_the_restarted_node_delivers_the_whole_study() {
     );
     assert_eq!(std::fs::read_dir(&pacs_dir).unwrap().count(), 0);
 
-    let (mut second, _, log) = start();
+    let (mut second, _, _, log) = start();
     let mut delivered = 0;
     for _ in 0..150 {
         std::thread::sleep(std::time::Duration::from_millis(100));

@@ -57,6 +57,8 @@ pub struct NodeStats {
     pub series_paired: AtomicU64,
     /// Series denoised alone (no partner within `pair_wait_s`).
     pub series_alone: AtomicU64,
+    /// Complete series waiting for their partner contrast (a gauge the pipeline sets).
+    pub series_waiting: AtomicU64,
     /// Received instances set aside in `failed/`: unreadable, contrast not recognised, no
     /// model to take them, or denoising failed.
     pub instances_set_aside: AtomicU64,
@@ -117,6 +119,76 @@ impl Node {
             spool,
             stats: Arc::default(),
         })
+    }
+
+    /// The node's counts in the Prometheus text format, with the outbox's depth now.
+    pub fn prometheus(&self) -> String {
+        let s = &self.stats;
+        let g = NodeStats::get;
+        let mut out = String::new();
+        let mut metric = |kind: &str, name: &str, help: &str, v: u64| {
+            out.push_str(&format!(
+                "# HELP crossdenoise_dicom_{name} {help}\n# TYPE crossdenoise_dicom_{name} {kind}\ncrossdenoise_dicom_{name} {v}\n"
+            ));
+        };
+        for (name, help, v) in [
+            (
+                "associations_total",
+                "DICOM associations accepted.",
+                g(&s.associations),
+            ),
+            (
+                "associations_rejected_total",
+                "DICOM associations rejected (AE title, nothing acceptable, max_associations).",
+                g(&s.associations_rejected),
+            ),
+            (
+                "instances_received_total",
+                "Instances received by C-STORE.",
+                g(&s.instances_received),
+            ),
+            (
+                "instances_stored_total",
+                "Instances synced into the spool (duplicates once).",
+                g(&s.instances_stored),
+            ),
+            (
+                "instances_refused_total",
+                "Instances answered with an error status.",
+                g(&s.instances_refused),
+            ),
+            (
+                "instances_denoised_total",
+                "Instances denoised into the outbox.",
+                g(&s.instances_denoised),
+            ),
+            (
+                "instances_forwarded_total",
+                "Derived instances the destination acknowledged.",
+                g(&s.instances_forwarded),
+            ),
+            (
+                "instances_failed_total",
+                "Instances set aside in failed/ (not denoised, or refused by the destination).",
+                g(&s.instances_set_aside) + g(&s.forward_failed),
+            ),
+        ] {
+            metric("counter", name, help, v);
+        }
+        metric(
+            "gauge",
+            "series_waiting",
+            "Complete series waiting for their partner contrast.",
+            g(&s.series_waiting),
+        );
+        let depth = outbox::pending(&self.config.spool).len() as u64;
+        metric(
+            "gauge",
+            "outbox_depth",
+            "Derived instances waiting for the destination.",
+            depth,
+        );
+        out
     }
 
     /// Accepts associations on `listener` until `shutdown`; then stops accepting. An

@@ -264,6 +264,13 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: Arc<AtomicBool>) {
                 }
             }
         }
+        let waiting = complete
+            .iter()
+            .filter(|s| !done.contains(&s.uid) && s.contrast.is_some())
+            .count();
+        node.stats
+            .series_waiting
+            .store(waiting as u64, Ordering::Relaxed);
         // Series whose every instance has left the spool are forgotten.
         let present: HashSet<&String> = series.iter().map(|s| &s.uid).collect();
         done.retain(|uid| present.contains(uid));
