@@ -6,7 +6,6 @@
 //! input's geometry, and closer to the clean anatomy than the acquired image.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -176,23 +175,7 @@ fn a_study_sent_by_storescu_comes_back_to_the_pacs_denoised_each_contrast_as_its
     // The scanner sends the study: both series in one association, PD first.
     let mut files = dicom_files(&cwd.join("study/pd"));
     files.extend(dicom_files(&cwd.join("study/pdfs")));
-    let sent = Command::new("storescu")
-        .args([
-            "-aet",
-            "MR1",
-            "-aec",
-            "CROSSDENOISE",
-            "127.0.0.1",
-            &port.to_string(),
-        ])
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "storescu: {}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    crate::support::storescu(&port.to_string(), "MR1", "CROSSDENOISE", &files);
 
     let mut arrived = Vec::new();
     for _ in 0..300 {

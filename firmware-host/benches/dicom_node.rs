@@ -13,7 +13,6 @@
 #[path = "../../runtime/tests/support/mod.rs"]
 mod support;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -115,17 +114,7 @@ fn main() {
     ));
 
     let t = Instant::now();
-    let sent = Command::new("storescu")
-        .args(["-aet", "MR1", "-aec", "CROSSDENOISE", "127.0.0.1"])
-        .arg(node_port.to_string())
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    support::storescu(&node_port.to_string(), "MR1", "CROSSDENOISE", &files);
     let received_s = t.elapsed().as_secs_f64();
     while pacs.received().len() < files.len() {
         assert!(

@@ -289,16 +289,7 @@ fn after_kill_9_the_restarted_node_delivers_the_whole_study() {
     let start = || serve_dicom(&config, "CROSSDENOISE", false);
 
     let (mut first, port, _, _) = start();
-    let sent = Command::new("storescu")
-        .args(["-aet", "MR1", "-aec", "CROSSDENOISE", "127.0.0.1", &port])
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        sent.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sent.stderr)
-    );
+    support::storescu(&port, "MR1", "CROSSDENOISE", &files);
     // Before the series is complete (series_stable_s = 3): nothing denoised yet.
     first.kill().unwrap();
     first.wait().unwrap();

@@ -299,7 +299,8 @@ fn scan(
         })
         .collect();
     files.sort();
-    headers.retain(|p, _| files.contains(p));
+    // `files` is sorted: a lookup per cached header, not a scan of the folder each.
+    headers.retain(|p, _| files.binary_search(p).is_ok());
     let mut groups: HashMap<String, Series> = HashMap::new();
     for path in files {
         if !headers.contains_key(&path) {

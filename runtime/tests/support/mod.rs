@@ -82,6 +82,21 @@ pub fn dicom_series(
         .collect()
 }
 
+/// DCMTK's `storescu` sending `files` as `calling` to `called` on `127.0.0.1:port`; panics
+/// with its error output unless it succeeds.
+pub fn storescu(port: &str, calling: &str, called: &str, files: &[PathBuf]) {
+    let sent = std::process::Command::new("storescu")
+        .args(["-aet", calling, "-aec", called, "127.0.0.1", port])
+        .args(files)
+        .output()
+        .expect("DCMTK installed (scripts/install-dcmtk.sh)");
+    assert!(
+        sent.status.success(),
+        "storescu: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+}
+
 /// A loopback port free at the time of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
