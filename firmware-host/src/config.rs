@@ -509,6 +509,16 @@ impl HostConfig {
             .or_else(|e| bad("execution_providers", &e.to_string()))
     }
 
+    /// How every model the host opens runs: the configured execution providers, and slices
+    /// beyond `tile_pixels` in tiles. The MRD engines and the DICOM node's models share it.
+    pub fn denoiser_options(&self) -> crossdenoise_runtime::DenoiserOptions {
+        crossdenoise_runtime::DenoiserOptions {
+            providers: self.execution_providers.clone(),
+            tile_pixels: self.tile_pixels,
+            ..Default::default()
+        }
+    }
+
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_mib.saturating_mul(1 << 20)
     }

@@ -158,11 +158,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listen = config.listen;
     let metrics = config.metrics_listen;
     let dicom = config.dicom.clone();
-    let denoiser_options = crossdenoise_runtime::DenoiserOptions {
-        providers: config.execution_providers.clone(),
-        tile_pixels: config.tile_pixels,
-        ..Default::default()
-    };
+    let denoiser_options = config.denoiser_options();
     let pipeline_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut pipeline = None;
     let host = tokio::task::spawn_blocking(move || Host::open(config))

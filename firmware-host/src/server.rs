@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
+use crossdenoise_runtime::{Denoiser, OnnxRuntime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
@@ -41,11 +41,7 @@ impl Host {
     /// stops the daemon here, not at the first patient's image).
     pub fn open(config: HostConfig) -> Result<Self, HostError> {
         let runtime = OnnxRuntime::load().map_err(|e| HostError::Runtime(Box::new(e)))?;
-        let options = DenoiserOptions {
-            providers: config.execution_providers.clone(),
-            tile_pixels: config.tile_pixels,
-            ..DenoiserOptions::default()
-        };
+        let options = config.denoiser_options();
         let mut engines = Vec::new();
         for path in config.model_paths() {
             let d =
