@@ -7,12 +7,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossdenoise_host::config::{Destination, DicomConfig};
-use crossdenoise_host::dicom::pipeline::{Models, run};
-use crossdenoise_host::dicom::{Node, NodeStats, outbox};
+use crossdenoise_host::dicom::pipeline::Models;
+use crossdenoise_host::dicom::{self, Node, NodeStats, outbox};
 use crossdenoise_image::io::read_npy;
 use crossdenoise_image::metrics::Quality;
 use ndarray::Array2;
@@ -102,8 +101,9 @@ fn a_study_sent_by_storescu_comes_back_to_the_pacs_denoised_each_contrast_as_its
             "held",
             "--pairs",
             &n.to_string(),
+            // The matrix of a knee PD / PDFS protocol.
             "--size",
-            "32",
+            "256",
             "--seed",
             "93",
             "--snr",
@@ -152,25 +152,15 @@ fn a_study_sent_by_storescu_comes_back_to_the_pacs_denoised_each_contrast_as_its
     let node = Arc::new(Node::open(config).unwrap());
     let runtime = crossdenoise_runtime::OnnxRuntime::load().unwrap();
     let models = Models::open(&node.config, &runtime, &Default::default()).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = {
-        let (n, s) = (node.clone(), stop.clone());
-        std::thread::spawn(move || run(n, models, s))
-    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut serving = stop_rx.clone();
-    let served = rt.spawn(node.clone().serve(listener, async move {
-        let _ = serving.wait_for(|s| *s).await;
-    }));
-    let delivering = rt.spawn(outbox::deliver(
-        node.clone(),
-        node.config.destination.clone().unwrap(),
-        stop_rx,
-    ));
+    let working = {
+        let _entered = rt.enter();
+        dicom::start(node.clone(), models, listener, stop_rx)
+    };
 
     // The scanner sends the study: both series in one association, PD first.
     let mut files = dicom_files(&cwd.join("study/pd"));
@@ -185,13 +175,8 @@ fn a_study_sent_by_storescu_comes_back_to_the_pacs_denoised_each_contrast_as_its
             break;
         }
     }
-    stop.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
-    rt.block_on(async {
-        let _ = served.await;
-        let _ = delivering.await;
-    });
-    pipeline.join().unwrap();
+    rt.block_on(working.join());
     drop(pacs);
     let stats = &node.stats;
     assert_eq!(arrived.len(), 2 * n, "{}", stats.line());

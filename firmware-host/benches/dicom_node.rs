@@ -14,12 +14,11 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use crossdenoise_host::config::{Destination, DicomConfig};
-use crossdenoise_host::dicom::pipeline::{Models, run};
-use crossdenoise_host::dicom::{Node, NodeStats, outbox};
+use crossdenoise_host::dicom::pipeline::Models;
+use crossdenoise_host::dicom::{self, Node, NodeStats};
 use crossdenoise_image::dicom::DicomSlice;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -92,26 +91,16 @@ fn main() {
     };
     let node = Arc::new(Node::open(config).unwrap());
     let models = Models::open(&node.config, &runtime, &options).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let pipeline = {
-        let (n, s) = (node.clone(), stop.clone());
-        std::thread::spawn(move || run(n, models, s))
-    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let node_port = listener.local_addr().unwrap().port();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut serving = stop_rx.clone();
-    rt.spawn(node.clone().serve(listener, async move {
-        let _ = serving.wait_for(|s| *s).await;
-    }));
-    rt.spawn(outbox::deliver(
-        node.clone(),
-        node.config.destination.clone().unwrap(),
-        stop_rx,
-    ));
+    let working = {
+        let _entered = rt.enter();
+        dicom::start(node.clone(), models, listener, stop_rx)
+    };
 
     let t = Instant::now();
     support::storescu(&node_port.to_string(), "MR1", "CROSSDENOISE", &files);
@@ -125,9 +114,8 @@ fn main() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let total_s = t.elapsed().as_secs_f64();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = stop_tx.send(true);
-    pipeline.join().unwrap();
+    rt.block_on(working.join());
     let work_s = total_s - stable_s;
     let count = files.len() as f64;
     println!(

@@ -159,8 +159,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = config.metrics_listen;
     let dicom = config.dicom.clone();
     let denoiser_options = config.denoiser_options();
-    let pipeline_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut pipeline = None;
     let host = tokio::task::spawn_blocking(move || Host::open(config))
         .await
         .context("opening the models")??;
@@ -196,21 +194,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 node.config.spool.display()
             );
             dicom_node = Some(node.clone());
-            let (n, stop) = (node.clone(), pipeline_stop.clone());
-            pipeline = Some(std::thread::spawn(move || {
-                dicom::pipeline::run(n, models, stop)
-            }));
-            if let Some(destination) = node.config.destination.clone() {
-                tokio::spawn(dicom::outbox::deliver(
-                    node.clone(),
-                    destination,
-                    stop_rx.clone(),
-                ));
-            }
-            let mut stop = stop_rx.clone();
-            Some(tokio::spawn(node.serve(l, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })))
+            Some(dicom::start(node, models, l, stop_rx.clone()))
         }
         None => None,
     };
@@ -234,12 +218,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     })
     .await;
-    pipeline_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(node) = node {
-        let _ = node.await;
-    }
-    if let Some(p) = pipeline {
-        let _ = p.join();
+        node.join().await;
     }
     Ok(())
 }

@@ -12,19 +12,33 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use crossdenoise_host::config::{Destination, DicomConfig};
-use crossdenoise_host::dicom::{Node, NodeStats};
+use crossdenoise_host::dicom::pipeline::Models;
+use crossdenoise_host::dicom::{self, Node, NodeStats, Working};
 use crossdenoise_image::dicom::DicomSlice;
-use support::{Storescp, dicom_series, free_port, phantom_slices, reference};
+use crossdenoise_runtime::DenoiserOptions;
+use support::{Storescp, compress, dicom_series, free_port, phantom_slices, reference};
 
 /// A node serving on a free loopback port until dropped.
 struct Running {
     addr: SocketAddr,
     node: Arc<Node>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The pipeline and outbox too, when started with its models.
+    working: Option<Working>,
 }
 
 impl Running {
+    /// The node receiving into its spool; nothing denoised or sent.
     async fn start(spool: &Path, edit: impl FnOnce(&mut DicomConfig)) -> Self {
+        Self::open(spool, edit, false).await
+    }
+
+    /// The whole node: receiving, denoising with the configured models, delivering.
+    async fn start_working(spool: &Path, edit: impl FnOnce(&mut DicomConfig)) -> Self {
+        Self::open(spool, edit, true).await
+    }
+
+    async fn open(spool: &Path, edit: impl FnOnce(&mut DicomConfig), working: bool) -> Self {
         let mut config = DicomConfig {
             spool: spool.into(),
             ..DicomConfig::default()
@@ -33,15 +47,47 @@ impl Running {
         let node = Arc::new(Node::open(config).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        tokio::spawn(node.clone().serve(listener, async move {
-            let _ = stopped.await;
-        }));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let working = if working {
+            let models = Models::open(
+                &node.config,
+                &support::runtime(),
+                &DenoiserOptions::default(),
+            )
+            .unwrap();
+            Some(dicom::start(node.clone(), models, listener, stopped))
+        } else {
+            let mut stopped = stopped;
+            tokio::spawn(node.clone().serve(listener, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+            None
+        };
         Running {
             addr,
             node,
-            stop: Some(stop),
+            stop,
+            working,
         }
+    }
+
+    /// Waits (20 s at most) until `n` instances have reached `pacs` and the spool holds
+    /// nothing received; then stops the node and returns what arrived.
+    async fn deliver_to(&mut self, pacs: &Storescp, n: usize) -> Vec<PathBuf> {
+        let mut arrived = Vec::new();
+        for _ in 0..200 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            arrived = pacs.received();
+            if arrived.len() >= n && spooled(self).is_empty() {
+                break;
+            }
+        }
+        let _ = self.stop.send(true);
+        if let Some(working) = self.working.take() {
+            working.join().await;
+        }
+        assert_eq!(arrived.len(), n, "{}", self.stats().line());
+        arrived
     }
 
     fn stats(&self) -> &NodeStats {
@@ -70,9 +116,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
     }
 }
 
@@ -197,22 +241,34 @@ async fn what_cannot_be_taken_is_refused_and_the_rest_is_stored() {
     let small = series(&dir.path().join("small"), 3, (32, 32));
     // 2 MB of pixels: over max_instance_mib.
     let large = series(&dir.path().join("large"), 1, (1024, 1024));
-    // JPEG 2000: a syntax this node does not accept.
-    let compressed = dir.path().join("j2k.dcm");
+    // JPEG-LS: a syntax this build has no decoder for.
+    let compressed = dir.path().join("jpeg-ls.dcm");
     reference(&[
         "dicom-compressed".to_string(),
         compressed.display().to_string(),
     ]);
 
     // storescu goes on after a failed instance with --no-halt.
-    let mut files = vec!["--no-halt".into(), compressed.clone(), large[0].clone()];
+    // -xt: storescu proposes JPEG-LS (and the uncompressed syntaxes) for MR images.
+    let mut files = vec![
+        "--no-halt".into(),
+        "-xt".into(),
+        compressed.clone(),
+        large[0].clone(),
+    ];
     files.extend(small.iter().cloned());
     let out = node
         .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
         .await;
     let text = said(&out);
     assert!(
-        text.contains("Store Failed, file: ") && text.contains("j2k.dcm"),
+        text.contains("Store Failed, file: ") && text.contains("jpeg-ls.dcm"),
+        "{text}"
+    );
+    // The node refused the JPEG-LS presentation context: storescu had only an
+    // uncompressed one left, which it could not convert the stub to.
+    assert!(
+        text.contains("unable to convert dataset from 'JPEG-LS"),
         "{text}"
     );
     let stored = spooled(&node);
@@ -402,16 +458,13 @@ fn attribute(file: &Path, tag: dicom_core::Tag) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_its_own_contrast() {
-    use crossdenoise_host::dicom::pipeline::{Models, run};
-    use dicom_dictionary_std::tags;
-    let dir = tempfile::tempdir().unwrap();
-    let model = support::test_model(dir.path(), "pdfs_single.onnx", &[]);
+/// A whole node in `dir/spool` with a PDFS single-contrast test model (`pdfs_alone`, series
+/// stable after 0.5 s), delivering to a `storescp` of its own in `dir/pacs`.
+async fn pdfs_node_and_pacs(dir: &Path) -> (Running, Storescp, PathBuf) {
+    let model = support::test_model(dir, "pdfs_single.onnx", &[]);
     let port = free_port();
-    let pacs = Storescp::start(port, &dir.path().join("pacs"));
-    let spool = dir.path().join("spool");
-    let node = Running::start(&spool, |c| {
+    let pacs = Storescp::start(port, &dir.join("pacs"));
+    let node = Running::start_working(&dir.join("spool"), |c| {
         c.destination = Some(Destination {
             ae_title: "PACS".into(),
             address: format!("127.0.0.1:{port}"),
@@ -420,8 +473,17 @@ async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_it
         c.models.pdfs_alone = Some(model.clone());
     })
     .await;
+    (node, pacs, model)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_its_own_contrast() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let (mut node, pacs, model) = pdfs_node_and_pacs(dir.path()).await;
     let runtime = support::runtime();
-    let options = crossdenoise_runtime::DenoiserOptions::default();
+    let options = DenoiserOptions::default();
 
     // The models are checked against what their key promises: a PDFS model is no PD model.
     let mut wrong = node.node.config.clone();
@@ -435,19 +497,6 @@ async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_it
         "{e}"
     );
 
-    let models = Models::open(&node.node.config, &runtime, &options).unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pipeline = {
-        let (n, s) = (node.node.clone(), stop.clone());
-        std::thread::spawn(move || run(n, models, s))
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let deliver = tokio::spawn(crossdenoise_host::dicom::outbox::deliver(
-        node.node.clone(),
-        node.node.config.destination.clone().unwrap(),
-        stop_rx,
-    ));
-
     let pdfs = described_series(&dir.path().join("pdfs"), 4, (48, 48), "PD_TSE_FS_COR");
     let t1 = described_series(&dir.path().join("t1"), 2, (48, 48), "T1_TSE_SAG");
     let mut files = pdfs.clone();
@@ -457,19 +506,7 @@ async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_it
         .await;
     assert!(out.status.success(), "{}", said(&out));
 
-    let mut arrived = Vec::new();
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        arrived = pacs.received();
-        if arrived.len() == 4 && spooled(&node).is_empty() {
-            break;
-        }
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = stop_tx.send(true);
-    deliver.await.unwrap();
-    pipeline.join().unwrap();
-    assert_eq!(arrived.len(), 4, "{}", node.stats().line());
+    let arrived = node.deliver_to(&pacs, 4).await;
     assert!(
         spooled(&node).is_empty(),
         "delivered instances leave the spool"
@@ -525,4 +562,73 @@ async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_it
         assert!(worst <= quantum, "{worst} > one stored step ({quantum})");
     }
     assert_eq!(derived_series.len(), 1, "one derived series");
+}
+
+/// What a modality or an archive sends compressed — JPEG Lossless (DCMTK's `dcmcjpeg`), RLE
+/// Lossless and JPEG 2000 (pydicom) — is taken, decoded, denoised and delivered
+/// uncompressed: the runtime's output on the decoded slice, within one stored step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_series_are_decoded_denoised_and_delivered_uncompressed() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, pacs, model) = pdfs_node_and_pacs(dir.path()).await;
+    let mut sent = Vec::new();
+    // storescu proposes the file's syntax with these flags (without, only uncompressed).
+    for (syntax, propose) in [("jpeg-lossless", "-xs"), ("rle", "-xr"), ("j2k", "-xv")] {
+        let description = format!("PD_FS_{syntax}");
+        let plain = described_series(&dir.path().join(syntax), 2, (48, 40), &description);
+        let compressed = compress(&plain, syntax, &dir.path().join(format!("{syntax}.c")));
+        let mut args = vec![propose.to_string()];
+        args.extend(paths(&compressed));
+        let out = node
+            .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &args)
+            .await;
+        assert!(out.status.success(), "{syntax}: {}", said(&out));
+        sent.extend(compressed.into_iter().map(|f| (f, description.clone())));
+    }
+    assert_eq!(node.count(|s| &s.instances_stored), 6);
+    // Spooled as received: compressed.
+    for f in spooled(&node) {
+        let meta = dicom_object::open_file(&f).unwrap();
+        let syntax = meta.meta().transfer_syntax().trim_end_matches('\0');
+        assert!(
+            !["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"].contains(&syntax),
+            "{syntax}"
+        );
+    }
+
+    let arrived = node.deliver_to(&pacs, 6).await;
+    assert_eq!(node.count(|s| &s.series_alone), 3);
+    let runtime = support::runtime();
+    let mut denoiser =
+        crossdenoise_runtime::Denoiser::open(&runtime, &model, &DenoiserOptions::default())
+            .unwrap();
+    for (file, description) in &sent {
+        let position = attribute(file, tags::IMAGE_POSITION_PATIENT);
+        let copy = arrived
+            .iter()
+            .find(|p| {
+                attribute(p, tags::IMAGE_POSITION_PATIENT) == position
+                    && attribute(p, tags::SERIES_DESCRIPTION) == format!("{description} denoised")
+            })
+            .unwrap_or_else(|| panic!("no result for {description} at {position}"));
+        let syntax = dicom_object::open_file(copy)
+            .unwrap()
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches('\0')
+            .to_string();
+        assert!(
+            ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"].contains(&syntax.as_str()),
+            "{description}: delivered in {syntax}"
+        );
+        let (input, output) = (
+            DicomSlice::read(file).unwrap(),
+            DicomSlice::read(copy).unwrap(),
+        );
+        let expected = denoiser.denoise(input.image.view()).unwrap();
+        let quantum = output.rescale_slope as f32;
+        let worst = support::max_abs_diff(&expected, &output.image);
+        assert!(worst <= quantum, "{description}: {worst} > one stored step");
+    }
 }

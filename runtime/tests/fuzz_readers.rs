@@ -68,10 +68,13 @@ fn seed_png(sixteen: bool) -> Vec<u8> {
     fs::read(p).unwrap()
 }
 
-fn seed_dicom() -> Vec<u8> {
+/// The seed as pydicom writes it (`uncompressed`), or compressed in `syntax` (see
+/// `support::compress`): the decoders read untrusted bytes too.
+fn seed_dicom(syntax: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let slice = dir.path().join("s.npy");
-    write_npy(&slice, support::phantom_slices(1, 16, 16)[0].view()).unwrap();
+    // 32 x 32: OpenJPEG encodes no smaller with its default resolution levels.
+    write_npy(&slice, support::phantom_slices(1, 32, 32)[0].view()).unwrap();
     let series = dir.path().join("series");
     fs::create_dir_all(&series).unwrap();
     support::reference(&[
@@ -86,7 +89,11 @@ fn seed_dicom() -> Vec<u8> {
         .unwrap()
         .unwrap()
         .path();
-    fs::read(file).unwrap()
+    if syntax == "uncompressed" {
+        return fs::read(file).unwrap();
+    }
+    let compressed = support::compress(&[file], syntax, &dir.path().join(syntax));
+    fs::read(&compressed[0]).unwrap()
 }
 
 proptest! {
@@ -113,14 +120,15 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(cases(128))]
+    #![proptest_config(cases(256))]
 
     #[test]
-    fn mutated_dicom_files_are_read_or_refused(m in mutation()) {
-        // One pydicom-written seed for every case.
-        static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-        let seed = SEED.get_or_init(seed_dicom);
-        let bytes = m.apply(seed);
-        read_mutated("m.dcm", &bytes, DicomSlice::read)?;
+    fn mutated_dicom_files_are_read_or_refused(m in mutation(), k in 0..4usize) {
+        // One seed per syntax for every case.
+        const SYNTAXES: [&str; 4] = ["uncompressed", "jpeg-lossless", "rle", "j2k"];
+        static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        let seeds = SEEDS.get_or_init(|| SYNTAXES.iter().map(|s| seed_dicom(s)).collect());
+        let bytes = m.apply(&seeds[k]);
+        read_mutated(&format!("m_{}.dcm", SYNTAXES[k]), &bytes, DicomSlice::read)?;
     }
 }

@@ -16,8 +16,11 @@ use dicom_ul::prelude::*;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use crossdenoise_image::dicom::can_decode;
+
 use super::dimse::{
-    self, EXPLICIT_VR_LE, IMPLICIT_VR_LE, MR_IMAGE_STORAGE, Request, Status, VERIFICATION,
+    self, COMPRESSED, EXPLICIT_VR_LE, IMPLICIT_VR_LE, MR_IMAGE_STORAGE, Request, Status,
+    VERIFICATION,
 };
 use super::spool::{SpoolError, Stored};
 use super::{Node, inc};
@@ -58,13 +61,17 @@ enum AssociationError {
 /// Serves one association on `socket` to its end.
 pub async fn serve(socket: TcpStream, peer: SocketAddr, node: Arc<Node>) {
     let cfg = &node.config;
-    let options = ServerAssociationOptions::new()
+    let mut options = ServerAssociationOptions::new()
         .ae_access_control(AllowList(cfg.allowed_calling_aes.clone()))
         .ae_title(cfg.ae_title.as_str())
         .with_abstract_syntax(VERIFICATION)
         .with_abstract_syntax(MR_IMAGE_STORAGE)
         .with_transfer_syntax(IMPLICIT_VR_LE)
-        .with_transfer_syntax(EXPLICIT_VR_LE)
+        .with_transfer_syntax(EXPLICIT_VR_LE);
+    for ts in COMPRESSED.into_iter().filter(|ts| can_decode(ts)) {
+        options = options.with_transfer_syntax(ts);
+    }
+    let options = options
         .max_pdu_length(cfg.max_pdu_bytes)
         .read_timeout(cfg.timeout())
         .write_timeout(cfg.timeout());

@@ -9,6 +9,20 @@ pub const VERIFICATION: &str = "1.2.840.10008.1.1";
 pub const MR_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.4";
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+/// Compressed syntaxes a modality or archive may send MR images in; the node accepts those
+/// the build decodes ([`crossdenoise_image::dicom::can_decode`]: JPEG baseline, extended and
+/// lossless, RLE Lossless, JPEG 2000) and refuses the rest per presentation context.
+pub const COMPRESSED: [&str; 9] = [
+    "1.2.840.10008.1.2.4.70", // JPEG Lossless, first-order prediction (SV1)
+    "1.2.840.10008.1.2.4.57", // JPEG Lossless
+    "1.2.840.10008.1.2.5",    // RLE Lossless
+    "1.2.840.10008.1.2.4.90", // JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.91", // JPEG 2000
+    "1.2.840.10008.1.2.4.50", // JPEG baseline
+    "1.2.840.10008.1.2.4.51", // JPEG extended
+    "1.2.840.10008.1.2.4.80", // JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81", // JPEG-LS near-lossless
+];
 
 const C_STORE_RQ: u16 = 0x0001;
 const C_STORE_RSP: u16 = 0x8001;

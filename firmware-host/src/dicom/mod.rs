@@ -1,7 +1,8 @@
 //! The DICOM node: the scanner or the PACS sends a study by C-STORE, and every instance is
 //! in the spool, synced, before the node answers success ([`spool`]). It answers C-ECHO,
-//! accepts MR Image Storage in Implicit or Explicit VR Little Endian from the calling AE
-//! titles it is told to (any, when none is listed), and bounds what one peer can take:
+//! accepts MR Image Storage in Implicit or Explicit VR Little Endian, JPEG, RLE or JPEG 2000
+//! (decoded when the series is denoised; the derived series is uncompressed) from the calling
+//! AE titles it is told to (any, when none is listed), and bounds what one peer can take:
 //! associations at once, PDU and instance size, silence.
 //!
 //! [`association`] serves one association, [`dimse`] reads and writes the command sets.
@@ -23,7 +24,8 @@ use dicom_ul::pdu::{
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::DicomConfig;
@@ -226,6 +228,57 @@ impl Node {
             }
         }
         info!("{}", self.stats.line());
+    }
+}
+
+/// The node at work: associations served on its listener, complete series denoised by the
+/// pipeline thread, results delivered by the outbox (when a destination is configured).
+pub struct Working {
+    serve: JoinHandle<()>,
+    pipeline: std::thread::JoinHandle<()>,
+    outbox: Option<JoinHandle<()>>,
+}
+
+/// Starts the node's three parts; `stop` turning true ends them all: no new association,
+/// the pipeline after the series it is on, the outbox after the file in flight. What is
+/// left stays in the spool for the next start.
+pub fn start(
+    node: Arc<Node>,
+    models: pipeline::Models,
+    listener: TcpListener,
+    stop: watch::Receiver<bool>,
+) -> Working {
+    let pipeline = {
+        let (node, stop) = (node.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("dicom-pipeline".into())
+            .spawn(move || pipeline::run(node, models, stop))
+            .expect("spawn the DICOM pipeline thread")
+    };
+    let outbox = node
+        .config
+        .destination
+        .clone()
+        .map(|d| tokio::spawn(outbox::deliver(node.clone(), d, stop.clone())));
+    let mut stop = stop;
+    let serve = tokio::spawn(node.serve(listener, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+    Working {
+        serve,
+        pipeline,
+        outbox,
+    }
+}
+
+impl Working {
+    /// Waits for the parts to end (after `stop`).
+    pub async fn join(self) {
+        let _ = self.serve.await;
+        if let Some(outbox) = self.outbox {
+            let _ = outbox.await;
+        }
+        let _ = tokio::task::spawn_blocking(move || self.pipeline.join()).await;
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use crossdenoise_image::ModelKind;
@@ -178,8 +178,8 @@ struct Series {
     last: SystemTime,
 }
 
-/// Runs the pipeline until `stop`.
-pub fn run(node: Arc<Node>, mut models: Models, stop: Arc<AtomicBool>) {
+/// Runs the pipeline until `stop` turns true.
+pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiver<bool>) {
     let outbox_dir = outbox::dir(&node.config.spool);
     // Half-written results of a run that ended: their instances are still received.
     for entry in fs::read_dir(&outbox_dir).into_iter().flatten().flatten() {
@@ -190,7 +190,7 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: Arc<AtomicBool>) {
     let mut headers: HashMap<PathBuf, Instance> = HashMap::new();
     let mut done: HashSet<String> = HashSet::new();
     let mut waiting_logged: HashSet<String> = HashSet::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !*stop.borrow() {
         std::thread::sleep(Duration::from_millis(200));
         let series = scan(&node, &mut headers, &done);
         let now = SystemTime::now();

@@ -6,8 +6,12 @@
 //! study, geometry, timing, rescale, bit depth — is carried over unchanged, because the
 //! denoised series must overlay the original in a viewer and route to the same patient.
 //!
-//! Only uncompressed transfer syntaxes are read; a compressed file is refused with the name
-//! of its transfer syntax, rather than linking codec libraries into the console-side box.
+//! Uncompressed transfer syntaxes are read as they are; JPEG (baseline, extended, lossless),
+//! RLE Lossless and JPEG 2000 are decoded by dicom-rs's pure-Rust codecs, so no C codec
+//! library is linked into the console-side box. A derived slice is always written
+//! uncompressed (Explicit VR Little Endian): re-encoding denoised pixels lossily would
+//! undo the denoising, and every PACS takes the uncompressed syntax. A syntax without a
+//! codec in this build (JPEG-LS, JPEG XL, HTJ2K, deflate) is refused with its name.
 
 use std::path::Path;
 
@@ -25,6 +29,32 @@ use crate::{Error, Result};
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
 const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
 const EXPLICIT_VR_BE: &str = "1.2.840.10008.1.2.2";
+const UNCOMPRESSED: [&str; 3] = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE];
+
+/// The largest slice decoded from a compressed file, in pixels: a compressed file's size
+/// says nothing of what its Rows x Columns make the decoder allocate.
+const MAX_DECODED_PIXELS: usize = 8192 * 8192;
+
+/// Whether this build reads the pixel data of files in transfer syntax `uid`: the
+/// uncompressed syntaxes, and the encapsulated ones with a decoder here.
+pub fn can_decode(uid: &str) -> bool {
+    let uid = uid.trim_end_matches(['\0', ' ']);
+    UNCOMPRESSED.contains(&uid) || encapsulated_with_decoder(uid)
+}
+
+fn encapsulated_with_decoder(uid: &str) -> bool {
+    TransferSyntaxRegistry
+        .get(uid)
+        .is_some_and(|ts| ts.is_encapsulated_pixel_data() && ts.can_decode_all())
+}
+
+/// A transfer syntax's name for messages, e.g. "JPEG-LS Lossless Image Compression".
+pub fn transfer_syntax_name(uid: &str) -> String {
+    TransferSyntaxRegistry
+        .get(uid.trim_end_matches(['\0', ' ']))
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|| "an unknown transfer syntax".into())
+}
 
 /// Where a slice lies: what pairs a slice of one series with the same slice of another.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +140,9 @@ pub fn is_dicom(path: &Path) -> bool {
 /// Walks the file's elements checking that every declared length fits in the bytes left,
 /// before the parser reserves memory for what a length claims (it reserves first, then
 /// reads), and returns the transfer syntax. Past the meta group only the uncompressed
-/// syntaxes are walked: any other is refused by the caller before the parser runs.
+/// syntaxes and the encapsulated ones this build decodes (Explicit VR Little Endian around
+/// the pixel data's fragments) are walked: any other is refused by the caller before the
+/// parser runs.
 fn check_lengths(bytes: &[u8]) -> std::result::Result<String, String> {
     if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
         return Err("no DICM preamble".into());
@@ -141,11 +173,13 @@ fn check_lengths(bytes: &[u8]) -> std::result::Result<String, String> {
     let mut syntax = String::new();
     let mut in_meta = true;
     let (mut explicit, mut be) = (true, false);
+    // Inside encapsulated pixel data: its items are compressed bytes, not elements.
+    let mut fragments = false;
     while pos < bytes.len() {
         if in_meta && (pos + 2 > bytes.len() || u16_at(pos, false) != 0x0002) {
             in_meta = false;
             let ts = syntax.trim_end_matches(['\0', ' ']).to_owned();
-            if ![IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE].contains(&ts.as_str()) {
+            if !can_decode(&ts) {
                 return Ok(ts);
             }
             explicit = ts != IMPLICIT_VR_LE;
@@ -170,10 +204,17 @@ fn check_lengths(bytes: &[u8]) -> std::result::Result<String, String> {
             }
         };
         pos += header;
-        // Sequences and items are walked into (their contents are elements); an undefined
-        // length has nothing to check.
-        let into = delimiter || vr == Some(*b"SQ") || len == u32::MAX;
-        if into {
+        if fragments && delimiter {
+            if element == 0xE0DD {
+                fragments = false;
+                continue;
+            }
+        } else if (group, element) == (0x7FE0, 0x0010) && len == u32::MAX {
+            fragments = true;
+            continue;
+        } else if delimiter || vr == Some(*b"SQ") || len == u32::MAX {
+            // Sequences and items are walked into (their contents are elements); an
+            // undefined length has nothing to check.
             continue;
         }
         let len = len as usize;
@@ -207,16 +248,15 @@ impl DicomSlice {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let ts = check_lengths(&bytes)
             .map_err(|reason| err(format!("not a readable DICOM file: {reason}")))?;
-        if ![IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE].contains(&ts.as_str()) {
-            let name = TransferSyntaxRegistry
-                .get(&ts)
-                .map(|t| t.name().to_string())
-                .unwrap_or_else(|| "an unknown transfer syntax".into());
+        if !can_decode(&ts) {
             return Err(err(format!(
-                "transfer syntax {name} ({ts}) is compressed and cannot be decoded here; \
-                 decompress the series first (e.g. `gdcmconv --raw` or `dcmdjpeg`)"
+                "transfer syntax {} ({ts}) has no decoder in this build (uncompressed, JPEG, \
+                 RLE and JPEG 2000 are read); decompress the series first (e.g. \
+                 `gdcmconv --raw` or `dcmdjpls`)",
+                transfer_syntax_name(&ts)
             )));
         }
+        let encapsulated = !UNCOMPRESSED.contains(&ts.as_str());
         let object = dicom_object::OpenFileOptions::new()
             .from_reader(std::io::Cursor::new(&bytes[128..]))
             .map_err(|e| err(format!("not a readable DICOM file: {e}")))?;
@@ -270,14 +310,33 @@ impl DicomSlice {
             return Err(err(format!("RescaleSlope {rescale_slope} is not usable")));
         }
         // What the header promises against what the file holds, before decoding allocates
-        // for the promise.
+        // for the promise. Compressed pixel data is smaller than the slice by design: its
+        // promise is bounded instead.
         let needed = rows * cols * usize::from(bits_allocated / 8);
-        let held = object
+        let pixel_data = object
             .element(tags::PIXEL_DATA)
-            .map_err(|_| err("PixelData is missing".into()))?
-            .to_bytes()
-            .map_err(|e| err(format!("PixelData: {e}")))?
-            .len();
+            .map_err(|_| err("PixelData is missing".into()))?;
+        if encapsulated {
+            if rows * cols > MAX_DECODED_PIXELS {
+                return Err(err(format!(
+                    "Rows {rows} x Columns {cols} is more than the {MAX_DECODED_PIXELS} pixels \
+                     a compressed slice is decoded to"
+                )));
+            }
+            if pixel_data.fragments().is_none() {
+                return Err(err(format!(
+                    "PixelData is not encapsulated, as transfer syntax {ts} requires"
+                )));
+            }
+        }
+        let held = if encapsulated {
+            needed
+        } else {
+            pixel_data
+                .to_bytes()
+                .map_err(|e| err(format!("PixelData: {e}")))?
+                .len()
+        };
         if held < needed {
             return Err(err(format!(
                 "PixelData holds {held} bytes, but Rows {rows} x Columns {cols} at {bits_allocated} bits need {needed}"
@@ -432,10 +491,14 @@ impl DicomSlice {
             .transfer_syntax()
             .trim_end_matches('\0')
             .to_string();
+        // The fragments' offset tables went with the compressed pixels.
+        out.remove_element(tags::EXTENDED_OFFSET_TABLE);
+        out.remove_element(tags::EXTENDED_OFFSET_TABLE_LENGTHS);
         out.update_meta(|m| {
             m.media_storage_sop_instance_uid = sop_uid.clone();
-            if ts == EXPLICIT_VR_BE {
-                // Retired; a derived file is written in the default little-endian syntax.
+            if ts != IMPLICIT_VR_LE && ts != EXPLICIT_VR_LE {
+                // Big endian is retired and a compressed source's pixels are now native: a
+                // derived file is written in the default little-endian syntax.
                 m.transfer_syntax = EXPLICIT_VR_LE.to_string();
             }
         });

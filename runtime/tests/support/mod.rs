@@ -82,6 +82,43 @@ pub fn dicom_series(
         .collect()
 }
 
+/// `files` compressed into `out` as `syntax`: `jpeg-lossless` and `jpeg-ls` by DCMTK
+/// (`dcmcjpeg`, `dcmcjpls`), the others by pydicom (reference.py).
+pub fn compress(files: &[PathBuf], syntax: &str, out: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(out).unwrap();
+    let tool = match syntax {
+        "jpeg-lossless" => Some("dcmcjpeg"),
+        "jpeg-ls" => Some("dcmcjpls"),
+        _ => None,
+    };
+    match tool {
+        Some(tool) => {
+            for f in files {
+                let to = out.join(f.file_name().unwrap());
+                let run = std::process::Command::new(tool)
+                    .arg(f)
+                    .arg(&to)
+                    .output()
+                    .expect("DCMTK installed (scripts/install-dcmtk.sh)");
+                assert!(run.status.success(), "{tool}: {run:?}");
+            }
+        }
+        None => {
+            let mut args = vec![
+                "dicom-compress".to_string(),
+                syntax.into(),
+                out.display().to_string(),
+            ];
+            args.extend(files.iter().map(|f| f.display().to_string()));
+            reference(&args);
+        }
+    }
+    files
+        .iter()
+        .map(|f| out.join(f.file_name().unwrap()))
+        .collect()
+}
+
 /// DCMTK's `storescu` sending `files` as `calling` to `called` on `127.0.0.1:port`; panics
 /// with its error output unless it succeeds.
 pub fn storescu(port: &str, calling: &str, called: &str, files: &[PathBuf]) {

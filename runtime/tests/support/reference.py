@@ -14,7 +14,12 @@ implementations agree:
       writes an MR Image Storage series (KIND u12 = 12-bit unsigned, s16 = 16-bit signed)
       with realistic attributes, one file per slice.
   dicom-compressed OUT
-      a JPEG 2000 file (encapsulated pixel data) for the "cannot decode" case.
+      a JPEG-LS file (encapsulated pixel data, a stub codestream) for the "no decoder in
+      this build" case.
+  dicom-compress SYNTAX OUTDIR FILE...
+      re-encodes each file's pixel data with pydicom (SYNTAX rle: pydicom's own RLE
+      Lossless encoder; j2k / j2k-lossy: JPEG 2000 through pylibjpeg-openjpeg), written
+      to OUTDIR under the same name.
   dicom-dump FILE... OUT.json
       attributes and pixel values (rescaled) read back with pydicom.
   check-model MODEL
@@ -226,12 +231,12 @@ def dicom_series(args):
 def dicom_compressed(args):
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEG2000Lossless, MRImageStorage
+    from pydicom.uid import JPEGLSLossless, MRImageStorage
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
     meta.MediaStorageSOPInstanceUID = new_uid()
-    meta.TransferSyntaxUID = JPEG2000Lossless
+    meta.TransferSyntaxUID = JPEGLSLossless
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID = MRImageStorage
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
@@ -241,11 +246,29 @@ def dicom_compressed(args):
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    # A J2K codestream header (SOC + SIZ marker) is enough: the reader must refuse the
-    # transfer syntax before trying to decode it.
-    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + b"\x00" * 60])
+    # A JPEG-LS codestream header (SOI + SOF55 marker) is enough: the reader must refuse
+    # the transfer syntax before trying to decode it.
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xf7" + b"\x00" * 60])
     ds["PixelData"].is_undefined_length = True
     ds.save_as(args.out, enforce_file_format=True)
+
+
+def dicom_compress(args):
+    import os
+
+    import pydicom
+    from pydicom.uid import JPEG2000, JPEG2000Lossless, RLELossless
+
+    for path in args.files:
+        ds = pydicom.dcmread(path)
+        if args.syntax == "rle":
+            ds.compress(RLELossless, encoding_plugin="pydicom")
+        elif args.syntax == "j2k":
+            ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        else:
+            # Lossy at 10:1, as archives keep older studies.
+            ds.compress(JPEG2000, encoding_plugin="pylibjpeg", j2k_cr=[10])
+        ds.save_as(os.path.join(args.outdir, os.path.basename(path)), enforce_file_format=True)
 
 
 def dicom_dump(args):
@@ -378,6 +401,10 @@ def main():
     s.add_argument("--offset", type=float, default=0.0, help="slice positions moved by (mm)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")
+    z = sub.add_parser("dicom-compress")
+    z.add_argument("syntax", choices=["rle", "j2k", "j2k-lossy"])
+    z.add_argument("outdir")
+    z.add_argument("files", nargs="+")
     r = sub.add_parser("dicom-dump")
     r.add_argument("files", nargs="+")
     r.add_argument("output")
@@ -391,6 +418,7 @@ def main():
         "denoise": denoise,
         "dicom-series": dicom_series,
         "dicom-compressed": dicom_compressed,
+        "dicom-compress": dicom_compress,
         "dicom-dump": dicom_dump,
         "check-model": check_model,
         "triton-check": triton_check,
