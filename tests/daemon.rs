@@ -54,49 +54,89 @@ fn serve_and_send(
     stream: Stream,
     returned: &Path,
 ) -> (client::SendReport, Snapshot) {
+    let options = SendOptions {
+        config_name: DEFAULT_PROFILE.into(),
+        data_type: DataType::F32,
+        max_message: 1 << 28,
+        interleave: stream.interleave,
+        header: None,
+    };
+    let (mut reports, stats) = serve(profile, stream.pair_wait_s, &[(series, options)], returned);
+    (reports.remove(0), stats)
+}
+
+/// Each of `series` on a connection of its own, one after the other, as a scanner sends
+/// two acquisitions: the same frame of reference in each MRD header.
+fn serve_and_send_apart(
+    profile: Profile,
+    series: &[PathBuf],
+    pair_wait_s: f64,
+    returned: &Path,
+) -> (Vec<client::SendReport>, Snapshot) {
+    let options = SendOptions {
+        config_name: DEFAULT_PROFILE.into(),
+        data_type: DataType::F32,
+        max_message: 1 << 28,
+        interleave: false,
+        header: Some(client::header_with_frame_of_reference(
+            "1.2.826.0.1.3680043.8.498.42",
+        )),
+    };
+    let sends: Vec<(&[PathBuf], SendOptions)> = series
+        .iter()
+        .map(|s| (std::slice::from_ref(s), options.clone()))
+        .collect();
+    serve(profile, Some(pair_wait_s), &sends, returned)
+}
+
+/// The daemon with `profile` on a free loopback port; each send in turn, then stopped.
+fn serve(
+    profile: Profile,
+    pair_wait_s: Option<f64>,
+    sends: &[(&[PathBuf], SendOptions)],
+    returned: &Path,
+) -> (Vec<client::SendReport>, Snapshot) {
     let mut config = HostConfig::serving(&profile.model);
     config.profiles.insert(DEFAULT_PROFILE.into(), profile);
     config.stats_interval_s = 0.0;
-    if let Some(wait) = stream.pair_wait_s {
+    if let Some(wait) = pair_wait_s {
         config.pair_wait_s = wait;
     }
-    let interleave = stream.interleave;
     let host = Host::open(config).expect("the daemon opens the exported models");
     let stats = host.stats();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let report = rt.block_on(async {
+    let reports = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(host.serve(listener, async move {
             let _ = stopped.await;
         }));
-        let options = SendOptions {
-            config_name: DEFAULT_PROFILE.into(),
-            data_type: DataType::F32,
-            max_message: 1 << 28,
-            interleave,
-        };
-        let report = client::send(&addr, series, returned, &options)
-            .await
-            .expect("every image comes back");
+        let mut reports = Vec::new();
+        for (series, options) in sends {
+            reports.push(
+                client::send(&addr, series, returned, options)
+                    .await
+                    .expect("every image comes back"),
+            );
+        }
         let _ = stop.send(());
         server.await.unwrap();
-        report
+        reports
     });
-    (report, stats.snapshot())
+    (reports, stats.snapshot())
 }
 
 /// PD images (contrast 0) to `pd`, PDFS images (contrast 1) to `pdfs`.
 fn two_contrasts(pd: &Path, pdfs: &Path) -> Profile {
     Profile {
-        model: pd.into(),
         rules: vec![ModelRule {
             model: pdfs.into(),
             contrast: Some(1),
             attribute: None,
             contains: None,
         }],
+        ..Profile::of(pd)
     }
 }
 
@@ -188,6 +228,33 @@ fn guided_models_served_over_mrd_match_the_runtime() {
     assert_eq!((report.sent, report.denoised, report.unchanged), (5, 0, 5));
     assert_eq!((s.received, s.failed, s.unpaired), (5, 5, 5));
 
+    // The two series apart, on two connections naming one frame of reference, as a scanner
+    // sends two acquisitions. PD comes first: no partner yet, no single-contrast model in
+    // the profile, so it goes back unchanged and is kept. PDFS comes next: each slice is
+    // denoised with the kept PD slice as its guide, exactly as the runtime pairs the files.
+    let profile = Profile {
+        rules: vec![ModelRule {
+            model: pdfs.clone(),
+            contrast: None,
+            attribute: Some("SequenceDescription".into()),
+            contains: Some("pdfs".into()),
+        }],
+        ..Profile::of(&pd)
+    };
+    let (reports, s) = serve_and_send_apart(profile, &series, 0.3, &cwd.join("apart"));
+    assert_eq!((reports[0].denoised, reports[0].unchanged), (0, 5));
+    assert_eq!((reports[1].denoised, reports[1].synthesized), (5, 0));
+    assert_eq!((s.paired_kept, s.unpaired), (5, 5), "{}", s.line());
+    for i in 0..5 {
+        let direct = cwd.join(format!("direct/pdfs/{i:04}.npy"));
+        let served = cwd.join(format!("apart/pdfs/{i:04}.denoised.npy"));
+        let d = max_diff(&direct, &served);
+        assert!(
+            d <= 1e-5,
+            "pdfs {i}: sent apart, differs from direct by {d}"
+        );
+    }
+
     // The report gathers it all into one page.
     let out = crossdenoise(
         &[
@@ -257,10 +324,7 @@ fn the_cross_path_served_says_it_synthesises_the_other_contrast() {
         cwd,
     );
     assert!(out.status.success(), "phantoms: {}", stderr(&out));
-    let profile = Profile {
-        model: model.clone(),
-        rules: Vec::new(),
-    };
+    let profile = Profile::of(&model);
     let (report, _) = serve_and_send(
         profile,
         &[cwd.join("held/pdfs")],

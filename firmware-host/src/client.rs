@@ -27,6 +27,25 @@ pub struct SendOptions {
     /// Send the inputs slice by slice in turn (the first slice of each, then the second, ...)
     /// rather than one after the other: how two contrasts reach a guided model together.
     pub interleave: bool,
+    /// The ISMRMRD XML header sent before the images (`None`: a minimal one). The daemon
+    /// reads the study from it (`frameOfReferenceUID`, else patient and study), which is
+    /// how it pairs partner series sent on separate connections.
+    pub header: Option<String>,
+}
+
+/// A minimal ISMRMRD header naming the frame of reference `uid`, as a scanner's names the
+/// patient coordinate system its series share.
+pub fn header_with_frame_of_reference(uid: &str) -> String {
+    let escaped = uid
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<?xml version=\"1.0\"?><ismrmrdHeader xmlns=\"http://www.ismrm.org/ISMRMRD\">\
+         <measurementInformation><frameOfReferenceUID>{escaped}</frameOfReferenceUID>\
+         </measurementInformation><encoding><trajectory>cartesian</trajectory></encoding>\
+         </ismrmrdHeader>"
+    )
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -177,6 +196,7 @@ pub async fn send(
     stream.set_nodelay(true).ok();
     let (r, w) = stream.into_split();
     let config_name = options.config_name.clone();
+    let header = options.header.clone().unwrap_or_else(minimal_header);
     // Counts the images that went out, for the report if the connection ends early.
     let sent = Arc::new(AtomicUsize::new(0));
     let sender = tokio::spawn({
@@ -184,7 +204,7 @@ pub async fn send(
         async move {
             let mut writer = MessageWriter::new(w);
             writer.write(&Message::ConfigFile(config_name)).await?;
-            writer.write(&Message::Header(minimal_header())).await?;
+            writer.write(&Message::Header(header)).await?;
             for image in images {
                 writer.write(&Message::Image(image)).await?;
                 sent.fetch_add(1, Ordering::Relaxed);

@@ -56,9 +56,18 @@ pub struct HostConfig {
     /// which bounds the inference memory (see `DenoiserOptions::tile_pixels`).
     pub tile_pixels: usize,
     /// How long an image for a guided model waits on its connection for the same slice of
-    /// its partner contrast (its guide); one left without a partner goes back unchanged.
+    /// its partner contrast (its guide); one left without a partner is denoised by its
+    /// profile's `alone` model for its contrast, or goes back unchanged when there is none.
     /// Below `image_timeout_s`, which bounds the wait and the denoising together.
     pub pair_wait_s: f64,
+    /// How long an image that found no partner is kept (its noisy planes, under its study:
+    /// the MRD header's frame of reference, else patient and study) for a partner series
+    /// that comes later, on this connection or another: each image of that series is then
+    /// denoised with the kept slice as its guide. 0: partners meet within a connection only.
+    pub pair_window_s: f64,
+    /// Memory for the images kept for `pair_window_s`, in MiB; beyond it the oldest are let
+    /// go (counted), and their partners are denoised alone.
+    pub pair_keep_mib: usize,
     /// Most slices denoised in one inference. 1 suits a CPU (ONNX Runtime's CPU kernels run
     /// a batch of 4 slower per slice than 4 single slices, see BENCHMARKS.md); a GPU gains
     /// from more.
@@ -286,6 +295,23 @@ pub struct Profile {
     pub model: PathBuf,
     #[serde(default)]
     pub rules: Vec<ModelRule>,
+    /// Single-contrast models by contrast (`pd`, `pdfs`): an image for a guided model whose
+    /// partner does not come is denoised by the one of its own contrast (none: it goes back
+    /// unchanged). Each must be a single-contrast denoiser of its key's contrast, checked
+    /// when the daemon starts.
+    #[serde(default)]
+    pub alone: BTreeMap<String, PathBuf>,
+}
+
+impl Profile {
+    /// A profile serving `model` for every image.
+    pub fn of(model: &Path) -> Self {
+        Profile {
+            model: model.into(),
+            rules: Vec::new(),
+            alone: BTreeMap::new(),
+        }
+    }
 }
 
 /// Picks a model by contrast: the header's `contrast` index and / or an attribute
@@ -319,6 +345,8 @@ impl Default for HostConfig {
             max_image_pixels: 1024 * 1024,
             tile_pixels: 512 * 512,
             pair_wait_s: 10.0,
+            pair_window_s: 600.0,
+            pair_keep_mib: 256,
             batch_size: 1,
             batch_wait_ms: 0,
             queue_depth: 64,
@@ -357,13 +385,9 @@ impl HostConfig {
     /// the tests start from.
     pub fn serving(model: &Path) -> Self {
         let mut config = HostConfig::default();
-        config.profiles.insert(
-            DEFAULT_PROFILE.into(),
-            Profile {
-                model: model.into(),
-                rules: Vec::new(),
-            },
-        );
+        config
+            .profiles
+            .insert(DEFAULT_PROFILE.into(), Profile::of(model));
         config
     }
 
@@ -402,6 +426,9 @@ impl HostConfig {
             profile.model = base.join(&profile.model);
             for rule in &mut profile.rules {
                 rule.model = base.join(&rule.model);
+            }
+            for model in profile.alone.values_mut() {
+                *model = base.join(&*model);
             }
         }
         Ok(config)
@@ -471,6 +498,7 @@ impl HostConfig {
             ("max_connections", self.max_connections, 1),
             ("max_connections_per_peer", self.max_connections_per_peer, 1),
             ("max_image_pixels", self.max_image_pixels as usize, 1),
+            ("pair_keep_mib", self.pair_keep_mib, 1),
             ("tile_pixels", self.tile_pixels, 64 * 64),
         ] {
             if value < min {
@@ -492,6 +520,12 @@ impl HostConfig {
             return bad(
                 "pair_wait_s",
                 "must be a positive number of seconds below image_timeout_s",
+            );
+        }
+        if !(self.pair_window_s >= 0.0 && self.pair_window_s.is_finite()) {
+            return bad(
+                "pair_window_s",
+                "must be 0 (partners meet within a connection only) or a positive number of seconds",
             );
         }
         if !(self.stats_interval_s >= 0.0 && self.stats_interval_s.is_finite()) {
@@ -547,11 +581,23 @@ impl HostConfig {
         Duration::from_secs_f64(self.pair_wait_s)
     }
 
+    pub fn pair_window(&self) -> Duration {
+        Duration::from_secs_f64(self.pair_window_s)
+    }
+
+    pub fn pair_keep_bytes(&self) -> usize {
+        self.pair_keep_mib.saturating_mul(1 << 20)
+    }
+
     /// Every distinct model file, in a stable order (the worker's model indices).
     pub fn model_paths(&self) -> Vec<PathBuf> {
         let mut paths: Vec<PathBuf> = Vec::new();
         for p in self.profiles.values() {
-            for m in std::iter::once(&p.model).chain(p.rules.iter().map(|r| &r.model)) {
+            let rules = p.rules.iter().map(|r| &r.model);
+            for m in std::iter::once(&p.model)
+                .chain(rules)
+                .chain(p.alone.values())
+            {
                 if !paths.contains(m) {
                     paths.push(m.clone());
                 }
@@ -587,6 +633,9 @@ mod tests {
             attribute = "SequenceDescription"
             contains = "FS"
             model = "pdfs.onnx"
+            [profiles.knee.alone]
+            pd = "pd_single.onnx"
+            pdfs = "pdfs_single.onnx"
             "#,
         )
         .unwrap();
@@ -594,7 +643,8 @@ mod tests {
         assert_eq!(c.batch_size, 8);
         assert!(c.profiles["knee"].model.ends_with("pd.onnx"));
         assert!(c.profiles["knee"].model.is_absolute());
-        assert_eq!(c.model_paths().len(), 2);
+        assert!(c.profiles["knee"].alone["pdfs"].is_absolute());
+        assert_eq!(c.model_paths().len(), 4);
     }
 
     #[test]
@@ -618,6 +668,8 @@ mod tests {
         assert_eq!(c.metrics_listen.unwrap().port(), 9102);
         assert!(c.profiles["crossdenoise"].model.ends_with("pd_guided.onnx"));
         assert_eq!(c.pair_wait_s, 10.0);
+        assert_eq!((c.pair_window_s, c.pair_keep_mib), (600.0, 256));
+        assert_eq!(c.profiles["crossdenoise"].alone.len(), 2);
     }
 
     #[test]
@@ -698,5 +750,19 @@ mod tests {
             zero.to_string().contains("batch_size: must be at least 1"),
             "{zero}"
         );
+        for (line, message) in [
+            ("pair_window_s = -1", "pair_window_s: must be 0"),
+            ("pair_window_s = inf", "pair_window_s: must be 0"),
+            ("pair_keep_mib = 0", "pair_keep_mib: must be at least 1"),
+        ] {
+            let e = load(&format!("{line}\n[profiles.crossdenoise]\nmodel = \"m\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(message), "{line}: {e}");
+        }
+        let alone = load("[profiles.crossdenoise]\nmodel = \"m\"\nalone = [\"pd.onnx\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(alone.contains("alone"), "{alone}");
     }
 }

@@ -1,8 +1,9 @@
 //! The scanner-side daemon: receives images over the MRD (ISMRMRD) streaming protocol,
 //! denoises them through `crossdenoise-runtime` and sends them back, never losing one.
 //!
-//! [`mrd`] is the wire format, [`session`] one client's conversation, [`worker`] the
-//! inference thread every connection shares, [`server`] accepting and shutting down, and
+//! [`mrd`] is the wire format, [`session`] one client's conversation, [`pairing`] the partner
+//! images kept across connections, [`worker`] the inference thread every connection shares,
+//! [`server`] accepting and shutting down, and
 //! [`client`] the sending side used by tests and demos; [`dicom`] is the DICOM node that
 //! receives studies by C-STORE. It never links Burn.
 
@@ -11,6 +12,7 @@ pub mod config;
 pub mod dicom;
 pub mod mrd;
 pub mod mrd_h5;
+pub mod pairing;
 pub mod server;
 pub mod session;
 pub mod stats;

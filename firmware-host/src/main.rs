@@ -71,6 +71,14 @@ struct SendArgs {
     /// contrast arrives with it). Input k is series k + 1 with contrast index k.
     #[arg(long)]
     interleave: bool,
+    /// The ISMRMRD XML header to send (default: a minimal one). The daemon pairs partner
+    /// series sent on separate connections by the study it names.
+    #[arg(long, conflicts_with = "frame_of_reference")]
+    header: Option<PathBuf>,
+    /// Send a minimal header naming this frame of reference UID: two `send`s of the PD and
+    /// the PDFS series with the same UID are paired by the daemon.
+    #[arg(long)]
+    frame_of_reference: Option<String>,
 }
 
 /// The MRD pixel types `send` writes (one closed list, so `--help` and the parser agree).
@@ -134,10 +142,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .profiles
             .entry(name)
             .and_modify(|p| p.model = model.clone())
-            .or_insert(Profile {
-                model,
-                rules: Vec::new(),
-            });
+            .or_insert_with(|| Profile::of(&model));
     }
     if let Some(listen) = args.listen {
         config.listen = listen;
@@ -246,6 +251,14 @@ async fn send(args: SendArgs) -> anyhow::Result<()> {
         data_type: args.dtype.into(),
         max_message: 1 << 30,
         interleave: args.interleave,
+        header: match (&args.header, &args.frame_of_reference) {
+            (Some(path), _) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the MRD header {}", path.display()))?,
+            ),
+            (None, Some(uid)) => Some(client::header_with_frame_of_reference(uid)),
+            (None, None) => None,
+        },
     };
     let report = client::send(&args.connect, &args.inputs, &args.out, &options).await?;
     for t in &report.texts {

@@ -15,9 +15,43 @@ use tracing::{error, info, warn};
 
 use crate::config::HostConfig;
 use crate::mrd::{Message, MessageWriter};
+use crate::pairing::Kept;
 use crate::session::{self, Context, Phase};
 use crate::stats::{Stats, inc};
-use crate::worker::{Engine, Worker, WorkerOptions};
+use crate::worker::{Engine, ModelInfo, Worker, WorkerOptions};
+
+/// Every profile's `alone` models against what their keys promise; `infos` are the models'
+/// in [`HostConfig::model_paths`] order.
+pub fn check_alone_models(config: &HostConfig, infos: &[ModelInfo]) -> Result<(), HostError> {
+    let paths = config.model_paths();
+    for (name, profile) in &config.profiles {
+        for (contrast, path) in &profile.alone {
+            let info = paths
+                .iter()
+                .position(|p| p == path)
+                .and_then(|i| infos.get(i));
+            let found = match info {
+                None => "not opened".to_string(),
+                Some(i) if i.guide.is_some() => {
+                    format!("a guided {} model (it needs a guide)", i.output)
+                }
+                Some(i) if i.label != "denoised" => format!("a {} model", i.label),
+                Some(i) if i.output.is_empty() => "a model that names no contrast".to_string(),
+                Some(i) if !i.output.eq_ignore_ascii_case(contrast) => {
+                    format!("a {} model", i.output)
+                }
+                Some(_) => continue,
+            };
+            return Err(HostError::AloneModel {
+                profile: name.clone(),
+                contrast: contrast.clone(),
+                path: path.clone(),
+                found,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// The daemon, ready to serve: models open, worker running.
 pub struct Host {
@@ -34,6 +68,17 @@ pub enum HostError {
     },
     #[error(transparent)]
     Runtime(Box<crossdenoise_runtime::Error>),
+    /// A profile's `alone` model that is not a single-contrast denoiser of its key's
+    /// contrast: it would answer an image with another contrast, or need a guide.
+    #[error(
+        "profiles.{profile}.alone.{contrast}: {path} is {found}, not a single-contrast {contrast} denoiser"
+    )]
+    AloneModel {
+        profile: String,
+        contrast: String,
+        path: std::path::PathBuf,
+        found: String,
+    },
 }
 
 impl Host {
@@ -55,6 +100,8 @@ impl Host {
             }
             engines.push(d);
         }
+        let infos: Vec<ModelInfo> = engines.iter().map(Engine::info).collect();
+        check_alone_models(&config, &infos)?;
         Ok(Self::with_engines(config, engines))
     }
 
@@ -77,9 +124,10 @@ impl Host {
         );
         Host {
             ctx: Arc::new(Context {
-                config,
                 models,
                 infos,
+                kept: Mutex::new(Kept::new(config.pair_window(), config.pair_keep_bytes())),
+                config,
                 worker,
                 stats: Arc::new(Stats::default()),
             }),

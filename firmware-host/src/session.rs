@@ -12,10 +12,14 @@
 //! An image for a guided model needs the same slice of its partner contrast. It waits on
 //! its connection (its answer's place in the queue kept) until an image arrives whose model
 //! is guided by this one's contrast and that lies at the same place; both are then denoised,
-//! each guided by the other. One whose partner does not come within `pair_wait_s` goes back
-//! unchanged. Pairs therefore meet within the connection's in-flight window: a client sends
-//! the two series slice by slice (`crossdenoise-host send --interleave`); a series that
-//! arrives whole before its partner is the DICOM node's case, which holds it on disk.
+//! each guided by the other (a client sending the two series slice by slice, `send
+//! --interleave`). One whose partner does not come within `pair_wait_s` is kept for
+//! `pair_window_s` under its study ([`crate::pairing`]) and goes back denoised by its
+//! profile's single-contrast model of its own contrast, or unchanged when there is none.
+//! When the partner series comes later — on this connection or, as scanners send two
+//! acquisitions, on another — each of its images is denoised with the kept slice as guide.
+//! An image is only ever answered by a model of its own contrast: a guided model's output
+//! is its input's contrast, and the cross path's output is labelled synthesized.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Forward, HostConfig, Profile};
 use crate::mrd::image::PlaneError;
 use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
+use crate::pairing::{Kept, Place, study_key};
 use crate::stats::{Stats, inc};
 use crate::worker::{Answer, JobError, ModelInfo, Planes, Worker};
 
@@ -42,6 +47,15 @@ pub struct Context {
     pub infos: Vec<ModelInfo>,
     pub worker: Worker,
     pub stats: Arc<Stats>,
+    /// Images that found no partner, kept for partner series to come.
+    pub kept: std::sync::Mutex<Kept>,
+}
+
+/// A connection's images waiting for their partners, and the study its header names.
+#[derive(Default)]
+struct Partners {
+    waiting: Vec<Waiting>,
+    study: Option<String>,
 }
 
 /// An image for a guided model, waiting for its partner.
@@ -49,46 +63,16 @@ struct Waiting {
     model: usize,
     planes: Planes,
     place: Place,
+    /// Its study (from the connection's MRD header), if the header names one.
+    study: Option<String>,
+    /// The single-contrast model of its contrast, if its profile has one.
+    alone: Option<usize>,
     /// Its model's output contrast and guide contrast.
     contrast: String,
     guide: String,
     reply: oneshot::Sender<Answer>,
     arrived: Instant,
     index: u16,
-}
-
-/// Where a slice lies: its position and thickness, or (a stream without positions) its
-/// slice number.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Place {
-    position: [f32; 3],
-    thickness: f32,
-    slice: u16,
-}
-
-impl Place {
-    fn of(image: &Image) -> Self {
-        Place {
-            position: image.header.position,
-            thickness: image.header.field_of_view[2],
-            slice: image.header.slice,
-        }
-    }
-
-    /// The same slice: positions within half a slice thickness, or equal slice numbers
-    /// when neither image says where it is.
-    fn same(&self, other: &Place) -> bool {
-        if self.position == [0.0; 3] && other.position == [0.0; 3] {
-            return self.slice == other.slice;
-        }
-        let d2: f32 = self
-            .position
-            .iter()
-            .zip(&other.position)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum();
-        d2.sqrt() <= 0.5 * self.thickness.max(f32::EPSILON)
-    }
 }
 
 /// Where the daemon is in its life; every connection watches it.
@@ -168,9 +152,10 @@ pub async fn handle<R, W>(
     let mut reader = MessageReader::new(reader, cfg.max_message_bytes());
     let mut profile_name = cfg.default_profile.clone();
     let mut send_original = cfg.send_original;
-    let mut waiting: Vec<Waiting> = Vec::new();
+    let mut partners = Partners::default();
     let end = loop {
-        let expiry = waiting
+        let expiry = partners
+            .waiting
             .iter()
             .map(|w| w.arrived + cfg.pair_wait())
             .min()
@@ -184,11 +169,25 @@ pub async fn handle<R, W>(
         let next = tokio::select! {
             biased;
             _ = phase.wait_for(|p| *p != Phase::Serving) => break End::Shutdown,
-            _ = async { tokio::time::sleep_until(expiry.expect("guarded")).await }, if expiry.is_some() => {
-                expire(&mut waiting, cfg.pair_wait(), &ctx, &peer);
-                continue;
+            _ = async { tokio::time::sleep_until(expiry.expect("guarded")).await }, if expiry.is_some() => None,
+            r = tokio::time::timeout(timeout, reader.read()) => Some(r),
+        };
+        let Some(next) = next else {
+            // Partners overdue: handled outside the select, whose futures hold the phase.
+            let now = Instant::now();
+            let (due, keep): (Vec<Waiting>, Vec<Waiting>) = partners
+                .waiting
+                .drain(..)
+                .partition(|w| now.duration_since(w.arrived) >= cfg.pair_wait());
+            partners.waiting = keep;
+            for w in due {
+                let why = JobError::NoPartner {
+                    guide: w.guide.clone(),
+                    wait_s: cfg.pair_wait_s,
+                };
+                without_partner(&ctx, &worker, w, why, &peer).await;
             }
-            r = tokio::time::timeout(timeout, reader.read()) => r,
+            continue;
         };
         let msg = match next {
             Err(_) => break end_on_timeout,
@@ -226,6 +225,13 @@ pub async fn handle<R, W>(
             Message::Header(xml) => {
                 debug!(%peer, bytes = xml.len(), "XML header");
                 header_seen = true;
+                partners.study = study_key(&xml);
+                match &partners.study {
+                    Some(key) => debug!(%peer, study = %key, "study"),
+                    None => {
+                        info!(%peer, "the MRD header names no frame of reference or study: partner contrasts meet within this connection only")
+                    }
+                }
                 None
             }
             Message::Text(text) => {
@@ -251,7 +257,7 @@ pub async fn handle<R, W>(
                         profile,
                         image,
                         send_original,
-                        &mut waiting,
+                        &mut partners,
                         &peer,
                     )
                     .await,
@@ -288,10 +294,8 @@ pub async fn handle<R, W>(
             warn!(%peer, %reason, "closing the connection");
         }
     }
-    for w in waiting.drain(..) {
-        info!(%peer, index = w.index, "the connection ended before the image's partner came: sent back unchanged");
-        inc(&ctx.stats.images_unpaired);
-        let _ = w.reply.send(Err(JobError::ConnectionEnded));
+    for w in partners.waiting.drain(..) {
+        without_partner(&ctx, &worker, w, JobError::ConnectionEnded, &peer).await;
     }
     drop(tx);
     // The client may still be sending (it has not seen our close yet). What it sent is
@@ -327,20 +331,43 @@ pub(crate) async fn discard<R: AsyncRead + Unpin>(input: &mut R) {
     let _ = tokio::io::copy(input, &mut tokio::io::sink()).await;
 }
 
-/// Sends back unchanged every waiting image whose partner is overdue.
-fn expire(waiting: &mut Vec<Waiting>, wait: Duration, ctx: &Context, peer: &str) {
-    let now = Instant::now();
-    let (due, keep): (Vec<Waiting>, Vec<Waiting>) = waiting
-        .drain(..)
-        .partition(|w| now.duration_since(w.arrived) >= wait);
-    *waiting = keep;
-    for w in due {
-        info!(%peer, index = w.index, wait_s = wait.as_secs_f64(), "no partner image in time: sent back unchanged");
-        inc(&ctx.stats.images_unpaired);
-        let _ = w.reply.send(Err(JobError::NoPartner {
-            guide: w.guide,
-            wait_s: wait.as_secs_f64(),
-        }));
+/// An image whose partner did not come (`why`): kept for a partner series to come, when its
+/// stream names its study, then denoised by the single-contrast model of its contrast, or
+/// sent back unchanged when its profile has none.
+async fn without_partner(ctx: &Context, worker: &Worker, w: Waiting, why: JobError, peer: &str) {
+    if let Some(key) = &w.study {
+        let (dropped, held) = {
+            let mut kept = ctx.kept.lock().expect("kept images lock");
+            let dropped = kept.keep(key, &w.contrast, w.place, w.planes.clone());
+            (dropped, kept.len())
+        };
+        ctx.stats
+            .images_kept
+            .store(held as u64, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            warn!(%peer, dropped, max_mib = ctx.config.pair_keep_mib, "kept images let go before pair_window_s: pair_keep_mib reached");
+            ctx.stats
+                .images_kept_dropped
+                .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    match w.alone {
+        Some(model) => {
+            info!(%peer, index = w.index, reason = %why, "no partner image: denoised alone by the single-contrast model");
+            inc(&ctx.stats.images_alone);
+            if worker
+                .submit_to(model, w.planes, None, w.reply)
+                .await
+                .is_err()
+            {
+                warn!(%peer, index = w.index, "the inference worker has stopped");
+            }
+        }
+        None => {
+            info!(%peer, index = w.index, reason = %why, "no partner image and no single-contrast model: sent back unchanged");
+            inc(&ctx.stats.images_unpaired);
+            let _ = w.reply.send(Err(why));
+        }
     }
 }
 
@@ -388,7 +415,7 @@ async fn submit(
     profile: &Profile,
     image: Image,
     send_original: bool,
-    waiting: &mut Vec<Waiting>,
+    partners: &mut Partners,
     peer: &str,
 ) -> Outgoing {
     let arrived = Instant::now();
@@ -426,14 +453,14 @@ async fn submit(
         None => worker.submit(model_index, planes, None).await,
         Some(guide) => {
             let place = Place::of(&image);
-            let partner = waiting.iter().position(|w| {
+            let partner = partners.waiting.iter().position(|w| {
                 w.contrast == *guide && w.guide == info.output && w.place.same(&place)
             });
             match partner {
                 Some(k) => {
                     // Both are ready: the partner is denoised guided by this image, this
                     // image guided by the partner.
-                    let w = waiting.remove(k);
+                    let w = partners.waiting.remove(k);
                     debug!(%peer, index, partner = w.index, "paired");
                     let theirs = w.planes.clone();
                     if worker
@@ -446,18 +473,40 @@ async fn submit(
                     worker.submit(model_index, planes, Some(theirs)).await
                 }
                 None => {
-                    let (reply, answer) = oneshot::channel();
-                    waiting.push(Waiting {
-                        model: model_index,
-                        planes,
-                        place,
-                        contrast: info.output.clone(),
-                        guide: guide.clone(),
-                        reply,
-                        arrived,
-                        index,
+                    let kept = partners.study.as_deref().and_then(|key| {
+                        let mut kept = ctx.kept.lock().expect("kept images lock");
+                        kept.find(key, guide, &place)
                     });
-                    Ok(answer)
+                    match kept {
+                        Some(theirs) => {
+                            // The partner series came earlier: its slice, kept, is the guide.
+                            debug!(%peer, index, "guided by a kept partner slice");
+                            inc(&ctx.stats.images_paired_kept);
+                            worker.submit(model_index, planes, Some(theirs)).await
+                        }
+                        None => {
+                            let alone = profile
+                                .alone
+                                .iter()
+                                .find(|(c, _)| c.eq_ignore_ascii_case(&info.output))
+                                .and_then(|(_, p)| ctx.models.get(p))
+                                .copied();
+                            let (reply, answer) = oneshot::channel();
+                            partners.waiting.push(Waiting {
+                                model: model_index,
+                                planes,
+                                place,
+                                study: partners.study.clone(),
+                                alone,
+                                contrast: info.output.clone(),
+                                guide: guide.clone(),
+                                reply,
+                                arrived,
+                                index,
+                            });
+                            Ok(answer)
+                        }
+                    }
                 }
             }
         }
@@ -725,6 +774,7 @@ mod tests {
             contains: attr.map(|a| a.1.into()),
         };
         let profile = Profile {
+            alone: Default::default(),
             model: "default.onnx".into(),
             rules: vec![
                 rule("fs.onnx", None, Some(("SequenceDescription", "PDFS"))),
@@ -790,19 +840,5 @@ mod tests {
         assert!(denoised_image(&u16_image, None, &plane(-3.0), "denoised", &cfg).is_ok());
         let f32_image = Image::from_plane(&ndarray::Array2::zeros((2, 2)), DataType::F32);
         assert!(denoised_image(&f32_image, None, &plane(1e30), "denoised", &cfg).is_ok());
-    }
-
-    #[test]
-    fn slices_pair_by_position_or_by_number() {
-        let place = |position: [f32; 3], slice| Place {
-            position,
-            thickness: 3.0,
-            slice,
-        };
-        assert!(place([0.0; 3], 4).same(&place([0.0; 3], 4)));
-        assert!(!place([0.0; 3], 4).same(&place([0.0; 3], 5)));
-        // Positions decide when given, whatever the numbering.
-        assert!(place([1.0, 2.0, 10.0], 1).same(&place([1.0, 2.0, 11.4], 7)));
-        assert!(!place([1.0, 2.0, 10.0], 1).same(&place([1.0, 2.0, 11.6], 1)));
     }
 }

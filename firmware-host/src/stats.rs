@@ -22,8 +22,19 @@ pub struct Stats {
     pub images_passed_through: AtomicU64,
     /// Sent back unchanged because denoising failed or timed out.
     pub images_failed: AtomicU64,
-    /// Of the failed: images for a guided model whose partner never came.
+    /// Of the failed: images for a guided model whose partner never came (and no `alone`
+    /// model for their contrast).
     pub images_unpaired: AtomicU64,
+    /// Of the denoised: images whose partner did not come, denoised by the single-contrast
+    /// model of their contrast.
+    pub images_alone: AtomicU64,
+    /// Of the denoised: images guided by a kept partner slice of an earlier series (on this
+    /// connection or another).
+    pub images_paired_kept: AtomicU64,
+    /// Images kept for partners to come (a gauge).
+    pub images_kept: AtomicU64,
+    /// Kept images let go before `pair_window_s` to stay within `pair_keep_mib`.
+    pub images_kept_dropped: AtomicU64,
     pub images_undeliverable: AtomicU64,
     pub other_messages: AtomicU64,
     pub protocol_errors: AtomicU64,
@@ -40,6 +51,10 @@ pub struct Snapshot {
     pub passed_through: u64,
     pub failed: u64,
     pub unpaired: u64,
+    pub alone: u64,
+    pub paired_kept: u64,
+    pub kept: u64,
+    pub kept_dropped: u64,
     pub undeliverable: u64,
     pub other_messages: u64,
     pub protocol_errors: u64,
@@ -82,6 +97,10 @@ impl Stats {
             passed_through: get(&self.images_passed_through),
             failed: get(&self.images_failed),
             unpaired: get(&self.images_unpaired),
+            alone: get(&self.images_alone),
+            paired_kept: get(&self.images_paired_kept),
+            kept: get(&self.images_kept),
+            kept_dropped: get(&self.images_kept_dropped),
             undeliverable: get(&self.images_undeliverable),
             other_messages: get(&self.other_messages),
             protocol_errors: get(&self.protocol_errors),
@@ -96,16 +115,21 @@ impl Snapshot {
     pub fn line(&self) -> String {
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1} ms"));
         format!(
-            "connections {} ({} open, {} refused); images received {}, denoised {}, passed through {}, \
-             failed {} ({} without a partner), undeliverable {}; latency p50 {}, p99 {}",
+            "connections {} ({} open, {} refused); images received {}, denoised {} ({} alone, \
+             {} guided by a kept partner), passed through {}, failed {} ({} without a partner), \
+             kept for partners {} ({} let go), undeliverable {}; latency p50 {}, p99 {}",
             self.connections,
             self.connections_active,
             self.connections_refused,
             self.received,
             self.denoised,
+            self.alone,
+            self.paired_kept,
             self.passed_through,
             self.failed,
             self.unpaired,
+            self.kept,
+            self.kept_dropped,
             self.undeliverable,
             ms(self.p50_ms),
             ms(self.p99_ms),
@@ -152,6 +176,21 @@ impl Snapshot {
             self.unpaired,
         );
         counter(
+            "images_alone_total",
+            "Images for a guided model denoised by their contrast's single-contrast model: no partner image came.",
+            self.alone,
+        );
+        counter(
+            "images_paired_kept_total",
+            "Images denoised with a kept partner slice of an earlier series as their guide.",
+            self.paired_kept,
+        );
+        counter(
+            "images_kept_dropped_total",
+            "Images kept for partners let go before pair_window_s to stay within pair_keep_mib.",
+            self.kept_dropped,
+        );
+        counter(
             "images_undeliverable_total",
             "Answers that could not be delivered: the client had gone, read nothing for write_timeout_s, or shutdown_grace_s ran out.",
             self.undeliverable,
@@ -164,6 +203,10 @@ impl Snapshot {
         out.push_str(&format!(
             "# HELP crossdenoise_connections_open Open client connections.\n# TYPE crossdenoise_connections_open gauge\ncrossdenoise_connections_open {}\n",
             self.connections_active
+        ));
+        out.push_str(&format!(
+            "# HELP crossdenoise_images_kept Images kept for partner series to come.\n# TYPE crossdenoise_images_kept gauge\ncrossdenoise_images_kept {}\n",
+            self.kept
         ));
         out.push_str(
             "# HELP crossdenoise_latency_seconds Arrival to denoised result, recent images.\n# TYPE crossdenoise_latency_seconds summary\n",

@@ -342,6 +342,7 @@ async fn send_reports_what_was_sent_and_answered_when_the_server_vanishes() {
         data_type: DataType::F32,
         max_message: 1 << 26,
         interleave: false,
+        header: None,
     };
     let err = send(
         &addr.to_string(),

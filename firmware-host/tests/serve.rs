@@ -429,6 +429,7 @@ async fn a_recorded_mrd_file_is_replayed_and_every_image_answered() {
         data_type: DataType::F32,
         max_message: 1 << 28,
         interleave: false,
+        header: None,
     };
     let report = send(&server.addr.to_string(), &[recording], &out, &options)
         .await

@@ -88,13 +88,18 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr, config: &str) -> Client {
+        Self::connect_with_header(addr, config, "<ismrmrdHeader/>").await
+    }
+
+    /// Connects, names `config` and sends `header` as the MRD XML header.
+    pub async fn connect_with_header(addr: SocketAddr, config: &str, header: &str) -> Client {
         let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
         let mut c = Client {
             reader: MessageReader::new(r, 1 << 28),
             writer: MessageWriter::new(w),
         };
         c.send(&Message::ConfigFile(config.into())).await;
-        c.send(&Message::Header("<ismrmrdHeader/>".into())).await;
+        c.send(&Message::Header(header.into())).await;
         c
     }
 
