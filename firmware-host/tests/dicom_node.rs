@@ -632,3 +632,74 @@ async fn compressed_series_are_decoded_denoised_and_delivered_uncompressed() {
         assert!(worst <= quantum, "{description}: {worst} > one stored step");
     }
 }
+
+/// With the guided models configured, a series whose partner contrast never comes waits
+/// `pair_wait_s` (counted as waiting, nothing sent), then is denoised by its contrast's
+/// single-contrast model and delivered as its own contrast.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_series_whose_partner_never_comes_is_denoised_alone_after_pair_wait_s() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = |name: &str, flags: &[&str]| support::test_model(dir.path(), name, flags);
+    let pd = model("pd_guided.onnx", &["--contrast", "pd", "--guided"]);
+    let pdfs = model("pdfs_guided.onnx", &["--contrast", "pdfs", "--guided"]);
+    let pdfs_alone = model("pdfs_single.onnx", &[]);
+    let port = free_port();
+    let pacs = Storescp::start(port, &dir.path().join("pacs"));
+    let mut node = Running::start_working(&dir.path().join("spool"), |c| {
+        c.destination = Some(Destination {
+            ae_title: "PACS".into(),
+            address: format!("127.0.0.1:{port}"),
+        });
+        c.series_stable_s = 0.3;
+        c.pair_wait_s = 2.0;
+        c.models.pd = Some(pd);
+        c.models.pdfs = Some(pdfs);
+        c.models.pdfs_alone = Some(pdfs_alone.clone());
+    })
+    .await;
+    let sent = described_series(&dir.path().join("pdfs"), 3, (48, 40), "PD_TSE_FS_SAG");
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&sent))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    // Complete, and waiting for its partner: counted, nothing denoised or sent.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        node.count(|s| &s.series_waiting),
+        1,
+        "{}",
+        node.stats().line()
+    );
+    assert_eq!(node.count(|s| &s.instances_denoised), 0);
+    assert!(pacs.received().is_empty());
+
+    let arrived = node.deliver_to(&pacs, 3).await;
+    assert_eq!(node.count(|s| &s.series_alone), 1);
+    assert_eq!(node.count(|s| &s.series_paired), 0);
+    assert_eq!(node.count(|s| &s.series_waiting), 0);
+    let mut denoiser = crossdenoise_runtime::Denoiser::open(
+        &support::runtime(),
+        &pdfs_alone,
+        &DenoiserOptions::default(),
+    )
+    .unwrap();
+    use dicom_dictionary_std::tags;
+    for file in &sent {
+        let position = attribute(file, tags::IMAGE_POSITION_PATIENT);
+        let copy = arrived
+            .iter()
+            .find(|p| attribute(p, tags::IMAGE_POSITION_PATIENT) == position)
+            .unwrap_or_else(|| panic!("no result at {position}"));
+        assert_eq!(
+            attribute(copy, tags::SERIES_DESCRIPTION),
+            "PD_TSE_FS_SAG denoised"
+        );
+        let (input, output) = (
+            DicomSlice::read(file).unwrap(),
+            DicomSlice::read(copy).unwrap(),
+        );
+        let expected = denoiser.denoise(input.image.view()).unwrap();
+        let worst = support::max_abs_diff(&expected, &output.image);
+        assert!(worst <= output.rescale_slope as f32, "{worst}");
+    }
+}

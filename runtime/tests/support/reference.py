@@ -4,9 +4,10 @@ Everything here is written with the Python ecosystem's own tools (onnx, onnxrunt
 pydicom, numpy), not with the crate under test, so an agreement means two separate
 implementations agree:
 
-  make-model OUT [--no-metadata] [--rank3] [--size-multiple M]
+  make-model OUT [--no-metadata] [--rank3] [--size-multiple M] [--contrast C] [--guided]
       a small encoder / decoder ONNX graph with the exported model's interface
-      (input `image` [N,1,H,W], output `denoised`, symbolic N/H/W) and metadata.
+      (input `image` [N,1,H,W], with --guided also `guide`, output `denoised`, symbolic
+      N/H/W) and metadata: a single-contrast (or guided) denoiser of contrast C (pdfs).
   denoise MODEL IN.npy OUT.npy
       the serving pipeline in numpy + Python onnxruntime: per-slice 99.5th-percentile
       normalisation, centred reflect padding, inference, crop, inverse scale.
@@ -54,6 +55,10 @@ def make_model(args):
     inits, nodes = [], []
     x = "image"
     cin = 1
+    if args.guided:
+        # A guided denoiser reads its guide (the partner contrast) beside the image.
+        nodes.append(helper.make_node("Concat", ["image", "guide"], ["both"], axis=1))
+        x, cin = "both", 2
     for level in range(pools + 1):
         w, b = f"enc{level}.w", f"enc{level}.b"
         inits += [weight(w, (ch, cin, 3, 3), 0.3), weight(b, (ch,), 0.05)]
@@ -88,23 +93,28 @@ def make_model(args):
         in_shape = out_shape = ["N", "H", "W"]
         nodes = [helper.make_node("Relu", ["image"], ["denoised"])]
         inits = []
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, in_shape)]
+    if args.guided:
+        inputs.append(helper.make_tensor_value_info("guide", TensorProto.FLOAT, in_shape))
     graph = helper.make_graph(
         nodes,
         "test-denoiser",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, in_shape)],
+        inputs,
         [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, out_shape)],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model, full_check=True)
     if not args.no_metadata:
-        # A single-contrast PDFS denoiser: its output is its input's contrast.
+        # A denoiser of one contrast (PDFS unless told): its output is its input's contrast.
+        domain = {"pd": "a", "pdfs": "b"}
+        partner = {"pd": "pdfs", "pdfs": "pd"}[args.contrast]
         props = {
-            "crossdenoise.kind": "single",
-            "crossdenoise.from": "b",
-            "crossdenoise.to": "b",
-            "crossdenoise.from_name": "pdfs",
-            "crossdenoise.to_name": "pdfs",
+            "crossdenoise.kind": "guided" if args.guided else "single",
+            "crossdenoise.from": domain[args.contrast],
+            "crossdenoise.to": domain[args.contrast],
+            "crossdenoise.from_name": args.contrast,
+            "crossdenoise.to_name": args.contrast,
             "crossdenoise.depth": str(pools),
             "crossdenoise.base_channels": str(ch),
             "crossdenoise.normalization.percentile": "99.5",
@@ -113,6 +123,15 @@ def make_model(args):
             "crossdenoise.config_hash": "test",
             "crossdenoise.version": "test",
         }
+        if args.guided:
+            props.update(
+                {
+                    "crossdenoise.guide": domain[partner],
+                    "crossdenoise.guide_name": partner,
+                    "crossdenoise.guide.normalization.percentile": "99.5",
+                    "crossdenoise.guide.normalization.clamp_max": "1.5",
+                }
+            )
         helper.set_model_props(model, props)
     onnx.save(model, args.out)
 
@@ -384,6 +403,8 @@ def main():
     m.add_argument("--rank3", action="store_true")
     m.add_argument("--size-multiple", type=int, default=4)
     m.add_argument("--fail-unless-64", action="store_true")
+    m.add_argument("--contrast", choices=["pd", "pdfs"], default="pdfs")
+    m.add_argument("--guided", action="store_true", help="a second input `guide`: the partner contrast")
     h = sub.add_parser("mrd-h5")
     h.add_argument("out")
     d = sub.add_parser("denoise")
