@@ -219,17 +219,12 @@ impl DicomConfig {
                 "not a loopback address: set allow_remote = true (or --allow-remote) to serve on the network".into(),
             ));
         }
+        const AE: &str = "an AE title is 1 to 16 printable characters, no backslash";
         if !ae_ok(&self.ae_title) {
-            return Some((
-                "dicom.ae_title",
-                "an AE title is 1 to 16 printable characters, no backslash".into(),
-            ));
+            return Some(("dicom.ae_title", AE.into()));
         }
         if let Some(bad) = self.allowed_calling_aes.iter().find(|t| !ae_ok(t)) {
-            return Some((
-                "dicom.allowed_calling_aes",
-                format!("{bad:?} is not an AE title (1 to 16 printable characters, no backslash)"),
-            ));
+            return Some(("dicom.allowed_calling_aes", format!("{bad:?}: {AE}")));
         }
         if self.spool.as_os_str().is_empty() {
             return Some(("dicom.spool", "needs a folder".into()));
@@ -269,10 +264,7 @@ impl DicomConfig {
         }
         if let Some(d) = &self.destination {
             if !ae_ok(&d.ae_title) {
-                return Some((
-                    "dicom.destination.ae_title",
-                    "an AE title is 1 to 16 printable characters, no backslash".into(),
-                ));
+                return Some(("dicom.destination.ae_title", AE.into()));
             }
             let host_port = d.address.rsplit_once(':').is_some_and(|(host, port)| {
                 !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)

@@ -112,8 +112,8 @@ async fn messages(
     let mut command = Vec::new();
     let mut data = Vec::new();
     let mut too_large = false;
-    // The C-STORE whose data set is arriving, and its presentation context.
-    let mut pending: Option<(Request, u8)> = None;
+    // The C-STORE whose data set is arriving: its request, context and SOP class + instance.
+    let mut pending: Option<(Request, u8, (String, String))> = None;
     loop {
         let pdvs = match association.receive().await? {
             Pdu::PData { data } => data,
@@ -150,11 +150,17 @@ async fn messages(
                             inc(&node.stats.echoes);
                             respond(association, pc, &request, Status::Success).await?;
                         }
-                        Request::Store { has_data: true, .. } => {
+                        Request::Store {
+                            has_data: true,
+                            ref sop_class,
+                            ref sop_instance,
+                            ..
+                        } => {
                             inc(&node.stats.instances_received);
                             data.clear();
                             too_large = false;
-                            pending = Some((request, pc));
+                            let ids = (sop_class.clone(), sop_instance.clone());
+                            pending = Some((request, pc, ids));
                         }
                         Request::Store { .. } => {
                             inc(&node.stats.instances_refused);
@@ -183,7 +189,7 @@ async fn messages(
                     if !pdv.is_last {
                         continue;
                     }
-                    let (request, pc) = pending.take().expect("checked above");
+                    let (request, pc, ids) = pending.take().expect("checked above");
                     let status = if too_large {
                         warn!(
                             max_instance_mib = node.config.max_instance_mib,
@@ -202,7 +208,7 @@ async fn messages(
                                     "presentation context {pc} was not negotiated"
                                 ))
                             })?;
-                        store(node, &request, &ts, std::mem::take(&mut data)).await
+                        store(node, ids, &ts, std::mem::take(&mut data)).await
                     };
                     respond(association, pc, &request, status).await?;
                 }
@@ -211,22 +217,11 @@ async fn messages(
     }
 }
 
-/// Writes one instance to the spool and says what to answer.
-async fn store(node: &Arc<Node>, request: &Request, ts: &str, data: Vec<u8>) -> Status {
-    let Request::Store {
-        sop_class,
-        sop_instance,
-        ..
-    } = request
-    else {
-        unreachable!("only a C-STORE carries a data set");
-    };
-    let (n, class, instance, ts) = (
-        node.clone(),
-        sop_class.clone(),
-        sop_instance.clone(),
-        ts.to_string(),
-    );
+/// Writes one instance (its command's SOP class and instance UIDs, `ids`) to the spool and
+/// says what to answer.
+async fn store(node: &Arc<Node>, ids: (String, String), ts: &str, data: Vec<u8>) -> Status {
+    let (n, (class, instance), ts) = (node.clone(), ids, ts.to_string());
+    let named = instance.clone();
     let result =
         tokio::task::spawn_blocking(move || n.spool.store((&class, &instance), &ts, &data))
             .await
@@ -249,7 +244,7 @@ async fn store(node: &Arc<Node>, request: &Request, ts: &str, data: Vec<u8>) -> 
         }
         Err(e) => {
             inc(&stats.instances_refused);
-            warn!(instance = %sop_instance, error = %e, "DICOM instance refused");
+            warn!(instance = %named, error = %e, "DICOM instance refused");
             match e {
                 SpoolError::Unreadable(_) => Status::CannotUnderstand,
                 SpoolError::Mismatch(_) => Status::DataSetMismatch,
