@@ -458,10 +458,9 @@ fn attribute(file: &Path, tag: dicom_core::Tag) -> String {
         .to_string()
 }
 
-/// A whole node in `dir/spool` with a PDFS single-contrast test model (`pdfs_alone`, series
-/// stable after 0.5 s), delivering to a `storescp` of its own in `dir/pacs`.
-async fn pdfs_node_and_pacs(dir: &Path) -> (Running, Storescp, PathBuf) {
-    let model = support::test_model(dir, "pdfs_single.onnx", &[]);
+/// A whole node in `dir/spool` (series stable after 0.3 s, then `edit`), delivering to a
+/// `storescp` of its own in `dir/pacs`.
+async fn node_and_pacs(dir: &Path, edit: impl FnOnce(&mut DicomConfig)) -> (Running, Storescp) {
     let port = free_port();
     let pacs = Storescp::start(port, &dir.join("pacs"));
     let node = Running::start_working(&dir.join("spool"), |c| {
@@ -469,11 +468,29 @@ async fn pdfs_node_and_pacs(dir: &Path) -> (Running, Storescp, PathBuf) {
             ae_title: "PACS".into(),
             address: format!("127.0.0.1:{port}"),
         });
-        c.series_stable_s = 0.5;
-        c.models.pdfs_alone = Some(model.clone());
+        c.series_stable_s = 0.3;
+        edit(c);
     })
     .await;
+    (node, pacs)
+}
+
+/// The same with a PDFS single-contrast test model as `pdfs_alone`.
+async fn pdfs_node_and_pacs(dir: &Path) -> (Running, Storescp, PathBuf) {
+    let model = support::test_model(dir, "pdfs_single.onnx", &[]);
+    let (node, pacs) = node_and_pacs(dir, |c| c.models.pdfs_alone = Some(model.clone())).await;
     (node, pacs, model)
+}
+
+/// Guided test models of each contrast in `dir` (PD guided by PDFS, PDFS by PD).
+fn guided_models(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = |name: &str, contrast: &str| {
+        support::test_model(dir, name, &["--contrast", contrast, "--guided"])
+    };
+    (
+        model("pd_guided.onnx", "pd"),
+        model("pdfs_guided.onnx", "pdfs"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -639,18 +656,9 @@ async fn compressed_series_are_decoded_denoised_and_delivered_uncompressed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_series_whose_partner_never_comes_is_denoised_alone_after_pair_wait_s() {
     let dir = tempfile::tempdir().unwrap();
-    let model = |name: &str, flags: &[&str]| support::test_model(dir.path(), name, flags);
-    let pd = model("pd_guided.onnx", &["--contrast", "pd", "--guided"]);
-    let pdfs = model("pdfs_guided.onnx", &["--contrast", "pdfs", "--guided"]);
-    let pdfs_alone = model("pdfs_single.onnx", &[]);
-    let port = free_port();
-    let pacs = Storescp::start(port, &dir.path().join("pacs"));
-    let mut node = Running::start_working(&dir.path().join("spool"), |c| {
-        c.destination = Some(Destination {
-            ae_title: "PACS".into(),
-            address: format!("127.0.0.1:{port}"),
-        });
-        c.series_stable_s = 0.3;
+    let (pd, pdfs) = guided_models(dir.path());
+    let pdfs_alone = support::test_model(dir.path(), "pdfs_single.onnx", &[]);
+    let (mut node, pacs) = node_and_pacs(dir.path(), |c| {
         c.pair_wait_s = 2.0;
         c.models.pd = Some(pd);
         c.models.pdfs = Some(pdfs);
@@ -701,5 +709,92 @@ async fn a_series_whose_partner_never_comes_is_denoised_alone_after_pair_wait_s(
         let expected = denoiser.denoise(input.image.view()).unwrap();
         let worst = support::max_abs_diff(&expected, &output.image);
         assert!(worst <= output.rescale_slope as f32, "{worst}");
+    }
+}
+
+/// A PD + PDFS pair where the PDFS series covers one slice fewer: every covered slice is
+/// denoised with its partner as guide, the uncovered PD slice by `pd_alone`, all in one
+/// derived series per contrast — the study is not failed for one slice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_its_partner_series_does_not_cover_is_denoised_alone_in_the_pair() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let (pd_guided, pdfs_guided) = guided_models(dir.path());
+    let pd_alone = support::test_model(dir.path(), "pd_single.onnx", &["--contrast", "pd"]);
+    let (mut node, pacs) = node_and_pacs(dir.path(), |c| {
+        c.models.pd = Some(pd_guided.clone());
+        c.models.pdfs = Some(pdfs_guided.clone());
+        c.models.pd_alone = Some(pd_alone.clone());
+    })
+    .await;
+    let study = |description: &str, slices: &[ndarray::Array2<f32>]| {
+        let flags = [
+            format!("--description={description}"),
+            "--study=1.2.826.0.1.3680043.8.498.50".to_string(),
+            "--frame=1.2.826.0.1.3680043.8.498.51".to_string(),
+        ];
+        dicom_series(&dir.path().join(description), "s16", slices, &flags)
+    };
+    let pd_slices = phantom_slices(4, 48, 40);
+    let pdfs_slices: Vec<_> = pd_slices[..3].iter().map(|s| s * 0.6).collect();
+    let pd = study("PD_TSE_COR", &pd_slices);
+    let pdfs = study("PD_TSE_FS_COR", &pdfs_slices);
+    let mut files = pd.clone();
+    files.extend(pdfs.iter().cloned());
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.deliver_to(&pacs, 7).await;
+    assert_eq!(node.count(|s| &s.series_paired), 2);
+    assert_eq!(node.count(|s| &s.instances_unmatched), 1);
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+
+    let runtime = support::runtime();
+    let open = |path: &PathBuf| {
+        crossdenoise_runtime::Denoiser::open(&runtime, path, &DenoiserOptions::default()).unwrap()
+    };
+    let (mut pd_model, mut pdfs_model, mut alone_model) =
+        (open(&pd_guided), open(&pdfs_guided), open(&pd_alone));
+    let read = |f: &PathBuf| DicomSlice::read(f).unwrap();
+    for (inputs, partners, description) in
+        [(&pd, &pdfs, "PD_TSE_COR"), (&pdfs, &pd, "PD_TSE_FS_COR")]
+    {
+        let mut series = std::collections::HashSet::new();
+        for (i, file) in inputs.iter().enumerate() {
+            let position = attribute(file, tags::IMAGE_POSITION_PATIENT);
+            let copy = arrived
+                .iter()
+                .find(|p| {
+                    attribute(p, tags::IMAGE_POSITION_PATIENT) == position
+                        && attribute(p, tags::SERIES_DESCRIPTION)
+                            == format!("{description} denoised")
+                })
+                .unwrap_or_else(|| panic!("{description}: no result at {position}"));
+            series.insert(attribute(copy, tags::SERIES_INSTANCE_UID));
+            let input = read(file).image;
+            let expected = match partners.get(i) {
+                Some(partner) => {
+                    let guide = read(partner).image;
+                    let model = if description == "PD_TSE_COR" {
+                        &mut pd_model
+                    } else {
+                        &mut pdfs_model
+                    };
+                    model
+                        .denoise_guided_batch(&[input.view()], &[guide.view()])
+                        .unwrap()
+                        .remove(0)
+                }
+                None => alone_model.denoise(input.view()).unwrap(),
+            };
+            let output = read(copy);
+            let worst = support::max_abs_diff(&expected, &output.image);
+            assert!(
+                worst <= output.rescale_slope as f32,
+                "{description} slice {i}: {worst}"
+            );
+        }
+        assert_eq!(series.len(), 1, "{description}: one derived series");
     }
 }

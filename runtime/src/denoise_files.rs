@@ -100,6 +100,33 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
 /// within half a slice thickness; the nearest when several are). Every input without a
 /// guide, and every pair whose sizes differ, is listed in one error.
 pub fn pair_guides(inputs: &[InputFile], guides: &[InputFile]) -> Result<Vec<PathBuf>> {
+    let matched = match_guides(inputs, guides);
+    let mut problems = matched.guide_problems;
+    let mut paired = Vec::with_capacity(inputs.len());
+    for found in matched.guides {
+        match found {
+            Ok(guide) => paired.push(guide),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        Ok(paired)
+    } else {
+        Err(Error::Pairing { problems })
+    }
+}
+
+/// What [`match_guides`] found: per input its guide or why it has none, and the guides that
+/// could not be read.
+#[derive(Debug)]
+pub struct MatchedGuides {
+    pub guides: Vec<std::result::Result<PathBuf, String>>,
+    pub guide_problems: Vec<String>,
+}
+
+/// [`pair_guides`] input by input: a series with slices its partner does not cover (a PDFS
+/// series of fewer slices than its PD partner) can still be guided where it is covered.
+pub fn match_guides(inputs: &[InputFile], guides: &[InputFile]) -> MatchedGuides {
     let mut problems = Vec::new();
     let by_name: HashMap<&std::ffi::OsStr, &InputFile> = guides
         .iter()
@@ -120,22 +147,19 @@ pub fn pair_guides(inputs: &[InputFile], guides: &[InputFile]) -> Result<Vec<Pat
             Err(e) => problems.push(format!("guide {e}")),
         }
     }
-    let mut paired = Vec::with_capacity(inputs.len());
-    for input in inputs {
-        let found = if input.format == Format::Dicom {
-            pair_dicom(input, &dicom_guides)
-        } else {
-            pair_by_name(input, &by_name)
-        };
-        match found {
-            Ok(guide) => paired.push(guide),
-            Err(problem) => problems.push(problem),
-        }
-    }
-    if problems.is_empty() {
-        Ok(paired)
-    } else {
-        Err(Error::Pairing { problems })
+    let guides = inputs
+        .iter()
+        .map(|input| {
+            if input.format == Format::Dicom {
+                pair_dicom(input, &dicom_guides)
+            } else {
+                pair_by_name(input, &by_name)
+            }
+        })
+        .collect();
+    MatchedGuides {
+        guides,
+        guide_problems: problems,
     }
 }
 

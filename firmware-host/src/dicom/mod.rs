@@ -59,6 +59,9 @@ pub struct NodeStats {
     pub series_paired: AtomicU64,
     /// Series denoised alone (no partner within `pair_wait_s`).
     pub series_alone: AtomicU64,
+    /// Slices of a paired series that their partner series does not cover, denoised by
+    /// their contrast's single-contrast model.
+    pub instances_unmatched: AtomicU64,
     /// Complete series waiting for their partner contrast (a gauge the pipeline sets).
     pub series_waiting: AtomicU64,
     /// Received instances set aside in `failed/`: unreadable, contrast not recognised, no
@@ -75,7 +78,7 @@ impl NodeStats {
     pub fn line(&self) -> String {
         let g = Self::get;
         format!(
-            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}; denoised {} (series paired {}, alone {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
+            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
             g(&self.associations),
             g(&self.associations_rejected),
             g(&self.associations_aborted),
@@ -87,6 +90,7 @@ impl NodeStats {
             g(&self.instances_denoised),
             g(&self.series_paired),
             g(&self.series_alone),
+            g(&self.instances_unmatched),
             g(&self.instances_set_aside),
             g(&self.instances_forwarded),
             g(&self.forward_failed),
@@ -163,6 +167,11 @@ impl Node {
                 "instances_denoised_total",
                 "Instances denoised into the outbox.",
                 g(&s.instances_denoised),
+            ),
+            (
+                "instances_unmatched_total",
+                "Slices of a paired series without a partner slice, denoised by the single-contrast model.",
+                g(&s.instances_unmatched),
             ),
             (
                 "instances_forwarded_total",

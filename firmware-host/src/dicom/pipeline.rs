@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use crossdenoise_image::ModelKind;
 use crossdenoise_image::io::Format;
-use crossdenoise_runtime::denoise_files::{FileJob, InputFile, pair_guides};
+use crossdenoise_runtime::denoise_files::{FileJob, InputFile, match_guides};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 use dicom_dictionary_std::tags;
 use tracing::{info, warn};
@@ -147,11 +147,13 @@ impl Models {
         Ok(Models { guided, alone })
     }
 
-    fn guided(&mut self, contrast: Contrast) -> Option<&mut Denoiser> {
-        self.guided.as_mut().map(|(pd, pdfs)| match contrast {
+    /// The guided model of `contrast` and its single-contrast model, if configured.
+    fn for_pair(&mut self, contrast: Contrast) -> Option<(&mut Denoiser, Option<&mut Denoiser>)> {
+        let guided = self.guided.as_mut().map(|(pd, pdfs)| match contrast {
             Contrast::Pd => pd,
             Contrast::Pdfs => pdfs,
-        })
+        })?;
+        Some((guided, self.alone.get_mut(&contrast)))
     }
 }
 
@@ -393,6 +395,9 @@ fn inputs(series: &Series) -> Vec<InputFile> {
 }
 
 /// Denoises a pair, each with the other as guide, into the outbox; the number of instances.
+/// A slice its partner series does not cover (one series has more slices, or a slice moved)
+/// is denoised by its contrast's single-contrast model, in the same derived series; without
+/// that model the pair fails, naming every such slice.
 fn guided_pair(
     node: &Node,
     models: &mut Models,
@@ -400,17 +405,45 @@ fn guided_pair(
     pdfs: &Series,
 ) -> Result<usize, String> {
     let (pd_in, pdfs_in) = (inputs(pd), inputs(pdfs));
-    let pd_guides = pair_guides(&pd_in, &pdfs_in).map_err(|e| e.to_string())?;
-    let pdfs_guides = pair_guides(&pdfs_in, &pd_in).map_err(|e| e.to_string())?;
     let mut staged = Vec::new();
-    for (series, ins, guides, contrast) in [
-        (pd, &pd_in, &pd_guides, Contrast::Pd),
-        (pdfs, &pdfs_in, &pdfs_guides, Contrast::Pdfs),
+    for (series, ins, partner, contrast) in [
+        (pd, &pd_in, &pdfs_in, Contrast::Pd),
+        (pdfs, &pdfs_in, &pd_in, Contrast::Pdfs),
     ] {
-        let model = models
-            .guided(contrast)
+        let matched = match_guides(ins, partner);
+        let (guided, alone) = models
+            .for_pair(contrast)
             .expect("guided models are configured");
-        staged.push((series, stage(node, model, series, ins, Some(guides))?));
+        let unmatched: Vec<&String> = matched
+            .guides
+            .iter()
+            .filter_map(|g| g.as_ref().err())
+            .collect();
+        if !unmatched.is_empty() {
+            if alone.is_none() {
+                let listed: Vec<&str> = unmatched.iter().map(|s| s.as_str()).collect();
+                return Err(format!(
+                    "{} {} slices without a partner slice and no `{}_alone` model: {}",
+                    unmatched.len(),
+                    contrast.name(),
+                    contrast.name(),
+                    listed.join("; ")
+                ));
+            }
+            for reason in &unmatched {
+                info!(series = %series.uid, %reason, "DICOM slice without a partner slice: denoised alone by the single-contrast model");
+            }
+            node.stats
+                .instances_unmatched
+                .fetch_add(unmatched.len() as u64, Ordering::Relaxed);
+        }
+        let guides: Vec<Option<PathBuf>> = matched.guides.into_iter().map(Result::ok).collect();
+        let mut models = Staging::Pair {
+            guided,
+            alone,
+            guides: &guides,
+        };
+        staged.push((series, stage(node, &mut models, series, ins)?));
     }
     let n = staged.iter().map(|(s, _)| s.files.len()).sum();
     for (series, dir) in staged {
@@ -421,25 +454,50 @@ fn guided_pair(
 
 /// Denoises a series on its own into the outbox.
 fn alone(node: &Node, model: &mut Denoiser, series: &Series) -> Result<usize, String> {
-    let dir = stage(node, model, series, &inputs(series), None)?;
+    let dir = stage(node, &mut Staging::Alone(model), series, &inputs(series))?;
     publish(node, series, &dir)?;
     Ok(series.files.len())
+}
+
+/// The models a series is staged with.
+enum Staging<'a> {
+    /// Each slice by the single-contrast model.
+    Alone(&'a mut Denoiser),
+    /// Each slice by the guided model with its partner slice as guide, or (no partner) by
+    /// the single-contrast model.
+    Pair {
+        guided: &'a mut Denoiser,
+        alone: Option<&'a mut Denoiser>,
+        guides: &'a [Option<PathBuf>],
+    },
 }
 
 /// Writes a series' derived instances into a staging folder of the outbox.
 fn stage(
     node: &Node,
-    model: &mut Denoiser,
+    models: &mut Staging,
     series: &Series,
     inputs: &[InputFile],
-    guides: Option<&Vec<PathBuf>>,
 ) -> Result<PathBuf, String> {
     let dir = outbox::dir(&node.config.spool).join(format!(".staging-{}", series.uid));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut job = FileJob::new();
     for (i, input) in inputs.iter().enumerate() {
-        let guide = guides.map(|g| g[i].as_path());
+        let (model, guide) = match models {
+            Staging::Alone(model) => (&mut **model, None),
+            Staging::Pair {
+                guided,
+                alone,
+                guides,
+            } => match &guides[i] {
+                Some(guide) => (&mut **guided, Some(guide.as_path())),
+                None => (
+                    &mut **alone.as_mut().expect("checked: a single-contrast model"),
+                    None,
+                ),
+            },
+        };
         job.denoise_file(model, input, guide, &dir, None)
             .map_err(|e| e.to_string())?;
     }
