@@ -248,12 +248,17 @@ async fn what_cannot_be_taken_is_refused_and_the_rest_is_stored() {
         compressed.display().to_string(),
     ]);
 
+    // Enhanced MR (multi-frame): a SOP class the node does not take.
+    let enhanced = dir.path().join("enhanced.dcm");
+    reference(&["dicom-enhanced".to_string(), enhanced.display().to_string()]);
+
     // storescu goes on after a failed instance with --no-halt.
     // -xt: storescu proposes JPEG-LS (and the uncompressed syntaxes) for MR images.
     let mut files = vec![
         "--no-halt".into(),
         "-xt".into(),
         compressed.clone(),
+        enhanced.clone(),
         large[0].clone(),
     ];
     files.extend(small.iter().cloned());
@@ -269,6 +274,11 @@ async fn what_cannot_be_taken_is_refused_and_the_rest_is_stored() {
     // uncompressed one left, which it could not convert the stub to.
     assert!(
         text.contains("unable to convert dataset from 'JPEG-LS"),
+        "{text}"
+    );
+    // Enhanced MR was refused at negotiation: the sender is told there is no context for it.
+    assert!(
+        text.contains("No presentation context for: (MRe) 1.2.840.10008.5.1.4.1.1.4.1"),
         "{text}"
     );
     let stored = spooled(&node);

@@ -17,6 +17,9 @@ implementations agree:
   dicom-compressed OUT
       a JPEG-LS file (encapsulated pixel data, a stub codestream) for the "no decoder in
       this build" case.
+  dicom-enhanced OUT
+      a two-frame Enhanced MR Image Storage instance (per-frame plane positions) for the
+      "SOP class not taken" case.
   dicom-compress SYNTAX OUTDIR FILE...
       re-encodes each file's pixel data with pydicom (SYNTAX rle: pydicom's own RLE
       Lossless encoder; j2k / j2k-lossy: JPEG 2000 through pylibjpeg-openjpeg), written
@@ -272,6 +275,46 @@ def dicom_compressed(args):
     ds.save_as(args.out, enforce_file_format=True)
 
 
+def dicom_enhanced(args):
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    meta.MediaStorageSOPInstanceUID = new_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = EnhancedMRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = new_uid(), new_uid(), new_uid()
+    ds.Modality = "MR"
+    ds.SeriesDescription = "PD_TSE_FS_COR"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 16, 16, 2
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    shared = Dataset()
+    measures = Dataset()
+    measures.PixelSpacing = [0.3125, 0.3125]
+    measures.SliceThickness = 3.0
+    shared.PixelMeasuresSequence = [measures]
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
+    shared.PlaneOrientationSequence = [orientation]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(2):
+        frame = Dataset()
+        position = Dataset()
+        position.ImagePositionPatient = [-50.0, -20.0 + 3.3 * k, 50.0]
+        frame.PlanePositionSequence = [position]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = (np.arange(2 * 16 * 16) % 4096).astype(np.uint16).tobytes()
+    ds.save_as(args.out, enforce_file_format=True)
+
+
 def dicom_compress(args):
     import os
 
@@ -422,6 +465,8 @@ def main():
     s.add_argument("--offset", type=float, default=0.0, help="slice positions moved by (mm)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")
+    e = sub.add_parser("dicom-enhanced")
+    e.add_argument("out")
     z = sub.add_parser("dicom-compress")
     z.add_argument("syntax", choices=["rle", "j2k", "j2k-lossy"])
     z.add_argument("outdir")
@@ -440,6 +485,7 @@ def main():
         "dicom-series": dicom_series,
         "dicom-compressed": dicom_compressed,
         "dicom-compress": dicom_compress,
+        "dicom-enhanced": dicom_enhanced,
         "dicom-dump": dicom_dump,
         "check-model": check_model,
         "triton-check": triton_check,
