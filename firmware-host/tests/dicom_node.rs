@@ -148,6 +148,26 @@ fn described_series(
     dicom_series(dir, "s16", &phantom_slices(n, h, w), &flags)
 }
 
+/// `n` phantom slices as the frames of one multi-frame instance (`reference.py
+/// dicom-enhanced`, SOP class `enhanced` or `sc`) in `dir/multi_frame.dcm`.
+fn multi_frame(dir: &Path, n: usize, sop_class: &str, description: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let out = dir.join("multi_frame.dcm");
+    let mut args = vec![
+        "dicom-enhanced".to_string(),
+        out.display().to_string(),
+        format!("--sop-class={sop_class}"),
+        format!("--description={description}"),
+    ];
+    for (i, s) in phantom_slices(n, 48, 40).iter().enumerate() {
+        let p = dir.join(format!("frame_{i}.npy"));
+        crossdenoise_image::io::write_npy(&p, s.view()).unwrap();
+        args.push(p.display().to_string());
+    }
+    reference(&args);
+    out
+}
+
 fn spooled(node: &Running) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(node.node.spool.received())
         .unwrap()
@@ -248,9 +268,8 @@ async fn what_cannot_be_taken_is_refused_and_the_rest_is_stored() {
         compressed.display().to_string(),
     ]);
 
-    // Enhanced MR (multi-frame): a SOP class the node does not take.
-    let enhanced = dir.path().join("enhanced.dcm");
-    reference(&["dicom-enhanced".to_string(), enhanced.display().to_string()]);
+    // A multi-frame secondary capture: a SOP class the node does not take.
+    let capture = multi_frame(&dir.path().join("sc"), 2, "sc", "PD_TSE_FS_COR");
 
     // storescu goes on after a failed instance with --no-halt.
     // -xt: storescu proposes JPEG-LS (and the uncompressed syntaxes) for MR images.
@@ -258,7 +277,7 @@ async fn what_cannot_be_taken_is_refused_and_the_rest_is_stored() {
         "--no-halt".into(),
         "-xt".into(),
         compressed.clone(),
-        enhanced.clone(),
+        capture.clone(),
         large[0].clone(),
     ];
     files.extend(small.iter().cloned());
@@ -276,9 +295,11 @@ async fn what_cannot_be_taken_is_refused_and_the_rest_is_stored() {
         text.contains("unable to convert dataset from 'JPEG-LS"),
         "{text}"
     );
-    // Enhanced MR was refused at negotiation: the sender is told there is no context for it.
+    // The secondary capture was refused at negotiation: the sender is told there is no
+    // presentation context for its SOP class.
     assert!(
-        text.contains("No presentation context for: (MRe) 1.2.840.10008.5.1.4.1.1.4.1"),
+        text.contains("No presentation context for:")
+            && text.contains("1.2.840.10008.5.1.4.1.1.7.3"),
         "{text}"
     );
     let stored = spooled(&node);
@@ -806,5 +827,75 @@ async fn a_slice_its_partner_series_does_not_cover_is_denoised_alone_in_the_pair
             );
         }
         assert_eq!(series.len(), 1, "{description}: one derived series");
+    }
+}
+
+/// An Enhanced MR instance (one object, three frames, functional groups) is split per frame
+/// and each frame denoised and delivered as a slice of an MR Image Storage series: at the
+/// frame's place, with its spacing and rescale, equal to the runtime's output on the same
+/// slice written as a classic series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enhanced_mr_instance_is_split_per_frame_and_each_frame_denoised() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, pacs, model) = pdfs_node_and_pacs(dir.path()).await;
+    let enhanced = multi_frame(&dir.path().join("enhanced"), 3, "enhanced", "PD_TSE_FS_COR");
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&[enhanced]))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.deliver_to(&pacs, 3).await;
+    assert_eq!(node.count(|s| &s.instances_split), 1);
+    assert_eq!(node.count(|s| &s.series_alone), 1);
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+
+    // The same slices as a classic series, stored as the frames are (12-bit, rescale 0.5):
+    // what each frame must come back as.
+    let classic = dicom_series(
+        &dir.path().join("classic"),
+        "u12",
+        &phantom_slices(3, 48, 40),
+        &[],
+    );
+    let mut denoiser = crossdenoise_runtime::Denoiser::open(
+        &support::runtime(),
+        &model,
+        &DenoiserOptions::default(),
+    )
+    .unwrap();
+    for file in &classic {
+        let position = attribute(file, tags::IMAGE_POSITION_PATIENT);
+        let copy = arrived
+            .iter()
+            .find(|p| attribute(p, tags::IMAGE_POSITION_PATIENT) == position)
+            .unwrap_or_else(|| panic!("no frame back at {position}"));
+        assert_eq!(
+            attribute(copy, tags::SOP_CLASS_UID),
+            "1.2.840.10008.5.1.4.1.1.4"
+        );
+        assert_eq!(
+            attribute(copy, tags::SERIES_DESCRIPTION),
+            "PD_TSE_FS_COR denoised"
+        );
+        for tag in [
+            tags::PIXEL_SPACING,
+            tags::SLICE_THICKNESS,
+            tags::IMAGE_ORIENTATION_PATIENT,
+        ] {
+            assert_eq!(attribute(copy, tag), attribute(file, tag));
+        }
+        assert!(attribute(copy, tags::IMAGE_TYPE).starts_with("DERIVED"));
+        let (input, output) = (
+            DicomSlice::read(file).unwrap(),
+            DicomSlice::read(copy).unwrap(),
+        );
+        assert_eq!(output.rescale_slope, 0.5);
+        // Within the 12-bit stored range the frames have (the derived slice keeps it).
+        let expected = denoiser
+            .denoise(input.image.view())
+            .unwrap()
+            .mapv(|v| v.clamp(0.0, 4095.0 * 0.5));
+        let worst = support::max_abs_diff(&expected, &output.image);
+        assert!(worst <= 0.5, "{position}: {worst}");
     }
 }

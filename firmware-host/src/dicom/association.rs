@@ -22,6 +22,7 @@ use super::dimse::{
     self, COMPRESSED, EXPLICIT_VR_LE, IMPLICIT_VR_LE, MR_IMAGE_STORAGE, Request, Status,
     VERIFICATION,
 };
+use super::enhanced::ENHANCED_MR_IMAGE_STORAGE;
 use super::spool::{SpoolError, Stored};
 use super::{Node, inc};
 
@@ -66,6 +67,7 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, node: Arc<Node>) {
         .ae_title(cfg.ae_title.as_str())
         .with_abstract_syntax(VERIFICATION)
         .with_abstract_syntax(MR_IMAGE_STORAGE)
+        .with_abstract_syntax(ENHANCED_MR_IMAGE_STORAGE)
         .with_transfer_syntax(IMPLICIT_VR_LE)
         .with_transfer_syntax(EXPLICIT_VR_LE);
     for ts in COMPRESSED.into_iter().filter(|ts| can_decode(ts)) {

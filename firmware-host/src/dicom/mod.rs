@@ -1,14 +1,16 @@
 //! The DICOM node: the scanner or the PACS sends a study by C-STORE, and every instance is
 //! in the spool, synced, before the node answers success ([`spool`]). It answers C-ECHO,
-//! accepts MR Image Storage in Implicit or Explicit VR Little Endian, JPEG, RLE or JPEG 2000
-//! (decoded when the series is denoised; the derived series is uncompressed) from the calling
-//! AE titles it is told to (any, when none is listed), and bounds what one peer can take:
+//! accepts MR Image Storage and Enhanced MR Image Storage (split per frame,
+//! [`enhanced`]) in Implicit or Explicit VR Little Endian, JPEG, RLE or JPEG 2000 (decoded
+//! when the series is denoised; the derived series is uncompressed) from the calling AE
+//! titles it is told to (any, when none is listed), and bounds what one peer can take:
 //! associations at once, PDU and instance size, silence.
 //!
 //! [`association`] serves one association, [`dimse`] reads and writes the command sets.
 
 pub mod association;
 pub mod dimse;
+pub mod enhanced;
 pub mod outbox;
 pub mod pipeline;
 pub mod spool;
@@ -62,6 +64,8 @@ pub struct NodeStats {
     /// Slices of a paired series that their partner series does not cover, denoised by
     /// their contrast's single-contrast model.
     pub instances_unmatched: AtomicU64,
+    /// Enhanced MR (multi-frame) instances split into one instance per frame.
+    pub instances_split: AtomicU64,
     /// Complete series waiting for their partner contrast (a gauge the pipeline sets).
     pub series_waiting: AtomicU64,
     /// Received instances set aside in `failed/`: unreadable, contrast not recognised, no
@@ -78,7 +82,7 @@ impl NodeStats {
     pub fn line(&self) -> String {
         let g = Self::get;
         format!(
-            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
+            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}, multi-frame split {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
             g(&self.associations),
             g(&self.associations_rejected),
             g(&self.associations_aborted),
@@ -87,6 +91,7 @@ impl NodeStats {
             g(&self.instances_stored),
             g(&self.instances_duplicate),
             g(&self.instances_refused),
+            g(&self.instances_split),
             g(&self.instances_denoised),
             g(&self.series_paired),
             g(&self.series_alone),

@@ -25,7 +25,7 @@ use dicom_dictionary_std::tags;
 use tracing::{info, warn};
 
 use super::outbox::{self, set_aside};
-use super::{Node, inc};
+use super::{Node, enhanced, inc};
 use crate::config::{ContrastMarkers, DicomConfig};
 
 /// The two contrasts of the protocol.
@@ -166,6 +166,8 @@ struct Instance {
     description: String,
     contrast: Option<Contrast>,
     arrived: SystemTime,
+    /// An Enhanced MR (multi-frame) instance, to be split into its frames first.
+    multi_frame: bool,
 }
 
 /// A complete or growing series in the spool.
@@ -307,6 +309,22 @@ fn scan(
     for path in files {
         if !headers.contains_key(&path) {
             match read_header(&path, &node.config.contrasts) {
+                Ok(h) if h.multi_frame => {
+                    // Its frames join the spool as single instances, read on the next scan.
+                    match enhanced::split(&path, &received) {
+                        Ok(frames) => {
+                            info!(file = %path.display(), frames = frames.len(), "DICOM Enhanced MR instance split into its frames");
+                            inc(&node.stats.instances_split);
+                        }
+                        Err(reason) => set_aside(
+                            &node.config.spool,
+                            &path,
+                            &reason,
+                            &node.stats.instances_set_aside,
+                        ),
+                    }
+                    continue;
+                }
                 Ok(h) => {
                     headers.insert(path.clone(), h);
                 }
@@ -379,6 +397,8 @@ fn read_header(path: &Path, markers: &ContrastMarkers) -> Result<Instance, Strin
         arrived: fs::metadata(path)
             .and_then(|m| m.modified())
             .unwrap_or_else(|_| SystemTime::now()),
+        multi_frame: text(tags::SOP_CLASS_UID).as_deref()
+            == Some(enhanced::ENHANCED_MR_IMAGE_STORAGE),
     })
 }
 

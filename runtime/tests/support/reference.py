@@ -17,9 +17,10 @@ implementations agree:
   dicom-compressed OUT
       a JPEG-LS file (encapsulated pixel data, a stub codestream) for the "no decoder in
       this build" case.
-  dicom-enhanced OUT
-      a two-frame Enhanced MR Image Storage instance (per-frame plane positions) for the
-      "SOP class not taken" case.
+  dicom-enhanced OUT SLICE.npy... [--description D] [--sop-class enhanced|sc]
+      one multi-frame instance holding the slices as frames: Enhanced MR Image Storage with
+      shared and per-frame functional groups (positions as `dicom-series` writes them,
+      12-bit, rescale 0.5), or (sc) a multi-frame secondary capture.
   dicom-compress SYNTAX OUTDIR FILE...
       re-encodes each file's pixel data with pydicom (SYNTAX rle: pydicom's own RLE
       Lossless encoder; j2k / j2k-lossy: JPEG 2000 through pylibjpeg-openjpeg), written
@@ -279,39 +280,60 @@ def dicom_enhanced(args):
     from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
     from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian
 
+    # Multi-frame grayscale word secondary capture: a SOP class the node does not take.
+    sop_class = {
+        "enhanced": EnhancedMRImageStorage,
+        "sc": "1.2.840.10008.5.1.4.1.1.7.3",
+    }[args.sop_class]
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = new_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = EnhancedMRImageStorage
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = new_uid(), new_uid(), new_uid()
     ds.Modality = "MR"
-    ds.SeriesDescription = "PD_TSE_FS_COR"
+    ds.PatientName = "Knee^Phantom"
+    ds.PatientID = "PH0001"
+    ds.SeriesDescription = args.description
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.Rows, ds.Columns, ds.NumberOfFrames = 16, 16, 2
+    slices = [np.load(p).astype(np.float64) for p in args.slices]
+    ds.Rows, ds.Columns = slices[0].shape
+    ds.NumberOfFrames = len(slices)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
+    # 12-bit stored values, rescaled by 0.5: as `dicom-series u12` writes each slice.
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
     shared = Dataset()
     measures = Dataset()
     measures.PixelSpacing = [0.3125, 0.3125]
     measures.SliceThickness = 3.0
+    measures.SpacingBetweenSlices = 3.3
     shared.PixelMeasuresSequence = [measures]
     orientation = Dataset()
     orientation.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
     shared.PlaneOrientationSequence = [orientation]
+    transform = Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 0.5, 0.0, "US"
+    shared.PixelValueTransformationSequence = [transform]
+    frame_type = Dataset()
+    frame_type.FrameType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    shared.MRImageFrameTypeSequence = [frame_type]
     ds.SharedFunctionalGroupsSequence = [shared]
     frames = []
-    for k in range(2):
+    for k in range(len(slices)):
         frame = Dataset()
         position = Dataset()
         position.ImagePositionPatient = [-50.0, -20.0 + 3.3 * k, 50.0]
         frame.PlanePositionSequence = [position]
+        content = Dataset()
+        content.InStackPositionNumber = k + 1
+        frame.FrameContentSequence = [content]
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = frames
-    ds.PixelData = (np.arange(2 * 16 * 16) % 4096).astype(np.uint16).tobytes()
+    stored = [np.clip(np.round(img / 0.5), 0, 4095).astype(np.uint16) for img in slices]
+    ds.PixelData = np.stack(stored).tobytes()
     ds.save_as(args.out, enforce_file_format=True)
 
 
@@ -467,6 +489,9 @@ def main():
     c.add_argument("out")
     e = sub.add_parser("dicom-enhanced")
     e.add_argument("out")
+    e.add_argument("slices", nargs="+")
+    e.add_argument("--description", default="PD_TSE_FS_COR")
+    e.add_argument("--sop-class", choices=["enhanced", "sc"], default="enhanced")
     z = sub.add_parser("dicom-compress")
     z.add_argument("syntax", choices=["rle", "j2k", "j2k-lossy"])
     z.add_argument("outdir")
