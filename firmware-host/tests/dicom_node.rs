@@ -74,6 +74,18 @@ impl Running {
     /// Waits (20 s at most) until `n` instances have reached `pacs` and the spool holds
     /// nothing received; then stops the node and returns what arrived.
     async fn deliver_to(&mut self, pacs: &Storescp, n: usize) -> Vec<PathBuf> {
+        let arrived = self.delivered(pacs, n).await;
+        let _ = self.stop.send(true);
+        if let Some(working) = self.working.take() {
+            working.join().await;
+        }
+        assert_eq!(arrived.len(), n, "{}", self.stats().line());
+        arrived
+    }
+
+    /// Waits (20 s at most) until `n` instances have reached `pacs` and the spool holds
+    /// nothing received; returns what arrived, the node still running.
+    async fn delivered(&self, pacs: &Storescp, n: usize) -> Vec<PathBuf> {
         let mut arrived = Vec::new();
         for _ in 0..200 {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -82,11 +94,6 @@ impl Running {
                 break;
             }
         }
-        let _ = self.stop.send(true);
-        if let Some(working) = self.working.take() {
-            working.join().await;
-        }
-        assert_eq!(arrived.len(), n, "{}", self.stats().line());
         arrived
     }
 
@@ -166,6 +173,17 @@ fn multi_frame(dir: &Path, n: usize, sop_class: &str, description: &str) -> Path
     }
     reference(&args);
     out
+}
+
+/// `slices` as a series described `description` in `dir/<description>`, of one study and
+/// frame of reference shared by every series written with this helper.
+fn study_series(dir: &Path, description: &str, slices: &[ndarray::Array2<f32>]) -> Vec<PathBuf> {
+    let flags = [
+        format!("--description={description}"),
+        "--study=1.2.826.0.1.3680043.8.498.50".to_string(),
+        "--frame=1.2.826.0.1.3680043.8.498.51".to_string(),
+    ];
+    dicom_series(&dir.join(description), "s16", slices, &flags)
 }
 
 fn spooled(node: &Running) -> Vec<PathBuf> {
@@ -513,6 +531,21 @@ async fn pdfs_node_and_pacs(dir: &Path) -> (Running, Storescp, PathBuf) {
     (node, pacs, model)
 }
 
+/// A whole node with guided test models of both contrasts and a PD single-contrast one
+/// (`pair_wait_s` 600 s); the models' paths: PD guided, PDFS guided, PD alone.
+async fn guided_node(dir: &Path) -> (Running, Storescp, [PathBuf; 3]) {
+    let (pd, pdfs) = guided_models(dir);
+    let pd_alone = support::test_model(dir, "pd_single.onnx", &["--contrast", "pd"]);
+    let (node, pacs) = node_and_pacs(dir, |c| {
+        c.pair_wait_s = 600.0;
+        c.models.pd = Some(pd.clone());
+        c.models.pdfs = Some(pdfs.clone());
+        c.models.pd_alone = Some(pd_alone.clone());
+    })
+    .await;
+    (node, pacs, [pd, pdfs, pd_alone])
+}
+
 /// Guided test models of each contrast in `dir` (PD guided by PDFS, PDFS by PD).
 fn guided_models(dir: &Path) -> (PathBuf, PathBuf) {
     let model = |name: &str, contrast: &str| {
@@ -750,26 +783,11 @@ async fn a_series_whose_partner_never_comes_is_denoised_alone_after_pair_wait_s(
 async fn a_slice_its_partner_series_does_not_cover_is_denoised_alone_in_the_pair() {
     use dicom_dictionary_std::tags;
     let dir = tempfile::tempdir().unwrap();
-    let (pd_guided, pdfs_guided) = guided_models(dir.path());
-    let pd_alone = support::test_model(dir.path(), "pd_single.onnx", &["--contrast", "pd"]);
-    let (mut node, pacs) = node_and_pacs(dir.path(), |c| {
-        c.models.pd = Some(pd_guided.clone());
-        c.models.pdfs = Some(pdfs_guided.clone());
-        c.models.pd_alone = Some(pd_alone.clone());
-    })
-    .await;
-    let study = |description: &str, slices: &[ndarray::Array2<f32>]| {
-        let flags = [
-            format!("--description={description}"),
-            "--study=1.2.826.0.1.3680043.8.498.50".to_string(),
-            "--frame=1.2.826.0.1.3680043.8.498.51".to_string(),
-        ];
-        dicom_series(&dir.path().join(description), "s16", slices, &flags)
-    };
+    let (mut node, pacs, [pd_guided, pdfs_guided, pd_alone]) = guided_node(dir.path()).await;
     let pd_slices = phantom_slices(4, 48, 40);
     let pdfs_slices: Vec<_> = pd_slices[..3].iter().map(|s| s * 0.6).collect();
-    let pd = study("PD_TSE_COR", &pd_slices);
-    let pdfs = study("PD_TSE_FS_COR", &pdfs_slices);
+    let pd = study_series(dir.path(), "PD_TSE_COR", &pd_slices);
+    let pdfs = study_series(dir.path(), "PD_TSE_FS_COR", &pdfs_slices);
     let mut files = pd.clone();
     files.extend(pdfs.iter().cloned());
     let out = node
@@ -898,4 +916,56 @@ async fn an_enhanced_mr_instance_is_split_per_frame_and_each_frame_denoised() {
         let worst = support::max_abs_diff(&expected, &output.image);
         assert!(worst <= 0.5, "{position}: {worst}");
     }
+}
+
+/// A slice that comes after its study was paired, denoised and sent on (a resend, a slow
+/// link) is denoised at once by its contrast's single-contrast model — its partner has left
+/// the spool — and joins the derived series of its own series, not a series of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_slice_joins_its_series_derived_series_at_once() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    // pair_wait_s is far longer than the test: the late slice must not wait for a partner.
+    let (mut node, pacs, [_, _, pd_alone]) = guided_node(dir.path()).await;
+    let pd = study_series(dir.path(), "PD_TSE_COR", &phantom_slices(4, 48, 40));
+    let pdfs = study_series(dir.path(), "PD_TSE_FS_COR", &phantom_slices(3, 48, 40));
+    // The PD series' fourth slice is held back.
+    let mut first = pd[..3].to_vec();
+    first.extend(pdfs.iter().cloned());
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&first))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.delivered(&pacs, 6).await;
+    let derived_pd = arrived
+        .iter()
+        .find(|p| attribute(p, tags::SERIES_DESCRIPTION) == "PD_TSE_COR denoised")
+        .map(|p| attribute(p, tags::SERIES_INSTANCE_UID))
+        .expect("the PD series arrived");
+
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&pd[3..]))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.deliver_to(&pacs, 7).await;
+    assert_eq!(node.count(|s| &s.instances_late), 1);
+    let position = attribute(&pd[3], tags::IMAGE_POSITION_PATIENT);
+    let late = arrived
+        .iter()
+        .find(|p| attribute(p, tags::IMAGE_POSITION_PATIENT) == position)
+        .expect("the late slice arrived");
+    assert_eq!(attribute(late, tags::SERIES_INSTANCE_UID), derived_pd);
+    let mut denoiser = crossdenoise_runtime::Denoiser::open(
+        &support::runtime(),
+        &pd_alone,
+        &DenoiserOptions::default(),
+    )
+    .unwrap();
+    let (input, output) = (
+        DicomSlice::read(&pd[3]).unwrap(),
+        DicomSlice::read(late).unwrap(),
+    );
+    let expected = denoiser.denoise(input.image.view()).unwrap();
+    let worst = support::max_abs_diff(&expected, &output.image);
+    assert!(worst <= output.rescale_slope as f32, "{worst}");
 }

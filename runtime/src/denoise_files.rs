@@ -300,6 +300,17 @@ impl FileJob {
         Self::default()
     }
 
+    /// A job whose DICOM inputs of the series in `series` (input series UID -> derived
+    /// series UID) join those derived series: late slices of a series already denoised.
+    pub fn with_series(series: HashMap<String, String>) -> Self {
+        FileJob { series }
+    }
+
+    /// Input series UID -> the derived series UID its slices were written into.
+    pub fn into_series(self) -> HashMap<String, String> {
+        self.series
+    }
+
     /// Denoises one file into `out_dir`, in the input's format, with an optional
     /// input | denoised | difference picture under `preview_dir`.
     /// `guide` is the partner contrast's file of the same slice, for a guided model.

@@ -66,6 +66,9 @@ pub struct NodeStats {
     pub instances_unmatched: AtomicU64,
     /// Enhanced MR (multi-frame) instances split into one instance per frame.
     pub instances_split: AtomicU64,
+    /// Instances that came after their series was denoised (within `pair_wait_s`), denoised
+    /// alone into its derived series.
+    pub instances_late: AtomicU64,
     /// Complete series waiting for their partner contrast (a gauge the pipeline sets).
     pub series_waiting: AtomicU64,
     /// Received instances set aside in `failed/`: unreadable, contrast not recognised, no
@@ -82,7 +85,7 @@ impl NodeStats {
     pub fn line(&self) -> String {
         let g = Self::get;
         format!(
-            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}, multi-frame split {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
+            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}, multi-frame split {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}, late {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
             g(&self.associations),
             g(&self.associations_rejected),
             g(&self.associations_aborted),
@@ -96,6 +99,7 @@ impl NodeStats {
             g(&self.series_paired),
             g(&self.series_alone),
             g(&self.instances_unmatched),
+            g(&self.instances_late),
             g(&self.instances_set_aside),
             g(&self.instances_forwarded),
             g(&self.forward_failed),
@@ -177,6 +181,11 @@ impl Node {
                 "instances_unmatched_total",
                 "Slices of a paired series without a partner slice, denoised by the single-contrast model.",
                 g(&s.instances_unmatched),
+            ),
+            (
+                "instances_late_total",
+                "Instances that came after their series was denoised, denoised alone into its derived series.",
+                g(&s.instances_late),
             ),
             (
                 "instances_forwarded_total",

@@ -15,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossdenoise_image::ModelKind;
 use crossdenoise_image::io::Format;
@@ -194,6 +194,7 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
     let mut headers: HashMap<PathBuf, Instance> = HashMap::new();
     let mut done: HashSet<String> = HashSet::new();
     let mut waiting_logged: HashSet<String> = HashSet::new();
+    let mut derived = Derived::default();
     while !*stop.borrow() {
         std::thread::sleep(Duration::from_millis(200));
         let series = scan(&node, &mut headers, &done);
@@ -201,9 +202,32 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
         let age = |s: &Series| now.duration_since(s.last).unwrap_or_default();
         let stable = Duration::from_secs_f64(node.config.series_stable_s);
         let pair_wait = Duration::from_secs_f64(node.config.pair_wait_s);
+        derived.forget_older_than(pair_wait);
         let complete: Vec<&Series> = series.iter().filter(|s| age(s) >= stable).collect();
         for s in &complete {
             if done.contains(&s.uid) {
+                continue;
+            }
+            // Late instances of a series denoised within pair_wait_s: its partner has been
+            // sent on, so they are denoised alone, at once, into the same derived series.
+            let late_model = s
+                .contrast
+                .filter(|_| derived.knows(&s.uid))
+                .and_then(|c| models.alone.get_mut(&c));
+            if let Some(model) = late_model {
+                info!(series = %s.uid, instances = s.files.len(), "DICOM instances after their series was denoised: denoised alone into its derived series");
+                done.insert(s.uid.clone());
+                match alone(&node, model, s, &mut derived) {
+                    Ok(n) => {
+                        node.stats
+                            .instances_late
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        node.stats
+                            .instances_denoised
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(reason) => give_up(&node, s, &reason),
+                }
                 continue;
             }
             let Some(contrast) = s.contrast else {
@@ -231,7 +255,7 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
                     };
                     done.insert(p.uid.clone());
                     info!(pd = %pd.uid, pdfs = %pdfs.uid, "DICOM series paired: each denoised with the other as its guide");
-                    guided_pair(&node, &mut models, pd, pdfs).inspect(|_| {
+                    guided_pair(&node, &mut models, pd, pdfs, &mut derived).inspect(|_| {
                         node.stats.series_paired.fetch_add(2, Ordering::Relaxed);
                     })
                 }
@@ -244,7 +268,8 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
                 _ => match models.alone.get_mut(&contrast) {
                     Some(model) => {
                         info!(series = %s.uid, contrast = contrast.name(), "DICOM series without a partner: denoised alone by the single-contrast model");
-                        alone(&node, model, s).inspect(|_| inc(&node.stats.series_alone))
+                        alone(&node, model, s, &mut derived)
+                            .inspect(|_| inc(&node.stats.series_alone))
                     }
                     None => Err(format!(
                         "no {} partner within pair_wait_s and no `{}_alone` model",
@@ -423,6 +448,7 @@ fn guided_pair(
     models: &mut Models,
     pd: &Series,
     pdfs: &Series,
+    derived: &mut Derived,
 ) -> Result<usize, String> {
     let (pd_in, pdfs_in) = (inputs(pd), inputs(pdfs));
     let mut staged = Vec::new();
@@ -463,7 +489,7 @@ fn guided_pair(
             alone,
             guides: &guides,
         };
-        staged.push((series, stage(node, &mut models, series, ins)?));
+        staged.push((series, stage(node, &mut models, series, ins, derived)?));
     }
     let n = staged.iter().map(|(s, _)| s.files.len()).sum();
     for (series, dir) in staged {
@@ -473,8 +499,19 @@ fn guided_pair(
 }
 
 /// Denoises a series on its own into the outbox.
-fn alone(node: &Node, model: &mut Denoiser, series: &Series) -> Result<usize, String> {
-    let dir = stage(node, &mut Staging::Alone(model), series, &inputs(series))?;
+fn alone(
+    node: &Node,
+    model: &mut Denoiser,
+    series: &Series,
+    derived: &mut Derived,
+) -> Result<usize, String> {
+    let dir = stage(
+        node,
+        &mut Staging::Alone(model),
+        series,
+        &inputs(series),
+        derived,
+    )?;
     publish(node, series, &dir)?;
     Ok(series.files.len())
 }
@@ -492,17 +529,48 @@ enum Staging<'a> {
     },
 }
 
+/// The derived series UID of each series denoised lately, so instances of it that come
+/// later join it.
+#[derive(Default)]
+struct Derived(HashMap<String, (String, Instant)>);
+
+impl Derived {
+    fn knows(&self, series: &str) -> bool {
+        self.0.contains_key(series)
+    }
+
+    fn job(&self, series: &str) -> FileJob {
+        let known = self
+            .0
+            .get(series)
+            .map(|(uid, _)| (series.to_string(), uid.clone()));
+        FileJob::with_series(known.into_iter().collect())
+    }
+
+    fn remember(&mut self, job: FileJob) {
+        let now = Instant::now();
+        for (series, uid) in job.into_series() {
+            self.0.insert(series, (uid, now));
+        }
+    }
+
+    fn forget_older_than(&mut self, age: Duration) {
+        self.0.retain(|_, (_, at)| at.elapsed() < age);
+    }
+}
+
 /// Writes a series' derived instances into a staging folder of the outbox.
 fn stage(
     node: &Node,
     models: &mut Staging,
     series: &Series,
     inputs: &[InputFile],
+    derived: &mut Derived,
 ) -> Result<PathBuf, String> {
     let dir = outbox::dir(&node.config.spool).join(format!(".staging-{}", series.uid));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut job = FileJob::new();
+    let mut job = derived.job(&series.uid);
     for (i, input) in inputs.iter().enumerate() {
         let (model, guide) = match models {
             Staging::Alone(model) => (&mut **model, None),
@@ -521,6 +589,7 @@ fn stage(
         job.denoise_file(model, input, guide, &dir, None)
             .map_err(|e| e.to_string())?;
     }
+    derived.remember(job);
     Ok(dir)
 }
 
