@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::{Denoiser, Error, Result};
+use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::dicom::{self, DicomSlice};
 use crossdenoise_image::io::{self, Format, GrayImage};
 use crossdenoise_image::picture::Grid;
@@ -29,10 +30,10 @@ pub struct InputFile {
 /// subfolder of the same name, so a DICOM series stays a series.
 pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
     if inputs.is_empty() {
-        return Err(Error::Invalid {
+        return Err(Error::Image(ImageError::Invalid {
             what: "inputs",
             reason: "no input files or folders given".into(),
-        });
+        }));
     }
     let mut files = Vec::new();
     for input in inputs {
@@ -46,10 +47,10 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
                 .collect();
             entries.sort();
             if entries.is_empty() {
-                return Err(Error::Folder {
+                return Err(Error::Image(ImageError::Folder {
                     path: input.clone(),
                     reason: "holds no .npy, .png or DICOM files".into(),
-                });
+                }));
             }
             let folder = input
                 .canonicalize()
@@ -67,9 +68,11 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
             }
         } else {
             let format = Format::of(input)?;
-            let name = input.file_name().ok_or_else(|| Error::Invalid {
-                what: "input",
-                reason: format!("{}: not a file name", input.display()),
+            let name = input.file_name().ok_or_else(|| {
+                Error::Image(ImageError::Invalid {
+                    what: "input",
+                    reason: format!("{}: not a file name", input.display()),
+                })
             })?;
             files.push(InputFile {
                 output: PathBuf::from(name),
@@ -81,7 +84,7 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
     let mut seen = HashMap::new();
     for f in &files {
         if let Some(other) = seen.insert(f.output.clone(), f.path.clone()) {
-            return Err(Error::Invalid {
+            return Err(Error::Image(ImageError::Invalid {
                 what: "inputs",
                 reason: format!(
                     "{} and {} would both be written to {}; denoise them separately",
@@ -89,7 +92,7 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Result<Vec<InputFile>> {
                     f.path.display(),
                     f.output.display()
                 ),
-            });
+            }));
         }
     }
     Ok(files)
@@ -254,26 +257,26 @@ pub fn check_output_dir(out: &Path, inputs: &[InputFile]) -> Result<()> {
     }
     for dir in dirs {
         if out_abs == dir {
-            return Err(Error::Invalid {
+            return Err(Error::Image(ImageError::Invalid {
                 what: "--out",
                 reason: format!(
                     "{} is an input folder; choose another folder (inputs are never written over)",
                     out.display()
                 ),
-            });
+            }));
         }
     }
     let input_paths: HashSet<PathBuf> = inputs.iter().map(|f| absolute(&f.path)).collect();
     for f in inputs {
         if input_paths.contains(&absolute(&out_abs.join(&f.output))) {
-            return Err(Error::Invalid {
+            return Err(Error::Image(ImageError::Invalid {
                 what: "--out",
                 reason: format!(
                     "{} would overwrite an input with the result of {}",
                     out.display(),
                     f.path.display()
                 ),
-            });
+            }));
         }
     }
     Ok(())
@@ -327,13 +330,13 @@ impl FileJob {
             fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
         let file_err = |e: Error| match e {
-            Error::Invalid {
+            Error::Image(ImageError::Invalid {
                 what: "slice",
                 reason,
-            } => Error::Invalid {
+            }) => Error::Image(ImageError::Invalid {
                 what: "input",
                 reason: format!("{}: {}", input.path.display(), strip_slice_prefix(&reason)),
-            },
+            }),
             Error::Inference { path, reason } => Error::Inference {
                 path,
                 reason: format!("{} ({})", reason, input.path.display()),

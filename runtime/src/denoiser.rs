@@ -24,6 +24,7 @@ use ort::value::{TensorElementType, TensorRef};
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::{Error, Result};
+use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
 use crossdenoise_image::rician::RicianCorrection;
 use crossdenoise_image::{NormScale, Normalization, Padding, noise};
@@ -115,10 +116,10 @@ impl Denoiser {
             (None, Some(a)) => {
                 a.normalization.validate()?;
                 if a.size_multiple == 0 {
-                    return Err(Error::Invalid {
+                    return Err(Error::Image(ImageError::Invalid {
                         what: "size multiple",
                         reason: "must be at least 1".into(),
-                    });
+                    }));
                 }
                 ModelMetadata::assumed(a)
             }
@@ -219,11 +220,11 @@ impl Denoiser {
         if let Some(g) = &guide
             && g.dim() != input.dim()
         {
-            return Err(Error::Shape {
+            return Err(Error::Image(ImageError::Shape {
                 what: "guide",
                 expected: format!("the input's shape {:?}", input.dim()),
                 got: format!("{:?}", g.dim()),
-            });
+            }));
         }
         let contiguous = input.as_standard_layout();
         let guide = guide.map(|g| g.as_standard_layout().into_owned());
@@ -265,11 +266,11 @@ impl Denoiser {
     ) -> Result<Vec<Array2<f32>>> {
         self.check_guide(true)?;
         if guides.len() != images.len() {
-            return Err(Error::Shape {
+            return Err(Error::Image(ImageError::Shape {
                 what: "guides",
                 expected: format!("one guide per slice ({})", images.len()),
                 got: format!("{}", guides.len()),
-            });
+            }));
         }
         self.run(images, Some(guides))
     }
@@ -278,7 +279,7 @@ impl Denoiser {
     fn check_guide(&self, given: bool) -> Result<()> {
         let label = self.metadata.path_label();
         match (self.needs_guide(), given) {
-            (true, false) => Err(Error::Invalid {
+            (true, false) => Err(Error::Image(ImageError::Invalid {
                 what: "guide",
                 reason: format!(
                     "{} is a {label}: it needs each slice's partner contrast{} as a guide",
@@ -289,11 +290,11 @@ impl Denoiser {
                         .map(|g| format!(" ({})", g.name))
                         .unwrap_or_default()
                 ),
-            }),
-            (false, true) => Err(Error::Invalid {
+            })),
+            (false, true) => Err(Error::Image(ImageError::Invalid {
                 what: "guide",
                 reason: format!("{} is a {label}: it takes no guide", self.path.display()),
-            }),
+            })),
             _ => Ok(()),
         }
     }
@@ -308,18 +309,18 @@ impl Denoiser {
         };
         let (h, w) = first.dim();
         if h == 0 || w == 0 {
-            return Err(Error::Shape {
+            return Err(Error::Image(ImageError::Shape {
                 what: "slice",
                 expected: "a non-empty image".into(),
                 got: format!("{h}x{w}"),
-            });
+            }));
         }
         if let Some((i, other)) = images.iter().enumerate().find(|(_, im)| im.dim() != (h, w)) {
-            return Err(Error::Shape {
+            return Err(Error::Image(ImageError::Shape {
                 what: "batch",
                 expected: format!("every slice {h}x{w} (as slice 0)"),
                 got: format!("slice {i} is {}x{}", other.nrows(), other.ncols()),
-            });
+            }));
         }
         if let Some((i, g)) = guides
             .into_iter()
@@ -327,11 +328,11 @@ impl Denoiser {
             .enumerate()
             .find(|(_, g)| g.dim() != (h, w))
         {
-            return Err(Error::Shape {
+            return Err(Error::Image(ImageError::Shape {
                 what: "guide",
                 expected: format!("the size of its slice, {h}x{w}"),
                 got: format!("guide {i} is {}x{}", g.nrows(), g.ncols()),
-            });
+            }));
         }
         let n = images.len();
         let norm = self.metadata.normalization;
@@ -527,10 +528,10 @@ fn fill(
     let mut scales = Vec::with_capacity(images.len());
     for (i, (image, chunk)) in images.iter().zip(buffer.chunks_mut(plane)).enumerate() {
         let scale = fit_scale(norm, *image, scratch).map_err(|e| match e {
-            Error::Invalid { reason, .. } => Error::Invalid {
+            Error::Image(ImageError::Invalid { reason, .. }) => Error::Image(ImageError::Invalid {
                 what,
                 reason: format!("{what} {i}: {reason}"),
-            },
+            }),
             e => e,
         })?;
         let inv = 1.0 / scale.0;
@@ -588,10 +589,7 @@ fn fit_scale(
     scratch.extend(image.iter().copied());
     // An unusable slice (empty, not finite) is this slice's problem, which the caller words
     // with the slice's number.
-    norm.fit_values(scratch).map_err(|e| match e {
-        crossdenoise_image::Error::Invalid { what, reason } => Error::Invalid { what, reason },
-        e => e.into(),
-    })
+    Ok(norm.fit_values(scratch)?)
 }
 
 /// Creates the session on the first provider of the list that works, recording why each

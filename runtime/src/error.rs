@@ -1,6 +1,7 @@
 //! Errors of ONNX Runtime serving: loading the library and a model, running it, pairing a
-//! folder's inputs with their guides. The image core's own errors (reading a file, a bad
-//! shape) pass through unchanged as [`Error::Image`]. Every variant that concerns a file
+//! folder's inputs with their guides. The image core's errors — reading a file, a bad
+//! shape, a folder or value that cannot be used, which this crate's own checks raise too —
+//! are [`Error::Image`]. Every variant that concerns a file
 //! names it, so a user with a folder of thousands of slices learns which one is at fault.
 
 use std::path::PathBuf;
@@ -12,26 +13,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(transparent)]
     Image(#[from] crossdenoise_image::Error),
-
-    #[error("{what}: expected {expected}, got {got}")]
-    Shape {
-        what: &'static str,
-        expected: String,
-        got: String,
-    },
-
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-
-    #[error("{path}: {reason}")]
-    Folder { path: PathBuf, reason: String },
-
-    #[error("{what}: {reason}")]
-    Invalid { what: &'static str, reason: String },
 
     #[error(
         "{} input(s) have no usable guide; nothing was written:\n  {}",
@@ -64,9 +45,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
+        Error::Image(crossdenoise_image::Error::Io {
             path: path.into(),
             source,
-        }
+        })
     }
 }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use crossdenoise_image::Error as ImageError;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -60,11 +61,13 @@ impl FromStr for ProviderKind {
         ProviderKind::ALL
             .into_iter()
             .find(|k| k.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| Error::Invalid {
-                what: "execution provider",
-                reason: format!(
-                    "unknown execution provider '{s}' (expected tensorrt, cuda or cpu)"
-                ),
+            .ok_or_else(|| {
+                Error::Image(ImageError::Invalid {
+                    what: "execution provider",
+                    reason: format!(
+                        "unknown execution provider '{s}' (expected tensorrt, cuda or cpu)"
+                    ),
+                })
             })
     }
 }
@@ -102,41 +105,41 @@ impl ProviderSettings {
         for name in list.split(',').filter(|n| !n.trim().is_empty()) {
             let kind: ProviderKind = name.parse()?;
             if order.contains(&kind) {
-                return Err(Error::Invalid {
+                return Err(Error::Image(ImageError::Invalid {
                     what: "execution provider",
                     reason: format!("'{kind}' is listed twice in '{list}'"),
-                });
+                }));
             }
             order.push(kind);
         }
         if order.is_empty() {
-            return Err(Error::Invalid {
+            return Err(Error::Image(ImageError::Invalid {
                 what: "execution provider",
                 reason: "the list is empty (expected e.g. tensorrt,cuda,cpu)".into(),
-            });
+            }));
         }
         Ok(order)
     }
 
     pub fn validate(&self) -> Result<()> {
         if self.order.is_empty() {
-            return Err(Error::Invalid {
+            return Err(Error::Image(ImageError::Invalid {
                 what: "execution_providers.order",
                 reason: "the list is empty (expected e.g. [\"tensorrt\", \"cuda\", \"cpu\"])"
                     .into(),
-            });
+            }));
         }
         if self.tensorrt.workspace_mb == 0 {
-            return Err(Error::Invalid {
+            return Err(Error::Image(ImageError::Invalid {
                 what: "execution_providers.tensorrt.workspace_mb",
                 reason: "must be at least 1".into(),
-            });
+            }));
         }
         if self.cpu.threads == Some(0) {
-            return Err(Error::Invalid {
+            return Err(Error::Image(ImageError::Invalid {
                 what: "execution_providers.cpu.threads",
                 reason: "must be at least 1 (leave it out for one thread per core)".into(),
-            });
+            }));
         }
         Ok(())
     }
