@@ -90,6 +90,11 @@ pub struct HostConfig {
     pub waveforms: Forward,
     /// Seconds between stats lines in the log (0: none).
     pub stats_interval_s: f64,
+    /// Which contrast an image shows, by the words of its `SequenceDescription` (else
+    /// `ProtocolName`): an image recognised as one contrast is never answered by a model
+    /// that denoises the other (it goes back unchanged, logged); the cross path, whose
+    /// answers say "synthesized", is the exception.
+    pub contrasts: ContrastMarkers,
     /// The DICOM node (C-ECHO / C-STORE SCP into a spool); off unless the table is given.
     pub dicom: Option<DicomConfig>,
 }
@@ -350,6 +355,7 @@ impl Default for HostConfig {
             acquisitions: Forward::Pass,
             waveforms: Forward::Pass,
             stats_interval_s: 60.0,
+            contrasts: ContrastMarkers::default(),
             dicom: None,
         }
     }
@@ -522,6 +528,9 @@ impl HostConfig {
         }
         if !(self.stats_interval_s >= 0.0 && self.stats_interval_s.is_finite()) {
             return bad("stats_interval_s", "must be 0 (off) or a positive number");
+        }
+        if self.contrasts.pd.is_empty() || self.contrasts.pdfs.is_empty() {
+            return bad("contrasts", "needs markers for both `pd` and `pdfs`");
         }
         if let Some((key, reason)) = self
             .dicom

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod config;
+pub mod contrast;
 pub mod dicom;
 pub mod mrd;
 pub mod mrd_h5;

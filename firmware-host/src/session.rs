@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::{Forward, HostConfig, Profile};
+use crate::contrast::classify;
 use crate::mrd::image::PlaneError;
 use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
 use crate::pairing::{Kept, Place, study_key};
@@ -449,6 +450,26 @@ async fn submit(
         return Outgoing::Now(Message::Image(image));
     };
     let info = &ctx.infos[model_index];
+    // Never the other contrast under the name "denoised": an image recognised as one
+    // contrast goes back unchanged rather than through a model that denoises the other.
+    let shows = meta.as_ref().and_then(|m| {
+        let text = |key| m.first(key).unwrap_or_default();
+        classify(
+            &ctx.config.contrasts,
+            text("SequenceDescription"),
+            text("ProtocolName"),
+            "",
+        )
+    });
+    if let Some(shows) = shows
+        && !info.output.is_empty()
+        && !info.label.starts_with("synthesized")
+        && !info.output.eq_ignore_ascii_case(shows.name())
+    {
+        warn!(%peer, index, model = %model.display(), model_contrast = %info.output, image_contrast = shows.name(), "the model denoises another contrast than the image shows: image sent back unchanged");
+        inc(&ctx.stats.images_passed_through);
+        return Outgoing::Now(Message::Image(image));
+    }
     let answer = match &info.guide {
         None => worker.submit(model_index, planes, None).await,
         Some(guide) => {

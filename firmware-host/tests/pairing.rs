@@ -294,3 +294,45 @@ fn an_alone_model_must_denoise_its_own_contrast_without_a_guide() {
         );
     }
 }
+
+/// Rule 1 without relying on the profile's rules: an image whose description says PDFS,
+/// sent where only a PD model serves, comes back unchanged, never as a PD image labelled
+/// denoised; a PD image and one of no recognised contrast are denoised as configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_is_never_answered_by_a_model_of_the_other_contrast() {
+    let mut config = HostConfig::serving("pd_single.onnx".as_ref());
+    config.stats_interval_s = 0.0;
+    let engines = vec![Fake {
+        info: info("pd", None),
+        add: PD_ALONE,
+    }];
+    let server = Server::serve(Host::with_engines(config, engines)).await;
+    let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
+    for (k, description) in ["PD_TSE_FS_COR", "PD_TSE_COR", "T2_TSE_SAG"]
+        .iter()
+        .enumerate()
+    {
+        client
+            .send(&Message::Image(slice(description, 1.0, k as u16, 8)))
+            .await;
+    }
+    client.send(&Message::Close).await;
+    let answers = client.until_close().await;
+    let back = images(&answers);
+    assert_eq!(back.len(), 3);
+    let denoised = |image: &Image| {
+        Meta::parse(&image.attributes)
+            .unwrap()
+            .get("ImageType")
+            .unwrap_or_default()
+            .iter()
+            .any(|t| t == IMAGE_TYPE_MARK)
+    };
+    // The PDFS image: its own pixels, unmarked.
+    assert!(!denoised(back[0]));
+    assert_eq!(back[0].planes().unwrap()[0][[0, 0]], 1.0);
+    assert!(denoised(back[1]) && denoised(back[2]));
+    assert_eq!(back[1].planes().unwrap()[0][[0, 0]], 2.0 + PD_ALONE);
+    let s = server.shutdown().await.snapshot();
+    assert_eq!((s.passed_through, s.denoised), (1, 2), "{}", s.line());
+}
