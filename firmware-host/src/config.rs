@@ -455,13 +455,14 @@ impl HostConfig {
                 "the metrics endpoint serves loopback only",
             );
         }
-        if self.profiles.is_empty() {
+        if self.profiles.is_empty() && self.dicom.is_none() {
             return bad(
                 "profiles",
-                "no model profile (give --model or a [profiles.NAME] table)",
+                "nothing to serve: no model profile (give --model or a [profiles.NAME] table) and no [dicom] table",
             );
         }
-        if !self.profiles.contains_key(&self.default_profile) {
+        // No profile with a [dicom] table: the DICOM node alone, the MRD listener off.
+        if !self.profiles.is_empty() && !self.profiles.contains_key(&self.default_profile) {
             let names: Vec<_> = self.profiles.keys().map(String::as_str).collect();
             return bad(
                 "default_profile",

@@ -10,6 +10,7 @@ use clap::Parser;
 use crossdenoise_host::client::{self, SendOptions};
 use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
 use crossdenoise_host::mrd::DataType;
+use crossdenoise_host::stats::Stats;
 use crossdenoise_host::{Host, HostConfig, dicom, server};
 use crossdenoise_runtime::ProviderSettings;
 use tracing::info;
@@ -164,15 +165,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = config.metrics_listen;
     let dicom = config.dicom.clone();
     let denoiser_options = config.denoiser_options();
-    let host = tokio::task::spawn_blocking(move || Host::open(config))
-        .await
-        .context("opening the models")??;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    // Tests and scripts read this line to find the port when --listen asks for port 0.
-    info!(address = %listener.local_addr()?, "serving MRD");
-    eprintln!("listening on {}", listener.local_addr()?);
+    // The MRD listener serves when a model profile is configured; without one the daemon is
+    // the DICOM node alone (validate has checked that one of the two is there).
+    let mrd = if config.profiles.is_empty() {
+        info!("no model profile: the MRD listener is off, the DICOM node serves alone");
+        None
+    } else {
+        let host = tokio::task::spawn_blocking(move || Host::open(config))
+            .await
+            .context("opening the models")??;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        // Tests and scripts read this line to find the port when --listen asks for port 0.
+        info!(address = %listener.local_addr()?, "serving MRD");
+        eprintln!("listening on {}", listener.local_addr()?);
+        Some((host, listener))
+    };
+    let stats = mrd
+        .as_ref()
+        .map_or_else(|| Arc::new(Stats::default()), |(host, _)| host.stats());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut dicom_node = None;
     let node = match dicom {
@@ -209,20 +221,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("metrics on {addr}"))?;
         eprintln!("metrics on http://{}/metrics", l.local_addr()?);
         let mut stop = stop_rx.clone();
-        tokio::spawn(server::serve_metrics(
-            l,
-            host.stats(),
-            dicom_node,
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        ));
+        tokio::spawn(server::serve_metrics(l, stats, dicom_node, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
     }
-    host.serve(listener, async move {
+    let shutdown = async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
-    })
-    .await;
+    };
+    match mrd {
+        Some((host, listener)) => host.serve(listener, shutdown).await,
+        None => shutdown.await,
+    }
     if let Some(node) = node {
         node.join().await;
     }

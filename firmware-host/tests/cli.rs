@@ -32,8 +32,10 @@ fn serve_dicom(config: &Path, ae_title: &str, with_metrics: bool) -> Serving {
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
     let prefix = format!("DICOM node {ae_title} on ");
     let (mut port, mut metrics) = (None, None);
+    let mut early = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
+        early.push(line.clone());
         if let Some(rest) = line.strip_prefix(&prefix) {
             port = rest
                 .split(' ')
@@ -49,7 +51,10 @@ fn serve_dicom(config: &Path, ae_title: &str, with_metrics: bool) -> Serving {
         }
     }
     // Keep draining the log so the server never blocks on a full pipe.
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let log = std::thread::spawn(move || {
+        early.extend(lines.map_while(Result::ok));
+        early
+    });
     let port = port.expect("serve prints the DICOM node's address");
     (server, port, metrics, log)
 }
@@ -208,7 +213,7 @@ fn flags_go_over_the_config_before_it_is_checked() {
         );
     }
     let err = serve(&["--listen", "127.0.0.1:0"]);
-    assert!(err.contains("profiles: no model profile"), "{err}");
+    assert!(err.contains("profiles: nothing to serve"), "{err}");
 }
 
 /// `serve --config` with a `[dicom]` table starts the DICOM node beside the MRD listener:
@@ -261,6 +266,37 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
     sigterm_and_wait(&mut server);
     let log = log.join().unwrap().join("\n");
     assert!(log.contains("instances received 2, stored 2"), "{log}");
+}
+
+/// A config with a `[dicom]` table and no model profile: the DICOM node alone, no MRD
+/// listener; it takes a study and stops cleanly on SIGTERM.
+#[test]
+fn without_a_model_profile_the_dicom_node_serves_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = support::dicom_series(
+        &dir.path().join("series"),
+        "u12",
+        &support::phantom_slices(2, 32, 32),
+        &[],
+    );
+    let config = dir.path().join("host.toml");
+    std::fs::write(
+        &config,
+        "[dicom]\nlisten = \"127.0.0.1:0\"\nae_title = \"KNEE\"\nspool = \"spool\"\n",
+    )
+    .unwrap();
+    let (mut server, port, _, log) = serve_dicom(&config, "KNEE", false);
+    support::storescu(&port, "MR1", "KNEE", &files);
+    let spooled = std::fs::read_dir(dir.path().join("spool/received"))
+        .unwrap()
+        .count();
+    assert_eq!(spooled, 2);
+    sigterm_and_wait(&mut server);
+    let log = log.join().unwrap().join("\n");
+    assert!(
+        log.contains("the MRD listener is off") && !log.contains("listening on"),
+        "{log}"
+    );
 }
 
 /// `kill -9` in the middle of a study: what the node acknowledged was on disk, and the
