@@ -328,19 +328,16 @@ impl DicomSlice {
                     "PixelData is not encapsulated, as transfer syntax {ts} requires"
                 )));
             }
-        }
-        let held = if encapsulated {
-            needed
         } else {
-            pixel_data
+            let held = pixel_data
                 .to_bytes()
                 .map_err(|e| err(format!("PixelData: {e}")))?
-                .len()
-        };
-        if held < needed {
-            return Err(err(format!(
-                "PixelData holds {held} bytes, but Rows {rows} x Columns {cols} at {bits_allocated} bits need {needed}"
-            )));
+                .len();
+            if held < needed {
+                return Err(err(format!(
+                    "PixelData holds {held} bytes, but Rows {rows} x Columns {cols} at {bits_allocated} bits need {needed}"
+                )));
+            }
         }
         let decoded = object
             .decode_pixel_data()
