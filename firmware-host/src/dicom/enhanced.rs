@@ -73,22 +73,25 @@ pub fn split(path: &Path, dir: &Path) -> Result<Vec<PathBuf>, String> {
         return Err(at(format!("BitsAllocated {bits} (expected 8 or 16)")));
     }
 
+    // What every frame shares: the object without its pixels and functional groups, made
+    // once rather than cloning all the frames' pixels for each frame.
+    let mut template = obj.clone();
+    for tag in [
+        tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+        tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+        tags::NUMBER_OF_FRAMES,
+        tags::PIXEL_DATA,
+        tags::EXTENDED_OFFSET_TABLE,
+        tags::EXTENDED_OFFSET_TABLE_LENGTHS,
+    ] {
+        template.remove_element(tag);
+    }
     let mut written = Vec::with_capacity(frames as usize);
     for k in 0..frames {
         let decoded = obj
             .decode_pixel_data_frame(k)
             .map_err(|e| at(format!("frame {}: {e}", k + 1)))?;
-        let mut frame = obj.clone();
-        for tag in [
-            tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
-            tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
-            tags::NUMBER_OF_FRAMES,
-            tags::PIXEL_DATA,
-            tags::EXTENDED_OFFSET_TABLE,
-            tags::EXTENDED_OFFSET_TABLE_LENGTHS,
-        ] {
-            frame.remove_element(tag);
-        }
+        let mut frame = template.clone();
         for groups in shared
             .into_iter()
             .chain(std::iter::once(&per_frame[k as usize]))
