@@ -181,9 +181,27 @@ def new_uid():
     return "2.25." + str(uuid.uuid4().int)
 
 
-def dicom_series(args):
-    import pydicom
+def new_dataset(sop_class, transfer_syntax):
+    """A Part 10 data set of `sop_class` with a new SOP Instance UID, its file meta in
+    `transfer_syntax`."""
     from pydicom.dataset import FileDataset, FileMetaDataset
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = new_uid()
+    meta.TransferSyntaxUID = transfer_syntax
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    return ds
+
+
+def u12_stored(img):
+    """12-bit unsigned stored values of real-world `img` under a rescale slope of 0.5."""
+    return np.clip(np.round(img / 0.5), 0, 4095).astype(np.uint16)
+
+
+def dicom_series(args):
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
     study, series = args.study or new_uid(), new_uid()
@@ -191,14 +209,8 @@ def dicom_series(args):
     now = datetime.datetime(2026, 11, 26, 9, 30, 0)
     for i, path in enumerate(args.slices):
         img = np.load(path).astype(np.float64)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = MRImageStorage
-        meta.MediaStorageSOPInstanceUID = new_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = generate_uid()
-        ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds = new_dataset(MRImageStorage, ExplicitVRLittleEndian)
+        ds.file_meta.ImplementationClassUID = generate_uid()
         ds.StudyInstanceUID = study
         ds.SeriesInstanceUID = series
         ds.FrameOfReferenceUID = frame
@@ -240,7 +252,7 @@ def dicom_series(args):
             # 12-bit unsigned stored values with a non-trivial rescale.
             ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
             ds.RescaleSlope, ds.RescaleIntercept = 0.5, 0.0
-            stored = np.clip(np.round(img / 0.5), 0, 4095).astype(np.uint16)
+            stored = u12_stored(img)
         else:
             # 16-bit signed stored values with an offset.
             ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 15, 1
@@ -252,17 +264,10 @@ def dicom_series(args):
 
 
 def dicom_compressed(args):
-    from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLSLossless, MRImageStorage
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = new_uid()
-    meta.TransferSyntaxUID = JPEGLSLossless
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = new_dataset(MRImageStorage, JPEGLSLossless)
     ds.SeriesInstanceUID = new_uid()
     ds.Modality = "MR"
     ds.Rows, ds.Columns = 32, 32
@@ -277,7 +282,7 @@ def dicom_compressed(args):
 
 
 def dicom_enhanced(args):
-    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.dataset import Dataset
     from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian
 
     # Multi-frame grayscale word secondary capture: a SOP class the node does not take.
@@ -285,13 +290,7 @@ def dicom_enhanced(args):
         "enhanced": EnhancedMRImageStorage,
         "sc": "1.2.840.10008.5.1.4.1.1.7.3",
     }[args.sop_class]
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = new_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = sop_class
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = new_dataset(sop_class, ExplicitVRLittleEndian)
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = new_uid(), new_uid(), new_uid()
     ds.Modality = "MR"
     ds.PatientName = "Knee^Phantom"
@@ -332,7 +331,7 @@ def dicom_enhanced(args):
         frame.FrameContentSequence = [content]
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = frames
-    stored = [np.clip(np.round(img / 0.5), 0, 4095).astype(np.uint16) for img in slices]
+    stored = [u12_stored(img) for img in slices]
     ds.PixelData = np.stack(stored).tobytes()
     ds.save_as(args.out, enforce_file_format=True)
 
