@@ -393,6 +393,38 @@ fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
         assert!(back.iter().all(|v| v.is_finite() && *v >= 0.0));
     }
 
+    // The usage line of docs/runtime.md, as written: the inputs may follow --guide.
+    let usage = documented_usage(&[
+        ("MODEL", "pd.onnx"),
+        ("GUIDE", "set/pdfs"),
+        ("INPUT", "set/pd"),
+        ("DIR", "o5"),
+    ]);
+    assert_eq!(usage[3], "--guide", "{usage:?}");
+    let usage: Vec<&str> = usage.iter().map(String::as_str).collect();
+    let out = crossdenoise(&usage, cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for i in 0..3 {
+        let usage = read_npy(&cwd.join(format!("o5/pd/{i:04}.npy"))).unwrap();
+        let direct = read_npy(&cwd.join(format!("o3/pd/{i:04}.npy"))).unwrap();
+        assert_eq!(usage, direct);
+    }
+    // --guide repeated: each occurrence one file or folder.
+    fs::create_dir_all(cwd.join("last")).unwrap();
+    fs::rename(cwd.join("set/pdfs/0002.npy"), cwd.join("last/0002.npy")).unwrap();
+    let out = crossdenoise(
+        &[
+            "denoise", "--model", "pd.onnx", "--guide", "set/pdfs", "--guide", "last", "set/pd",
+            "--out", "o6",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        read_npy(&cwd.join("o6/pd/0002.npy")).unwrap(),
+        read_npy(&cwd.join("o3/pd/0002.npy")).unwrap()
+    );
+
     // A one-input model refuses a guide.
     let plain = cwd.join("plain.onnx");
     reference(&["make-model", plain.to_str().unwrap()]);
@@ -415,4 +447,50 @@ fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The `crossdenoise denoise` usage line of docs/runtime.md as a command line: its optional
+/// `[...]` groups left out but `[--guide GUIDE]...` (once), `...` dropped, the placeholders
+/// replaced by `values`.
+fn documented_usage(values: &[(&str, &str)]) -> Vec<String> {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runtime.md")).unwrap();
+    let line = doc
+        .lines()
+        .find(|l| l.starts_with("`crossdenoise denoise "))
+        .expect("docs/runtime.md has the usage line")
+        .trim_matches('`');
+    let mut args = Vec::new();
+    let mut group: Option<Vec<&str>> = None;
+    for word in line.split_whitespace().skip(1) {
+        match &mut group {
+            Some(g) => {
+                let closing = word.trim_end_matches("...").ends_with(']');
+                g.push(word.trim_end_matches("...").trim_end_matches(']'));
+                if closing {
+                    let g = group.take().unwrap();
+                    if g[0] == "--guide" {
+                        args.extend(g.iter().map(|w| w.to_string()));
+                    }
+                }
+            }
+            None if word.starts_with('[') => {
+                let w = word.trim_start_matches('[');
+                if w.trim_end_matches("...").ends_with(']') {
+                    // A one-word optional flag: left out.
+                    continue;
+                }
+                group = Some(vec![w]);
+            }
+            None => args.push(word.trim_end_matches("...").to_string()),
+        }
+    }
+    args.into_iter()
+        .map(|w| {
+            values
+                .iter()
+                .find(|(k, _)| *k == w)
+                .map_or(w.clone(), |(_, v)| v.to_string())
+        })
+        .collect()
 }

@@ -20,10 +20,11 @@ pub struct Args {
     /// Files (.npy, 16- or 8-bit .png, DICOM) or folders of them (e.g. a DICOM series).
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// The partner contrast of the inputs, for a guided model (files or folders): each
-    /// input is paired with the guide of the same file name (.npy, .png) or at the same
-    /// place (DICOM: frame of reference, orientation, position within half a slice).
-    #[arg(long, num_args = 1.., value_name = "GUIDE")]
+    /// The partner contrast of the inputs, for a guided model (a file or folder; repeat
+    /// the option for more): each input is paired with the guide of the same file name
+    /// (.npy, .png) or at the same place (DICOM: frame of reference, orientation, position
+    /// within half a slice). One value per occurrence, so the inputs may follow it.
+    #[arg(long, value_name = "GUIDE")]
     guide: Vec<PathBuf>,
     /// Output folder; results keep their input's name and format, a folder's results go
     /// into a subfolder of the same name.

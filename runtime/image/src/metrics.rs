@@ -1,4 +1,4 @@
-//! Image quality against a reference: PSNR, SSIM and NMSE.
+//! Image quality against a reference: PSNR (whole slice and tissue only), SSIM and NMSE.
 //!
 //! The definitions follow scikit-image (`peak_signal_noise_ratio`, `structural_similarity`
 //! with `gaussian_weights=True, sigma=1.5, use_sample_covariance=False`) and fastMRI's NMSE,
@@ -15,6 +15,12 @@ const SSIM_SIGMA: f64 = 1.5;
 const SSIM_TRUNCATE: f64 = 3.5;
 const SSIM_K1: f64 = 0.01;
 const SSIM_K2: f64 = 0.03;
+
+/// Tissue is where the clean image is above this fraction of its maximum...
+pub const TISSUE_THRESHOLD: f32 = 0.02;
+/// ...grown by this many pixels in every direction (a square), so that the edges of the
+/// anatomy and the dark structures inside it (cortex, ligaments) count as tissue.
+pub const TISSUE_DILATION: usize = 3;
 
 fn same_shape(reference: &ArrayView2<f32>, test: &ArrayView2<f32>) -> Result<()> {
     if reference.dim() != test.dim() {
@@ -61,6 +67,56 @@ pub fn psnr(reference: ArrayView2<f32>, test: ArrayView2<f32>, data_range: f64) 
     check_range(data_range)?;
     let mse = mse(reference, test)?;
     Ok(10.0 * (data_range * data_range / mse).log10())
+}
+
+/// The pixels that count as tissue in a clean magnitude image: above
+/// [`TISSUE_THRESHOLD`] of its maximum, dilated by [`TISSUE_DILATION`] pixels. A third of a
+/// knee slice is air, where a denoiser that zeroes everything scores perfectly: the PSNR
+/// inside this mask says what happens in the knee (scipy's
+/// `maximum_filter(clean > 0.02 * clean.max(), size=7)`, as the quality script computes it).
+pub fn tissue_mask(reference: ArrayView2<f32>) -> Array2<bool> {
+    let max = reference.iter().fold(f32::MIN, |m, &v| m.max(v));
+    let above = reference.mapv(|v| v > TISSUE_THRESHOLD * max);
+    let r = TISSUE_DILATION;
+    let (h, w) = above.dim();
+    // Separable maximum: along rows, then along columns.
+    let rows = Array2::from_shape_fn((h, w), |(i, j)| {
+        (j.saturating_sub(r)..(j + r + 1).min(w)).any(|k| above[(i, k)])
+    });
+    Array2::from_shape_fn((h, w), |(i, j)| {
+        (i.saturating_sub(r)..(i + r + 1).min(h)).any(|k| rows[(k, j)])
+    })
+}
+
+/// PSNR over the pixels of `mask` only, with the same `data_range` as the whole slice's;
+/// `None` for an empty mask.
+pub fn psnr_within(
+    reference: ArrayView2<f32>,
+    test: ArrayView2<f32>,
+    data_range: f64,
+    mask: ArrayView2<bool>,
+) -> Result<Option<f64>> {
+    same_shape(&reference, &test)?;
+    check_range(data_range)?;
+    if mask.dim() != reference.dim() {
+        return Err(Error::Shape {
+            what: "psnr mask",
+            expected: format!("the images' shape {:?}", reference.dim()),
+            got: format!("{:?}", mask.dim()),
+        });
+    }
+    let (sum, n) =
+        Zip::from(&reference)
+            .and(&test)
+            .and(&mask)
+            .fold((0.0f64, 0usize), |(s, n), &r, &t, &m| {
+                if m {
+                    (s + (f64::from(r) - f64::from(t)).powi(2), n + 1)
+                } else {
+                    (s, n)
+                }
+            });
+    Ok((n > 0).then(|| 10.0 * (data_range * data_range / (sum / n as f64)).log10()))
 }
 
 /// Normalised MSE, `||reference - test||^2 / ||reference||^2` (fastMRI's definition).
@@ -125,10 +181,14 @@ pub fn ssim(reference: ArrayView2<f32>, test: ArrayView2<f32>, data_range: f64) 
     Ok(sum / ((h - 2 * radius) * (w - 2 * radius)) as f64)
 }
 
-/// PSNR, SSIM and NMSE of one image against its reference.
+/// PSNR (whole slice and tissue only), SSIM and NMSE of one image against its reference.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quality {
     pub psnr: f64,
+    /// PSNR inside [`tissue_mask`] of the reference, same data range (the whole slice's
+    /// PSNR where the reference has no tissue).
+    #[serde(default)]
+    pub tissue_psnr: f64,
     pub ssim: f64,
     pub nmse: f64,
 }
@@ -139,8 +199,11 @@ impl Quality {
     pub fn measure(reference: ArrayView2<f32>, test: ArrayView2<f32>) -> Result<Self> {
         let max = reference.iter().fold(f32::MIN, |m, &v| m.max(v));
         let range = f64::from(max);
+        let whole = psnr(reference, test, range)?;
+        let tissue = tissue_mask(reference);
         Ok(Quality {
-            psnr: psnr(reference, test, range)?,
+            psnr: whole,
+            tissue_psnr: psnr_within(reference, test, range, tissue.view())?.unwrap_or(whole),
             ssim: ssim(reference, test, range)?,
             nmse: nmse(reference, test)?,
         })
@@ -287,6 +350,40 @@ mod tests {
         let flat = Array2::<f32>::ones((16, 16));
         assert_eq!(sharpness(flat.view(), edge.view()).unwrap(), None);
         assert!(sharpness(flat.view(), Array2::<f32>::ones((4, 4)).view()).is_err());
+    }
+
+    #[test]
+    fn the_tissue_mask_is_the_thresholded_clean_image_grown_by_three_pixels() {
+        let mut clean = Array2::<f32>::zeros((16, 16));
+        clean[(8, 8)] = 10.0;
+        clean[(1, 1)] = 0.1; // below 2% of the maximum: air
+        let mask = tissue_mask(clean.view());
+        assert_eq!(mask.iter().filter(|&&m| m).count(), 49);
+        assert!(mask[(5, 5)] && mask[(11, 11)] && !mask[(4, 8)] && !mask[(8, 12)]);
+        assert!(!mask[(1, 1)]);
+    }
+
+    #[test]
+    fn tissue_psnr_ignores_errors_in_the_air() {
+        let clean = Array2::from_shape_fn((32, 32), |(i, _)| if i < 16 { 1.0f32 } else { 0.0 });
+        // An error of 0.1 in tissue (rows 0..19 after dilation), a larger one deep in air.
+        let test = Array2::from_shape_fn((32, 32), |(i, _)| {
+            if i < 16 {
+                1.1f32
+            } else if i >= 20 {
+                0.5
+            } else {
+                0.1
+            }
+        });
+        let q = Quality::measure(clean.view(), test.view()).unwrap();
+        assert!((q.tissue_psnr - 20.0).abs() < 1e-5, "{}", q.tissue_psnr);
+        assert!((q.psnr - 10.0).abs() < 1e-5, "{}", q.psnr);
+        let none = Array2::<bool>::from_elem((32, 32), false);
+        assert_eq!(
+            psnr_within(clean.view(), test.view(), 1.0, none.view()).unwrap(),
+            None
+        );
     }
 
     #[test]
