@@ -12,11 +12,11 @@ use crossdenoise_train::model::blind_spot::{BlindUNet, SLOPE};
 
 use crate::graph::{Attr, GraphBuilder};
 use crate::lower::{
-    GUIDE, INPUT, OUTPUT, conv, conv_shared, conv_transpose_shared, ints, leaky_slope,
+    GUIDE, INPUT, OUTPUT, SPREAD, conv, conv_shared, conv_transpose_shared, ints, leaky_slope,
 };
 
 /// Lowers `net` with inputs `image` (and `guide` for a guided network) and output
-/// `denoised`.
+/// `denoised` (and `spread` for a network with a prior).
 pub fn denoiser(net: &GuidedDenoiser) -> GraphBuilder {
     let mut g = GraphBuilder::new();
     let guide = net.is_guided().then_some(GUIDE);
@@ -40,14 +40,26 @@ pub fn denoiser(net: &GuidedDenoiser) -> GraphBuilder {
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     let mut h = g.node("Concat", "fuse.concat", &refs, vec![("axis", Attr::Int(1))]);
     let last = net.fuse.len() - 1;
-    for (i, c) in net.fuse.iter().enumerate() {
+    for (i, c) in net.fuse[..last].iter().enumerate() {
         let name = format!("fuse{i}");
         h = conv(&mut g, &name, c, &h);
-        if i < last {
-            h = leaky_slope(&mut g, &format!("{name}.act"), &h, SLOPE);
-        }
+        h = leaky_slope(&mut g, &format!("{name}.act"), &h, SLOPE);
     }
+    let features = h;
+    conv(&mut g, &format!("fuse{last}"), &net.fuse[last], &features);
     g.rename_last_output(OUTPUT);
+    if net.has_prior() {
+        let mut s = features;
+        let end = net.spread.len() - 1;
+        for (i, c) in net.spread.iter().enumerate() {
+            let name = format!("spread{i}");
+            s = conv(&mut g, &name, c, &s);
+            if i < end {
+                s = leaky_slope(&mut g, &format!("{name}.act"), &s, SLOPE);
+            }
+        }
+        g.rename_last_output(SPREAD);
+    }
     g
 }
 

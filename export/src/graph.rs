@@ -104,7 +104,7 @@ impl GraphBuilder {
     /// initializer is stored as float16, a Cast after each input feeds the graph, and a Cast
     /// turns its result back into float32 under the output's name. Half the weight bytes,
     /// and tensor core speed on a GPU; the export measures the error this costs.
-    pub fn into_fp16(mut self, inputs: &[&str], output: &str) -> Self {
+    pub fn into_fp16(mut self, inputs: &[&str], outputs: &[&str]) -> Self {
         for t in &mut self.initializers {
             if t.data_type == DataType::FLOAT as i32 {
                 t.raw_data = t
@@ -119,27 +119,28 @@ impl GraphBuilder {
             }
         }
         let half = |name: &str| format!("{name}.fp16");
-        let output16 = half(output);
         for n in &mut self.nodes {
             for i in &mut n.input {
-                if inputs.contains(&i.as_str()) {
+                if inputs.contains(&i.as_str()) || outputs.contains(&i.as_str()) {
                     *i = half(i);
                 }
             }
             for o in &mut n.output {
-                if o == output {
-                    *o = output16.clone();
+                if outputs.contains(&o.as_str()) {
+                    *o = half(o);
                 }
             }
         }
-        let mut nodes = Vec::with_capacity(self.nodes.len() + inputs.len() + 1);
+        let mut nodes = Vec::with_capacity(self.nodes.len() + inputs.len() + outputs.len());
         for input in inputs {
             nodes.push(cast(input, &half(input), DataType::FLOAT16));
         }
         nodes.append(&mut self.nodes);
-        nodes.push(cast(&output16, output, DataType::FLOAT));
+        for output in outputs {
+            nodes.push(cast(&half(output), output, DataType::FLOAT));
+        }
         self.nodes = nodes;
-        *self.op_counts.entry("Cast".into()).or_default() += inputs.len() + 1;
+        *self.op_counts.entry("Cast".into()).or_default() += inputs.len() + outputs.len();
         self
     }
 
@@ -159,12 +160,12 @@ impl GraphBuilder {
             .sum()
     }
 
-    /// The model: float32 inputs and output of shape `[N, 1, H, W]` with symbolic N, H, W
+    /// The model: float32 inputs and outputs of shape `[N, 1, H, W]` with symbolic N, H, W
     /// (shared by all of them), the graph, and the metadata properties.
     pub fn finish(
         self,
         inputs: &[&str],
-        output: &str,
+        outputs: &[&str],
         graph_name: &str,
         graph_doc: &str,
         props: &[(String, String)],
@@ -175,7 +176,7 @@ impl GraphBuilder {
         graph.node = self.nodes;
         graph.initializer = self.initializers;
         graph.input = inputs.iter().map(|i| value_info(i)).collect();
-        graph.output = vec![value_info(output)];
+        graph.output = outputs.iter().map(|o| value_info(o)).collect();
 
         let mut model = ModelProto::new();
         model.ir_version = IR_VERSION;

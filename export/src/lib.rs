@@ -92,7 +92,10 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
                 )));
             }
             let net = pair.get(opts.to);
-            let meta = denoiser_metadata(domains, opts.to, net.is_guided(), depth, channels);
+            let meta = ModelMetadata {
+                posterior: net.has_prior(),
+                ..denoiser_metadata(domains, opts.to, net.is_guided(), depth, channels)
+            };
             let inputs = if net.is_guided() {
                 vec![lower::INPUT, lower::GUIDE]
             } else {
@@ -106,7 +109,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         ..metadata
     };
     if opts.fp16 {
-        graph = graph.into_fp16(&inputs, lower::OUTPUT);
+        graph = graph.into_fp16(&inputs, &output_names(&metadata));
     }
     let op_counts = graph.op_counts().clone();
     let nodes = graph.node_count();
@@ -132,7 +135,11 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         metadata.normalization.percentile,
         metadata.normalization.clamp_max,
         metadata.size_multiple,
-        if metadata.rician_correction {
+        if metadata.posterior {
+            "; outputs: the expected magnitude and the spread (ln std / sigma) of a prior of \
+             the clean amplitude, from which the runtime computes the posterior mean given \
+             each pixel's own value"
+        } else if metadata.rician_correction {
             "; the output is the expected magnitude, whose Rician bias the runtime removes"
         } else {
             ""
@@ -256,6 +263,17 @@ pub fn path_metadata(
         kind,
         guide: None,
         rician_correction: false,
+        posterior: false,
+    }
+}
+
+/// The graph's outputs: the expected magnitude, and the prior's spread for a model with the
+/// posterior step (`ModelMetadata::posterior`).
+pub fn output_names(metadata: &ModelMetadata) -> Vec<&'static str> {
+    if metadata.posterior {
+        vec![lower::OUTPUT, lower::SPREAD]
+    } else {
+        vec![lower::OUTPUT]
     }
 }
 
@@ -271,7 +289,7 @@ pub fn encode(
     graph
         .finish(
             inputs,
-            lower::OUTPUT,
+            &output_names(metadata),
             &triton::model_name(metadata),
             doc,
             props,

@@ -17,7 +17,9 @@ use crate::graph::{Attr, GraphBuilder};
 pub const INPUT: &str = "image";
 /// The second input of a guided denoiser: the other contrast of the slice.
 pub const GUIDE: &str = "guide";
-pub const OUTPUT: &str = "denoised";
+pub const OUTPUT: &str = crossdenoise_image::posterior::OUTPUT_EXPECTED;
+/// The second output of a denoiser with a posterior step: the prior's spread.
+pub const SPREAD: &str = crossdenoise_image::posterior::OUTPUT_SPREAD;
 
 /// Lowers `decoder(E(x))` with no skips; `identity` adds the input to the head's output.
 pub fn no_skip_path(encoder: &Encoder, decoder: &Decoder) -> GraphBuilder {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crossdenoise_image::{ModelKind, ModelMetadata};
 
 use crate::ExportError;
-use crate::lower::{GUIDE, INPUT, OUTPUT};
+use crate::lower::{GUIDE, INPUT};
 
 /// Largest batch Triton forms from queued requests.
 pub const MAX_BATCH_SIZE: usize = 8;
@@ -72,7 +72,11 @@ pub fn config_pbtxt(meta: &ModelMetadata) -> String {
         ),
         None => String::new(),
     };
-    let correction_note = if meta.rician_correction {
+    let correction_note = if meta.posterior {
+        "\n# Outputs: the denoised magnitude's expectation and the spread (ln std / sigma) of a\n\
+         # prior of the clean amplitude: compute each pixel's posterior mean under the Rician\n\
+         # likelihood at the slice's noise level as crossdenoise-runtime does (posterior.rs)."
+    } else if meta.rician_correction {
         "\n# The output is the denoised magnitude's expectation: remove its Rician bias at the\n\
          # slice's noise level as crossdenoise-runtime does (rician::RicianCorrection)."
     } else {
@@ -89,11 +93,7 @@ input [
 {inputs}
 ]
 output [
-  {{
-    name: "{output}"
-    data_type: TYPE_FP32
-    dims: [ 1, -1, -1 ]
-  }}
+{outputs}
 ]
 dynamic_batching {{
   max_queue_delay_microseconds: 2000
@@ -123,7 +123,11 @@ optimization {{
         name = model_name(meta),
         max_batch = MAX_BATCH_SIZE,
         inputs = inputs.join(",\n"),
-        output = OUTPUT,
+        outputs = crate::output_names(meta)
+            .into_iter()
+            .map(tensor)
+            .collect::<Vec<_>>()
+            .join(",\n"),
     )
 }
 

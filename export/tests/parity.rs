@@ -60,7 +60,8 @@ fn fp16_graph_stays_within_its_bound_and_casts_at_the_edges() {
     let device = Device::flex();
     let depth = 2;
     let m = DualDomainConfig::new(4, depth).init(&device);
-    let g = lower::model_path(&m, Domain::B, Domain::A).into_fp16(&[lower::INPUT], lower::OUTPUT);
+    let g =
+        lower::model_path(&m, Domain::B, Domain::A).into_fp16(&[lower::INPUT], &[lower::OUTPUT]);
     assert_eq!(g.op_counts()["Cast"], 2);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m16.onnx");

@@ -5,8 +5,9 @@
 //! arena), so the first scanner image does not pay for any of that. Each call then
 //! normalises and reflect-pads the slices (and, for a guided model, their partner slices)
 //! straight into reused input buffers, runs the session, crops the output back to the
-//! input's size, removes the Rician bias where the model asks for it, and rescales to the
-//! input's units.
+//! input's size, removes the Rician bias where the model asks for it (or, for a model that
+//! states a prior, returns the posterior mean of each pixel given its own observation:
+//! `crossdenoise_image::posterior`), and rescales to the input's units.
 //!
 //! The model's kind decides what a call may give it: a guided model needs each slice's
 //! partner contrast, a single-contrast one refuses a guide, and the cross path (contrast
@@ -26,6 +27,7 @@ use crate::onnx_runtime::OnnxRuntime;
 use crate::{Error, Result};
 use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
+use crossdenoise_image::posterior;
 use crossdenoise_image::rician::RicianCorrection;
 use crossdenoise_image::{NormScale, Normalization, Padding, noise};
 
@@ -132,6 +134,15 @@ impl Denoiser {
                 ));
             }
         };
+        if session.outputs().len() < metadata.outputs() {
+            return Err(model_err(format!(
+                "its metadata says it states a prior for the posterior step, which takes two \
+                 outputs (`{}` and `{}`), but the graph has {}",
+                posterior::OUTPUT_EXPECTED,
+                posterior::OUTPUT_SPREAD,
+                session.outputs().len()
+            )));
+        }
         match (metadata.kind == ModelKind::Guided, &guide_name) {
             (true, None) => {
                 return Err(model_err(
@@ -208,8 +219,9 @@ impl Denoiser {
     }
 
     /// Runs the model as it is on already normalised and padded `[N, 1, H, W]` inputs (the
-    /// guide for a guided model): no preprocessing, no cropping, no bias correction. For
-    /// parity checks and benchmarks of the graph itself.
+    /// guide for a guided model): no preprocessing, no cropping, no bias correction, no
+    /// posterior. For parity checks and benchmarks of the graph itself; a model that states
+    /// a prior returns its two outputs as two channels, `[N, 2, H, W]`.
     pub fn infer_raw(
         &mut self,
         input: ArrayView4<f32>,
@@ -228,7 +240,7 @@ impl Denoiser {
         }
         let contiguous = input.as_standard_layout();
         let guide = guide.map(|g| g.as_standard_layout().into_owned());
-        let data = run_session(
+        let outputs = run_session(
             &mut self.session,
             &self.path,
             (
@@ -241,8 +253,17 @@ impl Denoiser {
                     .map(|g| g.as_slice().expect("standard layout")),
             ),
             [n, c, h, w],
+            self.metadata.outputs(),
         )?;
-        Ok(Array4::from_shape_vec((n, c, h, w), data).expect("checked shape"))
+        // The outputs side by side along the channels: [N, outputs, H, W].
+        let plane = c * h * w;
+        let mut data = Vec::with_capacity(outputs.len() * n * plane);
+        for i in 0..n {
+            for o in &outputs {
+                data.extend_from_slice(&o[i * plane..(i + 1) * plane]);
+            }
+        }
+        Ok(Array4::from_shape_vec((n, c * outputs.len(), h, w), data).expect("checked shape"))
     }
 
     /// Denoises one slice of any size; the result has the input's size and units.
@@ -369,6 +390,7 @@ impl Denoiser {
             .guide_name
             .as_deref()
             .zip(guides.map(|_| self.guide.as_slice()));
+        let count = self.metadata.outputs();
         let data = if plane <= self.tile_pixels {
             run_session(
                 &mut self.session,
@@ -376,16 +398,18 @@ impl Denoiser {
                 (&self.input_name, &self.input),
                 guide,
                 [n, 1, ph, pw],
+                count,
             )?
         } else {
             let tiles = Tiles::new((ph, pw), self.tile_pixels, self.metadata.size_multiple);
-            let mut out = vec![0.0; n * plane];
-            for (i, out) in out.chunks_mut(plane).enumerate() {
+            let mut out = vec![vec![0.0; n * plane]; count];
+            for i in 0..n {
                 let at = i * plane..(i + 1) * plane;
                 let input = &self.input[at.clone()];
                 let guide = guide.map(|(name, g)| (name, &g[at.clone()]));
+                let planes: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[at.clone()]).collect();
                 tiles.run(
-                    out,
+                    planes,
                     |(ty, tx), tile_in, tile_guide| {
                         run_session(
                             &mut self.session,
@@ -393,6 +417,7 @@ impl Denoiser {
                             (&self.input_name, tile_in),
                             guide.map(|(name, _)| name).zip(tile_guide),
                             [1, 1, ty, tx],
+                            count,
                         )
                     },
                     input,
@@ -403,7 +428,7 @@ impl Denoiser {
         };
         let correct = self.metadata.rician_correction;
         let mut outputs = Vec::with_capacity(scales.len());
-        for (i, ((chunk, input), scale)) in data
+        for (i, ((chunk, input), scale)) in data[0]
             .chunks(plane)
             .zip(self.input.chunks(plane))
             .zip(scales)
@@ -414,7 +439,17 @@ impl Denoiser {
             }
             let crop = |c| padding.crop(view(c, (ph, pw)));
             let mut out = crop(chunk).to_owned();
-            if correct {
+            if self.metadata.posterior {
+                let sigma = noise::estimate_sigma(crop(input));
+                let spread = &data[1][i * plane..(i + 1) * plane];
+                out = posterior::posterior_image(
+                    &self.rician,
+                    crop(input),
+                    out.view(),
+                    crop(spread),
+                    sigma,
+                );
+            } else if correct {
                 let sigma = noise::estimate_sigma(crop(input));
                 self.rician.apply(out.view_mut(), sigma);
             }
@@ -473,12 +508,12 @@ impl Tiles {
         }
     }
 
-    /// Fills `out` (one `h x w` plane) tile by tile: `infer` gets a tile's size, its input
-    /// and guide, and returns its output.
+    /// Fills `out` (one `h x w` plane per model output) tile by tile: `infer` gets a tile's
+    /// size, its input and guide, and returns its outputs.
     fn run(
         &self,
-        out: &mut [f32],
-        mut infer: impl FnMut((usize, usize), &[f32], Option<&[f32]>) -> Result<Vec<f32>>,
+        mut out: Vec<&mut [f32]>,
+        mut infer: impl FnMut((usize, usize), &[f32], Option<&[f32]>) -> Result<Vec<Vec<f32>>>,
         input: &[f32],
         guide: Option<&[f32]>,
     ) -> Result<()> {
@@ -500,11 +535,14 @@ impl Tiles {
                 if let Some(g) = guide {
                     cut(g, &mut tile_guide, (y, x));
                 }
-                let result = infer((ty, tx), &tile_in, guide.map(|_| tile_guide.as_slice()))?;
+                let results = infer((ty, tx), &tile_in, guide.map(|_| tile_guide.as_slice()))?;
                 let (ky, kx) = ((y0 + self.core.0).min(h), (x0 + self.core.1).min(w));
-                for r in y0..ky {
-                    let from = (r - y) * tx + (x0 - x);
-                    out[r * w + x0..r * w + kx].copy_from_slice(&result[from..from + (kx - x0)]);
+                for (out, result) in out.iter_mut().zip(&results) {
+                    for r in y0..ky {
+                        let from = (r - y) * tx + (x0 - x);
+                        out[r * w + x0..r * w + kx]
+                            .copy_from_slice(&result[from..from + (kx - x0)]);
+                    }
                 }
             }
         }
@@ -551,7 +589,8 @@ fn run_session(
     (input_name, input): (&str, &[f32]),
     guide: Option<(&str, &[f32])>,
     shape: [usize; 4],
-) -> Result<Vec<f32>> {
+    count: usize,
+) -> Result<Vec<Vec<f32>>> {
     let infer = |reason: String| Error::Inference {
         path: path.into(),
         reason,
@@ -565,17 +604,27 @@ fn run_session(
         }
     }
     .map_err(|e| infer(e.to_string()))?;
-    let (out_shape, data) = outputs[0]
-        .try_extract_tensor::<f32>()
-        .map_err(|e| infer(e.to_string()))?;
-    let want = shape.map(|d| d as i64);
-    if **out_shape != want {
+    if outputs.len() < count {
         return Err(infer(format!(
-            "output shape {:?} does not match the input's {want:?}",
-            &**out_shape
+            "{} output(s); the model's metadata promises {count}",
+            outputs.len()
         )));
     }
-    Ok(data.to_vec())
+    let want = shape.map(|d| d as i64);
+    (0..count)
+        .map(|k| {
+            let (out_shape, data) = outputs[k]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| infer(e.to_string()))?;
+            if **out_shape != want {
+                return Err(infer(format!(
+                    "output {k} has shape {:?}, not the input's {want:?}",
+                    &**out_shape
+                )));
+            }
+            Ok(data.to_vec())
+        })
+        .collect()
 }
 
 /// [`Normalization::fit`] with a reused scratch buffer (the percentile needs a

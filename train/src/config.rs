@@ -133,6 +133,11 @@ pub struct ModelConfig {
     pub depth: usize,
     #[serde(default)]
     pub shared_encoder: bool,
+    /// guided / single: the network also states how sure it is of each pixel (a prior of
+    /// the clean amplitude), and the runtime serves the posterior mean given the pixel's own
+    /// value (docs/denoising.md).
+    #[serde(default)]
+    pub posterior: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -408,6 +413,12 @@ impl Config {
             return err(
                 "model.base_channels",
                 format!("{} is not in 1..=256", m.base_channels),
+            );
+        }
+        if m.posterior && m.kind == ModelKind::DualDomain {
+            return err(
+                "model.posterior",
+                "only the guided and single denoisers have a posterior step (model.kind)".into(),
             );
         }
         let multiple = 1usize << m.depth;

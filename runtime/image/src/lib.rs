@@ -22,6 +22,7 @@ pub mod pad;
 pub mod phantom;
 pub mod phantom_set;
 pub mod picture;
+pub mod posterior;
 pub mod rician;
 
 pub use error::{Error, Result};

@@ -30,6 +30,7 @@ pub mod keys {
     pub const GUIDE_PERCENTILE: &str = "crossdenoise.guide.normalization.percentile";
     pub const GUIDE_CLAMP_MAX: &str = "crossdenoise.guide.normalization.clamp_max";
     pub const RICIAN_CORRECTION: &str = "crossdenoise.rician_correction";
+    pub const POSTERIOR: &str = "crossdenoise.posterior";
 }
 
 /// What an exported model does, which decides what it may be given and what its output is.
@@ -93,6 +94,11 @@ pub struct ModelMetadata {
     /// The output is a magnitude's expectation: the runtime removes its Rician bias at the
     /// noise level it estimates from the input slice (`crate::rician`, `crate::noise`).
     pub rician_correction: bool,
+    /// The graph also states a prior of each pixel's clean amplitude (a second output,
+    /// `spread`, `ln(std / sigma)`), and the runtime returns the posterior mean under the
+    /// Rician likelihood of the pixel's own value (`crate::posterior`) instead of the
+    /// corrected expectation. Written as `crossdenoise.posterior = rician`.
+    pub posterior: bool,
 }
 
 /// What a caller states for a model that carries no metadata.
@@ -103,6 +109,12 @@ pub struct AssumedMetadata {
 }
 
 impl ModelMetadata {
+    /// How many outputs the graph has: the expected magnitude, and the prior's spread
+    /// for a model with the posterior step.
+    pub fn outputs(&self) -> usize {
+        if self.posterior { 2 } else { 1 }
+    }
+
     /// The properties export writes, in a stable order.
     pub fn to_props(&self) -> Vec<(String, String)> {
         let mut props = vec![
@@ -135,6 +147,9 @@ impl ModelMetadata {
                 g.normalization.percentile.to_string(),
             ));
             props.push((keys::GUIDE_CLAMP_MAX, g.normalization.clamp_max.to_string()));
+        }
+        if self.posterior {
+            props.push((keys::POSTERIOR, "rician".into()));
         }
         if self.rician_correction {
             props.push((keys::RICIAN_CORRECTION, "true".into()));
@@ -215,10 +230,33 @@ impl ModelMetadata {
                 });
             }
         };
+        let posterior = match opt(keys::POSTERIOR).as_deref().map(str::trim) {
+            None => false,
+            Some("rician") => true,
+            Some(v) => {
+                return Err(Error::Invalid {
+                    what: "model metadata",
+                    reason: format!(
+                        "key '{}' has an unknown value '{v}' (this build knows 'rician')",
+                        keys::POSTERIOR
+                    ),
+                });
+            }
+        };
+        if posterior && kind == ModelKind::Synthesis {
+            return Err(Error::Invalid {
+                what: "model metadata",
+                reason: format!(
+                    "a synthesis model has no posterior step (key '{}')",
+                    keys::POSTERIOR
+                ),
+            });
+        }
         let meta = ModelMetadata {
             kind,
             guide,
             rician_correction,
+            posterior,
             from,
             to,
             from_name: opt(keys::FROM_NAME).unwrap_or_default(),
@@ -266,6 +304,7 @@ impl ModelMetadata {
             kind: ModelKind::Single,
             guide: None,
             rician_correction: false,
+            posterior: false,
         }
     }
 
@@ -319,6 +358,7 @@ mod tests {
             kind: ModelKind::Synthesis,
             guide: None,
             rician_correction: false,
+            posterior: false,
         }
     }
 
@@ -333,6 +373,7 @@ mod tests {
                 normalization: Normalization::default(),
             }),
             rician_correction: true,
+            posterior: true,
             ..sample()
         }
     }

@@ -75,7 +75,7 @@ impl RicianCorrection {
 }
 
 /// `exp(-x) I0(x)`, `x >= 0` (Abramowitz & Stegun 9.8.1 / 9.8.2, relative error < 2e-7).
-fn i0e(x: f64) -> f64 {
+pub fn i0e(x: f64) -> f64 {
     if x < 3.75 {
         let t = (x / 3.75).powi(2);
         poly(

@@ -9,6 +9,7 @@
 
 pub mod crops;
 pub mod loss;
+pub mod prior;
 pub mod training;
 pub mod validation;
 

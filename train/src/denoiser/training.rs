@@ -9,10 +9,11 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use crossdenoise_image::noise;
+use crossdenoise_image::rician::RicianCorrection;
 use serde::{Deserialize, Serialize};
 
 use super::validation::{self, DenoiserValidation};
-use super::{crops, loss};
+use super::{crops, loss, prior};
 use crate::checkpoint;
 use crate::config::{Config, ModelKind};
 use crate::curves::{self, Curve, Panel};
@@ -24,12 +25,15 @@ use crate::training::{
     learning_rate, open_metrics, prepare_run_dir, record_failure, resume, step_failure, write_line,
 };
 
-/// The losses of a step, or an epoch's means: each direction's and their sum.
+/// The losses of a step, or an epoch's means: each direction's prediction loss, the
+/// prior's loss of both directions (networks with a posterior step), and their sum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct DenoiserLoss {
     pub total: f32,
     pub to_a: f32,
     pub to_b: f32,
+    #[serde(default)]
+    pub prior: f32,
 }
 
 /// One line of a denoiser run's metrics.jsonl.
@@ -61,6 +65,9 @@ pub struct DenoiserState {
     pub metrics_len: u64,
     /// Sums of the epoch in progress: steps, total, to_a, to_b.
     pub sums: [f64; 4],
+    /// Sum of the epoch's prior losses.
+    #[serde(default)]
+    pub prior_sum: f64,
     pub config_hash: String,
 }
 
@@ -70,6 +77,7 @@ impl DenoiserState {
         self.sums[1] += f64::from(l.total);
         self.sums[2] += f64::from(l.to_a);
         self.sums[3] += f64::from(l.to_b);
+        self.prior_sum += f64::from(l.prior);
     }
 
     fn mean(&self) -> DenoiserLoss {
@@ -78,6 +86,7 @@ impl DenoiserState {
             total: (self.sums[1] / n) as f32,
             to_a: (self.sums[2] / n) as f32,
             to_b: (self.sums[3] / n) as f32,
+            prior: (self.prior_sum / n) as f32,
         }
     }
 }
@@ -89,6 +98,7 @@ pub fn model_config(config: &Config) -> GuidedDenoiserConfig {
         config.model.depth,
         config.model.kind == ModelKind::Guided,
     )
+    .with_prior(config.model.posterior)
 }
 
 /// Each slice's noise level, `[a, b]`, as the runtime will estimate it when serving.
@@ -141,6 +151,7 @@ pub fn train(
         step: 0,
         metrics_len: 0,
         sums: [0.0; 4],
+        prior_sum: 0.0,
         config_hash: hash.clone(),
     };
     let metrics_path = run.join("metrics.jsonl");
@@ -159,6 +170,7 @@ pub fn train(
     }
     let mut metrics = open_metrics(&metrics_path)?;
 
+    let correction = RicianCorrection::default();
     let train_sigmas = slice_sigmas(&data.train);
     let val_sigmas = slice_sigmas(&data.val);
     let guided = config.model.kind == ModelKind::Guided;
@@ -190,19 +202,40 @@ pub fn train(
             let current = model;
             let stepped = catch_allocation_failure(|| {
                 let p = t.precision;
-                let out_a = current
-                    .to_a
-                    .forward(x_a.clone(), guided.then(|| x_b.clone()), p);
-                let out_b = current
-                    .to_b
-                    .forward(x_b.clone(), guided.then(|| x_a.clone()), p);
+                let (out_a, spread_a) =
+                    current
+                        .to_a
+                        .forward_prior(x_a.clone(), guided.then(|| x_b.clone()), p);
+                let (out_b, spread_b) =
+                    current
+                        .to_b
+                        .forward_prior(x_b.clone(), guided.then(|| x_a.clone()), p);
+                // The prior's loss needs the predictions as served (bias removed) on the host.
+                let prior_loss = |out: &Tensor<4>,
+                                  spread: Option<Tensor<4>>,
+                                  crops: &[ndarray::Array2<f32>],
+                                  sigmas: &[f32]| {
+                    spread.map(|spread| {
+                        let expected = data::unstack(out.clone().detach());
+                        let t = prior::targets(&correction, &expected, crops, sigmas, &device);
+                        prior::loss(spread, t)
+                    })
+                };
+                let pa = prior_loss(&out_a, spread_a, &b.a, &b.sigma_a);
+                let pb = prior_loss(&out_b, spread_b, &b.b, &b.sigma_b);
                 let la = loss::loss(out_a, x_a, s_a);
                 let lb = loss::loss(out_b, x_b, s_b);
-                let total = la.clone() + lb.clone();
+                let mut total = la.clone() + lb.clone();
+                let mut prior_value = 0.0;
+                for p in [pa, pb].into_iter().flatten() {
+                    prior_value += p.clone().into_scalar::<f32>();
+                    total = total + p;
+                }
                 let values = DenoiserLoss {
                     total: total.clone().into_scalar::<f32>(),
                     to_a: la.into_scalar::<f32>(),
                     to_b: lb.into_scalar::<f32>(),
+                    prior: prior_value,
                 };
                 if !values.total.is_finite() {
                     return (values, None);
@@ -289,6 +322,7 @@ pub fn train(
         last = Some((train_mean, val));
         state.epoch += 1;
         state.sums = [0.0; 4];
+        state.prior_sum = 0.0;
         state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
         checkpoint::save(&run, &model, &optim, &state)?;
         if opts.stop_requested(state.step) && state.epoch < t.epochs {
@@ -328,7 +362,7 @@ pub fn epoch_line(
     domains: &[String; 2],
 ) -> String {
     let mut line = format!(
-        "epoch {:>3}: loss {:.4} ({} {:.4}, {} {:.4})",
+        "epoch {:>3}: loss {:.4} ({} {:.4}, {} {:.4}",
         epoch + 1,
         train.total,
         domains[0],
@@ -336,6 +370,10 @@ pub fn epoch_line(
         domains[1],
         train.to_b
     );
+    if train.prior != 0.0 {
+        line.push_str(&format!(", prior {:.4}", train.prior));
+    }
+    line.push(')');
     for (name, dir) in domains.iter().zip([&val.a, &val.b]) {
         if let (Some(d), Some(q)) = (&dir.denoised, &dir.acquired) {
             line.push_str(&format!(

@@ -7,6 +7,7 @@ use crossdenoise_image::leakage;
 use crossdenoise_image::metrics::{self, Quality};
 use crossdenoise_image::phantom::Finding;
 use crossdenoise_image::picture::Grid;
+use crossdenoise_image::posterior;
 use crossdenoise_image::rician::RicianCorrection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -67,27 +68,64 @@ impl DenoiserValidation {
     }
 }
 
-/// Both directions' raw predictions (expected magnitudes) for slices `idx` of `set`
-/// (`[a, b]`, one image per slice).
+/// One direction's raw outputs for a few slices: the expected magnitudes and, for a
+/// network with a prior, the spreads.
+pub struct Predictions {
+    pub expected: Vec<Array2<f32>>,
+    pub spread: Option<Vec<Array2<f32>>>,
+}
+
+/// Both directions' raw predictions for slices `idx` of `set` (`[a, b]`, one image per
+/// slice).
 pub fn predict(
     model: &DenoiserPair,
     set: &PairSet,
     idx: &[usize],
     device: &Device,
-) -> [Vec<Array2<f32>>; 2] {
+) -> [Predictions; 2] {
     let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.a[i]).collect();
     let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.b[i]).collect();
     let (xa, xb) = (data::stack(&a, device), data::stack(&b, device));
     let guided = model.to_a.is_guided();
     let out_a = model
         .to_a
-        .forward(xa.clone(), guided.then(|| xb.clone()), Precision::F32);
-    let out_b = model.to_b.forward(xb, guided.then_some(xa), Precision::F32);
-    [data::unstack(out_a), data::unstack(out_b)]
+        .forward_prior(xa.clone(), guided.then(|| xb.clone()), Precision::F32);
+    let out_b = model
+        .to_b
+        .forward_prior(xb, guided.then_some(xa), Precision::F32);
+    [out_a, out_b].map(|(expected, spread)| Predictions {
+        expected: data::unstack(expected),
+        spread: spread.map(data::unstack),
+    })
 }
 
-/// What the runtime serves for slices `idx`: the predictions with the Rician bias removed
-/// at each slice's noise level (`sigmas`, `[a, b]` per slice).
+/// What the runtime serves for one slice: the posterior mean for a network with a prior,
+/// else the prediction with the Rician bias removed, at the slice's noise level.
+fn served(
+    correction: &RicianCorrection,
+    p: &Predictions,
+    k: usize,
+    acquired: &Array2<f32>,
+    sigma: f32,
+) -> Array2<f32> {
+    match &p.spread {
+        Some(spread) => posterior::posterior_image(
+            correction,
+            acquired.view(),
+            p.expected[k].view(),
+            spread[k].view(),
+            sigma,
+        ),
+        None => {
+            let mut out = p.expected[k].clone();
+            correction.apply(out.view_mut(), sigma);
+            out
+        }
+    }
+}
+
+/// What the runtime serves for slices `idx` (`sigmas`: each slice's noise levels,
+/// `[a, b]`).
 pub fn denoise(
     model: &DenoiserPair,
     set: &PairSet,
@@ -95,11 +133,13 @@ pub fn denoise(
     idx: &[usize],
     device: &Device,
 ) -> [Vec<Array2<f32>>; 2] {
-    let mut outs = predict(model, set, idx, device);
+    let raw = predict(model, set, idx, device);
     let correction = RicianCorrection::default();
-    for (d, out) in outs.iter_mut().enumerate() {
-        for (img, &i) in out.iter_mut().zip(idx) {
-            correction.apply(img.view_mut(), sigmas[i][d]);
+    let mut outs: [Vec<Array2<f32>>; 2] = Default::default();
+    for (d, (out, p)) in outs.iter_mut().zip(&raw).enumerate() {
+        for (k, &i) in idx.iter().enumerate() {
+            let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };
+            out.push(served(&correction, p, k, acquired, sigmas[i][d]));
         }
     }
     outs
@@ -122,10 +162,9 @@ pub fn validate(
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
                 let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };
-                acc.loss += slice_loss(&out[k], acquired, sigmas[i][d], device);
+                acc.loss += slice_loss(&out.expected[k], acquired, sigmas[i][d], device);
                 acc.n += 1;
-                let mut served = out[k].clone();
-                correction.apply(served.view_mut(), sigmas[i][d]);
+                let served = served(&correction, out, k, acquired, sigmas[i][d]);
                 let Some((ca, cb)) = &set.clean else { continue };
                 let (clean, other) = if d == 0 {
                     (&ca[i], &cb[i])

@@ -8,8 +8,12 @@
 //! that, it can only learn the signal.
 //!
 //! It predicts each pixel's expected magnitude (`denoiser::loss`); the runtime then removes
-//! the Rician bias that expectation carries (`crossdenoise_image::rician`). The
-//! single-contrast variant is the same network without the guide.
+//! the Rician bias that expectation carries (`crossdenoise_image::rician`). With a prior
+//! (`GuidedDenoiserConfig::prior`) a second head states how sure that prediction is, the
+//! spread of a prior of the clean amplitude, from which the runtime computes the posterior
+//! mean given the pixel's own value (`crossdenoise_image::posterior`). The head reads the
+//! fusion's features with their gradient stopped, so learning the spread never slows the
+//! prediction itself. The single-contrast variant is the same network without the guide.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -27,6 +31,9 @@ pub struct GuidedDenoiser {
     pub guide_stem: Vec<Conv2d>,
     /// 1x1 convolutions over the four rotated views (and the guide's features).
     pub fuse: Vec<Conv2d>,
+    /// 1x1 convolutions from the fusion's last features to the prior's spread,
+    /// `ln(std / sigma)` (none without a prior).
+    pub spread: Vec<Conv2d>,
 }
 
 #[derive(Config, Debug)]
@@ -34,6 +41,9 @@ pub struct GuidedDenoiserConfig {
     pub channels: usize,
     pub depth: usize,
     pub guided: bool,
+    /// Also state the spread of a prior of each pixel's clean amplitude.
+    #[config(default = false)]
+    pub prior: bool,
 }
 
 impl GuidedDenoiserConfig {
@@ -56,6 +66,11 @@ impl GuidedDenoiserConfig {
                 Vec::new()
             },
             fuse: vec![one(width, views), one(views, views / 4), one(views / 4, 1)],
+            spread: if self.prior {
+                vec![one(views / 4, views / 4), one(views / 4, 1)]
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -65,10 +80,25 @@ impl GuidedDenoiser {
         !self.guide_stem.is_empty()
     }
 
+    pub fn has_prior(&self) -> bool {
+        !self.spread.is_empty()
+    }
+
     /// `[N, 1, H, W]` noisy target (normalised) and, for a guided network, its guide ->
     /// the target's expected magnitude (`[N, 1, H, W]`). H and W must be multiples of
     /// `2^depth`; they need not be equal.
     pub fn forward(&self, image: Tensor<4>, guide: Option<Tensor<4>>, p: Precision) -> Tensor<4> {
+        self.forward_prior(image, guide, p).0
+    }
+
+    /// [`GuidedDenoiser::forward`], and for a network with a prior its spread output,
+    /// `ln(std / sigma)` (`[N, 1, H, W]`).
+    pub fn forward_prior(
+        &self,
+        image: Tensor<4>,
+        guide: Option<Tensor<4>>,
+        p: Precision,
+    ) -> (Tensor<4>, Option<Tensor<4>>) {
         assert_eq!(
             guide.is_some(),
             self.is_guided(),
@@ -84,13 +114,20 @@ impl GuidedDenoiser {
         }
         let last = self.fuse.len() - 1;
         let mut x = Tensor::cat(parts, 1);
-        for (i, conv) in self.fuse.iter().enumerate() {
-            x = conv.forward(x);
-            if i < last {
-                x = leaky_relu::forward(x, SLOPE);
-            }
+        for conv in &self.fuse[..last] {
+            x = leaky_relu::forward(conv.forward(x), SLOPE);
         }
-        x
+        let spread = self.has_prior().then(|| {
+            let mut s = x.clone().detach();
+            for (i, conv) in self.spread.iter().enumerate() {
+                s = conv.forward(s);
+                if i + 1 < self.spread.len() {
+                    s = leaky_relu::forward(s, SLOPE);
+                }
+            }
+            s
+        });
+        (self.fuse[last].forward(x), spread)
     }
 
     /// The blind U-Net's features of the four rotations, rotated back. Square images share

@@ -1,0 +1,291 @@
+//! The posterior mean of a pixel's clean amplitude, given a prior predicted from its
+//! surroundings and the pixel's own noisy magnitude (Laine, Karras, Lehtinen, Aila 2019,
+//! "High-Quality Self-Supervised Deep Image Denoising", with the Rician likelihood of a
+//! magnitude image instead of their Gaussian one).
+//!
+//! A blind-spot network never sees the pixel it predicts, which is what lets it learn from
+//! noisy images alone, but it also throws away the best single piece of evidence about that
+//! pixel: its own value. A small finding (a few pixels brighter than their surroundings) is
+//! what the surroundings cannot predict, so the network's estimate smooths it away. The
+//! posterior weighs the observation back in, as far as the prior is uncertain: where the
+//! network is sure (a smooth region) the output is its prediction, where it is not (an edge,
+//! a lesion) the output moves towards what the pixel itself shows.
+//!
+//! The prior of the clean amplitude `A` is the magnitude of a Gaussian, `A = |X|`,
+//! `X ~ N(mean, std^2)`: a Gaussian for bright tissue, and a well-defined law near zero
+//! (the Rician likelihood is even in `A`, so the folded half is as good as the other). The
+//! likelihood of an observed magnitude `y` at noise `sigma` is Rician,
+//! `p(y | A) = y / sigma^2 exp(-(y^2 + A^2) / 2 sigma^2) I0(y A / sigma^2)`. The posterior mean
+//! has no closed form; it is computed on a grid of bins around the posterior ([`Grid`]),
+//! the folded prior's density and the likelihood at each bin's centre. Training fits the
+//! prior by the marginal likelihood of the observation on the likelihood's reach
+//! (`crossdenoise-train`, the prior's mass in each bin exact through erf), under exactly the
+//! model the posterior assumes.
+
+use ndarray::{Array2, ArrayView2, Zip};
+
+use crate::rician::{RicianCorrection, i0e};
+
+/// The exported graph's outputs of a model that states a prior: the expected magnitude
+/// (what a model without a prior returns too) and the spread.
+pub const OUTPUT_EXPECTED: &str = "denoised";
+pub const OUTPUT_SPREAD: &str = "spread";
+
+/// Bins of the grid between the amplitudes the prior and the likelihood reach.
+pub const BINS: usize = 48;
+/// How far the likelihood reaches either side of the observation, in noise sigmas.
+pub const LIKELIHOOD_REACH: f64 = 6.0;
+/// How far the prior reaches either side of its mean, in its own standard deviations.
+pub const PRIOR_REACH: f64 = 6.0;
+/// How far the grid reaches either side of the posterior's (Gaussian-approximated) mean, in
+/// its standard deviations.
+pub const POSTERIOR_REACH: f64 = 8.0;
+/// The spread output of a network is `ln(std / sigma)`, clamped to this range: from a prior
+/// 400 times narrower than the noise (the output is the prediction) to one 55 times wider
+/// (the output is the observation's own amplitude).
+pub const SPREAD_RANGE: (f32, f32) = (-6.0, 4.0);
+
+/// A prior of a pixel's clean amplitude, `|N(mean, std^2)|`, in the image's units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prior {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Prior {
+    /// The prior a network states: its expected magnitude (the Rician mean it was trained
+    /// to predict, `expected`) turned into an amplitude, and its spread output `spread`
+    /// (`ln(std / sigma)`).
+    pub fn from_network(
+        correction: &RicianCorrection,
+        expected: f32,
+        spread: f32,
+        sigma: f32,
+    ) -> Self {
+        Prior {
+            mean: f64::from(correction.amplitude(expected, sigma)),
+            std: f64::from(sigma) * f64::from(spread.clamp(SPREAD_RANGE.0, SPREAD_RANGE.1)).exp(),
+        }
+    }
+}
+
+/// The bins of one pixel's posterior: edges `lo + k (hi - lo) / BINS`, in noise sigmas.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Grid {
+    /// The likelihood's reach around an observation `y` (in sigmas): where the Rician
+    /// likelihood is above `exp(-18)` of its peak.
+    pub fn likelihood(y: f64) -> Self {
+        Grid {
+            lo: (y - LIKELIHOOD_REACH).max(0.0),
+            hi: y + LIKELIHOOD_REACH,
+        }
+    }
+
+    /// The amplitudes (in sigmas) where the posterior of `y` under `prior` has its mass:
+    /// around the Gaussian approximation of the posterior (the precision-weighted mean of
+    /// the prior mean and the observation's amplitude `sqrt(y^2 - 1)`), `POSTERIOR_REACH`
+    /// of its deviations either side. `None` when the prior and the likelihood share no
+    /// reach at all: the prediction is far off (a finding the surroundings did not
+    /// predict), and the observation wins.
+    pub fn posterior(y: f64, prior: Prior) -> Option<Self> {
+        let amplitude = (y * y - 1.0).max(0.0).sqrt();
+        let mean = prior.mean.abs();
+        if (mean - amplitude).abs() > PRIOR_REACH * prior.std + LIKELIHOOD_REACH {
+            return None;
+        }
+        let precision = 1.0 / (prior.std * prior.std) + 1.0;
+        let centre = (mean / (prior.std * prior.std) + amplitude) / precision;
+        let reach = POSTERIOR_REACH / precision.sqrt();
+        Some(Grid {
+            lo: (centre - reach).max(0.0),
+            hi: centre + reach,
+        })
+    }
+
+    pub fn edge(&self, k: usize) -> f64 {
+        self.lo + (self.hi - self.lo) * k as f64 / BINS as f64
+    }
+
+    pub fn centre(&self, k: usize) -> f64 {
+        self.lo + (self.hi - self.lo) * (k as f64 + 0.5) / BINS as f64
+    }
+}
+
+/// The Rician likelihood of observing `y` given amplitude `a` (both in sigmas), up to a
+/// factor that depends on `y` alone: `exp(-(y - a)^2 / 2) I0e(y a)`.
+pub fn likelihood(y: f64, a: f64) -> f64 {
+    (-0.5 * (y - a) * (y - a)).exp() * i0e(y * a)
+}
+
+/// The posterior mean of the clean amplitude of a pixel observed as `y` at noise `sigma`,
+/// under `prior` (all in the image's units).
+pub fn posterior_mean(y: f32, prior: Prior, sigma: f32) -> f32 {
+    let sigma = f64::from(sigma);
+    if sigma.is_nan() || sigma <= 0.0 || !prior.std.is_finite() || !prior.mean.is_finite() {
+        return prior.mean.abs() as f32;
+    }
+    let y = f64::from(y).max(0.0) / sigma;
+    let p = Prior {
+        mean: prior.mean / sigma,
+        std: prior.std / sigma,
+    };
+    if p.std < 1e-4 {
+        return prior.mean.abs() as f32;
+    }
+    // Each bin's weight at its centre, in logs: the folded prior's density (none for the
+    // flat prior) times the likelihood. The grid spans the posterior at a third of its
+    // deviation per bin or finer, where the midpoint rule is accurate for any prior width.
+    let (m, sd) = (p.mean.abs(), p.std);
+    let weighted = |grid: Grid, flat: bool| {
+        let log_w: Vec<(f64, f64)> = (0..BINS)
+            .map(|k| {
+                let a = grid.centre(k);
+                let prior = if flat {
+                    0.0
+                } else {
+                    let z = (a - m) / sd;
+                    -0.5 * z * z + (-2.0 * a * m / (sd * sd)).exp().ln_1p()
+                };
+                (a, prior - 0.5 * (y - a) * (y - a) + i0e(y * a).ln())
+            })
+            .collect();
+        let top = log_w.iter().map(|w| w.1).fold(f64::NEG_INFINITY, f64::max);
+        let (num, den) = log_w.iter().fold((0.0, 0.0), |(n, d), &(a, lw)| {
+            let w = (lw - top).exp();
+            (n + w * a, d + w)
+        });
+        (top.is_finite() && den > 0.0).then(|| num / den)
+    };
+    // The observation's own amplitude (the likelihood under a flat prior) where the prior
+    // is far off.
+    let amplitude = Grid::posterior(y, p)
+        .and_then(|grid| weighted(grid, false))
+        .or_else(|| weighted(Grid::likelihood(y), true))
+        .unwrap_or(m);
+    (amplitude * sigma) as f32
+}
+
+/// The posterior mean of every pixel of a slice: `observed` (the noisy magnitudes),
+/// `expected` and `spread` (a network's two outputs for it), all in one normalised space,
+/// and the slice's noise `sigma` in the same units.
+pub fn posterior_image(
+    correction: &RicianCorrection,
+    observed: ArrayView2<f32>,
+    expected: ArrayView2<f32>,
+    spread: ArrayView2<f32>,
+    sigma: f32,
+) -> Array2<f32> {
+    let mut out = Array2::zeros(observed.dim());
+    Zip::from(&mut out)
+        .and(&observed)
+        .and(&expected)
+        .and(&spread)
+        .for_each(|o, &y, &e, &r| {
+            *o = posterior_mean(y, Prior::from_network(correction, e, r, sigma), sigma);
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `exp(-x) I0(x)` by its series, for the closed forms.
+    fn i0e_series(x: f64) -> f64 {
+        let (mut term, mut sum) = (1.0f64, 1.0f64);
+        for k in 1..200 {
+            term *= (x / 2.0) * (x / 2.0) / (k as f64 * k as f64);
+            sum += term;
+        }
+        sum * (-x).exp()
+    }
+
+    /// With the prior centred on zero (a half-normal of scale `s`), the posterior is
+    /// `exp(-A^2 / 2 tau^2) I0(y A)` with `1 / tau^2 = 1 / s^2 + 1` (sigma 1), whose mean is
+    /// `tau sqrt(2 / pi) / I0e(y^2 tau^2 / 4)` (from the integrals of `exp(-a x^2) I0(b x)`
+    /// and `x exp(-a x^2) I0(b x)` over the half-line). Every case where the prior and
+    /// the likelihood share some reach (where they share none the observation wins by
+    /// design: `a_prior_far_from_the_observation_lets_the_observation_win`).
+    #[test]
+    fn the_posterior_of_a_prior_at_zero_is_the_closed_form() {
+        for s in [0.3, 1.0, 2.5, 8.0] {
+            for y in [0.0, 0.5, 1.25, 2.0, 4.0, 9.0] {
+                if y - LIKELIHOOD_REACH >= PRIOR_REACH * s {
+                    continue;
+                }
+                let tau = 1.0 / (1.0 / (s * s) + 1.0f64).sqrt();
+                let x = y * y * tau * tau / 4.0;
+                let exact = tau * (2.0 / std::f64::consts::PI).sqrt() / i0e_series(x);
+                for sigma in [1.0f32, 0.03] {
+                    let prior = Prior {
+                        mean: 0.0,
+                        std: s * f64::from(sigma),
+                    };
+                    let got = posterior_mean(y as f32 * sigma, prior, sigma);
+                    let want = exact * f64::from(sigma);
+                    assert!(
+                        (f64::from(got) - want).abs() < 2e-3 * f64::from(sigma),
+                        "s {s} y {y} sigma {sigma}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Far above the noise floor the Rician likelihood is nearly Gaussian in `A` around
+    /// `sqrt(y^2 - sigma^2)`, so the posterior is nearly the Gaussian one,
+    /// `(a_y s^2 + mean sigma^2) / (s^2 + sigma^2)`.
+    #[test]
+    fn far_above_the_noise_the_posterior_is_the_gaussian_one() {
+        let sigma = 0.05f32;
+        for (mean, s, y) in [(1.0, 0.05, 1.1), (0.8, 0.02, 0.7), (1.2, 0.2, 1.0)] {
+            let got = posterior_mean(y as f32, Prior { mean, std: s }, sigma);
+            let v = f64::from(sigma).powi(2);
+            let a_y = (y * y - v).sqrt();
+            let want = (a_y * s * s + mean * v) / (s * s + v);
+            assert!((f64::from(got) - want).abs() < 2e-3, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn a_sure_prior_is_kept_and_a_vague_one_gives_the_observation() {
+        let c = RicianCorrection::default();
+        let sigma = 0.1f32;
+        // Sure: the output is the prior mean, whatever the pixel shows.
+        let sure = Prior::from_network(&c, 0.6, SPREAD_RANGE.0, sigma);
+        assert!((posterior_mean(0.9, sure, sigma) - sure.mean as f32).abs() < 1e-3);
+        // Vague: the output is the observation's own amplitude.
+        let vague = Prior {
+            mean: 0.6,
+            std: 50.0,
+        };
+        let got = posterior_mean(0.9, vague, sigma);
+        assert!((got - (0.81f32 - 0.01).sqrt()).abs() < 0.02, "{got}");
+        // In air a Rayleigh-level observation under a prior near zero stays near zero.
+        let air = Prior {
+            mean: 0.0,
+            std: 0.02,
+        };
+        assert!(posterior_mean(0.125, air, sigma) < 0.03);
+    }
+
+    #[test]
+    fn a_prior_far_from_the_observation_lets_the_observation_win() {
+        let sigma = 0.01f32;
+        // The surroundings predict 0.2 with certainty 0.001; the pixel shows 0.5 (30 sigma).
+        let got = posterior_mean(
+            0.5,
+            Prior {
+                mean: 0.2,
+                std: 0.001,
+            },
+            sigma,
+        );
+        assert!((got - 0.5).abs() < 0.002, "{got}");
+    }
+}
