@@ -87,6 +87,13 @@ pub struct DataConfig {
     pub snr_a: f32,
     #[serde(default = "defaults::snr")]
     pub snr_b: f32,
+    /// Synthetic data: instead of `snr_a` / `snr_b`, each slice at its own SNR drawn
+    /// log-uniformly from `[low, high]`, so that one model learns every noise level it will
+    /// be served (a scanner's noise changes with the protocol, the matrix and the coil).
+    #[serde(default)]
+    pub snr_range_a: Option<[f32; 2]>,
+    #[serde(default)]
+    pub snr_range_b: Option<[f32; 2]>,
 }
 
 /// Which network a run trains.
@@ -452,6 +459,19 @@ impl Config {
         for (key, snr) in [("data.snr_a", d.snr_a), ("data.snr_b", d.snr_b)] {
             if !(snr > 0.0 && snr.is_finite()) {
                 return err(key, format!("{snr} is not a positive number"));
+            }
+        }
+        for (key, range) in [
+            ("data.snr_range_a", d.snr_range_a),
+            ("data.snr_range_b", d.snr_range_b),
+        ] {
+            if let Some([low, high]) = range
+                && !(low > 0.0 && low.is_finite() && high.is_finite() && high >= low)
+            {
+                return err(
+                    key,
+                    format!("[{low}, {high}] is not a range of positive SNRs, low to high"),
+                );
             }
         }
         if t.epochs == 0 {

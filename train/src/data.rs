@@ -79,7 +79,13 @@ impl Data {
                     snr_pdfs: d.snr_b,
                 };
                 let g = PhantomGenerator::new(cfg, config.seed)?;
-                let range = |from: usize, n: usize| phantom_set(&g, from..from + n);
+                let snr = |i: usize| {
+                    [
+                        slice_snr(d.snr_range_a, d.snr_a, config.seed, i, 0),
+                        slice_snr(d.snr_range_b, d.snr_b, config.seed, i, 1),
+                    ]
+                };
+                let range = |from: usize, n: usize| phantom_set(&g, from..from + n, snr);
                 Ok(Data {
                     train: range(0, d.train_pairs)?,
                     val: range(d.train_pairs, d.val_pairs)?,
@@ -104,7 +110,27 @@ impl Data {
     }
 }
 
-fn phantom_set(g: &PhantomGenerator, range: std::ops::Range<usize>) -> Result<PairSet, DataError> {
+const STREAM_SNR: u64 = 4;
+
+/// The SNR of phantom slice `index` of contrast `which` (0 = a, 1 = b): `fixed`, or drawn
+/// log-uniformly from `range` by the seed and the slice, so a resumed run and the same
+/// seed see the same noise levels.
+pub fn slice_snr(range: Option<[f32; 2]>, fixed: f32, seed: u64, index: usize, which: u64) -> f32 {
+    let Some([low, high]) = range else {
+        return fixed;
+    };
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.set_stream(STREAM_SNR + 8 * which);
+    let u: f32 = rng.random();
+    (low.ln() + u * (high.ln() - low.ln())).exp()
+}
+
+fn phantom_set(
+    g: &PhantomGenerator,
+    range: std::ops::Range<usize>,
+    snr: impl Fn(usize) -> [f32; 2],
+) -> Result<PairSet, DataError> {
     let norm = Normalization::default();
     let mut set = PairSet {
         names: Vec::new(),
@@ -114,7 +140,8 @@ fn phantom_set(g: &PhantomGenerator, range: std::ops::Range<usize>) -> Result<Pa
         findings: Some(Vec::new()),
     };
     for i in range {
-        let p = g.pair(i as u64);
+        let [snr_a, snr_b] = snr(i);
+        let p = g.pair_at_snr(i as u64, snr_a, snr_b);
         set.findings
             .as_mut()
             .expect("phantoms have findings")
@@ -254,4 +281,45 @@ pub fn unstack(t: Tensor<4>) -> Vec<Array2<f32>> {
         .take(n)
         .map(|c| Array2::from_shape_vec((h, w), c.to_vec()).expect("shape"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slice_snrs_spread_over_their_range_and_repeat() {
+        let range = Some([8.0f32, 25.0]);
+        let snrs: Vec<f32> = (0..200).map(|i| slice_snr(range, 20.0, 42, i, 0)).collect();
+        assert!(snrs.iter().all(|s| (8.0..=25.0).contains(s)));
+        let below_14 = snrs.iter().filter(|&&s| s < 14.14).count();
+        // Log-uniform: half below the geometric mean sqrt(8 * 25).
+        assert!((70..130).contains(&below_14), "{below_14}");
+        assert_eq!(snrs[7], slice_snr(range, 20.0, 42, 7, 0));
+        assert_ne!(
+            snrs[7],
+            slice_snr(range, 20.0, 42, 7, 1),
+            "each contrast its own"
+        );
+        assert_eq!(slice_snr(None, 20.0, 42, 7, 0), 20.0);
+    }
+
+    #[test]
+    fn phantoms_drawn_from_a_range_carry_their_own_noise_levels() {
+        let mut config: Config = serde_json::from_str(
+            r#"{"name": "r", "data": {"image_size": 64, "train_pairs": 6, "val_pairs": 1,
+                "snr_range_a": [5, 40], "snr_range_b": [12, 12]}}"#,
+        )
+        .unwrap();
+        config.model.depth = 2;
+        let data = Data::load(&config).unwrap();
+        let sigma = |img: &Array2<f32>| crossdenoise_image::noise::estimate_sigma(img.view());
+        let a: Vec<f32> = data.train.a.iter().map(sigma).collect();
+        let b: Vec<f32> = data.train.b.iter().map(sigma).collect();
+        let spread = |v: &[f32]| {
+            v.iter().copied().fold(f32::MIN, f32::max) / v.iter().copied().fold(f32::MAX, f32::min)
+        };
+        // PDFS at one SNR varies only with each slice's normalisation.
+        assert!(spread(&a) > 2.0 * spread(&b), "PD {a:?}, PDFS {b:?}");
+    }
 }

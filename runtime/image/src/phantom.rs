@@ -220,6 +220,12 @@ impl PhantomGenerator {
 
     /// Pair number `index` of this seed.
     pub fn pair(&self, index: u64) -> PhantomPair {
+        self.pair_at_snr(index, self.config.snr_pd, self.config.snr_pdfs)
+    }
+
+    /// Pair number `index` of this seed acquired at other SNRs than the config's: the same
+    /// anatomy and findings, the same noise draws scaled to these levels.
+    pub fn pair_at_snr(&self, index: u64, snr_pd: f32, snr_pdfs: f32) -> PhantomPair {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(index);
         let mut anatomy = Anatomy::sample(&mut rng);
@@ -244,8 +250,8 @@ impl PhantomGenerator {
                 }
             }
         }
-        let pd = rician(&clean_pd, self.config.sigma_pd(), &mut rng);
-        let pdfs = rician(&clean_pdfs, self.config.sigma_pdfs(), &mut rng);
+        let pd = rician(&clean_pd, 1.0 / snr_pd, &mut rng);
+        let pdfs = rician(&clean_pdfs, 1.0 / snr_pdfs, &mut rng);
         PhantomPair {
             pd,
             pdfs,
