@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """PyTorch reference for `crossdenoise bench train-step`.
 
-The same dual-domain model (docs/DESIGN.md "The model"), the same no_skip step (2 encoders, 4
+`--model dual_domain` (the default): the same dual-domain model (docs/DESIGN.md "The model"), the same no_skip step (2 encoders, 4
 decoder passes, content + recon + cross + edge L1 losses, backward, Adam) on random data, timed
 the same way (warm-up, then the median of N steps, each ending with the loss values read back
 so an asynchronous GPU is waited for). It exists so BENCHMARKS.md can put Burn's step time next
 to PyTorch's on the same machine and card.
 
+`--model guided`: the product's guided denoisers, both directions per step
+(`torch_guided.py` mirrors train/src/model/{blind_spot,guided}.rs), the squared error over
+the noise variance, backward, Adam.
+
     python3 scripts/torch_train_step.py --device cuda --channels 32 --size 128 --batch 4
+    python3 scripts/torch_train_step.py --device cpu --model guided --channels 16 --depth 3 --size 64 --batch 8
 """
 
 import argparse
@@ -71,6 +76,7 @@ def sobel(x):
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--model", choices=["dual_domain", "guided"], default="dual_domain")
     p.add_argument("--device", default="cuda")
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--depth", type=int, default=4)
@@ -86,9 +92,16 @@ def main():
 
     torch.manual_seed(0)
     dev = torch.device(args.device)
-    ea, eb = Encoder(args.channels, args.depth), Encoder(args.channels, args.depth)
-    da, db = Decoder(args.channels, args.depth), Decoder(args.channels, args.depth)
-    modules = nn.ModuleList([ea, eb, da, db]).to(dev)
+    if args.model == "guided":
+        from torch_guided import GuidedDenoiser
+
+        to_a = GuidedDenoiser(args.channels, args.depth)
+        to_b = GuidedDenoiser(args.channels, args.depth)
+        modules = nn.ModuleList([to_a, to_b]).to(dev)
+    else:
+        ea, eb = Encoder(args.channels, args.depth), Encoder(args.channels, args.depth)
+        da, db = Decoder(args.channels, args.depth), Decoder(args.channels, args.depth)
+        modules = nn.ModuleList([ea, eb, da, db]).to(dev)
     opt = torch.optim.Adam(modules.parameters(), lr=1e-3, eps=1e-8)
     shape = (args.batch, 1, args.size, args.size)
     times = []
@@ -97,6 +110,16 @@ def main():
         if dev.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
+        if args.model == "guided":
+            var = 0.1 ** 2
+            total = ((to_a(xa, xb) - xa) ** 2 / var).mean() + ((to_b(xb, xa) - xb) ** 2 / var).mean()
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            _ = total.item()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+            continue
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
             za, zb = ea(xa), eb(xb)
             ra, rb, ca, cb = da(za), db(zb), da(zb), db(za)
@@ -116,7 +139,9 @@ def main():
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
     out = {
+        "model": args.model,
         "backend": f"pytorch-{dev.type}",
+        "threads": torch.get_num_threads(),
         "precision": args.amp or "f32",
         "torch": torch.__version__,
         "card": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

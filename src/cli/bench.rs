@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use crossdenoise_train::bench::{self, StepBenchConfig};
+use crossdenoise_train::bench::{self, BenchModel, StepBenchConfig};
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::model::Precision;
 
@@ -16,8 +16,12 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum What {
-    /// One training step of the dual-domain model (all four losses, backward, Adam).
+    /// One training step: the dual-domain model (all four losses, backward, Adam), or the
+    /// guided denoisers (both directions, backward, Adam).
     TrainStep {
+        /// dual-domain or guided.
+        #[arg(long, default_value = "dual-domain")]
+        model: BenchModel,
         #[arg(long, default_value = "flex")]
         backend: Backend,
         #[arg(long, default_value_t = 0)]
@@ -49,6 +53,7 @@ pub enum What {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::TrainStep {
+            model,
             backend,
             device_index,
             channels,
@@ -63,6 +68,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => {
             anyhow::ensure!(steps > 0, "--steps must be at least 1");
             let cfg = StepBenchConfig {
+                model,
                 backend,
                 device_index,
                 base_channels: channels,
@@ -81,7 +87,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "train step {} {} C{} d{} {}x{} batch {}: median {:.3} s (min {:.3}, max {:.3}) over {} steps, peak RSS {:.0} MB",
+                    "train step {:?} {} {} C{} d{} {}x{} batch {}: median {:.3} s (min {:.3}, max {:.3}) over {} steps, peak RSS {:.0} MB",
+                    r.model,
                     r.backend,
                     r.precision,
                     r.base_channels,

@@ -1,5 +1,9 @@
-//! Timing one training step (2 encoders, 4 decoder passes, the four losses, backward and
-//! Adam) on a backend: the figure BENCHMARKS.md compares across backends and with PyTorch.
+//! Timing one training step on a backend: the figure BENCHMARKS.md compares across backends
+//! and with PyTorch. Two networks: the study's dual-domain model (2 encoders, 4 decoder
+//! passes, the four losses, backward and Adam; `scripts/torch_train_step.py`) and the
+//! product's guided denoisers (both directions, each a blind U-Net over four quarter turns
+//! with its guide encoder, the squared error, backward and Adam;
+//! `scripts/torch_train_step.py --model guided`).
 //!
 //! A step takes seconds on a CPU, too long for criterion's sampling, so this is a plain
 //! loop with warm-up and median; peak memory is the process's, so run one configuration per
@@ -14,7 +18,9 @@ use serde::Serialize;
 use crate::config::LossWeights;
 use crate::device::{Backend, BackendError};
 use crate::loss;
-use crate::model::{DualDomainConfig, ForwardPlan, Precision, PrecisionError, init};
+use crate::model::{
+    DualDomainConfig, ForwardPlan, GuidedDenoiserConfig, Precision, PrecisionError, init,
+};
 use crate::strategy::CrossDomainStrategy;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +31,31 @@ pub enum BenchError {
     Precision(#[from] PrecisionError),
 }
 
+/// Which network's step is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchModel {
+    /// The study's dual-domain model.
+    DualDomain,
+    /// The product's guided denoisers, both directions.
+    Guided,
+}
+
+impl std::str::FromStr for BenchModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dual-domain" | "dual_domain" => Ok(BenchModel::DualDomain),
+            "guided" => Ok(BenchModel::Guided),
+            other => Err(format!("'{other}' is not a model (dual-domain or guided)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct StepBenchConfig {
+    pub model: BenchModel,
     pub backend: Backend,
     pub device_index: usize,
     pub base_channels: usize,
@@ -41,6 +70,7 @@ pub struct StepBenchConfig {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StepBench {
+    pub model: BenchModel,
     pub backend: String,
     pub precision: Precision,
     pub base_channels: usize,
@@ -62,6 +92,73 @@ pub fn train_step(
     let resolved = cfg.backend.resolve(cfg.device_index)?;
     cfg.precision.check(resolved.backend)?;
     let device = resolved.device.autodiff();
+    let times = match cfg.model {
+        BenchModel::DualDomain => dual_domain_steps(cfg, &device, &mut on_step),
+        BenchModel::Guided => guided_steps(cfg, &device, &mut on_step),
+    };
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok(StepBench {
+        model: cfg.model,
+        backend: resolved.description,
+        precision: cfg.precision,
+        base_channels: cfg.base_channels,
+        depth: cfg.depth,
+        size: cfg.size,
+        batch: cfg.batch,
+        steps: cfg.steps,
+        median_s: sorted[sorted.len() / 2],
+        min_s: sorted[0],
+        max_s: sorted[sorted.len() - 1],
+        peak_rss_mb: crate::training::peak_rss_mb(),
+    })
+}
+
+/// The step of the denoisers' training loop (`denoiser::training`) on random crops: both
+/// directions, each guided by the other contrast.
+fn guided_steps(
+    cfg: &StepBenchConfig,
+    device: &Device,
+    on_step: &mut impl FnMut(usize),
+) -> Vec<f64> {
+    let mut model = init::seeded(
+        GuidedDenoiserConfig::new(cfg.base_channels, cfg.depth, true).init_pair(device),
+        0,
+    );
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let shape = [cfg.batch, 1, cfg.size, cfg.size];
+    let uniform = burn::tensor::Distribution::Uniform(0.0, 1.0);
+    let sigma = Tensor::<4>::full([cfg.batch, 1, 1, 1], 0.1, device);
+    let mut times = Vec::with_capacity(cfg.steps);
+    for i in 0..cfg.warmup + cfg.steps {
+        let (xa, xb) = (
+            Tensor::<4>::random(shape, uniform, device),
+            Tensor::<4>::random(shape, uniform, device),
+        );
+        let t0 = Instant::now();
+        let p = cfg.precision;
+        let out_a = model.to_a.forward(xa.clone(), Some(xb.clone()), p);
+        let out_b = model.to_b.forward(xb.clone(), Some(xa.clone()), p);
+        let total = crate::denoiser::loss::loss(out_a, xa, sigma.clone())
+            + crate::denoiser::loss::loss(out_b, xb, sigma.clone());
+        let grads = GradientsParams::from_grads(total.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        // Reading a value waits for the device (asynchronous GPU backends).
+        let _ = total.into_scalar::<f32>();
+        if i >= cfg.warmup {
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        on_step(i + 1);
+    }
+    times
+}
+
+fn dual_domain_steps(
+    cfg: &StepBenchConfig,
+    device: &Device,
+    on_step: &mut impl FnMut(usize),
+) -> Vec<f64> {
+    let device = device.clone();
     let mut model = init::seeded(
         DualDomainConfig::new(cfg.base_channels, cfg.depth).init(&device),
         0,
@@ -95,19 +192,5 @@ pub fn train_step(
         }
         on_step(i + 1);
     }
-    let mut sorted = times.clone();
-    sorted.sort_by(f64::total_cmp);
-    Ok(StepBench {
-        backend: resolved.description,
-        precision: cfg.precision,
-        base_channels: cfg.base_channels,
-        depth: cfg.depth,
-        size: cfg.size,
-        batch: cfg.batch,
-        steps: cfg.steps,
-        median_s: sorted[sorted.len() / 2],
-        min_s: sorted[0],
-        max_s: sorted[sorted.len() - 1],
-        peak_rss_mb: crate::training::peak_rss_mb(),
-    })
+    times
 }

@@ -7,12 +7,19 @@
 
 #![cfg(any(feature = "wgpu", feature = "ndarray", feature = "tch"))]
 
-use crossdenoise_train::bench::{StepBenchConfig, train_step};
+use crossdenoise_train::bench::{BenchModel, StepBenchConfig, train_step};
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::model::Precision;
 
 fn one_step(backend: Backend) {
+    for model in [BenchModel::DualDomain, BenchModel::Guided] {
+        one_step_of(backend, model);
+    }
+}
+
+fn one_step_of(backend: Backend, model: BenchModel) {
     let cfg = StepBenchConfig {
+        model,
         backend,
         device_index: 0,
         base_channels: 2,
@@ -26,6 +33,7 @@ fn one_step(backend: Backend) {
     };
     let r = train_step(&cfg, |_| {}).unwrap();
     assert!(r.median_s > 0.0);
+    assert_eq!(r.model, model);
 }
 
 /// Three steps of the guided denoisers (32 x 32 slices, 16 x 16 crops, two channels) on
