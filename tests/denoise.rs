@@ -409,6 +409,35 @@ fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
         let direct = read_npy(&cwd.join(format!("o3/pd/{i:04}.npy"))).unwrap();
         assert_eq!(usage, direct);
     }
+    // The shipped config has the posterior step; --no-posterior serves the prediction
+    // alone, which differs from it where the pixels' own values weigh in.
+    let out = crossdenoise(
+        &[
+            "denoise",
+            "--model",
+            "pd.onnx",
+            "--guide",
+            "set/pdfs",
+            "--no-posterior",
+            "--out",
+            "o7",
+            "set/pd",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut moved = 0.0f32;
+    for i in 0..3 {
+        let prediction = read_npy(&cwd.join(format!("o7/pd/{i:04}.npy"))).unwrap();
+        let posterior = read_npy(&cwd.join(format!("o3/pd/{i:04}.npy"))).unwrap();
+        assert!(prediction.iter().all(|v| v.is_finite() && *v >= 0.0));
+        moved = prediction
+            .iter()
+            .zip(&posterior)
+            .fold(moved, |m, (a, b)| m.max((a - b).abs()));
+    }
+    assert!(moved > 0.0, "the posterior step changes the output");
+
     // --guide repeated: each occurrence one file or folder.
     fs::create_dir_all(cwd.join("last")).unwrap();
     fs::rename(cwd.join("set/pdfs/0002.npy"), cwd.join("last/0002.npy")).unwrap();

@@ -46,6 +46,9 @@ pub struct DenoiserOptions {
     /// runs in overlapping tiles of about this many pixels, so inference memory is bounded
     /// by this, not by the slice (a 1024 x 1024 guided slice whole takes ~5 GB on the CPU).
     pub tile_pixels: usize,
+    /// For a model that states a prior: serve the posterior mean (the default), or only its
+    /// prediction with the Rician bias removed (to see what the posterior step adds).
+    pub posterior: bool,
 }
 
 /// Context a tile carries on each side beyond the part of it that is kept (rounded up to
@@ -60,6 +63,7 @@ impl Default for DenoiserOptions {
             assume: None,
             warmup: Some([1, 64, 64]),
             tile_pixels: 512 * 512,
+            posterior: true,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct Denoiser {
     scratch: Vec<f32>,
     rician: RicianCorrection,
     tile_pixels: usize,
+    posterior: bool,
 }
 
 impl std::fmt::Debug for Denoiser {
@@ -173,6 +178,7 @@ impl Denoiser {
             scratch: Vec::new(),
             rician: RicianCorrection::default(),
             tile_pixels: options.tile_pixels.max(1),
+            posterior: options.posterior,
         };
         if let Some([n, h, w]) = options.warmup {
             let m = denoiser.metadata.size_multiple;
@@ -439,7 +445,7 @@ impl Denoiser {
             }
             let crop = |c| padding.crop(view(c, (ph, pw)));
             let mut out = crop(chunk).to_owned();
-            if self.metadata.posterior {
+            if self.metadata.posterior && self.posterior {
                 let sigma = noise::estimate_sigma(crop(input));
                 let spread = &data[1][i * plane..(i + 1) * plane];
                 out = posterior::posterior_image(

@@ -43,6 +43,10 @@ pub struct Args {
     /// tiles, which bounds memory (raise it on a GPU with memory to spare).
     #[arg(long, default_value_t = DenoiserOptions::default().tile_pixels, value_name = "PIXELS")]
     tile_pixels: usize,
+    /// For a model with the posterior step: serve only its prediction with the Rician bias
+    /// removed, without weighing each pixel's own value back in (to compare the two).
+    #[arg(long)]
+    no_posterior: bool,
     /// CPU provider: intra-op threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -105,6 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         providers,
         assume,
         tile_pixels: args.tile_pixels,
+        posterior: !args.no_posterior,
         ..DenoiserOptions::default()
     };
     let started = Instant::now();
