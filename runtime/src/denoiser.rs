@@ -445,19 +445,11 @@ impl Denoiser {
             }
             let crop = |c| padding.crop(view(c, (ph, pw)));
             let mut out = crop(chunk).to_owned();
-            if self.metadata.posterior && self.posterior {
+            let spread = (self.metadata.posterior && self.posterior)
+                .then(|| crop(&data[1][i * plane..(i + 1) * plane]));
+            if correct || spread.is_some() {
                 let sigma = noise::estimate_sigma(crop(input));
-                let spread = &data[1][i * plane..(i + 1) * plane];
-                out = posterior::posterior_image(
-                    &self.rician,
-                    crop(input),
-                    out.view(),
-                    crop(spread),
-                    sigma,
-                );
-            } else if correct {
-                let sigma = noise::estimate_sigma(crop(input));
-                self.rician.apply(out.view_mut(), sigma);
+                out = posterior::serve(&self.rician, crop(input), out, spread, sigma);
             }
             out.mapv_inplace(|v| v * scale.0);
             // Checked here, after the scale is applied, so that an output which overflows

@@ -142,23 +142,24 @@ pub fn posterior_mean(y: f32, prior: Prior, sigma: f32) -> f32 {
     // deviation per bin or finer, where the midpoint rule is accurate for any prior width.
     let (m, sd) = (p.mean.abs(), p.std);
     let weighted = |grid: Grid, flat: bool| {
-        let log_w: Vec<(f64, f64)> = (0..BINS)
-            .map(|k| {
-                let a = grid.centre(k);
-                let prior = if flat {
-                    0.0
-                } else {
-                    let z = (a - m) / sd;
-                    -0.5 * z * z + (-2.0 * a * m / (sd * sd)).exp().ln_1p()
-                };
-                (a, prior - 0.5 * (y - a) * (y - a) + i0e(y * a).ln())
-            })
-            .collect();
-        let top = log_w.iter().map(|w| w.1).fold(f64::NEG_INFINITY, f64::max);
-        let (num, den) = log_w.iter().fold((0.0, 0.0), |(n, d), &(a, lw)| {
-            let w = (lw - top).exp();
-            (n + w * a, d + w)
+        let log_w: [f64; BINS] = std::array::from_fn(|k| {
+            let a = grid.centre(k);
+            let prior = if flat {
+                0.0
+            } else {
+                let z = (a - m) / sd;
+                -0.5 * z * z + (-2.0 * a * m / (sd * sd)).exp().ln_1p()
+            };
+            prior - 0.5 * (y - a) * (y - a) + i0e(y * a).ln()
         });
+        let top = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (num, den) = log_w
+            .iter()
+            .enumerate()
+            .fold((0.0, 0.0), |(n, d), (k, &lw)| {
+                let w = (lw - top).exp();
+                (n + w * grid.centre(k), d + w)
+            });
         (top.is_finite() && den > 0.0).then(|| num / den)
     };
     // The observation's own amplitude (the likelihood under a flat prior) where the prior
@@ -168,6 +169,26 @@ pub fn posterior_mean(y: f32, prior: Prior, sigma: f32) -> f32 {
         .or_else(|| weighted(Grid::likelihood(y), true))
         .unwrap_or(m);
     (amplitude * sigma) as f32
+}
+
+/// What is served for a slice from a network's outputs (all in one normalised space, the
+/// slice's noise `sigma` in the same units): the posterior mean of each pixel given its own
+/// observed value where the network states a prior (`spread`), else its prediction
+/// `expected` with the Rician bias removed.
+pub fn serve(
+    correction: &RicianCorrection,
+    observed: ArrayView2<f32>,
+    mut expected: Array2<f32>,
+    spread: Option<ArrayView2<f32>>,
+    sigma: f32,
+) -> Array2<f32> {
+    match spread {
+        Some(spread) => posterior_image(correction, observed, expected.view(), spread, sigma),
+        None => {
+            correction.apply(expected.view_mut(), sigma);
+            expected
+        }
+    }
 }
 
 /// The posterior mean of every pixel of a slice: `observed` (the noisy magnitudes),

@@ -57,9 +57,7 @@ pub fn targets(
             for k in 0..=BINS {
                 edges[(i * (BINS + 1) + k) * plane + p] = grid.edge(k) as f32;
             }
-            let l: Vec<f64> = (0..BINS)
-                .map(|k| posterior::likelihood(y, grid.centre(k)))
-                .collect();
+            let l: [f64; BINS] = std::array::from_fn(|k| posterior::likelihood(y, grid.centre(k)));
             let top = l.iter().copied().fold(f64::MIN_POSITIVE, f64::max);
             for (k, v) in l.into_iter().enumerate() {
                 likelihood[(i * BINS + k) * plane + p] = (v / top) as f32;

@@ -108,20 +108,14 @@ fn served(
     acquired: &Array2<f32>,
     sigma: f32,
 ) -> Array2<f32> {
-    match &p.spread {
-        Some(spread) => posterior::posterior_image(
-            correction,
-            acquired.view(),
-            p.expected[k].view(),
-            spread[k].view(),
-            sigma,
-        ),
-        None => {
-            let mut out = p.expected[k].clone();
-            correction.apply(out.view_mut(), sigma);
-            out
-        }
-    }
+    let spread = p.spread.as_ref().map(|s| s[k].view());
+    posterior::serve(
+        correction,
+        acquired.view(),
+        p.expected[k].clone(),
+        spread,
+        sigma,
+    )
 }
 
 /// What the runtime serves for slices `idx` (`sigmas`: each slice's noise levels,
