@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crossdenoise_runtime::ProviderSettings;
+
+use crate::contrast::ContrastRules;
 use serde::Deserialize;
 
 /// What to do with messages the daemon does not process (acquisitions, waveforms).
@@ -94,7 +96,7 @@ pub struct HostConfig {
     /// `ProtocolName`): an image recognised as one contrast is never answered by a model
     /// that denoises the other (it goes back unchanged, logged); the cross path, whose
     /// answers say "synthesized", is the exception.
-    pub contrasts: ContrastMarkers,
+    pub contrasts: ContrastRules,
     /// The DICOM node (C-ECHO / C-STORE SCP into a spool); off unless the table is given.
     pub dicom: Option<DicomConfig>,
 }
@@ -119,6 +121,10 @@ pub struct DicomConfig {
     /// Largest instance received, in MiB; a larger one is refused (out of resources) and
     /// the association goes on.
     pub max_instance_mib: usize,
+    /// MiB kept free on the spool's disk: an instance is refused (out of resources, the
+    /// sender keeps it and retries) unless the disk has room for it, its derived copy, the
+    /// derived copies of everything acknowledged and not yet processed, and this much more.
+    pub min_free_mib: u64,
     /// An association silent this long (mid-message or between messages) is aborted.
     pub timeout_s: f64,
     /// Where derived series are sent (C-STORE); none: they stay in the outbox.
@@ -131,11 +137,40 @@ pub struct DicomConfig {
     /// How long a complete series waits for its partner contrast (same study and frame of
     /// reference) before it is denoised alone.
     pub pair_wait_s: f64,
+    /// What a second instance with a stored instance's SOP Instance UID and other content
+    /// gets: `keep_first` (acknowledged and dropped) or `refuse` (status 0x0111).
+    pub on_conflict: OnConflict,
+    /// What becomes of a series that is not PD or PDFS (T2, STIR, no weighting named, a
+    /// derived image): passed on unchanged to the destination, or set aside in `failed/`.
+    pub other_series: OtherSeries,
     /// The models each series is denoised with.
     pub models: DicomModels,
-    /// Which series is PD and which PDFS (by SeriesDescription, then ProtocolName, then
-    /// ScanOptions).
-    pub contrasts: ContrastMarkers,
+    /// Which series is PD, which PDFS and which neither (by SeriesDescription, then
+    /// ProtocolName, then ScanOptions).
+    pub contrasts: ContrastRules,
+}
+
+/// `dicom.on_conflict`: what a second instance with a stored instance's SOP Instance UID and
+/// other content gets. A UID names one instance for good, so one of the two is wrong; which
+/// one the node cannot know, and it never replaces what it may already have denoised.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Acknowledged; the first kept, the second dropped, logged and counted.
+    #[default]
+    KeepFirst,
+    /// Refused with status 0x0111 (duplicate SOP instance), logged and counted.
+    Refuse,
+}
+
+/// `dicom.other_series`: the node never denoises what its models were not trained for;
+/// where it sits in the scanner's only route to the archive it passes such series on.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OtherSeries {
+    #[default]
+    SetAside,
+    PassOn,
 }
 
 /// `[dicom.models]`: a guided model per contrast (the partner series as its guide), and a
@@ -148,26 +183,6 @@ pub struct DicomModels {
     pub pdfs: Option<PathBuf>,
     pub pd_alone: Option<PathBuf>,
     pub pdfs_alone: Option<PathBuf>,
-}
-
-/// `[dicom.contrasts]`: words that mark a series' contrast. A word matches a whole token of
-/// the text (split at anything not a letter or digit, case ignored); a fat-suppressed marker
-/// wins over a PD one ("PD_TSE_FS_COR" is PDFS).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ContrastMarkers {
-    pub pdfs: Vec<String>,
-    pub pd: Vec<String>,
-}
-
-impl Default for ContrastMarkers {
-    fn default() -> Self {
-        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect();
-        ContrastMarkers {
-            pdfs: words(&["FS", "PDFS", "FATSAT", "FSAT", "SPAIR", "SPIR", "FATSUP"]),
-            pd: words(&["PD", "PDW", "PROTON"]),
-        }
-    }
 }
 
 /// A DICOM peer the node sends to.
@@ -189,13 +204,16 @@ impl Default for DicomConfig {
             max_pdu_bytes: 65536,
             max_associations: 8,
             max_instance_mib: 64,
+            min_free_mib: 256,
             timeout_s: 30.0,
             destination: None,
             retry_max_s: 60.0,
             series_stable_s: 5.0,
             pair_wait_s: 600.0,
+            on_conflict: Default::default(),
+            other_series: OtherSeries::default(),
             models: DicomModels::default(),
-            contrasts: ContrastMarkers::default(),
+            contrasts: ContrastRules::default(),
         }
     }
 }
@@ -261,10 +279,10 @@ impl DicomConfig {
                 "`pd` and `pdfs` (the guided models) go together: each guides the other".into(),
             ));
         }
-        if self.contrasts.pd.is_empty() || self.contrasts.pdfs.is_empty() {
+        if let Some(key) = self.contrasts.problem() {
             return Some((
                 "dicom.contrasts",
-                "needs markers for both `pd` and `pdfs`".into(),
+                format!("`{key}` needs at least one word"),
             ));
         }
         if let Some(d) = &self.destination {
@@ -355,7 +373,7 @@ impl Default for HostConfig {
             acquisitions: Forward::Pass,
             waveforms: Forward::Pass,
             stats_interval_s: 60.0,
-            contrasts: ContrastMarkers::default(),
+            contrasts: ContrastRules::default(),
             dicom: None,
         }
     }
@@ -530,8 +548,8 @@ impl HostConfig {
         if !(self.stats_interval_s >= 0.0 && self.stats_interval_s.is_finite()) {
             return bad("stats_interval_s", "must be 0 (off) or a positive number");
         }
-        if self.contrasts.pd.is_empty() || self.contrasts.pdfs.is_empty() {
-            return bad("contrasts", "needs markers for both `pd` and `pdfs`");
+        if let Some(key) = self.contrasts.problem() {
+            return bad("contrasts", &format!("`{key}` needs at least one word"));
         }
         if let Some((key, reason)) = self
             .dicom

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::{Forward, HostConfig, Profile};
-use crate::contrast::classify;
+use crate::contrast::Label;
 use crate::mrd::image::PlaneError;
 use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
 use crate::pairing::{Kept, Place, study_key};
@@ -450,25 +450,32 @@ async fn submit(
         return Outgoing::Now(Message::Image(image));
     };
     let info = &ctx.infos[model_index];
-    // Never the other contrast under the name "denoised": an image recognised as one
-    // contrast goes back unchanged rather than through a model that denoises the other.
-    let shows = meta.as_ref().and_then(|m| {
+    // Never another contrast under the name "denoised": an image recognised as one
+    // contrast goes back unchanged rather than through a model that denoises the other, and
+    // one whose words name another weighting (T2, STIR, ...) is not denoised at all.
+    let label = meta.as_ref().map(|m| {
         let text = |key| m.first(key).unwrap_or_default();
-        classify(
-            &ctx.config.contrasts,
-            text("SequenceDescription"),
-            text("ProtocolName"),
-            "",
-        )
+        ctx.config
+            .contrasts
+            .classify(text("SequenceDescription"), text("ProtocolName"), "")
     });
-    if let Some(shows) = shows
-        && !info.output.is_empty()
-        && !info.label.starts_with("synthesized")
-        && !info.output.eq_ignore_ascii_case(shows.name())
-    {
-        warn!(%peer, index, model = %model.display(), model_contrast = %info.output, image_contrast = shows.name(), "the model denoises another contrast than the image shows: image sent back unchanged");
-        inc(&ctx.stats.images_passed_through);
-        return Outgoing::Now(Message::Image(image));
+    let synthesizes = info.label.starts_with("synthesized");
+    match label {
+        Some(Label::Ours(shows))
+            if !info.output.is_empty()
+                && !synthesizes
+                && !info.output.eq_ignore_ascii_case(shows.name()) =>
+        {
+            warn!(%peer, index, model = %model.display(), model_contrast = %info.output, image_contrast = shows.name(), "the model denoises another contrast than the image shows: image sent back unchanged");
+            inc(&ctx.stats.images_passed_through);
+            return Outgoing::Now(Message::Image(image));
+        }
+        Some(Label::Other(why)) if !synthesizes => {
+            warn!(%peer, index, model = %model.display(), reason = %why, "the image shows a contrast the models were not trained for: sent back unchanged");
+            inc(&ctx.stats.images_passed_through);
+            return Outgoing::Now(Message::Image(image));
+        }
+        _ => {}
     }
     let answer = match &info.guide {
         None => worker.submit(model_index, planes, None).await,

@@ -605,7 +605,7 @@ async fn a_series_without_a_partner_is_denoised_alone_and_reaches_the_pacs_as_it
         .collect();
     assert_eq!(reasons.len(), 2);
     assert!(
-        reasons[0].contains("contrast not recognised"),
+        reasons[0].contains("not a PD or PDFS series") && reasons[0].contains("T1"),
         "{reasons:?}"
     );
 

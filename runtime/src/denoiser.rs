@@ -299,7 +299,11 @@ impl Denoiser {
                 got: format!("{}", guides.len()),
             }));
         }
-        self.run(images, Some(guides))
+        let out = self.run(images, Some(guides))?;
+        for ((o, i), g) in out.iter().zip(images).zip(guides) {
+            crate::guard::check(o.view(), *i, *g)?;
+        }
+        Ok(out)
     }
 
     /// An error unless the call gives a guide exactly when the model reads one.

@@ -41,9 +41,20 @@ pub enum Error {
 
     #[error("{path}: inference failed: {reason}")]
     Inference { path: PathBuf, reason: String },
+
+    #[error(
+        "the result resembles its guide (correlation {with_guide:.3}) more than its own input ({with_input:.3}): not the input's contrast, or not its partner as guide; not delivered"
+    )]
+    GuideDominates { with_input: f64, with_guide: f64 },
 }
 
 impl Error {
+    /// Whether the fault may pass by itself (a full or failing disk, a file briefly not
+    /// there): the work is worth trying again, and its input must not be given up.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Error::Image(crossdenoise_image::Error::Io { .. }))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Image(crossdenoise_image::Error::Io {
             path: path.into(),

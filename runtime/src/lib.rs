@@ -11,6 +11,7 @@ pub mod denoise_files;
 pub mod denoiser;
 pub mod error;
 pub mod execution_provider;
+pub mod guard;
 pub mod onnx_runtime;
 
 pub use denoiser::{Denoiser, DenoiserOptions};

@@ -23,6 +23,7 @@ use super::dimse::{
     VERIFICATION,
 };
 use super::enhanced::ENHANCED_MR_IMAGE_STORAGE;
+use super::series::Sending;
 use super::spool::{SpoolError, Stored};
 use super::{Node, inc};
 
@@ -111,6 +112,7 @@ async fn messages(
     node: &Arc<Node>,
 ) -> Result<(), AssociationError> {
     let max_instance = node.config.max_instance_bytes();
+    let mut sending = Sending::new(&node.receiving);
     let mut command = Vec::new();
     let mut data = Vec::new();
     let mut too_large = false;
@@ -210,7 +212,12 @@ async fn messages(
                                     "presentation context {pc} was not negotiated"
                                 ))
                             })?;
-                        store(node, ids, &ts, std::mem::take(&mut data)).await
+                        let (status, series) =
+                            store(node, ids, &ts, std::mem::take(&mut data)).await;
+                        if let Some(series) = series {
+                            sending.sent(&series);
+                        }
+                        status
                     };
                     respond(association, pc, &request, status).await?;
                 }
@@ -220,38 +227,55 @@ async fn messages(
 }
 
 /// Writes one instance (its command's SOP class and instance UIDs, `ids`) to the spool and
-/// says what to answer.
-async fn store(node: &Arc<Node>, ids: (String, String), ts: &str, data: Vec<u8>) -> Status {
+/// says what to answer, and the series it joined.
+async fn store(
+    node: &Arc<Node>,
+    ids: (String, String),
+    ts: &str,
+    data: Vec<u8>,
+) -> (Status, Option<String>) {
     let (n, (class, instance), ts) = (node.clone(), ids, ts.to_string());
     let named = instance.clone();
-    let result =
-        tokio::task::spawn_blocking(move || n.spool.store((&class, &instance), &ts, &data))
-            .await
-            .unwrap_or_else(|e| {
-                Err(SpoolError::Unreadable(format!(
-                    "the spool writer failed: {e}"
-                )))
-            });
+    let result = tokio::task::spawn_blocking(move || {
+        let on_conflict = n.config.on_conflict;
+        n.spool.store((&class, &instance), &ts, &data, on_conflict)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(SpoolError::Unreadable(format!(
+            "the spool writer failed: {e}"
+        )))
+    });
     let stats = &node.stats;
     match result {
         Ok((Stored::New(path), ids)) => {
             inc(&stats.instances_stored);
             info!(instance = %ids.sop_instance, series = %ids.series, path = %path.display(), "DICOM instance stored");
-            Status::Success
+            (Status::Success, Some(ids.series))
         }
         Ok((Stored::Duplicate(_), ids)) => {
             inc(&stats.instances_duplicate);
             info!(instance = %ids.sop_instance, "DICOM instance already stored: acknowledged once more");
-            Status::Success
+            (Status::Success, Some(ids.series))
+        }
+        Ok((Stored::Conflicting(path), ids)) => {
+            inc(&stats.instances_conflicting);
+            warn!(instance = %ids.sop_instance, kept = %path.display(), "DICOM instance already stored with other content: the first kept, this one acknowledged and dropped (on_conflict = \"keep_first\")");
+            (Status::Success, Some(ids.series))
         }
         Err(e) => {
             inc(&stats.instances_refused);
+            if matches!(e, SpoolError::Conflict(_)) {
+                inc(&stats.instances_conflicting);
+            }
             warn!(instance = %named, error = %e, "DICOM instance refused");
-            match e {
+            let status = match e {
                 SpoolError::Unreadable(_) => Status::CannotUnderstand,
                 SpoolError::Mismatch(_) => Status::DataSetMismatch,
-                SpoolError::Io { .. } => Status::OutOfResources,
-            }
+                SpoolError::Conflict(_) => Status::DuplicateInstance,
+                SpoolError::Io { .. } | SpoolError::Full(_) => Status::OutOfResources,
+            };
+            (status, None)
         }
     }
 }

@@ -35,6 +35,8 @@ const NO_DATA_SET: u16 = 0x0101;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Success = 0x0000,
+    /// Failure: an instance of this SOP Instance UID is stored already, with other content.
+    DuplicateInstance = 0x0111,
     /// The command is one this node does not provide.
     UnrecognizedOperation = 0x0211,
     /// Refused: out of resources (the spool could not be written, the instance is too large).

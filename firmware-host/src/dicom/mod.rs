@@ -13,6 +13,7 @@ pub mod dimse;
 pub mod enhanced;
 pub mod outbox;
 pub mod pipeline;
+pub mod series;
 pub mod spool;
 
 use std::future::Future;
@@ -47,6 +48,9 @@ pub struct NodeStats {
     pub instances_stored: AtomicU64,
     /// Already in the spool: acknowledged, stored once.
     pub instances_duplicate: AtomicU64,
+    /// A SOP Instance UID already stored, sent with other content (kept first or refused,
+    /// as `on_conflict` says).
+    pub instances_conflicting: AtomicU64,
     /// Answered with an error status: unreadable, mismatched, too large, or not written.
     pub instances_refused: AtomicU64,
     /// Acknowledged by the destination (and gone from the outbox and the spool).
@@ -71,9 +75,17 @@ pub struct NodeStats {
     pub instances_late: AtomicU64,
     /// Complete series waiting for their partner contrast (a gauge the pipeline sets).
     pub series_waiting: AtomicU64,
-    /// Received instances set aside in `failed/`: unreadable, contrast not recognised, no
-    /// model to take them, or denoising failed.
+    /// Received instances set aside in `failed/`: unreadable, not PD or PDFS (with
+    /// `other_series = "set_aside"`), two contrasts or patients in one series, no model to
+    /// take them, or denoising failed for good.
     pub instances_set_aside: AtomicU64,
+    /// Instances whose series' result resembled its guide more than its own input (the
+    /// output guard): passed on or set aside as `other_series` says.
+    pub instances_guard_refused: AtomicU64,
+    /// Instances of a series that is not PD or PDFS, passed on unchanged.
+    pub instances_passed_on: AtomicU64,
+    /// Series not denoised for a reason that may pass (a full disk), to be tried again.
+    pub processing_retries: AtomicU64,
 }
 
 impl NodeStats {
@@ -85,7 +97,7 @@ impl NodeStats {
     pub fn line(&self) -> String {
         let g = Self::get;
         format!(
-            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}, multi-frame split {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}, late {}; instances set aside {}); forwarded {}, set aside {}, retries {}",
+            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}, multi-frame split {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}, late {}; instances passed on {}, set aside {}; retries {}); forwarded {}, set aside {}, retries {}",
             g(&self.associations),
             g(&self.associations_rejected),
             g(&self.associations_aborted),
@@ -100,7 +112,9 @@ impl NodeStats {
             g(&self.series_alone),
             g(&self.instances_unmatched),
             g(&self.instances_late),
+            g(&self.instances_passed_on),
             g(&self.instances_set_aside),
+            g(&self.processing_retries),
             g(&self.instances_forwarded),
             g(&self.forward_failed),
             g(&self.forward_retries),
@@ -118,12 +132,14 @@ pub struct Node {
     pub config: DicomConfig,
     pub spool: Spool,
     pub stats: Arc<NodeStats>,
+    /// The series open associations are sending: not complete while they may send more.
+    pub receiving: series::Receiving,
 }
 
 impl Node {
     /// Opens the spool (creating it and its outbox).
     pub fn open(config: DicomConfig) -> Result<Self, SpoolError> {
-        let spool = Spool::open(&config.spool)?;
+        let spool = Spool::open(&config.spool, config.min_free_mib)?;
         let outbox = outbox::dir(&config.spool);
         std::fs::create_dir_all(&outbox).map_err(|source| SpoolError::Io {
             path: outbox,
@@ -133,6 +149,7 @@ impl Node {
             config,
             spool,
             stats: Arc::default(),
+            receiving: series::Receiving::default(),
         })
     }
 

@@ -1,12 +1,17 @@
 //! From received instances to derived ones. The spool's received instances are grouped
-//! into series; a series is complete once nothing of it has arrived for `series_stable_s`.
-//! A complete PD series and a complete PDFS series of the same study and frame of reference
-//! are a pair: each is denoised by its own contrast's guided model with the other as guide,
-//! slices matched by geometry. A series whose partner has not come within `pair_wait_s` is
-//! denoised alone by its contrast's single model; one whose contrast is not recognised, or
-//! that no configured model may take, is set aside in `failed/` with the reason. Results go
-//! to the outbox as one folder per series, moved there whole, so the outbox never holds half
-//! a series and a restart redoes exactly what had not reached it.
+//! into series ([`super::series`]); a series is complete once every instance its
+//! acquisition announced is in, or once the associations sending it have ended and nothing
+//! of it has arrived for `series_stable_s`. A complete PD series and a complete PDFS series
+//! of the same patient, study and frame of reference are a pair: each is denoised by its
+//! own contrast's guided model with the other as guide, slices matched by geometry. A series
+//! whose partner has not come within `pair_wait_s` is denoised alone by its contrast's
+//! single model. A series that is not PD or PDFS (T2, STIR, unlabelled, derived) is passed on
+//! unchanged or set aside, as `other_series` says; one that mixes contrasts or patients, or
+//! that no configured model may take, is set aside in `failed/` with the reason. A fault
+//! that may pass (a full disk, an I/O error) sets nothing aside: the series is tried again,
+//! after waits that double up to `retry_max_s`. Results go to the outbox as one folder per
+//! series, moved there whole, so the outbox never holds half a series and a restart redoes
+//! exactly what had not reached it.
 //!
 //! Runs on a thread of its own: inference is blocking work, and the models stay with it.
 
@@ -21,13 +26,13 @@ use crossdenoise_image::ModelKind;
 use crossdenoise_image::io::Format;
 use crossdenoise_runtime::denoise_files::{FileJob, InputFile, match_guides};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
-use dicom_dictionary_std::tags;
 use tracing::{info, warn};
 
 use super::outbox::{self, set_aside};
+use super::series::{self, Instance, Series};
 use super::{Node, enhanced, inc};
-use crate::config::{ContrastMarkers, DicomConfig};
-use crate::contrast::{Contrast, classify};
+use crate::config::{DicomConfig, OtherSeries};
+use crate::contrast::{Contrast, Label};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelsError {
@@ -103,29 +108,54 @@ impl Models {
     }
 }
 
-/// A received instance's header fields.
-#[derive(Debug, Clone)]
-struct Instance {
-    series: String,
-    study: String,
-    frame: Option<String>,
-    description: String,
-    contrast: Option<Contrast>,
-    arrived: SystemTime,
-    /// An Enhanced MR (multi-frame) instance, to be split into its frames first.
-    multi_frame: bool,
+/// Why a series was not denoised: for good (set aside with the reason), or for now (tried
+/// again later, its instances kept).
+#[derive(Debug)]
+enum Failure {
+    Permanent(String),
+    Temporary(String),
+    /// The result did not show its own input (the guard): the series is treated as one
+    /// that is not PD or PDFS.
+    NotItsContrast(String),
 }
 
-/// A complete or growing series in the spool.
-#[derive(Debug, Clone)]
-struct Series {
-    uid: String,
-    study: String,
-    frame: Option<String>,
-    description: String,
-    contrast: Option<Contrast>,
-    files: Vec<PathBuf>,
-    last: SystemTime,
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Permanent(reason)
+    }
+}
+
+impl Failure {
+    fn io(path: &Path, e: std::io::Error) -> Self {
+        Failure::Temporary(format!("{}: {e}", path.display()))
+    }
+
+    fn of(e: crossdenoise_runtime::Error) -> Self {
+        if matches!(e, crossdenoise_runtime::Error::GuideDominates { .. }) {
+            Failure::NotItsContrast(e.to_string())
+        } else if e.is_temporary() {
+            Failure::Temporary(e.to_string())
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}
+
+/// A series waiting to be tried again after a temporary fault.
+struct Retry {
+    at: Instant,
+    wait: Duration,
+}
+
+/// What the pipeline remembers between scans.
+#[derive(Default)]
+struct State {
+    headers: HashMap<PathBuf, Instance>,
+    /// Series taken (denoised, passed on or set aside), until their instances leave.
+    done: HashSet<String>,
+    waiting_logged: HashSet<String>,
+    derived: Derived,
+    retry: HashMap<String, Retry>,
 }
 
 /// Runs the pipeline until `stop` turns true.
@@ -137,127 +167,196 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
             let _ = fs::remove_dir_all(entry.path());
         }
     }
-    let mut headers: HashMap<PathBuf, Instance> = HashMap::new();
-    let mut done: HashSet<String> = HashSet::new();
-    let mut waiting_logged: HashSet<String> = HashSet::new();
-    let mut derived = Derived::default();
+    let mut state = State::default();
     while !*stop.borrow() {
         std::thread::sleep(Duration::from_millis(200));
-        let series = scan(&node, &mut headers, &done);
-        let now = SystemTime::now();
-        let age = |s: &Series| now.duration_since(s.last).unwrap_or_default();
-        let stable = Duration::from_secs_f64(node.config.series_stable_s);
-        let pair_wait = Duration::from_secs_f64(node.config.pair_wait_s);
-        derived.forget_older_than(pair_wait);
-        let complete: Vec<&Series> = series.iter().filter(|s| age(s) >= stable).collect();
-        for s in &complete {
-            if done.contains(&s.uid) {
-                continue;
-            }
-            // Late instances of a series denoised within pair_wait_s: its partner has been
-            // sent on, so they are denoised alone, at once, into the same derived series.
-            let late_model = s
-                .contrast
-                .filter(|_| derived.knows(&s.uid))
-                .and_then(|c| models.alone.get_mut(&c));
-            if let Some(model) = late_model {
-                info!(series = %s.uid, instances = s.files.len(), "DICOM instances after their series was denoised: denoised alone into its derived series");
-                done.insert(s.uid.clone());
-                match alone(&node, model, s, &mut derived) {
-                    Ok(n) => {
-                        node.stats
-                            .instances_late
-                            .fetch_add(n as u64, Ordering::Relaxed);
-                        node.stats
-                            .instances_denoised
-                            .fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(reason) => give_up(&node, s, &reason),
-                }
-                continue;
-            }
-            let Some(contrast) = s.contrast else {
-                give_up(
-                    &node,
-                    s,
-                    &format!("contrast not recognised from {:?}", s.description),
-                );
-                done.insert(s.uid.clone());
-                continue;
-            };
-            let partner = complete.iter().find(|p| {
-                p.contrast == Some(contrast.partner())
-                    && p.study == s.study
-                    && p.frame == s.frame
-                    && !done.contains(&p.uid)
-            });
-            let paired = partner.filter(|_| models.guided.is_some());
-            let outcome = match paired {
-                Some(p) => {
-                    let (pd, pdfs) = if contrast == Contrast::Pd {
-                        (*s, *p)
-                    } else {
-                        (*p, *s)
-                    };
-                    done.insert(p.uid.clone());
-                    info!(pd = %pd.uid, pdfs = %pdfs.uid, "DICOM series paired: each denoised with the other as its guide");
-                    guided_pair(&node, &mut models, pd, pdfs, &mut derived).inspect(|_| {
-                        node.stats.series_paired.fetch_add(2, Ordering::Relaxed);
-                    })
-                }
-                _ if models.guided.is_some() && age(s) < pair_wait => {
-                    if waiting_logged.insert(s.uid.clone()) {
-                        info!(series = %s.uid, contrast = contrast.name(), wait_s = node.config.pair_wait_s, "DICOM series complete: waiting for its partner contrast");
-                    }
-                    continue;
-                }
-                _ => match models.alone.get_mut(&contrast) {
-                    Some(model) => {
-                        info!(series = %s.uid, contrast = contrast.name(), "DICOM series without a partner: denoised alone by the single-contrast model");
-                        alone(&node, model, s, &mut derived)
-                            .inspect(|_| inc(&node.stats.series_alone))
-                    }
-                    None => Err(format!(
-                        "no {} partner within pair_wait_s and no `{}_alone` model",
-                        contrast.partner().name(),
-                        contrast.name()
-                    )),
-                },
-            };
-            done.insert(s.uid.clone());
-            match outcome {
-                Ok(n) => {
-                    node.stats
-                        .instances_denoised
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(reason) => {
-                    give_up(&node, s, &reason);
-                    if let Some(p) = paired {
-                        give_up(&node, p, &reason);
-                    }
-                }
-            }
-        }
-        let waiting = complete
-            .iter()
-            .filter(|s| !done.contains(&s.uid) && s.contrast.is_some())
-            .count();
-        node.stats
-            .series_waiting
-            .store(waiting as u64, Ordering::Relaxed);
-        // Series whose every instance has left the spool are forgotten.
-        let present: HashSet<&String> = series.iter().map(|s| &s.uid).collect();
-        done.retain(|uid| present.contains(uid));
+        step(&node, &mut models, &mut state);
     }
 }
 
-/// The received instances, grouped, leaving out those whose results wait in the outbox.
-fn scan(
-    node: &Node,
-    headers: &mut HashMap<PathBuf, Instance>,
-    done: &HashSet<String>,
-) -> Vec<Series> {
+/// One look at the spool: every complete series that can be taken now is taken.
+fn step(node: &Node, models: &mut Models, st: &mut State) {
+    let all = scan(node, &mut st.headers);
+    let now = SystemTime::now();
+    let age = |s: &Series| now.duration_since(s.last).unwrap_or_default();
+    let stable = Duration::from_secs_f64(node.config.series_stable_s);
+    let pair_wait = Duration::from_secs_f64(node.config.pair_wait_s);
+    st.derived.forget_older_than(pair_wait);
+    let complete: Vec<&Series> = all
+        .iter()
+        .filter(|s| s.all_announced_in() || (age(s) >= stable && !node.receiving.is_open(&s.uid)))
+        .collect();
+    let ready = |st: &State, uid: &str| {
+        !st.done.contains(uid) && st.retry.get(uid).is_none_or(|r| r.at <= Instant::now())
+    };
+    for s in &complete {
+        if !ready(st, &s.uid) {
+            continue;
+        }
+        if let Some(reason) = &s.mixed {
+            give_up(node, s, reason);
+            st.done.insert(s.uid.clone());
+            continue;
+        }
+        // Late instances of a series denoised within pair_wait_s: its partner has been
+        // sent on, so they are denoised alone, at once, into the same derived series.
+        let late_model = s
+            .label
+            .contrast()
+            .filter(|_| st.derived.knows(&s.uid))
+            .and_then(|c| models.alone.get_mut(&c));
+        if let Some(model) = late_model {
+            info!(series = %s.uid, instances = s.files.len(), "DICOM instances after their series was denoised: denoised alone into its derived series");
+            let outcome = alone(node, model, s, &mut st.derived);
+            if let Ok(n) = &outcome {
+                let n = *n as u64;
+                node.stats.instances_late.fetch_add(n, Ordering::Relaxed);
+                node.stats
+                    .instances_denoised
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+            settle(node, st, &[s], outcome.map(|_| ()));
+            continue;
+        }
+        let contrast = match &s.label {
+            Label::Ours(c) => *c,
+            other => {
+                let why = match other {
+                    Label::Other(why) => why.clone(),
+                    _ => format!(
+                        "no PD or PDFS word in {:?} (SeriesDescription, ProtocolName)",
+                        s.description
+                    ),
+                };
+                let outcome = match node.config.other_series {
+                    OtherSeries::SetAside => Err(Failure::Permanent(format!(
+                        "not a PD or PDFS series: {why}"
+                    ))),
+                    OtherSeries::PassOn => pass_on(node, s, &why),
+                };
+                settle(node, st, &[s], outcome);
+                continue;
+            }
+        };
+        let partner = complete.iter().find(|p| {
+            p.label == Label::Ours(contrast.partner())
+                && p.study == s.study
+                && p.frame == s.frame
+                && p.patient == s.patient
+                && p.mixed.is_none()
+                && ready(st, &p.uid)
+        });
+        let paired = partner.filter(|_| models.guided.is_some());
+        let outcome = match paired {
+            Some(p) => {
+                let (pd, pdfs) = if contrast == Contrast::Pd {
+                    (*s, *p)
+                } else {
+                    (*p, *s)
+                };
+                info!(pd = %pd.uid, pdfs = %pdfs.uid, "DICOM series paired: each denoised with the other as its guide");
+                let outcome = guided_pair(node, models, pd, pdfs, &mut st.derived);
+                if let Ok(n) = &outcome {
+                    node.stats.series_paired.fetch_add(2, Ordering::Relaxed);
+                    node.stats
+                        .instances_denoised
+                        .fetch_add(*n as u64, Ordering::Relaxed);
+                }
+                settle(node, st, &[s, p], outcome.map(|_| ()));
+                continue;
+            }
+            _ if models.guided.is_some() && age(s) < pair_wait => {
+                if st.waiting_logged.insert(s.uid.clone()) {
+                    info!(series = %s.uid, contrast = contrast.name(), wait_s = node.config.pair_wait_s, "DICOM series complete: waiting for its partner contrast");
+                }
+                continue;
+            }
+            _ => match models.alone.get_mut(&contrast) {
+                Some(model) => {
+                    info!(series = %s.uid, contrast = contrast.name(), "DICOM series without a partner: denoised alone by the single-contrast model");
+                    alone(node, model, s, &mut st.derived).inspect(|n| {
+                        inc(&node.stats.series_alone);
+                        node.stats
+                            .instances_denoised
+                            .fetch_add(*n as u64, Ordering::Relaxed);
+                    })
+                }
+                None => Err(Failure::Permanent(format!(
+                    "no {} partner within pair_wait_s and no `{}_alone` model",
+                    contrast.partner().name(),
+                    contrast.name()
+                ))),
+            },
+        };
+        settle(node, st, &[s], outcome.map(|_| ()));
+    }
+    let waiting = complete
+        .iter()
+        .filter(|s| !st.done.contains(&s.uid) && s.label.contrast().is_some())
+        .count();
+    node.stats
+        .series_waiting
+        .store(waiting as u64, Ordering::Relaxed);
+    // Series whose every instance has left the spool are forgotten.
+    let present: HashSet<&String> = all.iter().map(|s| &s.uid).collect();
+    st.done.retain(|uid| present.contains(uid));
+    st.retry.retain(|uid, _| present.contains(uid));
+}
+
+/// Records how `series` went: taken, set aside for good, or to be tried again.
+fn settle(node: &Node, st: &mut State, series: &[&Series], outcome: Result<(), Failure>) {
+    match outcome {
+        Ok(()) => {
+            for s in series {
+                st.done.insert(s.uid.clone());
+                st.retry.remove(&s.uid);
+            }
+        }
+        Err(Failure::Permanent(reason)) => {
+            for s in series {
+                give_up(node, s, &reason);
+                st.done.insert(s.uid.clone());
+                st.retry.remove(&s.uid);
+            }
+        }
+        Err(Failure::NotItsContrast(reason)) => {
+            for s in series {
+                warn!(series = %s.uid, %reason, "DICOM series refused by the output guard");
+                node.stats
+                    .instances_guard_refused
+                    .fetch_add(s.files.len() as u64, Ordering::Relaxed);
+            }
+            let outcome = match node.config.other_series {
+                OtherSeries::SetAside => Err(Failure::Permanent(reason)),
+                OtherSeries::PassOn => series.iter().try_for_each(|s| pass_on(node, s, &reason)),
+            };
+            settle(node, st, series, outcome);
+        }
+        Err(Failure::Temporary(reason)) => {
+            let max = Duration::from_secs_f64(node.config.retry_max_s);
+            for s in series {
+                let wait = st
+                    .retry
+                    .get(&s.uid)
+                    .map_or(Duration::from_secs(1), |r| (r.wait * 2).min(max));
+                warn!(series = %s.uid, %reason, retry_in_s = wait.as_secs_f64(), "DICOM series not denoised for now: its instances stay in the spool and it is tried again");
+                inc(&node.stats.processing_retries);
+                st.retry.insert(
+                    s.uid.clone(),
+                    Retry {
+                        at: Instant::now() + wait,
+                        wait,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The received instances grouped into series, leaving out those whose results wait in the
+/// outbox. A multi-frame instance is split into its frames (read on the next scan); one that
+/// cannot be read is set aside.
+fn scan(node: &Node, headers: &mut HashMap<PathBuf, Instance>) -> Vec<Series> {
     let received = node.spool.received();
     let in_outbox: HashSet<std::ffi::OsString> = outbox::pending(&node.config.spool)
         .iter()
@@ -276,12 +375,12 @@ fn scan(
     files.sort();
     // `files` is sorted: a lookup per cached header, not a scan of the folder each.
     headers.retain(|p, _| files.binary_search(p).is_ok());
-    let mut groups: HashMap<String, Series> = HashMap::new();
+    let mut read = Vec::with_capacity(files.len());
     for path in files {
         if !headers.contains_key(&path) {
-            match read_header(&path, &node.config.contrasts) {
+            let header = series::read_header(&path, &node.config.contrasts);
+            match header {
                 Ok(h) if h.multi_frame => {
-                    // Its frames join the spool as single instances, read on the next scan.
                     match enhanced::split(&path, &received) {
                         Ok(frames) => {
                             info!(file = %path.display(), frames = frames.len(), "DICOM Enhanced MR instance split into its frames");
@@ -310,67 +409,32 @@ fn scan(
                 }
             }
         }
-        let h = &headers[&path];
-        if done.contains(&h.series) {
-            groups
-                .entry(h.series.clone())
-                .or_insert_with(|| series_of(h))
-                .files
-                .push(path);
-            continue;
+        read.push(path);
+    }
+    series::group(read.into_iter().map(|p| {
+        let h = &headers[&p];
+        (p, h)
+    }))
+}
+
+/// Sends a series that is not the models' on unchanged: its instances, linked (not
+/// copied) into the outbox whole.
+fn pass_on(node: &Node, series: &Series, why: &str) -> Result<(), Failure> {
+    let dir = staging(node, series)?;
+    for file in &series.files {
+        let name = file.file_name().expect("a spooled file has a name");
+        let to = dir.join(name);
+        if let Err(e) = fs::hard_link(file, &to).or_else(|_| fs::copy(file, &to).map(|_| ())) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(Failure::io(&to, e));
         }
-        let s = groups
-            .entry(h.series.clone())
-            .or_insert_with(|| series_of(h));
-        s.last = s.last.max(h.arrived);
-        s.files.push(path);
     }
-    let mut out: Vec<Series> = groups.into_values().collect();
-    out.sort_by(|a, b| a.last.cmp(&b.last).then(a.uid.cmp(&b.uid)));
-    out
-}
-
-fn series_of(h: &Instance) -> Series {
-    Series {
-        uid: h.series.clone(),
-        study: h.study.clone(),
-        frame: h.frame.clone(),
-        description: h.description.clone(),
-        contrast: h.contrast,
-        files: Vec::new(),
-        last: h.arrived,
-    }
-}
-
-/// The header of a spooled instance (its pixels are not read).
-fn read_header(path: &Path, markers: &ContrastMarkers) -> Result<Instance, String> {
-    let obj = dicom_object::OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let text = |tag| {
-        obj.element(tag)
-            .ok()
-            .and_then(|e| e.to_str().ok())
-            .map(|v| v.trim_end_matches(['\0', ' ']).to_string())
-    };
-    let required =
-        |tag, name: &str| text(tag).ok_or_else(|| format!("{}: no {name}", path.display()));
-    let description = text(tags::SERIES_DESCRIPTION).unwrap_or_default();
-    let protocol = text(tags::PROTOCOL_NAME).unwrap_or_default();
-    let options = text(tags::SCAN_OPTIONS).unwrap_or_default();
-    Ok(Instance {
-        series: required(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
-        study: required(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
-        frame: text(tags::FRAME_OF_REFERENCE_UID),
-        contrast: classify(markers, &description, &protocol, &options),
-        description,
-        arrived: fs::metadata(path)
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|_| SystemTime::now()),
-        multi_frame: text(tags::SOP_CLASS_UID).as_deref()
-            == Some(enhanced::ENHANCED_MR_IMAGE_STORAGE),
-    })
+    publish(node, series, &dir)?;
+    info!(series = %series.uid, reason = %why, instances = series.files.len(), "DICOM series not PD or PDFS: passed on unchanged");
+    node.stats
+        .instances_passed_on
+        .fetch_add(series.files.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 fn inputs(series: &Series) -> Vec<InputFile> {
@@ -395,7 +459,7 @@ fn guided_pair(
     pd: &Series,
     pdfs: &Series,
     derived: &mut Derived,
-) -> Result<usize, String> {
+) -> Result<usize, Failure> {
     let (pd_in, pdfs_in) = (inputs(pd), inputs(pdfs));
     let mut staged = Vec::new();
     for (series, ins, partner, contrast) in [
@@ -414,13 +478,13 @@ fn guided_pair(
         if !unmatched.is_empty() {
             if alone.is_none() {
                 let listed: Vec<&str> = unmatched.iter().map(|s| s.as_str()).collect();
-                return Err(format!(
+                return Err(Failure::Permanent(format!(
                     "{} {} slices without a partner slice and no `{}_alone` model: {}",
                     unmatched.len(),
                     contrast.name(),
                     contrast.name(),
                     listed.join("; ")
-                ));
+                )));
             }
             for reason in &unmatched {
                 info!(series = %series.uid, %reason, "DICOM slice without a partner slice: denoised alone by the single-contrast model");
@@ -435,11 +499,24 @@ fn guided_pair(
             alone,
             guides: &guides,
         };
-        staged.push((series, stage(node, &mut models, series, ins, derived)?));
+        match stage(node, &mut models, series, ins, derived) {
+            Ok(dir) => staged.push((series, dir)),
+            Err(e) => {
+                for (_, dir) in &staged {
+                    let _ = fs::remove_dir_all(dir);
+                }
+                return Err(e);
+            }
+        }
     }
     let n = staged.iter().map(|(s, _)| s.files.len()).sum();
-    for (series, dir) in staged {
-        publish(node, series, &dir)?;
+    for (series, dir) in &staged {
+        if let Err(e) = publish(node, series, dir) {
+            for (_, dir) in &staged {
+                let _ = fs::remove_dir_all(dir);
+            }
+            return Err(e);
+        }
     }
     Ok(n)
 }
@@ -450,7 +527,7 @@ fn alone(
     model: &mut Denoiser,
     series: &Series,
     derived: &mut Derived,
-) -> Result<usize, String> {
+) -> Result<usize, Failure> {
     let dir = stage(
         node,
         &mut Staging::Alone(model),
@@ -512,10 +589,8 @@ fn stage(
     series: &Series,
     inputs: &[InputFile],
     derived: &mut Derived,
-) -> Result<PathBuf, String> {
-    let dir = outbox::dir(&node.config.spool).join(format!(".staging-{}", series.uid));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+) -> Result<PathBuf, Failure> {
+    let dir = staging(node, series)?;
     let mut job = derived.job(&series.uid);
     for (i, input) in inputs.iter().enumerate() {
         let (model, guide) = match models {
@@ -532,17 +607,30 @@ fn stage(
                 ),
             },
         };
-        job.denoise_file(model, input, guide, &dir, None)
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = job.denoise_file(model, input, guide, &dir, None) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(Failure::of(e));
+        }
     }
     derived.remember(job);
     Ok(dir)
 }
 
-/// Moves a staged series into the outbox whole.
-fn publish(node: &Node, series: &Series, staged: &Path) -> Result<(), String> {
+/// An empty staging folder for `series` in the outbox.
+fn staging(node: &Node, series: &Series) -> Result<PathBuf, Failure> {
+    let dir = outbox::dir(&node.config.spool).join(format!(".staging-{}", series.uid));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// Moves a staged series into the outbox whole (its folder removed if it cannot be).
+fn publish(node: &Node, series: &Series, staged: &Path) -> Result<(), Failure> {
     let to = outbox::dir(&node.config.spool).join(&series.uid);
-    fs::rename(staged, &to).map_err(|e| format!("{}: {e}", to.display()))?;
+    if let Err(e) = fs::rename(staged, &to) {
+        let _ = fs::remove_dir_all(staged);
+        return Err(Failure::io(&to, e));
+    }
     info!(series = %series.uid, instances = series.files.len(), "DICOM derived series in the outbox");
     Ok(())
 }

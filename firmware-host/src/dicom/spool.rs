@@ -13,6 +13,8 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
+use crate::config::OnConflict;
+
 /// Where received instances go, under the configured spool folder.
 const RECEIVED: &str = "received";
 
@@ -24,6 +26,13 @@ pub enum SpoolError {
     /// The data set is not the instance or class its command announced.
     #[error("{0}")]
     Mismatch(String),
+    /// An instance of this SOP Instance UID is stored already, with other content, and
+    /// `on_conflict` says to refuse the second.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too little room left to take the instance and still process what is acknowledged.
+    #[error("spool full: {0}")]
+    Full(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -37,6 +46,9 @@ pub enum Stored {
     New(PathBuf),
     /// The instance was already in the spool: acknowledged, not written twice.
     Duplicate(PathBuf),
+    /// An instance of this UID with other content is in the spool; that one is kept
+    /// (`on_conflict = "keep_first"`).
+    Conflicting(PathBuf),
 }
 
 /// The header fields the node routes by.
@@ -51,6 +63,8 @@ pub struct InstanceIds {
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
+    /// Bytes kept free on the spool's disk beyond what acknowledged instances need.
+    min_free: u64,
     /// Makes temporary names unique between concurrent associations.
     counter: AtomicU64,
 }
@@ -58,7 +72,7 @@ pub struct Spool {
 impl Spool {
     /// Opens (creating) the spool under `dir`. Temporary files a crash left behind are
     /// removed: their instances were never acknowledged, so the sender still has them.
-    pub fn open(dir: &Path) -> Result<Self, SpoolError> {
+    pub fn open(dir: &Path, min_free_mib: u64) -> Result<Self, SpoolError> {
         let received = dir.join(RECEIVED);
         fs::create_dir_all(&received).map_err(io(&received))?;
         for entry in fs::read_dir(&received).map_err(io(&received))?.flatten() {
@@ -68,6 +82,7 @@ impl Spool {
         }
         Ok(Spool {
             dir: dir.into(),
+            min_free: min_free_mib << 20,
             counter: AtomicU64::new(0),
         })
     }
@@ -84,6 +99,7 @@ impl Spool {
         announced: (&str, &str),
         transfer_syntax: &str,
         dataset: &[u8],
+        on_conflict: OnConflict,
     ) -> Result<(Stored, InstanceIds), SpoolError> {
         let ids = read_ids(transfer_syntax, dataset)?;
         let (class, instance) = announced;
@@ -93,28 +109,108 @@ impl Spool {
                 ids.sop_instance, ids.sop_class
             )));
         }
-        if !is_uid(&ids.sop_instance) {
-            return Err(SpoolError::Unreadable(format!(
-                "SOPInstanceUID {:?} is not a UID",
-                ids.sop_instance
-            )));
+        for (name, uid) in [
+            ("SOPInstanceUID", &ids.sop_instance),
+            ("SeriesInstanceUID", &ids.series),
+            ("StudyInstanceUID", &ids.study),
+        ] {
+            if !is_uid(uid) {
+                return Err(SpoolError::Unreadable(format!(
+                    "{name} {uid:?} is not a UID (PS3.5 9.1)"
+                )));
+            }
         }
         let received = self.received();
         let path = received.join(format!("{}.dcm", ids.sop_instance));
-        if path.exists() {
-            return Ok((Stored::Duplicate(path), ids));
-        }
+        self.check_room(dataset.len() as u64)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = received.join(format!(".partial-{}-{n}", std::process::id()));
+        // A hard link is made only where no file is: of two associations storing one
+        // instance at once, one stores it and the other finds it there.
         let written = write_part10(&tmp, &ids, transfer_syntax, dataset)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .and_then(|()| File::open(&received)?.sync_all());
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(SpoolError::Io { path, source: e });
+            .and_then(|()| fs::hard_link(&tmp, &path));
+        let stored = match written {
+            Ok(()) => File::open(&received)
+                .and_then(|d| d.sync_all())
+                .map(|()| Stored::New(path.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                match (fs::read(&tmp), fs::read(&path)) {
+                    (Ok(new), Ok(old)) if new == old => Ok(Stored::Duplicate(path.clone())),
+                    (Ok(_), Ok(_)) => match on_conflict {
+                        OnConflict::KeepFirst => Ok(Stored::Conflicting(path.clone())),
+                        OnConflict::Refuse => {
+                            let _ = fs::remove_file(&tmp);
+                            return Err(SpoolError::Conflict(format!(
+                                "SOPInstanceUID {} is stored already with other content",
+                                ids.sop_instance
+                            )));
+                        }
+                    },
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        let _ = fs::remove_file(&tmp);
+        match stored {
+            Ok(stored) => Ok((stored, ids)),
+            Err(source) => Err(SpoolError::Io { path, source }),
         }
-        Ok((Stored::New(path), ids))
     }
+}
+
+impl Spool {
+    /// Refuses an instance the disk could take only by leaving no room to process what is
+    /// already acknowledged: each received instance not yet in the outbox will need about
+    /// its own size again for its derived copy, and `min_free` stays free besides.
+    fn check_room(&self, incoming: u64) -> Result<(), SpoolError> {
+        let Some(free) = free_bytes(&self.dir) else {
+            return Ok(());
+        };
+        let size_of = |dir: &Path| -> u64 {
+            let mut total = 0;
+            let mut folders = vec![dir.to_path_buf()];
+            while let Some(folder) = folders.pop() {
+                for entry in fs::read_dir(&folder).into_iter().flatten().flatten() {
+                    match entry.metadata() {
+                        Ok(m) if m.is_dir() => folders.push(entry.path()),
+                        Ok(m) => total += m.len(),
+                        Err(_) => {}
+                    }
+                }
+            }
+            total
+        };
+        let pending = size_of(&self.received()).saturating_sub(size_of(&self.dir.join("outbox")));
+        // The instance itself and its derived copy.
+        let needed = pending + 2 * incoming + self.min_free;
+        if free < needed {
+            return Err(SpoolError::Full(format!(
+                "{} has {} MiB free; the instances acknowledged and not yet processed, this one and min_free_mib need {} MiB",
+                self.dir.display(),
+                free >> 20,
+                needed.div_ceil(1 << 20)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Bytes free to this process on the file system holding `dir` (none where unknown).
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string and `stat` a zeroed struct statvfs that
+    // the call fills in; nothing is kept past the call.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (rc == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_dir: &Path) -> Option<u64> {
+    None
 }
 
 /// Reads the identifying attributes of a data set.
@@ -140,10 +236,16 @@ fn read_ids(transfer_syntax: &str, dataset: &[u8]) -> Result<InstanceIds, SpoolE
     })
 }
 
-/// A UID as PS3.5 9.1 has it: digits and dots, at most 64 characters (also what keeps a
-/// file name made of it inside the spool).
-fn is_uid(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+/// A UID as PS3.5 9.1 has it: components of digits joined by dots, none empty, none with a
+/// leading zero, at most 64 characters (also what keeps a file or folder named by it
+/// inside the spool: `..` is no UID).
+pub fn is_uid(s: &str) -> bool {
+    s.len() <= 64
+        && s.split('.').all(|c| {
+            !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_digit())
+                && (c == "0" || !c.starts_with('0'))
+        })
 }
 
 /// Preamble, `DICM`, the file meta group, then the data set's bytes as received; synced.
@@ -184,7 +286,19 @@ mod tests {
     #[test]
     fn only_plain_uids_name_files() {
         assert!(is_uid("1.2.840.10008.5.1.4.1.1.4"));
-        for bad in ["", "../etc/passwd", "1.2/3", "1.2.3 ", &"1".repeat(65)] {
+        assert!(is_uid("1.2.0.3"));
+        for bad in [
+            "",
+            "..",
+            ".",
+            "1..2",
+            "1.2.",
+            "1.02",
+            "../etc/passwd",
+            "1.2/3",
+            "1.2.3 ",
+            &"1".repeat(65),
+        ] {
             assert!(!is_uid(bad), "{bad:?}");
         }
     }
@@ -192,12 +306,12 @@ mod tests {
     #[test]
     fn leftover_partial_files_are_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path()).unwrap();
+        let spool = Spool::open(dir.path(), 0).unwrap();
         let stale = spool.received().join(".partial-1-0");
         fs::write(&stale, b"half").unwrap();
         let kept = spool.received().join("1.2.3.dcm");
         fs::write(&kept, b"whole").unwrap();
-        Spool::open(dir.path()).unwrap();
+        Spool::open(dir.path(), 0).unwrap();
         assert!(!stale.exists());
         assert!(kept.exists());
     }

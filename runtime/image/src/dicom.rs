@@ -502,11 +502,18 @@ impl DicomSlice {
         Ok(out)
     }
 
-    /// Writes a derived object (from [`DicomSlice::derive`]) to `path`.
+    /// Writes a derived object (from [`DicomSlice::derive`]) to `path`. Encoded in memory
+    /// first, so that an object that cannot be encoded (`Error::Dicom`, for good) is told
+    /// apart from a disk that cannot take it (`Error::Io`: full, failing, for now).
     pub fn write(object: &DefaultDicomObject, path: &Path) -> Result<()> {
-        object.write_to_file(path).map_err(|e| Error::Dicom {
+        let mut bytes = Vec::new();
+        object.write_all(&mut bytes).map_err(|e| Error::Dicom {
             path: path.into(),
-            reason: format!("cannot write: {e}"),
+            reason: format!("cannot encode: {e}"),
+        })?;
+        std::fs::write(path, bytes).map_err(|source| Error::Io {
+            path: path.into(),
+            source,
         })
     }
 }

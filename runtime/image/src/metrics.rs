@@ -69,6 +69,28 @@ pub fn psnr(reference: ArrayView2<f32>, test: ArrayView2<f32>, data_range: f64) 
     Ok(10.0 * (data_range * data_range / mse).log10())
 }
 
+/// Pearson correlation of two images of one size (0 when either is flat).
+pub fn correlation(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Result<f64> {
+    same_shape(&a, &b)?;
+    let n = a.len() as f64;
+    let (ma, mb) = (
+        a.iter().map(|&v| v as f64).sum::<f64>() / n,
+        b.iter().map(|&v| v as f64).sum::<f64>() / n,
+    );
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b.iter()) {
+        let (x, y) = (x as f64 - ma, y as f64 - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    Ok(if aa > 0.0 && bb > 0.0 {
+        ab / (aa * bb).sqrt()
+    } else {
+        0.0
+    })
+}
+
 /// The pixels that count as tissue in a clean magnitude image: above
 /// [`TISSUE_THRESHOLD`] of its maximum, dilated by [`TISSUE_DILATION`] pixels. A third of a
 /// knee slice is air, where a denoiser that zeroes everything scores perfectly: the PSNR
