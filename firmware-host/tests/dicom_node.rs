@@ -3,157 +3,18 @@
 //! pydicom from phantom slices. What a C-STORE acknowledged is in the spool, readable, equal
 //! to what was sent, and stored once however often it comes.
 
+mod node;
 #[path = "../../runtime/tests/support/mod.rs"]
 mod support;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Arc;
 
-use crossdenoise_host::config::{Destination, DicomConfig};
+use crossdenoise_host::config::Destination;
 use crossdenoise_host::dicom::pipeline::Models;
-use crossdenoise_host::dicom::{self, Node, NodeStats, Working};
 use crossdenoise_image::dicom::DicomSlice;
 use crossdenoise_runtime::DenoiserOptions;
+use node::*;
 use support::{Storescp, compress, dicom_series, free_port, phantom_slices, reference};
-
-/// A node serving on a free loopback port until dropped.
-struct Running {
-    addr: SocketAddr,
-    node: Arc<Node>,
-    stop: tokio::sync::watch::Sender<bool>,
-    /// The pipeline and outbox too, when started with its models.
-    working: Option<Working>,
-}
-
-impl Running {
-    /// The node receiving into its spool; nothing denoised or sent.
-    async fn start(spool: &Path, edit: impl FnOnce(&mut DicomConfig)) -> Self {
-        Self::open(spool, edit, false).await
-    }
-
-    /// The whole node: receiving, denoising with the configured models, delivering.
-    async fn start_working(spool: &Path, edit: impl FnOnce(&mut DicomConfig)) -> Self {
-        Self::open(spool, edit, true).await
-    }
-
-    async fn open(spool: &Path, edit: impl FnOnce(&mut DicomConfig), working: bool) -> Self {
-        let mut config = DicomConfig {
-            spool: spool.into(),
-            ..DicomConfig::default()
-        };
-        edit(&mut config);
-        let node = Arc::new(Node::open(config).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let working = if working {
-            let models = Models::open(
-                &node.config,
-                &support::runtime(),
-                &DenoiserOptions::default(),
-            )
-            .unwrap();
-            Some(dicom::start(node.clone(), models, listener, stopped))
-        } else {
-            let mut stopped = stopped;
-            tokio::spawn(node.clone().serve(listener, async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            }));
-            None
-        };
-        Running {
-            addr,
-            node,
-            stop,
-            working,
-        }
-    }
-
-    /// Waits (20 s at most) until `n` instances have reached `pacs` and the spool holds
-    /// nothing received; then stops the node and returns what arrived.
-    async fn deliver_to(&mut self, pacs: &Storescp, n: usize) -> Vec<PathBuf> {
-        let arrived = self.delivered(pacs, n).await;
-        let _ = self.stop.send(true);
-        if let Some(working) = self.working.take() {
-            working.join().await;
-        }
-        assert_eq!(arrived.len(), n, "{}", self.stats().line());
-        arrived
-    }
-
-    /// Waits (20 s at most) until `n` instances have reached `pacs` and the spool holds
-    /// nothing received; returns what arrived, the node still running.
-    async fn delivered(&self, pacs: &Storescp, n: usize) -> Vec<PathBuf> {
-        let mut arrived = Vec::new();
-        for _ in 0..200 {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            arrived = pacs.received();
-            if arrived.len() >= n && spooled(self).is_empty() {
-                break;
-            }
-        }
-        arrived
-    }
-
-    fn stats(&self) -> &NodeStats {
-        &self.node.stats
-    }
-
-    fn count(&self, counter: impl Fn(&NodeStats) -> &std::sync::atomic::AtomicU64) -> u64 {
-        NodeStats::get(counter(self.stats()))
-    }
-
-    /// Runs a DCMTK tool against the node: `tool -aet CALLING -aec CALLED host port ARGS`.
-    async fn dcmtk(&self, tool: &str, calling: &str, called: &str, args: &[String]) -> Output {
-        let mut cmd = Command::new(tool);
-        cmd.args(["-aet", calling, "-aec", called, "-to", "10", "-ta", "10"])
-            .arg("127.0.0.1")
-            .arg(self.addr.port().to_string())
-            .args(args);
-        tokio::task::spawn_blocking(move || {
-            cmd.output()
-                .expect("DCMTK installed (scripts/install-dcmtk.sh)")
-        })
-        .await
-        .unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
-fn said(out: &Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// `n` phantom slices of `h x w` written by pydicom as one MR series in `dir`.
-fn series(dir: &Path, n: usize, (h, w): (usize, usize)) -> Vec<PathBuf> {
-    described_series(dir, n, (h, w), "PD_FS_COR")
-}
-
-/// The same, with its SeriesDescription (and a protocol name of the same words).
-fn described_series(
-    dir: &Path,
-    n: usize,
-    (h, w): (usize, usize),
-    description: &str,
-) -> Vec<PathBuf> {
-    let flags = [
-        format!("--description={description}"),
-        format!("--protocol=knee_{}", description.to_ascii_lowercase()),
-    ];
-    dicom_series(dir, "s16", &phantom_slices(n, h, w), &flags)
-}
 
 /// `n` phantom slices as the frames of one multi-frame instance (`reference.py
 /// dicom-enhanced`, SOP class `enhanced` or `sc`) in `dir/multi_frame.dcm`.
@@ -173,30 +34,6 @@ fn multi_frame(dir: &Path, n: usize, sop_class: &str, description: &str) -> Path
     }
     reference(&args);
     out
-}
-
-/// `slices` as a series described `description` in `dir/<description>`, of one study and
-/// frame of reference shared by every series written with this helper.
-fn study_series(dir: &Path, description: &str, slices: &[ndarray::Array2<f32>]) -> Vec<PathBuf> {
-    let flags = [
-        format!("--description={description}"),
-        "--study=1.2.826.0.1.3680043.8.498.50".to_string(),
-        "--frame=1.2.826.0.1.3680043.8.498.51".to_string(),
-    ];
-    dicom_series(&dir.join(description), "s16", slices, &flags)
-}
-
-fn spooled(node: &Running) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(node.node.spool.received())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
-
-fn paths(files: &[PathBuf]) -> Vec<String> {
-    files.iter().map(|f| f.display().to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -235,17 +72,6 @@ async fn a_series_from_storescu_is_spooled_equal_and_once() {
     assert_eq!(node.count(|s| &s.instances_stored), 5);
     assert_eq!(node.count(|s| &s.instances_duplicate), 5);
     assert_eq!(node.count(|s| &s.associations), 3);
-}
-
-/// The SOP Instance UID of a file, as pydicom wrote it.
-fn dicom_uid(file: &Path) -> String {
-    let obj = dicom_object::open_file(file).unwrap();
-    obj.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .trim_end_matches('\0')
-        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,67 +320,6 @@ async fn an_instance_the_destination_refuses_is_set_aside_and_the_rest_delivered
     let reason = std::fs::read_to_string(aside.with_extension("reason.txt")).unwrap();
     assert!(reason.contains("0xa700"), "{reason}");
     assert_eq!(spooled(&pacs).len(), 2);
-}
-
-/// A text attribute of a DICOM file.
-fn attribute(file: &Path, tag: dicom_core::Tag) -> String {
-    let obj = dicom_object::open_file(file).unwrap();
-    obj.element(tag)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .trim_end_matches(['\0', ' '])
-        .to_string()
-}
-
-/// A whole node in `dir/spool` (series stable after 0.3 s, then `edit`), delivering to a
-/// `storescp` of its own in `dir/pacs`.
-async fn node_and_pacs(dir: &Path, edit: impl FnOnce(&mut DicomConfig)) -> (Running, Storescp) {
-    let port = free_port();
-    let pacs = Storescp::start(port, &dir.join("pacs"));
-    let node = Running::start_working(&dir.join("spool"), |c| {
-        c.destination = Some(Destination {
-            ae_title: "PACS".into(),
-            address: format!("127.0.0.1:{port}"),
-        });
-        c.series_stable_s = 0.3;
-        edit(c);
-    })
-    .await;
-    (node, pacs)
-}
-
-/// The same with a PDFS single-contrast test model as `pdfs_alone`.
-async fn pdfs_node_and_pacs(dir: &Path) -> (Running, Storescp, PathBuf) {
-    let model = support::test_model(dir, "pdfs_single.onnx", &[]);
-    let (node, pacs) = node_and_pacs(dir, |c| c.models.pdfs_alone = Some(model.clone())).await;
-    (node, pacs, model)
-}
-
-/// A whole node with guided test models of both contrasts and a PD single-contrast one
-/// (`pair_wait_s` 600 s); the models' paths: PD guided, PDFS guided, PD alone.
-async fn guided_node(dir: &Path) -> (Running, Storescp, [PathBuf; 3]) {
-    let (pd, pdfs) = guided_models(dir);
-    let pd_alone = support::test_model(dir, "pd_single.onnx", &["--contrast", "pd"]);
-    let (node, pacs) = node_and_pacs(dir, |c| {
-        c.pair_wait_s = 600.0;
-        c.models.pd = Some(pd.clone());
-        c.models.pdfs = Some(pdfs.clone());
-        c.models.pd_alone = Some(pd_alone.clone());
-    })
-    .await;
-    (node, pacs, [pd, pdfs, pd_alone])
-}
-
-/// Guided test models of each contrast in `dir` (PD guided by PDFS, PDFS by PD).
-fn guided_models(dir: &Path) -> (PathBuf, PathBuf) {
-    let model = |name: &str, contrast: &str| {
-        support::test_model(dir, name, &["--contrast", contrast, "--guided"])
-    };
-    (
-        model("pd_guided.onnx", "pd"),
-        model("pdfs_guided.onnx", "pdfs"),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

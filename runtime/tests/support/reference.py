@@ -89,6 +89,9 @@ def make_model(args):
         inits.append(numpy_helper.from_array(np.array([-1, 1, 64, 64], dtype=np.int64), "shape64"))
         nodes.append(helper.make_node("Reshape", ["image", "shape64"], ["image64"]))
         skip = "image64"
+    if args.copy_guide:
+        # A guided model that answers with its guide: what a swapped label looks like.
+        skip = "guide"
     nodes.append(helper.make_node("Add", ["head", skip], ["denoised"]))
 
     in_shape = out_shape = ["N", 1, "H", "W"]
@@ -204,7 +207,7 @@ def u12_stored(img):
 def dicom_series(args):
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
-    study, series = args.study or new_uid(), new_uid()
+    study, series = args.study or new_uid(), args.series or new_uid()
     frame = args.frame or new_uid()
     now = datetime.datetime(2026, 11, 26, 9, 30, 0)
     for i, path in enumerate(args.slices):
@@ -217,7 +220,7 @@ def dicom_series(args):
         ds.Modality = "MR"
         ds.Manufacturer = "Phantom Works"
         ds.PatientName = "Knee^Phantom"
-        ds.PatientID = "PH0001"
+        ds.PatientID = args.patient
         ds.PatientBirthDate = "19700101"
         ds.PatientSex = "O"
         ds.StudyDate = ds.SeriesDate = ds.ContentDate = now.strftime("%Y%m%d")
@@ -225,7 +228,9 @@ def dicom_series(args):
         ds.AccessionNumber = "A0001"
         ds.StudyID = "1"
         ds.SeriesNumber = 3
-        ds.InstanceNumber = i + 1
+        ds.InstanceNumber = i + 1 + args.first_number
+        if args.images_in_acquisition:
+            ds.ImagesInAcquisition = args.images_in_acquisition
         ds.SeriesDescription = args.description
         ds.ProtocolName = args.protocol
         ds.BodyPartExamined = "KNEE"
@@ -239,8 +244,9 @@ def dicom_series(args):
         ds.SliceThickness = 3.0
         ds.SpacingBetweenSlices = 3.3
         ds.PixelSpacing = [0.3125, 0.3125]
-        ds.SliceLocation = -20.0 + 3.3 * i + args.offset
-        ds.ImagePositionPatient = [-50.0, -20.0 + 3.3 * i + args.offset, 50.0]
+        k = i + args.first_number
+        ds.SliceLocation = -20.0 + 3.3 * k + args.offset
+        ds.ImagePositionPatient = [-50.0, -20.0 + 3.3 * k + args.offset, 50.0]
         ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0]
         ds.Rows, ds.Columns = img.shape
         ds.SamplesPerPixel = 1
@@ -261,6 +267,7 @@ def dicom_series(args):
         ds.RescaleType = "US"
         ds.PixelData = stored.tobytes()
         ds.save_as(f"{args.dir}/slice_{i:03d}.dcm", enforce_file_format=True)
+
 
 
 def dicom_compressed(args):
@@ -469,6 +476,7 @@ def main():
     m.add_argument("--fail-unless-64", action="store_true")
     m.add_argument("--contrast", choices=["pd", "pdfs"], default="pdfs")
     m.add_argument("--guided", action="store_true", help="a second input `guide`: the partner contrast")
+    m.add_argument("--copy-guide", action="store_true", help="(guided) the output is the guide, not the image")
     h = sub.add_parser("mrd-h5")
     h.add_argument("out")
     d = sub.add_parser("denoise")
@@ -484,6 +492,10 @@ def main():
     s.add_argument("--protocol", default="knee_pdfs_cor", help="ProtocolName")
     s.add_argument("--study", help="StudyInstanceUID (default: a new one)")
     s.add_argument("--offset", type=float, default=0.0, help="slice positions moved by (mm)")
+    s.add_argument("--series", help="SeriesInstanceUID (default: a new one)")
+    s.add_argument("--patient", default="PH0001", help="PatientID")
+    s.add_argument("--first-number", type=int, default=0, help="slices numbered and placed from this one")
+    s.add_argument("--images-in-acquisition", type=int, help="ImagesInAcquisition (default: none)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")
     e = sub.add_parser("dicom-enhanced")

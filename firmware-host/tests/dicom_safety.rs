@@ -1,0 +1,500 @@
+//! What a PACS administrator needs of the node beyond delivering a study: the right contrast
+//! or none, one patient per pair, nothing acknowledged lost to a full disk or a slow
+//! sender, and one stored instance per UID. Real DCMTK peers (`storescu`, `storescp`) where
+//! the protocol is theirs; a sender of our own where the case needs pauses between slices.
+
+mod node;
+#[path = "../../runtime/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crossdenoise_host::config::{Destination, OnConflict, OtherSeries};
+use crossdenoise_host::dicom::dimse::{self, EXPLICIT_VR_LE, MR_IMAGE_STORAGE};
+use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::association::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+use node::*;
+use support::{Storescp, dicom_series, free_port, phantom_slices};
+
+/// A series of `slices` described `description`, with extra `reference.py dicom-series`
+/// flags, in `dir/<name>`.
+fn series_with(
+    dir: &Path,
+    name: &str,
+    description: &str,
+    slices: &[ndarray::Array2<f32>],
+    flags: &[&str],
+) -> Vec<PathBuf> {
+    let mut all = vec![
+        format!("--description={description}"),
+        format!("--protocol={description}"),
+        "--study=1.2.826.0.1.3680043.8.498.60".to_string(),
+        "--frame=1.2.826.0.1.3680043.8.498.61".to_string(),
+    ];
+    all.extend(flags.iter().map(|f| f.to_string()));
+    dicom_series(&dir.join(name), "s16", slices, &all)
+}
+
+/// The failed/ folder's reasons.
+fn reasons(spool: &Path) -> Vec<String> {
+    std::fs::read_dir(spool.join("failed"))
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| p.to_string_lossy().ends_with(".reason.txt"))
+                .map(|p| std::fs::read_to_string(p).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_contrasts_are_passed_on_unchanged_and_never_denoised() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pd_alone = support::test_model(d, "pd_single.onnx", &["--contrast", "pd"]);
+    let pdfs_alone = support::test_model(d, "pdfs_single.onnx", &["--contrast", "pdfs"]);
+    let (mut node, pacs) = node_and_pacs(d, |c| {
+        c.models.pd_alone = Some(pd_alone);
+        c.models.pdfs_alone = Some(pdfs_alone);
+        c.other_series = OtherSeries::PassOn;
+    })
+    .await;
+    let slices = phantom_slices(2, 48, 40);
+    let mut files = Vec::new();
+    let others = ["T2_TSE_FS_COR", "T2_TSE_SPAIR_COR", "T1_SE_FS_COR_POST"];
+    for name in others.into_iter().chain(["PD_TSE_NO_FS_COR"]) {
+        files.extend(series_with(d, name, name, &slices, &[]));
+    }
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.deliver_to(&pacs, 8).await;
+    assert_eq!(node.count(|s| &s.instances_passed_on), 6);
+    assert_eq!(node.count(|s| &s.instances_denoised), 2);
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+    let sent: Vec<String> = files.iter().map(|f| dicom_uid(f)).collect();
+    for file in &arrived {
+        let description = attribute(file, tags::SERIES_DESCRIPTION);
+        if others.contains(&description.as_str()) {
+            // Unchanged: the very instance that was sent, still ORIGINAL.
+            assert!(sent.contains(&dicom_uid(file)), "{description}");
+            assert!(attribute(file, tags::IMAGE_TYPE).starts_with("ORIGINAL"));
+        } else {
+            // "No fat suppression" is PD, denoised by the PD model as PD.
+            assert_eq!(description, "PD_TSE_NO_FS_COR denoised");
+            assert!(!sent.contains(&dicom_uid(file)));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_patients_never_pair_and_a_series_of_two_contrasts_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (pd_guided, pdfs_guided) = guided_models(d);
+    let pd_alone = support::test_model(d, "pd_single.onnx", &["--contrast", "pd"]);
+    let (mut node, pacs) = node_and_pacs(d, |c| {
+        c.pair_wait_s = 1.0;
+        c.models.pd = Some(pd_guided);
+        c.models.pdfs = Some(pdfs_guided);
+        c.models.pd_alone = Some(pd_alone);
+    })
+    .await;
+    let slices = phantom_slices(2, 48, 40);
+    let mut files = series_with(d, "pd", "PD_TSE_COR", &slices, &["--patient=PAT-A"]);
+    files.extend(series_with(
+        d,
+        "pdfs",
+        "PD_TSE_FS_COR",
+        &slices,
+        &["--patient=PAT-B"],
+    ));
+    // One series UID, two contrasts: slices 0-1 PD, slices 2-3 PDFS.
+    let uid = "--series=1.2.826.0.1.3680043.8.498.62";
+    files.extend(series_with(d, "mixed_pd", "PD_TSE_SAG", &slices, &[uid]));
+    files.extend(series_with(
+        d,
+        "mixed_fs",
+        "PD_TSE_FS_SAG",
+        &slices,
+        &[uid, "--first-number=2"],
+    ));
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.deliver_to(&pacs, 2).await;
+    assert_eq!(node.count(|s| &s.series_paired), 0, "patients A and B");
+    assert_eq!(node.count(|s| &s.series_alone), 1);
+    for file in &arrived {
+        assert_eq!(attribute(file, tags::PATIENT_ID), "PAT-A");
+        assert_eq!(
+            attribute(file, tags::SERIES_DESCRIPTION),
+            "PD_TSE_COR denoised"
+        );
+    }
+    for _ in 0..50 {
+        if node.count(|s| &s.instances_set_aside) >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(node.count(|s| &s.instances_set_aside), 6);
+    let why = reasons(&d.join("spool"));
+    assert_eq!(why.iter().filter(|r| r.contains("two labels")).count(), 4);
+    assert_eq!(
+        why.iter().filter(|r| r.contains("no pd partner")).count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_resembles_its_guide_is_not_delivered_as_denoised() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A PD model that answers with its guide: a swapped label looks like this.
+    let pd_guided = support::test_model(
+        d,
+        "pd_copies_guide.onnx",
+        &["--contrast", "pd", "--guided", "--copy-guide"],
+    );
+    let (_, pdfs_guided) = guided_models(d);
+    let (mut node, pacs) = node_and_pacs(d, |c| {
+        c.models.pd = Some(pd_guided);
+        c.models.pdfs = Some(pdfs_guided);
+        c.other_series = OtherSeries::PassOn;
+    })
+    .await;
+    let pd_slices = phantom_slices(2, 48, 48);
+    // A partner of other structure than its PD (turned): the guide is not the input rescaled.
+    let pdfs_slices: Vec<_> = pd_slices
+        .iter()
+        .map(|s| s.t().as_standard_layout().to_owned())
+        .collect();
+    let mut files = series_with(d, "pd", "PD_TSE_COR", &pd_slices, &[]);
+    files.extend(series_with(d, "pdfs", "PD_TSE_FS_COR", &pdfs_slices, &[]));
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.deliver_to(&pacs, 4).await;
+    assert!(node.count(|s| &s.instances_guard_refused) >= 2);
+    assert_eq!(node.count(|s| &s.instances_denoised), 0);
+    let sent: Vec<String> = files.iter().map(|f| dicom_uid(f)).collect();
+    for file in &arrived {
+        assert!(
+            sent.contains(&dicom_uid(file)),
+            "only the originals go on, never a result under the input's name"
+        );
+    }
+}
+
+/// Sends `files` in one association, pausing `pause` after each: a slow scanner or link.
+async fn send_slowly(port: u16, files: &[PathBuf], pause: Duration) {
+    let mut association = ClientAssociationOptions::new()
+        .calling_ae_title("SLOW")
+        .called_ae_title("CROSSDENOISE")
+        .with_presentation_context(MR_IMAGE_STORAGE, vec![EXPLICIT_VR_LE])
+        .establish_async(format!("127.0.0.1:{port}").as_str())
+        .await
+        .unwrap();
+    let pc = association.presentation_contexts()[0].id;
+    let ts = TransferSyntaxRegistry.get(EXPLICIT_VR_LE).unwrap();
+    for (i, file) in files.iter().enumerate() {
+        let obj = dicom_object::open_file(file).unwrap();
+        let mut data = Vec::new();
+        obj.write_dataset_with_ts(&mut data, ts).unwrap();
+        let id = i as u16 + 1;
+        let command = dimse::store_request(id, MR_IMAGE_STORAGE, &dicom_uid(file));
+        for (value_type, data) in [
+            (PDataValueType::Command, command),
+            (PDataValueType::Data, data),
+        ] {
+            association
+                .send(&Pdu::PData {
+                    data: vec![PDataValue {
+                        presentation_context_id: pc,
+                        value_type,
+                        is_last: true,
+                        data,
+                    }],
+                })
+                .await
+                .unwrap();
+        }
+        let Pdu::PData { data } = association.receive().await.unwrap() else {
+            panic!("no C-STORE response");
+        };
+        let (answered, status) = dimse::response_status(&data[0].data).unwrap();
+        assert_eq!((answered, status), (id, 0));
+        tokio::time::sleep(pause).await;
+    }
+    association.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_sender_loses_nothing_and_its_series_pair_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Series stable after 0.3 s, slices 0.8 s apart in one association.
+    let (mut node, pacs, _) = guided_node(d).await;
+    let slices = phantom_slices(3, 48, 40);
+    let mut files = series_with(d, "pd", "PD_TSE_COR", &slices, &[]);
+    files.extend(series_with(d, "pdfs", "PD_TSE_FS_COR", &slices, &[]));
+    send_slowly(node.addr.port(), &files, Duration::from_millis(800)).await;
+    let arrived = node.deliver_to(&pacs, 6).await;
+    assert_eq!(arrived.len(), 6);
+    assert_eq!(node.count(|s| &s.series_paired), 2);
+    assert_eq!(node.count(|s| &s.instances_unmatched), 0);
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+}
+
+/// A tmpfs of `mib` MiB mounted at `dir` until dropped; none where mounting is not allowed
+/// (the test then says so and checks nothing).
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, mib: u32) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("cannot mount a tmpfs here (needs root): the full-disk case is not checked");
+        }
+        ok.then(|| SmallDisk(dir.into()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A whole node on a small spool (no margin kept free, retries within 1 s) with a PDFS
+/// single-contrast model, delivering to a PACS at `port`.
+async fn small_disk_node(dir: &Path, spool: &Path, port: u16) -> Running {
+    let model = support::test_model(dir, "pdfs_single.onnx", &[]);
+    Running::start_working(spool, |c| {
+        c.destination = Some(Destination {
+            ae_title: "PACS".into(),
+            address: format!("127.0.0.1:{port}"),
+        });
+        c.series_stable_s = 0.3;
+        c.min_free_mib = 0;
+        c.retry_max_s = 1.0;
+        c.models.pdfs_alone = Some(model);
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_refuses_new_instances_and_loses_none_it_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spool = d.join("spool");
+    let Some(_disk) = SmallDisk::mount(&spool, 3) else {
+        return;
+    };
+    // The PACS is down while the study comes in.
+    let port = free_port();
+    let node = small_disk_node(d, &spool, port).await;
+    // 24 slices of 256 x 256 (128 KiB each): more than 3 MiB can hold with their results.
+    let files = series_with(
+        d,
+        "pdfs",
+        "PD_TSE_FS_COR",
+        &phantom_slices(24, 256, 256),
+        &[],
+    );
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+        .await;
+    let stored = node.count(|s| &s.instances_stored);
+    let refused = node.count(|s| &s.instances_refused);
+    assert!(
+        stored > 0 && refused > 0,
+        "{}\n{}",
+        node.stats().line(),
+        said(&out)
+    );
+    // The PACS comes back: everything acknowledged reaches it, nothing is set aside.
+    let pacs = Storescp::start(port, &d.join("pacs"));
+    let arrived = node.delivered(&pacs, stored as usize).await;
+    assert_eq!(arrived.len() as u64, stored, "{}", node.stats().line());
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+    assert!(reasons(&spool).is_empty());
+    let staging = std::fs::read_dir(spool.join("outbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".staging")
+        })
+        .count();
+    assert_eq!(staging, 0, "no staging left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_full_while_denoising_is_retried_not_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spool = d.join("spool");
+    let Some(_disk) = SmallDisk::mount(&spool, 2) else {
+        return;
+    };
+    let files = series_with(
+        d,
+        "pdfs",
+        "PD_TSE_FS_COR",
+        &phantom_slices(4, 128, 128),
+        &[],
+    );
+    {
+        let receiving = Running::start(&spool, |c| c.min_free_mib = 0).await;
+        let out = receiving
+            .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+            .await;
+        assert!(out.status.success(), "{}", said(&out));
+    }
+    // The disk fills up (another program, a log) before the series is denoised.
+    let ballast = spool.join("ballast");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", ballast.display()))
+        .output();
+    let port = free_port();
+    let pacs = Storescp::start(port, &d.join("pacs"));
+    let mut node = small_disk_node(d, &spool, port).await;
+    for _ in 0..100 {
+        if node.count(|s| &s.processing_retries) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        node.count(|s| &s.processing_retries) > 0,
+        "{}",
+        node.stats().line()
+    );
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+    assert_eq!(spooled(&node).len(), 4, "the acknowledged instances stay");
+    std::fs::remove_file(&ballast).unwrap();
+    node.deliver_to(&pacs, 4).await;
+    assert!(reasons(&spool).is_empty());
+}
+
+/// `file` written to `to` with its SOP Instance UID set to `uid` and, with `bump`, its
+/// pixels changed.
+fn rewrite(file: &Path, to: &Path, uid: &str, bump: bool) {
+    let mut obj = dicom_object::open_file(file).unwrap();
+    obj.put_str(tags::SOP_INSTANCE_UID, dicom_core::VR::UI, uid);
+    obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.to_string());
+    if bump {
+        let mut pixels = obj
+            .element(tags::PIXEL_DATA)
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .to_vec();
+        pixels[0] ^= 0x10;
+        obj.put(dicom_core::DataElement::new(
+            tags::PIXEL_DATA,
+            dicom_core::VR::OW,
+            dicom_core::value::PrimitiveValue::from(pixels),
+        ));
+    }
+    obj.write_to_file(to).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uids_are_refused_and_a_changed_instance_under_one_uid_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let files = series_with(d, "pdfs", "PD_TSE_FS_COR", &phantom_slices(1, 32, 32), &[]);
+    let dots = d.join("dots.dcm");
+    rewrite(&files[0], &dots, "..", false);
+    let changed = d.join("changed.dcm");
+    rewrite(&files[0], &changed, &dicom_uid(&files[0]), true);
+    for (policy, conflict_ok) in [(OnConflict::KeepFirst, true), (OnConflict::Refuse, false)] {
+        let spool = d.join(format!("spool-{policy:?}"));
+        let node = Running::start(&spool, |c| c.on_conflict = policy).await;
+        let send = |f: &PathBuf| paths(std::slice::from_ref(f));
+        let out = node
+            .dcmtk("storescu", "S", "CROSSDENOISE", &send(&dots))
+            .await;
+        assert!(
+            said(&out).contains("0xc000") || !out.status.success(),
+            "{}",
+            said(&out)
+        );
+        let out = node
+            .dcmtk("storescu", "S", "CROSSDENOISE", &send(&files[0]))
+            .await;
+        assert!(out.status.success(), "{}", said(&out));
+        let out = node
+            .dcmtk("storescu", "S", "CROSSDENOISE", &send(&changed))
+            .await;
+        assert_eq!(
+            out.status.success(),
+            conflict_ok,
+            "{policy:?}: {}",
+            said(&out)
+        );
+        assert_eq!(node.count(|s| &s.instances_stored), 1);
+        assert_eq!(node.count(|s| &s.instances_conflicting), 1);
+        assert_eq!(
+            node.count(|s| &s.instances_refused),
+            if conflict_ok { 1 } else { 2 }
+        );
+        // The first instance is what the spool keeps, and nothing named by "..".
+        let kept = spooled(&node);
+        assert_eq!(kept.len(), 1);
+        let first = dicom_object::open_file(&kept[0]).unwrap();
+        let sent = dicom_object::open_file(&files[0]).unwrap();
+        assert_eq!(
+            first.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap(),
+            sent.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_file_from_the_future_is_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spool = d.join("spool");
+    let files = series_with(d, "pdfs", "PD_TSE_FS_COR", &phantom_slices(2, 32, 32), &[]);
+    {
+        let receiving = Running::start(&spool, |_| {}).await;
+        let out = receiving
+            .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
+            .await;
+        assert!(out.status.success(), "{}", said(&out));
+    }
+    // A clock set back after the instances came in.
+    let future = std::time::SystemTime::now() + Duration::from_secs(3600);
+    for entry in std::fs::read_dir(spool.join("received")).unwrap() {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(entry.unwrap().path())
+            .unwrap();
+        f.set_modified(future).unwrap();
+    }
+    let model = support::test_model(d, "pdfs_single.onnx", &[]);
+    let (mut node, pacs) = node_and_pacs(d, |c| c.models.pdfs_alone = Some(model)).await;
+    node.deliver_to(&pacs, 2).await;
+}

@@ -1,0 +1,252 @@
+//! The DICOM node's test harness: a node on a free loopback port with its spool, models
+//! and a DCMTK `storescp` as the PACS, and series written by pydicom from phantom slices.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use crossdenoise_host::config::{Destination, DicomConfig};
+use crossdenoise_host::dicom::pipeline::Models;
+use crossdenoise_host::dicom::{self, Node, NodeStats, Working};
+use crossdenoise_runtime::DenoiserOptions;
+
+use crate::support::{self, Storescp, dicom_series, free_port, phantom_slices};
+
+/// A node serving on a free loopback port until dropped.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub node: Arc<Node>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    /// The pipeline and outbox too, when started with its models.
+    pub working: Option<Working>,
+}
+
+impl Running {
+    /// The node receiving into its spool; nothing denoised or sent.
+    pub async fn start(spool: &Path, edit: impl FnOnce(&mut DicomConfig)) -> Self {
+        Self::open(spool, edit, false).await
+    }
+
+    /// The whole node: receiving, denoising with the configured models, delivering.
+    pub async fn start_working(spool: &Path, edit: impl FnOnce(&mut DicomConfig)) -> Self {
+        Self::open(spool, edit, true).await
+    }
+
+    pub async fn open(spool: &Path, edit: impl FnOnce(&mut DicomConfig), working: bool) -> Self {
+        let mut config = DicomConfig {
+            spool: spool.into(),
+            ..DicomConfig::default()
+        };
+        edit(&mut config);
+        let node = Arc::new(Node::open(config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let working = if working {
+            let models = Models::open(
+                &node.config,
+                &support::runtime(),
+                &DenoiserOptions::default(),
+            )
+            .unwrap();
+            Some(dicom::start(node.clone(), models, listener, stopped))
+        } else {
+            let mut stopped = stopped;
+            tokio::spawn(node.clone().serve(listener, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
+            None
+        };
+        Running {
+            addr,
+            node,
+            stop,
+            working,
+        }
+    }
+
+    /// Waits (20 s at most) until `n` instances have reached `pacs` and the spool holds
+    /// nothing received; then stops the node and returns what arrived.
+    pub async fn deliver_to(&mut self, pacs: &Storescp, n: usize) -> Vec<PathBuf> {
+        let arrived = self.delivered(pacs, n).await;
+        let _ = self.stop.send(true);
+        if let Some(working) = self.working.take() {
+            working.join().await;
+        }
+        assert_eq!(arrived.len(), n, "{}", self.stats().line());
+        arrived
+    }
+
+    /// Waits (20 s at most) until `n` instances have reached `pacs` and the spool holds
+    /// nothing received; returns what arrived, the node still running.
+    pub async fn delivered(&self, pacs: &Storescp, n: usize) -> Vec<PathBuf> {
+        let mut arrived = Vec::new();
+        for _ in 0..200 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            arrived = pacs.received();
+            if arrived.len() >= n && spooled(self).is_empty() {
+                break;
+            }
+        }
+        arrived
+    }
+
+    pub fn stats(&self) -> &NodeStats {
+        &self.node.stats
+    }
+
+    pub fn count(&self, counter: impl Fn(&NodeStats) -> &std::sync::atomic::AtomicU64) -> u64 {
+        NodeStats::get(counter(self.stats()))
+    }
+
+    /// Runs a DCMTK tool against the node: `tool -aet CALLING -aec CALLED host port ARGS`.
+    pub async fn dcmtk(&self, tool: &str, calling: &str, called: &str, args: &[String]) -> Output {
+        let mut cmd = Command::new(tool);
+        cmd.args(["-aet", calling, "-aec", called, "-to", "10", "-ta", "10"])
+            .arg("127.0.0.1")
+            .arg(self.addr.port().to_string())
+            .args(args);
+        tokio::task::spawn_blocking(move || {
+            cmd.output()
+                .expect("DCMTK installed (scripts/install-dcmtk.sh)")
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+pub fn said(out: &Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `n` phantom slices of `h x w` written by pydicom as one MR series in `dir`.
+pub fn series(dir: &Path, n: usize, (h, w): (usize, usize)) -> Vec<PathBuf> {
+    described_series(dir, n, (h, w), "PD_FS_COR")
+}
+
+/// The same, with its SeriesDescription (and a protocol name of the same words).
+pub fn described_series(
+    dir: &Path,
+    n: usize,
+    (h, w): (usize, usize),
+    description: &str,
+) -> Vec<PathBuf> {
+    let flags = [
+        format!("--description={description}"),
+        format!("--protocol=knee_{}", description.to_ascii_lowercase()),
+    ];
+    dicom_series(dir, "s16", &phantom_slices(n, h, w), &flags)
+}
+
+/// `slices` as a series described `description` in `dir/<description>`, of one study and
+/// frame of reference shared by every series written with this helper.
+pub fn study_series(
+    dir: &Path,
+    description: &str,
+    slices: &[ndarray::Array2<f32>],
+) -> Vec<PathBuf> {
+    let flags = [
+        format!("--description={description}"),
+        "--study=1.2.826.0.1.3680043.8.498.50".to_string(),
+        "--frame=1.2.826.0.1.3680043.8.498.51".to_string(),
+    ];
+    dicom_series(&dir.join(description), "s16", slices, &flags)
+}
+
+pub fn spooled(node: &Running) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(node.node.spool.received())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn paths(files: &[PathBuf]) -> Vec<String> {
+    files.iter().map(|f| f.display().to_string()).collect()
+}
+
+/// The SOP Instance UID of a file, as pydicom wrote it.
+pub fn dicom_uid(file: &Path) -> String {
+    let obj = dicom_object::open_file(file).unwrap();
+    obj.element(dicom_dictionary_std::tags::SOP_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+/// A text attribute of a DICOM file.
+pub fn attribute(file: &Path, tag: dicom_core::Tag) -> String {
+    let obj = dicom_object::open_file(file).unwrap();
+    obj.element(tag)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(['\0', ' '])
+        .to_string()
+}
+
+/// A whole node in `dir/spool` (series stable after 0.3 s, then `edit`), delivering to a
+/// `storescp` of its own in `dir/pacs`.
+pub async fn node_and_pacs(dir: &Path, edit: impl FnOnce(&mut DicomConfig)) -> (Running, Storescp) {
+    let port = free_port();
+    let pacs = Storescp::start(port, &dir.join("pacs"));
+    let node = Running::start_working(&dir.join("spool"), |c| {
+        c.destination = Some(Destination {
+            ae_title: "PACS".into(),
+            address: format!("127.0.0.1:{port}"),
+        });
+        c.series_stable_s = 0.3;
+        edit(c);
+    })
+    .await;
+    (node, pacs)
+}
+
+/// The same with a PDFS single-contrast test model as `pdfs_alone`.
+pub async fn pdfs_node_and_pacs(dir: &Path) -> (Running, Storescp, PathBuf) {
+    let model = support::test_model(dir, "pdfs_single.onnx", &[]);
+    let (node, pacs) = node_and_pacs(dir, |c| c.models.pdfs_alone = Some(model.clone())).await;
+    (node, pacs, model)
+}
+
+/// A whole node with guided test models of both contrasts and a PD single-contrast one
+/// (`pair_wait_s` 600 s); the models' paths: PD guided, PDFS guided, PD alone.
+pub async fn guided_node(dir: &Path) -> (Running, Storescp, [PathBuf; 3]) {
+    let (pd, pdfs) = guided_models(dir);
+    let pd_alone = support::test_model(dir, "pd_single.onnx", &["--contrast", "pd"]);
+    let (node, pacs) = node_and_pacs(dir, |c| {
+        c.pair_wait_s = 600.0;
+        c.models.pd = Some(pd.clone());
+        c.models.pdfs = Some(pdfs.clone());
+        c.models.pd_alone = Some(pd_alone.clone());
+    })
+    .await;
+    (node, pacs, [pd, pdfs, pd_alone])
+}
+
+/// Guided test models of each contrast in `dir` (PD guided by PDFS, PDFS by PD).
+pub fn guided_models(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = |name: &str, contrast: &str| {
+        support::test_model(dir, name, &["--contrast", contrast, "--guided"])
+    };
+    (
+        model("pd_guided.onnx", "pd"),
+        model("pdfs_guided.onnx", "pdfs"),
+    )
+}
