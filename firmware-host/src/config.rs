@@ -118,6 +118,12 @@ pub struct DicomConfig {
     /// Associations served at once; beyond it a request is rejected as transient
     /// ("local limit exceeded") and the sender retries later.
     pub max_associations: usize,
+    /// Associations served at once from one peer address, within `max_associations`: a
+    /// few sockets from one place cannot take every slot.
+    pub max_associations_per_peer: usize,
+    /// A connection that has not asked for an association this long after it opened is
+    /// closed (shorter than `timeout_s`: a silent socket must not hold a slot for long).
+    pub handshake_timeout_s: f64,
     /// Largest instance received, in MiB; a larger one is refused (out of resources) and
     /// the association goes on.
     pub max_instance_mib: usize,
@@ -203,6 +209,8 @@ impl Default for DicomConfig {
             spool: PathBuf::from("spool"),
             max_pdu_bytes: 65536,
             max_associations: 8,
+            max_associations_per_peer: 4,
+            handshake_timeout_s: 5.0,
             max_instance_mib: 64,
             min_free_mib: 256,
             timeout_s: 30.0,
@@ -261,8 +269,15 @@ impl DicomConfig {
         if self.max_instance_mib < 1 {
             return Some(("dicom.max_instance_mib", "must be at least 1".into()));
         }
+        if self.max_associations_per_peer < 1 {
+            return Some((
+                "dicom.max_associations_per_peer",
+                "must be at least 1".into(),
+            ));
+        }
         for (key, v) in [
             ("dicom.timeout_s", self.timeout_s),
+            ("dicom.handshake_timeout_s", self.handshake_timeout_s),
             ("dicom.series_stable_s", self.series_stable_s),
             ("dicom.pair_wait_s", self.pair_wait_s),
         ] {

@@ -3,7 +3,7 @@
 //!
 //! [`mrd`] is the wire format, [`session`] one client's conversation, [`pairing`] the partner
 //! images kept across connections, [`worker`] the inference thread every connection shares,
-//! [`server`] accepting and shutting down, and
+//! [`server`] accepting and shutting down, [`peers`] each peer's share of the connections, and
 //! [`client`] the sending side used by tests and demos; [`dicom`] is the DICOM node that
 //! receives studies by C-STORE. It never links Burn.
 
@@ -14,6 +14,7 @@ pub mod dicom;
 pub mod mrd;
 pub mod mrd_h5;
 pub mod pairing;
+pub mod peers;
 pub mod server;
 pub mod session;
 pub mod stats;

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::config::HostConfig;
 use crate::mrd::{Message, MessageWriter};
 use crate::pairing::Kept;
+use crate::peers::PeerSlot;
 use crate::session::{self, Context, Phase};
 use crate::stats::{Stats, inc};
 use crate::worker::{Engine, ModelInfo, Worker, WorkerOptions};
@@ -232,40 +232,6 @@ impl Host {
         drop(ctx);
         // The worker ends once the last connection's handle to it is gone.
         let _ = tokio::task::spawn_blocking(move || worker_thread.join()).await;
-    }
-}
-
-/// One open connection of a peer address, given back when dropped.
-struct PeerSlot {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl PeerSlot {
-    /// A slot for `ip`, if it has fewer than `max` connections open.
-    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
-        let mut c = counts.lock().expect("peer counts");
-        let n = c.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().expect("peer counts");
-        if let Some(n) = c.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.ip);
-            }
-        }
     }
 }
 

@@ -498,3 +498,43 @@ async fn a_spool_file_from_the_future_is_processed() {
     let (mut node, pacs) = node_and_pacs(d, |c| c.models.pdfs_alone = Some(model)).await;
     node.deliver_to(&pacs, 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_sockets_from_one_peer_cannot_lock_the_scanner_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Running::start(&dir.path().join("spool"), |c| {
+        c.max_associations = 8;
+        c.max_associations_per_peer = 4;
+        c.handshake_timeout_s = 1.0;
+        c.timeout_s = 60.0;
+    })
+    .await;
+    // Eight connections from another loopback address that never ask for an association.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        silent.push(socket.connect(node.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The scanner (another address) is answered at once: that peer holds 4 slots, not 8.
+    let echo = node.dcmtk("echoscu", "SCANNER", "CROSSDENOISE", &[]).await;
+    assert!(echo.status.success(), "{}", said(&echo));
+    assert_eq!(node.count(|s| &s.associations_rejected), 4);
+    // Its held connections are closed after handshake_timeout_s, well before timeout_s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(node.count(|s| &s.associations_rejected), 8);
+    let mut closed = 0;
+    for s in &mut silent {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::io::AsyncReadExt::read(s, &mut byte),
+        )
+        .await;
+        if matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 4, "the 4 held connections are closed");
+}

@@ -297,7 +297,8 @@ fn an_alone_model_must_denoise_its_own_contrast_without_a_guide() {
 
 /// Rule 1 without relying on the profile's rules: an image whose description says PDFS,
 /// sent where only a PD model serves, comes back unchanged, never as a PD image labelled
-/// denoised; a PD image and one of no recognised contrast are denoised as configured.
+/// denoised, and so does one whose words name another weighting (T2); a PD image and one
+/// whose words name no weighting are denoised as configured.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_is_never_answered_by_a_model_of_the_other_contrast() {
     let mut config = HostConfig::serving("pd_single.onnx".as_ref());
@@ -308,7 +309,7 @@ async fn an_image_is_never_answered_by_a_model_of_the_other_contrast() {
     }];
     let server = Server::serve(Host::with_engines(config, engines)).await;
     let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
-    for (k, description) in ["PD_TSE_FS_COR", "PD_TSE_COR", "T2_TSE_SAG"]
+    for (k, description) in ["PD_TSE_FS_COR", "PD_TSE_COR", "COR_3MM", "T2_TSE_SAG"]
         .iter()
         .enumerate()
     {
@@ -319,7 +320,7 @@ async fn an_image_is_never_answered_by_a_model_of_the_other_contrast() {
     client.send(&Message::Close).await;
     let answers = client.until_close().await;
     let back = images(&answers);
-    assert_eq!(back.len(), 3);
+    assert_eq!(back.len(), 4);
     let denoised = |image: &Image| {
         Meta::parse(&image.attributes)
             .unwrap()
@@ -333,6 +334,9 @@ async fn an_image_is_never_answered_by_a_model_of_the_other_contrast() {
     assert_eq!(back[0].planes().unwrap()[0][[0, 0]], 1.0);
     assert!(denoised(back[1]) && denoised(back[2]));
     assert_eq!(back[1].planes().unwrap()[0][[0, 0]], 2.0 + PD_ALONE);
+    // The T2 image: its own pixels, unmarked.
+    assert!(!denoised(back[3]));
+    assert_eq!(back[3].planes().unwrap()[0][[0, 0]], 4.0);
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.passed_through, s.denoised), (1, 2), "{}", s.line());
+    assert_eq!((s.passed_through, s.denoised), (2, 2), "{}", s.line());
 }

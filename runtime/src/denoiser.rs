@@ -281,7 +281,9 @@ impl Denoiser {
     /// Denoises slices of one size in a single inference (a model without a guide).
     pub fn denoise_batch(&mut self, images: &[ArrayView2<f32>]) -> Result<Vec<Array2<f32>>> {
         self.check_guide(false)?;
-        self.run(images, None)
+        let mut out = self.run(images, None)?;
+        crate::guard::keep_flat(images, &mut out);
+        Ok(out)
     }
 
     /// Denoises slices of one size with their partner contrast's slices as guides (a guided
@@ -299,7 +301,8 @@ impl Denoiser {
                 got: format!("{}", guides.len()),
             }));
         }
-        let out = self.run(images, Some(guides))?;
+        let mut out = self.run(images, Some(guides))?;
+        crate::guard::keep_flat(images, &mut out);
         for ((o, i), g) in out.iter().zip(images).zip(guides) {
             crate::guard::check(o.view(), *i, *g)?;
         }

@@ -1,10 +1,11 @@
-//! The guard on every guided result: a guided model's output must show its own input. A
+//! What a result may be. A slice with nothing in it comes back as it is, and a guided
+//! model's output must show its own input. A
 //! series labelled with the wrong contrast (PD pixels under a fat-sat name), a guide from
 //! another slice or patient, or a model that learned to copy its guide, all give an output
 //! that resembles the guide more than the image it claims to be a denoised copy of. Such a
 //! result is never delivered under the input's name: the caller gets an error that says so.
 
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 
 use crate::{Error, Result};
 use crossdenoise_image::metrics::correlation;
@@ -31,6 +32,17 @@ pub fn check(
     Ok(())
 }
 
+/// A slice of one value everywhere (an empty slice, all zero) holds no signal and no noise
+/// to remove: it comes back as it went in, where a network would add its own bias.
+pub(crate) fn keep_flat(images: &[ArrayView2<f32>], out: &mut [Array2<f32>]) {
+    for (image, o) in images.iter().zip(out.iter_mut()) {
+        let first = image.first().copied().unwrap_or_default();
+        if image.iter().all(|&v| v == first) {
+            o.assign(image);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +61,15 @@ mod tests {
         let e = check(copied.view(), input.view(), guide.view()).unwrap_err();
         assert!(matches!(e, Error::GuideDominates { .. }), "{e}");
         assert!(e.to_string().contains("guide"), "{e}");
+    }
+
+    #[test]
+    fn a_flat_slice_comes_back_unchanged() {
+        let zero = Array2::<f32>::zeros((4, 4));
+        let live = Array2::from_shape_fn((4, 4), |(y, x)| (x + y) as f32);
+        let mut out = vec![Array2::from_elem((4, 4), 0.3f32), live.mapv(|v| v + 0.5)];
+        keep_flat(&[zero.view(), live.view()], &mut out);
+        assert_eq!(out[0], zero);
+        assert_eq!(out[1], live.mapv(|v| v + 0.5));
     }
 }

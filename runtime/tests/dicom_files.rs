@@ -401,3 +401,66 @@ fn guides_pair_by_geometry_and_strangers_are_named() {
     let far = denoise_files::collect_inputs(&[far]).unwrap();
     assert!(denoise_files::pair_guides(&inputs, &far).is_err());
 }
+
+/// `file` rewritten to `to` with `edit` applied to its data set.
+fn edited(file: &Path, to: &Path, edit: impl FnOnce(&mut dicom_object::DefaultDicomObject)) {
+    let mut obj = dicom_object::open_file(file).unwrap();
+    edit(&mut obj);
+    obj.write_to_file(to).unwrap();
+}
+
+#[test]
+fn values_a_magnitude_image_cannot_hold_are_refused_by_name_and_an_empty_slice_stays_empty() {
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (series, _) = write_series(d, "s16", 1);
+    let file = files_in(&series)[0].clone();
+    let put = |obj: &mut dicom_object::DefaultDicomObject, tag, vr, v: &str| {
+        obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
+    };
+    // A negative RescaleIntercept: real-world values below 0.
+    let negative = d.join("negative.dcm");
+    edited(&file, &negative, |o| {
+        put(o, tags::RESCALE_INTERCEPT, VR::DS, "-1000")
+    });
+    // Signed stored values offset by -2000 without a rescale.
+    let offset = d.join("offset.dcm");
+    edited(&file, &offset, |o| {
+        put(o, tags::RESCALE_INTERCEPT, VR::DS, "0");
+        put(o, tags::RESCALE_SLOPE, VR::DS, "1");
+    });
+    let inverted = d.join("inverted.dcm");
+    edited(&file, &inverted, |o| {
+        put(o, tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME1")
+    });
+    for (f, names) in [
+        (&negative, ["real-world values", "RescaleIntercept -1000"]),
+        (&offset, ["real-world values", "PixelRepresentation 1"]),
+        (&inverted, ["PhotometricInterpretation", "MONOCHROME1"]),
+    ] {
+        let Err(e) = DicomSlice::read(f) else {
+            panic!("{} was read", f.display());
+        };
+        let e = e.to_string();
+        assert!(names.iter().all(|n| e.contains(n)), "{e}");
+    }
+
+    // An all-zero slice comes back all zero, through the whole file path.
+    let zero_dir = d.join("zero");
+    let zero = ndarray::Array2::<f32>::zeros((40, 52));
+    let zero_file = support::dicom_series(&zero_dir, "u12", &[zero], &[])[0].clone();
+    let model = test_model(d, "m.onnx", &[]);
+    let mut denoiser = Denoiser::open(&runtime(), &model, &DenoiserOptions::default()).unwrap();
+    let inputs = denoise_files::collect_inputs(std::slice::from_ref(&zero_dir)).unwrap();
+    let out = d.join("out");
+    let mut job = FileJob::new();
+    let input = inputs.iter().find(|i| i.path == zero_file).unwrap();
+    let outcome = job
+        .denoise_file(&mut denoiser, input, None, &out, None)
+        .unwrap();
+    let back = DicomSlice::read(&outcome.output).unwrap();
+    assert!(back.image.iter().all(|&v| v == 0.0));
+}

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::association::{AsyncServerAssociation, ServerAssociationOptions};
@@ -78,10 +79,19 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, node: Arc<Node>) {
         .max_pdu_length(cfg.max_pdu_bytes)
         .read_timeout(cfg.timeout())
         .write_timeout(cfg.timeout());
-    let mut association = match options.establish_async(socket).await {
-        Ok(a) => a,
-        Err(e) => {
+    // A connection that does not ask for an association soon holds a slot for nothing.
+    let handshake = Duration::from_secs_f64(cfg.handshake_timeout_s);
+    let mut association = match tokio::time::timeout(handshake, options.establish_async(socket))
+        .await
+    {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
             warn!(%peer, error = %e, "DICOM association rejected");
+            inc(&node.stats.associations_rejected);
+            return;
+        }
+        Err(_) => {
+            warn!(%peer, handshake_timeout_s = cfg.handshake_timeout_s, "DICOM connection closed: no association asked for within handshake_timeout_s");
             inc(&node.stats.associations_rejected);
             return;
         }

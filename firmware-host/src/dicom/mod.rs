@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::config::DicomConfig;
+use crate::peers::{PeerCounts, PeerSlot};
 use spool::{Spool, SpoolError};
 
 /// What the node has done, for the log and the tests.
@@ -238,6 +239,7 @@ impl Node {
     /// answered is in the spool, what was not the sender still holds.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let slots = Arc::new(Semaphore::new(self.config.max_associations));
+        let per_peer = PeerCounts::default();
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
@@ -252,12 +254,19 @@ impl Node {
                 },
             };
             let _ = socket.set_nodelay(true);
+            let max_per_peer = self.config.max_associations_per_peer;
+            let Some(peer_slot) = PeerSlot::take(&per_peer, peer.ip(), max_per_peer) else {
+                warn!(%peer, max = max_per_peer, "DICOM association rejected: max_associations_per_peer reached");
+                inc(&self.stats.associations_rejected);
+                tokio::spawn(reject_busy(socket));
+                continue;
+            };
             match slots.clone().try_acquire_owned() {
                 Ok(permit) => {
                     let node = self.clone();
                     tokio::spawn(async move {
                         association::serve(socket, peer, node).await;
-                        drop(permit);
+                        drop((permit, peer_slot));
                     });
                 }
                 Err(_) => {

@@ -239,6 +239,10 @@ pub fn new_uid() -> String {
     format!("2.25.{}", rand::random::<u128>())
 }
 
+/// How far below 0 a slice's real-world values may ring (lossy compression), as a fraction
+/// of its brightest value, before it is refused as not a magnitude image.
+pub const NEGATIVE_TOLERANCE: f32 = 0.25;
+
 impl DicomSlice {
     pub fn read(path: &Path) -> Result<Self> {
         let err = |reason: String| Error::Dicom {
@@ -289,6 +293,17 @@ impl DicomSlice {
             return Err(err(format!(
                 "has {frames} frames; only single-frame images are supported"
             )));
+        }
+        // MONOCHROME1 stores the image inverted for display: its values are not the signal
+        // magnitude the models denoise.
+        if let Ok(Some(e)) = object.element_opt(tags::PHOTOMETRIC_INTERPRETATION) {
+            let pi = e.to_str().unwrap_or_default();
+            let pi = pi.trim_end_matches(['\0', ' ']);
+            if pi != "MONOCHROME2" {
+                return Err(err(format!(
+                    "PhotometricInterpretation is {pi}; only MONOCHROME2 magnitude images are denoised"
+                )));
+            }
         }
         let rows = int(tags::ROWS, "Rows")? as usize;
         let cols = int(tags::COLUMNS, "Columns")? as usize;
@@ -347,6 +362,18 @@ impl DicomSlice {
             .map_err(|e| err(format!("pixel data: {e}")))?;
         let image = Array2::from_shape_vec((rows, cols), values)
             .map_err(|_| err(format!("pixel data does not hold {rows} x {cols} values")))?;
+        // A magnitude image has nothing below zero signal; values below 0 after the rescale
+        // (a signed offset, a negative RescaleIntercept) hide where zero is, and denoising
+        // them as magnitude would clip them to 0 without a word. Lossy compression rings a
+        // little below 0 near edges: up to NEGATIVE_TOLERANCE of the brightest value passes.
+        let lowest = image.iter().copied().fold(f32::INFINITY, f32::min);
+        let highest = image.iter().copied().fold(0.0f32, f32::max);
+        if lowest < -NEGATIVE_TOLERANCE * highest.max(1.0) {
+            return Err(err(format!(
+                "real-world values go down to {lowest} (stored values with PixelRepresentation {} under RescaleSlope {rescale_slope} / RescaleIntercept {rescale_intercept}); a magnitude image has none below 0",
+                u8::from(signed)
+            )));
+        }
         Ok(DicomSlice {
             object,
             image,
