@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossdenoise_host::config::{Destination, DicomConfig};
-use crossdenoise_host::dicom::pipeline::Models;
+use crossdenoise_host::dicom::models::Models;
 use crossdenoise_host::dicom::{self, Node, NodeStats, outbox};
 use crossdenoise_image::io::read_npy;
 use crossdenoise_image::metrics::Quality;

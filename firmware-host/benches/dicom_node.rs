@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossdenoise_host::config::{Destination, DicomConfig};
-use crossdenoise_host::dicom::pipeline::Models;
+use crossdenoise_host::dicom::models::Models;
 use crossdenoise_host::dicom::{self, Node, NodeStats};
 use crossdenoise_image::dicom::DicomSlice;
 

@@ -34,6 +34,9 @@ pub struct HostConfig {
     /// Profile used when a client names none or an unknown one.
     pub default_profile: String,
     pub profiles: BTreeMap<String, Profile>,
+    /// `[strength]`: how much of the denoised image each contrast's models serve (the rest
+    /// the acquired image), for the MRD profiles and the DICOM node alike.
+    pub strength: Strength,
     pub execution_providers: ProviderSettings,
     /// Largest single message accepted, in MiB.
     pub max_message_mib: usize,
@@ -151,6 +154,14 @@ pub struct DicomConfig {
     pub other_series: OtherSeries,
     /// The models each series is denoised with.
     pub models: DicomModels,
+    /// The host's `[strength]`, copied here when host.toml is read.
+    #[serde(skip)]
+    pub strength: Strength,
+    /// Added to the source's SeriesNumber for a derived series.
+    pub series_number_offset: i64,
+    /// Also send each received instance of a denoised series to the destination, after
+    /// its derived copy (a site whose PACS gets its originals only through this node).
+    pub forward_originals: bool,
     /// Which series is PD, which PDFS and which neither (by SeriesDescription, then
     /// ProtocolName, then ScanOptions).
     pub contrasts: ContrastRules,
@@ -167,6 +178,33 @@ pub enum OnConflict {
     KeepFirst,
     /// Refused with status 0x0111 (duplicate SOP instance), logged and counted.
     Refuse,
+}
+
+/// `[strength]`: per contrast, 0 to 1, as the vendors' low / medium / high settings: 1
+/// serves the denoised image alone, 0.7 keeps 30% of the acquisition's texture.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Strength {
+    pub pd: f32,
+    pub pdfs: f32,
+}
+
+impl Default for Strength {
+    fn default() -> Self {
+        Strength { pd: 1.0, pdfs: 1.0 }
+    }
+}
+
+impl Strength {
+    /// The strength for a model whose output is `contrast` (a model of another contrast,
+    /// such as a synthesis, is served whole).
+    pub fn of(&self, contrast: &str) -> f32 {
+        match contrast.to_ascii_lowercase().as_str() {
+            "pd" => self.pd,
+            "pdfs" => self.pdfs,
+            _ => 1.0,
+        }
+    }
 }
 
 /// `dicom.other_series`: the node never denoises what its models were not trained for;
@@ -221,6 +259,9 @@ impl Default for DicomConfig {
             on_conflict: Default::default(),
             other_series: OtherSeries::default(),
             models: DicomModels::default(),
+            strength: Strength::default(),
+            series_number_offset: 1000,
+            forward_originals: false,
             contrasts: ContrastRules::default(),
         }
     }
@@ -365,6 +406,7 @@ impl Default for HostConfig {
             metrics_listen: None,
             default_profile: DEFAULT_PROFILE.into(),
             profiles: BTreeMap::new(),
+            strength: Strength::default(),
             execution_providers: ProviderSettings::default(),
             max_message_mib: 64,
             idle_timeout_s: 300.0,
@@ -444,6 +486,7 @@ impl HostConfig {
         // Model paths are relative to the config file, as a person writing it expects.
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(dicom) = &mut config.dicom {
+            dicom.strength = config.strength;
             dicom.spool = base.join(&dicom.spool);
             let m = &mut dicom.models;
             for model in [&mut m.pd, &mut m.pdfs, &mut m.pd_alone, &mut m.pdfs_alone]
@@ -565,6 +608,17 @@ impl HostConfig {
         }
         if let Some(key) = self.contrasts.problem() {
             return bad("contrasts", &format!("`{key}` needs at least one word"));
+        }
+        for (key, v) in [
+            ("strength.pd", self.strength.pd),
+            ("strength.pdfs", self.strength.pdfs),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return bad(
+                    key,
+                    "must be between 0 (the acquired image) and 1 (denoised)",
+                );
+            }
         }
         if let Some((key, reason)) = self
             .dicom

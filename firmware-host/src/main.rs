@@ -195,7 +195,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 let (config, options) = (node.config.clone(), denoiser_options.clone());
                 tokio::task::spawn_blocking(move || {
                     let runtime = crossdenoise_runtime::OnnxRuntime::load()?;
-                    anyhow::Ok(dicom::pipeline::Models::open(&config, &runtime, &options)?)
+                    anyhow::Ok(dicom::models::Models::open(&config, &runtime, &options)?)
                 })
                 .await
                 .context("opening the DICOM node's models")??

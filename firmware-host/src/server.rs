@@ -89,8 +89,14 @@ impl Host {
         let options = config.denoiser_options();
         let mut engines = Vec::new();
         for path in config.model_paths() {
-            let d =
+            let mut d =
                 Denoiser::open(&runtime, &path, &options).map_err(|source| HostError::Model {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?;
+            let strength = config.strength.of(d.metadata().output_contrast());
+            d.set_strength(strength)
+                .map_err(|source| HostError::Model {
                     path: path.clone(),
                     source: Box::new(source),
                 })?;

@@ -51,6 +51,34 @@ fn reasons(spool: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// A counter or gauge of the node's /metrics text.
+fn metric(node: &Running, name: &str) -> u64 {
+    let text = node.node.prometheus();
+    let line = format!("crossdenoise_dicom_{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// What came in is accounted for: every instance received was stored, acknowledged as a
+/// duplicate or refused; every one stored was denoised, passed on, set aside or still waits.
+fn assert_balanced(node: &Running) {
+    let m = |name| metric(node, name);
+    assert_eq!(
+        m("instances_received_total"),
+        m("instances_stored_total") + m("instances_duplicate_total") + m("instances_refused_total")
+    );
+    assert_eq!(
+        m("instances_stored_total"),
+        m("instances_denoised_total")
+            + m("instances_passed_on_total")
+            + m("instances_set_aside_total")
+            + m("spool_depth")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_contrasts_are_passed_on_unchanged_and_never_denoised() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,14 +97,13 @@ async fn other_contrasts_are_passed_on_unchanged_and_never_denoised() {
     for name in others.into_iter().chain(["PD_TSE_NO_FS_COR"]) {
         files.extend(series_with(d, name, name, &slices, &[]));
     }
-    let out = node
-        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
-        .await;
-    assert!(out.status.success(), "{}", said(&out));
+    node.send(&files).await;
     let arrived = node.deliver_to(&pacs, 8).await;
     assert_eq!(node.count(|s| &s.instances_passed_on), 6);
     assert_eq!(node.count(|s| &s.instances_denoised), 2);
     assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+    assert_eq!(metric(&node, "instances_forwarded_total"), 8);
+    assert_balanced(&node);
     let sent: Vec<String> = files.iter().map(|f| dicom_uid(f)).collect();
     for file in &arrived {
         let description = attribute(file, tags::SERIES_DESCRIPTION);
@@ -124,10 +151,7 @@ async fn two_patients_never_pair_and_a_series_of_two_contrasts_is_set_aside() {
         &slices,
         &[uid, "--first-number=2"],
     ));
-    let out = node
-        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
-        .await;
-    assert!(out.status.success(), "{}", said(&out));
+    node.send(&files).await;
     let arrived = node.deliver_to(&pacs, 2).await;
     assert_eq!(node.count(|s| &s.series_paired), 0, "patients A and B");
     assert_eq!(node.count(|s| &s.series_alone), 1);
@@ -145,6 +169,7 @@ async fn two_patients_never_pair_and_a_series_of_two_contrasts_is_set_aside() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(node.count(|s| &s.instances_set_aside), 6);
+    assert_balanced(&node);
     let why = reasons(&d.join("spool"));
     assert_eq!(why.iter().filter(|r| r.contains("two labels")).count(), 4);
     assert_eq!(
@@ -178,10 +203,7 @@ async fn a_result_that_resembles_its_guide_is_not_delivered_as_denoised() {
         .collect();
     let mut files = series_with(d, "pd", "PD_TSE_COR", &pd_slices, &[]);
     files.extend(series_with(d, "pdfs", "PD_TSE_FS_COR", &pdfs_slices, &[]));
-    let out = node
-        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
-        .await;
-    assert!(out.status.success(), "{}", said(&out));
+    node.send(&files).await;
     let arrived = node.deliver_to(&pacs, 4).await;
     assert!(node.count(|s| &s.instances_guard_refused) >= 2);
     assert_eq!(node.count(|s| &s.instances_denoised), 0);
@@ -365,10 +387,7 @@ async fn a_disk_full_while_denoising_is_retried_not_set_aside() {
     );
     {
         let receiving = Running::start(&spool, |c| c.min_free_mib = 0).await;
-        let out = receiving
-            .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
-            .await;
-        assert!(out.status.success(), "{}", said(&out));
+        receiving.send(&files).await;
     }
     // The disk fills up (another program, a log) before the series is denoised.
     let ballast = spool.join("ballast");
@@ -460,6 +479,17 @@ async fn bad_uids_are_refused_and_a_changed_instance_under_one_uid_is_counted() 
             node.count(|s| &s.instances_refused),
             if conflict_ok { 1 } else { 2 }
         );
+        assert_eq!(
+            node.count(|s| &s.instances_duplicate),
+            u64::from(conflict_ok)
+        );
+        let m = |name| metric(&node, name);
+        assert_eq!(
+            m("instances_received_total"),
+            m("instances_stored_total")
+                + m("instances_duplicate_total")
+                + m("instances_refused_total")
+        );
         // The first instance is what the spool keeps, and nothing named by "..".
         let kept = spooled(&node);
         assert_eq!(kept.len(), 1);
@@ -480,10 +510,7 @@ async fn a_spool_file_from_the_future_is_processed() {
     let files = series_with(d, "pdfs", "PD_TSE_FS_COR", &phantom_slices(2, 32, 32), &[]);
     {
         let receiving = Running::start(&spool, |_| {}).await;
-        let out = receiving
-            .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(&files))
-            .await;
-        assert!(out.status.success(), "{}", said(&out));
+        receiving.send(&files).await;
     }
     // A clock set back after the instances came in.
     let future = std::time::SystemTime::now() + Duration::from_secs(3600);
@@ -537,4 +564,102 @@ async fn silent_sockets_from_one_peer_cannot_lock_the_scanner_out() {
         }
     }
     assert_eq!(closed, 4, "the 4 held connections are closed");
+}
+
+/// The items of a sequence attribute of `file`.
+fn items(file: &Path, tag: dicom_core::Tag) -> Vec<dicom_object::InMemDicomObject> {
+    let obj = dicom_object::open_file(file).unwrap();
+    obj.element(tag).unwrap().items().unwrap().to_vec()
+}
+
+/// dciodvfy's error lines for `file` (its warnings left out), its file name removed.
+fn iod_errors(file: &Path) -> Vec<String> {
+    let out = std::process::Command::new("dciodvfy")
+        .arg(file)
+        .output()
+        .expect("dicom3tools installed (scripts/install-dcmtk.sh)");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("Error"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_instances_name_their_source_guide_software_and_a_series_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (pd_guided, pdfs_guided) = guided_models(d);
+    let (mut node, pacs) = node_and_pacs(d, |c| {
+        c.models.pd = Some(pd_guided);
+        c.models.pdfs = Some(pdfs_guided);
+        c.forward_originals = true;
+        c.series_number_offset = 500;
+        c.strength.pd = 0.5;
+    })
+    .await;
+    let slices = phantom_slices(2, 48, 40);
+    let pd = series_with(d, "pd", "PD_TSE_COR", &slices, &[]);
+    let pdfs = series_with(d, "pdfs", "PD_TSE_FS_COR", &slices, &[]);
+    let mut files = pd.clone();
+    files.extend(pdfs.iter().cloned());
+    node.send(&files).await;
+    // The derived series and, with forward_originals, the originals after them.
+    let arrived = node.deliver_to(&pacs, 8).await;
+    let sent: Vec<String> = files.iter().map(|f| dicom_uid(f)).collect();
+    let (originals, derived): (Vec<_>, Vec<_>) =
+        arrived.iter().partition(|f| sent.contains(&dicom_uid(f)));
+    assert_eq!((originals.len(), derived.len()), (4, 4));
+    for file in derived {
+        let position = attribute(file, tags::IMAGE_POSITION_PATIENT);
+        let description = attribute(file, tags::SERIES_DESCRIPTION);
+        let (own, partner) = if description.starts_with("PD_TSE_COR") {
+            (&pd, &pdfs)
+        } else {
+            (&pdfs, &pd)
+        };
+        let at = |series: &[PathBuf]| {
+            series
+                .iter()
+                .find(|f| attribute(f, tags::IMAGE_POSITION_PATIENT) == position)
+                .map(|f| dicom_uid(f))
+                .unwrap()
+        };
+        let sources = items(file, tags::SOURCE_IMAGE_SEQUENCE);
+        assert_eq!(sources.len(), 2);
+        assert_eq!(
+            text(&sources[0], tags::REFERENCED_SOP_INSTANCE_UID),
+            at(own)
+        );
+        assert_eq!(
+            text(&sources[1], tags::REFERENCED_SOP_INSTANCE_UID),
+            at(partner)
+        );
+        let purpose = |item: &dicom_object::InMemDicomObject| {
+            let codes = item
+                .element(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE)
+                .unwrap()
+                .items()
+                .unwrap()
+                .to_vec();
+            text(&codes[0], tags::CODE_VALUE)
+        };
+        assert_eq!(
+            (purpose(&sources[0]), purpose(&sources[1])),
+            ("121322".into(), "121338".into())
+        );
+        let derivation = items(file, tags::DERIVATION_CODE_SEQUENCE);
+        assert_eq!(text(&derivation[0], tags::CODE_VALUE), "113087");
+        let equipment = items(file, tags::CONTRIBUTING_EQUIPMENT_SEQUENCE);
+        let software = text(equipment.last().unwrap(), tags::SOFTWARE_VERSIONS);
+        assert!(software.contains("crossdenoise"), "{software}");
+        assert_eq!(attribute(file, tags::SERIES_NUMBER), "503");
+        // Nothing the standard's IOD checker finds wrong that the source did not have.
+        let before = iod_errors(&own[0]);
+        let new: Vec<String> = iod_errors(file)
+            .into_iter()
+            .filter(|e| !before.contains(e))
+            .collect();
+        assert!(new.is_empty(), "{description}: {new:?}");
+    }
 }

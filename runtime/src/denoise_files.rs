@@ -15,6 +15,7 @@ use crate::{Denoiser, Error, Result};
 use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::dicom::{self, DicomSlice};
 use crossdenoise_image::io::{self, Format, GrayImage};
+use crossdenoise_image::lineage::Lineage;
 use crossdenoise_image::picture::Grid;
 
 /// One file to denoise and where its result goes, relative to the output folder.
@@ -293,9 +294,23 @@ pub struct Outcome {
 
 /// Per-run state: the new series UID of every input DICOM series, so the slices of one input
 /// series form one derived series.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FileJob {
     series: HashMap<String, String>,
+    /// Added to a DICOM source's SeriesNumber for its derived series.
+    series_number_offset: i64,
+}
+
+/// The derived series' SeriesNumber is the source's plus this, unless told otherwise.
+pub const SERIES_NUMBER_OFFSET: i64 = 1000;
+
+impl Default for FileJob {
+    fn default() -> Self {
+        FileJob {
+            series: HashMap::new(),
+            series_number_offset: SERIES_NUMBER_OFFSET,
+        }
+    }
 }
 
 impl FileJob {
@@ -306,7 +321,16 @@ impl FileJob {
     /// A job whose DICOM inputs of the series in `series` (input series UID -> derived
     /// series UID) join those derived series: late slices of a series already denoised.
     pub fn with_series(series: HashMap<String, String>) -> Self {
-        FileJob { series }
+        FileJob {
+            series,
+            ..Self::default()
+        }
+    }
+
+    /// The same job, numbering derived DICOM series `offset` above their sources.
+    pub fn series_number_offset(mut self, offset: i64) -> Self {
+        self.series_number_offset = offset;
+        self
     }
 
     /// Input series UID -> the derived series UID its slices were written into.
@@ -343,7 +367,16 @@ impl FileJob {
             },
             e => e,
         };
-        let guide_image = guide.map(io::read_slice).transpose()?;
+        // A DICOM guide is read once, for its pixels and its identity (lineage).
+        let (guide_image, guide_ref) = match guide {
+            Some(g) if input.format == Format::Dicom && dicom::is_dicom(g) => {
+                let slice = DicomSlice::read(g)?;
+                let reference = slice.reference();
+                (Some(slice.image), Some(reference))
+            }
+            Some(g) => (Some(io::read_slice(g)?), None),
+            None => (None, None),
+        };
         let label = output_label(denoiser.metadata());
         let derivation = format!(
             "crossdenoise {}: {}",
@@ -391,7 +424,11 @@ impl FileJob {
                     .entry(source_series)
                     .or_insert_with(dicom::new_uid)
                     .clone();
-                let object = slice.derive(denoised.view(), &series, &label, &derivation)?;
+                let mut lineage =
+                    Lineage::new(&derivation, denoiser.metadata().config_hash.as_deref());
+                lineage.guide = guide_ref.clone();
+                lineage.series_number_offset = self.series_number_offset;
+                let object = slice.derive(denoised.view(), &series, &label, &lineage)?;
                 write_atomic(&output, |tmp| DicomSlice::write(&object, tmp))?;
                 (slice.image, denoised)
             }

@@ -49,6 +49,10 @@ pub struct DenoiserOptions {
     /// For a model that states a prior: serve the posterior mean (the default), or only its
     /// prediction with the Rician bias removed (to see what the posterior step adds).
     pub posterior: bool,
+    /// How much of the denoised image is served, 0 to 1: the rest is the acquired image
+    /// (as the vendors' low / medium / high settings keep some of the acquisition's
+    /// texture). 1 serves the denoised image alone.
+    pub strength: f32,
 }
 
 /// Context a tile carries on each side beyond the part of it that is kept (rounded up to
@@ -64,6 +68,7 @@ impl Default for DenoiserOptions {
             warmup: Some([1, 64, 64]),
             tile_pixels: 512 * 512,
             posterior: true,
+            strength: 1.0,
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct Denoiser {
     rician: RicianCorrection,
     tile_pixels: usize,
     posterior: bool,
+    strength: f32,
 }
 
 impl std::fmt::Debug for Denoiser {
@@ -102,6 +108,7 @@ impl std::fmt::Debug for Denoiser {
 impl Denoiser {
     pub fn open(runtime: &OnnxRuntime, path: &Path, options: &DenoiserOptions) -> Result<Self> {
         options.providers.validate()?;
+        check_strength(options.strength)?;
         if !path.is_file() {
             return Err(Error::Model {
                 path: path.into(),
@@ -179,6 +186,7 @@ impl Denoiser {
             rician: RicianCorrection::default(),
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
+            strength: options.strength,
         };
         if let Some([n, h, w]) = options.warmup {
             let m = denoiser.metadata.size_multiple;
@@ -281,9 +289,8 @@ impl Denoiser {
     /// Denoises slices of one size in a single inference (a model without a guide).
     pub fn denoise_batch(&mut self, images: &[ArrayView2<f32>]) -> Result<Vec<Array2<f32>>> {
         self.check_guide(false)?;
-        let mut out = self.run(images, None)?;
-        crate::guard::keep_flat(images, &mut out);
-        Ok(out)
+        let out = self.run(images, None)?;
+        self.finish(images, None, out)
     }
 
     /// Denoises slices of one size with their partner contrast's slices as guides (a guided
@@ -301,12 +308,39 @@ impl Denoiser {
                 got: format!("{}", guides.len()),
             }));
         }
-        let mut out = self.run(images, Some(guides))?;
+        let out = self.run(images, Some(guides))?;
+        self.finish(images, Some(guides), out)
+    }
+
+    /// What is served of the network's outputs: a flat slice as it came, a guided result
+    /// only if it shows its own input, blended with the input by `strength`.
+    fn finish(
+        &self,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+        mut out: Vec<Array2<f32>>,
+    ) -> Result<Vec<Array2<f32>>> {
         crate::guard::keep_flat(images, &mut out);
-        for ((o, i), g) in out.iter().zip(images).zip(guides) {
-            crate::guard::check(o.view(), *i, *g)?;
+        if let Some(guides) = guides {
+            for ((o, i), g) in out.iter().zip(images).zip(guides) {
+                crate::guard::check(o.view(), *i, *g)?;
+            }
+        }
+        let s = self.strength;
+        if s < 1.0 {
+            for (o, i) in out.iter_mut().zip(images) {
+                o.zip_mut_with(i, |o, &x| *o = s * *o + (1.0 - s) * x);
+            }
         }
         Ok(out)
+    }
+
+    /// Serves `strength` of the denoised image from now on (see
+    /// [`DenoiserOptions::strength`]).
+    pub fn set_strength(&mut self, strength: f32) -> Result<()> {
+        check_strength(strength)?;
+        self.strength = strength;
+        Ok(())
     }
 
     /// An error unless the call gives a guide exactly when the model reads one.
@@ -836,6 +870,17 @@ fn check_io(session: &Session) -> std::result::Result<(String, Option<String>), 
         input.name().to_string(),
         guide.map(|g| g.name().to_string()),
     ))
+}
+
+fn check_strength(strength: f32) -> Result<()> {
+    if (0.0..=1.0).contains(&strength) {
+        Ok(())
+    } else {
+        Err(Error::Image(ImageError::Invalid {
+            what: "strength",
+            reason: format!("{strength} is not between 0 and 1"),
+        }))
+    }
 }
 
 fn show_shape(shape: &[i64]) -> String {

@@ -261,7 +261,12 @@ fn compressed_series_decode_to_the_values_of_the_uncompressed_one() {
                     assert_ne!(slice.image, plain.image, "{kind} {syntax}: lossy");
                 }
                 let derived = slice
-                    .derive(slice.image.view(), &new_uid(), "denoised", "test")
+                    .derive(
+                        slice.image.view(),
+                        &new_uid(),
+                        "denoised",
+                        &crossdenoise_image::lineage::Lineage::new("test", None),
+                    )
                     .unwrap();
                 let out = dir.path().join(format!("derived_{kind}_{syntax}.dcm"));
                 DicomSlice::write(&derived, &out).unwrap();

@@ -218,3 +218,34 @@ fn a_large_slice_in_tiles_equals_one_pass() {
         );
     }
 }
+
+#[test]
+fn strength_blends_the_denoised_image_with_the_acquired_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "m.onnx", &[]);
+    let slice = &phantom_slices(1, 32, 32)[0];
+    let full = Denoiser::open(&runtime(), &model, &cpu())
+        .unwrap()
+        .denoise(slice.view())
+        .unwrap();
+    let half = DenoiserOptions {
+        strength: 0.3,
+        ..cpu()
+    };
+    let blended = Denoiser::open(&runtime(), &model, &half)
+        .unwrap()
+        .denoise(slice.view())
+        .unwrap();
+    let want = &full * 0.3 + slice * 0.7;
+    assert!(max_abs_diff(&blended, &want) < 1e-3);
+    for bad in [-0.1, 1.5, f32::NAN] {
+        let options = DenoiserOptions {
+            strength: bad,
+            ..cpu()
+        };
+        let Err(e) = Denoiser::open(&runtime(), &model, &options) else {
+            panic!("strength {bad} taken");
+        };
+        assert!(e.to_string().contains("strength"), "{e}");
+    }
+}

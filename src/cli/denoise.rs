@@ -47,6 +47,13 @@ pub struct Args {
     /// removed, without weighing each pixel's own value back in (to compare the two).
     #[arg(long)]
     no_posterior: bool,
+    /// How much of the denoised image is written, 0 to 1; the rest is the acquired image
+    /// (as the vendors' low / medium / high settings).
+    #[arg(long, default_value_t = 1.0, value_name = "S")]
+    strength: f32,
+    /// A derived DICOM series is numbered this far above its source's SeriesNumber.
+    #[arg(long, default_value_t = denoise_files::SERIES_NUMBER_OFFSET, value_name = "N")]
+    series_number_offset: i64,
     /// CPU provider: intra-op threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -110,6 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         assume,
         tile_pixels: args.tile_pixels,
         posterior: !args.no_posterior,
+        strength: args.strength,
         ..DenoiserOptions::default()
     };
     let started = Instant::now();
@@ -172,7 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let preview_dir = args.preview.then(|| args.out.join("preview"));
     let bar = progress::bar(files.len() as u64, "denoising");
-    let mut job = FileJob::new();
+    let mut job = FileJob::new().series_number_offset(args.series_number_offset);
     let mut failures = Vec::new();
     let mut done = 0usize;
     let started = Instant::now();

@@ -269,6 +269,7 @@ async fn store(
             (Status::Success, Some(ids.series))
         }
         Ok((Stored::Conflicting(path), ids)) => {
+            inc(&stats.instances_duplicate);
             inc(&stats.instances_conflicting);
             warn!(instance = %ids.sop_instance, kept = %path.display(), "DICOM instance already stored with other content: the first kept, this one acknowledged and dropped (on_conflict = \"keep_first\")");
             (Status::Success, Some(ids.series))

@@ -11,6 +11,7 @@
 pub mod association;
 pub mod dimse;
 pub mod enhanced;
+pub mod models;
 pub mod outbox;
 pub mod pipeline;
 pub mod series;
@@ -47,10 +48,11 @@ pub struct NodeStats {
     pub instances_received: AtomicU64,
     /// Written to the spool (a duplicate is not counted again).
     pub instances_stored: AtomicU64,
-    /// Already in the spool: acknowledged, stored once.
+    /// Acknowledged and not stored again: already in the spool (a resend), or of a stored
+    /// UID with other content under `on_conflict = "keep_first"`.
     pub instances_duplicate: AtomicU64,
-    /// A SOP Instance UID already stored, sent with other content (kept first or refused,
-    /// as `on_conflict` says).
+    /// Of a stored SOP Instance UID with other content (counted too as duplicate or
+    /// refused, as `on_conflict` says).
     pub instances_conflicting: AtomicU64,
     /// Answered with an error status: unreadable, mismatched, too large, or not written.
     pub instances_refused: AtomicU64,
@@ -172,23 +174,43 @@ impl Node {
             ),
             (
                 "associations_rejected_total",
-                "DICOM associations rejected (AE title, nothing acceptable, max_associations).",
+                "DICOM associations rejected (AE title, nothing acceptable, max_associations, max_associations_per_peer, handshake_timeout_s).",
                 g(&s.associations_rejected),
             ),
             (
+                "associations_aborted_total",
+                "DICOM associations aborted by this node (protocol error, silence past timeout_s).",
+                g(&s.associations_aborted),
+            ),
+            (
                 "instances_received_total",
-                "Instances received by C-STORE.",
+                "Instances received by C-STORE (= stored + duplicate + refused).",
                 g(&s.instances_received),
             ),
             (
                 "instances_stored_total",
-                "Instances synced into the spool (duplicates once).",
+                "Instances synced into the spool.",
                 g(&s.instances_stored),
+            ),
+            (
+                "instances_duplicate_total",
+                "Instances acknowledged and not stored again (a resend, or a conflicting one kept first).",
+                g(&s.instances_duplicate),
+            ),
+            (
+                "instances_conflicting_total",
+                "Instances of a stored SOP Instance UID with other content.",
+                g(&s.instances_conflicting),
             ),
             (
                 "instances_refused_total",
                 "Instances answered with an error status.",
                 g(&s.instances_refused),
+            ),
+            (
+                "instances_split_total",
+                "Enhanced MR instances split into one instance per frame.",
+                g(&s.instances_split),
             ),
             (
                 "instances_denoised_total",
@@ -206,14 +228,39 @@ impl Node {
                 g(&s.instances_late),
             ),
             (
+                "instances_passed_on_total",
+                "Instances of a series that is not PD or PDFS, passed on unchanged.",
+                g(&s.instances_passed_on),
+            ),
+            (
+                "instances_guard_refused_total",
+                "Instances whose result resembled its guide more than its own input.",
+                g(&s.instances_guard_refused),
+            ),
+            (
+                "instances_set_aside_total",
+                "Received instances set aside in failed/ (not PD or PDFS, mixed, no model, a fault for good).",
+                g(&s.instances_set_aside),
+            ),
+            (
+                "processing_retries_total",
+                "Series not denoised for a reason that may pass (a full disk), tried again.",
+                g(&s.processing_retries),
+            ),
+            (
                 "instances_forwarded_total",
-                "Derived instances the destination acknowledged.",
+                "Instances the destination acknowledged.",
                 g(&s.instances_forwarded),
             ),
             (
-                "instances_failed_total",
-                "Instances set aside in failed/ (not denoised, or refused by the destination).",
-                g(&s.instances_set_aside) + g(&s.forward_failed),
+                "forward_failed_total",
+                "Instances the destination refused, set aside in failed/.",
+                g(&s.forward_failed),
+            ),
+            (
+                "forward_retries_total",
+                "Tries to reach the destination that failed (down or broke off).",
+                g(&s.forward_retries),
             ),
         ] {
             metric("counter", name, help, v);
@@ -223,6 +270,19 @@ impl Node {
             "series_waiting",
             "Complete series waiting for their partner contrast.",
             g(&s.series_waiting),
+        );
+        let spooled = std::fs::read_dir(self.spool.received())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0) as u64;
+        metric(
+            "gauge",
+            "spool_depth",
+            "Received instances in the spool: not yet delivered (or set aside).",
+            spooled,
         );
         let depth = outbox::pending(&self.config.spool).len() as u64;
         metric(
@@ -293,7 +353,7 @@ pub struct Working {
 /// left stays in the spool for the next start.
 pub fn start(
     node: Arc<Node>,
-    models: pipeline::Models,
+    models: models::Models,
     listener: TcpListener,
     stop: watch::Receiver<bool>,
 ) -> Working {

@@ -22,91 +22,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossdenoise_image::ModelKind;
 use crossdenoise_image::io::Format;
+use crossdenoise_runtime::Denoiser;
 use crossdenoise_runtime::denoise_files::{FileJob, InputFile, match_guides};
-use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 use tracing::{info, warn};
 
+use super::models::Models;
 use super::outbox::{self, set_aside};
 use super::series::{self, Instance, Series};
 use super::{Node, enhanced, inc};
-use crate::config::{DicomConfig, OtherSeries};
+use crate::config::OtherSeries;
 use crate::contrast::{Contrast, Label};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelsError {
-    #[error("dicom.models.{key}: {source}")]
-    Open {
-        key: &'static str,
-        source: Box<crossdenoise_runtime::Error>,
-    },
-    #[error("dicom.models.{key}: {path} is {label}, not {wanted}")]
-    Wrong {
-        key: &'static str,
-        path: PathBuf,
-        label: String,
-        wanted: String,
-    },
-}
-
-/// The opened models, checked against the contrast and kind their key promises.
-pub struct Models {
-    guided: Option<(Denoiser, Denoiser)>,
-    alone: HashMap<Contrast, Denoiser>,
-}
-
-impl Models {
-    pub fn open(
-        config: &DicomConfig,
-        runtime: &OnnxRuntime,
-        options: &DenoiserOptions,
-    ) -> Result<Self, ModelsError> {
-        let open = |key: &'static str, path: &Path, contrast: Contrast, kind: ModelKind| {
-            let d = Denoiser::open(runtime, path, options).map_err(|e| ModelsError::Open {
-                key,
-                source: Box::new(e),
-            })?;
-            let meta = d.metadata();
-            if meta.kind != kind || !meta.output_contrast().eq_ignore_ascii_case(contrast.name()) {
-                return Err(ModelsError::Wrong {
-                    key,
-                    path: path.into(),
-                    label: meta.path_label(),
-                    wanted: format!("a {} {} model", contrast.name(), kind.name()),
-                });
-            }
-            Ok(d)
-        };
-        let m = &config.models;
-        let guided = match (&m.pd, &m.pdfs) {
-            (Some(pd), Some(pdfs)) => Some((
-                open("pd", pd, Contrast::Pd, ModelKind::Guided)?,
-                open("pdfs", pdfs, Contrast::Pdfs, ModelKind::Guided)?,
-            )),
-            _ => None,
-        };
-        let mut alone = HashMap::new();
-        for (key, path, contrast) in [
-            ("pd_alone", &m.pd_alone, Contrast::Pd),
-            ("pdfs_alone", &m.pdfs_alone, Contrast::Pdfs),
-        ] {
-            if let Some(path) = path {
-                alone.insert(contrast, open(key, path, contrast, ModelKind::Single)?);
-            }
-        }
-        Ok(Models { guided, alone })
-    }
-
-    /// The guided model of `contrast` and its single-contrast model, if configured.
-    fn for_pair(&mut self, contrast: Contrast) -> Option<(&mut Denoiser, Option<&mut Denoiser>)> {
-        let guided = self.guided.as_mut().map(|(pd, pdfs)| match contrast {
-            Contrast::Pd => pd,
-            Contrast::Pdfs => pdfs,
-        })?;
-        Some((guided, self.alone.get_mut(&contrast)))
-    }
-}
 
 /// Why a series was not denoised: for good (set aside with the reason), or for now (tried
 /// again later, its instances kept).
@@ -417,24 +343,27 @@ fn scan(node: &Node, headers: &mut HashMap<PathBuf, Instance>) -> Vec<Series> {
     }))
 }
 
-/// Sends a series that is not the models' on unchanged: its instances, linked (not
-/// copied) into the outbox whole.
+/// Sends a series that is not the models' on unchanged.
 fn pass_on(node: &Node, series: &Series, why: &str) -> Result<(), Failure> {
-    let dir = staging(node, series)?;
-    for file in &series.files {
-        let name = file.file_name().expect("a spooled file has a name");
-        let to = dir.join(name);
-        if let Err(e) = fs::hard_link(file, &to).or_else(|_| fs::copy(file, &to).map(|_| ())) {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(Failure::io(&to, e));
-        }
-    }
-    publish(node, series, &dir)?;
+    link_originals(node, series, &series.uid)?;
     info!(series = %series.uid, reason = %why, instances = series.files.len(), "DICOM series not PD or PDFS: passed on unchanged");
     node.stats
         .instances_passed_on
         .fetch_add(series.files.len() as u64, Ordering::Relaxed);
     Ok(())
+}
+
+/// A series' received instances, linked (not copied) into the outbox folder `name` whole.
+fn link_originals(node: &Node, series: &Series, name: &str) -> Result<(), Failure> {
+    let dir = staging(node, name)?;
+    for file in &series.files {
+        let to = dir.join(file.file_name().expect("a spooled file has a name"));
+        if let Err(e) = fs::hard_link(file, &to).or_else(|_| fs::copy(file, &to).map(|_| ())) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(Failure::io(&to, e));
+        }
+    }
+    move_into_outbox(node, &dir, name)
 }
 
 fn inputs(series: &Series) -> Vec<InputFile> {
@@ -562,12 +491,12 @@ impl Derived {
         self.0.contains_key(series)
     }
 
-    fn job(&self, series: &str) -> FileJob {
+    fn job(&self, series: &str, series_number_offset: i64) -> FileJob {
         let known = self
             .0
             .get(series)
             .map(|(uid, _)| (series.to_string(), uid.clone()));
-        FileJob::with_series(known.into_iter().collect())
+        FileJob::with_series(known.into_iter().collect()).series_number_offset(series_number_offset)
     }
 
     fn remember(&mut self, job: FileJob) {
@@ -590,8 +519,8 @@ fn stage(
     inputs: &[InputFile],
     derived: &mut Derived,
 ) -> Result<PathBuf, Failure> {
-    let dir = staging(node, series)?;
-    let mut job = derived.job(&series.uid);
+    let dir = staging(node, &series.uid)?;
+    let mut job = derived.job(&series.uid, node.config.series_number_offset);
     for (i, input) in inputs.iter().enumerate() {
         let (model, guide) = match models {
             Staging::Alone(model) => (&mut **model, None),
@@ -616,21 +545,34 @@ fn stage(
     Ok(dir)
 }
 
-/// An empty staging folder for `series` in the outbox.
-fn staging(node: &Node, series: &Series) -> Result<PathBuf, Failure> {
-    let dir = outbox::dir(&node.config.spool).join(format!(".staging-{}", series.uid));
+/// An empty staging folder in the outbox for what will be its folder `name`.
+fn staging(node: &Node, name: &str) -> Result<PathBuf, Failure> {
+    let dir = outbox::dir(&node.config.spool).join(format!(".staging-{name}"));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;
     Ok(dir)
 }
 
-/// Moves a staged series into the outbox whole (its folder removed if it cannot be).
-fn publish(node: &Node, series: &Series, staged: &Path) -> Result<(), Failure> {
-    let to = outbox::dir(&node.config.spool).join(&series.uid);
+/// Moves a staged folder into the outbox as `name` (removed if it cannot be).
+fn move_into_outbox(node: &Node, staged: &Path, name: &str) -> Result<(), Failure> {
+    let to = outbox::dir(&node.config.spool).join(name);
     if let Err(e) = fs::rename(staged, &to) {
         let _ = fs::remove_dir_all(staged);
         return Err(Failure::io(&to, e));
     }
+    Ok(())
+}
+
+/// Moves a staged derived series into the outbox whole; with `forward_originals`, its
+/// received instances go too, in a folder sent after it (`<series>~original`).
+fn publish(node: &Node, series: &Series, staged: &Path) -> Result<(), Failure> {
+    if node.config.forward_originals
+        && let Err(e) = link_originals(node, series, &format!("{}~original", series.uid))
+    {
+        let _ = fs::remove_dir_all(staged);
+        return Err(e);
+    }
+    move_into_outbox(node, staged, &series.uid)?;
     info!(series = %series.uid, instances = series.files.len(), "DICOM derived series in the outbox");
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use crossdenoise_host::config::{Destination, DicomConfig};
-use crossdenoise_host::dicom::pipeline::Models;
+use crossdenoise_host::dicom::models::Models;
 use crossdenoise_host::dicom::{self, Node, NodeStats, Working};
 use crossdenoise_runtime::DenoiserOptions;
 
@@ -99,6 +99,14 @@ impl Running {
 
     pub fn count(&self, counter: impl Fn(&NodeStats) -> &std::sync::atomic::AtomicU64) -> u64 {
         NodeStats::get(counter(self.stats()))
+    }
+
+    /// Sends `files` with `storescu` as the scanner would, and checks every one was taken.
+    pub async fn send(&self, files: &[PathBuf]) {
+        let out = self
+            .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &paths(files))
+            .await;
+        assert!(out.status.success(), "{}", said(&out));
     }
 
     /// Runs a DCMTK tool against the node: `tool -aet CALLING -aec CALLED host port ARGS`.
@@ -192,7 +200,11 @@ pub fn dicom_uid(file: &Path) -> String {
 
 /// A text attribute of a DICOM file.
 pub fn attribute(file: &Path, tag: dicom_core::Tag) -> String {
-    let obj = dicom_object::open_file(file).unwrap();
+    text(&dicom_object::open_file(file).unwrap(), tag)
+}
+
+/// A text attribute of a data set (an item of a sequence, say).
+pub fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
     obj.element(tag)
         .unwrap()
         .to_str()

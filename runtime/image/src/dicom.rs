@@ -24,6 +24,7 @@ use dicom_pixeldata::PixelDecoder;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use ndarray::{Array2, ArrayView2};
 
+use crate::lineage::{Lineage, Reference};
 use crate::{Error, Result};
 
 const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
@@ -393,6 +394,14 @@ impl DicomSlice {
         self.string(tags::SOP_INSTANCE_UID)
     }
 
+    /// This instance as a reference from another (SOP class and instance UIDs).
+    pub fn reference(&self) -> Reference {
+        Reference {
+            sop_class: self.string(tags::SOP_CLASS_UID).unwrap_or_default(),
+            sop_instance: self.sop_instance_uid().unwrap_or_default(),
+        }
+    }
+
     /// Where the slice lies in the patient (frame of reference, orientation, position and
     /// thickness); `None` when an attribute is missing or malformed.
     pub fn geometry(&self) -> Option<Geometry> {
@@ -445,7 +454,7 @@ impl DicomSlice {
         denoised: ArrayView2<f32>,
         series_uid: &str,
         label: &str,
-        derivation: &str,
+        lineage: &Lineage,
     ) -> Result<DefaultDicomObject> {
         if denoised.dim() != self.image.dim() {
             return Err(Error::Shape {
@@ -505,7 +514,11 @@ impl DicomSlice {
             VR::CS,
             PrimitiveValue::Strs(image_type.into()),
         ));
-        put_str(&mut out, tags::DERIVATION_DESCRIPTION, VR::ST, derivation);
+        let source = self.reference();
+        let series_number = self
+            .string(tags::SERIES_NUMBER)
+            .and_then(|n| n.trim().parse::<i64>().ok());
+        lineage.write(&mut out, &source, series_number);
         // Type-3 pixel statistics of the acquisition no longer hold for the new pixels.
         out.remove_element(tags::SMALLEST_IMAGE_PIXEL_VALUE);
         out.remove_element(tags::LARGEST_IMAGE_PIXEL_VALUE);

@@ -14,6 +14,7 @@ pub mod error;
 pub mod image;
 pub mod io;
 pub mod leakage;
+pub mod lineage;
 pub mod metrics;
 pub mod model_metadata;
 pub mod noise;
