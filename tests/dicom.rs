@@ -142,9 +142,9 @@ fn a_study_sent_by_storescu_comes_back_to_the_pacs_denoised_each_contrast_as_its
             ae_title: "PACS".into(),
             address: format!("127.0.0.1:{pacs_port}"),
         }),
-        // Wide enough that a sender slowed by the other tests on a loaded machine is not
-        // taken as a finished series between two slices.
-        series_stable_s: 4.0,
+        // A series is complete only once its association has ended, so a sender slowed by
+        // the other tests on a loaded machine does not split it, however short this is.
+        series_stable_s: 0.5,
         pair_wait_s: 60.0,
         ..DicomConfig::default()
     };

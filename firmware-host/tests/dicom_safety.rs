@@ -123,12 +123,9 @@ async fn other_contrasts_are_passed_on_unchanged_and_never_denoised() {
 async fn two_patients_never_pair_and_a_series_of_two_contrasts_is_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (pd_guided, pdfs_guided) = guided_models(d);
     let pd_alone = support::test_model(d, "pd_single.onnx", &["--contrast", "pd"]);
-    let (mut node, pacs) = node_and_pacs(d, |c| {
+    let (mut node, pacs) = guided_pair_node(d, |c| {
         c.pair_wait_s = 1.0;
-        c.models.pd = Some(pd_guided);
-        c.models.pdfs = Some(pdfs_guided);
         c.models.pd_alone = Some(pd_alone);
     })
     .await;
@@ -589,10 +586,7 @@ fn iod_errors(file: &Path) -> Vec<String> {
 async fn derived_instances_name_their_source_guide_software_and_a_series_of_their_own() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (pd_guided, pdfs_guided) = guided_models(d);
-    let (mut node, pacs) = node_and_pacs(d, |c| {
-        c.models.pd = Some(pd_guided);
-        c.models.pdfs = Some(pdfs_guided);
+    let (mut node, pacs) = guided_pair_node(d, |c| {
         c.forward_originals = true;
         c.series_number_offset = 500;
         c.strength.pd = 0.5;
@@ -662,4 +656,37 @@ async fn derived_instances_name_their_source_guide_software_and_a_series_of_thei
             .collect();
         assert!(new.is_empty(), "{description}: {new:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_whose_pixels_disagree_with_its_labels_is_not_denoised() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut node, pacs) = guided_pair_node(d, |c| c.other_series = OtherSeries::PassOn).await;
+    let (pd, pdfs) = support::phantom_pairs(2, 64, 64);
+    // Labelled right, in one frame of reference; swapped (PD pixels named fat-suppressed),
+    // in another.
+    let right = "--frame=1.2.826.0.1.3680043.8.498.70";
+    let swapped = "--frame=1.2.826.0.1.3680043.8.498.71";
+    let mut files = series_with(d, "pd", "PD_TSE_COR", &pd, &[right]);
+    files.extend(series_with(d, "pdfs", "PD_TSE_FS_COR", &pdfs, &[right]));
+    let wrong_pd = series_with(d, "wrong_pd", "PD_TSE_COR", &pdfs, &[swapped]);
+    let wrong_pdfs = series_with(d, "wrong_pdfs", "PD_TSE_FS_COR", &pd, &[swapped]);
+    files.extend(wrong_pd.iter().chain(&wrong_pdfs).cloned());
+    node.send(&files).await;
+    let arrived = node.deliver_to(&pacs, 8).await;
+    assert_eq!(node.count(|s| &s.series_paired), 2, "the right pair");
+    assert_eq!(node.count(|s| &s.instances_denoised), 4);
+    assert_eq!(node.count(|s| &s.instances_guard_refused), 4);
+    // The swapped pair goes on as it came: the very instances sent, never as denoised.
+    let swapped_uids: Vec<String> = wrong_pd
+        .iter()
+        .chain(&wrong_pdfs)
+        .map(|f| dicom_uid(f))
+        .collect();
+    let unchanged = arrived
+        .iter()
+        .filter(|f| swapped_uids.contains(&dicom_uid(f)))
+        .count();
+    assert_eq!(unchanged, 4);
 }

@@ -82,8 +82,9 @@ pub struct NodeStats {
     /// `other_series = "set_aside"`), two contrasts or patients in one series, no model to
     /// take them, or denoising failed for good.
     pub instances_set_aside: AtomicU64,
-    /// Instances whose series' result resembled its guide more than its own input (the
-    /// output guard): passed on or set aside as `other_series` says.
+    /// Instances of a pair whose pixels disagree with its labels, or whose result resembled
+    /// its guide more than its own input (the output guard): passed on or set aside as
+    /// `other_series` says.
     pub instances_guard_refused: AtomicU64,
     /// Instances of a series that is not PD or PDFS, passed on unchanged.
     pub instances_passed_on: AtomicU64,
@@ -234,7 +235,7 @@ impl Node {
             ),
             (
                 "instances_guard_refused_total",
-                "Instances whose result resembled its guide more than its own input.",
+                "Instances of a pair whose pixels disagree with its labels or whose result resembled its guide more than its input.",
                 g(&s.instances_guard_refused),
             ),
             (

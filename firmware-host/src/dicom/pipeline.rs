@@ -22,6 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
+use crossdenoise_image::dicom::DicomSlice;
+use crossdenoise_image::fat_signal;
 use crossdenoise_image::io::Format;
 use crossdenoise_runtime::Denoiser;
 use crossdenoise_runtime::denoise_files::{FileJob, InputFile, match_guides};
@@ -389,6 +391,7 @@ fn guided_pair(
     pdfs: &Series,
     derived: &mut Derived,
 ) -> Result<usize, Failure> {
+    check_content(pd, pdfs)?;
     let (pd_in, pdfs_in) = (inputs(pd), inputs(pdfs));
     let mut staged = Vec::new();
     for (series, ins, partner, contrast) in [
@@ -448,6 +451,22 @@ fn guided_pair(
         }
     }
     Ok(n)
+}
+
+/// Refuses a pair whose pixels disagree with its labels (fat bright in the PDFS series:
+/// [`fat_signal`]), as a series that is not the models'.
+fn check_content(pd: &Series, pdfs: &Series) -> Result<(), Failure> {
+    let shares = |s: &Series| -> Result<Vec<f64>, Failure> {
+        s.files
+            .iter()
+            .map(|f| {
+                DicomSlice::read(f)
+                    .map(|slice| fat_signal::bright_share(slice.image.view()))
+                    .map_err(|e| Failure::of(e.into()))
+            })
+            .collect()
+    };
+    fat_signal::check_pair(&shares(pd)?, &shares(pdfs)?).map_err(Failure::NotItsContrast)
 }
 
 /// Denoises a series on its own into the outbox.

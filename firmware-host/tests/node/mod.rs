@@ -252,6 +252,21 @@ pub async fn guided_node(dir: &Path) -> (Running, Storescp, [PathBuf; 3]) {
     (node, pacs, [pd, pdfs, pd_alone])
 }
 
+/// A whole node with guided test models of both contrasts (no single-contrast ones), then
+/// `edit`.
+pub async fn guided_pair_node(
+    dir: &Path,
+    edit: impl FnOnce(&mut DicomConfig),
+) -> (Running, Storescp) {
+    let (pd, pdfs) = guided_models(dir);
+    node_and_pacs(dir, |c| {
+        c.models.pd = Some(pd);
+        c.models.pdfs = Some(pdfs);
+        edit(c);
+    })
+    .await
+}
+
 /// Guided test models of each contrast in `dir` (PD guided by PDFS, PDFS by PD).
 pub fn guided_models(dir: &Path) -> (PathBuf, PathBuf) {
     let model = |name: &str, contrast: &str| {

@@ -11,6 +11,7 @@
 
 pub mod dicom;
 pub mod error;
+pub mod fat_signal;
 pub mod image;
 pub mod io;
 pub mod leakage;

@@ -25,6 +25,27 @@ pub fn test_model(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
     path
 }
 
+/// Noisy phantom PD and PDFS slices of one anatomy each, in scanner-like units, cropped to
+/// `h x w`: `(pd, pdfs)`.
+pub fn phantom_pairs(n: usize, h: usize, w: usize) -> (Vec<Array2<f32>>, Vec<Array2<f32>>) {
+    let generator = PhantomGenerator::new(
+        PhantomConfig {
+            size: h.max(w).div_ceil(16) * 16,
+            snr_pd: 12.0,
+            snr_pdfs: 8.0,
+        },
+        11,
+    )
+    .unwrap();
+    let crop = |a: &Array2<f32>| a.slice(ndarray::s![..h, ..w]).mapv(|v| v * 2000.0);
+    (0..n as u64)
+        .map(|i| {
+            let pair = generator.pair(i);
+            (crop(&pair.pd), crop(&pair.pdfs))
+        })
+        .unzip()
+}
+
 /// Noisy phantom PDFS slices in scanner-like units (0..~2000), cropped to `h x w`.
 pub fn phantom_slices(n: usize, h: usize, w: usize) -> Vec<Array2<f32>> {
     let size = h.max(w).div_ceil(16) * 16;
