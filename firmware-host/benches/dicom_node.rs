@@ -40,6 +40,11 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn main() {
+    // The node's log with timestamps, when RUST_LOG asks for it (e.g. RUST_LOG=info).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let (n, size) = (arg("--slices", 40), arg("--size", 320));
     let stable_s = 1.0;
     let dir = tempfile::tempdir().unwrap();

@@ -690,3 +690,51 @@ async fn a_pair_whose_pixels_disagree_with_its_labels_is_not_denoised() {
         .count();
     assert_eq!(unchanged, 4);
 }
+
+/// Waits (10 s at most) until the node has denoised `n` instances.
+async fn denoised(node: &Running, n: u64) {
+    for _ in 0..100 {
+        if node.count(|s| &s.instances_denoised) >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_that_come_while_their_series_waits_for_the_pacs_are_not_held_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let port = free_port();
+    let node = small_disk_node(d, &d.join("spool"), port).await;
+    let slices = phantom_slices(3, 48, 40);
+    let uid = "--series=1.2.826.0.1.3680043.8.498.80";
+    let first = series_with(d, "first", "PD_TSE_FS_COR", &slices[..2], &[uid]);
+    let later = series_with(
+        d,
+        "later",
+        "PD_TSE_FS_COR",
+        &slices[2..],
+        &[uid, "--first-number=2"],
+    );
+    node.send(&first).await;
+    denoised(&node, 2).await;
+    // The PACS is down: the first two wait in the outbox while the third comes.
+    node.send(&later).await;
+    denoised(&node, 3).await;
+    assert_eq!(
+        node.count(|s| &s.instances_denoised),
+        3,
+        "{}",
+        node.stats().line()
+    );
+    assert_eq!(node.count(|s| &s.instances_late), 1);
+    let pacs = Storescp::start(port, &d.join("pacs"));
+    let arrived = node.delivered(&pacs, 3).await;
+    assert_eq!(arrived.len(), 3);
+    let series: std::collections::HashSet<String> = arrived
+        .iter()
+        .map(|f| attribute(f, tags::SERIES_INSTANCE_UID))
+        .collect();
+    assert_eq!(series.len(), 1, "one derived series");
+}

@@ -79,8 +79,10 @@ struct Retry {
 #[derive(Default)]
 struct State {
     headers: HashMap<PathBuf, Instance>,
-    /// Series taken (denoised, passed on or set aside), until their instances leave.
-    done: HashSet<String>,
+    /// Instances taken (denoised, passed on or set aside), until they leave the spool. By
+    /// instance, not by series: instances of a series that come after it was taken are
+    /// new work (its late instances), never held back by the ones taken before.
+    done: HashSet<PathBuf>,
     waiting_logged: HashSet<String>,
     derived: Derived,
     retry: HashMap<String, Retry>,
@@ -104,7 +106,9 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
 
 /// One look at the spool: every complete series that can be taken now is taken.
 fn step(node: &Node, models: &mut Models, st: &mut State) {
-    let all = scan(node, &mut st.headers);
+    // Instances that have left the spool are forgotten; those taken are not grouped again.
+    st.done.retain(|f| f.exists());
+    let all = scan(node, &mut st.headers, &st.done);
     let now = SystemTime::now();
     let age = |s: &Series| now.duration_since(s.last).unwrap_or_default();
     let stable = Duration::from_secs_f64(node.config.series_stable_s);
@@ -114,16 +118,18 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
         .iter()
         .filter(|s| s.all_announced_in() || (age(s) >= stable && !node.receiving.is_open(&s.uid)))
         .collect();
-    let ready = |st: &State, uid: &str| {
-        !st.done.contains(uid) && st.retry.get(uid).is_none_or(|r| r.at <= Instant::now())
+    // Not taken earlier in this same pass (a partner is taken with its pair).
+    let ready = |st: &State, s: &Series| {
+        s.files.iter().any(|f| !st.done.contains(f))
+            && st.retry.get(&s.uid).is_none_or(|r| r.at <= Instant::now())
     };
     for s in &complete {
-        if !ready(st, &s.uid) {
+        if !ready(st, s) {
             continue;
         }
         if let Some(reason) = &s.mixed {
             give_up(node, s, reason);
-            st.done.insert(s.uid.clone());
+            st.done.extend(s.files.iter().cloned());
             continue;
         }
         // Late instances of a series denoised within pair_wait_s: its partner has been
@@ -172,7 +178,7 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
                 && p.frame == s.frame
                 && p.patient == s.patient
                 && p.mixed.is_none()
-                && ready(st, &p.uid)
+                && ready(st, p)
         });
         let paired = partner.filter(|_| models.guided.is_some());
         let outcome = match paired {
@@ -220,14 +226,12 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
     }
     let waiting = complete
         .iter()
-        .filter(|s| !st.done.contains(&s.uid) && s.label.contrast().is_some())
+        .filter(|s| ready(st, s) && s.label.contrast().is_some())
         .count();
     node.stats
         .series_waiting
         .store(waiting as u64, Ordering::Relaxed);
-    // Series whose every instance has left the spool are forgotten.
     let present: HashSet<&String> = all.iter().map(|s| &s.uid).collect();
-    st.done.retain(|uid| present.contains(uid));
     st.retry.retain(|uid, _| present.contains(uid));
 }
 
@@ -236,14 +240,14 @@ fn settle(node: &Node, st: &mut State, series: &[&Series], outcome: Result<(), F
     match outcome {
         Ok(()) => {
             for s in series {
-                st.done.insert(s.uid.clone());
+                st.done.extend(s.files.iter().cloned());
                 st.retry.remove(&s.uid);
             }
         }
         Err(Failure::Permanent(reason)) => {
             for s in series {
                 give_up(node, s, &reason);
-                st.done.insert(s.uid.clone());
+                st.done.extend(s.files.iter().cloned());
                 st.retry.remove(&s.uid);
             }
         }
@@ -284,7 +288,11 @@ fn settle(node: &Node, st: &mut State, series: &[&Series], outcome: Result<(), F
 /// The received instances grouped into series, leaving out those whose results wait in the
 /// outbox. A multi-frame instance is split into its frames (read on the next scan); one that
 /// cannot be read is set aside.
-fn scan(node: &Node, headers: &mut HashMap<PathBuf, Instance>) -> Vec<Series> {
+fn scan(
+    node: &Node,
+    headers: &mut HashMap<PathBuf, Instance>,
+    done: &HashSet<PathBuf>,
+) -> Vec<Series> {
     let received = node.spool.received();
     let in_outbox: HashSet<std::ffi::OsString> = outbox::pending(&node.config.spool)
         .iter()
@@ -298,6 +306,7 @@ fn scan(node: &Node, headers: &mut HashMap<PathBuf, Instance>) -> Vec<Series> {
         .filter(|p| {
             p.file_name()
                 .is_some_and(|n| !n.to_string_lossy().starts_with('.') && !in_outbox.contains(n))
+                && !done.contains(p)
         })
         .collect();
     files.sort();
@@ -572,14 +581,24 @@ fn staging(node: &Node, name: &str) -> Result<PathBuf, Failure> {
     Ok(dir)
 }
 
-/// Moves a staged folder into the outbox as `name` (removed if it cannot be).
+/// Moves a staged folder into the outbox as `name`, or `name~2`, `name~3`, ... while an
+/// earlier folder of that name still waits for the destination (late instances of a series
+/// whose first ones are undelivered); the staged folder is removed if it cannot be moved.
 fn move_into_outbox(node: &Node, staged: &Path, name: &str) -> Result<(), Failure> {
-    let to = outbox::dir(&node.config.spool).join(name);
-    if let Err(e) = fs::rename(staged, &to) {
-        let _ = fs::remove_dir_all(staged);
-        return Err(Failure::io(&to, e));
+    let outbox = outbox::dir(&node.config.spool);
+    let mut to = outbox.join(name);
+    for k in 2.. {
+        // A folder the outbox has emptied is replaced; one still holding files is not.
+        match fs::rename(staged, &to) {
+            Ok(()) => return Ok(()),
+            Err(_) if to.is_dir() && k < 1000 => to = outbox.join(format!("{name}~{k}")),
+            Err(e) => {
+                let _ = fs::remove_dir_all(staged);
+                return Err(Failure::io(&to, e));
+            }
+        }
     }
-    Ok(())
+    unreachable!("the loop returns")
 }
 
 /// Moves a staged derived series into the outbox whole; with `forward_originals`, its

@@ -269,7 +269,7 @@ fn write_part10(
     w.write_all(dataset)?;
     w.flush()?;
     drop(w);
-    file.sync_all()
+    file.sync_data()
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {

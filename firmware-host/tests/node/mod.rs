@@ -35,6 +35,11 @@ impl Running {
     }
 
     pub async fn open(spool: &Path, edit: impl FnOnce(&mut DicomConfig), working: bool) -> Self {
+        // The node's log, when RUST_LOG asks for it.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let mut config = DicomConfig {
             spool: spool.into(),
             ..DicomConfig::default()
@@ -112,6 +117,7 @@ impl Running {
     /// Runs a DCMTK tool against the node: `tool -aet CALLING -aec CALLED host port ARGS`.
     pub async fn dcmtk(&self, tool: &str, calling: &str, called: &str, args: &[String]) -> Output {
         let mut cmd = Command::new(tool);
+        cmd.env("TCP_NODELAY", support::DCMTK_TCP_NODELAY);
         cmd.args(["-aet", calling, "-aec", called, "-to", "10", "-ta", "10"])
             .arg("127.0.0.1")
             .arg(self.addr.port().to_string())
