@@ -153,6 +153,7 @@ fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
                 "MediaStorageSOPInstanceUID",
                 "SeriesInstanceUID",
                 "SeriesDescription",
+                "SeriesNumber",
                 "ImageType",
             ];
             for (key, value) in &a {
@@ -167,6 +168,12 @@ fn derived_series_keeps_attributes_and_reads_back_in_pydicom() {
             assert_eq!(b["SeriesInstanceUID"], new_series, "one derived series");
             assert_ne!(b["SeriesInstanceUID"], a["SeriesInstanceUID"]);
             assert_eq!(b["SeriesDescription"], "PD_FS_COR denoised");
+            // A series of its own: the source's number + 1000 (the default offset).
+            let number = |v: &Value| v.as_str().unwrap().trim().parse::<i64>().unwrap();
+            assert_eq!(
+                number(&b["SeriesNumber"]),
+                number(&a["SeriesNumber"]) + 1000
+            );
             let image_type: Vec<&str> = b["ImageType"]
                 .as_array()
                 .unwrap()
