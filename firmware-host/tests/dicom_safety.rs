@@ -738,3 +738,21 @@ async fn instances_that_come_while_their_series_waits_for_the_pacs_are_not_held_
         .collect();
     assert_eq!(series.len(), 1, "one derived series");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_senders_of_one_study_at_once_store_each_instance_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let node = Running::start(&d.join("spool"), |_| {}).await;
+    let files = series_with(d, "pdfs", "PD_TSE_FS_COR", &phantom_slices(6, 64, 64), &[]);
+    tokio::join!(node.send(&files), node.send(&files), node.send(&files));
+    assert_eq!(node.count(|s| &s.instances_received), 18);
+    assert_eq!(
+        node.count(|s| &s.instances_stored),
+        6,
+        "{}",
+        node.stats().line()
+    );
+    assert_eq!(node.count(|s| &s.instances_duplicate), 12);
+    assert_eq!(spooled(&node).len(), 6);
+}
