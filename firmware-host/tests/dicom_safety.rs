@@ -756,3 +756,41 @@ async fn three_senders_of_one_study_at_once_store_each_instance_once() {
     assert_eq!(node.count(|s| &s.instances_duplicate), 12);
     assert_eq!(spooled(&node).len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_series_passed_on_arrives_as_it_was_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (mut node, pacs) = node_and_pacs(d, |c| c.other_series = OtherSeries::PassOn).await;
+    let plain = series_with(d, "t2", "T2_TSE_FS_COR", &phantom_slices(2, 48, 40), &[]);
+    let compressed = support::compress(&plain, "jpeg-lossless", &d.join("t2.jpeg"));
+    let mut args = vec!["-xs".to_string()];
+    args.extend(paths(&compressed));
+    let out = node
+        .dcmtk("storescu", "SCANNER", "CROSSDENOISE", &args)
+        .await;
+    assert!(out.status.success(), "{}", said(&out));
+    let arrived = node.deliver_to(&pacs, 2).await;
+    assert_eq!(node.count(|s| &s.instances_passed_on), 2);
+    for file in &compressed {
+        let uid = dicom_uid(file);
+        let copy = arrived.iter().find(|f| dicom_uid(f) == uid).unwrap();
+        let (a, b) = (
+            dicom_object::open_file(file).unwrap(),
+            dicom_object::open_file(copy).unwrap(),
+        );
+        assert_eq!(
+            b.meta().transfer_syntax().trim_end_matches('\0'),
+            a.meta().transfer_syntax().trim_end_matches('\0'),
+            "still compressed as sent"
+        );
+        let fragments = |o: &dicom_object::DefaultDicomObject| {
+            o.element(tags::PIXEL_DATA)
+                .unwrap()
+                .fragments()
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(fragments(&b), fragments(&a), "the same compressed pixels");
+    }
+}

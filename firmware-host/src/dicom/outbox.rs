@@ -103,10 +103,25 @@ pub async fn deliver(
 /// acknowledged, or moved to `failed/` when refused.
 async fn send(node: &Node, destination: &Destination, files: &[PathBuf]) -> Result<(), SendError> {
     let cfg = &node.config;
-    let mut association = ClientAssociationOptions::new()
+    // A received instance passed on compressed goes as it is, in a context of its own
+    // syntax; everything else in Explicit or Implicit VR Little Endian.
+    let syntaxes: Vec<Option<String>> = files.iter().map(|f| file_syntax(f)).collect();
+    let mut compressed: Vec<&str> = syntaxes
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .filter(|ts| ![EXPLICIT_VR_LE, IMPLICIT_VR_LE].contains(ts))
+        .collect();
+    compressed.sort_unstable();
+    compressed.dedup();
+    let mut options = ClientAssociationOptions::new()
         .calling_ae_title(cfg.ae_title.as_str())
         .called_ae_title(destination.ae_title.as_str())
-        .with_presentation_context(MR_IMAGE_STORAGE, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE])
+        .with_presentation_context(MR_IMAGE_STORAGE, vec![EXPLICIT_VR_LE, IMPLICIT_VR_LE]);
+    for ts in &compressed {
+        options = options.with_presentation_context(MR_IMAGE_STORAGE, vec![*ts]);
+    }
+    let mut association = options
         .max_pdu_length(cfg.max_pdu_bytes)
         .connection_timeout(cfg.timeout())
         .read_timeout(cfg.timeout())
@@ -116,14 +131,23 @@ async fn send(node: &Node, destination: &Destination, files: &[PathBuf]) -> Resu
     // Without it, each instance's last small segment waits for the peer's delayed ACK
     // (about 40 ms an instance on Linux).
     let _ = association.inner_stream().set_nodelay(true);
-    let context = association
+    let accepted: Vec<_> = association
         .presentation_contexts()
         .iter()
-        .find(|c| c.reason == PresentationContextResultReason::Acceptance)
+        .filter(|c| c.reason == PresentationContextResultReason::Acceptance)
         .cloned()
-        .ok_or_else(|| {
-            SendError::Protocol("the destination accepts no MR Image Storage context".into())
-        })?;
+        .collect();
+    let syntax_of = |c: &&dicom_ul::pdu::PresentationContextNegotiated| {
+        c.transfer_syntax.trim_end_matches('\0').to_string()
+    };
+    let plain = accepted
+        .iter()
+        .find(|c| [EXPLICIT_VR_LE, IMPLICIT_VR_LE].contains(&syntax_of(c).as_str()));
+    if accepted.is_empty() {
+        return Err(SendError::Protocol(
+            "the destination accepts no MR Image Storage context".into(),
+        ));
+    }
     let max_pdu = match association.acceptor_max_pdu_length() {
         0 => 16 * 1024,
         n => n as usize,
@@ -131,7 +155,20 @@ async fn send(node: &Node, destination: &Destination, files: &[PathBuf]) -> Resu
     let spool = cfg.spool.clone();
     for (i, file) in files.iter().enumerate() {
         let message_id = (i % 0xFFFF + 1) as u16;
-        let prepared = encode(file, &context.transfer_syntax);
+        let context = match syntaxes[i].as_deref() {
+            Some(ts) if compressed.contains(&ts) => accepted.iter().find(|c| syntax_of(c) == ts),
+            _ => plain,
+        };
+        let Some(context) = context else {
+            let reason = format!(
+                "{} accepts no context for this instance's transfer syntax {}",
+                destination.ae_title,
+                syntaxes[i].as_deref().unwrap_or("(unreadable)")
+            );
+            set_aside(&spool, file, &reason, &node.stats.forward_failed);
+            continue;
+        };
+        let prepared = encode(file, syntax_of(&context).as_str());
         let (class, instance, data) = match prepared {
             Ok(p) => p,
             Err(reason) => {
@@ -223,6 +260,19 @@ async fn response(
             }
         }
     }
+}
+
+/// A Part 10 file's transfer syntax, from its file meta group (none if unreadable).
+fn file_syntax(file: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    fs::File::open(file)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .ok()?;
+    let meta = dicom_object::meta::FileMetaTable::from_reader(head.get(128..)?).ok()?;
+    Some(meta.transfer_syntax().to_string())
 }
 
 /// A Part 10 file's SOP class, instance and data set, encoded in `transfer_syntax`. A file
