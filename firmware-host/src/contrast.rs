@@ -213,46 +213,48 @@ fn tokens(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether `word` is one of `list` (case ignored).
+fn listed(list: &[String], word: &str) -> bool {
+    list.iter().any(|l| l.eq_ignore_ascii_case(word))
+}
+
 /// A text's tokens, and each neighbouring two written together.
 struct Words {
     tokens: Vec<String>,
+    /// Every word the text holds: `(index of its first token, word)`.
+    all: Vec<(usize, String)>,
 }
 
 impl Words {
     fn of(text: &str) -> Self {
-        Words {
-            tokens: tokens(text),
-        }
-    }
-
-    /// Every word the text holds: `(index of its first token, word)`.
-    fn all(&self) -> impl Iterator<Item = (usize, String)> + '_ {
-        let single = self.tokens.iter().cloned().enumerate();
-        let joined = self
-            .tokens
-            .windows(2)
-            .map(|w| format!("{}{}", w[0], w[1]))
-            .enumerate();
-        single.chain(joined)
+        let tokens = tokens(text);
+        let joined = tokens.windows(2).map(|w| format!("{}{}", w[0], w[1]));
+        let all = tokens
+            .iter()
+            .cloned()
+            .enumerate()
+            .chain(joined.enumerate())
+            .collect();
+        Words { tokens, all }
     }
 
     fn find(&self, list: &[String]) -> Option<String> {
-        self.all()
-            .map(|(_, w)| w)
-            .find(|w| list.iter().any(|l| l.eq_ignore_ascii_case(w)))
+        self.all
+            .iter()
+            .find(|(_, w)| listed(list, w))
+            .map(|(_, w)| w.clone())
     }
 
     /// Whether a fat-suppression word stands in the text un-negated, and whether one is
     /// negated.
     fn fat_suppression(&self, rules: &ContrastRules) -> (bool, bool) {
-        let is = |list: &[String], w: &str| list.iter().any(|l| l.eq_ignore_ascii_case(w));
         let (mut plain, mut negated) = (false, false);
-        for (i, w) in self.all() {
-            if !is(&rules.fat_suppression, &w) {
+        for (i, w) in &self.all {
+            if !listed(&rules.fat_suppression, w) {
                 continue;
             }
             let before = i.checked_sub(1).map(|j| self.tokens[j].as_str());
-            if before.is_some_and(|b| is(&rules.negations, b)) {
+            if before.is_some_and(|b| listed(&rules.negations, b)) {
                 negated = true;
             } else {
                 plain = true;

@@ -20,10 +20,10 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::dimse::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE, MR_IMAGE_STORAGE};
+use super::spool::{OUTBOX, files_under};
 use super::{Node, inc};
 use crate::config::Destination;
 
-const OUTBOX: &str = "outbox";
 const FAILED: &str = "failed";
 
 #[derive(Debug, thiserror::Error)]
@@ -39,27 +39,20 @@ pub fn dir(spool: &Path) -> PathBuf {
     spool.join(OUTBOX)
 }
 
-/// The files waiting in the outbox (in its subfolders too), oldest name first.
+/// The files waiting in the outbox (in its subfolders too), oldest name first; what is
+/// hidden (a folder being staged) is not waiting yet.
 pub fn pending(spool: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut folders = vec![dir(spool)];
-    while let Some(folder) = folders.pop() {
-        let Ok(entries) = fs::read_dir(&folder) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
+    let root = dir(spool);
+    let mut files: Vec<PathBuf> = files_under(&root)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            path.strip_prefix(&root).is_ok_and(|rel| {
+                rel.components()
+                    .all(|c| !c.as_os_str().to_string_lossy().starts_with('.'))
+            })
+        })
+        .collect();
     files.sort();
     files
 }
@@ -262,16 +255,12 @@ async fn response(
     }
 }
 
-/// A Part 10 file's transfer syntax, from its file meta group (none if unreadable).
+/// A Part 10 file's transfer syntax, from its file meta group alone (none if unreadable).
 fn file_syntax(file: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    fs::File::open(file)
-        .ok()?
-        .take(64 * 1024)
-        .read_to_end(&mut head)
-        .ok()?;
-    let meta = dicom_object::meta::FileMetaTable::from_reader(head.get(128..)?).ok()?;
+    use std::io::{Seek, SeekFrom};
+    let mut reader = std::io::BufReader::new(fs::File::open(file).ok()?);
+    reader.seek(SeekFrom::Start(128)).ok()?;
+    let meta = dicom_object::meta::FileMetaTable::from_reader(reader).ok()?;
     Some(meta.transfer_syntax().to_string())
 }
 

@@ -106,9 +106,7 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
 
 /// One look at the spool: every complete series that can be taken now is taken.
 fn step(node: &Node, models: &mut Models, st: &mut State) {
-    // Instances that have left the spool are forgotten; those taken are not grouped again.
-    st.done.retain(|f| f.exists());
-    let all = scan(node, &mut st.headers, &st.done);
+    let all = scan(node, &mut st.headers, &mut st.done);
     let now = SystemTime::now();
     let age = |s: &Series| now.duration_since(s.last).unwrap_or_default();
     let stable = Duration::from_secs_f64(node.config.series_stable_s);
@@ -128,8 +126,7 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
             continue;
         }
         if let Some(reason) = &s.mixed {
-            give_up(node, s, reason);
-            st.done.extend(s.files.iter().cloned());
+            settle(node, st, &[s], Err(Failure::Permanent(reason.clone())));
             continue;
         }
         // Late instances of a series denoised within pair_wait_s: its partner has been
@@ -162,12 +159,7 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
                         s.description
                     ),
                 };
-                let outcome = match node.config.other_series {
-                    OtherSeries::SetAside => Err(Failure::Permanent(format!(
-                        "not a PD or PDFS series: {why}"
-                    ))),
-                    OtherSeries::PassOn => pass_on(node, s, &why),
-                };
+                let outcome = not_ours(node, &[s], &format!("not a PD or PDFS series: {why}"));
                 settle(node, st, &[s], outcome);
                 continue;
             }
@@ -258,10 +250,7 @@ fn settle(node: &Node, st: &mut State, series: &[&Series], outcome: Result<(), F
                     .instances_guard_refused
                     .fetch_add(s.files.len() as u64, Ordering::Relaxed);
             }
-            let outcome = match node.config.other_series {
-                OtherSeries::SetAside => Err(Failure::Permanent(reason)),
-                OtherSeries::PassOn => series.iter().try_for_each(|s| pass_on(node, s, &reason)),
-            };
+            let outcome = not_ours(node, series, &reason);
             settle(node, st, series, outcome);
         }
         Err(Failure::Temporary(reason)) => {
@@ -285,24 +274,29 @@ fn settle(node: &Node, st: &mut State, series: &[&Series], outcome: Result<(), F
     }
 }
 
-/// The received instances grouped into series, leaving out those whose results wait in the
-/// outbox. A multi-frame instance is split into its frames (read on the next scan); one that
+/// The received instances grouped into series, leaving out those taken already and those
+/// whose results wait in the outbox. A multi-frame instance is split into its frames (read on the next scan); one that
 /// cannot be read is set aside.
 fn scan(
     node: &Node,
     headers: &mut HashMap<PathBuf, Instance>,
-    done: &HashSet<PathBuf>,
+    done: &mut HashSet<PathBuf>,
 ) -> Vec<Series> {
     let received = node.spool.received();
     let in_outbox: HashSet<std::ffi::OsString> = outbox::pending(&node.config.spool)
         .iter()
         .filter_map(|p| p.file_name().map(|n| n.to_os_string()))
         .collect();
-    let mut files: Vec<PathBuf> = fs::read_dir(&received)
+    let listed: HashSet<PathBuf> = fs::read_dir(&received)
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
+        .collect();
+    // Instances taken that have left the spool are forgotten; the rest are not grouped again.
+    done.retain(|p| listed.contains(p));
+    let mut files: Vec<PathBuf> = listed
+        .into_iter()
         .filter(|p| {
             p.file_name()
                 .is_some_and(|n| !n.to_string_lossy().starts_with('.') && !in_outbox.contains(n))
@@ -352,6 +346,15 @@ fn scan(
         let h = &headers[&p];
         (p, h)
     }))
+}
+
+/// What becomes of series the models must not answer (another contrast, or a pair whose
+/// pixels or result disagree with its labels), as `other_series` says.
+fn not_ours(node: &Node, series: &[&Series], reason: &str) -> Result<(), Failure> {
+    match node.config.other_series {
+        OtherSeries::SetAside => Err(Failure::Permanent(reason.to_string())),
+        OtherSeries::PassOn => series.iter().try_for_each(|s| pass_on(node, s, reason)),
+    }
 }
 
 /// Sends a series that is not the models' on unchanged.

@@ -17,6 +17,8 @@ use crate::config::OnConflict;
 
 /// Where received instances go, under the configured spool folder.
 const RECEIVED: &str = "received";
+/// Where derived instances wait for the destination, under the spool folder.
+pub(crate) const OUTBOX: &str = "outbox";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -167,21 +169,8 @@ impl Spool {
         let Some(free) = free_bytes(&self.dir) else {
             return Ok(());
         };
-        let size_of = |dir: &Path| -> u64 {
-            let mut total = 0;
-            let mut folders = vec![dir.to_path_buf()];
-            while let Some(folder) = folders.pop() {
-                for entry in fs::read_dir(&folder).into_iter().flatten().flatten() {
-                    match entry.metadata() {
-                        Ok(m) if m.is_dir() => folders.push(entry.path()),
-                        Ok(m) => total += m.len(),
-                        Err(_) => {}
-                    }
-                }
-            }
-            total
-        };
-        let pending = size_of(&self.received()).saturating_sub(size_of(&self.dir.join("outbox")));
+        let size_of = |dir: &Path| -> u64 { files_under(dir).iter().map(|(_, n)| n).sum() };
+        let pending = size_of(&self.received()).saturating_sub(size_of(&self.dir.join(OUTBOX)));
         // The instance itself and its derived copy.
         let needed = pending + 2 * incoming + self.min_free;
         if free < needed {
@@ -194,6 +183,22 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// Every file under `dir`, in its subfolders too, with its size in bytes.
+pub(crate) fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in fs::read_dir(&folder).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => folders.push(entry.path()),
+                Ok(m) => files.push((entry.path(), m.len())),
+                Err(_) => {}
+            }
+        }
+    }
+    files
 }
 
 /// Bytes free to this process on the file system holding `dir` (none where unknown).
