@@ -49,10 +49,6 @@ pub struct DenoiserOptions {
     /// For a model that states a prior: serve the posterior mean (the default), or only its
     /// prediction with the Rician bias removed (to see what the posterior step adds).
     pub posterior: bool,
-    /// How much of the denoised image is served, 0 to 1: the rest is the acquired image
-    /// (as the vendors' low / medium / high settings keep some of the acquisition's
-    /// texture). 1 serves the denoised image alone.
-    pub strength: f32,
 }
 
 /// Context a tile carries on each side beyond the part of it that is kept (rounded up to
@@ -68,7 +64,6 @@ impl Default for DenoiserOptions {
             warmup: Some([1, 64, 64]),
             tile_pixels: 512 * 512,
             posterior: true,
-            strength: 1.0,
         }
     }
 }
@@ -108,7 +103,6 @@ impl std::fmt::Debug for Denoiser {
 impl Denoiser {
     pub fn open(runtime: &OnnxRuntime, path: &Path, options: &DenoiserOptions) -> Result<Self> {
         options.providers.validate()?;
-        check_strength(options.strength)?;
         if !path.is_file() {
             return Err(Error::Model {
                 path: path.into(),
@@ -186,7 +180,7 @@ impl Denoiser {
             rician: RicianCorrection::default(),
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
-            strength: options.strength,
+            strength: 1.0,
         };
         if let Some([n, h, w]) = options.warmup {
             let m = denoiser.metadata.size_multiple;
@@ -335,10 +329,16 @@ impl Denoiser {
         Ok(out)
     }
 
-    /// Serves `strength` of the denoised image from now on (see
-    /// [`DenoiserOptions::strength`]).
+    /// How much of the denoised image is served from now on, 0 to 1 (1 when opened): the
+    /// rest is the acquired image, as the vendors' low / medium / high settings keep some
+    /// of the acquisition's texture.
     pub fn set_strength(&mut self, strength: f32) -> Result<()> {
-        check_strength(strength)?;
+        if !(0.0..=1.0).contains(&strength) {
+            return Err(Error::Image(ImageError::Invalid {
+                what: "strength",
+                reason: format!("{strength} is not between 0 and 1"),
+            }));
+        }
         self.strength = strength;
         Ok(())
     }
@@ -870,17 +870,6 @@ fn check_io(session: &Session) -> std::result::Result<(String, Option<String>), 
         input.name().to_string(),
         guide.map(|g| g.name().to_string()),
     ))
-}
-
-fn check_strength(strength: f32) -> Result<()> {
-    if (0.0..=1.0).contains(&strength) {
-        Ok(())
-    } else {
-        Err(Error::Image(ImageError::Invalid {
-            what: "strength",
-            reason: format!("{strength} is not between 0 and 1"),
-        }))
-    }
 }
 
 fn show_shape(shape: &[i64]) -> String {

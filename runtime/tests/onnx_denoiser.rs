@@ -228,22 +228,13 @@ fn strength_blends_the_denoised_image_with_the_acquired_one() {
         .unwrap()
         .denoise(slice.view())
         .unwrap();
-    let half = DenoiserOptions {
-        strength: 0.3,
-        ..cpu()
-    };
-    let blended = Denoiser::open(&runtime(), &model, &half)
-        .unwrap()
-        .denoise(slice.view())
-        .unwrap();
+    let mut denoiser = Denoiser::open(&runtime(), &model, &cpu()).unwrap();
+    denoiser.set_strength(0.3).unwrap();
+    let blended = denoiser.denoise(slice.view()).unwrap();
     let want = &full * 0.3 + slice * 0.7;
     assert!(max_abs_diff(&blended, &want) < 1e-3);
     for bad in [-0.1, 1.5, f32::NAN] {
-        let options = DenoiserOptions {
-            strength: bad,
-            ..cpu()
-        };
-        let Err(e) = Denoiser::open(&runtime(), &model, &options) else {
+        let Err(e) = denoiser.set_strength(bad) else {
             panic!("strength {bad} taken");
         };
         assert!(e.to_string().contains("strength"), "{e}");

@@ -117,11 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         assume,
         tile_pixels: args.tile_pixels,
         posterior: !args.no_posterior,
-        strength: args.strength,
         ..DenoiserOptions::default()
     };
     let started = Instant::now();
     let mut denoiser = Denoiser::open(&runtime, &args.model, &options)?;
+    denoiser.set_strength(args.strength)?;
     for fallback in denoiser.fallbacks() {
         eprintln!("warning: {fallback}; falling back");
     }
