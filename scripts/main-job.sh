@@ -31,7 +31,9 @@ echo "==> ONNX Runtime (CPU build from the PyPI wheel) and the classical denoise
 bash scripts/install-ort.sh
 bash scripts/quality-env.sh
 
-# 128 x 128 phantoms at PD SNR 20 / PDFS SNR 12, as the held-out set below.
+# 128 x 128 phantoms. The guided denoisers train over their config's SNR range (PD 8-25,
+# PDFS 6-20: one model per direction for every noise level, which overrides the fixed SNRs
+# below); the cross path at PD SNR 20 / PDFS SNR 12, as the held-out set below.
 phantom_settings=(--set data.image_size=128 --set data.snr_a=20 --set data.snr_b=12)
 echo "==> training the guided denoisers (configs/guided.json, $epochs epochs of 80 steps)"
 "$bin" train configs/guided.json --out "$out/runs" --force "${phantom_settings[@]}" \

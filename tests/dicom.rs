@@ -187,6 +187,27 @@ fn a_study_sent_by_storescu_comes_back_to_the_pacs_denoised_each_contrast_as_its
 
     let inputs = dump(&files, &cwd.join("inputs.json"));
     let outputs = dump(&arrived, &cwd.join("outputs.json"));
+    // The same series through `crossdenoise denoise`, the runtime as a user runs it: the
+    // node must serve exactly what it serves.
+    let mut cli_files = Vec::new();
+    for (model, contrast, partner) in [(&pd_model, "pd", "pdfs"), (&pdfs_model, "pdfs", "pd")] {
+        let out = crossdenoise(
+            &[
+                "denoise",
+                "--model",
+                model.to_str().unwrap(),
+                "--guide",
+                &format!("study/{partner}"),
+                &format!("study/{contrast}"),
+                "--out",
+                "cli",
+            ],
+            cwd,
+        );
+        assert!(out.status.success(), "denoise: {}", stderr(&out));
+        cli_files.extend(dicom_files(&cwd.join("cli").join(contrast)));
+    }
+    let cli = dump(&cli_files, &cwd.join("cli.json"));
     for description in ["PD_TSE_COR", "PD_TSE_FS_COR"] {
         let ins: Vec<&Value> = inputs
             .iter()
@@ -245,6 +266,23 @@ fn a_study_sent_by_storescu_comes_back_to_the_pacs_denoised_each_contrast_as_its
                 )
                 .unwrap()
             };
+            let by_cli = cli
+                .iter()
+                .find(|o| {
+                    attr(o, "ImagePositionPatient") == position
+                        && attr(o, "SeriesDescription") == format!("{description} denoised")
+                })
+                .unwrap_or_else(|| panic!("{description}: the CLI wrote nothing at {position}"));
+            let node_px = pixels(output);
+            let cli_px = pixels(by_cli);
+            let worst = node_px
+                .iter()
+                .zip(cli_px.iter())
+                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                worst <= 1.0,
+                "{description} at {position}: the node's pixels differ from the runtime's by {worst}"
+            );
             acquired_db += Quality::measure(clean.view(), pixels(input).view())
                 .unwrap()
                 .psnr

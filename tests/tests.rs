@@ -7,6 +7,7 @@ mod denoise;
 mod dicom;
 mod experiments;
 mod export;
+mod noise_levels;
 mod phantoms;
 #[path = "../runtime/tests/support/mod.rs"]
 mod support;

@@ -12,7 +12,8 @@ use crossdenoise_train::model::blind_spot::{BlindUNet, SLOPE};
 
 use crate::graph::{Attr, GraphBuilder};
 use crate::lower::{
-    GUIDE, INPUT, OUTPUT, SPREAD, conv, conv_shared, conv_transpose_shared, ints, leaky_slope,
+    GUIDE, INPUT, OUTPUT, SHIFT, SPREAD, conv, conv_shared, conv_transpose_shared, ints,
+    leaky_slope,
 };
 
 /// Lowers `net` with inputs `image` (and `guide` for a guided network) and output
@@ -48,17 +49,13 @@ pub fn denoiser(net: &GuidedDenoiser) -> GraphBuilder {
     let features = h;
     conv(&mut g, &format!("fuse{last}"), &net.fuse[last], &features);
     g.rename_last_output(OUTPUT);
-    if net.has_prior() {
-        let mut s = features;
-        let end = net.spread.len() - 1;
-        for (i, c) in net.spread.iter().enumerate() {
-            let name = format!("spread{i}");
-            s = conv(&mut g, &name, c, &s);
-            if i < end {
-                s = leaky_slope(&mut g, &format!("{name}.act"), &s, SLOPE);
-            }
-        }
+    if let Some(head) = net.prior_head() {
+        let hidden = conv(&mut g, "prior.hidden", &head.hidden, &features);
+        let hidden = leaky_slope(&mut g, "prior.hidden.act", &hidden, SLOPE);
+        conv(&mut g, "prior.spread", &head.spread, &hidden);
         g.rename_last_output(SPREAD);
+        conv(&mut g, "prior.shift", &head.shift, &hidden);
+        g.rename_last_output(SHIFT);
     }
     g
 }

@@ -136,9 +136,9 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         metadata.normalization.clamp_max,
         metadata.size_multiple,
         if metadata.posterior {
-            "; outputs: the expected magnitude and the spread (ln std / sigma) of a prior of \
-             the clean amplitude, from which the runtime computes the posterior mean given \
-             each pixel's own value"
+            "; outputs: the expected magnitude, and the spread (ln std / sigma) and the shift \
+             of the mean (in sigmas) of a prior of the clean amplitude, from which the runtime \
+             computes the posterior mean given each pixel's own value"
         } else if metadata.rician_correction {
             "; the output is the expected magnitude, whose Rician bias the runtime removes"
         } else {
@@ -267,11 +267,11 @@ pub fn path_metadata(
     }
 }
 
-/// The graph's outputs: the expected magnitude, and the prior's spread for a model with the
-/// posterior step (`ModelMetadata::posterior`).
+/// The graph's outputs: the expected magnitude, and the prior's spread and shift for a model
+/// with the posterior step (`ModelMetadata::posterior`).
 pub fn output_names(metadata: &ModelMetadata) -> Vec<&'static str> {
     if metadata.posterior {
-        vec![lower::OUTPUT, lower::SPREAD]
+        vec![lower::OUTPUT, lower::SPREAD, lower::SHIFT]
     } else {
         vec![lower::OUTPUT]
     }

@@ -20,6 +20,8 @@ pub const GUIDE: &str = "guide";
 pub const OUTPUT: &str = crossdenoise_image::posterior::OUTPUT_EXPECTED;
 /// The second output of a denoiser with a posterior step: the prior's spread.
 pub const SPREAD: &str = crossdenoise_image::posterior::OUTPUT_SPREAD;
+/// The third output of a denoiser with a posterior step: the shift of the prior's mean.
+pub const SHIFT: &str = crossdenoise_image::posterior::OUTPUT_SHIFT;
 
 /// Lowers `decoder(E(x))` with no skips; `identity` adds the input to the head's output.
 pub fn no_skip_path(encoder: &Encoder, decoder: &Decoder) -> GraphBuilder {

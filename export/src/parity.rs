@@ -84,14 +84,14 @@ pub fn check_denoiser(
         let input = phantom_input(to, n, h, w);
         let guide = model.is_guided().then(|| phantom_input(other, n, h, w));
         let ours = session.infer_raw(input.view(), guide.as_ref().map(|g| g.view()))?;
-        let (expected, spread) = model.forward_prior(
+        let (expected, prior) = model.forward_prior(
             tensor(&input, &device),
             guide.as_ref().map(|g| tensor(g, &device)),
             Precision::F32,
         );
-        // A network with a prior: both outputs side by side, as infer_raw returns them.
-        let burn = match spread {
-            Some(spread) => Tensor::cat(vec![expected, spread], 1),
+        // A network with a prior: its outputs side by side, as infer_raw returns them.
+        let burn = match prior {
+            Some(p) => Tensor::cat(vec![expected, p.spread, p.shift], 1),
             None => expected,
         };
         let channels = ours.dim().1;

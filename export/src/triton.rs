@@ -73,9 +73,10 @@ pub fn config_pbtxt(meta: &ModelMetadata) -> String {
         None => String::new(),
     };
     let correction_note = if meta.posterior {
-        "\n# Outputs: the denoised magnitude's expectation and the spread (ln std / sigma) of a\n\
-         # prior of the clean amplitude: compute each pixel's posterior mean under the Rician\n\
-         # likelihood at the slice's noise level as crossdenoise-runtime does (posterior.rs)."
+        "\n# Outputs: the denoised magnitude's expectation, and the spread (ln std / sigma) and\n\
+         # the shift of the mean (in sigmas, from the expectation's amplitude) of a prior of the\n\
+         # clean amplitude: compute each pixel's posterior mean under the Rician likelihood at\n\
+         # the slice's noise level as crossdenoise-runtime does (posterior.rs)."
     } else if meta.rician_correction {
         "\n# The output is the denoised magnitude's expectation: remove its Rician bias at the\n\
          # slice's noise level as crossdenoise-runtime does (rician::RicianCorrection)."

@@ -142,10 +142,11 @@ impl Denoiser {
         };
         if session.outputs().len() < metadata.outputs() {
             return Err(model_err(format!(
-                "its metadata says it states a prior for the posterior step, which takes two \
-                 outputs (`{}` and `{}`), but the graph has {}",
+                "its metadata says it states a prior for the posterior step, which takes three \
+                 outputs (`{}`, `{}` and `{}`), but the graph has {}",
                 posterior::OUTPUT_EXPECTED,
                 posterior::OUTPUT_SPREAD,
+                posterior::OUTPUT_SHIFT,
                 session.outputs().len()
             )));
         }
@@ -229,7 +230,7 @@ impl Denoiser {
     /// Runs the model as it is on already normalised and padded `[N, 1, H, W]` inputs (the
     /// guide for a guided model): no preprocessing, no cropping, no bias correction, no
     /// posterior. For parity checks and benchmarks of the graph itself; a model that states
-    /// a prior returns its two outputs as two channels, `[N, 2, H, W]`.
+    /// a prior returns its three outputs as three channels, `[N, 3, H, W]`.
     pub fn infer_raw(
         &mut self,
         input: ArrayView4<f32>,
@@ -486,11 +487,15 @@ impl Denoiser {
             }
             let crop = |c| padding.crop(view(c, (ph, pw)));
             let mut out = crop(chunk).to_owned();
-            let spread = (self.metadata.posterior && self.posterior)
-                .then(|| crop(&data[1][i * plane..(i + 1) * plane]));
-            if correct || spread.is_some() {
+            let at = i * plane..(i + 1) * plane;
+            let prior =
+                (self.metadata.posterior && self.posterior).then(|| posterior::PriorPlanes {
+                    spread: crop(&data[1][at.clone()]),
+                    shift: crop(&data[2][at]),
+                });
+            if correct || prior.is_some() {
                 let sigma = noise::estimate_sigma(crop(input));
-                out = posterior::serve(&self.rician, crop(input), out, spread, sigma);
+                out = posterior::serve(&self.rician, crop(input), out, prior, sigma);
             }
             out.mapv_inplace(|v| v * scale.0);
             // Checked here, after the scale is applied, so that an output which overflows

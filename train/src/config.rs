@@ -192,6 +192,23 @@ pub struct TrainerConfig {
     /// and a checkpoint).
     #[serde(default = "defaults::steps_per_epoch")]
     pub steps_per_epoch: usize,
+    /// Guided / single denoisers: what the prediction learns to match.
+    #[serde(default)]
+    pub target: Target,
+}
+
+/// The target of a denoiser's prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The noisy acquired image itself: self-supervised, what the product trains on.
+    #[default]
+    Acquired,
+    /// The expected magnitude of the clean phantom (its Rician mean at the slice's noise),
+    /// what the acquired target's loss is least at: the same network and budget without the
+    /// noise of the target, the ceiling the self-supervised run is measured against.
+    /// Synthetic data only.
+    Clean,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -529,6 +546,12 @@ impl Config {
             if t.steps_per_epoch == 0 {
                 return err("trainer.steps_per_epoch", "must be at least 1".into());
             }
+            if t.target == Target::Clean && d.source != DataSource::Synthetic {
+                return err(
+                    "trainer.target",
+                    "\"clean\" needs clean images, which only synthetic data has".into(),
+                );
+            }
         }
         if !(0.0..=1.0).contains(&t.mixed_skip_alpha) {
             return err(
@@ -831,6 +854,14 @@ mod tests {
                 "trainer.precision: unknown value \"fp16\"",
             ),
             (r#"{"trainer":{}}"#, "missing key `name`"),
+            (
+                r#"{"name":"x","data":{"source":"folder","path":"d"},"model":{"kind":"guided"},"trainer":{"target":"clean"}}"#,
+                "trainer.target: \"clean\" needs clean images",
+            ),
+            (
+                r#"{"name":"x","trainer":{"target":"noisy"}}"#,
+                "trainer.target: unknown value \"noisy\"",
+            ),
             (
                 r#"{"name":"x","trainer":{"loss_weights":{"content":0,"recon":0,"cross":0,"edge":0}}}"#,
                 "nothing to train",

@@ -94,10 +94,11 @@ pub struct ModelMetadata {
     /// The output is a magnitude's expectation: the runtime removes its Rician bias at the
     /// noise level it estimates from the input slice (`crate::rician`, `crate::noise`).
     pub rician_correction: bool,
-    /// The graph also states a prior of each pixel's clean amplitude (a second output,
-    /// `spread`, `ln(std / sigma)`), and the runtime returns the posterior mean under the
-    /// Rician likelihood of the pixel's own value (`crate::posterior`) instead of the
-    /// corrected expectation. Written as `crossdenoise.posterior = rician`.
+    /// The graph also states a prior of each pixel's clean amplitude (two more outputs:
+    /// `spread`, `ln(std / sigma)`, and `shift`, the prior mean's shift from the
+    /// expectation's amplitude in sigmas), and the runtime returns the posterior mean under
+    /// the Rician likelihood of the pixel's own value (`crate::posterior`) instead of the
+    /// corrected expectation. Written as `crossdenoise.posterior = rician_shift`.
     pub posterior: bool,
 }
 
@@ -108,11 +109,14 @@ pub struct AssumedMetadata {
     pub size_multiple: usize,
 }
 
+/// The value of `crossdenoise.posterior` of a model whose prior has a spread and a shift.
+pub const POSTERIOR_RICIAN: &str = "rician_shift";
+
 impl ModelMetadata {
-    /// How many outputs the graph has: the expected magnitude, and the prior's spread
-    /// for a model with the posterior step.
+    /// How many outputs the graph has: the expected magnitude, and the prior's spread and
+    /// shift for a model with the posterior step.
     pub fn outputs(&self) -> usize {
-        if self.posterior { 2 } else { 1 }
+        if self.posterior { 3 } else { 1 }
     }
 
     /// The properties export writes, in a stable order.
@@ -149,7 +153,7 @@ impl ModelMetadata {
             props.push((keys::GUIDE_CLAMP_MAX, g.normalization.clamp_max.to_string()));
         }
         if self.posterior {
-            props.push((keys::POSTERIOR, "rician".into()));
+            props.push((keys::POSTERIOR, POSTERIOR_RICIAN.into()));
         }
         if self.rician_correction {
             props.push((keys::RICIAN_CORRECTION, "true".into()));
@@ -232,12 +236,23 @@ impl ModelMetadata {
         };
         let posterior = match opt(keys::POSTERIOR).as_deref().map(str::trim) {
             None => false,
-            Some("rician") => true,
+            Some(POSTERIOR_RICIAN) => true,
+            Some("rician") => {
+                return Err(Error::Invalid {
+                    what: "model metadata",
+                    reason: format!(
+                        "key '{}' is 'rician': an export of an earlier version, whose prior has \
+                         no shift output; export the run again with this build",
+                        keys::POSTERIOR
+                    ),
+                });
+            }
             Some(v) => {
                 return Err(Error::Invalid {
                     what: "model metadata",
                     reason: format!(
-                        "key '{}' has an unknown value '{v}' (this build knows 'rician')",
+                        "key '{}' has an unknown value '{v}' (this build knows \
+                         '{POSTERIOR_RICIAN}')",
                         keys::POSTERIOR
                     ),
                 });

@@ -14,13 +14,16 @@ use crate::data::PairSet;
 
 const STREAM_CROPS: u64 = 3;
 
-/// One batch: the crops of both contrasts and each crop's slice noise level.
+/// One batch: the crops of both contrasts, each crop's slice noise level and, for a set
+/// with clean images, the same crops of those (else empty).
 #[derive(Debug, Clone)]
 pub struct CropBatch {
     pub a: Vec<Array2<f32>>,
     pub b: Vec<Array2<f32>>,
     pub sigma_a: Vec<f32>,
     pub sigma_b: Vec<f32>,
+    pub clean_a: Vec<Array2<f32>>,
+    pub clean_b: Vec<Array2<f32>>,
 }
 
 /// Draws the batch of `step`: `batch` crops of side `crop` from `set`, whose slices' noise
@@ -40,6 +43,8 @@ pub fn batch(
         b: Vec::with_capacity(batch),
         sigma_a: Vec::with_capacity(batch),
         sigma_b: Vec::with_capacity(batch),
+        clean_a: Vec::new(),
+        clean_b: Vec::new(),
     };
     let (h, w) = set.dim();
     for _ in 0..batch {
@@ -53,6 +58,10 @@ pub fn batch(
         out.b.push(take(&set.b[i]));
         out.sigma_a.push(sigmas[i][0]);
         out.sigma_b.push(sigmas[i][1]);
+        if let Some((ca, cb)) = &set.clean {
+            out.clean_a.push(take(&ca[i]));
+            out.clean_b.push(take(&cb[i]));
+        }
     }
     out
 }
@@ -110,6 +119,21 @@ mod tests {
             assert_eq!(one.b[k], one.a[k].mapv(|v| v + 0.5));
             let slice = usize::from(one.a[k][(0, 0)] >= 1000.0);
             assert_eq!([one.sigma_a[k], one.sigma_b[k]], sigmas[slice]);
+        }
+        assert!(one.clean_a.is_empty() && one.clean_b.is_empty());
+        // Clean images are cropped and turned as their acquired slice is.
+        let clean = PairSet {
+            clean: Some((
+                vec![ramp(0.25), ramp(1000.25)],
+                vec![ramp(0.75), ramp(1000.75)],
+            )),
+            ..set
+        };
+        let with = batch(&clean, &sigmas, 7, 3, 4, 8);
+        assert_eq!(with.a, one.a);
+        for k in 0..4 {
+            assert_eq!(with.clean_a[k], one.a[k].mapv(|v| v + 0.25));
+            assert_eq!(with.clean_b[k], one.a[k].mapv(|v| v + 0.75));
         }
     }
 }

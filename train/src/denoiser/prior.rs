@@ -1,43 +1,61 @@
-//! The loss of the prior's spread: the negative log marginal likelihood of each noisy pixel
-//! under the prior the network states for it and the Rician noise of a magnitude image.
+//! The loss of the prior: the negative log marginal likelihood of each noisy pixel under the
+//! prior the network states for it and the Rician noise of a magnitude image.
 //!
 //! The prior of the clean amplitude is `|N(mean, std^2)|` (`crossdenoise_image::posterior`):
-//! its mean is the network's prediction with the Rician bias removed, as served, and is held
-//! fixed here (the prediction learns from its own loss, `denoiser::loss`); its spread
-//! `std = sigma exp(spread)` is what this loss trains. The marginal likelihood of the
-//! observation `y` is the prior's mass in each bin of the likelihood's reach times the Rician
-//! likelihood at the bin's centre, summed: exactly the grid the posterior is computed on at
-//! serving time, so the spread is fitted under the model it is used in. A prior too narrow
-//! for what the surroundings can tell makes the observed pixels improbable, one too wide
-//! throws the surroundings away; the loss is least where the spread is the real uncertainty
-//! of the prediction.
+//! its mean is the network's prediction with the Rician bias removed, as served (held fixed
+//! here: the prediction learns from its own loss, `denoiser::loss`), plus the head's shift
+//! `sigma shift`; its width is `std = sigma exp(spread)`. The shift and the spread are what
+//! this loss trains. The marginal likelihood of the
+//! observation `y`, `integral prior(A) L(y | A) dA`, is summed over the bins of exactly the
+//! grid the posterior is computed on at serving time (`posterior::Grid::posterior`: around
+//! the posterior, a third of its deviation per bin or finer), the folded prior's density and
+//! the Rician likelihood at each bin's centre. The grid follows the spread the network
+//! states now, so the integral stays accurate for a prior of any width: a fixed grid of bins
+//! a quarter of the noise wide cannot tell a prior a tenth of the noise wide from one a
+//! hundredth wide, and left the spread in the air and in smooth tissue (where the prediction
+//! is nearly exact) stuck at the bins' width, which let the noise back into the posterior.
+//! A prior too narrow for what the surroundings can tell makes the observed pixels
+//! improbable, one too wide throws the surroundings away; the loss is least where the
+//! spread is the real uncertainty of the prediction.
 //!
-//! Everything that depends on the observation alone (the bins' edges, the likelihoods) is
-//! computed here on the host; only the masses, through `erf`, carry gradients.
+//! Everything that depends on the observation and the current prior alone (the bins'
+//! centres and width, the likelihoods) is computed on the host; only the prior's density
+//! carries gradients.
 
 use burn::prelude::*;
-use crossdenoise_image::posterior::{self, BINS, SPREAD_RANGE};
-use crossdenoise_image::rician::RicianCorrection;
+use crossdenoise_image::posterior::{self, BINS, Prior, SPREAD_RANGE};
+#[cfg(test)]
+use crossdenoise_image::rician::rician_mean;
+use crossdenoise_image::rician::{RicianCorrection, i0e};
 use ndarray::Array2;
 
 use super::loss::MIN_SIGMA;
 
-/// What the loss needs of a batch besides the spread, in noise sigmas: the bins' edges
-/// (`[N, BINS + 1, H, W]`), the likelihood of the observation at each bin's centre
-/// (`[N, BINS, H, W]`, scaled so that its largest value is 1 at every pixel) and the
-/// prior's mean (`[N, 1, H, W]`).
+/// What the loss needs of a batch besides the head's outputs, in noise sigmas: the bins'
+/// centres (`[N, BINS, H, W]`), the log Rician likelihood of the observation at each
+/// (`[N, BINS, H, W]`, without the factor `y / sigma^2` that no prior changes), the log of
+/// the bins' width and the prediction's amplitude (both `[N, 1, H, W]`).
 #[derive(Debug, Clone)]
 pub struct PriorTargets {
-    pub edges: Tensor<4>,
-    pub likelihood: Tensor<4>,
-    pub mean: Tensor<4>,
+    pub centres: Tensor<4>,
+    pub log_likelihood: Tensor<4>,
+    pub log_width: Tensor<4>,
+    pub amplitude: Tensor<4>,
+}
+
+/// The head's outputs of a batch as they are now, on the host (normalised).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadNow<'a> {
+    pub spread: &'a [Array2<f32>],
+    pub shift: &'a [Array2<f32>],
 }
 
 /// The targets of a batch: the network's predictions `expected` of the `acquired` crops,
-/// whose slices have noise `sigmas` (all normalised).
+/// whose slices have noise `sigmas`, and the prior it states now (all normalised).
 pub fn targets(
     correction: &RicianCorrection,
     expected: &[Array2<f32>],
+    now: HeadNow,
     acquired: &[Array2<f32>],
     sigmas: &[f32],
     device: &Device,
@@ -45,79 +63,176 @@ pub fn targets(
     let n = acquired.len();
     let (h, w) = acquired[0].dim();
     let plane = h * w;
-    let mut edges = vec![0.0f32; n * (BINS + 1) * plane];
-    let mut likelihood = vec![0.0f32; n * BINS * plane];
-    let mut mean = vec![0.0f32; n * plane];
-    for (i, ((e, y), &sigma)) in expected.iter().zip(acquired).zip(sigmas).enumerate() {
+    let mut centres = vec![0.0f32; n * BINS * plane];
+    let mut log_likelihood = vec![0.0f32; n * BINS * plane];
+    let mut log_width = vec![0.0f32; n * plane];
+    let mut amplitude = vec![0.0f32; n * plane];
+    for (i, ((((e, r), d), y), &sigma)) in expected
+        .iter()
+        .zip(now.spread)
+        .zip(now.shift)
+        .zip(acquired)
+        .zip(sigmas)
+        .enumerate()
+    {
         let sigma = sigma.max(MIN_SIGMA);
-        for (p, (&e, &y)) in e.iter().zip(y.iter()).enumerate() {
+        for (p, (((&e, &r), &d), &y)) in e.iter().zip(r).zip(d).zip(y).enumerate() {
             let y = f64::from(y.max(0.0) / sigma);
-            mean[i * plane + p] = correction.amplitude(e, sigma) / sigma;
-            let grid = posterior::Grid::likelihood(y);
-            for k in 0..=BINS {
-                edges[(i * (BINS + 1) + k) * plane + p] = grid.edge(k) as f32;
-            }
-            let l: [f64; BINS] = std::array::from_fn(|k| posterior::likelihood(y, grid.centre(k)));
-            let top = l.iter().copied().fold(f64::MIN_POSITIVE, f64::max);
-            for (k, v) in l.into_iter().enumerate() {
-                likelihood[(i * BINS + k) * plane + p] = (v / top) as f32;
+            let prior = Prior::from_network(correction, e, r, d, sigma);
+            let prior = Prior {
+                mean: prior.mean / f64::from(sigma),
+                std: prior.std / f64::from(sigma),
+            };
+            amplitude[i * plane + p] = correction.amplitude(e, sigma) / sigma;
+            let grid = posterior::Grid::posterior(y, prior)
+                .unwrap_or_else(|| posterior::Grid::likelihood(y));
+            log_width[i * plane + p] = ((grid.hi - grid.lo) / BINS as f64).max(1e-12).ln() as f32;
+            for k in 0..BINS {
+                let a = grid.centre(k);
+                let at = (i * BINS + k) * plane + p;
+                centres[at] = a as f32;
+                log_likelihood[at] =
+                    (-0.5 * (y - a) * (y - a) + i0e(y * a).max(f64::MIN_POSITIVE).ln()) as f32;
             }
         }
     }
     let tensor =
         |v: Vec<f32>, c: usize| Tensor::<4>::from_data(TensorData::new(v, [n, c, h, w]), device);
     PriorTargets {
-        edges: tensor(edges, BINS + 1),
-        likelihood: tensor(likelihood, BINS),
-        mean: tensor(mean, 1),
+        centres: tensor(centres, BINS),
+        log_likelihood: tensor(log_likelihood, BINS),
+        log_width: tensor(log_width, 1),
+        amplitude: tensor(amplitude, 1),
     }
 }
 
-/// The mean over pixels of `-ln sum_k mass_k(spread) likelihood_k`, the masses those of
-/// `|N(mean, exp(spread)^2)|` in each bin.
-pub fn loss(spread: Tensor<4>, t: PriorTargets) -> Tensor<1> {
-    let std = spread.clamp(SPREAD_RANGE.0, SPREAD_RANGE.1).exp();
-    let [n, k1, h, w] = t.edges.dims();
-    let cdf = |centre: Tensor<4>| {
-        let z = (t.edges.clone() - centre) / std.clone() * std::f32::consts::FRAC_1_SQRT_2;
-        (z.erf() + 1.0) * 0.5
-    };
-    // Both halves of the folded Gaussian: X near +mean and near -mean.
-    let c = cdf(t.mean.clone()) + cdf(-t.mean);
-    let mass = c.clone().slice([0..n, 1..k1, 0..h, 0..w]) - c.slice([0..n, 0..k1 - 1, 0..h, 0..w]);
-    let evidence = (mass.clamp_min(0.0) * t.likelihood).sum_dim(1);
-    -(evidence + 1e-12).log().mean()
+/// The mean over pixels of `-ln sum_k width density_k likelihood_k`, the density that of
+/// `|N(amplitude + shift, exp(spread)^2)|` at each bin's centre.
+pub fn loss(spread: Tensor<4>, shift: Tensor<4>, t: PriorTargets) -> Tensor<1> {
+    let log_std = spread.clamp(SPREAD_RANGE.0, SPREAD_RANGE.1);
+    let std = log_std.clone().exp();
+    let mean = (t.amplitude + shift).abs();
+    let z = (t.centres.clone() - mean.clone()) / std.clone();
+    // Both halves of the folded Gaussian: X near +mean and near -mean, the second as a
+    // factor `1 + exp(-2 A |mean| / std^2)` of the first.
+    let fold = (t.centres * mean * -2.0 / std.powf_scalar(2.0))
+        .clamp_max(0.0)
+        .exp()
+        .log1p();
+    let log_density =
+        z.powf_scalar(2.0) * -0.5 + fold - log_std - 0.5 * (2.0 * std::f32::consts::PI).ln();
+    let joint = log_density + t.log_likelihood;
+    let top = joint.clone().max_dim(1).detach();
+    let evidence = (joint - top.clone()).exp().sum_dim(1).log() + top + t.log_width;
+    -evidence.mean()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The loss is least near the spread that matches how far the prediction is off.
+    /// The loss of one slice whose pixels all have the prior `spread` and `shift`.
+    fn loss_at(
+        expected: &Array2<f32>,
+        acquired: &Array2<f32>,
+        sigma: f32,
+        (spread, shift): (f32, f32),
+    ) -> f32 {
+        let device = Device::flex();
+        let dim = acquired.dim();
+        let plane = |v: f32| [Array2::from_elem(dim, v)];
+        let (spreads, shifts) = (plane(spread), plane(shift));
+        let now = HeadNow {
+            spread: &spreads,
+            shift: &shifts,
+        };
+        let t = targets(
+            &RicianCorrection::default(),
+            std::slice::from_ref(expected),
+            now,
+            std::slice::from_ref(acquired),
+            &[sigma],
+            &device,
+        );
+        let full = |v| Tensor::<4>::full([1, 1, dim.0, dim.1], v, &device);
+        loss(full(spread), full(shift), t).into_scalar::<f32>()
+    }
+
+    /// The loss is least at the spread that matches how far the prediction is off: a
+    /// prediction nearly exact (0.3 noise sigmas off, narrower than the old fixed bins could
+    /// resolve) and one far off (2 sigmas), each against a spread e times narrower and wider.
     #[test]
     fn the_loss_prefers_the_true_spread() {
         use rand::SeedableRng;
         use rand_distr::{Distribution, Normal};
-        let device = Device::flex();
-        let correction = RicianCorrection::default();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (sigma, truth) = (0.05f32, 0.6f32);
-        // The prediction is off by N(0, (2 sigma)^2): the right spread is ln 2.
-        let off = Normal::new(0.0f32, 2.0 * sigma).unwrap();
-        let noise = Normal::new(0.0f32, sigma).unwrap();
-        let (mut expected, mut acquired) = (Array2::zeros((32, 32)), Array2::zeros((32, 32)));
-        for (e, y) in expected.iter_mut().zip(acquired.iter_mut()) {
-            let a = truth + off.sample(&mut rng);
-            let (re, im) = (a + noise.sample(&mut rng), noise.sample(&mut rng));
-            *y = (re * re + im * im).sqrt();
-            // The network predicts the Rician mean of its estimate of the amplitude.
-            *e = (truth * truth + sigma * sigma).sqrt();
+        let (sigma, truth, size) = (0.05f32, 0.6f32, 256);
+        for (seed, off_by) in [(3u64, 0.3f32), (4, 2.0)] {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let off = Normal::new(0.0f32, off_by * sigma).unwrap();
+            let noise = Normal::new(0.0f32, sigma).unwrap();
+            let mut expected = Array2::zeros((size, size));
+            let mut acquired = Array2::zeros((size, size));
+            for (e, y) in expected.iter_mut().zip(acquired.iter_mut()) {
+                let a = truth + off.sample(&mut rng);
+                let (re, im) = (a + noise.sample(&mut rng), noise.sample(&mut rng));
+                *y = (re * re + im * im).sqrt();
+                // The network predicts the Rician mean of its estimate of the amplitude.
+                *e = (truth * truth + sigma * sigma).sqrt();
+            }
+            let at = |s: f32| loss_at(&expected, &acquired, sigma, (s, 0.0));
+            let right = off_by.ln();
+            let (low, mid, high) = (at(right - 1.0), at(right), at(right + 1.0));
+            assert!(
+                mid < low && mid < high,
+                "off by {off_by}: {low} {mid} {high}"
+            );
         }
-        let t = targets(&correction, &[expected], &[acquired], &[sigma], &device);
-        let at = |s: f32| {
-            loss(Tensor::<4>::full([1, 1, 32, 32], s, &device), t.clone()).into_scalar::<f32>()
-        };
-        let (low, right, high) = (at(-1.0), at(2f32.ln()), at(2.0));
-        assert!(right < low && right < high, "{low} {right} {high}");
+    }
+
+    /// A prior far narrower than the noise leaves the observation's own likelihood: the
+    /// loss then is the Rician negative log likelihood of `y` at the prior's mean.
+    #[test]
+    fn a_sharp_prior_gives_the_likelihood_at_its_mean() {
+        let sigma = 1.0f32;
+        let (amplitude, y) = (3.0f32, 3.4f32);
+        // The prediction is the Rician mean of the amplitude, as the network states it.
+        let expected = sigma * rician_mean(f64::from(amplitude / sigma)) as f32;
+        let got = loss_at(
+            &Array2::from_elem((1, 1), expected),
+            &Array2::from_elem((1, 1), y),
+            sigma,
+            (-5.0, 0.0),
+        );
+        // -ln of exp(-(y - A)^2 / 2) I0e(y A), the likelihood up to the factor of y alone
+        // (the targets leave out y / sigma^2, the same for every spread).
+        let (a, y) = (f64::from(amplitude), f64::from(y));
+        let want = 0.5 * (y - a) * (y - a) - i0e(y * a).ln();
+        assert!((f64::from(got) - want).abs() < 1e-2, "{got} vs {want}");
+    }
+
+    /// Where the prediction's amplitude is off by the same amount everywhere (a sigma too
+    /// bright, as a prediction a little above the air's noise floor becomes), the loss is
+    /// least at the shift that undoes it.
+    #[test]
+    fn the_loss_finds_the_mean_the_prediction_misses() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let (sigma, truth, size) = (0.05f32, 0.3f32, 128);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let noise = Normal::new(0.0f32, sigma).unwrap();
+        let mut acquired = Array2::zeros((size, size));
+        for y in acquired.iter_mut() {
+            let (re, im) = (truth + noise.sample(&mut rng), noise.sample(&mut rng));
+            *y = (re * re + im * im).sqrt();
+        }
+        // The prediction's amplitude is truth + sigma.
+        let off = truth + sigma;
+        let expected = Array2::from_elem(
+            (size, size),
+            sigma * rician_mean(f64::from(off / sigma)) as f32,
+        );
+        let at = |d: f32| loss_at(&expected, &acquired, sigma, (-3.0, d));
+        let (none, right, over) = (at(0.0), at(-1.0), at(-2.0));
+        assert!(right < none && right < over, "{none} {right} {over}");
     }
 }

@@ -9,17 +9,18 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use crossdenoise_image::noise;
-use crossdenoise_image::rician::RicianCorrection;
+use crossdenoise_image::rician::{RicianCorrection, rician_mean};
 use serde::{Deserialize, Serialize};
 
 use super::validation::{self, DenoiserValidation};
 use super::{crops, loss, prior};
 use crate::checkpoint;
-use crate::config::{Config, ModelKind};
+use crate::config::{Config, ModelKind, Target};
 use crate::curves::{self, Curve, Panel};
 use crate::data::{self, Data, PairSet};
 use crate::loss::LossValues;
 use crate::model::GuidedDenoiserConfig;
+use crate::model::PriorOutput;
 use crate::training::{
     Observer, RunClock, RunSummary, TrainError, TrainOptions, catch_allocation_failure, io,
     learning_rate, open_metrics, prepare_run_dir, record_failure, resume, step_failure, write_line,
@@ -115,6 +116,20 @@ pub fn slice_sigmas(set: &PairSet) -> Vec<[f32; 2]> {
         .collect()
 }
 
+/// The clean crops' expected magnitudes at their slices' noise `sigmas`: the noise-free
+/// value of what the acquired target's loss is least at (`trainer.target = "clean"`).
+fn clean_target(clean: &[ndarray::Array2<f32>], sigmas: &[f32], device: &Device) -> Tensor<4> {
+    let expected: Vec<ndarray::Array2<f32>> = clean
+        .iter()
+        .zip(sigmas)
+        .map(|(c, &sigma)| {
+            let sigma = f64::from(sigma.max(loss::MIN_SIGMA));
+            c.mapv(|a| (sigma * rician_mean(f64::from(a.max(0.0)) / sigma)) as f32)
+        })
+        .collect();
+    data::stack(&expected.iter().collect::<Vec<_>>(), device)
+}
+
 /// Trains a guided or single-contrast denoiser pair and returns the run's summary.
 pub fn train(
     config: &Config,
@@ -140,7 +155,8 @@ pub fn train(
     let _ = fs::remove_file(run.join("error.txt"));
 
     let mut model =
-        crate::model::init::seeded(model_config(config).init_pair(&device), config.seed);
+        crate::model::init::seeded(model_config(config).init_pair(&device), config.seed)
+            .with_prior_start();
     let mut adam = AdamConfig::new().with_epsilon(1e-8);
     if let Some(c) = t.grad_clip_norm {
         adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
@@ -198,6 +214,13 @@ pub fn train(
                 Tensor::<4>::from_data(TensorData::new(s.to_vec(), [s.len(), 1, 1, 1]), &device)
             };
             let (s_a, s_b) = (sigma(&b.sigma_a), sigma(&b.sigma_b));
+            let (y_a, y_b) = match t.target {
+                Target::Acquired => (x_a.clone(), x_b.clone()),
+                Target::Clean => (
+                    clean_target(&b.clean_a, &b.sigma_a, &device),
+                    clean_target(&b.clean_b, &b.sigma_b, &device),
+                ),
+            };
             let lr = learning_rate(config, state.step, total_steps);
             let current = model;
             let stepped = catch_allocation_failure(|| {
@@ -210,21 +233,28 @@ pub fn train(
                     current
                         .to_b
                         .forward_prior(x_b.clone(), guided.then(|| x_a.clone()), p);
-                // The prior's loss needs the predictions as served (bias removed) on the host.
+                // The prior's loss needs the predictions as served (bias removed) and the
+                // spreads stated now on the host, for the grid of each pixel's posterior.
                 let prior_loss = |out: &Tensor<4>,
-                                  spread: Option<Tensor<4>>,
+                                  head: Option<PriorOutput>,
                                   crops: &[ndarray::Array2<f32>],
                                   sigmas: &[f32]| {
-                    spread.map(|spread| {
+                    head.map(|head| {
                         let expected = data::unstack(out.clone().detach());
-                        let t = prior::targets(&correction, &expected, crops, sigmas, &device);
-                        prior::loss(spread, t)
+                        let spread = data::unstack(head.spread.clone().detach());
+                        let shift = data::unstack(head.shift.clone().detach());
+                        let now = prior::HeadNow {
+                            spread: &spread,
+                            shift: &shift,
+                        };
+                        let t = prior::targets(&correction, &expected, now, crops, sigmas, &device);
+                        prior::loss(head.spread, head.shift, t)
                     })
                 };
                 let pa = prior_loss(&out_a, spread_a, &b.a, &b.sigma_a);
                 let pb = prior_loss(&out_b, spread_b, &b.b, &b.sigma_b);
-                let la = loss::loss(out_a, x_a, s_a);
-                let lb = loss::loss(out_b, x_b, s_b);
+                let la = loss::loss(out_a, y_a, s_a);
+                let lb = loss::loss(out_b, y_b, s_b);
                 let mut total = la.clone() + lb.clone();
                 let mut prior_value = 0.0;
                 for p in [pa, pb].into_iter().flatten() {

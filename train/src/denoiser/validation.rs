@@ -69,10 +69,16 @@ impl DenoiserValidation {
 }
 
 /// One direction's raw outputs for a few slices: the expected magnitudes and, for a
-/// network with a prior, the spreads.
+/// network with a prior, the spreads and shifts.
 pub struct Predictions {
     pub expected: Vec<Array2<f32>>,
-    pub spread: Option<Vec<Array2<f32>>>,
+    pub prior: Option<PriorPredictions>,
+}
+
+/// A prior head's outputs for a few slices.
+pub struct PriorPredictions {
+    pub spread: Vec<Array2<f32>>,
+    pub shift: Vec<Array2<f32>>,
 }
 
 /// Both directions' raw predictions for slices `idx` of `set` (`[a, b]`, one image per
@@ -93,9 +99,12 @@ pub fn predict(
     let out_b = model
         .to_b
         .forward_prior(xb, guided.then_some(xa), Precision::F32);
-    [out_a, out_b].map(|(expected, spread)| Predictions {
+    [out_a, out_b].map(|(expected, prior)| Predictions {
         expected: data::unstack(expected),
-        spread: spread.map(data::unstack),
+        prior: prior.map(|p| PriorPredictions {
+            spread: data::unstack(p.spread),
+            shift: data::unstack(p.shift),
+        }),
     })
 }
 
@@ -108,12 +117,15 @@ fn served(
     acquired: &Array2<f32>,
     sigma: f32,
 ) -> Array2<f32> {
-    let spread = p.spread.as_ref().map(|s| s[k].view());
+    let prior = p.prior.as_ref().map(|q| posterior::PriorPlanes {
+        spread: q.spread[k].view(),
+        shift: q.shift[k].view(),
+    });
     posterior::serve(
         correction,
         acquired.view(),
         p.expected[k].clone(),
-        spread,
+        prior,
         sigma,
     )
 }

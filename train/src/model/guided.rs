@@ -9,11 +9,12 @@
 //!
 //! It predicts each pixel's expected magnitude (`denoiser::loss`); the runtime then removes
 //! the Rician bias that expectation carries (`crossdenoise_image::rician`). With a prior
-//! (`GuidedDenoiserConfig::prior`) a second head states how sure that prediction is, the
-//! spread of a prior of the clean amplitude, from which the runtime computes the posterior
-//! mean given the pixel's own value (`crossdenoise_image::posterior`). The head reads the
-//! fusion's features with their gradient stopped, so learning the spread never slows the
-//! prediction itself. The single-contrast variant is the same network without the guide.
+//! (`GuidedDenoiserConfig::prior`) a second head states a prior of the clean amplitude,
+//! `|N(mean, std^2)|`: its mean as a shift from the prediction's amplitude and its width as a
+//! spread, from which the runtime computes the posterior mean given the pixel's own value
+//! (`crossdenoise_image::posterior`). The head reads the fusion's features with their
+//! gradient stopped, so learning the prior never slows the prediction itself. The
+//! single-contrast variant is the same network without the guide.
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -31,9 +32,21 @@ pub struct GuidedDenoiser {
     pub guide_stem: Vec<Conv2d>,
     /// 1x1 convolutions over the four rotated views (and the guide's features).
     pub fuse: Vec<Conv2d>,
-    /// 1x1 convolutions from the fusion's last features to the prior's spread,
-    /// `ln(std / sigma)` (none without a prior).
-    pub spread: Vec<Conv2d>,
+    /// The prior's head (none without a prior).
+    pub prior: Option<PriorHead>,
+}
+
+/// 1x1 convolutions from the fusion's last features to a prior of the clean amplitude: a
+/// hidden layer, then the spread `ln(std / sigma)` and the shift of the prior's mean from
+/// the prediction's amplitude, in noise sigmas. The shift lets the prior's mean part from the
+/// prediction where inverting the Rician mean of one predicted value is a poor estimate of the
+/// amplitude: near the noise floor (the air, suppressed fat), where the inversion is steep and
+/// a prediction a little above the floor's 1.25 sigma becomes an amplitude of half a sigma.
+#[derive(Module, Debug)]
+pub struct PriorHead {
+    pub hidden: Conv2d,
+    pub spread: Conv2d,
+    pub shift: Conv2d,
 }
 
 #[derive(Config, Debug)]
@@ -66,22 +79,96 @@ impl GuidedDenoiserConfig {
                 Vec::new()
             },
             fuse: vec![one(width, views), one(views, views / 4), one(views / 4, 1)],
-            spread: if self.prior {
-                vec![one(views / 4, views / 4), one(views / 4, 1)]
-            } else {
-                Vec::new()
-            },
+            prior: self.prior.then(|| PriorHead {
+                hidden: one(views / 4, views / 4),
+                spread: one(views / 4, 1),
+                shift: one(views / 4, 1),
+            }),
         }
     }
 }
 
+/// The spread a fresh prior head states everywhere, `ln(std / sigma)`: a prior about a third
+/// of the noise wide, so that the posterior of a barely trained network stays near its
+/// prediction (one as wide as the noise, the head's natural start, would halve the noise
+/// but leave the other half in the output until the head has learned where the prediction
+/// is sure, which takes more steps than a short run has).
+pub const SPREAD_START: f32 = -1.0;
+
+/// The prior head's outputs are its last convolutions' times this gain. Adam moves a
+/// parameter by about the learning rate per step whatever its gradient, so without a gain
+/// the spread could change by at most about one (a factor e of the prior's width) in a run
+/// of a few hundred steps; the air and smooth tissue, where the prediction is nearly exact,
+/// need a prior tens of times narrower than the noise. The exported graph has the gain
+/// folded into those convolutions ([`GuidedDenoiser::prior_head`]).
+pub const PRIOR_GAIN: f32 = 8.0;
+
+/// What a prior head states for a batch: the spread, `ln(std / sigma)`, and the shift of the
+/// prior's mean from the prediction's amplitude, in noise sigmas (both `[N, 1, H, W]`).
+#[derive(Debug, Clone)]
+pub struct PriorOutput {
+    pub spread: Tensor<4>,
+    pub shift: Tensor<4>,
+}
+
 impl GuidedDenoiser {
+    /// The network with its prior head's spread bias at [`SPREAD_START`] and its shift's at
+    /// 0, and the output convolutions' weights divided by [`PRIOR_GAIN`] so that a fresh
+    /// head's outputs vary as little as a plain convolution's (after a seeded
+    /// initialisation, which redraws every parameter).
+    pub fn with_prior_start(mut self) -> Self {
+        if let Some(head) = self.prior.as_mut() {
+            let set = |conv: &mut Conv2d, value: f32| {
+                // A fresh leaf: a computed tensor would tie the parameter to this graph.
+                conv.weight = conv.weight.clone().map(|w| {
+                    let scaled = (w.clone() / PRIOR_GAIN).detach();
+                    if w.is_require_grad() {
+                        scaled.require_grad()
+                    } else {
+                        scaled
+                    }
+                });
+                if let Some(bias) = conv.bias.take() {
+                    let device = bias.val().device();
+                    let n = bias.val().dims()[0];
+                    conv.bias = Some(bias.map(|b| {
+                        let fresh = Tensor::full([n], value, &device);
+                        if b.is_require_grad() {
+                            fresh.require_grad()
+                        } else {
+                            fresh
+                        }
+                    }));
+                }
+            };
+            set(&mut head.spread, SPREAD_START / PRIOR_GAIN);
+            set(&mut head.shift, 0.0);
+        }
+        self
+    }
+
+    /// The prior head with [`PRIOR_GAIN`] folded into its output convolutions, for a graph
+    /// that computes the prior as plain convolutions.
+    pub fn prior_head(&self) -> Option<PriorHead> {
+        let fold = |conv: &Conv2d| {
+            let mut conv = conv.clone();
+            conv.weight = conv.weight.clone().map(|w| w * PRIOR_GAIN);
+            conv.bias = conv.bias.clone().map(|b| b.map(|b| b * PRIOR_GAIN));
+            conv
+        };
+        self.prior.as_ref().map(|head| PriorHead {
+            hidden: head.hidden.clone(),
+            spread: fold(&head.spread),
+            shift: fold(&head.shift),
+        })
+    }
+
     pub fn is_guided(&self) -> bool {
         !self.guide_stem.is_empty()
     }
 
     pub fn has_prior(&self) -> bool {
-        !self.spread.is_empty()
+        self.prior.is_some()
     }
 
     /// `[N, 1, H, W]` noisy target (normalised) and, for a guided network, its guide ->
@@ -91,14 +178,13 @@ impl GuidedDenoiser {
         self.forward_prior(image, guide, p).0
     }
 
-    /// [`GuidedDenoiser::forward`], and for a network with a prior its spread output,
-    /// `ln(std / sigma)` (`[N, 1, H, W]`).
+    /// [`GuidedDenoiser::forward`], and for a network with a prior what its head states.
     pub fn forward_prior(
         &self,
         image: Tensor<4>,
         guide: Option<Tensor<4>>,
         p: Precision,
-    ) -> (Tensor<4>, Option<Tensor<4>>) {
+    ) -> (Tensor<4>, Option<PriorOutput>) {
         assert_eq!(
             guide.is_some(),
             self.is_guided(),
@@ -117,17 +203,14 @@ impl GuidedDenoiser {
         for conv in &self.fuse[..last] {
             x = leaky_relu::forward(conv.forward(x), SLOPE);
         }
-        let spread = self.has_prior().then(|| {
-            let mut s = x.clone().detach();
-            for (i, conv) in self.spread.iter().enumerate() {
-                s = conv.forward(s);
-                if i + 1 < self.spread.len() {
-                    s = leaky_relu::forward(s, SLOPE);
-                }
+        let prior = self.prior.as_ref().map(|head| {
+            let h = leaky_relu::forward(head.hidden.forward(x.clone().detach()), SLOPE);
+            PriorOutput {
+                spread: head.spread.forward(h.clone()) * PRIOR_GAIN,
+                shift: head.shift.forward(h) * PRIOR_GAIN,
             }
-            s
         });
-        (self.fuse[last].forward(x), spread)
+        (self.fuse[last].forward(x), prior)
     }
 
     /// The blind U-Net's features of the four rotations, rotated back. Square images share
@@ -182,6 +265,14 @@ impl GuidedDenoiserConfig {
 }
 
 impl DenoiserPair {
+    /// [`GuidedDenoiser::with_prior_start`] for both directions.
+    pub fn with_prior_start(self) -> Self {
+        DenoiserPair {
+            to_a: self.to_a.with_prior_start(),
+            to_b: self.to_b.with_prior_start(),
+        }
+    }
+
     pub fn get(&self, to: super::Domain) -> &GuidedDenoiser {
         match to {
             super::Domain::A => &self.to_a,
@@ -200,35 +291,86 @@ mod tests {
     }
 
     /// The J-invariance the training relies on: changing a target pixel changes the
-    /// prediction everywhere but at that pixel.
+    /// prediction and the prior everywhere but at that pixel (the posterior step is the
+    /// only place the pixel's own value comes back in).
     #[test]
     fn a_pixel_never_sees_itself() {
         let device = Device::flex();
         for guided in [true, false] {
-            let net = net(guided, &device);
+            let config = GuidedDenoiserConfig::new(4, 2, guided).with_prior(true);
+            let net = crate::model::init::seeded(config.init(&device), 7).with_prior_start();
+            let all = |x: Tensor<4>, g: Option<Tensor<4>>| {
+                let (expected, prior) = net.forward_prior(x, g, Precision::F32);
+                let prior = prior.expect("a prior head");
+                Tensor::cat(vec![expected, prior.spread, prior.shift], 1)
+            };
             for (h, w) in [(16, 16), (16, 24)] {
                 let x = Tensor::<4>::random([1, 1, h, w], Distribution::Default, &device);
                 let g = guided
                     .then(|| Tensor::<4>::random([1, 1, h, w], Distribution::Default, &device));
                 let (i, j) = (9, 6);
-                let before = net.forward(x.clone(), g.clone(), Precision::F32);
+                let before = all(x.clone(), g.clone());
                 let bumped = x.clone().slice_assign(
                     [0..1, 0..1, i..i + 1, j..j + 1],
                     Tensor::<4>::full([1, 1, 1, 1], 5.0, &device),
                 );
-                let after = net.forward(bumped, g, Precision::F32);
+                let after = all(bumped, g);
                 let diff = (after - before).abs();
-                let at = diff
-                    .clone()
-                    .slice([0..1, 0..1, i..i + 1, j..j + 1])
-                    .into_scalar::<f32>();
-                assert_eq!(at, 0.0, "pixel ({i}, {j}) sees its own value ({h}x{w})");
-                assert!(
-                    diff.max().into_scalar::<f32>() > 1e-6,
-                    "the neighbours do see it ({h}x{w})"
-                );
+                for c in 0..3 {
+                    let at = diff
+                        .clone()
+                        .slice([0..1, c..c + 1, i..i + 1, j..j + 1])
+                        .into_scalar::<f32>();
+                    assert_eq!(
+                        at, 0.0,
+                        "output {c} at ({i}, {j}) sees its own value ({h}x{w})"
+                    );
+                    let seen = diff.clone().slice([0..1, c..c + 1, 0..h, 0..w]).max();
+                    assert!(
+                        seen.into_scalar::<f32>() > 1e-6,
+                        "output {c}: the neighbours see it"
+                    );
+                }
             }
         }
+    }
+
+    /// The graph's folded head states what the training head does.
+    #[test]
+    fn the_folded_prior_head_is_the_head() {
+        let device = Device::flex();
+        let config = GuidedDenoiserConfig::new(4, 2, true).with_prior(true);
+        let net = crate::model::init::seeded(config.init(&device), 3).with_prior_start();
+        let x = Tensor::<4>::random([1, 8, 4, 4], Distribution::Default, &device);
+        let head = net.prior.as_ref().unwrap();
+        let folded = net.prior_head().unwrap();
+        let h = leaky_relu::forward(head.hidden.forward(x.clone()), SLOPE);
+        let hf = leaky_relu::forward(folded.hidden.forward(x), SLOPE);
+        let want = head.spread.forward(h.clone()) * PRIOR_GAIN;
+        folded
+            .spread
+            .forward(hf.clone())
+            .to_data()
+            .assert_approx_eq::<f32>(&want.to_data(), burn::tensor::Tolerance::absolute(1e-5));
+        let want = head.shift.forward(h) * PRIOR_GAIN;
+        folded
+            .shift
+            .forward(hf)
+            .to_data()
+            .assert_approx_eq::<f32>(&want.to_data(), burn::tensor::Tolerance::absolute(1e-5));
+        // A fresh head states SPREAD_START and no shift, whatever it reads.
+        let zero = Tensor::<4>::zeros([1, 8, 2, 2], &device);
+        let h = leaky_relu::forward(head.hidden.forward(zero), SLOPE);
+        let spread = (head.spread.forward(h.clone()) * PRIOR_GAIN)
+            .mean()
+            .into_scalar::<f32>();
+        let shift = (head.shift.forward(h) * PRIOR_GAIN)
+            .mean()
+            .into_scalar::<f32>();
+        assert!(
+            (spread - SPREAD_START).abs() < 0.5 && shift.abs() < 0.5,
+            "{spread} {shift}"
+        );
     }
 
     #[test]

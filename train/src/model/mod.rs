@@ -22,7 +22,7 @@ pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use decoder::{Decoder, DecoderConfig};
 pub use dual_domain::{Domain, DualDomain, DualDomainConfig, ForwardPlan, Outputs};
 pub use encoder::{Encoded, Encoder, EncoderConfig};
-pub use guided::{DenoiserPair, GuidedDenoiser, GuidedDenoiserConfig};
+pub use guided::{DenoiserPair, GuidedDenoiser, GuidedDenoiserConfig, PriorHead, PriorOutput};
 pub use precision::{Precision, PrecisionError};
 
 /// LeakyReLU slope used everywhere in the network.
