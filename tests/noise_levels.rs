@@ -10,9 +10,10 @@ use crossdenoise_image::metrics::Quality;
 use crate::util::{crossdenoise, learned_guided_run, stderr};
 
 /// The mean PSNR (against clean) of the acquired and of the denoised slices of `contrast`,
-/// and the denoised tissue's mean over the clean tissue's.
+/// and the denoised bright tissue's mean over the clean one's.
 fn scores(cwd: &Path, set: &str, contrast: &str, n: usize) -> (f64, f64, f64) {
-    let (mut acquired, mut denoised, mut level) = (0.0, 0.0, 0.0);
+    let (mut acquired, mut denoised) = (0.0, 0.0);
+    let (mut sum_out, mut sum_clean) = (0.0f64, 0.0f64);
     for i in 0..n {
         let read = |p: String| read_slice(&cwd.join(p)).unwrap();
         let clean = read(format!("{set}/clean/{contrast}/{i:04}.npy"));
@@ -26,17 +27,32 @@ fn scores(cwd: &Path, set: &str, contrast: &str, n: usize) -> (f64, f64, f64) {
             |img: &ndarray::Array2<f32>| Quality::measure(clean.view(), img.view()).unwrap().psnr;
         acquired += psnr(&noisy) / n as f64;
         denoised += psnr(&out) / n as f64;
+        // Bright tissue two pixels in from its edges, where blurring moves nothing across an
+        // edge: only a level that is off (a bias, a dimming) changes the sums.
         let top = clean.fold(0.0f32, |m, v| m.max(*v));
-        let (mut sum_out, mut sum_clean) = (0.0f64, 0.0f64);
-        for (c, o) in clean.iter().zip(out.iter()) {
-            if *c > 0.2 * top {
+        let mut mask = clean.mapv(|c| c > 0.2 * top);
+        for _ in 0..2 {
+            let (h, w) = mask.dim();
+            mask = ndarray::Array2::from_shape_fn((h, w), |(y, x)| {
+                y > 0
+                    && x > 0
+                    && y + 1 < h
+                    && x + 1 < w
+                    && (y - 1..y + 2).all(|yy| (x - 1..x + 2).all(|xx| mask[(yy, xx)]))
+            });
+        }
+        for ((c, o), m) in clean.iter().zip(out.iter()).zip(mask.iter()) {
+            if *m {
                 sum_out += f64::from(*o);
                 sum_clean += f64::from(*c);
             }
         }
-        level += sum_out / sum_clean / n as f64;
     }
-    (acquired, denoised, level)
+    assert!(
+        sum_clean > 0.0,
+        "{set} {contrast}: no bright tissue to measure"
+    );
+    (acquired, denoised, sum_out / sum_clean)
 }
 
 #[test]
@@ -92,15 +108,15 @@ fn one_model_denoises_the_low_and_the_high_end_of_the_snr_range() {
             // Much better than the acquired image at the low end; at the high end, where a
             // model this small (8 channels, 240 steps) blurs more than there is noise to take
             // away, close to it (the full models are scored at every setting in QUALITY.md).
-            // The tissue's level kept at both (no bias that grows with the noise; the small
-            // model dims bright tissue's edges by a few percent).
+            // The bright tissue's level kept at both: no bias or dimming that grows with the
+            // noise.
             let floor = if set == "low" { 2.0 } else { -2.0 };
             assert!(
                 denoised > acquired + floor,
                 "{set} {contrast}: denoised {denoised:.2} dB against acquired {acquired:.2} dB"
             );
             assert!(
-                (level - 1.0).abs() < 0.08,
+                (level - 1.0).abs() < 0.05,
                 "{set} {contrast}: tissue level {level:.3}"
             );
         }
