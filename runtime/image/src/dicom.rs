@@ -355,11 +355,15 @@ impl DicomSlice {
                 )));
             }
         }
-        let decoded = object
-            .decode_pixel_data()
-            .map_err(|e| err(format!("pixel data: {e}")))?;
-        let values: Vec<f32> = decoded
-            .to_vec::<f32>()
+        // The codecs are dicom-rs's; some malformed fragments (an RLE segment offset past
+        // its fragment) make them panic instead of failing. A corrupt file is an error that
+        // names it, never a crash of the node or the daemon that read it.
+        let decode = || -> std::result::Result<Vec<f32>, String> {
+            let decoded = object.decode_pixel_data().map_err(|e| e.to_string())?;
+            decoded.to_vec::<f32>().map_err(|e| e.to_string())
+        };
+        let values = std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode))
+            .unwrap_or_else(|_| Err("the decoder failed on malformed compressed data".into()))
             .map_err(|e| err(format!("pixel data: {e}")))?;
         let image = Array2::from_shape_vec((rows, cols), values)
             .map_err(|_| err(format!("pixel data does not hold {rows} x {cols} values")))?;
