@@ -75,10 +75,15 @@ impl Prior {
         shift: f32,
         sigma: f32,
     ) -> Self {
+        Prior::around(correction.amplitude(expected, sigma), spread, shift, sigma)
+    }
+
+    /// [`Prior::from_network`] for a caller that has the prediction's `amplitude` (its
+    /// expected magnitude with the Rician bias removed) already.
+    pub fn around(amplitude: f32, spread: f32, shift: f32, sigma: f32) -> Self {
         let sigma = f64::from(sigma);
         Prior {
-            mean: f64::from(correction.amplitude(expected, sigma as f32))
-                + f64::from(shift) * sigma,
+            mean: f64::from(amplitude) + f64::from(shift) * sigma,
             std: sigma * f64::from(spread.clamp(SPREAD_RANGE.0, SPREAD_RANGE.1)).exp(),
         }
     }
@@ -230,12 +235,11 @@ pub fn posterior_image(
         .and(&prior.spread)
         .and(&prior.shift)
         .for_each(|o, &y, &e, &r, &d| {
-            let prior = Prior::from_network(correction, e, r, d, sigma);
             let amplitude = correction.amplitude(e, sigma);
             let w =
                 ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
             *o = if w > 0.0 {
-                let post = posterior_mean(y, prior, sigma);
+                let post = posterior_mean(y, Prior::around(amplitude, r, d, sigma), sigma);
                 (w * f64::from(post) + (1.0 - w) * f64::from(amplitude)) as f32
             } else {
                 amplitude

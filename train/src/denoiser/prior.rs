@@ -78,12 +78,13 @@ pub fn targets(
         let sigma = sigma.max(MIN_SIGMA);
         for (p, (((&e, &r), &d), &y)) in e.iter().zip(r).zip(d).zip(y).enumerate() {
             let y = f64::from(y.max(0.0) / sigma);
-            let prior = Prior::from_network(correction, e, r, d, sigma);
+            let base = correction.amplitude(e, sigma);
+            let prior = Prior::around(base, r, d, sigma);
             let prior = Prior {
                 mean: prior.mean / f64::from(sigma),
                 std: prior.std / f64::from(sigma),
             };
-            amplitude[i * plane + p] = correction.amplitude(e, sigma) / sigma;
+            amplitude[i * plane + p] = base / sigma;
             let grid = posterior::Grid::posterior(y, prior)
                 .unwrap_or_else(|| posterior::Grid::likelihood(y));
             log_width[i * plane + p] = ((grid.hi - grid.lo) / BINS as f64).max(1e-12).ln() as f32;
