@@ -14,8 +14,8 @@ use crate::data::PairSet;
 
 const STREAM_CROPS: u64 = 3;
 
-/// One batch: the crops of both contrasts, each crop's slice noise level and, for a set
-/// with clean images, the same crops of those (else empty).
+/// One batch: the crops of both contrasts, each crop's slice noise level and, when asked
+/// for (a clean target), the same crops of the set's clean images (else empty).
 #[derive(Debug, Clone)]
 pub struct CropBatch {
     pub a: Vec<Array2<f32>>,
@@ -27,7 +27,7 @@ pub struct CropBatch {
 }
 
 /// Draws the batch of `step`: `batch` crops of side `crop` from `set`, whose slices' noise
-/// levels are `sigmas` (`[a, b]` per slice).
+/// levels are `sigmas` (`[a, b]` per slice), and of its clean images too if `clean`.
 pub fn batch(
     set: &PairSet,
     sigmas: &[[f32; 2]],
@@ -35,6 +35,7 @@ pub fn batch(
     step: u64,
     batch: usize,
     crop: usize,
+    clean: bool,
 ) -> CropBatch {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9E6C_63D0_676A_9A99));
     rng.set_stream(STREAM_CROPS);
@@ -58,7 +59,7 @@ pub fn batch(
         out.b.push(take(&set.b[i]));
         out.sigma_a.push(sigmas[i][0]);
         out.sigma_b.push(sigmas[i][1]);
-        if let Some((ca, cb)) = &set.clean {
+        if let Some((ca, cb)) = set.clean.as_ref().filter(|_| clean) {
             out.clean_a.push(take(&ca[i]));
             out.clean_b.push(take(&cb[i]));
         }
@@ -108,9 +109,9 @@ mod tests {
             findings: None,
         };
         let sigmas = [[0.1, 0.2], [0.3, 0.4]];
-        let one = batch(&set, &sigmas, 7, 3, 4, 8);
-        let again = batch(&set, &sigmas, 7, 3, 4, 8);
-        let other = batch(&set, &sigmas, 7, 4, 4, 8);
+        let one = batch(&set, &sigmas, 7, 3, 4, 8, false);
+        let again = batch(&set, &sigmas, 7, 3, 4, 8, false);
+        let other = batch(&set, &sigmas, 7, 4, 4, 8, false);
         assert_eq!(one.a, again.a);
         assert_ne!(one.a, other.a);
         for k in 0..4 {
@@ -129,7 +130,8 @@ mod tests {
             )),
             ..set
         };
-        let with = batch(&clean, &sigmas, 7, 3, 4, 8);
+        assert!(batch(&clean, &sigmas, 7, 3, 4, 8, false).clean_a.is_empty());
+        let with = batch(&clean, &sigmas, 7, 3, 4, 8, true);
         assert_eq!(with.a, one.a);
         for k in 0..4 {
             assert_eq!(with.clean_a[k], one.a[k].mapv(|v| v + 0.25));

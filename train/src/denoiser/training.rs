@@ -207,6 +207,7 @@ pub fn train(
                 state.step,
                 t.batch_size,
                 t.crop_size,
+                t.target == Target::Clean,
             );
             let x_a = data::stack(&b.a.iter().collect::<Vec<_>>(), &device);
             let x_b = data::stack(&b.b.iter().collect::<Vec<_>>(), &device);
