@@ -30,7 +30,14 @@ its 99.5th percentile). 0 = shown exactly as its own contrast shows it.
 A method's folder entry `contrast:folder` says which contrast the outputs claim to be;
 `@source` names the contrast of the acquisition they were computed from when it differs
 (the cross path: PD images made from the PDFS acquisition, which the runtime returns in the
-PDFS acquisition's units; they are rescaled to the PD acquisition's before scoring). Writes DIR/quality.json,
+PDFS acquisition's units; they are rescaled to the PD acquisition's before scoring).
+
+A set made with a coil array (phantoms.json's "noise": noncentral chi, a g-factor map) gets
+the fair baseline its noise calls for: BM3D on the slice divided by its true noise map (unit
+noise everywhere), multiplied back, and the noncentral chi mean inverted pixel by pixel with
+the map ("BM3D + noise map + chi correction"); the single-sigma rows then use the map's
+median in tissue as their sigma and the Rician correction, as a user treating the scan as
+one coil would. The Rician VST applies to one coil only and is left out there. Writes DIR/quality.json,
 DIR/quality.md (tables) and DIR/<contrast>.png (acquired | methods | clean, first slices).
 """
 import argparse
@@ -44,13 +51,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_nl_means
-from scipy.special import i0e, i1e
+from scipy.special import gammaln, hyp1f1, i0e, i1e
 from scipy.ndimage import maximum_filter
 import bm3d
 
 RING = (2, 5)
 # The classical methods given the product's advantages (true sigma, Rician bias removed).
-FAIR_CANDIDATES = ("BM3D + Rician correction", "NLM + Rician correction", "BM3D in a Rician VST")
+FAIR_CANDIDATES = ("BM3D + Rician correction", "NLM + Rician correction", "BM3D in a Rician VST",
+                   "BM3D + noise map + chi correction")
 
 
 def load_dir(d):
@@ -97,6 +105,24 @@ def rician_amplitude(mean, sigma):
     a = np.where(r <= m[0], 0.0, a)
     a = np.where(r >= m[-1], np.sqrt(np.maximum(mean ** 2 - sigma ** 2, 0)), a)
     return a.astype(np.float32)
+
+
+def chi_amplitude(mean, sigma, coils):
+    """Inverts the noncentral chi mean of `coils` coils pixel by pixel (sigma may be a map),
+    as crossdenoise-image's BiasCorrection::for_coils."""
+    t = np.linspace(0, 12 * math.sqrt(coils), 4801)
+    m = math.sqrt(2) * math.exp(gammaln(coils + 0.5) - gammaln(coils)) * hyp1f1(-0.5, coils, -t * t / 2)
+    r = mean / sigma
+    a = np.interp(r, m, t) * sigma
+    a = np.where(r <= m[0], 0.0, a)
+    a = np.where(r >= m[-1], np.sqrt(np.maximum(mean ** 2 - (2 * coils - 1) * sigma ** 2, 0)), a)
+    return a.astype(np.float32)
+
+
+def bm3d_with_map(img, noise_map, coils):
+    """BM3D at unit noise on the slice divided by its noise map, then the chi correction."""
+    unit = bm3d.bm3d(img / noise_map, sigma_psd=1.0).astype(np.float32)
+    return chi_amplitude(unit * noise_map, noise_map, coils)
 
 
 class RicianVst:
@@ -214,12 +240,20 @@ def main():
     results = {"title": a.title, "phantoms": a.phantoms, "slices": len(names),
                "manifest": manifest, "contrasts": {}}
     timings = {}
-    vst = RicianVst()
+    vst = None if (manifest.get("noise") or {}).get("channels", 1) > 1 else RicianVst()
     results["baseline"] = {}
+    noise = manifest.get("noise") or {}
+    scanner = noise.get("channels", 1) > 1
     for c in contrasts:
         other = "pdfs" if c == "pd" else "pd"
         sigma = manifest[f"sigma_{c}"]
         outs = {"acquired": ({n: acquired[c][n] for n in names}, c)}
+        if scanner:
+            maps = load_dir(os.path.join(a.phantoms, noise["maps"], c))
+            # One sigma for the slice, as a single-coil user would take it: the map's
+            # median in tissue.
+            sigma = float(np.median(np.concatenate(
+                [maps[n][tissue_mask(clean[c][n])] for n in names])))
         t = time.time()
         b = {n: bm3d.bm3d(acquired[c][n], sigma_psd=sigma).astype(np.float32) for n in names}
         timings[f"bm3d {c}"] = (time.time() - t) / len(names)
@@ -232,10 +266,16 @@ def main():
         outs["NLM"] = (nlm, c)
         outs["BM3D + Rician correction"] = ({n: rician_amplitude(b[n], sigma) for n in names}, c)
         outs["NLM + Rician correction"] = ({n: rician_amplitude(nlm[n], sigma) for n in names}, c)
-        t = time.time()
-        outs["BM3D in a Rician VST"] = ({n: bm3d_in_vst(acquired[c][n], sigma, vst)
-                                         for n in names}, c)
-        timings[f"bm3d vst {c}"] = (time.time() - t) / len(names)
+        if scanner:
+            t = time.time()
+            outs["BM3D + noise map + chi correction"] = (
+                {n: bm3d_with_map(acquired[c][n], maps[n], noise["dof_coils"]) for n in names}, c)
+            timings[f"bm3d map {c}"] = (time.time() - t) / len(names)
+        else:
+            t = time.time()
+            outs["BM3D in a Rician VST"] = ({n: bm3d_in_vst(acquired[c][n], sigma, vst)
+                                             for n in names}, c)
+            timings[f"bm3d vst {c}"] = (time.time() - t) / len(names)
         for label, per in methods.items():
             if c in per:
                 folder, source = per[c]
@@ -287,6 +327,12 @@ def markdown(r):
              f"PD SNR {m['snr_pd']:g} / PDFS SNR {m['snr_pdfs']:g}; PSNR / SSIM / sharpness "
              f"against the clean image of each output's own contrast; tissue PSNR inside the "
              f"knee (clean above 2% of its maximum, grown by 3 pixels).", ""]
+    noise = m.get("noise") or {}
+    if noise.get("channels", 1) > 1:
+        lines[-2] += (f" Noise: {noise['channels']} coils (neighbours correlated by "
+                      f"{noise['correlation']:g}), {noise['combination']} ({noise['distribution']}), "
+                      f"acceleration {noise['acceleration']}, g-factor up to "
+                      f"{noise['g_factor_max']:.2f}.")
     for c, rows in r["contrasts"].items():
         fair = r.get("baseline", {}).get(c)
         lines += [f"**{c.upper()}** (fair baseline: {fair})", "",

@@ -97,3 +97,113 @@ fn bad_settings_are_named() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unknown format"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_coil_array_writes_its_noise_maps_and_distribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crossdenoise(
+        &[
+            "phantoms",
+            "--out",
+            "set",
+            "--pairs",
+            "2",
+            "--size",
+            "64",
+            "--coils",
+            "8",
+            "--acceleration",
+            "2",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let root = dir.path().join("set");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("phantoms.json")).unwrap())
+            .unwrap();
+    let noise = &manifest["noise"];
+    assert_eq!(noise["distribution"], "noncentral_chi");
+    assert_eq!(noise["dof_coils"], 8);
+    assert_eq!(noise["acceleration"], 2);
+    assert!(noise["g_factor_max"].as_f64().unwrap() > 1.0);
+
+    // The true map: sigma sqrt(2) g, and the air's mean is the 8-coil floor (3.94) of it.
+    let sigma = manifest["sigma_pd"].as_f64().unwrap() as f32;
+    let map = read_slice(&root.join("clean/noise/pd/0000.npy")).unwrap();
+    assert!(map.iter().all(|&s| s >= sigma * 2f32.sqrt() * 0.999));
+    let acquired = read_slice(&root.join("pd/0000.npy")).unwrap();
+    let clean = read_slice(&root.join("clean/pd/0000.npy")).unwrap();
+    let air: Vec<f32> = acquired
+        .iter()
+        .zip(&clean)
+        .zip(&map)
+        .filter(|((_, c), _)| **c == 0.0)
+        .map(|((a, _), s)| a / s)
+        .collect();
+    assert!(air.len() > 500, "{} air pixels", air.len());
+    let floor = air.iter().sum::<f32>() / air.len() as f32;
+    assert!((floor - 3.938).abs() < 0.1, "air mean {floor} sigmas");
+
+    // `crossdenoise noise-map` finds that map from the acquired image, in tissue.
+    let out = crossdenoise(
+        &[
+            "noise-map",
+            "--coils",
+            "8",
+            "--out",
+            "maps",
+            "set/pd/0000.npy",
+            "set/pd/0001.npy",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["0000", "0001"] {
+        let estimated = read_slice(&dir.path().join(format!("maps/{name}.npy"))).unwrap();
+        let truth = read_slice(&root.join(format!("clean/noise/pd/{name}.npy"))).unwrap();
+        let clean = read_slice(&root.join(format!("clean/pd/{name}.npy"))).unwrap();
+        let errors: Vec<f32> = estimated
+            .iter()
+            .zip(&truth)
+            .zip(&clean)
+            .filter(|(_, c)| **c > 0.1)
+            .map(|((e, t), _)| (e / t - 1.0).abs())
+            .collect();
+        let mean = errors.iter().sum::<f32>() / errors.len() as f32;
+        assert!(mean < 0.1, "{name}: mean relative error {mean}");
+        assert!(dir.path().join(format!("maps/{name}.png")).is_file());
+    }
+    let bad_tile = crossdenoise(
+        &[
+            "noise-map",
+            "--tile",
+            "5",
+            "--out",
+            "maps",
+            "set/pd/0000.npy",
+        ],
+        dir.path(),
+    );
+    assert!(!bad_tile.status.success());
+    assert!(stderr(&bad_tile).contains("tile"), "{}", stderr(&bad_tile));
+
+    let bad = crossdenoise(
+        &[
+            "phantoms",
+            "--out",
+            "bad",
+            "--pairs",
+            "1",
+            "--size",
+            "32",
+            "--coils",
+            "2",
+            "--acceleration",
+            "3",
+        ],
+        dir.path(),
+    );
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("acceleration"), "{}", stderr(&bad));
+}

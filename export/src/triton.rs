@@ -79,7 +79,7 @@ pub fn config_pbtxt(meta: &ModelMetadata) -> String {
          # the slice's noise level as crossdenoise-runtime does (posterior.rs)."
     } else if meta.rician_correction {
         "\n# The output is the denoised magnitude's expectation: remove its Rician bias at the\n\
-         # slice's noise level as crossdenoise-runtime does (rician::RicianCorrection)."
+         # slice's noise level as crossdenoise-runtime does (magnitude_bias::BiasCorrection)."
     } else {
         ""
     };

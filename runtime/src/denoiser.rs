@@ -26,9 +26,9 @@ use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::{Error, Result};
 use crossdenoise_image::Error as ImageError;
+use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
 use crossdenoise_image::posterior;
-use crossdenoise_image::rician::RicianCorrection;
 use crossdenoise_image::{NormScale, Normalization, Padding, noise};
 
 /// How to open a model.
@@ -84,7 +84,7 @@ pub struct Denoiser {
     guide: Vec<f32>,
     /// Scratch for the percentile selection, reused across slices.
     scratch: Vec<f32>,
-    rician: RicianCorrection,
+    rician: BiasCorrection,
     tile_pixels: usize,
     posterior: bool,
     strength: f32,
@@ -178,7 +178,7 @@ impl Denoiser {
             input: Vec::new(),
             guide: Vec::new(),
             scratch: Vec::new(),
-            rician: RicianCorrection::default(),
+            rician: BiasCorrection::default(),
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
             strength: 1.0,

@@ -9,6 +9,7 @@ mod denoise;
 mod diagnose;
 mod experiments;
 mod export;
+mod noise_map;
 mod phantoms;
 mod progress;
 mod quick_test;
@@ -31,6 +32,9 @@ pub enum Command {
     /// Write a synthetic knee phantom data set: paired PD / PDFS folders, the noise-free
     /// images beside them, and a preview picture.
     Phantoms(phantoms::Args),
+    /// Estimate each image's noise sd pixel by pixel (scans whose noise varies with a
+    /// parallel-imaging g-factor map), writing it as .npy and .png.
+    NoiseMap(noise_map::Args),
     /// Train from a config file: the guided or single-contrast denoisers, or the study's
     /// dual-domain model.
     Train(train::Args),
@@ -73,6 +77,7 @@ fn dual_domain_only(config: &crossdenoise_train::Config, command: &str) -> anyho
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Phantoms(args) => phantoms::run(args),
+        Command::NoiseMap(args) => noise_map::run(args),
         Command::Train(args) => train::run(args),
         Command::QuickTest(args) => quick_test::run(args),
         Command::Experiments(args) => experiments::run(args),

@@ -9,6 +9,7 @@
 //! ONNX Runtime, so training never links the inference library and the daemon never links
 //! the training framework.
 
+pub mod coils;
 pub mod dicom;
 pub mod error;
 pub mod fat_signal;
@@ -16,16 +17,17 @@ pub mod image;
 pub mod io;
 pub mod leakage;
 pub mod lineage;
+pub mod magnitude_bias;
 pub mod metrics;
 pub mod model_metadata;
 pub mod noise;
+pub mod noise_map;
 pub mod normalize;
 pub mod pad;
 pub mod phantom;
 pub mod phantom_set;
 pub mod picture;
 pub mod posterior;
-pub mod rician;
 
 pub use error::{Error, Result};
 pub use image::{Batch, Slice};

@@ -6,9 +6,11 @@
 //! joint fluid with an occasional effusion, muscle, subcutaneous fat and skin in air, under
 //! one smooth receive-coil bias field. The two contrasts differ the way real ones do: fat
 //! (subcutaneous and marrow) is bright in PD and suppressed in PDFS, fluid is brighter in
-//! PDFS. Each contrast then gets its own, independent Rician acquisition noise — the
-//! property the cross-contrast training relies on — while the noise-free images are kept
-//! beside them for evaluation only (real scans have none).
+//! PDFS. Each contrast then gets its own, independent acquisition noise — the property the
+//! cross-contrast training relies on — Rician of one sigma by default, or that of a
+//! multi-channel knee coil with parallel imaging ([`PhantomGenerator::with_coils`], see
+//! [`crate::coils`]). The noise-free images and the true noise maps are kept beside them for
+//! evaluation only (real scans have none).
 //!
 //! Two contrast-specific findings are placed at random per slice, so that a denoiser can be
 //! checked for carrying one contrast into the other: a bone-marrow edema (water in fatty
@@ -24,6 +26,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+use crate::coils::{CoilArray, Receiver};
 use crate::{Error, Result};
 
 /// Tissue classes of the phantom, in painting order (later ones cover earlier ones).
@@ -157,6 +160,12 @@ pub struct PhantomPair {
     pub clean_pdfs: Array2<f32>,
     /// The dominant [`Tissue`] of each pixel (as `u8`).
     pub labels: Array2<u8>,
+    /// The true noise standard deviation at each pixel, for evaluation only: sigma
+    /// everywhere for one coil, `sigma g sqrt(R)` for an accelerated array.
+    pub noise_pd: Array2<f32>,
+    pub noise_pdfs: Array2<f32>,
+    /// The degrees of freedom of the magnitude's noise, in coils (1: Rician).
+    pub noise_coils: u32,
     /// Where each finding covers at least half a pixel (1) or not (0); all zeros on a slice
     /// without that finding.
     pub findings: [Array2<u8>; 2],
@@ -206,12 +215,44 @@ const FINDING_PROBABILITY: f64 = 0.75;
 pub struct PhantomGenerator {
     config: PhantomConfig,
     seed: u64,
+    /// The coil array, set up for the config's size; `None` for one uniform coil.
+    receiver: Option<Receiver>,
 }
 
 impl PhantomGenerator {
     pub fn new(config: PhantomConfig, seed: u64) -> Result<Self> {
         config.validate()?;
-        Ok(PhantomGenerator { config, seed })
+        Ok(PhantomGenerator {
+            config,
+            seed,
+            receiver: None,
+        })
+    }
+
+    /// The same generator "scanned" with `array` instead of one uniform coil: the clean
+    /// images carry the coils' shading, the noise their distribution and g-factor map.
+    pub fn with_coils(mut self, array: CoilArray) -> Result<Self> {
+        array.validate()?;
+        self.receiver = if array.coils == 1 {
+            None
+        } else {
+            Some(Receiver::new(array, self.config.size)?)
+        };
+        Ok(self)
+    }
+
+    /// The largest g-factor of the coil array (1 without acceleration).
+    pub fn g_factor_max(&self) -> f32 {
+        self.receiver
+            .as_ref()
+            .map_or(1.0, |rx| rx.g_factor().iter().fold(1f32, |a, &g| a.max(g)))
+    }
+
+    /// The coil array (the default single coil unless [`Self::with_coils`] set one).
+    pub fn coils(&self) -> CoilArray {
+        self.receiver
+            .as_ref()
+            .map_or_else(CoilArray::default, |rx| *rx.array())
     }
 
     pub fn config(&self) -> &PhantomConfig {
@@ -250,15 +291,30 @@ impl PhantomGenerator {
                 }
             }
         }
-        let pd = rician(&clean_pd, 1.0 / snr_pd, &mut rng);
-        let pdfs = rician(&clean_pdfs, 1.0 / snr_pdfs, &mut rng);
-        PhantomPair {
-            pd,
-            pdfs,
-            clean_pd,
-            clean_pdfs,
-            labels,
-            findings,
+        let (sigma_pd, sigma_pdfs) = (1.0 / snr_pd, 1.0 / snr_pdfs);
+        match &self.receiver {
+            None => PhantomPair {
+                pd: rician(&clean_pd, sigma_pd, &mut rng),
+                pdfs: rician(&clean_pdfs, sigma_pdfs, &mut rng),
+                noise_pd: Array2::from_elem((n, n), sigma_pd),
+                noise_pdfs: Array2::from_elem((n, n), sigma_pdfs),
+                noise_coils: 1,
+                clean_pd,
+                clean_pdfs,
+                labels,
+                findings,
+            },
+            Some(rx) => PhantomPair {
+                pd: rx.acquire(&clean_pd, sigma_pd, &mut rng),
+                pdfs: rx.acquire(&clean_pdfs, sigma_pdfs, &mut rng),
+                noise_pd: rx.noise_map(sigma_pd),
+                noise_pdfs: rx.noise_map(sigma_pdfs),
+                noise_coils: rx.array().distribution_coils(),
+                clean_pd: rx.clean(&clean_pd),
+                clean_pdfs: rx.clean(&clean_pdfs),
+                labels,
+                findings,
+            },
         }
     }
 }

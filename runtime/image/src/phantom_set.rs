@@ -6,6 +6,7 @@
 //! <out>/clean/pd/...  <out>/clean/pdfs/...         noise-free, for evaluation only
 //! <out>/clean/masks/edema/0000.png                 where each finding lies (8-bit, 0 / 255),
 //! <out>/clean/masks/fatty_lesion/0000.png          for evaluation only
+//! <out>/clean/noise/pd/0000.npy ...                the true noise sd per pixel, likewise
 //! <out>/phantoms.json                              how the set was made
 //! <out>/preview.png                                noisy and clean, PD and PDFS
 //! ```
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::coils::CoilArray;
 use crate::io::{self, Format, GrayImage};
 use crate::normalize::Normalization;
 use crate::phantom::{Finding, PhantomGenerator, PhantomPair};
@@ -47,6 +49,47 @@ pub struct PhantomManifest {
     /// findings existed have none).
     #[serde(default)]
     pub findings: Vec<FindingRecord>,
+    /// The acquisition noise's distribution and where its true maps are (sets written
+    /// before coil arrays existed have none: one coil, Rician, sigma everywhere).
+    #[serde(default)]
+    pub noise: Option<NoiseRecord>,
+}
+
+/// How a phantom set's noise was made, as `phantoms.json` names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseRecord {
+    /// `rician` or `noncentral_chi`.
+    pub distribution: String,
+    /// The distribution's degrees of freedom in coils (2 x this many): 1 for Rician.
+    pub dof_coils: u32,
+    /// The receive channels, their neighbours' noise correlation, the parallel-imaging
+    /// acceleration and the combination (`rss` or `sensitivity`).
+    pub channels: u32,
+    pub correlation: f32,
+    pub acceleration: u32,
+    pub combination: String,
+    /// The largest g-factor of the array (1 without acceleration).
+    pub g_factor_max: f32,
+    /// The true noise sd maps, relative to the set's folder: `<maps>/pd/`, `<maps>/pdfs/`,
+    /// one image per pair in the set's format.
+    pub maps: String,
+}
+
+impl NoiseRecord {
+    fn new(array: CoilArray, g_factor_max: f32) -> Self {
+        let dof = array.distribution_coils();
+        NoiseRecord {
+            distribution: if dof == 1 { "rician" } else { "noncentral_chi" }.into(),
+            dof_coils: dof,
+            channels: array.coils,
+            correlation: array.correlation,
+            acceleration: array.acceleration,
+            combination: array.combination.name().into(),
+            g_factor_max,
+            maps: noise_folder().to_string_lossy().into_owned(),
+        }
+    }
 }
 
 /// One finding of a phantom set, as `phantoms.json` names it.
@@ -68,6 +111,11 @@ pub fn mask_folder(finding: Finding) -> PathBuf {
     Path::new("clean").join("masks").join(finding.name())
 }
 
+/// The folder of the true noise maps, relative to the set.
+pub fn noise_folder() -> PathBuf {
+    Path::new("clean").join("noise")
+}
+
 /// The folders of a written set.
 pub fn subfolders(out: &Path) -> [PathBuf; 4] {
     [
@@ -82,6 +130,7 @@ pub fn subfolders(out: &Path) -> [PathBuf; 4] {
 fn image_folders(out: &Path) -> Vec<PathBuf> {
     let mut dirs = subfolders(out).to_vec();
     dirs.extend(Finding::ALL.map(|f| out.join(mask_folder(f))));
+    dirs.extend(["pd", "pdfs"].map(|c| out.join(noise_folder()).join(c)));
     dirs
 }
 
@@ -131,6 +180,13 @@ pub fn write_set(
         write_image(&pdfs.join(&name), pair.pdfs.view(), format)?;
         write_image(&clean_pd.join(&name), pair.clean_pd.view(), format)?;
         write_image(&clean_pdfs.join(&name), pair.clean_pdfs.view(), format)?;
+        let noise = out.join(noise_folder());
+        write_image(&noise.join("pd").join(&name), pair.noise_pd.view(), format)?;
+        write_image(
+            &noise.join("pdfs").join(&name),
+            pair.noise_pdfs.view(),
+            format,
+        )?;
         for ((finding, mask), count) in Finding::ALL.iter().zip(&pair.findings).zip(&mut carrying) {
             let path = out.join(mask_folder(*finding)).join(format!("{i:04}.png"));
             io::write_png(&path, &GrayImage::U8(mask.mapv(|m| m * 255)))?;
@@ -164,6 +220,10 @@ pub fn write_set(
                 slices,
             })
             .collect(),
+        noise: Some(NoiseRecord::new(
+            generator.coils(),
+            generator.g_factor_max(),
+        )),
     };
     let path = out.join("phantoms.json");
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
@@ -190,12 +250,20 @@ pub fn preview_grid(pairs: &[PhantomPair]) -> Result<Grid> {
         reason: "no pairs".into(),
     })?;
     let tile = first.pd.dim();
-    let mut grid = Grid::new(
-        pairs.len(),
-        4,
-        tile,
-        &["PD", "PDFS", "PD clean", "PDFS clean"],
-    )?;
+    // The noise map is worth a column only where it varies.
+    let varying = pairs.iter().any(|p| {
+        let first = p.noise_pd[[0, 0]];
+        p.noise_pd.iter().any(|&v| (v - first).abs() > 1e-3 * first)
+    });
+    let titles = [
+        "PD",
+        "PDFS",
+        "PD clean",
+        "PDFS clean",
+        "PD noise sd (min-max)",
+    ];
+    let columns = if varying { 5 } else { 4 };
+    let mut grid = Grid::new(pairs.len(), columns, tile, &titles[..columns])?;
     let norm = Normalization::default();
     let window = |img: &Array2<f32>| norm.fit(img.view()).map(|s| s.0 * 1.15);
     for (r, p) in pairs.iter().enumerate() {
@@ -204,6 +272,16 @@ pub fn preview_grid(pairs: &[PhantomPair]) -> Result<Grid> {
         grid.set(r, 1, p.pdfs.view(), w_pdfs)?;
         grid.set(r, 2, p.clean_pd.view(), w_pd)?;
         grid.set(r, 3, p.clean_pdfs.view(), w_pdfs)?;
+        if varying {
+            // Stretched from its smallest to its largest value: a g-factor map varies by
+            // tens of percent, invisible on a scale from 0.
+            let (lo, hi) = p
+                .noise_pd
+                .iter()
+                .fold((f32::MAX, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+            let stretched = p.noise_pd.mapv(|v| v - lo);
+            grid.set(r, 4, stretched.view(), (hi - lo).max(f32::EPSILON))?;
+        }
     }
     Ok(grid)
 }

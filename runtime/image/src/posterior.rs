@@ -26,7 +26,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::rician::{RicianCorrection, i0e};
+use crate::magnitude_bias::{BiasCorrection, i0e};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
 /// magnitude (what a model without a prior returns too), the spread and the shift.
@@ -69,7 +69,7 @@ impl Prior {
     /// to predict, `expected`) turned into an amplitude and moved by its shift output
     /// `shift` (in noise sigmas), and its spread output `spread` (`ln(std / sigma)`).
     pub fn from_network(
-        correction: &RicianCorrection,
+        correction: &BiasCorrection,
         expected: f32,
         spread: f32,
         shift: f32,
@@ -203,7 +203,7 @@ pub struct PriorPlanes<'a> {
 /// observed value where the network states a prior, else its prediction `expected` with
 /// the Rician bias removed.
 pub fn serve(
-    correction: &RicianCorrection,
+    correction: &BiasCorrection,
     observed: ArrayView2<f32>,
     mut expected: Array2<f32>,
     prior: Option<PriorPlanes>,
@@ -222,7 +222,7 @@ pub fn serve(
 /// `expected` and `prior` (a network's outputs for it), all in one normalised space, and the
 /// slice's noise `sigma` in the same units.
 pub fn posterior_image(
-    correction: &RicianCorrection,
+    correction: &BiasCorrection,
     observed: ArrayView2<f32>,
     expected: ArrayView2<f32>,
     prior: PriorPlanes,
@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn a_sure_prior_is_kept_and_a_vague_one_gives_the_observation() {
-        let c = RicianCorrection::default();
+        let c = BiasCorrection::default();
         let sigma = 0.1f32;
         // Sure: the output is the prior mean, whatever the pixel shows.
         let sure = Prior::from_network(&c, 0.6, SPREAD_RANGE.0, 0.0, sigma);
@@ -334,7 +334,7 @@ mod tests {
     /// The shift output moves the prior's mean from the prediction's amplitude, in sigmas.
     #[test]
     fn the_shift_moves_the_prior_mean_in_sigmas() {
-        let c = RicianCorrection::default();
+        let c = BiasCorrection::default();
         let sigma = 0.1f32;
         let base = Prior::from_network(&c, 0.6, 0.0, 0.0, sigma);
         let moved = Prior::from_network(&c, 0.6, 0.0, -1.5, sigma);
@@ -349,7 +349,7 @@ mod tests {
     /// a blend of the two.
     #[test]
     fn the_posterior_is_phased_in_above_the_noise_floor() {
-        let c = RicianCorrection::default();
+        let c = BiasCorrection::default();
         let sigma = 0.1f32;
         let image = |e: f32, y: f32| {
             let one = |v: f32| Array2::from_elem((1, 1), v);
@@ -360,7 +360,8 @@ mod tests {
             };
             posterior_image(&c, one(y).view(), one(e).view(), planes, sigma)[(0, 0)]
         };
-        let expected = |a: f32| sigma * crate::rician::rician_mean(f64::from(a / sigma)) as f32;
+        let expected =
+            |a: f32| sigma * crate::magnitude_bias::rician_mean(f64::from(a / sigma)) as f32;
         // Air: a prediction at 1 sigma of amplitude is served as it is, whatever the pixel.
         let a = c.amplitude(expected(0.1), sigma);
         assert!((image(expected(0.1), 0.3) - a).abs() < 1e-6);

@@ -23,10 +23,10 @@
 //! carries gradients.
 
 use burn::prelude::*;
-use crossdenoise_image::posterior::{self, BINS, Prior, SPREAD_RANGE};
 #[cfg(test)]
-use crossdenoise_image::rician::rician_mean;
-use crossdenoise_image::rician::{RicianCorrection, i0e};
+use crossdenoise_image::magnitude_bias::rician_mean;
+use crossdenoise_image::magnitude_bias::{BiasCorrection, i0e};
+use crossdenoise_image::posterior::{self, BINS, Prior, SPREAD_RANGE};
 use ndarray::Array2;
 
 use super::loss::MIN_SIGMA;
@@ -53,7 +53,7 @@ pub struct HeadNow<'a> {
 /// The targets of a batch: the network's predictions `expected` of the `acquired` crops,
 /// whose slices have noise `sigmas`, and the prior it states now (all normalised).
 pub fn targets(
-    correction: &RicianCorrection,
+    correction: &BiasCorrection,
     expected: &[Array2<f32>],
     now: HeadNow,
     acquired: &[Array2<f32>],
@@ -148,7 +148,7 @@ mod tests {
             shift: &shifts,
         };
         let t = targets(
-            &RicianCorrection::default(),
+            &BiasCorrection::default(),
             std::slice::from_ref(expected),
             now,
             std::slice::from_ref(acquired),

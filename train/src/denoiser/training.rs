@@ -8,8 +8,8 @@ use std::path::Path;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use crossdenoise_image::magnitude_bias::{BiasCorrection, rician_mean};
 use crossdenoise_image::noise;
-use crossdenoise_image::rician::{RicianCorrection, rician_mean};
 use serde::{Deserialize, Serialize};
 
 use super::validation::{self, DenoiserValidation};
@@ -186,7 +186,7 @@ pub fn train(
     }
     let mut metrics = open_metrics(&metrics_path)?;
 
-    let correction = RicianCorrection::default();
+    let correction = BiasCorrection::default();
     let train_sigmas = slice_sigmas(&data.train);
     let val_sigmas = slice_sigmas(&data.val);
     let guided = config.model.kind == ModelKind::Guided;

@@ -4,11 +4,11 @@
 
 use burn::prelude::*;
 use crossdenoise_image::leakage;
+use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::metrics::{self, Quality};
 use crossdenoise_image::phantom::Finding;
 use crossdenoise_image::picture::Grid;
 use crossdenoise_image::posterior;
-use crossdenoise_image::rician::RicianCorrection;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +111,7 @@ pub fn predict(
 /// What the runtime serves for one slice: the posterior mean for a network with a prior,
 /// else the prediction with the Rician bias removed, at the slice's noise level.
 fn served(
-    correction: &RicianCorrection,
+    correction: &BiasCorrection,
     p: &Predictions,
     k: usize,
     acquired: &Array2<f32>,
@@ -140,7 +140,7 @@ pub fn denoise(
     device: &Device,
 ) -> [Vec<Array2<f32>>; 2] {
     let raw = predict(model, set, idx, device);
-    let correction = RicianCorrection::default();
+    let correction = BiasCorrection::default();
     let mut outs: [Vec<Array2<f32>>; 2] = Default::default();
     for (d, (out, p)) in outs.iter_mut().zip(&raw).enumerate() {
         for (k, &i) in idx.iter().enumerate() {
@@ -164,7 +164,7 @@ pub fn validate(
     for start in (0..set.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
         let raw = predict(model, set, &idx, device);
-        let correction = RicianCorrection::default();
+        let correction = BiasCorrection::default();
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
                 let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The "Scanner noise" figures of QUALITY.md, on held-out multi-coil phantoms (seed 1000,
+# 8 coils with neighbours correlated by 0.15, root-sum-of-squares):
+#  1. the noise map: each slice's noise sd estimated by `crossdenoise noise-map` against the
+#     true map, in tissue (relative error: mean, spread, 95th percentile), at acceleration 2
+#     and 3 and two noise levels, with a picture true | estimated;
+#  2. denoising at acceleration 2 and each --setting: the exported models in MODELS
+#     (pd.onnx and pdfs.onnx, e.g. trained on single-coil phantoms) as they are, against
+#     BM3D given the true noise map and the noncentral chi correction
+#     (scripts/quality_reference.py).
+#   bash scripts/scanner-noise-reference.sh [--models DIR] [--setting 20/12]... [--out DIR]
+#                                           [--pairs 8] [--size 256]
+# Without --models only part 1 runs (about a minute); part 2 takes about 4 minutes per
+# setting on a 2-core CPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=out/scanner-noise
+pairs=8
+size=256
+models=
+settings=()
+usage="usage: $0 [--models DIR] [--setting PD_SNR/PDFS_SNR]... [--out DIR] [--pairs N] [--size N]"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --models) models="$2"; shift 2 ;;
+        --setting) settings+=("$2"); shift 2 ;;
+        --out) out="$2"; shift 2 ;;
+        --pairs) pairs="$2"; shift 2 ;;
+        --size) size="$2"; shift 2 ;;
+        *) echo "$usage" >&2; exit 2 ;;
+    esac
+done
+[ ${#settings[@]} -gt 0 ] || settings=(20/12 10/10)
+bash scripts/quality-env.sh
+cargo build --release --quiet --bin crossdenoise
+bin=target/release/crossdenoise
+
+phantoms() { # NAME R PD_SNR PDFS_SNR
+    "$bin" phantoms --out "$out/$1" --pairs "$pairs" --size "$size" --seed 1000 --force \
+        --coils 8 --coil-correlation 0.15 --acceleration "$2" --snr "$3" --snr-pdfs "$4" >/dev/null
+}
+
+echo "==> noise maps"
+sets=()
+for r in 2 3; do
+    for snr in 20/12 10/10; do
+        name="R${r}_snr${snr/\//-}"
+        phantoms "$name" "$r" "${snr%/*}" "${snr#*/}"
+        for c in pd pdfs; do
+            "$bin" noise-map --coils 8 --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
+        done
+        sets+=("$out/$name")
+    done
+done
+.venv-quality/bin/python scripts/noise_map_reference.py "${sets[@]}" --picture "$out/noise-map.png" \
+    | tee "$out/noise-map.md"
+
+[ -n "$models" ] || exit 0
+for setting in "${settings[@]}"; do
+    snr=${setting%/*}; snr_pdfs=${setting#*/}
+    name="R2_snr${snr}-${snr_pdfs}"
+    echo "==> denoising $name"
+    phantoms "$name" 2 "$snr" "$snr_pdfs"
+    rm -rf "$out/$name/denoised"
+    for c in pd pdfs; do
+        partner=$([ $c = pd ] && echo pdfs || echo pd)
+        "$bin" denoise --model "$models/$c.onnx" --guide "$out/$name/$partner" \
+            --out "$out/$name/denoised" "$out/$name/$c" >/dev/null
+    done
+    .venv-quality/bin/python scripts/quality_reference.py "$out/$name" --out "$out/$name/quality" \
+        --title "8 coils, acceleration 2, PD SNR $snr / PDFS SNR $snr_pdfs, models as given" \
+        --method "product=pd:$out/$name/denoised/pd,pdfs:$out/$name/denoised/pdfs" \
+        > "$out/$name/quality.log"
+    cat "$out/$name/quality/quality.md"
+done
