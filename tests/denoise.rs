@@ -523,3 +523,82 @@ fn documented_usage(values: &[(&str, &str)]) -> Vec<String> {
         })
         .collect()
 }
+
+/// A root-sum-of-squares scan of 8 coils has its air at 3.94 sigma: one sigma per slice and
+/// the Rician correction leave that floor grey; `--noise map --coils 8` removes it.
+#[test]
+fn a_coil_array_scan_needs_its_noise_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    // A model that has learned to denoise: its prediction in the air is the air's mean.
+    let (run, _) = crate::util::learned_guided_run();
+    let out = crossdenoise(
+        &[
+            "export",
+            run.to_str().unwrap(),
+            "--to",
+            "a",
+            "--out",
+            "pd.onnx",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "export: {}", stderr(&out));
+    let out = crossdenoise(
+        &[
+            "phantoms",
+            "--out",
+            "set",
+            "--pairs",
+            "2",
+            "--size",
+            "64",
+            "--coils",
+            "8",
+            "--acceleration",
+            "2",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "phantoms: {}", stderr(&out));
+    let denoise = |out_dir: &str, extra: &[&str]| {
+        let mut args = vec!["denoise", "--model", "pd.onnx", "--guide", "set/pdfs"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out_dir, "set/pd"]);
+        crossdenoise(&args, cwd)
+    };
+    let refused = denoise("o0", &["--coils", "8"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--noise map"),
+        "{}",
+        stderr(&refused)
+    );
+
+    for (out_dir, extra) in [
+        ("slice", &[][..]),
+        ("map", &["--noise", "map", "--coils", "8"][..]),
+    ] {
+        let out = denoise(out_dir, extra);
+        assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
+    }
+    // The air's mean in units of the true noise sd.
+    let air = |out_dir: &str| {
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        for name in ["0000.npy", "0001.npy"] {
+            let served = read_npy(&cwd.join(out_dir).join("pd").join(name)).unwrap();
+            let clean = read_npy(&cwd.join("set/clean/pd").join(name)).unwrap();
+            let map = read_npy(&cwd.join("set/clean/noise/pd").join(name)).unwrap();
+            for ((s, c), m) in served.iter().zip(&clean).zip(&map) {
+                if *c == 0.0 {
+                    sum += s / m;
+                    n += 1;
+                }
+            }
+        }
+        sum / n as f32
+    };
+    let (slice, map) = (air("slice"), air("map"));
+    assert!(slice > 2.0, "one sigma, Rician: air at {slice} sigma");
+    assert!(map < 1.0, "noise map, chi: air at {map} sigma");
+}

@@ -28,8 +28,9 @@ use crate::{Error, Result};
 use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
+use crossdenoise_image::noise_map::NoiseModel;
 use crossdenoise_image::posterior;
-use crossdenoise_image::{NormScale, Normalization, Padding, noise};
+use crossdenoise_image::{NormScale, Normalization, Padding};
 
 /// How to open a model.
 #[derive(Debug, Clone)]
@@ -49,6 +50,11 @@ pub struct DenoiserOptions {
     /// For a model that states a prior: serve the posterior mean (the default), or only its
     /// prediction with the Rician bias removed (to see what the posterior step adds).
     pub posterior: bool,
+    /// How each slice's noise is known: one sigma (Rician, the default), or a map per pixel
+    /// for a given number of coils (parallel imaging, root-sum-of-squares). With more than
+    /// one coil the posterior's Rician likelihood does not hold, so the prediction is served
+    /// with the noncentral chi correction.
+    pub noise: NoiseModel,
 }
 
 /// Context a tile carries on each side beyond the part of it that is kept (rounded up to
@@ -64,6 +70,7 @@ impl Default for DenoiserOptions {
             warmup: Some([1, 64, 64]),
             tile_pixels: 512 * 512,
             posterior: true,
+            noise: NoiseModel::Slice,
         }
     }
 }
@@ -84,7 +91,8 @@ pub struct Denoiser {
     guide: Vec<f32>,
     /// Scratch for the percentile selection, reused across slices.
     scratch: Vec<f32>,
-    rician: BiasCorrection,
+    correction: BiasCorrection,
+    noise: NoiseModel,
     tile_pixels: usize,
     posterior: bool,
     strength: f32,
@@ -103,6 +111,9 @@ impl std::fmt::Debug for Denoiser {
 impl Denoiser {
     pub fn open(runtime: &OnnxRuntime, path: &Path, options: &DenoiserOptions) -> Result<Self> {
         options.providers.validate()?;
+        if let NoiseModel::Map(settings) = &options.noise {
+            settings.validate()?;
+        }
         if !path.is_file() {
             return Err(Error::Model {
                 path: path.into(),
@@ -178,7 +189,8 @@ impl Denoiser {
             input: Vec::new(),
             guide: Vec::new(),
             scratch: Vec::new(),
-            rician: BiasCorrection::default(),
+            correction: BiasCorrection::for_coils(options.noise.coils()),
+            noise: options.noise,
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
             strength: 1.0,
@@ -488,14 +500,14 @@ impl Denoiser {
             let crop = |c| padding.crop(view(c, (ph, pw)));
             let mut out = crop(chunk).to_owned();
             let at = i * plane..(i + 1) * plane;
-            let prior =
-                (self.metadata.posterior && self.posterior).then(|| posterior::PriorPlanes {
+            let prior = (self.metadata.posterior && self.posterior && self.noise.coils() == 1)
+                .then(|| posterior::PriorPlanes {
                     spread: crop(&data[1][at.clone()]),
                     shift: crop(&data[2][at]),
                 });
             if correct || prior.is_some() {
-                let sigma = noise::estimate_sigma(crop(input));
-                out = posterior::serve(&self.rician, crop(input), out, prior, sigma);
+                let sigma = self.noise.sigma(crop(input))?;
+                out = posterior::serve(&self.correction, crop(input), out, prior, sigma.view());
             }
             out.mapv_inplace(|v| v * scale.0);
             // Checked here, after the scale is applied, so that an output which overflows

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
+use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
 use crossdenoise_image::{AssumedMetadata, ModelKind, Normalization};
 use crossdenoise_runtime::denoise_files::{self, FileJob};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings};
@@ -47,6 +48,15 @@ pub struct Args {
     /// removed, without weighing each pixel's own value back in (to compare the two).
     #[arg(long)]
     no_posterior: bool,
+    /// How each slice's noise is found: `slice` (one sigma for the slice, Rician: a
+    /// single-coil or sensitivity-combined scan without acceleration) or `map` (a sigma per
+    /// pixel, `crossdenoise noise-map`: parallel imaging, root-sum-of-squares).
+    #[arg(long, default_value = "slice", value_parser = ["slice", "map"])]
+    noise: String,
+    /// With --noise map: the magnitude's degrees of freedom in coils (the channel count of
+    /// a root-sum-of-squares scan, whose noncentral chi bias is then removed; 1 for Rician).
+    #[arg(long, default_value_t = 1)]
+    coils: u32,
     /// How much of the denoised image is written, 0 to 1; the rest is the acquired image
     /// (as the vendors' low / medium / high settings).
     #[arg(long, default_value_t = 1.0, value_name = "S")]
@@ -111,8 +121,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
 
+    let noise = match args.noise.as_str() {
+        "map" => NoiseModel::Map(NoiseMapSettings {
+            coils: args.coils,
+            ..NoiseMapSettings::default()
+        }),
+        _ => {
+            anyhow::ensure!(
+                args.coils == 1,
+                "--coils {} needs --noise map (one sigma per slice is Rician: one coil)",
+                args.coils
+            );
+            NoiseModel::Slice
+        }
+    };
     let runtime = OnnxRuntime::load()?;
     let options = DenoiserOptions {
+        noise,
         providers,
         assume,
         tile_pixels: args.tile_pixels,

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crossdenoise_image::coils::{CoilArray, Combination};
+
 use crate::device::Backend;
 use crate::model::Precision;
 use crate::strategy::CrossDomainStrategy;
@@ -94,6 +96,58 @@ pub struct DataConfig {
     pub snr_range_a: Option<[f32; 2]>,
     #[serde(default)]
     pub snr_range_b: Option<[f32; 2]>,
+    /// Synthetic data: the receive coil array the phantoms are scanned with
+    /// (docs/scanner-noise.md); absent, one coil with Rician noise.
+    #[serde(default)]
+    pub coils: Option<CoilsConfig>,
+}
+
+/// `data.coils`: a multi-channel knee coil for the phantoms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoilsConfig {
+    /// Receive channels.
+    pub count: u32,
+    /// Noise correlation between neighbouring channels.
+    #[serde(default = "defaults::coil_correlation")]
+    pub correlation: f32,
+    /// Parallel-imaging acceleration (1: none).
+    #[serde(default = "defaults::acceleration")]
+    pub acceleration: u32,
+    #[serde(default)]
+    pub combination: CombinationConfig,
+}
+
+/// `data.coils.combination`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CombinationConfig {
+    /// Root-sum-of-squares: noncentral chi.
+    #[default]
+    Rss,
+    /// Sensitivity-weighted: Rician.
+    Sensitivity,
+}
+
+impl CoilsConfig {
+    pub fn array(&self) -> CoilArray {
+        CoilArray {
+            coils: self.count,
+            correlation: self.correlation,
+            acceleration: self.acceleration,
+            combination: match self.combination {
+                CombinationConfig::Rss => Combination::RootSumOfSquares,
+                CombinationConfig::Sensitivity => Combination::SensitivityWeighted,
+            },
+        }
+    }
+}
+
+impl DataConfig {
+    /// The degrees of freedom of the training magnitudes' noise, in coils (1: Rician).
+    pub fn noise_coils(&self) -> u32 {
+        self.coils.map_or(1, |c| c.array().distribution_coils())
+    }
 }
 
 /// Which network a run trains.
@@ -278,6 +332,12 @@ mod defaults {
     use super::DataSource;
     pub fn seed() -> u64 {
         42
+    }
+    pub fn coil_correlation() -> f32 {
+        0.15
+    }
+    pub fn acceleration() -> u32 {
+        1
     }
     pub fn source() -> DataSource {
         DataSource::Synthetic
@@ -488,6 +548,26 @@ impl Config {
                 return err(
                     key,
                     format!("[{low}, {high}] is not a range of positive SNRs, low to high"),
+                );
+            }
+        }
+        if let Some(coils) = &d.coils {
+            if d.source == DataSource::Folder {
+                return err(
+                    "data.coils",
+                    "sets the phantoms' coil array; folder data brings its own noise".into(),
+                );
+            }
+            if let Err(e) = coils.array().validate() {
+                return err("data.coils", e.to_string());
+            }
+            if m.posterior && d.noise_coils() > 1 {
+                return err(
+                    "model.posterior",
+                    format!(
+                        "the posterior step's likelihood is Rician (one coil); data.coils makes                          {} coils combined by root-sum-of-squares (noncentral chi): set                          model.posterior to false",
+                        coils.count
+                    ),
                 );
             }
         }
@@ -865,6 +945,22 @@ mod tests {
             (
                 r#"{"name":"x","trainer":{"loss_weights":{"content":0,"recon":0,"cross":0,"edge":0}}}"#,
                 "nothing to train",
+            ),
+            (
+                r#"{"name":"x","data":{"coils":{"count":2,"acceleration":3}}}"#,
+                "data.coils: acceleration: 3 needs at least as many coils",
+            ),
+            (
+                r#"{"name":"x","data":{"source":"folder","path":"d","coils":{"count":8}}}"#,
+                "data.coils: sets the phantoms' coil array",
+            ),
+            (
+                r#"{"name":"x","model":{"kind":"guided","posterior":true},"data":{"coils":{"count":8}}}"#,
+                "model.posterior: the posterior step's likelihood is Rician",
+            ),
+            (
+                r#"{"name":"x","data":{"coils":{"count":8,"combination":"sos"}}}"#,
+                "data.coils.combination: unknown value \"sos\"",
             ),
         ];
         for (text, want) in cases {

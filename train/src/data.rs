@@ -78,7 +78,10 @@ impl Data {
                     snr_pd: d.snr_a,
                     snr_pdfs: d.snr_b,
                 };
-                let g = PhantomGenerator::new(cfg, config.seed)?;
+                let mut g = PhantomGenerator::new(cfg, config.seed)?;
+                if let Some(coils) = &d.coils {
+                    g = g.with_coils(coils.array())?;
+                }
                 let snr = |i: usize| {
                     [
                         slice_snr(d.snr_range_a, d.snr_a, config.seed, i, 0),

@@ -47,6 +47,38 @@ impl Default for NoiseMapSettings {
     }
 }
 
+/// How a slice's noise is known where it is served.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum NoiseModel {
+    /// One sigma for the slice ([`estimate_sigma`]), one coil: Rician. What the product was
+    /// trained for, and right for a single-coil or sensitivity-combined scan without
+    /// parallel imaging.
+    #[default]
+    Slice,
+    /// A sigma per pixel ([`estimate_noise_map`]) for a magnitude of `settings.coils`
+    /// coils: a parallel-imaging scan whose noise follows a g-factor map, or a
+    /// root-sum-of-squares one (noncentral chi).
+    Map(NoiseMapSettings),
+}
+
+impl NoiseModel {
+    /// The magnitude's degrees of freedom, in coils.
+    pub fn coils(&self) -> u32 {
+        match self {
+            NoiseModel::Slice => 1,
+            NoiseModel::Map(settings) => settings.coils,
+        }
+    }
+
+    /// The noise sd of every pixel of `image`.
+    pub fn sigma(&self, image: ArrayView2<f32>) -> Result<Array2<f32>> {
+        match self {
+            NoiseModel::Slice => Ok(Array2::from_elem(image.dim(), estimate_sigma(image))),
+            NoiseModel::Map(settings) => estimate_noise_map(image, settings),
+        }
+    }
+}
+
 /// A block counts as tissue this many sigmas above the air's mean.
 const TISSUE_ABOVE_FLOOR: f32 = 3.0;
 /// A block counts as air below this many sigmas above the air's mean.

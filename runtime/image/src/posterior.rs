@@ -198,21 +198,23 @@ pub struct PriorPlanes<'a> {
     pub shift: ArrayView2<'a, f32>,
 }
 
-/// What is served for a slice from a network's outputs (all in one normalised space, the
-/// slice's noise `sigma` in the same units): the posterior mean of each pixel given its own
-/// observed value where the network states a prior, else its prediction `expected` with
-/// the Rician bias removed.
+/// What is served for a slice from a network's outputs (all in one normalised space, each
+/// pixel's noise `sigma` in the same units): the posterior mean of each pixel given its own
+/// observed value where the network states a prior (its likelihood is Rician: one coil),
+/// else its prediction `expected` with the magnitude's bias removed by `correction`.
 pub fn serve(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
     mut expected: Array2<f32>,
     prior: Option<PriorPlanes>,
-    sigma: f32,
+    sigma: ArrayView2<f32>,
 ) -> Array2<f32> {
     match prior {
         Some(prior) => posterior_image(correction, observed, expected.view(), prior, sigma),
         None => {
-            correction.apply(expected.view_mut(), sigma);
+            Zip::from(&mut expected)
+                .and(&sigma)
+                .for_each(|e, &s| *e = correction.amplitude(*e, s));
             expected
         }
     }
@@ -220,13 +222,13 @@ pub fn serve(
 
 /// The posterior mean of every pixel of a slice: `observed` (the noisy magnitudes),
 /// `expected` and `prior` (a network's outputs for it), all in one normalised space, and the
-/// slice's noise `sigma` in the same units.
+/// noise `sigma` of each pixel in the same units.
 pub fn posterior_image(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
     expected: ArrayView2<f32>,
     prior: PriorPlanes,
-    sigma: f32,
+    sigma: ArrayView2<f32>,
 ) -> Array2<f32> {
     let mut out = Array2::zeros(observed.dim());
     Zip::from(&mut out)
@@ -234,7 +236,8 @@ pub fn posterior_image(
         .and(&expected)
         .and(&prior.spread)
         .and(&prior.shift)
-        .for_each(|o, &y, &e, &r, &d| {
+        .and(&sigma)
+        .for_each(|o, &y, &e, &r, &d, &sigma| {
             let amplitude = correction.amplitude(e, sigma);
             let w =
                 ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
@@ -358,7 +361,7 @@ mod tests {
                 spread: spread.view(),
                 shift: shift.view(),
             };
-            posterior_image(&c, one(y).view(), one(e).view(), planes, sigma)[(0, 0)]
+            posterior_image(&c, one(y).view(), one(e).view(), planes, one(sigma).view())[(0, 0)]
         };
         let expected =
             |a: f32| sigma * crate::magnitude_bias::rician_mean(f64::from(a / sigma)) as f32;

@@ -186,7 +186,9 @@ pub fn train(
     }
     let mut metrics = open_metrics(&metrics_path)?;
 
-    let correction = BiasCorrection::default();
+    // The magnitudes' bias as the data's noise makes it: Rician, or noncentral chi for
+    // phantoms of a root-sum-of-squares coil array.
+    let correction = BiasCorrection::for_coils(config.data.noise_coils());
     let train_sigmas = slice_sigmas(&data.train);
     let val_sigmas = slice_sigmas(&data.val);
     let guided = config.model.kind == ModelKind::Guided;
@@ -318,7 +320,8 @@ pub fn train(
 
         let train_mean = state.mean();
         let valid = model.valid();
-        let val = validation::validate(&valid, &data.val, &val_sigmas, 2, &base_device)?;
+        let val =
+            validation::validate(&valid, &data.val, &correction, &val_sigmas, 2, &base_device)?;
         if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
             || state.epoch + 1 == t.epochs
         {
@@ -327,6 +330,7 @@ pub fn train(
             validation::sample_grid(
                 &valid,
                 &data.val,
+                &correction,
                 &val_sigmas,
                 &config.data.domains,
                 &base_device,

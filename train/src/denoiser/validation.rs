@@ -126,7 +126,7 @@ fn served(
         acquired.view(),
         p.expected[k].clone(),
         prior,
-        sigma,
+        Array2::from_elem(acquired.dim(), sigma).view(),
     )
 }
 
@@ -135,17 +135,17 @@ fn served(
 pub fn denoise(
     model: &DenoiserPair,
     set: &PairSet,
+    correction: &BiasCorrection,
     sigmas: &[[f32; 2]],
     idx: &[usize],
     device: &Device,
 ) -> [Vec<Array2<f32>>; 2] {
     let raw = predict(model, set, idx, device);
-    let correction = BiasCorrection::default();
     let mut outs: [Vec<Array2<f32>>; 2] = Default::default();
     for (d, (out, p)) in outs.iter_mut().zip(&raw).enumerate() {
         for (k, &i) in idx.iter().enumerate() {
             let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };
-            out.push(served(&correction, p, k, acquired, sigmas[i][d]));
+            out.push(served(correction, p, k, acquired, sigmas[i][d]));
         }
     }
     outs
@@ -156,6 +156,7 @@ pub fn denoise(
 pub fn validate(
     model: &DenoiserPair,
     set: &PairSet,
+    correction: &BiasCorrection,
     sigmas: &[[f32; 2]],
     batch: usize,
     device: &Device,
@@ -164,13 +165,12 @@ pub fn validate(
     for start in (0..set.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
         let raw = predict(model, set, &idx, device);
-        let correction = BiasCorrection::default();
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
                 let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };
                 acc.loss += slice_loss(&out.expected[k], acquired, sigmas[i][d], device);
                 acc.n += 1;
-                let served = served(&correction, out, k, acquired, sigmas[i][d]);
+                let served = served(correction, out, k, acquired, sigmas[i][d]);
                 let Some((ca, cb)) = &set.clean else { continue };
                 let (clean, other) = if d == 0 {
                     (&ca[i], &cb[i])
@@ -274,12 +274,13 @@ impl Accumulator {
 pub fn sample_grid(
     model: &DenoiserPair,
     set: &PairSet,
+    correction: &BiasCorrection,
     sigmas: &[[f32; 2]],
     domains: &[String; 2],
     device: &Device,
 ) -> Result<Grid, TrainError> {
     let idx: Vec<usize> = (0..set.len().min(4)).collect();
-    let [out_a, out_b] = denoise(model, set, sigmas, &idx, device);
+    let [out_a, out_b] = denoise(model, set, correction, sigmas, &idx, device);
     let mut titles = Vec::new();
     for name in domains.iter().map(|d| d.to_uppercase()) {
         titles.push(format!("{name} acquired"));
