@@ -15,20 +15,9 @@ use crossdenoise_host::{Host, HostConfig};
 use crossdenoise_host::stats::Snapshot;
 use crossdenoise_image::metrics::Quality;
 
-use crate::util::{crossdenoise, learned_guided_run, stderr, tiny_guided_run, tiny_run};
-
-/// `crossdenoise export RUN --out MODEL EXTRA...`, parity-checked as always.
-fn export(run: &Path, model: &Path, extra: &[&str]) {
-    let mut args = vec![
-        "export",
-        run.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let out = crossdenoise(&args, model.parent().unwrap());
-    assert!(out.status.success(), "export: {}", stderr(&out));
-}
+use crate::util::{
+    crossdenoise, export, export_pair, learned_guided_run, stderr, tiny_guided_run, tiny_run,
+};
 
 /// How a test streams its series.
 struct Stream {
@@ -138,14 +127,6 @@ fn two_contrasts(pd: &Path, pdfs: &Path) -> Profile {
         }],
         ..Profile::of(pd)
     }
-}
-
-/// Exports both contrasts' denoisers of `run` into `cwd` (pd.onnx, pdfs.onnx).
-fn export_pair(run: &Path, cwd: &Path) -> (PathBuf, PathBuf) {
-    let (pd, pdfs) = (cwd.join("pd.onnx"), cwd.join("pdfs.onnx"));
-    export(run, &pd, &["--to", "a"]);
-    export(run, &pdfs, &["--to", "b"]);
-    (pd, pdfs)
 }
 
 fn max_diff(a: &Path, b: &Path) -> f32 {

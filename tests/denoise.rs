@@ -532,18 +532,7 @@ fn a_coil_array_scan_needs_its_noise_model() {
     let cwd = dir.path();
     // A model that has learned to denoise: its prediction in the air is the air's mean.
     let (run, _) = crate::util::learned_guided_run();
-    let out = crossdenoise(
-        &[
-            "export",
-            run.to_str().unwrap(),
-            "--to",
-            "a",
-            "--out",
-            "pd.onnx",
-        ],
-        cwd,
-    );
-    assert!(out.status.success(), "export: {}", stderr(&out));
+    crate::util::export(&run, &cwd.join("pd.onnx"), &["--to", "a"]);
     let out = crossdenoise(
         &[
             "phantoms",

@@ -1,6 +1,6 @@
 //! Running the real binary.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn crossdenoise(args: &[&str], cwd: &Path) -> Output {
@@ -211,4 +211,25 @@ pub fn pixels_near(png_path: &Path, rgb: [u8; 3], tol: u8) -> usize {
         .chunks_exact(channels)
         .filter(|p| (0..3).all(|c| p[c].abs_diff(rgb[c]) <= tol))
         .count()
+}
+
+/// `crossdenoise export RUN --out MODEL EXTRA...`, parity-checked as always.
+pub fn export(run: &Path, model: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "export",
+        run.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = crossdenoise(&args, model.parent().unwrap());
+    assert!(out.status.success(), "export: {}", stderr(&out));
+}
+
+/// Exports both contrasts' denoisers of `run` into `cwd` (pd.onnx, pdfs.onnx).
+pub fn export_pair(run: &Path, cwd: &Path) -> (PathBuf, PathBuf) {
+    let (pd, pdfs) = (cwd.join("pd.onnx"), cwd.join("pdfs.onnx"));
+    export(run, &pd, &["--to", "a"]);
+    export(run, &pdfs, &["--to", "b"]);
+    (pd, pdfs)
 }
