@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crossdenoise_image::Normalization;
+use crossdenoise_image::html::{escape as esc, inline_png};
 use crossdenoise_image::io::read_slice;
 use crossdenoise_image::metrics::{self, Quality};
 use crossdenoise_image::picture::Grid;
-use crossdenoise_image::picture::base64;
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 use crossdenoise_train::records::RunSummary;
 use ndarray::Array2;
@@ -331,16 +331,7 @@ fn held_out_grid(rows: &[Vec<Array2<f32>>]) -> Result<Grid, ReportError> {
 
 fn png_tag(path: &Path, alt: &str) -> Result<String, ReportError> {
     let bytes = std::fs::read(path).map_err(|e| input_err(path, e.to_string()))?;
-    Ok(format!(
-        "<img alt=\"{alt}\" src=\"data:image/png;base64,{}\">",
-        base64(&bytes)
-    ))
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    Ok(inline_png(&bytes, alt))
 }
 
 fn render(

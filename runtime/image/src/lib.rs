@@ -13,6 +13,7 @@ pub mod coils;
 pub mod dicom;
 pub mod error;
 pub mod fat_signal;
+pub mod html;
 pub mod image;
 pub mod io;
 pub mod leakage;

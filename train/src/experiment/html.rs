@@ -17,7 +17,7 @@ pub struct PageError {
     #[source]
     source: std::io::Error,
 }
-use crossdenoise_image::picture::base64;
+use crossdenoise_image::html::{escape as esc, inline_png};
 
 const STYLE: &str = "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;\
 color:#222}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;\
@@ -25,23 +25,12 @@ padding:4px 8px;text-align:left}th{background:#eee}\
 img{max-width:100%;image-rendering:pixelated}.pass{color:#070}.fail{color:#a00;\
 font-weight:bold}.na{color:#777}</style>";
 
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn img(path: &Path, alt: &str) -> Result<String, PageError> {
     let bytes = fs::read(path).map_err(|source| PageError {
         path: path.into(),
         source,
     })?;
-    Ok(format!(
-        "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
-        esc(alt),
-        base64(&bytes)
-    ))
+    Ok(inline_png(&bytes, alt))
 }
 
 fn outcome_cell(o: Outcome) -> String {
