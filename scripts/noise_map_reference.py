@@ -47,12 +47,17 @@ def main():
     if args.picture:
         rows = []
         for truth, est in tiles:
-            top = max(truth.max(), est.max())
-            rows.append(np.concatenate([truth / top, np.ones((truth.shape[0], 4)), est / top], axis=1))
+            # Both stretched alike from the true map's smallest to its largest value: a
+            # g-factor map varies by tens of percent, invisible on a scale from 0.
+            lo, hi = truth.min(), truth.max()
+            span = max(hi - lo, 1e-6 * hi)
+            shown = [(m - lo) / span for m in (truth, est)]
+            rows.append(np.concatenate([shown[0], np.ones((truth.shape[0], 4)), shown[1]], axis=1))
             rows.append(np.ones((4, rows[-1].shape[1])))
         picture = (np.clip(np.concatenate(rows[:-1], axis=0), 0, 1) * 255).astype(np.uint8)
         Image.fromarray(picture).save(args.picture)
-        print(f"\npicture (rows: sets; true | estimated, PD, first slice): {args.picture}")
+        print(f"\npicture (rows: sets; true | estimated, PD, first slice, each row stretched "
+              f"from the true map's smallest to its largest value): {args.picture}")
 
 
 if __name__ == "__main__":

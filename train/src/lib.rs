@@ -2,7 +2,8 @@
 //! guided and single-contrast denoisers (`denoiser`).
 //!
 //! Preprocessing is never written again here: normalisation, padding, phantoms and metrics
-//! come from `crossdenoise-runtime`, so training and serving agree by construction.
+//! come from `crossdenoise-image`, the image core the runtime serves with, so training and
+//! serving agree by construction.
 
 pub mod bench;
 pub mod checkpoint;
