@@ -524,15 +524,21 @@ fn documented_usage(values: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-/// A root-sum-of-squares scan of 8 coils has its air at 3.94 sigma: one sigma per slice and
-/// the Rician correction leave that floor grey; `--noise map --coils 8` removes it.
+/// A root-sum-of-squares scan of 8 coils has its air at 3.94 sigma. A model trained on one
+/// coil, served one sigma per slice, leaves that floor grey (nothing tells it the scan is not
+/// what it was trained on) and is refused for `--noise map --coils 8`; a model trained on
+/// such scans is refused without its noise model and served with it.
 #[test]
 fn a_coil_array_scan_needs_its_noise_model() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    // A model that has learned to denoise: its prediction in the air is the air's mean.
-    let (run, _) = crate::util::learned_guided_run();
-    crate::util::export(&run, &cwd.join("pd.onnx"), &["--to", "a"]);
+    let (single, _) = crate::util::learned_guided_run();
+    crate::util::export(&single, &cwd.join("single.onnx"), &["--to", "a"]);
+    crate::util::export(
+        &crate::util::tiny_coil_run(),
+        &cwd.join("coil.onnx"),
+        &["--to", "a"],
+    );
     let out = crossdenoise(
         &[
             "phantoms",
@@ -550,25 +556,34 @@ fn a_coil_array_scan_needs_its_noise_model() {
         cwd,
     );
     assert!(out.status.success(), "phantoms: {}", stderr(&out));
-    let denoise = |out_dir: &str, extra: &[&str]| {
-        let mut args = vec!["denoise", "--model", "pd.onnx", "--guide", "set/pdfs"];
+    let denoise = |model: &str, out_dir: &str, extra: &[&str]| {
+        let mut args = vec!["denoise", "--model", model, "--guide", "set/pdfs"];
         args.extend_from_slice(extra);
         args.extend_from_slice(&["--out", out_dir, "set/pd"]);
         crossdenoise(&args, cwd)
     };
-    let refused = denoise("o0", &["--coils", "8"]);
+    let map = ["--noise", "map", "--coils", "8"];
+    let refused = denoise("single.onnx", "o0", &["--coils", "8"]);
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("--noise map"),
         "{}",
         stderr(&refused)
     );
-
-    for (out_dir, extra) in [
-        ("slice", &[][..]),
-        ("map", &["--noise", "map", "--coils", "8"][..]),
+    for (model, extra, advice) in [
+        ("single.onnx", &map[..], "one coil (Rician)"),
+        ("coil.onnx", &[][..], "serve it with --noise map --coils 8"),
     ] {
-        let out = denoise(out_dir, extra);
+        let out = denoise(model, "o1", extra);
+        assert!(!out.status.success(), "{model} {extra:?}");
+        assert!(stderr(&out).contains(advice), "{}", stderr(&out));
+        assert!(!cwd.join("o1/pd").exists(), "nothing written");
+    }
+    for (model, out_dir, extra) in [
+        ("single.onnx", "slice", &[][..]),
+        ("coil.onnx", "map", &map[..]),
+    ] {
+        let out = denoise(model, out_dir, extra);
         assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
     }
     // The air's mean in units of the true noise sd.
@@ -576,6 +591,7 @@ fn a_coil_array_scan_needs_its_noise_model() {
         let (mut sum, mut n) = (0.0f32, 0usize);
         for name in ["0000.npy", "0001.npy"] {
             let served = read_npy(&cwd.join(out_dir).join("pd").join(name)).unwrap();
+            assert!(served.iter().all(|v| v.is_finite()), "{out_dir}/{name}");
             let clean = read_npy(&cwd.join("set/clean/pd").join(name)).unwrap();
             let map = read_npy(&cwd.join("set/clean/noise/pd").join(name)).unwrap();
             for ((s, c), m) in served.iter().zip(&clean).zip(&map) {
@@ -587,7 +603,12 @@ fn a_coil_array_scan_needs_its_noise_model() {
         }
         sum / n as f32
     };
-    let (slice, map) = (air("slice"), air("map"));
-    assert!(slice > 2.0, "one sigma, Rician: air at {slice} sigma");
-    assert!(map < 1.0, "noise map, chi: air at {map} sigma");
+    // One sigma and the Rician correction leave the 8-coil floor (a tiny model's air is no
+    // measure of the chi correction: that is QUALITY.md's, with trained models).
+    let slice = air("slice");
+    assert!(
+        slice > 2.0,
+        "one-coil model, one sigma: air at {slice} sigma"
+    );
+    assert!(air("map").is_finite());
 }

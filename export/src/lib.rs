@@ -106,6 +106,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     };
     let metadata = ModelMetadata {
         config_hash: Some(config.hash()),
+        noise_coils: config.data.noise_coils(),
         ..metadata
     };
     if opts.fp16 {
@@ -167,7 +168,8 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
                 parity::check(model, from, opts.to, file, depth).map(Some)
             }
             Network::Denoisers(pair) => {
-                parity::check_denoiser(pair.get(opts.to), opts.to, file, depth).map(Some)
+                let coils = metadata.noise_coils;
+                parity::check_denoiser(pair.get(opts.to), opts.to, file, depth, coils).map(Some)
             }
         }
     })?;
@@ -264,6 +266,7 @@ pub fn path_metadata(
         guide: None,
         rician_correction: false,
         posterior: false,
+        noise_coils: 1,
     }
 }
 

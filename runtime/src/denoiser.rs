@@ -176,6 +176,16 @@ impl Denoiser {
             }
             _ => {}
         }
+        let served_coils = options.noise.coils();
+        if has_metadata
+            && metadata.kind != ModelKind::Synthesis
+            && metadata.noise_coils != served_coils
+        {
+            return Err(model_err(noise_mismatch(
+                metadata.noise_coils,
+                served_coils,
+            )));
+        }
 
         let mut denoiser = Denoiser {
             session,
@@ -528,6 +538,26 @@ impl Denoiser {
         }
         Ok(outputs)
     }
+}
+
+/// Why a model trained on magnitudes of `trained` coils is not served as `served`: it
+/// learned one noise floor and spread, and on another it denoises badly and can carry its
+/// guide's findings into its output (QUALITY.md, "scanner noise").
+fn noise_mismatch(trained: u32, served: u32) -> String {
+    let what = |coils: u32| match coils {
+        1 => "one coil (Rician)".to_string(),
+        l => format!("{l} coils combined by root-sum-of-squares (noncentral chi)"),
+    };
+    let how = match trained {
+        1 => "one sigma per slice (the default) or --noise map --coils 1".to_string(),
+        l => format!("--noise map --coils {l}"),
+    };
+    format!(
+        "it was trained on magnitudes of {}, but is asked to serve {}: serve it with {how}, \
+         or train a model on data like the scan's (data.coils)",
+        what(trained),
+        what(served)
+    )
 }
 
 /// How a plane too large to run at once is cut: tiles of `side` (a multiple of the model's

@@ -31,6 +31,7 @@ pub mod keys {
     pub const GUIDE_CLAMP_MAX: &str = "crossdenoise.guide.normalization.clamp_max";
     pub const RICIAN_CORRECTION: &str = "crossdenoise.rician_correction";
     pub const POSTERIOR: &str = "crossdenoise.posterior";
+    pub const NOISE_COILS: &str = "crossdenoise.noise_coils";
 }
 
 /// What an exported model does, which decides what it may be given and what its output is.
@@ -100,6 +101,11 @@ pub struct ModelMetadata {
     /// the Rician likelihood of the pixel's own value (`crate::posterior`) instead of the
     /// corrected expectation. Written as `crossdenoise.posterior = rician_shift`.
     pub posterior: bool,
+    /// The degrees of freedom, in coils, of the magnitudes the model was trained on: 1
+    /// (Rician, written only when above 1) or a root-sum-of-squares array's channel count.
+    /// A model learns its noise's floor and spread; served on another distribution it
+    /// denoises badly and can carry its guide's findings, so the runtime refuses that.
+    pub noise_coils: u32,
 }
 
 /// What a caller states for a model that carries no metadata.
@@ -157,6 +163,9 @@ impl ModelMetadata {
         }
         if self.rician_correction {
             props.push((keys::RICIAN_CORRECTION, "true".into()));
+        }
+        if self.noise_coils > 1 {
+            props.push((keys::NOISE_COILS, self.noise_coils.to_string()));
         }
         props.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
@@ -289,7 +298,17 @@ impl ModelMetadata {
                 .transpose()?,
             config_hash: opt(keys::CONFIG_HASH),
             version: opt(keys::VERSION),
+            noise_coils: opt(keys::NOISE_COILS)
+                .map(|v| parse(keys::NOISE_COILS, v))
+                .transpose()?
+                .unwrap_or(1),
         };
+        if meta.noise_coils == 0 {
+            return Err(Error::Invalid {
+                what: "model metadata",
+                reason: format!("key '{}' must be at least 1", keys::NOISE_COILS),
+            });
+        }
         meta.normalization.validate()?;
         if let Some(g) = &meta.guide {
             g.normalization.validate()?;
@@ -320,6 +339,7 @@ impl ModelMetadata {
             guide: None,
             rician_correction: false,
             posterior: false,
+            noise_coils: 1,
         }
     }
 
@@ -374,6 +394,7 @@ mod tests {
             guide: None,
             rician_correction: false,
             posterior: false,
+            noise_coils: 1,
         }
     }
 
@@ -401,7 +422,22 @@ mod tests {
         assert_eq!(ModelMetadata::from_props(&HashMap::new()).unwrap(), None);
         let g = guided();
         let props: HashMap<_, _> = g.to_props().into_iter().collect();
-        assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(g));
+        assert!(
+            !props.contains_key(keys::NOISE_COILS),
+            "one coil is not written"
+        );
+        assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(g.clone()));
+        // A model trained on 8-coil magnitudes says so; a count of 0 is refused by name.
+        let coils = ModelMetadata {
+            noise_coils: 8,
+            ..g
+        };
+        let mut props: HashMap<_, _> = coils.to_props().into_iter().collect();
+        assert_eq!(props[keys::NOISE_COILS], "8");
+        assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(coils));
+        props.insert(keys::NOISE_COILS.into(), "0".into());
+        let err = ModelMetadata::from_props(&props).unwrap_err().to_string();
+        assert!(err.contains(keys::NOISE_COILS), "{err}");
     }
 
     #[test]
