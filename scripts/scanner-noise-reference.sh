@@ -5,11 +5,12 @@
 #     true map, in tissue (relative error: mean, spread, 95th percentile), at acceleration 2
 #     and 3 and two noise levels, with a picture true | estimated;
 #  2. denoising at acceleration 2 and each --setting: the exported models in MODELS
-#     (pd.onnx and pdfs.onnx, e.g. trained on single-coil phantoms) as they are, against
-#     BM3D given the true noise map and the noncentral chi correction
-#     (scripts/quality_reference.py).
-#   bash scripts/scanner-noise-reference.sh [--models DIR] [--setting 20/12]... [--out DIR]
-#                                           [--pairs 8] [--size 256]
+#     (pd.onnx and pdfs.onnx) served as a single-coil model is (one sigma per slice), or,
+#     with --noise-map, as a model trained on 8-coil phantoms (data.coils) is
+#     (`--noise map --coils 8`), against BM3D given the true noise map and the noncentral
+#     chi correction (scripts/quality_reference.py).
+#   bash scripts/scanner-noise-reference.sh [--models DIR [--noise-map]] [--setting 20/12]...
+#                                           [--out DIR] [--pairs 8] [--size 256]
 # Without --models only part 1 runs (about a minute); part 2 takes about 4 minutes per
 # setting on a 2-core CPU.
 set -euo pipefail
@@ -18,11 +19,13 @@ out=out/scanner-noise
 pairs=8
 size=256
 models=
+serve=()
 settings=()
-usage="usage: $0 [--models DIR] [--setting PD_SNR/PDFS_SNR]... [--out DIR] [--pairs N] [--size N]"
+usage="usage: $0 [--models DIR [--noise-map]] [--setting PD_SNR/PDFS_SNR]... [--out DIR] [--pairs N] [--size N]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --models) models="$2"; shift 2 ;;
+        --noise-map) serve=(--noise map --coils 8); shift ;;
         --setting) settings+=("$2"); shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --pairs) pairs="$2"; shift 2 ;;
@@ -64,7 +67,7 @@ for setting in "${settings[@]}"; do
     rm -rf "$out/$name/denoised"
     for c in pd pdfs; do
         partner=$([ $c = pd ] && echo pdfs || echo pd)
-        "$bin" denoise --model "$models/$c.onnx" --guide "$out/$name/$partner" \
+        "$bin" denoise "${serve[@]}" --model "$models/$c.onnx" --guide "$out/$name/$partner" \
             --out "$out/$name/denoised" "$out/$name/$c" >/dev/null
     done
     .venv-quality/bin/python scripts/quality_reference.py "$out/$name" --out "$out/$name/quality" \
