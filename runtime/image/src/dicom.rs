@@ -35,6 +35,65 @@ const UNCOMPRESSED: [&str; 3] = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE]
 /// The largest slice decoded from a compressed file, in pixels: a compressed file's size
 /// says nothing of what its Rows x Columns make the decoder allocate.
 const MAX_DECODED_PIXELS: usize = 8192 * 8192;
+/// RLE Lossless.
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+/// The most an RLE segment expands: a 2-byte replicate run makes 128 bytes.
+const RLE_MAX_EXPANSION: usize = 64;
+
+/// Checks an RLE Lossless fragment (PS3.5 G): a header of its segment count and offsets,
+/// `segments` of them in order inside the fragment, each decoding (PackBits) to at least
+/// `pixels` bytes.
+fn check_rle(fragment: &[u8], segments: usize, pixels: usize) -> std::result::Result<(), String> {
+    let word = |i: usize| -> Option<usize> {
+        let b = fragment.get(4 * i..4 * i + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = word(0).ok_or("the fragment has no RLE header")?;
+    if count != segments {
+        return Err(format!(
+            "{count} segments, where the pixels need {segments}"
+        ));
+    }
+    for k in 0..count {
+        let start = word(k + 1).ok_or("the RLE header is cut short")?;
+        let end = if k + 1 < count {
+            word(k + 2).ok_or("the RLE header is cut short")?
+        } else {
+            fragment.len()
+        };
+        let segment = fragment
+            .get(start..end)
+            .filter(|_| start >= 64)
+            .ok_or_else(|| {
+                format!(
+                    "segment {k} spans bytes {start}..{end} of {}",
+                    fragment.len()
+                )
+            })?;
+        let (mut at, mut decoded) = (0, 0usize);
+        while at < segment.len() && decoded < pixels {
+            let n = segment[at] as i8;
+            at += 1;
+            match n {
+                0.. => {
+                    decoded += n as usize + 1;
+                    at += n as usize + 1;
+                }
+                -127..=-1 => {
+                    decoded += (1 - i32::from(n)) as usize;
+                    at += 1;
+                }
+                -128 => {}
+            }
+        }
+        if decoded < pixels {
+            return Err(format!(
+                "segment {k} decodes to {decoded} bytes of the {pixels} a slice needs"
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Whether this build reads the pixel data of files in transfer syntax `uid`: the
 /// uncompressed syntaxes, and the encapsulated ones with a decoder here.
@@ -339,10 +398,25 @@ impl DicomSlice {
                      a compressed slice is decoded to"
                 )));
             }
-            if pixel_data.fragments().is_none() {
+            let Some(fragments) = pixel_data.fragments() else {
                 return Err(err(format!(
                     "PixelData is not encapsulated, as transfer syntax {ts} requires"
                 )));
+            };
+            // RLE's expansion is bounded, so its promise can be checked against its bytes
+            // before the decoder allocates for it; and its segments are checked to decode to
+            // a whole slice each, which the decoder assumes (it panics on a short one).
+            let held: usize = fragments.iter().map(|f| f.len()).sum();
+            if ts.trim_end_matches(['\0', ' ']) == RLE_LOSSLESS {
+                if needed > held.saturating_mul(RLE_MAX_EXPANSION) {
+                    return Err(err(format!(
+                        "Rows {rows} x Columns {cols} at {bits_allocated} bits need {needed} \
+                         bytes, more than the {held} bytes of RLE data can decode to"
+                    )));
+                }
+                let fragment = fragments.first().map(Vec::as_slice).unwrap_or_default();
+                check_rle(fragment, usize::from(bits_allocated / 8), rows * cols)
+                    .map_err(|e| err(format!("RLE pixel data: {e}")))?;
             }
         } else {
             let held = pixel_data
@@ -583,6 +657,38 @@ fn tag_name(tag: dicom_core::Tag) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An RLE fragment of one segment: the 64-byte header, then PackBits `data`.
+    fn rle(count: u32, data: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 64];
+        f[..4].copy_from_slice(&count.to_le_bytes());
+        f[4..8].copy_from_slice(&64u32.to_le_bytes());
+        f.extend_from_slice(data);
+        f
+    }
+
+    #[test]
+    fn rle_segments_must_decode_to_a_whole_slice() {
+        // 3 literal bytes, then one byte repeated 5 times: 8 bytes.
+        let data = [2, 10, 11, 12, (-4i8) as u8, 7];
+        assert!(check_rle(&rle(1, &data), 1, 8).is_ok());
+        let short = check_rle(&rle(1, &data), 1, 9).unwrap_err();
+        assert!(short.contains("decodes to 8 bytes of the 9"), "{short}");
+        let count = check_rle(&rle(2, &data), 1, 8).unwrap_err();
+        assert!(count.contains("2 segments"), "{count}");
+        assert!(
+            check_rle(&[1, 0], 1, 8)
+                .unwrap_err()
+                .contains("no RLE header")
+        );
+        let mut past = rle(1, &data);
+        past[4..8].copy_from_slice(&500u32.to_le_bytes());
+        assert!(
+            check_rle(&past, 1, 8)
+                .unwrap_err()
+                .contains("spans bytes 500")
+        );
+    }
 
     #[test]
     fn uids_are_valid_and_distinct() {
