@@ -164,6 +164,8 @@ pub struct Receiver {
     gain: Array2<f32>,
     /// What multiplies sigma at each pixel: `g sqrt(R)`.
     noise_gain: Array2<f32>,
+    /// Each pixel's whitened sensitivities (the sensitivity-weighted combination's weights).
+    weights: Array2<Vec<Complex64>>,
 }
 
 impl Receiver {
@@ -197,28 +199,24 @@ impl Receiver {
         for s in &mut sensitivities {
             s.mapv_inplace(|v| v / scale);
         }
+        // Each pixel's whitened sensitivities, once: the gain, the g-factor of every pixel it
+        // folds with, and the weights of a sensitivity-weighted combination all read them.
+        let weights = Array2::from_shape_fn((size, size), |(i, j)| whitened(&sensitivities, i, j));
+        let gain = weights.mapv(|w| norm(&w) as f32);
         let r = array.acceleration as usize;
-        let mut gain = Array2::zeros((size, size));
-        let mut noise_gain = Array2::zeros((size, size));
-        for i in 0..size {
-            for j in 0..size {
-                let own = whitened(&sensitivities, i, j);
-                gain[[i, j]] = norm(&own) as f32;
-                let folded: Vec<Vec<Complex64>> = (0..r)
-                    .map(|k| {
-                        let column = (j + (k * size + r / 2) / r) % size;
-                        whitened(&sensitivities, i, column)
-                    })
-                    .collect();
-                noise_gain[[i, j]] = (g_factor(&folded) * (r as f64).sqrt()) as f32;
-            }
-        }
+        let noise_gain = Array2::from_shape_fn((size, size), |(i, j)| {
+            let folded: Vec<Vec<Complex64>> = (0..r)
+                .map(|k| weights[[i, (j + (k * size + r / 2) / r) % size]].clone())
+                .collect();
+            (g_factor(&folded) * (r as f64).sqrt()) as f32
+        });
         Ok(Receiver {
             array,
             sensitivities,
             cholesky,
             gain,
             noise_gain,
+            weights,
         })
     }
 
@@ -270,15 +268,13 @@ impl Receiver {
             match self.array.combination {
                 Combination::RootSumOfSquares => norm(&whitened) as f32,
                 Combination::SensitivityWeighted => {
-                    let column: Vec<Complex64> =
-                        self.sensitivities.iter().map(|s| s[[i, j]]).collect();
-                    let weights = forward_substitute(&self.cholesky, &column);
+                    let weights = &self.weights[[i, j]];
                     let dot: Complex64 = weights
                         .iter()
                         .zip(&whitened)
                         .map(|(w, c)| w.conj() * c)
                         .sum();
-                    (dot.norm() / norm(&weights)) as f32
+                    (dot.norm() / norm(weights)) as f32
                 }
             }
         })
