@@ -2,8 +2,8 @@
 # Creates .venv/ with the Python packages the tests use as independent references:
 # onnx (graph checker, test models), onnxruntime (a second inference path), pydicom (an
 # independent DICOM writer and reader, with pylibjpeg-openjpeg as its JPEG 2000 encoder),
-# ismrmrd + h5py (MRD files as Gadgetron and FIRE record them), numpy, and Triton's
-# model-config schema. Versions are pinned in
+# ismrmrd + h5py (MRD files as Gadgetron and FIRE record them), numpy, Triton's
+# model-config schema, and PyYAML (the cluster launchers' check, scripts/check_deploy.py). Versions are pinned in
 # scripts/requirements-test.txt; a no-op when the environment already matches it.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -15,5 +15,7 @@ bash scripts/install-ort.sh
 bash scripts/python-env.sh
 # DCMTK (echoscu, storescu) from Debian: the DICOM node's tests talk to real peers.
 bash scripts/install-dcmtk.sh
+# Open MPI: data-parallel training is tested under a real `mpirun` (the `mpi` feature).
+bash scripts/install-mpi.sh
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --features crossdenoise/mpi "$@"

@@ -73,7 +73,7 @@ fn trained(config_name: &str, folder: &str, epochs: &str, sets: &[&str]) -> std:
 /// `--set` values shrinking `configs/guided.json` to a tiny run: 32 x 32 slices, 16 x 16
 /// crops, four channels, depth 2; with the posterior step, so the end-to-end tests carry its
 /// second output through export, the runtime, the CLI and the daemon.
-const TINY_GUIDED: [&str; 9] = [
+pub const TINY_GUIDED: [&str; 9] = [
     "model.posterior=true",
     "data.image_size=32",
     "data.train_pairs=4",

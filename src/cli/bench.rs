@@ -6,6 +6,7 @@ use crossdenoise_train::bench::{self, BenchModel, StepBenchConfig};
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::model::Precision;
 
+use super::processes::Processes;
 use super::progress;
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +45,25 @@ pub enum What {
         /// Leave out the edge loss (as the C32 PyTorch reference figure does).
         #[arg(long)]
         no_edge: bool,
+        /// Print the result as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The exchange of one step's gradients between data-parallel processes (host copies
+    /// and the sum over the processes), with real gradients of the network; run it under
+    /// `mpirun -np N` with a build with the `mpi` feature.
+    GradientExchange {
+        /// dual-domain or guided.
+        #[arg(long, default_value = "guided")]
+        model: BenchModel,
+        #[arg(long, default_value_t = 16)]
+        channels: usize,
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
         /// Print the result as one JSON line.
         #[arg(long)]
         json: bool,
@@ -101,6 +121,54 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     r.max_s,
                     r.steps,
                     r.peak_rss_mb.unwrap_or(0.0)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        What::GradientExchange {
+            model,
+            channels,
+            depth,
+            warmup,
+            steps,
+            json,
+        } => {
+            anyhow::ensure!(steps > 0, "--steps must be at least 1");
+            let processes = Processes::join()?;
+            let world = &processes.world;
+            let cfg = StepBenchConfig {
+                model,
+                backend: Backend::Flex,
+                device_index: 0,
+                base_channels: channels,
+                depth,
+                size: 32,
+                batch: 1,
+                warmup,
+                steps,
+                edge: true,
+                precision: Precision::F32,
+            };
+            let r = bench::gradient_exchange(&cfg, world, |_| {}).map_err(|e| processes.fail(e))?;
+            if !world.is_lead() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "gradient exchange {:?} C{} d{}, {} processes: {} values ({:.1} MB) in {:.2} ms median (min {:.2}, max {:.2}) over {} steps; the sum alone {:.2} ms",
+                    r.model,
+                    r.base_channels,
+                    r.depth,
+                    r.processes,
+                    r.parameters,
+                    r.bytes as f64 / 1e6,
+                    r.median_s * 1e3,
+                    r.min_s * 1e3,
+                    r.max_s * 1e3,
+                    r.steps,
+                    r.transport_median_s * 1e3
                 );
             }
             Ok(ExitCode::SUCCESS)

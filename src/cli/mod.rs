@@ -11,6 +11,7 @@ mod experiments;
 mod export;
 mod noise_map;
 mod phantoms;
+mod processes;
 mod progress;
 mod quick_test;
 mod report;

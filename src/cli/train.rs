@@ -14,6 +14,7 @@ use crossdenoise_train::model::Precision;
 use crossdenoise_train::training::{self, Observer, TrainOptions, Validation};
 use indicatif::ProgressBar;
 
+use super::processes::Processes;
 use super::progress;
 
 #[derive(Debug, clap::Args)]
@@ -78,18 +79,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A second Ctrl-C while the checkpoint is written is ignored: the write is atomic anyway.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;
+    let processes = Processes::join()?;
     let opts = TrainOptions {
         out: args.out,
         resume: args.resume,
         force: args.force,
         stop: Some(stop),
         stop_after_steps: None,
+        world: processes.world.clone(),
     };
+    if !processes.world.is_lead() {
+        // Rank 0 reports and writes for the run; the others only train.
+        let trained = training::train(&config, &opts, &mut training::Quiet);
+        return trained
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(|e| processes.fail(e));
+    }
     let mut bar = Bar::default();
-    let summary = training::train(&config, &opts, &mut bar)?;
+    let trained = training::train(&config, &opts, &mut bar);
     if let Some(b) = bar.bar.take() {
         b.finish_and_clear();
     }
+    let summary = trained.map_err(|e| processes.fail(e))?;
     let run = summary.run_dir.display();
     if summary.interrupted {
         println!(
@@ -99,8 +110,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(130));
     }
+    let processes = match summary.processes {
+        1 => String::new(),
+        n => format!(
+            " x {n} processes ({} of each step's {} per process)",
+            summary.batch_per_process, config.trainer.batch_size
+        ),
+    };
     println!(
-        "trained {} epochs ({} steps, {:.2} s/step, peak {:.0} MB) on {} in {}",
+        "trained {} epochs ({} steps, {:.2} s/step, peak {:.0} MB) on {}{processes} in {}",
         summary.epochs_done,
         summary.steps,
         summary.seconds_per_step,

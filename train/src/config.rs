@@ -223,6 +223,10 @@ pub struct TrainerConfig {
     /// GPU index for GPU backends.
     #[serde(default)]
     pub device_index: usize,
+    /// Several devices of this machine training together, one thread each, e.g. `[0, 1, 2,
+    /// 3]` (docs/training.md, "Training on a cluster"); empty: `device_index` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<usize>,
     /// What the convolutions compute in: f32, or bf16 (mixed precision, libtorch backends).
     #[serde(default)]
     pub precision: Precision,
@@ -652,6 +656,7 @@ impl Config {
         if let Some(trainer) = value.get_mut("trainer").and_then(|t| t.as_object_mut()) {
             trainer.remove("backend");
             trainer.remove("device_index");
+            trainer.remove("devices");
             trainer.remove("precision");
         }
         let text = serde_json::to_string(&value).expect("json");

@@ -36,6 +36,31 @@ pub struct LossValues {
     pub edge: Option<f32>,
 }
 
+impl LossValues {
+    /// The values as numbers (absent losses as 0), for averaging over processes.
+    pub(crate) fn to_array(self) -> [f32; 5] {
+        let v = |o: Option<f32>| o.unwrap_or(0.0);
+        [
+            self.total,
+            v(self.content),
+            v(self.recon),
+            v(self.cross),
+            v(self.edge),
+        ]
+    }
+
+    /// These losses with the values of `to_array`'s numbers (absent ones stay absent).
+    pub(crate) fn with_array(self, [total, content, recon, cross, edge]: [f32; 5]) -> Self {
+        LossValues {
+            total,
+            content: self.content.map(|_| content),
+            recon: self.recon.map(|_| recon),
+            cross: self.cross.map(|_| cross),
+            edge: self.edge.map(|_| edge),
+        }
+    }
+}
+
 impl Losses {
     pub fn values(&self) -> LossValues {
         let v = |t: &Option<Tensor<1>>| t.as_ref().map(|t| t.clone().into_scalar::<f32>());

@@ -107,7 +107,18 @@ pub struct RunSummary {
     pub interrupted: bool,
     pub seconds: f64,
     pub seconds_per_step: f64,
+    /// How many processes trained together (data-parallel ranks; summaries written before
+    /// data-parallel training: 1), and the crops or images each took per step (rank 0's).
+    #[serde(default = "one")]
+    pub processes: usize,
+    #[serde(default)]
+    pub batch_per_process: usize,
+    /// Rank 0's peak memory.
     pub peak_rss_mb: Option<f64>,
     pub final_train: Option<LossValues>,
     pub final_val: Option<Validation>,
+}
+
+fn one() -> usize {
+    1
 }

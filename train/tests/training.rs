@@ -392,3 +392,124 @@ fn a_diverged_run_leaves_its_error_for_the_diagnosis() {
     assert_eq!(found[0].symptom, "training unstable", "{found:#?}");
     assert!(found[0].remedy.contains("to 1e-4"));
 }
+
+/// The checkpointed parameters of `config`'s run in `out`, flattened.
+fn checkpointed(config: &Config, out: &Path) -> Vec<f32> {
+    use crossdenoise_train::checkpoint;
+    use crossdenoise_train::training::collective::parameters;
+    let device = burn::prelude::Device::flex();
+    let ckpt = checkpoint::find(&out.join(&config.name)).unwrap();
+    if config.model.kind.is_denoiser() {
+        let init = crossdenoise_train::denoiser::training::model_config(config).init_pair(&device);
+        parameters(&checkpoint::load_model(&ckpt, init).unwrap())
+    } else {
+        let init = training::model_config(config).init(&device);
+        parameters(&checkpoint::load_model(&ckpt, init).unwrap())
+    }
+}
+
+fn lr_sum(run: &Path) -> f32 {
+    metrics(run)
+        .lines()
+        .filter_map(|l| match serde_json::from_str(l).ok()? {
+            MetricLine::Step { lr, .. } => Some(lr as f32),
+            _ => None,
+        })
+        .sum()
+}
+
+/// `trainer.devices`: three training threads in this process (flex, so all on the CPU)
+/// train the model one does, for the dual-domain network and the guided denoisers alike.
+#[test]
+fn several_devices_in_one_process_train_the_model_one_device_does() {
+    use crossdenoise_train::training::collective::divergence;
+    let mut guided = tiny("guided");
+    guided.model.kind = crossdenoise_train::config::ModelKind::Guided;
+    guided.trainer.crop_size = 16;
+    guided.trainer.steps_per_epoch = 3;
+    guided.trainer.batch_size = 5;
+    // Batches of 3 for the dual-domain network (6 images: two steps an epoch, one image of
+    // each per device); 5 crops for the denoisers (2, 2 and 1).
+    let mut dual = tiny("dual");
+    dual.trainer.batch_size = 3;
+    dual.model.base_channels = 4;
+    for c in [dual, guided] {
+        let (one, three) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let s1 = training::train(&c, &opts(one.path()), &mut Quiet).unwrap();
+        let mut on_three = c.clone();
+        on_three.trainer.devices = vec![0, 0, 0];
+        let s3 = training::train(&on_three, &opts(three.path()), &mut Quiet).unwrap();
+        assert_eq!((s3.processes, s1.processes), (3, 1));
+        assert_eq!(s3.steps, s1.steps);
+        let (p90, worst) = divergence(
+            &checkpointed(&c, one.path()),
+            &checkpointed(&c, three.path()),
+        );
+        let bound = 2.0 * lr_sum(&one.path().join(&c.name));
+        assert!(
+            p90 <= 1e-5 && worst <= bound,
+            "{}: {p90} {worst} {bound}",
+            c.name
+        );
+        // What the models compute agrees: the last validation's every figure.
+        let (v1, v3) = (
+            last_validation(one.path(), &c),
+            last_validation(three.path(), &c),
+        );
+        assert_numbers_close(&v1, &v3, &c.name);
+        // One writer: the same lines as the single device's run.
+        let lines = |d: &Path| metrics(&d.join(&c.name)).lines().count();
+        assert_eq!(lines(one.path()), lines(three.path()));
+    }
+}
+
+/// A device whose run fails ends the others' too, with its error, instead of leaving them
+/// waiting for a sum that never comes.
+#[test]
+fn a_failing_device_ends_the_run_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny("taken");
+    c.trainer.devices = vec![0, 0];
+    training::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    // The folder holds a run now: the first device refuses it, the second was waiting.
+    let err = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+}
+
+/// The last epoch line of `config`'s run in `out`: its validation figures.
+fn last_validation(out: &Path, config: &Config) -> serde_json::Value {
+    let text = metrics(&out.join(&config.name));
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains(r#""kind":"epoch""#))
+        .unwrap();
+    serde_json::from_str::<serde_json::Value>(line).unwrap()["val"].clone()
+}
+
+/// Every number of `a` within 1e-4 (relative) of `b`'s in the same place.
+fn assert_numbers_close(a: &serde_json::Value, b: &serde_json::Value, what: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-4 * x.abs().max(1.0),
+                "{what}: {x} against {y}"
+            );
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(x.len(), y.len(), "{what}");
+            for (k, v) in x {
+                assert_numbers_close(v, &y[k], &format!("{what}.{k}"));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{what}");
+            for (v, w) in x.iter().zip(y) {
+                assert_numbers_close(v, w, what);
+            }
+        }
+        _ => assert_eq!(a, b, "{what}"),
+    }
+}

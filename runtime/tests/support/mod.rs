@@ -9,7 +9,7 @@ use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::OnnxRuntime;
 use ndarray::Array2;
 
-mod python;
+pub mod python;
 pub use python::reference;
 
 pub fn runtime() -> OnnxRuntime {

@@ -6,6 +6,8 @@
 //! level. Everything is a function of `(seed, step)`, so a resumed run sees the batches an
 //! uninterrupted one would.
 
+use std::ops::Range;
+
 use ndarray::{Array2, ArrayView2, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,13 +29,14 @@ pub struct CropBatch {
 }
 
 /// Draws the batch of `step`: `batch` crops of side `crop` from `set`, whose slices' noise
-/// levels are `sigmas` (`[a, b]` per slice), and of its clean images too if `clean`.
+/// levels are `sigmas` (`[a, b]` per slice), and of its clean images too if `clean`; keeps
+/// the crops of `part` (this process's share of a data-parallel step; `0..batch` alone).
 pub fn batch(
     set: &PairSet,
     sigmas: &[[f32; 2]],
     seed: u64,
     step: u64,
-    batch: usize,
+    (batch, part): (usize, Range<usize>),
     crop: usize,
     clean: bool,
 ) -> CropBatch {
@@ -48,12 +51,15 @@ pub fn batch(
         clean_b: Vec::new(),
     };
     let (h, w) = set.dim();
-    for _ in 0..batch {
+    for k in 0..batch {
         let i = rng.random_range(0..set.len());
         let r = rng.random_range(0..=h - crop);
         let c = rng.random_range(0..=w - crop);
         let turns = rng.random_range(0..4);
         let flip = rng.random_bool(0.5);
+        if !part.contains(&k) {
+            continue;
+        }
         let take = |img: &Array2<f32>| orient(img.slice(s![r..r + crop, c..c + crop]), turns, flip);
         out.a.push(take(&set.a[i]));
         out.b.push(take(&set.b[i]));
@@ -109,9 +115,9 @@ mod tests {
             findings: None,
         };
         let sigmas = [[0.1, 0.2], [0.3, 0.4]];
-        let one = batch(&set, &sigmas, 7, 3, 4, 8, false);
-        let again = batch(&set, &sigmas, 7, 3, 4, 8, false);
-        let other = batch(&set, &sigmas, 7, 4, 4, 8, false);
+        let one = batch(&set, &sigmas, 7, 3, (4, 0..4), 8, false);
+        let again = batch(&set, &sigmas, 7, 3, (4, 0..4), 8, false);
+        let other = batch(&set, &sigmas, 7, 4, (4, 0..4), 8, false);
         assert_eq!(one.a, again.a);
         assert_ne!(one.a, other.a);
         for k in 0..4 {
@@ -122,6 +128,10 @@ mod tests {
             assert_eq!([one.sigma_a[k], one.sigma_b[k]], sigmas[slice]);
         }
         assert!(one.clean_a.is_empty() && one.clean_b.is_empty());
+        // A process's share of the step is that part of the whole batch.
+        let part = batch(&set, &sigmas, 7, 3, (4, 1..3), 8, false);
+        assert_eq!(part.a, one.a[1..3]);
+        assert_eq!(part.sigma_b, one.sigma_b[1..3]);
         // Clean images are cropped and turned as their acquired slice is.
         let clean = PairSet {
             clean: Some((
@@ -130,8 +140,12 @@ mod tests {
             )),
             ..set
         };
-        assert!(batch(&clean, &sigmas, 7, 3, 4, 8, false).clean_a.is_empty());
-        let with = batch(&clean, &sigmas, 7, 3, 4, 8, true);
+        assert!(
+            batch(&clean, &sigmas, 7, 3, (4, 0..4), 8, false)
+                .clean_a
+                .is_empty()
+        );
+        let with = batch(&clean, &sigmas, 7, 3, (4, 0..4), 8, true);
         assert_eq!(with.a, one.a);
         for k in 0..4 {
             assert_eq!(with.clean_a[k], one.a[k].mapv(|v| v + 0.25));

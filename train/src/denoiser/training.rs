@@ -21,9 +21,10 @@ use crate::data::{self, Data, PairSet};
 use crate::loss::LossValues;
 use crate::model::GuidedDenoiserConfig;
 use crate::model::PriorOutput;
+use crate::training::collective::{average_gradients, broadcast_parameters};
 use crate::training::{
-    Observer, RunClock, RunSummary, TrainError, TrainOptions, catch_allocation_failure, io,
-    learning_rate, open_metrics, prepare_run_dir, record_failure, resume, step_failure, write_line,
+    Observer, RunClock, RunSummary, RunWriter, TrainError, TrainOptions, catch_allocation_failure,
+    io, learning_rate, prepare_run_dir, resume, step_failure,
 };
 
 /// The losses of a step, or an epoch's means: each direction's prediction loss, the
@@ -70,6 +71,17 @@ pub struct DenoiserState {
     #[serde(default)]
     pub prior_sum: f64,
     pub config_hash: String,
+}
+
+impl DenoiserLoss {
+    fn from_array([total, to_a, to_b, prior]: [f32; 4]) -> Self {
+        DenoiserLoss {
+            total,
+            to_a,
+            to_b,
+            prior,
+        }
+    }
 }
 
 impl DenoiserState {
@@ -138,6 +150,14 @@ pub fn train(
 ) -> Result<RunSummary, TrainError> {
     let mut clock = RunClock::start();
     let t = &config.trainer;
+    let world = &opts.world;
+    if t.batch_size < world.size() {
+        return Err(TrainError::BatchBelowProcesses {
+            what: "trainer.batch_size",
+            batch: t.batch_size,
+            processes: world.size(),
+        });
+    }
     let run = opts.out.join(&config.name);
     let hash = config.hash();
     let resume_from = if opts.resume {
@@ -151,8 +171,10 @@ pub fn train(
     let device = base_device.clone().autodiff();
     device.seed(config.seed);
     let data = Data::load(config)?;
-    prepare_run_dir(&run, config, opts)?;
-    let _ = fs::remove_file(run.join("error.txt"));
+    if world.is_lead() {
+        prepare_run_dir(&run, config, opts)?;
+        let _ = fs::remove_file(run.join("error.txt"));
+    }
 
     let mut model =
         crate::model::init::seeded(model_config(config).init_pair(&device), config.seed)
@@ -170,7 +192,6 @@ pub fn train(
         prior_sum: 0.0,
         config_hash: hash.clone(),
     };
-    let metrics_path = run.join("metrics.jsonl");
     if let Some(ckpt) = resume_from {
         state = checkpoint::load_state(&ckpt)?;
         let resumed = resume(
@@ -180,11 +201,13 @@ pub fn train(
             (&state.config_hash, state.metrics_len),
             model,
             optim,
+            world,
         )?;
         (model, optim) = resumed;
         state.config_hash = hash.clone();
     }
-    let mut metrics = open_metrics(&metrics_path)?;
+    let mut out = RunWriter::open(&run, world.is_lead())?;
+    model = broadcast_parameters(world, model);
 
     // The magnitudes' bias as the data's noise makes it: Rician, or noncentral chi for
     // phantoms of a root-sum-of-squares coil array.
@@ -199,15 +222,18 @@ pub fn train(
     clock.steps_from(state.step);
     let mut last: Option<(DenoiserLoss, DenoiserValidation)> = None;
     let mut interrupted = false;
+    // Whether any process was asked to stop after the last step.
+    let mut stop = false;
 
     'epochs: while state.epoch < t.epochs {
         while state.step < (state.epoch as u64 + 1) * steps_per_epoch {
+            let share = world.share(t.batch_size);
             let b = crops::batch(
                 &data.train,
                 &train_sigmas,
                 config.seed,
                 state.step,
-                t.batch_size,
+                (t.batch_size, share.clone()),
                 t.crop_size,
                 t.target == Target::Clean,
             );
@@ -226,6 +252,7 @@ pub fn train(
             };
             let lr = learning_rate(config, state.step, total_steps);
             let current = model;
+            stop = opts.stop_requested(state.step + 1);
             let stepped = catch_allocation_failure(|| {
                 let p = t.precision;
                 let (out_a, spread_a) =
@@ -264,16 +291,19 @@ pub fn train(
                     prior_value += p.clone().into_scalar::<f32>();
                     total = total + p;
                 }
-                let values = DenoiserLoss {
-                    total: total.clone().into_scalar::<f32>(),
-                    to_a: la.into_scalar::<f32>(),
-                    to_b: lb.into_scalar::<f32>(),
-                    prior: prior_value,
-                };
+                let mut values = [
+                    total.clone().into_scalar::<f32>(),
+                    la.into_scalar::<f32>(),
+                    lb.into_scalar::<f32>(),
+                    prior_value,
+                ];
+                let grads = GradientsParams::from_grads(total.backward(), &current);
+                let shared = (share.len(), &mut values[..]);
+                let grads = average_gradients(world, &current, grads, shared, &mut stop);
+                let values = DenoiserLoss::from_array(values);
                 if !values.total.is_finite() {
                     return (values, None);
                 }
-                let grads = GradientsParams::from_grads(total.backward(), &current);
                 (values, Some(optim.step(lr, current, grads)))
             });
             let values = match stepped {
@@ -286,21 +316,17 @@ pub fn train(
                     let at = (state.epoch, state.step);
                     let batch = (t.batch_size, t.crop_size);
                     let e = step_failure(failure, at, batch, &resolved.description);
-                    return Err(record_failure(&run, e));
+                    return Err(out.failure(e));
                 }
             };
             state.step += 1;
             state.add(&values);
-            write_line(
-                &mut metrics,
-                &metrics_path,
-                &DenoiserLine::Step {
-                    epoch: state.epoch,
-                    step: state.step,
-                    lr,
-                    loss: values,
-                },
-            )?;
+            out.line(&DenoiserLine::Step {
+                epoch: state.epoch,
+                step: state.step,
+                lr,
+                loss: values,
+            })?;
             observer.step(
                 state.epoch,
                 state.step,
@@ -310,57 +336,58 @@ pub fn train(
                 },
             );
             let epoch_end = state.step == (state.epoch as u64 + 1) * steps_per_epoch;
-            if opts.stop_requested(state.step) && !epoch_end {
-                state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
-                checkpoint::save(&run, &model, &optim, &state)?;
+            if stop && !epoch_end {
+                state.metrics_len = out.metrics_len()?;
+                model = broadcast_parameters(world, model);
+                out.checkpoint(&model, &optim, &state)?;
                 interrupted = true;
                 break 'epochs;
             }
         }
 
         let train_mean = state.mean();
-        let valid = model.valid();
-        let val =
-            validation::validate(&valid, &data.val, &correction, &val_sigmas, 2, &base_device)?;
-        if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
-            || state.epoch + 1 == t.epochs
-        {
-            let dir = run.join("samples");
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-            validation::sample_grid(
-                &valid,
-                &data.val,
-                &correction,
-                &val_sigmas,
-                &config.data.domains,
-                &base_device,
-            )?
-            .save(&dir.join(format!("epoch_{:03}.png", state.epoch + 1)))?;
-        }
-        write_line(
-            &mut metrics,
-            &metrics_path,
-            &DenoiserLine::Epoch {
+        // Rank 0 validates and writes for the run.
+        if out.is_lead() {
+            let valid = model.valid();
+            let val =
+                validation::validate(&valid, &data.val, &correction, &val_sigmas, 2, &base_device)?;
+            if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
+                || state.epoch + 1 == t.epochs
+            {
+                let dir = run.join("samples");
+                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                validation::sample_grid(
+                    &valid,
+                    &data.val,
+                    &correction,
+                    &val_sigmas,
+                    &config.data.domains,
+                    &base_device,
+                )?
+                .save(&dir.join(format!("epoch_{:03}.png", state.epoch + 1)))?;
+            }
+            out.line(&DenoiserLine::Epoch {
                 epoch: state.epoch,
                 step: state.step,
                 train: train_mean,
                 val: Box::new(val.clone()),
-            },
-        )?;
-        observer.note(&epoch_line(
-            state.epoch,
-            &train_mean,
-            &val,
-            &config.data.domains,
-        ));
-        write_curves(&run, &metrics_path, &config.data.domains)?;
-        last = Some((train_mean, val));
+            })?;
+            observer.note(&epoch_line(
+                state.epoch,
+                &train_mean,
+                &val,
+                &config.data.domains,
+            ));
+            write_curves(&run, out.metrics_path(), &config.data.domains)?;
+            last = Some((train_mean, val));
+        }
         state.epoch += 1;
         state.sums = [0.0; 4];
         state.prior_sum = 0.0;
-        state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
-        checkpoint::save(&run, &model, &optim, &state)?;
-        if opts.stop_requested(state.step) && state.epoch < t.epochs {
+        state.metrics_len = out.metrics_len()?;
+        model = broadcast_parameters(world, model);
+        out.checkpoint(&model, &optim, &state)?;
+        if stop && state.epoch < t.epochs {
             interrupted = true;
             break;
         }
@@ -373,6 +400,7 @@ pub fn train(
         &clock,
         (state.epoch, state.step),
         interrupted,
+        world,
     );
     summary.final_train = last.as_ref().map(|(l, _)| LossValues {
         total: l.total,
@@ -384,7 +412,9 @@ pub fn train(
             serde_json::json!({ "train": train, "val": val }),
         )
     });
-    summary.write(&run, extra)?;
+    if out.is_lead() {
+        summary.write(&run, extra)?;
+    }
     Ok(summary)
 }
 

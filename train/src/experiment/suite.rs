@@ -188,6 +188,7 @@ pub fn run(
             force: run.plan == Plan::Fresh,
             stop: opts.stop.clone(),
             stop_after_steps: None,
+            world: Default::default(),
         };
         let mut obs = observer(i, run);
         match training::train(&run.config, &train_opts, obs.as_mut()) {

@@ -24,15 +24,18 @@ use crate::loss::{self, LossValues};
 use crate::model::{DualDomainConfig, ForwardPlan, PrecisionError};
 pub use crate::records::{LossSums, MetricLine, PathScore, RunSummary, Validation};
 
+pub mod collective;
 mod memory;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 mod run_dir;
 mod schedule;
+mod threads;
 mod validation;
 
+pub use collective::World;
 pub use memory::{catch_allocation_failure, peak_rss_mb};
-pub(crate) use run_dir::{
-    RunClock, open_metrics, prepare_run_dir, record_failure, resume, write_line,
-};
+pub(crate) use run_dir::{RunClock, RunWriter, prepare_run_dir, resume};
 pub use schedule::learning_rate;
 pub use validation::{sample_grid, validate};
 
@@ -85,6 +88,18 @@ pub enum TrainError {
         device: String,
         detail: String,
     },
+    #[error(
+        "{what} is {batch}, fewer than the {processes} processes training together: each needs at least one item of every step's batch; make it {processes} or more, or start fewer processes"
+    )]
+    BatchBelowProcesses {
+        what: &'static str,
+        batch: usize,
+        processes: usize,
+    },
+    #[error(
+        "trainer.devices names {devices} devices, and this is one of {processes} MPI processes: train on one device per process (each process's --device) or on several devices in one process, not both"
+    )]
+    DevicesAndProcesses { devices: usize, processes: usize },
     #[error("{0}")]
     Picture(#[from] crossdenoise_image::Error),
     #[error(transparent)]
@@ -111,6 +126,8 @@ pub struct TrainOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// Stop (with a checkpoint) once this many steps are done: an interruption on purpose.
     pub stop_after_steps: Option<u64>,
+    /// The processes training together (one unless started by an MPI launcher).
+    pub world: World,
 }
 
 impl TrainOptions {
@@ -143,11 +160,21 @@ pub fn train(
     opts: &TrainOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, TrainError> {
+    if config.trainer.devices.len() > 1 {
+        if opts.world.size() > 1 {
+            return Err(TrainError::DevicesAndProcesses {
+                devices: config.trainer.devices.len(),
+                processes: opts.world.size(),
+            });
+        }
+        return threads::train_on_devices(config, opts, observer, train);
+    }
     if config.model.kind.is_denoiser() {
         return crate::denoiser::train(config, opts, observer);
     }
     let mut clock = RunClock::start();
     let t = &config.trainer;
+    let world = &opts.world;
     let run = opts.out.join(&config.name);
     let hash = config.hash();
     // Find the checkpoint before touching the folder: a mistaken --resume changes nothing.
@@ -163,11 +190,27 @@ pub fn train(
     let device = base_device.clone().autodiff();
     device.seed(config.seed);
     let data = Data::load(config)?;
+    // Every step's batch is split over the processes; the smallest is an epoch's last.
+    let last_batch = (data.train.len() - 1) % t.batch_size + 1;
+    if last_batch.min(t.batch_size) < world.size() {
+        return Err(TrainError::BatchBelowProcesses {
+            what: if last_batch < t.batch_size {
+                "an epoch's last batch (the training images modulo trainer.batch_size)"
+            } else {
+                "trainer.batch_size"
+            },
+            batch: last_batch,
+            processes: world.size(),
+        });
+    }
     // The backend and the data are checked before the folder is touched: a missing feature
     // or data folder leaves no run behind.
-    prepare_run_dir(&run, config, opts)?;
-    // A resumed run starts afresh from its last checkpoint: an old failure no longer holds.
-    let _ = fs::remove_file(run.join("error.txt"));
+    if world.is_lead() {
+        prepare_run_dir(&run, config, opts)?;
+        // A resumed run starts afresh from its last checkpoint: an old failure no longer
+        // holds.
+        let _ = fs::remove_file(run.join("error.txt"));
+    }
 
     let mut model = crate::model::init::seeded(model_config(config).init(&device), config.seed);
     let mut adam = AdamConfig::new().with_epsilon(1e-8);
@@ -186,7 +229,6 @@ pub fn train(
         epoch_sums: LossSums::default(),
         config_hash: hash.clone(),
     };
-    let metrics_path = run.join("metrics.jsonl");
     if let Some(ckpt) = resume_from {
         state = checkpoint::load_state::<TrainState>(&ckpt)?;
         let resumed = resume(
@@ -196,11 +238,13 @@ pub fn train(
             (&state.config_hash, state.metrics_len),
             model,
             optim,
+            world,
         )?;
         (model, optim) = resumed;
         state.config_hash = hash.clone();
     }
-    let mut metrics = open_metrics(&metrics_path)?;
+    let mut out = RunWriter::open(&run, world.is_lead())?;
+    model = collective::broadcast_parameters(world, model);
 
     let plan = ForwardPlan {
         precision: t.precision,
@@ -212,6 +256,8 @@ pub fn train(
     let mut last_train = None;
     let mut last_val = None;
     let mut interrupted = false;
+    // Whether any process was asked to stop after the last step.
+    let mut stop = false;
 
     'epochs: while state.epoch < t.epochs {
         let order = data::epoch_order(config.seed, state.epoch, data.train.len());
@@ -221,23 +267,32 @@ pub fn train(
                 [state.batch * t.batch_size..((state.batch + 1) * t.batch_size).min(order.len())];
             let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &data.train.a[i]).collect();
             let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &data.train.b[i]).collect();
+            // The whole batch's noise is drawn, so that each process's share of it is the
+            // noise a single process would have drawn for those images.
+            let part = world.share(idx.len());
             let noisy_a = data::noisy(&a, &t.noise, config.seed, state.step, 0);
             let noisy_b = data::noisy(&b, &t.noise, config.seed, state.step, 1);
-            let x_a = data::stack(&noisy_a.iter().collect::<Vec<_>>(), &device);
-            let x_b = data::stack(&noisy_b.iter().collect::<Vec<_>>(), &device);
-            let target_a = data::stack(&a, &device);
-            let target_b = data::stack(&b, &device);
+            let x_a = data::stack(&noisy_a[part.clone()].iter().collect::<Vec<_>>(), &device);
+            let x_b = data::stack(&noisy_b[part.clone()].iter().collect::<Vec<_>>(), &device);
+            let target_a = data::stack(&a[part.clone()], &device);
+            let target_b = data::stack(&b[part.clone()], &device);
 
             let lr = learning_rate(config, state.step, total_steps);
             let current = model;
+            stop = opts.stop_requested(state.step + 1);
             let stepped = catch_allocation_failure(|| {
                 let out = current.forward(x_a, x_b, &plan);
                 let losses = loss::compute(&out, target_a, target_b, &t.loss_weights);
-                let values = losses.values();
+                let local = losses.values();
+                let grads = GradientsParams::from_grads(losses.total.backward(), &current);
+                let mut values = local.to_array();
+                let shared = (part.len(), &mut values[..]);
+                let grads =
+                    collective::average_gradients(world, &current, grads, shared, &mut stop);
+                let values = local.with_array(values);
                 if !values.total.is_finite() {
                     return (values, None);
                 }
-                let grads = GradientsParams::from_grads(losses.total.backward(), &current);
                 (values, Some(optim.step(lr, current, grads)))
             });
             let values = match stepped {
@@ -250,7 +305,7 @@ pub fn train(
                     let at = (state.epoch, state.step);
                     let batch = (t.batch_size, config.data.image_size);
                     let e = step_failure(failure, at, batch, &resolved.description);
-                    return Err(record_failure(&run, e));
+                    return Err(out.failure(e));
                 }
             };
 
@@ -258,21 +313,18 @@ pub fn train(
             state.batch += 1;
             state.epoch_sums.add(&values);
             template = Some(values);
-            write_line(
-                &mut metrics,
-                &metrics_path,
-                &MetricLine::Step {
-                    epoch: state.epoch,
-                    step: state.step,
-                    lr,
-                    loss: values,
-                },
-            )?;
+            out.line(&MetricLine::Step {
+                epoch: state.epoch,
+                step: state.step,
+                lr,
+                loss: values,
+            })?;
             observer.step(state.epoch, state.step, &values);
 
-            if opts.stop_requested(state.step) && state.batch < batches {
-                state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
-                checkpoint::save(&run, &model, &optim, &state)?;
+            if stop && state.batch < batches {
+                state.metrics_len = out.metrics_len()?;
+                model = collective::broadcast_parameters(world, model);
+                out.checkpoint(&model, &optim, &state)?;
                 interrupted = true;
                 break 'epochs;
             }
@@ -281,38 +333,38 @@ pub fn train(
         // End of epoch: mean losses, validation, samples, checkpoint.
         let template = template.unwrap_or_default();
         let train_mean = state.epoch_sums.mean(&template);
-        let valid = model.valid();
-        let val = validate(&valid, &data.val, &plan, t.batch_size, &base_device)?;
-        if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
-            || state.epoch + 1 == t.epochs
-        {
-            let dir = run.join("samples");
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-            sample_grid(&valid, &data.val, &plan, config, &base_device)?
-                .save(&dir.join(format!("epoch_{:03}.png", state.epoch + 1)))?;
-        }
-        write_line(
-            &mut metrics,
-            &metrics_path,
-            &MetricLine::Epoch {
+        // Rank 0 validates and writes for the run.
+        if out.is_lead() {
+            let valid = model.valid();
+            let val = validate(&valid, &data.val, &plan, t.batch_size, &base_device)?;
+            if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
+                || state.epoch + 1 == t.epochs
+            {
+                let dir = run.join("samples");
+                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                sample_grid(&valid, &data.val, &plan, config, &base_device)?
+                    .save(&dir.join(format!("epoch_{:03}.png", state.epoch + 1)))?;
+            }
+            out.line(&MetricLine::Epoch {
                 epoch: state.epoch,
                 step: state.step,
                 train: train_mean,
                 val: Box::new(val.clone()),
-            },
-        )?;
-        observer.epoch(state.epoch, &train_mean, &val);
-        write_curves(&run, &metrics_path, &config.data.domains)?;
-        last_train = Some(train_mean);
-        last_val = Some(val);
+            })?;
+            observer.epoch(state.epoch, &train_mean, &val);
+            write_curves(&run, out.metrics_path(), &config.data.domains)?;
+            last_train = Some(train_mean);
+            last_val = Some(val);
+        }
 
         state.epoch += 1;
         state.batch = 0;
         state.epoch_sums = LossSums::default();
-        state.metrics_len = metrics.metadata().map_err(io(&metrics_path))?.len();
-        checkpoint::save(&run, &model, &optim, &state)?;
+        state.metrics_len = out.metrics_len()?;
+        model = collective::broadcast_parameters(world, model);
+        out.checkpoint(&model, &optim, &state)?;
 
-        if opts.stop_requested(state.step) && state.epoch < t.epochs {
+        if stop && state.epoch < t.epochs {
             interrupted = true;
             break;
         }
@@ -325,10 +377,13 @@ pub fn train(
         &clock,
         (state.epoch, state.step),
         interrupted,
+        world,
     );
     summary.final_train = last_train;
     summary.final_val = last_val;
-    summary.write(&run, None)?;
+    if out.is_lead() {
+        summary.write(&run, None)?;
+    }
     Ok(summary)
 }
 

@@ -4,13 +4,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::Serialize;
 
+use super::collective::World;
 use super::memory::peak_rss_mb;
 use super::{TrainError, TrainOptions, io};
 use crate::checkpoint;
@@ -68,16 +69,25 @@ pub(crate) fn resume<M: Module>(
     (found_hash, metrics_len): (&str, u64),
     model: M,
     optim: ModuleOptimizer,
+    world: &World,
 ) -> Result<(M, ModuleOptimizer), TrainError> {
     let hash = config.hash();
-    if found_hash != hash {
-        if !extends_epochs(run, config, found_hash) {
-            return Err(TrainError::ConfigChanged {
-                run: run.into(),
-                found: found_hash.into(),
-                expected: hash,
-            });
-        }
+    let extended = found_hash != hash;
+    if extended && !extends_epochs(run, config, found_hash) {
+        return Err(TrainError::ConfigChanged {
+            run: run.into(),
+            found: found_hash.into(),
+            expected: hash,
+        });
+    }
+    let model = checkpoint::load_model(ckpt, model)?;
+    let optim = checkpoint::load_optimizer(ckpt, optim)?;
+    // Every rank reads the run folder before rank 0 changes it.
+    world.barrier();
+    if !world.is_lead() {
+        return Ok((model, optim));
+    }
+    if extended {
         // The same run, asked to go on for more epochs: it continues under the new config
         // (the learning-rate schedule stretches to the new length from here).
         let path = run.join("config.json");
@@ -87,8 +97,6 @@ pub(crate) fn resume<M: Module>(
         )
         .map_err(io(&path))?;
     }
-    let model = checkpoint::load_model(ckpt, model)?;
-    let optim = checkpoint::load_optimizer(ckpt, optim)?;
     let metrics = run.join("metrics.jsonl");
     let f = OpenOptions::new()
         .write(true)
@@ -111,31 +119,85 @@ fn extends_epochs(run: &Path, config: &Config, checkpoint_hash: &str) -> bool {
         && config.trainer.epochs > old.trainer.epochs
 }
 
-/// metrics.jsonl, opened to append.
-pub(crate) fn open_metrics(path: &Path) -> Result<File, TrainError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(io(path))
+/// What a loop writes into its run folder as it goes: metrics.jsonl lines, checkpoints and
+/// error.txt. On the ranks other than 0 of a data-parallel run it writes nothing: rank 0
+/// writes for the run.
+pub(crate) struct RunWriter {
+    run: PathBuf,
+    metrics_path: PathBuf,
+    metrics: Option<File>,
 }
 
-pub(crate) fn write_line<T: Serialize>(
-    f: &mut File,
-    path: &Path,
-    line: &T,
-) -> Result<(), TrainError> {
-    let text = serde_json::to_string(line).expect("metric serialises");
-    writeln!(f, "{text}").map_err(io(path))
-}
+impl RunWriter {
+    /// Opens `run`'s metrics.jsonl to append, on the lead rank (`lead`).
+    pub(crate) fn open(run: &Path, lead: bool) -> Result<Self, TrainError> {
+        let metrics_path = run.join("metrics.jsonl");
+        let metrics = if lead {
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .map_err(io(&metrics_path))?;
+            Some(f)
+        } else {
+            None
+        };
+        Ok(RunWriter {
+            run: run.into(),
+            metrics_path,
+            metrics,
+        })
+    }
 
-/// Keeps a run's failure in its folder (error.txt) for `diagnose` and the suite summary;
-/// returns it, or the reason it could not be written.
-pub(crate) fn record_failure(run: &Path, err: TrainError) -> TrainError {
-    let path = run.join("error.txt");
-    match fs::write(&path, format!("{err}\n")) {
-        Ok(()) => err,
-        Err(source) => TrainError::Io { path, source },
+    pub(crate) fn metrics_path(&self) -> &Path {
+        &self.metrics_path
+    }
+
+    pub(crate) fn is_lead(&self) -> bool {
+        self.metrics.is_some()
+    }
+
+    pub(crate) fn line<T: Serialize>(&mut self, line: &T) -> Result<(), TrainError> {
+        let Some(f) = &mut self.metrics else {
+            return Ok(());
+        };
+        let text = serde_json::to_string(line).expect("metric serialises");
+        writeln!(f, "{text}").map_err(io(&self.metrics_path))
+    }
+
+    /// The length of metrics.jsonl now (what a checkpoint records); 0 where nothing is
+    /// written.
+    pub(crate) fn metrics_len(&self) -> Result<u64, TrainError> {
+        match &self.metrics {
+            Some(f) => Ok(f.metadata().map_err(io(&self.metrics_path))?.len()),
+            None => Ok(0),
+        }
+    }
+
+    /// Saves the checkpoint (`checkpoint::save`).
+    pub(crate) fn checkpoint<M: Module, S: Serialize>(
+        &self,
+        model: &M,
+        optim: &ModuleOptimizer,
+        state: &S,
+    ) -> Result<(), TrainError> {
+        if self.is_lead() {
+            checkpoint::save(&self.run, model, optim, state)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a run's failure in its folder (error.txt) for `diagnose` and the suite
+    /// summary; returns it, or the reason it could not be written.
+    pub(crate) fn failure(&self, err: TrainError) -> TrainError {
+        if !self.is_lead() {
+            return err;
+        }
+        let path = self.run.join("error.txt");
+        match fs::write(&path, format!("{err}\n")) {
+            Ok(()) => err,
+            Err(source) => TrainError::Io { path, source },
+        }
     }
 }
 
@@ -175,6 +237,7 @@ impl RunSummary {
         clock: &RunClock,
         (epochs_done, steps): (usize, u64),
         interrupted: bool,
+        world: &World,
     ) -> Self {
         let steps_run = steps.saturating_sub(clock.first_step);
         RunSummary {
@@ -193,6 +256,8 @@ impl RunSummary {
             } else {
                 0.0
             },
+            processes: world.size(),
+            batch_per_process: world.share(config.trainer.batch_size).len(),
             peak_rss_mb: peak_rss_mb(),
             final_train: None,
             final_val: None,
