@@ -13,17 +13,15 @@
 //! partner contrast, a single-contrast one refuses a guide, and the cross path (contrast
 //! synthesis) is served only by the callers that label its output as synthesised.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2};
-use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
-use ort::session::builder::SessionBuilder;
-use ort::value::{TensorElementType, TensorRef};
 
-use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings};
+use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
 use crate::onnx_runtime::OnnxRuntime;
+use crate::session_io::{check_io, read_props, run_session};
+use crate::tiles::Tiles;
 use crate::{Error, Result};
 use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
@@ -56,11 +54,6 @@ pub struct DenoiserOptions {
     /// with the noncentral chi correction.
     pub noise: NoiseModel,
 }
-
-/// Context a tile carries on each side beyond the part of it that is kept (rounded up to
-/// the model's size multiple): enough for the networks' receptive field that the seams
-/// are invisible.
-pub const TILE_MARGIN: usize = 64;
 
 impl Default for DenoiserOptions {
     fn default() -> Self {
@@ -560,82 +553,6 @@ fn noise_mismatch(trained: u32, served: u32) -> String {
     )
 }
 
-/// How a plane too large to run at once is cut: tiles of `side` (a multiple of the model's
-/// size multiple), each keeping its central `core` and reading `margin` around it, so every
-/// kept pixel saw the same surroundings as in one pass over the whole plane, up to the
-/// margin.
-struct Tiles {
-    dim: (usize, usize),
-    /// Tile size and kept core per axis (a short axis is one tile: core = side = length).
-    side: (usize, usize),
-    core: (usize, usize),
-    margin: usize,
-}
-
-impl Tiles {
-    fn new((h, w): (usize, usize), pixels: usize, multiple: usize) -> Self {
-        let multiple = multiple.max(1);
-        let margin = TILE_MARGIN.div_ceil(multiple) * multiple;
-        let root = (pixels as f64).sqrt() as usize / multiple * multiple;
-        let side = root.max(2 * margin + multiple);
-        let axis = |len: usize| {
-            if len <= side {
-                (len, len)
-            } else {
-                (side, side - 2 * margin)
-            }
-        };
-        let ((sy, cy), (sx, cx)) = (axis(h), axis(w));
-        Tiles {
-            dim: (h, w),
-            side: (sy, sx),
-            core: (cy, cx),
-            margin,
-        }
-    }
-
-    /// Fills `out` (one `h x w` plane per model output) tile by tile: `infer` gets a tile's
-    /// size, its input and guide, and returns its outputs.
-    fn run(
-        &self,
-        mut out: Vec<&mut [f32]>,
-        mut infer: impl FnMut((usize, usize), &[f32], Option<&[f32]>) -> Result<Vec<Vec<f32>>>,
-        input: &[f32],
-        guide: Option<&[f32]>,
-    ) -> Result<()> {
-        let (h, w) = self.dim;
-        let (ty, tx) = self.side;
-        let (mut tile_in, mut tile_guide) = (vec![0.0; ty * tx], vec![0.0; ty * tx]);
-        let cut = |src: &[f32], dst: &mut [f32], (y, x): (usize, usize)| {
-            for r in 0..ty {
-                let from = (y + r) * w + x;
-                dst[r * tx..(r + 1) * tx].copy_from_slice(&src[from..from + tx]);
-            }
-        };
-        for y0 in (0..h).step_by(self.core.0) {
-            for x0 in (0..w).step_by(self.core.1) {
-                // The tile around the core, moved inside the plane at its edges.
-                let y = y0.saturating_sub(self.margin).min(h - ty);
-                let x = x0.saturating_sub(self.margin).min(w - tx);
-                cut(input, &mut tile_in, (y, x));
-                if let Some(g) = guide {
-                    cut(g, &mut tile_guide, (y, x));
-                }
-                let results = infer((ty, tx), &tile_in, guide.map(|_| tile_guide.as_slice()))?;
-                let (ky, kx) = ((y0 + self.core.0).min(h), (x0 + self.core.1).min(w));
-                for (out, result) in out.iter_mut().zip(&results) {
-                    for r in y0..ky {
-                        let from = (r - y) * tx + (x0 - x);
-                        out[r * w + x0..r * w + kx]
-                            .copy_from_slice(&result[from..from + (kx - x0)]);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Normalises and reflect-pads `images` into `buffer` (`[N, 1, H', W']`); returns each
 /// slice's scale. `what` names the slices in errors (`slice 3: ...`, `guide 3: ...`).
 fn fill(
@@ -667,52 +584,6 @@ fn fill(
     Ok(scales)
 }
 
-/// Runs the session on an `[N, 1, H, W]` input (and a guide of that shape) and returns its
-/// checked output, the same shape, all finite.
-fn run_session(
-    session: &mut Session,
-    path: &Path,
-    (input_name, input): (&str, &[f32]),
-    guide: Option<(&str, &[f32])>,
-    shape: [usize; 4],
-    count: usize,
-) -> Result<Vec<Vec<f32>>> {
-    let infer = |reason: String| Error::Inference {
-        path: path.into(),
-        reason,
-    };
-    let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| infer(e.to_string()))?;
-    let outputs = match guide {
-        None => session.run(ort::inputs![input_name => tensor]),
-        Some((guide_name, guide)) => {
-            let g = TensorRef::from_array_view((shape, guide)).map_err(|e| infer(e.to_string()))?;
-            session.run(ort::inputs![input_name => tensor, guide_name => g])
-        }
-    }
-    .map_err(|e| infer(e.to_string()))?;
-    if outputs.len() < count {
-        return Err(infer(format!(
-            "{} output(s); the model's metadata promises {count}",
-            outputs.len()
-        )));
-    }
-    let want = shape.map(|d| d as i64);
-    (0..count)
-        .map(|k| {
-            let (out_shape, data) = outputs[k]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| infer(e.to_string()))?;
-            if **out_shape != want {
-                return Err(infer(format!(
-                    "output {k} has shape {:?}, not the input's {want:?}",
-                    &**out_shape
-                )));
-            }
-            Ok(data.to_vec())
-        })
-        .collect()
-}
-
 /// [`Normalization::fit`] with a reused scratch buffer (the percentile needs a
 /// mutable copy of the values).
 fn fit_scale(
@@ -725,215 +596,4 @@ fn fit_scale(
     // An unusable slice (empty, not finite) is this slice's problem, which the caller words
     // with the slice's number.
     Ok(norm.fit_values(scratch)?)
-}
-
-/// Creates the session on the first provider of the list that works, recording why each
-/// earlier one was skipped. A provider can fail at registration (not in this ONNX Runtime
-/// build, libraries missing) or only when the session is created (no device): both fall
-/// back to the rest of the list.
-fn open_session(
-    runtime: &OnnxRuntime,
-    path: &Path,
-    settings: &ProviderSettings,
-) -> Result<(Session, ProviderKind, Vec<Fallback>)> {
-    let mut order = settings.order.clone();
-    if !order.contains(&ProviderKind::Cpu) && !settings.strict {
-        order.push(ProviderKind::Cpu);
-    }
-    let mut fallbacks = Vec::new();
-    let mut start = 0;
-    loop {
-        let mut builder = new_builder(runtime, settings).map_err(|e| Error::Model {
-            path: path.into(),
-            reason: e,
-        })?;
-        let mut primary = None;
-        for &kind in &order[start..] {
-            match register(&mut builder, kind, settings) {
-                Ok(()) => {
-                    primary.get_or_insert(kind);
-                }
-                Err(reason) => {
-                    if settings.strict {
-                        return Err(Error::Provider {
-                            provider: kind,
-                            reason,
-                        });
-                    }
-                    if primary.is_none() {
-                        start += 1;
-                    }
-                    // A retry after a failed session re-registers the rest of the list; a
-                    // provider is reported once.
-                    if !fallbacks.iter().any(|f: &Fallback| f.provider == kind) {
-                        fallbacks.push(Fallback {
-                            provider: kind,
-                            reason,
-                        });
-                    }
-                }
-            }
-        }
-        let primary = primary.unwrap_or(ProviderKind::Cpu);
-        match builder.commit_from_file(path) {
-            Ok(session) => return Ok((session, primary, fallbacks)),
-            Err(e) if primary != ProviderKind::Cpu && start + 1 < order.len() => {
-                if settings.strict {
-                    return Err(Error::Provider {
-                        provider: primary,
-                        reason: format!("session creation failed: {e}"),
-                    });
-                }
-                fallbacks.push(Fallback {
-                    provider: primary,
-                    reason: format!("session creation failed: {e}"),
-                });
-                start = order.iter().position(|&k| k == primary).expect("listed") + 1;
-            }
-            Err(e) => {
-                return Err(Error::Model {
-                    path: path.into(),
-                    reason: format!("not a model ONNX Runtime can load: {e}"),
-                });
-            }
-        }
-    }
-}
-
-fn new_builder(
-    runtime: &OnnxRuntime,
-    settings: &ProviderSettings,
-) -> std::result::Result<SessionBuilder, String> {
-    let builder = Session::builder(runtime.env()).map_err(|e| e.to_string())?;
-    match settings.cpu.threads {
-        Some(t) => builder.with_intra_threads(t).map_err(|e| e.to_string()),
-        None => Ok(builder),
-    }
-}
-
-/// Registers one provider; the error is the reason it cannot be used.
-fn register(
-    builder: &mut SessionBuilder,
-    kind: ProviderKind,
-    settings: &ProviderSettings,
-) -> std::result::Result<(), String> {
-    let not_built = || {
-        format!(
-            "{} is not in this ONNX Runtime build; install the GPU build with \
-             `bash scripts/install-ort.sh --gpu` (it also needs the CUDA, cuDNN and TensorRT \
-             libraries)",
-            kind.ort_name()
-        )
-    };
-    let result = match kind {
-        ProviderKind::TensorRt => {
-            if !ep::TensorRT::is_available().unwrap_or(false) {
-                return Err(not_built());
-            }
-            let o = &settings.tensorrt;
-            let mut trt = ep::TensorRT::default()
-                .with_device_id(o.device_id)
-                .with_fp16(o.fp16)
-                .with_max_workspace_size(o.workspace_mb * 1024 * 1024);
-            if let Some(cache) = &o.engine_cache {
-                std::fs::create_dir_all(cache)
-                    .map_err(|e| format!("engine cache {}: {e}", cache.display()))?;
-                trt = trt
-                    .with_engine_cache(true)
-                    .with_engine_cache_path(cache.display().to_string())
-                    .with_timing_cache(true)
-                    .with_timing_cache_path(cache.display().to_string());
-            }
-            trt.register(builder)
-        }
-        ProviderKind::Cuda => {
-            if !ep::CUDA::is_available().unwrap_or(false) {
-                return Err(not_built());
-            }
-            ep::CUDA::default()
-                .with_device_id(settings.cuda.device_id)
-                .register(builder)
-        }
-        ProviderKind::Cpu => ep::CPU::default()
-            // The arena keeps the largest inference's memory for reuse; tiles bound that
-            // (measured: arena off was slower and peaked higher).
-            .with_arena_allocator(true)
-            .register(builder),
-    };
-    result.map_err(|e| e.to_string())
-}
-
-/// Checks the model has one float `[N, 1, H, W]` input (or two, `image` and `guide`) and a
-/// rank-4 output; returns the input's name and the guide's.
-fn check_io(session: &Session) -> std::result::Result<(String, Option<String>), String> {
-    let inputs = session.inputs();
-    let (input, guide) = match inputs {
-        [input] => (input, None),
-        [a, b] => {
-            let find = |name: &str| inputs.iter().find(|i| i.name() == name);
-            match (find("image"), find("guide")) {
-                (Some(i), Some(g)) => (i, Some(g)),
-                _ => {
-                    return Err(format!(
-                        "has two inputs, '{}' and '{}'; a guided model's are `image` and `guide`",
-                        a.name(),
-                        b.name()
-                    ));
-                }
-            }
-        }
-        _ => {
-            return Err(format!(
-                "has {} inputs; expected `image` [N, 1, H, W] (and `guide` for a guided model)",
-                inputs.len()
-            ));
-        }
-    };
-    let Some(output) = session.outputs().first() else {
-        return Err("has no outputs".into());
-    };
-    let mut outlets = vec![("input", input), ("output", output)];
-    if let Some(g) = guide {
-        outlets.push(("input", g));
-    }
-    for (what, outlet) in outlets {
-        let dtype = outlet.dtype();
-        if dtype.tensor_type() != Some(TensorElementType::Float32) {
-            return Err(format!(
-                "{what} '{}' is {dtype}; expected a float32 tensor [N, 1, H, W]",
-                outlet.name()
-            ));
-        }
-        let shape = dtype.tensor_shape().expect("a tensor has a shape");
-        if shape.len() != 4 || !(shape[1] == 1 || shape[1] == -1) {
-            return Err(format!(
-                "{what} '{}' has shape {}; expected [N, 1, H, W] (rank 4, one channel)",
-                outlet.name(),
-                show_shape(shape)
-            ));
-        }
-    }
-    Ok((
-        input.name().to_string(),
-        guide.map(|g| g.name().to_string()),
-    ))
-}
-
-fn show_shape(shape: &[i64]) -> String {
-    let dims: Vec<String> = shape
-        .iter()
-        .map(|&d| if d < 0 { "?".into() } else { d.to_string() })
-        .collect();
-    format!("[{}]", dims.join(", "))
-}
-
-fn read_props(session: &Session) -> ort::Result<HashMap<String, String>> {
-    let meta = session.metadata()?;
-    let mut props = HashMap::new();
-    for key in meta.custom_keys()? {
-        if let Some(v) = meta.custom(&key) {
-            props.insert(key, v);
-        }
-    }
-    Ok(props)
 }

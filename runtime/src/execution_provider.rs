@@ -5,12 +5,16 @@
 //! parsed once at the edge (CLI flag or daemon config) into these types.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crossdenoise_image::Error as ImageError;
+use ort::ep::{self, ExecutionProvider};
+use ort::session::Session;
+use ort::session::builder::SessionBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::onnx_runtime::OnnxRuntime;
 use crate::{Error, Result};
 
 /// Which provider, without its options.
@@ -198,6 +202,142 @@ impl fmt::Display for Fallback {
             self.provider, self.reason
         )
     }
+}
+
+/// Creates the session on the first provider of the list that works, recording why each
+/// earlier one was skipped. A provider can fail at registration (not in this ONNX Runtime
+/// build, libraries missing) or only when the session is created (no device): both fall
+/// back to the rest of the list.
+pub(crate) fn open_session(
+    runtime: &OnnxRuntime,
+    path: &Path,
+    settings: &ProviderSettings,
+) -> Result<(Session, ProviderKind, Vec<Fallback>)> {
+    let mut order = settings.order.clone();
+    if !order.contains(&ProviderKind::Cpu) && !settings.strict {
+        order.push(ProviderKind::Cpu);
+    }
+    let mut fallbacks = Vec::new();
+    let mut start = 0;
+    loop {
+        let mut builder = new_builder(runtime, settings).map_err(|e| Error::Model {
+            path: path.into(),
+            reason: e,
+        })?;
+        let mut primary = None;
+        for &kind in &order[start..] {
+            match register(&mut builder, kind, settings) {
+                Ok(()) => {
+                    primary.get_or_insert(kind);
+                }
+                Err(reason) => {
+                    if settings.strict {
+                        return Err(Error::Provider {
+                            provider: kind,
+                            reason,
+                        });
+                    }
+                    if primary.is_none() {
+                        start += 1;
+                    }
+                    // A retry after a failed session re-registers the rest of the list; a
+                    // provider is reported once.
+                    if !fallbacks.iter().any(|f: &Fallback| f.provider == kind) {
+                        fallbacks.push(Fallback {
+                            provider: kind,
+                            reason,
+                        });
+                    }
+                }
+            }
+        }
+        let primary = primary.unwrap_or(ProviderKind::Cpu);
+        match builder.commit_from_file(path) {
+            Ok(session) => return Ok((session, primary, fallbacks)),
+            Err(e) if primary != ProviderKind::Cpu && start + 1 < order.len() => {
+                if settings.strict {
+                    return Err(Error::Provider {
+                        provider: primary,
+                        reason: format!("session creation failed: {e}"),
+                    });
+                }
+                fallbacks.push(Fallback {
+                    provider: primary,
+                    reason: format!("session creation failed: {e}"),
+                });
+                start = order.iter().position(|&k| k == primary).expect("listed") + 1;
+            }
+            Err(e) => {
+                return Err(Error::Model {
+                    path: path.into(),
+                    reason: format!("not a model ONNX Runtime can load: {e}"),
+                });
+            }
+        }
+    }
+}
+
+fn new_builder(
+    runtime: &OnnxRuntime,
+    settings: &ProviderSettings,
+) -> std::result::Result<SessionBuilder, String> {
+    let builder = Session::builder(runtime.env()).map_err(|e| e.to_string())?;
+    match settings.cpu.threads {
+        Some(t) => builder.with_intra_threads(t).map_err(|e| e.to_string()),
+        None => Ok(builder),
+    }
+}
+
+/// Registers one provider; the error is the reason it cannot be used.
+fn register(
+    builder: &mut SessionBuilder,
+    kind: ProviderKind,
+    settings: &ProviderSettings,
+) -> std::result::Result<(), String> {
+    let not_built = || {
+        format!(
+            "{} is not in this ONNX Runtime build; install the GPU build with \
+             `bash scripts/install-ort.sh --gpu` (it also needs the CUDA, cuDNN and TensorRT \
+             libraries)",
+            kind.ort_name()
+        )
+    };
+    let result = match kind {
+        ProviderKind::TensorRt => {
+            if !ep::TensorRT::is_available().unwrap_or(false) {
+                return Err(not_built());
+            }
+            let o = &settings.tensorrt;
+            let mut trt = ep::TensorRT::default()
+                .with_device_id(o.device_id)
+                .with_fp16(o.fp16)
+                .with_max_workspace_size(o.workspace_mb * 1024 * 1024);
+            if let Some(cache) = &o.engine_cache {
+                std::fs::create_dir_all(cache)
+                    .map_err(|e| format!("engine cache {}: {e}", cache.display()))?;
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(cache.display().to_string())
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(cache.display().to_string());
+            }
+            trt.register(builder)
+        }
+        ProviderKind::Cuda => {
+            if !ep::CUDA::is_available().unwrap_or(false) {
+                return Err(not_built());
+            }
+            ep::CUDA::default()
+                .with_device_id(settings.cuda.device_id)
+                .register(builder)
+        }
+        ProviderKind::Cpu => ep::CPU::default()
+            // The arena keeps the largest inference's memory for reuse; tiles bound that
+            // (measured: arena off was slower and peaked higher).
+            .with_arena_allocator(true)
+            .register(builder),
+    };
+    result.map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

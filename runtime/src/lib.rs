@@ -13,6 +13,8 @@ pub mod error;
 pub mod execution_provider;
 pub mod guard;
 pub mod onnx_runtime;
+mod session_io;
+mod tiles;
 
 pub use denoiser::{Denoiser, DenoiserOptions};
 pub use error::{Error, Result};

@@ -38,14 +38,27 @@ fn one_step_of(backend: Backend, model: BenchModel) {
 
 /// Three steps of the guided denoisers (32 x 32 slices, 16 x 16 crops, two channels) on
 /// `backend`, then validation on whole slices: every loss finite, the phantoms scored
-/// against clean.
+/// against clean. Then the same on two of the backend's devices at once (`trainer.devices`,
+/// both device 0), whose gradients go through the host: the same losses.
 fn guided_steps(backend: Backend) {
+    let one = guided_run(backend, "[]");
+    let two = guided_run(backend, "[0, 0]");
+    for (a, b) in one.iter().zip(&two) {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "{backend}: {one:?} against {two:?}"
+        );
+    }
+}
+
+/// The step losses of the run `guided_steps` describes, on `devices`.
+fn guided_run(backend: Backend, devices: &str) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"{{"name": "guided_{backend}", "data": {{"image_size": 32, "train_pairs": 4, "val_pairs": 2}},
             "model": {{"kind": "guided", "base_channels": 2, "depth": 2}},
             "trainer": {{"epochs": 1, "steps_per_epoch": 3, "batch_size": 2, "crop_size": 16,
-                         "lr": 3e-3, "backend": "{backend}"}}}}"#
+                         "lr": 3e-3, "backend": "{backend}", "devices": {devices}}}}}"#
     );
     let config: crossdenoise_train::Config = crossdenoise_train::Config::from_value(
         serde_json::from_str(&text).unwrap(),
@@ -69,10 +82,12 @@ fn guided_steps(backend: Backend) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 4, "three steps and the epoch");
+    let mut losses = vec![];
     for line in &lines {
         match line {
             crossdenoise_train::denoiser::DenoiserLine::Step { loss, .. } => {
                 assert!(loss.total.is_finite() && loss.to_a.is_finite() && loss.to_b.is_finite());
+                losses.push(loss.total);
             }
             crossdenoise_train::denoiser::DenoiserLine::Epoch { val, .. } => {
                 assert!(val.a.loss.is_finite() && val.b.loss.is_finite());
@@ -83,6 +98,7 @@ fn guided_steps(backend: Backend) {
             }
         }
     }
+    losses
 }
 
 #[cfg(feature = "tch")]
