@@ -13,6 +13,7 @@ pub mod error;
 pub mod execution_provider;
 pub mod guard;
 pub mod onnx_runtime;
+mod orientations;
 mod session_io;
 mod tiles;
 

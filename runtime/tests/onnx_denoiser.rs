@@ -240,3 +240,63 @@ fn strength_blends_the_denoised_image_with_the_acquired_one() {
         assert!(e.to_string().contains("strength"), "{e}");
     }
 }
+
+/// `img` turned by `turns` quarter turns (each: transpose, then rows reversed), then
+/// mirrored left-right if `mirror`.
+fn orient(img: &Array2<f32>, turns: usize, mirror: bool) -> Array2<f32> {
+    let mut v = img.view();
+    for _ in 0..turns % 4 {
+        v = v.reversed_axes();
+        v.invert_axis(ndarray::Axis(0));
+    }
+    if mirror {
+        v.invert_axis(ndarray::Axis(1));
+    }
+    v.as_standard_layout().into_owned()
+}
+
+/// Averaging over the eight orientations is the mean of the eight oriented slices (with
+/// their guides) denoised one by one and turned back, and differs from one pass of a model
+/// that is not symmetric.
+#[test]
+fn averaging_orientations_is_the_mean_of_the_turned_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "g.onnx", &["--guided", "--contrast", "pd"]);
+    let averaged_options = DenoiserOptions {
+        average_orientations: true,
+        ..cpu()
+    };
+    let mut averaged = Denoiser::open(&runtime(), &model, &averaged_options).unwrap();
+    let mut once = Denoiser::open(&runtime(), &model, &cpu()).unwrap();
+    // 48 x 48: no padding, so each turned slice is padded as the slice itself.
+    let slices = phantom_slices(2, 48, 48);
+    let (image, guide) = (&slices[0], &slices[1]);
+    let got = averaged
+        .denoise_guided_batch(&[image.view()], &[guide.view()])
+        .unwrap()
+        .remove(0);
+    let mut mean = Array2::<f32>::zeros(image.dim());
+    for k in 0..8 {
+        let (turns, mirror) = (k / 2, k % 2 == 1);
+        let (i, g) = (orient(image, turns, mirror), orient(guide, turns, mirror));
+        let out = once
+            .denoise_guided_batch(&[i.view()], &[g.view()])
+            .unwrap()
+            .remove(0);
+        // Back: undo the mirror, then the remaining quarter turns.
+        let back = orient(&orient(&out, 0, mirror), 4 - turns % 4, false);
+        mean += &back;
+    }
+    mean /= 8.0;
+    let scale = image.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(
+        max_abs_diff(&got, &mean) <= 1e-4 * scale,
+        "{}",
+        max_abs_diff(&got, &mean)
+    );
+    let single = once
+        .denoise_guided_batch(&[image.view()], &[guide.view()])
+        .unwrap()
+        .remove(0);
+    assert!(max_abs_diff(&got, &single) > 1e-3 * scale);
+}

@@ -48,6 +48,11 @@ pub struct Args {
     /// removed, without weighing each pixel's own value back in (to compare the two).
     #[arg(long)]
     no_posterior: bool,
+    /// Average the model over the eight orientations of each slice (quarter turns and
+    /// mirrors, the guide turned with it) before the posterior step: a better estimate at
+    /// eight times the inference time (docs/denoising.md).
+    #[arg(long)]
+    average_orientations: bool,
     /// How each slice's noise is found: `slice` (one sigma for the slice, Rician: a
     /// single-coil or sensitivity-combined scan without acceleration) or `map` (a sigma per
     /// pixel, `crossdenoise noise-map`: parallel imaging, root-sum-of-squares).
@@ -142,6 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         assume,
         tile_pixels: args.tile_pixels,
         posterior: !args.no_posterior,
+        average_orientations: args.average_orientations,
         ..DenoiserOptions::default()
     };
     let started = Instant::now();
