@@ -417,8 +417,15 @@ fn render(
     }
     let _ = write!(
         h,
-        "<h2>Training</h2><p>{epochs} epoch{s}, {steps} steps on <b>{backend}</b> ({precision}) in {secs:.0} s \
+        "<h2>Training</h2><p>{epochs} epoch{s}, {steps} steps on <b>{backend}</b>{processes} ({precision}) in {secs:.0} s \
          ({per:.3} s / step, peak memory {rss}). Config hash <code>{hash}</code>.</p>",
+        processes = match summary.processes {
+            1 => String::new(),
+            n => format!(
+                " x {n} processes (data-parallel, {} of each step's batch per process)",
+                summary.batch_per_process
+            ),
+        },
         epochs = summary.epochs_done,
         s = if summary.epochs_done == 1 { "" } else { "s" },
         steps = summary.steps,
