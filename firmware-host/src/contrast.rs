@@ -264,6 +264,33 @@ impl Words {
     }
 }
 
+/// `[strength]`: per contrast, 0 to 1, as the vendors' low / medium / high settings: 1
+/// serves the denoised image alone, 0.7 keeps 30% of the acquisition's texture.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Strength {
+    pub pd: f32,
+    pub pdfs: f32,
+}
+
+impl Default for Strength {
+    fn default() -> Self {
+        Strength { pd: 1.0, pdfs: 1.0 }
+    }
+}
+
+impl Strength {
+    /// The strength for a model whose output is `contrast` (a model of another contrast,
+    /// such as a synthesis, is served whole).
+    pub fn of(&self, contrast: &str) -> f32 {
+        match contrast.to_ascii_lowercase().as_str() {
+            "pd" => self.pd,
+            "pdfs" => self.pdfs,
+            _ => 1.0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,21 +15,22 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, Array4, ArrayView2, ArrayView4, ArrayViewMut2};
+use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
 use ort::session::Session;
 
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
+use crate::input::fill;
 use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
 use crate::session_io::{check_io, read_props, run_session};
 use crate::tiles::Tiles;
 use crate::{Error, Result};
 use crossdenoise_image::Error as ImageError;
+use crossdenoise_image::Padding;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
 use crossdenoise_image::noise_map::NoiseModel;
 use crossdenoise_image::posterior;
-use crossdenoise_image::{NormScale, Normalization, Padding};
 
 /// How to open a model.
 #[derive(Debug, Clone)]
@@ -575,49 +576,4 @@ fn noise_mismatch(trained: u32, served: u32) -> String {
         what(trained),
         what(served)
     )
-}
-
-/// Normalises and reflect-pads `images` into `buffer` (`[N, 1, H', W']`); returns each
-/// slice's scale. `what` names the slices in errors (`slice 3: ...`, `guide 3: ...`).
-fn fill(
-    buffer: &mut Vec<f32>,
-    images: &[ArrayView2<f32>],
-    norm: &Normalization,
-    padding: &Padding,
-    (ph, pw): (usize, usize),
-    scratch: &mut Vec<f32>,
-    what: &'static str,
-) -> Result<Vec<NormScale>> {
-    let plane = ph * pw;
-    buffer.resize(images.len() * plane, 0.0);
-    let mut scales = Vec::with_capacity(images.len());
-    for (i, (image, chunk)) in images.iter().zip(buffer.chunks_mut(plane)).enumerate() {
-        let scale = fit_scale(norm, *image, scratch).map_err(|e| match e {
-            Error::Image(ImageError::Invalid { reason, .. }) => Error::Image(ImageError::Invalid {
-                what,
-                reason: format!("{what} {i}: {reason}"),
-            }),
-            e => e,
-        })?;
-        let inv = 1.0 / scale.0;
-        let hi = norm.clamp_max;
-        let out = ArrayViewMut2::from_shape((ph, pw), chunk).expect("chunk is one plane");
-        padding.pad_map_into(*image, out, |v| (v * inv).clamp(0.0, hi));
-        scales.push(scale);
-    }
-    Ok(scales)
-}
-
-/// [`Normalization::fit`] with a reused scratch buffer (the percentile needs a
-/// mutable copy of the values).
-fn fit_scale(
-    norm: &Normalization,
-    image: ArrayView2<f32>,
-    scratch: &mut Vec<f32>,
-) -> Result<NormScale> {
-    scratch.clear();
-    scratch.extend(image.iter().copied());
-    // An unusable slice (empty, not finite) is this slice's problem, which the caller words
-    // with the slice's number.
-    Ok(norm.fit_values(scratch)?)
 }

@@ -12,6 +12,7 @@ pub mod denoiser;
 pub mod error;
 pub mod execution_provider;
 pub mod guard;
+mod input;
 pub mod onnx_runtime;
 mod orientations;
 mod session_io;

@@ -9,6 +9,7 @@
 //! [`association`] serves one association, [`dimse`] reads and writes the command sets.
 
 pub mod association;
+pub mod config;
 pub mod dimse;
 pub mod enhanced;
 pub mod models;
@@ -32,8 +33,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::DicomConfig;
 use crate::peers::{PeerCounts, PeerSlot};
+use config::DicomConfig;
 use spool::{Spool, SpoolError};
 
 /// What the node has done, for the log and the tests.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crossdenoise_image::ModelKind;
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 
-use crate::config::DicomConfig;
+use super::config::DicomConfig;
 use crate::contrast::Contrast;
 
 #[derive(Debug, thiserror::Error)]

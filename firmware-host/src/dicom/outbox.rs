@@ -19,10 +19,10 @@ use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultRe
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
+use super::config::Destination;
 use super::dimse::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE, MR_IMAGE_STORAGE};
 use super::spool::{OUTBOX, files_under};
 use super::{Node, inc};
-use crate::config::Destination;
 
 const FAILED: &str = "failed";
 

@@ -29,11 +29,11 @@ use crossdenoise_runtime::Denoiser;
 use crossdenoise_runtime::denoise_files::{FileJob, InputFile, match_guides};
 use tracing::{info, warn};
 
+use super::config::OtherSeries;
 use super::models::Models;
 use super::outbox::{self, set_aside};
 use super::series::{self, Instance, Series};
 use super::{Node, enhanced, inc};
-use crate::config::OtherSeries;
 use crate::contrast::{Contrast, Label};
 
 /// Why a series was not denoised: for good (set aside with the reason), or for now (tried

@@ -13,7 +13,7 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use crate::config::OnConflict;
+use super::config::OnConflict;
 
 /// Where received instances go, under the configured spool folder.
 const RECEIVED: &str = "received";
