@@ -13,7 +13,6 @@ import sys
 LIMIT = 600
 # Still over the limit: (lines before the unit tests) as of the last split.
 KNOWN = {
-    "firmware-host/src/session.rs": 780,
     "runtime/image/src/phantom.rs": 659,
     "runtime/image/src/dicom.rs": 656,
     "firmware-host/src/dicom/pipeline.rs": 632,

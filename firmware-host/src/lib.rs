@@ -7,6 +7,7 @@
 //! [`client`] the sending side used by tests and demos; [`dicom`] is the DICOM node that
 //! receives studies by C-STORE. It never links Burn.
 
+pub mod answer;
 pub mod client;
 pub mod config;
 pub mod contrast;

@@ -21,36 +21,30 @@
 //! An image is only ever answered by a model of its own contrast: a guided model's output
 //! is its input's contrast, and the cross path's output is labelled synthesized.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use crate::config::{Forward, HostConfig, Profile};
-use crate::contrast::Label;
-use crate::mrd::image::PlaneError;
-use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
-use crate::pairing::{Kept, Place, study_key};
-use crate::stats::{Stats, inc};
-use crate::worker::{Answer, JobError, ModelInfo, Planes, Worker};
+mod shared;
+mod writer;
 
-/// What every connection shares.
-pub struct Context {
-    pub config: HostConfig,
-    /// Model file -> the worker's model index.
-    pub models: HashMap<PathBuf, usize>,
-    /// What each model (by index) does.
-    pub infos: Vec<ModelInfo>,
-    pub worker: Worker,
-    pub stats: Arc<Stats>,
-    /// Images that found no partner, kept for partner series to come.
-    pub kept: std::sync::Mutex<Kept>,
-}
+pub use crate::answer::{
+    COMMENT_MARK, IMAGE_TYPE_MARK, OutputError, SYNTHESIZED_MARK, denoised_image,
+};
+use crate::config::{Forward, Profile};
+use crate::contrast::Label;
+use crate::mrd::{Image, Message, MessageReader, MessageWriter, Meta, ReadError};
+use crate::pairing::{Place, study_key};
+use crate::stats::inc;
+use crate::worker::{Answer, JobError, Planes, Worker};
+pub use shared::{Context, Phase};
+use shared::{Outgoing, until_abort};
+use writer::write_loop;
 
 /// A connection's images waiting for their partners, and the study its header names.
 #[derive(Default)]
@@ -74,46 +68,6 @@ struct Waiting {
     reply: oneshot::Sender<Answer>,
     arrived: Instant,
     index: u16,
-}
-
-/// Where the daemon is in its life; every connection watches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Serving,
-    /// Stop reading, answer what was received, send close.
-    Stopping,
-    /// `shutdown_grace_s` is over: stop writing; what is left is undeliverable.
-    Abort,
-}
-
-/// Resolves once the daemon says abort (never, if nobody can say it any more).
-async fn until_abort(phase: &mut watch::Receiver<Phase>) {
-    if phase.wait_for(|p| *p == Phase::Abort).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Marks written into a denoised image's attributes.
-pub const IMAGE_TYPE_MARK: &str = "DENOISED";
-/// The mark of the cross path's output: an image of the other contrast, synthesised.
-pub const SYNTHESIZED_MARK: &str = "SYNTHESIZED";
-pub const COMMENT_MARK: &str = "crossdenoise";
-
-// Messages are moved once through a short queue; boxing the common case buys nothing.
-#[allow(clippy::large_enum_variant)]
-enum Outgoing {
-    Now(Message),
-    /// The original image, its attributes as read on arrival (`None`: unreadable, carried
-    /// over as they are), its answer, and when it arrived.
-    Pending {
-        original: Box<Image>,
-        meta: Option<Meta>,
-        /// What the derived image says of itself (`denoised`, `synthesized_pd`).
-        label: String,
-        answer: oneshot::Receiver<Answer>,
-        arrived: Instant,
-        send_original: bool,
-    },
 }
 
 /// Why the reading side stopped.
@@ -556,232 +510,10 @@ async fn submit(
     }
 }
 
-/// Sends the answers in arrival order, then close, and says how many messages it sent
-/// before close. Once the client cannot be written to
-/// (gone, reading nothing for `write_timeout_s`, or the shutdown grace over) the answers
-/// left are dropped unawaited, so the worker skips them, and counted undeliverable.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: MessageWriter<W>,
-    mut rx: mpsc::Receiver<Outgoing>,
-    ctx: Arc<Context>,
-    peer: String,
-    mut phase: watch::Receiver<Phase>,
-    gone: Arc<AtomicBool>,
-) -> usize {
-    let cfg = &ctx.config;
-    let timeout = cfg.image_timeout();
-    let mut alive = true;
-    let mut written = 0;
-    while let Some(out) = rx.recv().await {
-        if alive && gone.load(Ordering::Relaxed) {
-            warn!(%peer, "the client reset the connection: the answers left are undeliverable");
-            alive = false;
-        }
-        if !alive {
-            if let Outgoing::Pending { .. } = out {
-                inc(&ctx.stats.images_failed);
-            }
-            if matches!(
-                out,
-                Outgoing::Pending { .. } | Outgoing::Now(Message::Image(_))
-            ) {
-                inc(&ctx.stats.images_undeliverable);
-            }
-            continue;
-        }
-        let messages = match out {
-            Outgoing::Now(m) => vec![m],
-            Outgoing::Pending {
-                original,
-                meta,
-                label,
-                answer,
-                arrived,
-                send_original,
-            } => {
-                let index = original.header.image_index;
-                let left = timeout.saturating_sub(arrived.elapsed());
-                let waited = tokio::select! {
-                    r = tokio::time::timeout(left.max(Duration::from_millis(1)), answer) => Some(r),
-                    _ = until_abort(&mut phase) => None,
-                };
-                let Some(waited) = waited else {
-                    warn!(%peer, index, "shutdown_grace_s is over: the answers left are undeliverable");
-                    alive = false;
-                    inc(&ctx.stats.images_failed);
-                    inc(&ctx.stats.images_undeliverable);
-                    continue;
-                };
-                let result = match waited {
-                    Ok(Ok(Ok(planes))) => denoised_image(&original, meta, &planes, &label, cfg)
-                        .map_err(NotDenoised::Output),
-                    Ok(Ok(Err(e))) => Err(NotDenoised::Job(e)),
-                    Ok(Err(_)) => Err(NotDenoised::Dropped),
-                    Err(_) => Err(NotDenoised::Late {
-                        timeout_s: cfg.image_timeout_s,
-                    }),
-                };
-                match result {
-                    Ok(denoised) => {
-                        inc(&ctx.stats.images_denoised);
-                        ctx.stats.record_latency(arrived.elapsed().as_secs_f64());
-                        let mut m = vec![Message::Image(denoised)];
-                        if send_original {
-                            m.push(Message::Image(*original));
-                        }
-                        m
-                    }
-                    Err(reason) => {
-                        warn!(%peer, index, %reason, "denoising failed: original sent back");
-                        inc(&ctx.stats.images_failed);
-                        vec![Message::Image(*original)]
-                    }
-                }
-            }
-        };
-        for m in messages {
-            if !alive {
-                if matches!(m, Message::Image(_)) {
-                    inc(&ctx.stats.images_undeliverable);
-                }
-                continue;
-            }
-            written += 1;
-            if let Err(reason) = write(&mut writer, &m, cfg, &mut phase).await {
-                warn!(%peer, %reason, "the client cannot be written to: the answers left are undeliverable");
-                alive = false;
-                if matches!(m, Message::Image(_)) {
-                    inc(&ctx.stats.images_undeliverable);
-                }
-            }
-        }
-    }
-    if alive {
-        if let Err(reason) = write(&mut writer, &Message::Close, cfg, &mut phase).await {
-            debug!(%peer, %reason, "close not delivered");
-        }
-        let _ = tokio::time::timeout(cfg.write_timeout(), writer.shutdown()).await;
-    }
-    written
-}
-
-/// Why an image goes back as it came (the reason is logged).
-#[derive(Debug, thiserror::Error)]
-enum NotDenoised {
-    #[error(transparent)]
-    Job(JobError),
-    #[error(transparent)]
-    Output(OutputError),
-    #[error("the inference worker dropped the job")]
-    Dropped,
-    #[error("not denoised within image_timeout_s = {timeout_s:.1} s")]
-    Late { timeout_s: f64 },
-}
-
-/// Why a message could not be written; the client's remaining answers are undeliverable.
-#[derive(Debug, thiserror::Error)]
-enum WriteError {
-    #[error("write failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the client read nothing for write_timeout_s = {0} s")]
-    Stalled(f64),
-    #[error("shutdown_grace_s is over")]
-    GraceOver,
-}
-
-/// One message, given up on when the client takes none of it for `write_timeout_s` or the
-/// shutdown grace is over.
-async fn write<W: AsyncWrite + Unpin>(
-    writer: &mut MessageWriter<W>,
-    m: &Message,
-    cfg: &HostConfig,
-    phase: &mut watch::Receiver<Phase>,
-) -> Result<(), WriteError> {
-    tokio::select! {
-        r = tokio::time::timeout(cfg.write_timeout(), writer.write(m)) => match r {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(WriteError::Stalled(cfg.write_timeout_s)),
-        },
-        _ = until_abort(phase) => Err(WriteError::GraceOver),
-    }
-}
-
-/// Why a model's output cannot stand for the image.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum OutputError {
-    #[error(
-        "the model's output has {count} pixels outside the range of the image's data type ({lo} ..= {hi})"
-    )]
-    OutOfRange { count: usize, lo: f64, hi: f64 },
-    #[error(transparent)]
-    Planes(#[from] PlaneError),
-}
-
-/// The denoised copy of `original`: a new series, pixels in the original's data type,
-/// attributes (`meta`, as read from the original) carried over and marked; `label`
-/// (`denoised`, or `synthesized_pd` for the cross path) ends its description.
-pub fn denoised_image(
-    original: &Image,
-    meta: Option<Meta>,
-    planes: &[ndarray::Array2<f32>],
-    label: &str,
-    cfg: &HostConfig,
-) -> Result<Image, OutputError> {
-    check_output(planes, original)?;
-    let mut image = original.clone();
-    image.header.image_series_index = original
-        .header
-        .image_series_index
-        .wrapping_add(cfg.series_offset);
-    image.set_planes(planes)?;
-    image.attributes = match meta {
-        Some(mut meta) => {
-            let synthesized = label.starts_with("synthesized");
-            meta.append(
-                "ImageType",
-                if synthesized {
-                    SYNTHESIZED_MARK
-                } else {
-                    IMAGE_TYPE_MARK
-                },
-            );
-            meta.append("ImageComment", COMMENT_MARK);
-            meta.append("ImageProcessingHistory", "CROSSDENOISE");
-            match meta.get("SequenceDescription").and_then(|v| v.first()) {
-                Some(desc) => {
-                    let desc = format!("{desc}_{label}");
-                    meta.set("SequenceDescription", vec![desc]);
-                }
-                None => meta.append("SequenceDescriptionAdditional", label),
-            }
-            meta.to_xml()
-        }
-        // Attributes we cannot read are carried over as they are, unmarked, rather than lost.
-        None => original.attributes.clone(),
-    };
-    Ok(image)
-}
-
-/// A model's output that cannot stand for an image of integer pixels: beyond the data type's
-/// range by more than rounding (or not a number), which the conversion would clip. The
-/// runtime has already refused outputs that are not finite in the input's units.
-fn check_output(planes: &[ndarray::Array2<f32>], original: &Image) -> Result<(), OutputError> {
-    let Some((lo, hi)) = original.header.data_type().and_then(|d| d.integer_range()) else {
-        return Ok(());
-    };
-    let margin = 0.01 * (hi - lo);
-    let inside = |v: f32| (lo - margin..=hi + margin).contains(&f64::from(v));
-    let count = planes.iter().flatten().filter(|&&v| !inside(v)).count();
-    if count > 0 {
-        return Err(OutputError::OutOfRange { count, lo, hi });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ModelRule;
+    use crate::config::{HostConfig, ModelRule};
     use crate::mrd::DataType;
 
     fn image(contrast: u16, description: &str) -> (Image, Meta) {
