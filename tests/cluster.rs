@@ -222,28 +222,36 @@ fn rank_pid(mpirun: u32, rank: usize) -> Option<u32> {
     })
 }
 
-#[test]
-fn a_killed_process_ends_the_run_with_an_error_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
+/// `mpirun -np 2` training the tiny guided denoisers for `steps` steps into `dir`, returned
+/// once rank 0 has written its first step (both ranks train).
+fn two_processes_stepping(dir: &Path, steps: usize) -> std::process::Child {
     let mut sets = guided();
     sets.retain(|s| !s.starts_with("trainer.steps_per_epoch="));
-    sets.push("trainer.steps_per_epoch=100000");
+    let steps = format!("trainer.steps_per_epoch={steps}");
+    sets.push(&steps);
     let mut cmd = mpirun(2);
-    cmd.args(train_args("guided", dir.path(), 1, &sets))
-        .current_dir(dir.path())
+    cmd.args(train_args("guided", dir, 1, &sets))
+        .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    // Kill rank 1 once both train (rank 0 has written a step).
-    let metrics = dir.path().join("guided/metrics.jsonl");
+    let child = cmd.spawn().unwrap();
+    let metrics = dir.join("guided/metrics.jsonl");
     let start = Instant::now();
     while fs::metadata(&metrics).map_or(true, |m| m.len() == 0) {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "no step written"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+#[test]
+fn a_killed_process_ends_the_run_with_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Kill rank 1 once both train.
+    let mut child = two_processes_stepping(dir.path(), 100_000);
     let pid = rank_pid(child.id(), 1).expect("rank 1 is a child of mpirun");
     Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -277,4 +285,36 @@ fn step_losses(run: &Path) -> Vec<f64> {
         .filter(|l| l["kind"] == "step")
         .map(|l| l["loss"]["total"].as_f64().unwrap())
         .collect()
+}
+
+/// SIGUSR1 to mpirun (which forwards it to every rank; Ctrl-C would end the job) stops
+/// every rank after the same step with a checkpoint, and the run then resumes to its end.
+#[test]
+fn sigusr1_stops_every_process_with_a_checkpoint_and_the_run_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = two_processes_stepping(dir.path(), 60);
+    Command::new("kill")
+        .args(["-USR1", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{}", stderr(&out));
+    assert!(stdout.contains("checkpoint saved"), "{stdout}");
+    let s = summary(&dir.path().join("guided"));
+    assert_eq!(s["interrupted"], true, "{s}");
+    let stopped = s["steps"].as_u64().unwrap();
+    assert!(stopped < 60, "stopped after {stopped} of 60 steps");
+
+    let mut sets = guided();
+    sets.retain(|s| !s.starts_with("trainer.steps_per_epoch="));
+    sets.push("trainer.steps_per_epoch=60");
+    let mut rest = mpirun(2);
+    rest.args(train_args("guided", dir.path(), 1, &sets))
+        .arg("--resume");
+    let out = run(rest, dir.path());
+    assert!(out.status.success(), "resumed: {}", stderr(&out));
+    let s = summary(&dir.path().join("guided"));
+    assert_eq!(s["steps"].as_u64(), Some(60), "{s}");
+    assert_eq!(s["interrupted"], false, "{s}");
 }

@@ -79,6 +79,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A second Ctrl-C while the checkpoint is written is ignored: the write is atomic anyway.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("cannot install the Ctrl-C handler")?;
+    // mpirun ends its processes on Ctrl-C, but forwards SIGUSR1 to each: the way to stop a
+    // run of several processes with a checkpoint (docs/training.md).
+    #[cfg(unix)]
+    {
+        let usr1 = stop.clone();
+        // SAFETY: the action only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            signal_hook_registry::register(libc::SIGUSR1, move || {
+                usr1.store(true, Ordering::SeqCst)
+            })
+        }
+        .context("cannot install the SIGUSR1 handler")?;
+    }
     let processes = Processes::join()?;
     let opts = TrainOptions {
         out: args.out,
@@ -91,9 +104,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !processes.world.is_lead() {
         // Rank 0 reports and writes for the run; the others only train.
         let trained = training::train(&config, &opts, &mut training::Quiet);
-        return trained
-            .map(|_| ExitCode::SUCCESS)
-            .map_err(|e| processes.fail(e));
+        let code = |s: training::RunSummary| match s.interrupted {
+            true => ExitCode::from(130),
+            false => ExitCode::SUCCESS,
+        };
+        return trained.map(code).map_err(|e| processes.fail(e));
     }
     let mut bar = Bar::default();
     let trained = training::train(&config, &opts, &mut bar);
