@@ -4,38 +4,23 @@
 //! network, whose errors partly differ; their mean is better than any one, at eight times
 //! the inference (docs/denoising.md).
 
-use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use crossdenoise_image::orientation::oriented;
+use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::Result;
 
-/// `plane` (`h x w`, row-major) turned by `turns` quarter turns, then mirrored left-right if
-/// `mirror`; returns it row-major with its new size.
+/// `plane` (`h x w`, row-major) in orientation (`turns`, `mirror`), row-major.
 fn orient(plane: &[f32], (h, w): (usize, usize), turns: usize, mirror: bool) -> Vec<f32> {
-    let mut v = ArrayView2::from_shape((h, w), plane).expect("a whole plane");
-    for _ in 0..turns % 4 {
-        v = v.reversed_axes();
-        v.invert_axis(Axis(0));
-    }
-    if mirror {
-        v.invert_axis(Axis(1));
-    }
-    v.iter().copied().collect()
+    let v = ArrayView2::from_shape((h, w), plane).expect("a whole plane");
+    oriented(v, turns, mirror).iter().copied().collect()
 }
 
-/// Adds to `out` (`h x w`) the plane `oriented` that [`orient`] made of an `h x w` plane
+/// Adds to `out` (`h x w`) the plane `turned` that [`orient`] made of an `h x w` plane
 /// with `turns` and `mirror`, turned back.
-fn add_back(out: &mut [f32], oriented: &[f32], (h, w): (usize, usize), turns: usize, mirror: bool) {
-    let mut target = ArrayViewMut2::from_shape((h, w), out).expect("a whole plane");
-    // Orient the target's view the same way: then it lines up with the oriented plane.
-    let mut v = target.view_mut();
-    for _ in 0..turns % 4 {
-        v = v.reversed_axes();
-        v.invert_axis(Axis(0));
-    }
-    if mirror {
-        v.invert_axis(Axis(1));
-    }
-    for (t, o) in v.iter_mut().zip(oriented) {
+fn add_back(out: &mut [f32], turned: &[f32], (h, w): (usize, usize), turns: usize, mirror: bool) {
+    let target = ArrayViewMut2::from_shape((h, w), out).expect("a whole plane");
+    // The target's view in the same orientation lines up with the turned plane.
+    for (t, o) in oriented(target, turns, mirror).iter_mut().zip(turned) {
         *t += o;
     }
 }

@@ -6,6 +6,7 @@ mod support;
 use crossdenoise_image::AssumedMetadata;
 use crossdenoise_image::io::{read_npy, write_npy};
 use crossdenoise_image::normalize::Normalization;
+use crossdenoise_image::orientation::oriented;
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, Error, ProviderKind, ProviderSettings};
 use ndarray::Array2;
 use support::{max_abs_diff, phantom_slices, reference, runtime, test_model};
@@ -241,18 +242,11 @@ fn strength_blends_the_denoised_image_with_the_acquired_one() {
     }
 }
 
-/// `img` turned by `turns` quarter turns (each: transpose, then rows reversed), then
-/// mirrored left-right if `mirror`.
+/// `img` in orientation (`turns`, `mirror`) (the image core's rule), as a new array.
 fn orient(img: &Array2<f32>, turns: usize, mirror: bool) -> Array2<f32> {
-    let mut v = img.view();
-    for _ in 0..turns % 4 {
-        v = v.reversed_axes();
-        v.invert_axis(ndarray::Axis(0));
-    }
-    if mirror {
-        v.invert_axis(ndarray::Axis(1));
-    }
-    v.as_standard_layout().into_owned()
+    oriented(img.view(), turns, mirror)
+        .as_standard_layout()
+        .into_owned()
 }
 
 /// Averaging over the eight orientations is the mean of the eight oriented slices (with

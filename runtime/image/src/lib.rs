@@ -24,6 +24,7 @@ pub mod model_metadata;
 pub mod noise;
 pub mod noise_map;
 pub mod normalize;
+pub mod orientation;
 pub mod pad;
 pub mod phantom;
 pub mod phantom_set;

@@ -8,6 +8,7 @@
 
 use std::ops::Range;
 
+use crossdenoise_image::orientation::oriented;
 use ndarray::{Array2, ArrayView2, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,15 +76,7 @@ pub fn batch(
 
 /// `img` turned by `turns` quarter turns, then mirrored left-right if `flip`.
 pub fn orient(img: ArrayView2<f32>, turns: usize, flip: bool) -> Array2<f32> {
-    let mut v = img;
-    for _ in 0..turns % 4 {
-        v = v.reversed_axes();
-        v.invert_axis(ndarray::Axis(0));
-    }
-    if flip {
-        v.invert_axis(ndarray::Axis(1));
-    }
-    v.as_standard_layout().into_owned()
+    oriented(img, turns, flip).as_standard_layout().into_owned()
 }
 
 #[cfg(test)]
