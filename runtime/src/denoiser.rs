@@ -457,59 +457,32 @@ impl Denoiser {
                 "guide",
             )?;
         }
-        let guide = self
-            .guide_name
-            .as_deref()
-            .zip(guides.map(|_| self.guide.as_slice()));
+        let guide = guides.map(|_| self.guide.as_slice());
         let count = self.metadata.outputs();
-        let guide_name = guide.map(|(name, _)| name);
+        // One inference of a batch (or a tile) and its guide, averaged over the orientations
+        // when asked: the same for a whole plane and for each tile of a large one.
+        let (session, path) = (&mut self.session, &self.path);
+        let (input_name, guide_name) = (self.input_name.as_str(), self.guide_name.as_deref());
+        let average = self.average_orientations;
+        let mut infer = |input: &[f32], guide: Option<&[f32]>, shape: [usize; 4]| {
+            averaged(input, guide, shape, average, |input, guide, shape| {
+                let guide = guide_name.zip(guide);
+                run_session(session, path, (input_name, input), guide, shape, count)
+            })
+        };
         let data = if plane <= self.tile_pixels {
-            averaged(
-                &self.input,
-                guide.map(|(_, g)| g),
-                [n, 1, ph, pw],
-                self.average_orientations,
-                |input, guide, shape| {
-                    run_session(
-                        &mut self.session,
-                        &self.path,
-                        (&self.input_name, input),
-                        guide_name.zip(guide),
-                        shape,
-                        count,
-                    )
-                },
-            )?
+            infer(&self.input, guide, [n, 1, ph, pw])?
         } else {
             let tiles = Tiles::new((ph, pw), self.tile_pixels, self.metadata.size_multiple);
             let mut out = vec![vec![0.0; n * plane]; count];
             for i in 0..n {
                 let at = i * plane..(i + 1) * plane;
-                let input = &self.input[at.clone()];
-                let guide = guide.map(|(name, g)| (name, &g[at.clone()]));
                 let planes: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[at.clone()]).collect();
                 tiles.run(
                     planes,
-                    |(ty, tx), tile_in, tile_guide| {
-                        averaged(
-                            tile_in,
-                            tile_guide,
-                            [1, 1, ty, tx],
-                            self.average_orientations,
-                            |input, tile_guide, shape| {
-                                run_session(
-                                    &mut self.session,
-                                    &self.path,
-                                    (&self.input_name, input),
-                                    guide_name.zip(tile_guide),
-                                    shape,
-                                    count,
-                                )
-                            },
-                        )
-                    },
-                    input,
-                    guide.map(|(_, g)| g),
+                    |(ty, tx), tile_in, tile_guide| infer(tile_in, tile_guide, [1, 1, ty, tx]),
+                    &self.input[at.clone()],
+                    guide.map(|g| &g[at.clone()]),
                 )?;
             }
             out
