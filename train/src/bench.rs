@@ -319,7 +319,9 @@ fn time_exchange<M: burn::module::Module>(
         if i >= cfg.warmup {
             times.push(elapsed);
         }
-        parameters = count_values(&g, model);
+        if i == 0 {
+            parameters = count_values(&g, model);
+        }
         on_step(i + 1);
     }
     (parameters, times)

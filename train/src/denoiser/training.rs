@@ -206,7 +206,7 @@ pub fn train(
         (model, optim) = resumed;
         state.config_hash = hash.clone();
     }
-    let mut out = RunWriter::open(&run, world.is_lead())?;
+    let mut out = RunWriter::open(&run, world)?;
     model = broadcast_parameters(world, model);
 
     // The magnitudes' bias as the data's noise makes it: Rician, or noncentral chi for
@@ -338,8 +338,7 @@ pub fn train(
             let epoch_end = state.step == (state.epoch as u64 + 1) * steps_per_epoch;
             if stop && !epoch_end {
                 state.metrics_len = out.metrics_len()?;
-                model = broadcast_parameters(world, model);
-                out.checkpoint(&model, &optim, &state)?;
+                out.checkpoint(model, &optim, &state)?;
                 interrupted = true;
                 break 'epochs;
             }
@@ -385,8 +384,7 @@ pub fn train(
         state.sums = [0.0; 4];
         state.prior_sum = 0.0;
         state.metrics_len = out.metrics_len()?;
-        model = broadcast_parameters(world, model);
-        out.checkpoint(&model, &optim, &state)?;
+        model = out.checkpoint(model, &optim, &state)?;
         if stop && state.epoch < t.epochs {
             interrupted = true;
             break;

@@ -243,7 +243,7 @@ pub fn train(
         (model, optim) = resumed;
         state.config_hash = hash.clone();
     }
-    let mut out = RunWriter::open(&run, world.is_lead())?;
+    let mut out = RunWriter::open(&run, world)?;
     model = collective::broadcast_parameters(world, model);
 
     let plan = ForwardPlan {
@@ -323,8 +323,7 @@ pub fn train(
 
             if stop && state.batch < batches {
                 state.metrics_len = out.metrics_len()?;
-                model = collective::broadcast_parameters(world, model);
-                out.checkpoint(&model, &optim, &state)?;
+                out.checkpoint(model, &optim, &state)?;
                 interrupted = true;
                 break 'epochs;
             }
@@ -361,8 +360,7 @@ pub fn train(
         state.batch = 0;
         state.epoch_sums = LossSums::default();
         state.metrics_len = out.metrics_len()?;
-        model = collective::broadcast_parameters(world, model);
-        out.checkpoint(&model, &optim, &state)?;
+        model = out.checkpoint(model, &optim, &state)?;
 
         if stop && state.epoch < t.epochs {
             interrupted = true;

@@ -11,7 +11,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::Serialize;
 
-use super::collective::World;
+use super::collective::{World, broadcast_parameters};
 use super::memory::peak_rss_mb;
 use super::{TrainError, TrainOptions, io};
 use crate::checkpoint;
@@ -126,13 +126,14 @@ pub(crate) struct RunWriter {
     run: PathBuf,
     metrics_path: PathBuf,
     metrics: Option<File>,
+    world: World,
 }
 
 impl RunWriter {
-    /// Opens `run`'s metrics.jsonl to append, on the lead rank (`lead`).
-    pub(crate) fn open(run: &Path, lead: bool) -> Result<Self, TrainError> {
+    /// Opens `run`'s metrics.jsonl to append, on the lead rank of `world`.
+    pub(crate) fn open(run: &Path, world: &World) -> Result<Self, TrainError> {
         let metrics_path = run.join("metrics.jsonl");
-        let metrics = if lead {
+        let metrics = if world.is_lead() {
             let f = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -146,6 +147,7 @@ impl RunWriter {
             run: run.into(),
             metrics_path,
             metrics,
+            world: world.clone(),
         })
     }
 
@@ -154,7 +156,7 @@ impl RunWriter {
     }
 
     pub(crate) fn is_lead(&self) -> bool {
-        self.metrics.is_some()
+        self.world.is_lead()
     }
 
     pub(crate) fn line<T: Serialize>(&mut self, line: &T) -> Result<(), TrainError> {
@@ -174,17 +176,20 @@ impl RunWriter {
         }
     }
 
-    /// Saves the checkpoint (`checkpoint::save`).
+    /// The checkpoint: every rank takes rank 0's parameters (`broadcast_parameters`), so
+    /// that what is saved is what all of them hold, and rank 0 saves it
+    /// (`checkpoint::save`); returns the model every rank goes on with.
     pub(crate) fn checkpoint<M: Module, S: Serialize>(
         &self,
-        model: &M,
+        model: M,
         optim: &ModuleOptimizer,
         state: &S,
-    ) -> Result<(), TrainError> {
+    ) -> Result<M, TrainError> {
+        let model = broadcast_parameters(&self.world, model);
         if self.is_lead() {
-            checkpoint::save(&self.run, model, optim, state)?;
+            checkpoint::save(&self.run, &model, optim, state)?;
         }
-        Ok(())
+        Ok(model)
     }
 
     /// Keeps a run's failure in its folder (error.txt) for `diagnose` and the suite

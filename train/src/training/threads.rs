@@ -67,9 +67,6 @@ impl Collective for Rank {
         if round.failed {
             panic!("{PEER_FAILED}");
         }
-        if round.parts.len() != self.shared.size {
-            round.parts = vec![None; self.shared.size];
-        }
         round.parts[self.rank] = Some(values.to_vec());
         round.arrived += 1;
         if round.arrived == self.shared.size {
@@ -129,7 +126,10 @@ pub(crate) fn train_on_devices(
     let devices = config.trainer.devices.clone();
     let shared = Arc::new(Shared {
         size: devices.len(),
-        round: Mutex::new(Round::default()),
+        round: Mutex::new(Round {
+            parts: vec![None; devices.len()],
+            ..Round::default()
+        }),
         done: Condvar::new(),
     });
     // What a thread may carry: the options without the world, which each rank makes.
