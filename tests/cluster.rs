@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossdenoise_export::{Network, TrainedModel};
 use crossdenoise_train::training::collective::{divergence, parameters};
 
-use crate::util::{TINY_GUIDED, crossdenoise, stderr};
+use crate::util::{TINY_GUIDED, stderr};
 
 /// `mpirun -np n crossdenoise args...` in `cwd`: as root, and with more ranks than cores.
 fn mpirun(n: usize) -> Command {
@@ -25,7 +25,12 @@ fn run(mut cmd: Command, cwd: &Path) -> Output {
     cmd.current_dir(cwd).output().expect("mpirun runs")
 }
 
-fn train_args(config: &str, out: &Path, epochs: usize, sets: &[&str]) -> Vec<String> {
+/// `crossdenoise` alone, as one process.
+fn alone() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crossdenoise"))
+}
+
+fn train_args(config: &str, out: &Path, epochs: usize, sets: &[impl AsRef<str>]) -> Vec<String> {
     let config = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("configs")
         .join(format!("{config}.json"));
@@ -38,7 +43,7 @@ fn train_args(config: &str, out: &Path, epochs: usize, sets: &[&str]) -> Vec<Str
         epochs.to_string(),
     ];
     for s in sets {
-        args.extend(["--set".to_string(), s.to_string()]);
+        args.extend(["--set".to_string(), s.as_ref().to_string()]);
     }
     args
 }
@@ -85,11 +90,17 @@ fn summary(run: &Path) -> serde_json::Value {
 }
 
 /// The tests' tiny guided denoisers (`util::TINY_GUIDED`) at 4 crops a step, which two
-/// processes split.
-fn guided() -> Vec<&'static str> {
-    let mut sets = TINY_GUIDED.to_vec();
-    sets.retain(|s| !s.starts_with("trainer.batch_size="));
-    sets.push("trainer.batch_size=4");
+/// processes split, and `steps` steps an epoch.
+fn guided(steps: usize) -> Vec<String> {
+    let mut sets: Vec<String> = TINY_GUIDED
+        .iter()
+        .filter(|s| {
+            !s.starts_with("trainer.batch_size=") && !s.starts_with("trainer.steps_per_epoch=")
+        })
+        .map(|s| s.to_string())
+        .collect();
+    sets.push("trainer.batch_size=4".into());
+    sets.push(format!("trainer.steps_per_epoch={steps}"));
     sets
 }
 
@@ -103,16 +114,12 @@ const DUAL_DOMAIN: [&str; 5] = [
     "trainer.batch_size=4",
 ];
 
-fn one_and_two_processes_agree(config: &str, sets: &[&str]) {
+fn one_and_two_processes_agree(config: &str, sets: &[impl AsRef<str>]) {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    let out = crossdenoise(
-        &train_args(config, &one, 2, sets)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        dir.path(),
-    );
+    let mut cmd = alone();
+    cmd.args(train_args(config, &one, 2, sets));
+    let out = run(cmd, dir.path());
     assert!(out.status.success(), "one process: {}", stderr(&out));
     let mut cmd = mpirun(2);
     cmd.args(train_args(config, &two, 2, sets));
@@ -154,7 +161,7 @@ fn one_and_two_processes_agree(config: &str, sets: &[&str]) {
 
 #[test]
 fn two_processes_train_the_guided_denoisers_one_process_does() {
-    one_and_two_processes_agree("guided", &guided());
+    one_and_two_processes_agree("guided", &guided(3));
 }
 
 #[test]
@@ -166,22 +173,18 @@ fn two_processes_train_the_dual_domain_network_one_process_does() {
 fn a_run_of_two_processes_resumes_where_it_stopped() {
     let dir = tempfile::tempdir().unwrap();
     let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
-    let out = crossdenoise(
-        &train_args("guided", &whole, 2, &guided())
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-        dir.path(),
-    );
+    let mut cmd = alone();
+    cmd.args(train_args("guided", &whole, 2, &guided(3)));
+    let out = run(cmd, dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
     let mut first = mpirun(2);
-    first.args(train_args("guided", &parts, 1, &guided()));
+    first.args(train_args("guided", &parts, 1, &guided(3)));
     let out = run(first, dir.path());
     assert!(out.status.success(), "first epoch: {}", stderr(&out));
     // Raising the epochs of a finished run continues it (every rank reads the checkpoint
     // before rank 0 rewrites the run's config).
     let mut rest = mpirun(2);
-    rest.args(train_args("guided", &parts, 2, &guided()))
+    rest.args(train_args("guided", &parts, 2, &guided(3)))
         .arg("--resume");
     let out = run(rest, dir.path());
     assert!(out.status.success(), "resumed: {}", stderr(&out));
@@ -225,12 +228,8 @@ fn rank_pid(mpirun: u32, rank: usize) -> Option<u32> {
 /// `mpirun -np 2` training the tiny guided denoisers for `steps` steps into `dir`, returned
 /// once rank 0 has written its first step (both ranks train).
 fn two_processes_stepping(dir: &Path, steps: usize) -> std::process::Child {
-    let mut sets = guided();
-    sets.retain(|s| !s.starts_with("trainer.steps_per_epoch="));
-    let steps = format!("trainer.steps_per_epoch={steps}");
-    sets.push(&steps);
     let mut cmd = mpirun(2);
-    cmd.args(train_args("guided", dir, 1, &sets))
+    cmd.args(train_args("guided", dir, 1, &guided(steps)))
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -306,11 +305,8 @@ fn sigusr1_stops_every_process_with_a_checkpoint_and_the_run_resumes() {
     let stopped = s["steps"].as_u64().unwrap();
     assert!(stopped < 60, "stopped after {stopped} of 60 steps");
 
-    let mut sets = guided();
-    sets.retain(|s| !s.starts_with("trainer.steps_per_epoch="));
-    sets.push("trainer.steps_per_epoch=60");
     let mut rest = mpirun(2);
-    rest.args(train_args("guided", dir.path(), 1, &sets))
+    rest.args(train_args("guided", dir.path(), 1, &guided(60)))
         .arg("--resume");
     let out = run(rest, dir.path());
     assert!(out.status.success(), "resumed: {}", stderr(&out));
