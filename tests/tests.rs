@@ -10,6 +10,7 @@ mod deploy;
 mod dicom;
 mod experiments;
 mod export;
+mod fastmri;
 mod noise_levels;
 mod phantoms;
 #[path = "../runtime/tests/support/mod.rs"]

@@ -106,7 +106,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     };
     let metadata = ModelMetadata {
         config_hash: Some(config.hash()),
-        noise_coils: config.data.noise_coils(),
+        noise_coils: trained.noise_coils,
         ..metadata
     };
     if opts.fp16 {

@@ -25,6 +25,8 @@ pub struct TrainedModel {
     pub config: Config,
     pub network: Network,
     pub epochs_done: usize,
+    /// The noise the model was trained for, in coils (1: Rician).
+    pub noise_coils: u32,
     pub device: Device,
 }
 
@@ -97,9 +99,10 @@ impl TrainedModel {
         Ok(TrainedModel {
             run,
             checkpoint: ckpt,
-            config,
             network,
             epochs_done: state.epoch,
+            noise_coils: state.noise_coils.unwrap_or(config.data.noise_coils()),
+            config,
             device,
         })
     }

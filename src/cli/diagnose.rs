@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use crossdenoise_train::Config;
+use crossdenoise_train::config::DataSource;
+use crossdenoise_train::data::fastmri;
 use crossdenoise_train::experiment::suite;
 
-use super::train::{print_checks, print_warnings};
+use super::train::{print_checks, print_warnings, resolve_config};
 
 #[derive(Debug, clap::Args)]
 pub struct DiagnoseArgs {
@@ -23,6 +25,9 @@ pub struct CheckArgs {
     /// Exit non-zero when any warning is found.
     #[arg(long)]
     pub strict: bool,
+    /// Override any config key, as `train --set` does (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 pub fn diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
@@ -59,7 +64,11 @@ pub fn diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&args.config)?;
+    let config = resolve_config(&args.config, None, None, &args.set)?;
+    if config.data.source == DataSource::Fastmri {
+        // What a run would read, from the files themselves: a wrong layout fails here.
+        print!("{}", fastmri::Plan::new(&config)?.describe());
+    }
     let n = print_warnings(&config, &args.config);
     if n == 0 {
         println!("{}: valid, none of the known traps", args.config.display());

@@ -64,6 +64,9 @@ pub struct StateHeader {
     pub epoch: usize,
     pub step: u64,
     pub config_hash: String,
+    /// A denoiser run's data noise in coils (absent: what the config's data says).
+    #[serde(default)]
+    pub noise_coils: Option<u32>,
 }
 
 /// Writes `model`, `optim` and the run's `state` (the dual-domain [`TrainState`] or a

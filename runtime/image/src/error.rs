@@ -62,6 +62,15 @@ pub enum Error {
 
     #[error("{path}: {reason}")]
     Dicom { path: PathBuf, reason: String },
+
+    /// A fastMRI file whose layout differs from the published one, naming the dataset or
+    /// attribute at fault.
+    #[error("{path}: {dataset}: {reason}")]
+    FastMri {
+        path: PathBuf,
+        dataset: String,
+        reason: String,
+    },
 }
 
 /// Lists up to 10 names so an error about a big folder stays readable.

@@ -2,7 +2,7 @@
 //! time.
 //!
 //! Image types, the normalisation and padding, the file formats (.npy, PNG, DICOM), the
-//! quality metrics and the leakage measure, the model metadata an exported model carries,
+//! quality metrics and the leakage measure, fastMRI's k-space files, the model metadata an exported model carries,
 //! the Rician noise model, the pictures (PNG grids) and the synthetic knee phantoms that
 //! are the project's embedded data set. Training (`crossdenoise-train`) and serving
 //! (`crossdenoise-runtime`, the daemon) both build on it; it depends on neither Burn nor
@@ -12,6 +12,7 @@
 pub mod coils;
 pub mod dicom;
 pub mod error;
+pub mod fastmri;
 pub mod fat_signal;
 pub mod html;
 pub mod image;

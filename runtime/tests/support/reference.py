@@ -465,6 +465,69 @@ def mrd_h5(args):
     ds.close()
 
 
+def fastmri(args):
+    """A fastMRI knee file as the published set has them, made from noise-free slices
+    (`.npy`, one per slice): each slice seen by `--coils` coils of smooth complex
+    sensitivity (0: the single-coil layout), complex Gaussian noise of `--sigma` per coil,
+    a readout oversampled twofold and 8 more phase-encoding columns than the
+    reconstruction; `reconstruction_rss` / `_esc` made from the k-space by fastMRI's own
+    transforms. `--layout` breaks one thing for the error tests."""
+    import h5py
+
+    rng = np.random.default_rng(args.seed)
+    slices = [np.load(f).astype(np.float64) for f in args.images]
+    h, w = slices[0].shape
+    H, W = 2 * h, w + 8
+    yy, xx = np.mgrid[0:H, 0:W]
+    coils = max(args.coils, 1)
+    sens = []
+    for c in range(coils):
+        angle = 2 * np.pi * c / coils
+        cy, cx = H / 2 + 0.4 * H * np.sin(angle), W / 2 + 0.6 * W * np.cos(angle)
+        mag = np.exp(-((yy - cy) ** 2 / (0.5 * H) ** 2 + (xx - cx) ** 2 / (0.7 * W) ** 2))
+        sens.append(mag * np.exp(1j * (angle + 0.002 * (yy + xx))) if args.coils else np.ones((H, W)))
+
+    def fft2c(x):
+        return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x), norm="ortho"))
+
+    def ifft2c(k):
+        return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+
+    kspace, recon = [], []
+    for img in slices:
+        full = np.zeros((H, W))
+        top, left = (H - h) // 2, (W - w) // 2
+        full[top:top + h, left:left + w] = img
+        k = []
+        for c in range(coils):
+            noise = args.sigma * (rng.standard_normal((H, W)) + 1j * rng.standard_normal((H, W)))
+            k.append(fft2c(full * sens[c] + noise))
+        k = np.stack(k).astype(np.complex64)
+        image = np.sqrt((np.abs(ifft2c(k.astype(np.complex128))) ** 2).sum(axis=0))
+        recon.append(image[top:top + h, left:left + w].astype(np.float32))
+        kspace.append(k if args.coils else k[0])
+    kspace, recon = np.stack(kspace), np.stack(recon)
+    if args.layout == "float-kspace":
+        kspace = np.abs(kspace).astype(np.float32)
+    header = (
+        "<?xml version=\"1.0\"?><ismrmrdHeader xmlns=\"http://www.ismrm.org/ISMRMRD\">"
+        "<encoding><encodedSpace><matrixSize><x>%d</x><y>%d</y><z>1</z></matrixSize>"
+        "</encodedSpace><reconSpace><matrixSize><x>%d</x><y>%d</y><z>1</z></matrixSize>"
+        "</reconSpace></encoding></ismrmrdHeader>" % (H, W, h, w)
+    )
+    with h5py.File(args.out, "w") as f:
+        f.create_dataset("kspace", data=kspace)
+        if not args.no_recon:
+            f.create_dataset("reconstruction_rss" if args.coils else "reconstruction_esc", data=recon)
+        if args.layout != "no-header":
+            f.create_dataset("ismrmrd_header", data=header)
+        if args.layout != "no-acquisition":
+            f.attrs["acquisition"] = args.acquisition
+        f.attrs["patient_id"] = args.patient
+        f.attrs["max"] = float(recon.max())
+        f.attrs["norm"] = float(np.linalg.norm(recon))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -514,6 +577,16 @@ def main():
     k.add_argument("model")
     t = sub.add_parser("triton-check")
     t.add_argument("config")
+    f = sub.add_parser("fastmri")
+    f.add_argument("out")
+    f.add_argument("images", nargs="+", help="noise-free slices (.npy), one per slice")
+    f.add_argument("--acquisition", default="CORPD_FBK")
+    f.add_argument("--coils", type=int, default=4, help="0: the single-coil layout")
+    f.add_argument("--sigma", type=float, default=0.02)
+    f.add_argument("--patient", default="P0001")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--no-recon", action="store_true", help="no reconstruction dataset (the test split)")
+    f.add_argument("--layout", choices=["published", "float-kspace", "no-header", "no-acquisition"], default="published")
     args = p.parse_args()
     {
         "make-model": make_model,
@@ -526,6 +599,7 @@ def main():
         "check-model": check_model,
         "triton-check": triton_check,
         "mrd-h5": mrd_h5,
+        "fastmri": fastmri,
     }[args.cmd](args)
 
 

@@ -160,8 +160,8 @@ impl Config {
                 format!("{:?} must be two different names", d.domains),
             );
         }
-        if d.source == DataSource::Folder && d.path.is_none() {
-            return err("data.path", "folder data needs a path".into());
+        if d.source != DataSource::Synthetic && d.path.is_none() {
+            return err("data.path", format!("{} data needs a path", d.source.key()));
         }
         for (key, snr) in [("data.snr_a", d.snr_a), ("data.snr_b", d.snr_b)] {
             if !(snr > 0.0 && snr.is_finite()) {
@@ -182,10 +182,13 @@ impl Config {
             }
         }
         if let Some(coils) = &d.coils {
-            if d.source == DataSource::Folder {
+            if d.source != DataSource::Synthetic {
                 return err(
                     "data.coils",
-                    "sets the phantoms' coil array; folder data brings its own noise".into(),
+                    format!(
+                        "sets the phantoms' coil array; {} data brings its own noise",
+                        d.source.key()
+                    ),
                 );
             }
             if let Err(e) = coils.array().validate() {
@@ -195,7 +198,9 @@ impl Config {
                 return err(
                     "model.posterior",
                     format!(
-                        "the posterior step's likelihood is Rician (one coil); data.coils makes                          {} coils combined by root-sum-of-squares (noncentral chi): set                          model.posterior to false",
+                        "the posterior step's likelihood is Rician (one coil); data.coils makes \
+                         {} coils combined by root-sum-of-squares (noncentral chi): set \
+                         model.posterior to false",
                         coils.count
                     ),
                 );

@@ -18,6 +18,9 @@ pub enum DataSource {
     Synthetic,
     /// Paired folders `<path>/<domain a>/*`, `<path>/<domain b>/*`.
     Folder,
+    /// fastMRI's knee files (`<path>/*.h5`, raw k-space): CORPD_FBK volumes are domain a,
+    /// CORPDFS_FBK domain b (docs/training.md).
+    Fastmri,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,18 +31,23 @@ pub struct DataConfig {
     /// Training size (square) for synthetic data; folder images must have this size.
     #[serde(default = "defaults::image_size")]
     pub image_size: usize,
+    /// Synthetic data: the phantom pairs made for training. fastMRI data: at most this many
+    /// slices per contrast, taken evenly across the volumes.
     #[serde(default = "defaults::train_pairs")]
     pub train_pairs: usize,
+    /// Synthetic data: the pairs made for validation; folder data: the pairs held out;
+    /// fastMRI data: at most this many slices per contrast held out.
     #[serde(default = "defaults::val_pairs")]
     pub val_pairs: usize,
     /// Names of domain a and b (PD and PDFS); also the sub-folder names of folder data.
     #[serde(default = "defaults::domains")]
     pub domains: [String; 2],
-    /// Folder data: the training set root. Relative paths are relative to the config file.
+    /// Folder and fastMRI data: the training set root. Relative paths are relative to the
+    /// config file.
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// Folder data: a separate validation root; without it the last `val_pairs` pairs of
-    /// `path` are held out.
+    /// Folder and fastMRI data: a separate validation root; without it the last `val_pairs`
+    /// pairs of `path` are held out (fastMRI: whole volumes, the last in name order).
     #[serde(default)]
     pub val_path: Option<PathBuf>,
     /// Synthetic data: acquisition SNR of each contrast (noise sigma = 1 / snr).
@@ -97,6 +105,17 @@ impl CoilsConfig {
                 CombinationConfig::Rss => Combination::RootSumOfSquares,
                 CombinationConfig::Sensitivity => Combination::SensitivityWeighted,
             },
+        }
+    }
+}
+
+impl DataSource {
+    /// The name the config gives it.
+    pub fn key(self) -> &'static str {
+        match self {
+            DataSource::Synthetic => "synthetic",
+            DataSource::Folder => "folder",
+            DataSource::Fastmri => "fastmri",
         }
     }
 }

@@ -71,6 +71,10 @@ pub struct DenoiserState {
     #[serde(default)]
     pub prior_sum: f64,
     pub config_hash: String,
+    /// The training data's noise distribution in coils (1: Rician), which fastMRI's files
+    /// state themselves: the exported model's metadata takes it from here.
+    #[serde(default = "one_coil")]
+    pub noise_coils: u32,
 }
 
 impl DenoiserLoss {
@@ -102,6 +106,10 @@ impl DenoiserState {
             prior: (self.prior_sum / n) as f32,
         }
     }
+}
+
+fn one_coil() -> u32 {
+    1
 }
 
 /// The network pair a denoiser config describes.
@@ -191,6 +199,7 @@ pub fn train(
         sums: [0.0; 4],
         prior_sum: 0.0,
         config_hash: hash.clone(),
+        noise_coils: data.noise_coils,
     };
     if let Some(ckpt) = resume_from {
         state = checkpoint::load_state(&ckpt)?;
@@ -205,13 +214,14 @@ pub fn train(
         )?;
         (model, optim) = resumed;
         state.config_hash = hash.clone();
+        state.noise_coils = data.noise_coils;
     }
     let mut out = RunWriter::open(&run, world)?;
     model = broadcast_parameters(world, model);
 
     // The magnitudes' bias as the data's noise makes it: Rician, or noncentral chi for
     // phantoms of a root-sum-of-squares coil array.
-    let correction = BiasCorrection::for_coils(config.data.noise_coils());
+    let correction = BiasCorrection::for_coils(data.noise_coils);
     let train_sigmas = slice_sigmas(&data.train);
     let val_sigmas = slice_sigmas(&data.val);
     let guided = config.model.kind == ModelKind::Guided;

@@ -20,6 +20,8 @@ use rand_distr::StandardNormal;
 
 use crate::config::{Config, DataSource, NoiseConfig, NoiseKind};
 
+pub mod fastmri;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error(transparent)]
@@ -44,6 +46,18 @@ pub struct PairSet {
 }
 
 impl PairSet {
+    /// An empty set of acquired slices alone (no clean images, no findings): what real
+    /// data brings.
+    pub fn acquired() -> Self {
+        PairSet {
+            names: Vec::new(),
+            a: Vec::new(),
+            b: Vec::new(),
+            clean: None,
+            findings: None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.a.len()
     }
@@ -62,6 +76,9 @@ impl PairSet {
 pub struct Data {
     pub train: PairSet,
     pub val: PairSet,
+    /// The magnitudes' noise distribution, in coils (1: Rician; L: noncentral chi of L
+    /// coils combined by root-sum-of-squares): the phantoms' coil array, or fastMRI's files.
+    pub noise_coils: u32,
 }
 
 const STREAM_SHUFFLE: u64 = 1;
@@ -92,6 +109,7 @@ impl Data {
                 Ok(Data {
                     train: range(0, d.train_pairs)?,
                     val: range(d.train_pairs, d.val_pairs)?,
+                    noise_coils: d.noise_coils(),
                 })
             }
             DataSource::Folder => {
@@ -105,10 +123,12 @@ impl Data {
                     Some(v) => Ok(Data {
                         train: all,
                         val: folder_set(&PairedFolder::open_with(v, a, b)?, multiple)?,
+                        noise_coils: 1,
                     }),
                     None => split_tail(all, d.val_pairs, root),
                 }
             }
+            DataSource::Fastmri => fastmri::Plan::new(config)?.load(multiple),
         }
     }
 }
@@ -167,13 +187,7 @@ fn phantom_set(
 
 fn folder_set(folder: &PairedFolder, multiple: usize) -> Result<PairSet, DataError> {
     let norm = Normalization::default();
-    let mut set = PairSet {
-        names: Vec::new(),
-        a: Vec::new(),
-        b: Vec::new(),
-        clean: None,
-        findings: None,
-    };
+    let mut set = PairSet::acquired();
     let mut size = None;
     for i in 0..folder.len() {
         let (a, b) = folder.load(i)?;
@@ -221,7 +235,11 @@ fn split_tail(mut all: PairSet, val_pairs: usize, root: &Path) -> Result<Data, D
         clean: None,
         findings: None,
     };
-    Ok(Data { train: all, val })
+    Ok(Data {
+        train: all,
+        val,
+        noise_coils: 1,
+    })
 }
 
 /// The order of training pairs in `epoch` (a permutation of `0..n`).
