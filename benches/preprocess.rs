@@ -1,5 +1,6 @@
-//! Preprocessing that every denoised slice pays for: normalise, pad, crop, inverse; and the
-//! phantom generator that feeds training.
+//! Preprocessing that every denoised slice pays for: normalise, pad, crop, inverse; the
+//! posterior step after a model with a prior (Rician, and noncentral chi for coil arrays);
+//! and the phantom generator that feeds training.
 
 use std::hint::black_box;
 
@@ -38,6 +39,38 @@ fn preprocessing(c: &mut Criterion) {
     });
 }
 
+/// The posterior of every pixel of a 256 x 256 slice: 48 bins each, the likelihood of one
+/// coil (Rician) or of 8 and 15 coils (noncentral chi, the Bessel function of order 7 and 14).
+fn posterior(c: &mut Criterion) {
+    use crossdenoise_image::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
+    use crossdenoise_image::posterior::{PriorPlanes, posterior_image};
+    let config = PhantomConfig {
+        size: 256,
+        ..Default::default()
+    };
+    let clean = PhantomGenerator::new(config, 0).unwrap().pair(0).clean_pd;
+    let sigma = 0.05f32;
+    for coils in [1u32, 8, 15] {
+        let correction = BiasCorrection::for_coils(coils);
+        // Observed and predicted at the magnitude's mean: every pixel on the posterior path
+        // as in tissue, the air below the phase-in as served.
+        let mean = clean
+            .mapv(|a| (noncentral_chi_mean(f64::from(a / sigma), coils) * f64::from(sigma)) as f32);
+        let spread = ndarray::Array2::from_elem(clean.dim(), -1.0f32);
+        let shift = ndarray::Array2::zeros(clean.dim());
+        let sigmas = ndarray::Array2::from_elem(clean.dim(), sigma);
+        c.bench_function(&format!("posterior/256x256, {coils} coil(s)"), |b| {
+            b.iter(|| {
+                let prior = PriorPlanes {
+                    spread: spread.view(),
+                    shift: shift.view(),
+                };
+                posterior_image(&correction, mean.view(), mean.view(), prior, sigmas.view())
+            })
+        });
+    }
+}
+
 fn phantoms(c: &mut Criterion) {
     for size in [128, 320] {
         let generator = PhantomGenerator::new(
@@ -54,5 +87,5 @@ fn phantoms(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, preprocessing, phantoms);
+criterion_group!(benches, preprocessing, posterior, phantoms);
 criterion_main!(benches);

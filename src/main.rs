@@ -15,10 +15,24 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", chain(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and each cause it does not already spell out: the library errors that name a
+/// file show their source in their own message (`path: reason`), so `{:#}` would repeat it.
+fn chain(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// A training step allocates and frees the same few-megabyte tensors hundreds of times. glibc

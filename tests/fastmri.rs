@@ -161,6 +161,11 @@ fn a_wrong_layout_is_refused_naming_the_dataset() {
         "{}",
         stderr(&out)
     );
+    // A folder that is not there is said once, with its path.
+    let out = check("single", &dir.path().join("nowhere"), &[], dir.path());
+    let err = stderr(&out);
+    assert!(err.contains("nowhere: No such file or directory"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
 }
 
 /// `crossdenoise COMMAND configs/CONFIG.json --set data.source=fastmri --set
@@ -189,7 +194,7 @@ fn check(config: &str, data: &Path, sets: &[&str], cwd: &Path) -> Output {
 fn check_reports_the_files_and_what_a_run_takes() {
     let dir = tempfile::tempdir().unwrap();
     let (paired, apart) = folders(dir.path());
-    let sets = ["data.val_pairs=2", "model.posterior=false"];
+    let sets = ["data.val_pairs=2"];
 
     let out = check("single", &apart, &sets, dir.path());
     let text = String::from_utf8_lossy(&out.stdout);
@@ -233,14 +238,6 @@ fn check_reports_the_files_and_what_a_run_takes() {
         "{}",
         stderr(&out)
     );
-    // The posterior's likelihood is Rician: four-coil files ask for it off.
-    let out = check("single", &apart, &["data.val_pairs=2"], dir.path());
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("set model.posterior to false"),
-        "{}",
-        stderr(&out)
-    );
 }
 
 /// `train` at the tiny size of the end-to-end tests, one epoch; returns the run folder.
@@ -264,9 +261,10 @@ fn both_denoisers_train_on_fastmri_files() {
     let summary = std::fs::read_to_string(run.join("summary.json")).unwrap();
     assert!(summary.contains("\"epochs_done\": 1"), "{summary}");
 
-    // The single-contrast model on fastMRI's unpaired four-coil volumes; the model it
-    // exports is for four-coil noise, and says so.
-    let run = train("single", &apart, &["model.posterior=false"], dir.path());
+    // The single-contrast model on fastMRI's unpaired four-coil volumes, with the posterior
+    // step under the noncentral chi likelihood; the model it exports is for four-coil
+    // noise, and says so.
+    let run = train("single", &apart, &[], dir.path());
     let model = dir.path().join("pd.onnx");
     export(&run, &model, &["--to", "a"]);
     let slice = dir.path().join("p/pd");

@@ -127,14 +127,13 @@ pub fn learned_guided_run() -> (std::path::PathBuf, [&'static str; 2]) {
 }
 
 /// A tiny guided run on 8-coil root-sum-of-squares phantoms with acceleration 2
-/// (`data.coils`), without the posterior step (its likelihood is Rician): what the runtime
-/// checks of a model trained for a coil array, trained once per test process.
+/// (`data.coils`), with the posterior step under the noncentral chi likelihood: what the
+/// runtime checks of a model trained for a coil array, trained once per test process.
 pub fn tiny_coil_run() -> std::path::PathBuf {
     use std::sync::OnceLock;
     static RUN: OnceLock<std::path::PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
         let mut sets = TINY_GUIDED.to_vec();
-        sets[0] = "model.posterior=false";
         sets.push(r#"data.coils={"count": 8, "acceleration": 2}"#);
         trained("guided", "tiny-coil", "1", &sets)
     })

@@ -501,8 +501,8 @@ impl Denoiser {
             let crop = |c| padding.crop(view(c, (ph, pw)));
             let mut out = crop(chunk).to_owned();
             let at = i * plane..(i + 1) * plane;
-            let prior = (self.metadata.posterior && self.posterior && self.noise.coils() == 1)
-                .then(|| posterior::PriorPlanes {
+            let prior =
+                (self.metadata.posterior && self.posterior).then(|| posterior::PriorPlanes {
                     spread: crop(&data[1][at.clone()]),
                     shift: crop(&data[2][at]),
                 });

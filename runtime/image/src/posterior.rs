@@ -17,7 +17,10 @@
 //! bright tissue, and a well-defined law near zero
 //! (the Rician likelihood is even in `A`, so the folded half is as good as the other). The
 //! likelihood of an observed magnitude `y` at noise `sigma` is Rician,
-//! `p(y | A) = y / sigma^2 exp(-(y^2 + A^2) / 2 sigma^2) I0(y A / sigma^2)`. The posterior mean
+//! `p(y | A) = y / sigma^2 exp(-(y^2 + A^2) / 2 sigma^2) I0(y A / sigma^2)`, or for `L` coils
+//! combined by root-sum-of-squares noncentral chi,
+//! `p(y | A) = y^L / (sigma^2 A^(L-1)) exp(-(y^2 + A^2) / 2 sigma^2) I_(L-1)(y A / sigma^2)`
+//! (the Rician one at `L = 1`): the coil count is the bias correction's. The posterior mean
 //! has no closed form; it is computed on a grid of bins around the posterior ([`Grid`]),
 //! the folded prior's density and the likelihood at each bin's centre. Training fits the
 //! prior by the marginal likelihood of the observation on the likelihood's reach
@@ -26,7 +29,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::magnitude_bias::{BiasCorrection, i0e};
+use crate::magnitude_bias::{BiasCorrection, log_ive_scaled};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
 /// magnitude (what a model without a prior returns too), the spread and the shift.
@@ -97,23 +100,25 @@ pub struct Grid {
 }
 
 impl Grid {
-    /// The likelihood's reach around an observation `y` (in sigmas): where the Rician
-    /// likelihood is above `exp(-18)` of its peak.
-    pub fn likelihood(y: f64) -> Self {
+    /// The likelihood's reach around an observation `y` (in sigmas) of a magnitude of
+    /// `coils` coils: where the likelihood is above `exp(-18)` of its peak, from
+    /// `LIKELIHOOD_REACH` below the amplitude the observation suggests to as far above
+    /// the observation.
+    pub fn likelihood(y: f64, coils: u32) -> Self {
         Grid {
-            lo: (y - LIKELIHOOD_REACH).max(0.0),
+            lo: (observed_amplitude(y, coils).min(y) - LIKELIHOOD_REACH).max(0.0),
             hi: y + LIKELIHOOD_REACH,
         }
     }
 
     /// The amplitudes (in sigmas) where the posterior of `y` under `prior` has its mass:
     /// around the Gaussian approximation of the posterior (the precision-weighted mean of
-    /// the prior mean and the observation's amplitude `sqrt(y^2 - 1)`), `POSTERIOR_REACH`
+    /// the prior mean and the observation's amplitude `sqrt(y^2 - (2 L - 1))`), `POSTERIOR_REACH`
     /// of its deviations either side. `None` when the prior and the likelihood share no
     /// reach at all: the prediction is far off (a finding the surroundings did not
     /// predict), and the observation wins.
-    pub fn posterior(y: f64, prior: Prior) -> Option<Self> {
-        let amplitude = (y * y - 1.0).max(0.0).sqrt();
+    pub fn posterior(y: f64, prior: Prior, coils: u32) -> Option<Self> {
+        let amplitude = observed_amplitude(y, coils);
         let mean = prior.mean.abs();
         if (mean - amplitude).abs() > PRIOR_REACH * prior.std + LIKELIHOOD_REACH {
             return None;
@@ -136,15 +141,23 @@ impl Grid {
     }
 }
 
-/// The Rician likelihood of observing `y` given amplitude `a` (both in sigmas), up to a
-/// factor that depends on `y` alone: `exp(-(y - a)^2 / 2) I0e(y a)`.
-pub fn likelihood(y: f64, a: f64) -> f64 {
-    (-0.5 * (y - a) * (y - a)).exp() * i0e(y * a)
+/// The amplitude an observation `y` of `coils` coils suggests by itself (in sigmas): the
+/// square-root rule of the magnitude's mean, `sqrt(y^2 - (2 L - 1))`, 0 at or below the
+/// floor.
+fn observed_amplitude(y: f64, coils: u32) -> f64 {
+    (y * y - f64::from(2 * coils.max(1) - 1)).max(0.0).sqrt()
 }
 
-/// The posterior mean of the clean amplitude of a pixel observed as `y` at noise `sigma`,
-/// under `prior` (all in the image's units).
-pub fn posterior_mean(y: f32, prior: Prior, sigma: f32) -> f32 {
+/// The log likelihood of observing `y` given amplitude `a` (both in sigmas) for a magnitude
+/// of `coils` coils, up to a term that depends on `y` alone:
+/// `-(y - a)^2 / 2 + ln((y a)^-(L-1) exp(-y a) I_(L-1)(y a))` (Rician at one coil).
+pub fn log_likelihood(coils: u32, y: f64, a: f64) -> f64 {
+    -0.5 * (y - a) * (y - a) + log_ive_scaled(coils.max(1) - 1, y * a)
+}
+
+/// The posterior mean of the clean amplitude of a pixel observed as `y` at noise `sigma`
+/// in a magnitude of `coils` coils, under `prior` (all in the image's units).
+pub fn posterior_mean(y: f32, prior: Prior, sigma: f32, coils: u32) -> f32 {
     let sigma = f64::from(sigma);
     if sigma.is_nan() || sigma <= 0.0 || !prior.std.is_finite() || !prior.mean.is_finite() {
         return prior.mean.abs() as f32;
@@ -170,7 +183,7 @@ pub fn posterior_mean(y: f32, prior: Prior, sigma: f32) -> f32 {
                 let z = (a - m) / sd;
                 -0.5 * z * z + (-2.0 * a * m / (sd * sd)).exp().ln_1p()
             };
-            prior - 0.5 * (y - a) * (y - a) + i0e(y * a).ln()
+            prior + log_likelihood(coils, y, a)
         });
         let top = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let (num, den) = log_w
@@ -184,9 +197,9 @@ pub fn posterior_mean(y: f32, prior: Prior, sigma: f32) -> f32 {
     };
     // The observation's own amplitude (the likelihood under a flat prior) where the prior
     // is far off.
-    let amplitude = Grid::posterior(y, p)
+    let amplitude = Grid::posterior(y, p, coils)
         .and_then(|grid| weighted(grid, false))
-        .or_else(|| weighted(Grid::likelihood(y), true))
+        .or_else(|| weighted(Grid::likelihood(y, coils), true))
         .unwrap_or(m);
     (amplitude * sigma) as f32
 }
@@ -200,7 +213,8 @@ pub struct PriorPlanes<'a> {
 
 /// What is served for a slice from a network's outputs (all in one normalised space, each
 /// pixel's noise `sigma` in the same units): the posterior mean of each pixel given its own
-/// observed value where the network states a prior (its likelihood is Rician: one coil),
+/// observed value where the network states a prior (its likelihood that of `correction`'s
+/// coils),
 /// else its prediction `expected` with the magnitude's bias removed by `correction`.
 pub fn serve(
     correction: &BiasCorrection,
@@ -242,7 +256,8 @@ pub fn posterior_image(
             let w =
                 ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
             *o = if w > 0.0 {
-                let post = posterior_mean(y, Prior::around(amplitude, r, d, sigma), sigma);
+                let prior = Prior::around(amplitude, r, d, sigma);
+                let post = posterior_mean(y, prior, sigma, correction.coils());
                 (w * f64::from(post) + (1.0 - w) * f64::from(amplitude)) as f32
             } else {
                 amplitude
@@ -286,11 +301,60 @@ mod tests {
                         mean: 0.0,
                         std: s * f64::from(sigma),
                     };
-                    let got = posterior_mean(y as f32 * sigma, prior, sigma);
+                    let got = posterior_mean(y as f32 * sigma, prior, sigma, 1);
                     let want = exact * f64::from(sigma);
                     assert!(
                         (f64::from(got) - want).abs() < 2e-3 * f64::from(sigma),
                         "s {s} y {y} sigma {sigma}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// `1F1(a; b; z)` by its series.
+    fn hyp1f1(a: f64, b: f64, z: f64) -> f64 {
+        let (mut term, mut sum) = (1.0f64, 1.0f64);
+        for k in 0..2000 {
+            let k = f64::from(k);
+            term *= (a + k) / (b + k) * z / (k + 1.0);
+            sum += term;
+            if term < 1e-16 * sum {
+                break;
+            }
+        }
+        sum
+    }
+
+    /// The same for a noncentral chi magnitude of `L` coils: the posterior under a prior at
+    /// zero is `exp(-A^2 / 2 tau^2) A^-(L-1) I_(L-1)(y A)`, whose mean is
+    /// `tau sqrt(2 / pi) 1F1(1; L; z) / 1F1(1/2; L; z)`, `z = y^2 tau^2 / 2` (the integrals of
+    /// `x^(mu-1) exp(-a x^2) I_nu(b x)` over the half-line; at `L = 1` the Rician form
+    /// above). Observations from below the floor (`sqrt(2 L)` sigmas) to well above it.
+    #[test]
+    fn the_noncentral_chi_posterior_of_a_prior_at_zero_is_the_closed_form() {
+        for coils in [1u32, 4, 8, 15] {
+            let floor = f64::from(2 * coils).sqrt();
+            for s in [0.3, 1.0, 2.5] {
+                for y in [0.5 * floor, floor, floor + 2.0, floor + 5.0] {
+                    if y - LIKELIHOOD_REACH >= PRIOR_REACH * s {
+                        continue;
+                    }
+                    let tau = 1.0 / (1.0 / (s * s) + 1.0f64).sqrt();
+                    let z = y * y * tau * tau / 2.0;
+                    let l = f64::from(coils);
+                    let exact = tau * (2.0 / std::f64::consts::PI).sqrt() * hyp1f1(1.0, l, z)
+                        / hyp1f1(0.5, l, z);
+                    let sigma = 0.04f32;
+                    let prior = Prior {
+                        mean: 0.0,
+                        std: s * f64::from(sigma),
+                    };
+                    let got = posterior_mean(y as f32 * sigma, prior, sigma, coils);
+                    let want = exact * f64::from(sigma);
+                    assert!(
+                        (f64::from(got) - want).abs() < 2e-3 * f64::from(sigma),
+                        "{coils} coils, s {s}, y {y}: {got} vs {want}"
                     );
                 }
             }
@@ -304,7 +368,7 @@ mod tests {
     fn far_above_the_noise_the_posterior_is_the_gaussian_one() {
         let sigma = 0.05f32;
         for (mean, s, y) in [(1.0, 0.05, 1.1), (0.8, 0.02, 0.7), (1.2, 0.2, 1.0)] {
-            let got = posterior_mean(y as f32, Prior { mean, std: s }, sigma);
+            let got = posterior_mean(y as f32, Prior { mean, std: s }, sigma, 1);
             let v = f64::from(sigma).powi(2);
             let a_y = (y * y - v).sqrt();
             let want = (a_y * s * s + mean * v) / (s * s + v);
@@ -318,20 +382,20 @@ mod tests {
         let sigma = 0.1f32;
         // Sure: the output is the prior mean, whatever the pixel shows.
         let sure = Prior::from_network(&c, 0.6, SPREAD_RANGE.0, 0.0, sigma);
-        assert!((posterior_mean(0.9, sure, sigma) - sure.mean as f32).abs() < 1e-3);
+        assert!((posterior_mean(0.9, sure, sigma, 1) - sure.mean as f32).abs() < 1e-3);
         // Vague: the output is the observation's own amplitude.
         let vague = Prior {
             mean: 0.6,
             std: 50.0,
         };
-        let got = posterior_mean(0.9, vague, sigma);
+        let got = posterior_mean(0.9, vague, sigma, 1);
         assert!((got - (0.81f32 - 0.01).sqrt()).abs() < 0.02, "{got}");
         // In air a Rayleigh-level observation under a prior near zero stays near zero.
         let air = Prior {
             mean: 0.0,
             std: 0.02,
         };
-        assert!(posterior_mean(0.125, air, sigma) < 0.03);
+        assert!(posterior_mean(0.125, air, sigma, 1) < 0.03);
     }
 
     /// The shift output moves the prior's mean from the prediction's amplitude, in sigmas.
@@ -370,11 +434,11 @@ mod tests {
         assert!((image(expected(0.1), 0.3) - a).abs() < 1e-6);
         // Bright tissue: the posterior, which moves towards the pixel's own value.
         let (e, y) = (expected(1.0), 1.2);
-        let post = posterior_mean(y, Prior::from_network(&c, e, 0.5, 0.0, sigma), sigma);
+        let post = posterior_mean(y, Prior::from_network(&c, e, 0.5, 0.0, sigma), sigma, 1);
         assert!((image(e, y) - post).abs() < 1e-6 && post > 1.05);
         // Halfway (3 sigma): halfway between the two.
         let (e, y) = (expected(0.3), 0.5);
-        let post = posterior_mean(y, Prior::from_network(&c, e, 0.5, 0.0, sigma), sigma);
+        let post = posterior_mean(y, Prior::from_network(&c, e, 0.5, 0.0, sigma), sigma, 1);
         let a = c.amplitude(e, sigma);
         assert!(
             (image(e, y) - 0.5 * (post + a)).abs() < 2e-3,
@@ -394,6 +458,7 @@ mod tests {
                 std: 0.001,
             },
             sigma,
+            1,
         );
         assert!((got - 0.5).abs() < 0.002, "{got}");
     }

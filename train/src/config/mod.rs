@@ -194,17 +194,6 @@ impl Config {
             if let Err(e) = coils.array().validate() {
                 return err("data.coils", e.to_string());
             }
-            if m.posterior && d.noise_coils() > 1 {
-                return err(
-                    "model.posterior",
-                    format!(
-                        "the posterior step's likelihood is Rician (one coil); data.coils makes \
-                         {} coils combined by root-sum-of-squares (noncentral chi): set \
-                         model.posterior to false",
-                        coils.count
-                    ),
-                );
-            }
         }
         if t.epochs == 0 {
             return err("trainer.epochs", "must be at least 1".into());
@@ -444,8 +433,8 @@ mod tests {
                 "data.coils: sets the phantoms' coil array",
             ),
             (
-                r#"{"name":"x","model":{"kind":"guided","posterior":true},"data":{"coils":{"count":8}}}"#,
-                "model.posterior: the posterior step's likelihood is Rician",
+                r#"{"name":"x","data":{"source":"fastmri"}}"#,
+                "data.path: fastmri data needs a path",
             ),
             (
                 r#"{"name":"x","data":{"coils":{"count":8,"combination":"sos"}}}"#,

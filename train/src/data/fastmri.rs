@@ -109,16 +109,6 @@ impl Plan {
                 (train, val, g.unpaired)
             }
         };
-        if config.model.posterior && coils > 1 {
-            return Err(DataError::Invalid {
-                path: train.volumes[0].path.clone(),
-                reason: format!(
-                    "{coils} coils combined by root-sum-of-squares (noncentral chi), but the \
-                     posterior step's likelihood is Rician (one coil): set model.posterior to \
-                     false"
-                ),
-            });
-        }
         Ok(Plan {
             train,
             val,

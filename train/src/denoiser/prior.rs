@@ -1,5 +1,6 @@
 //! The loss of the prior: the negative log marginal likelihood of each noisy pixel under the
-//! prior the network states for it and the Rician noise of a magnitude image.
+//! prior the network states for it and the noise of a magnitude image (Rician, or
+//! noncentral chi for coils combined by root-sum-of-squares: the bias correction's coils).
 //!
 //! The prior of the clean amplitude is `|N(mean, std^2)|` (`crossdenoise_image::posterior`):
 //! its mean is the network's prediction with the Rician bias removed, as served (held fixed
@@ -23,17 +24,17 @@
 //! carries gradients.
 
 use burn::prelude::*;
+use crossdenoise_image::magnitude_bias::BiasCorrection;
 #[cfg(test)]
-use crossdenoise_image::magnitude_bias::rician_mean;
-use crossdenoise_image::magnitude_bias::{BiasCorrection, i0e};
+use crossdenoise_image::magnitude_bias::{i0e, rician_mean};
 use crossdenoise_image::posterior::{self, BINS, Prior, SPREAD_RANGE};
 use ndarray::Array2;
 
 use super::loss::MIN_SIGMA;
 
 /// What the loss needs of a batch besides the head's outputs, in noise sigmas: the bins'
-/// centres (`[N, BINS, H, W]`), the log Rician likelihood of the observation at each
-/// (`[N, BINS, H, W]`, without the factor `y / sigma^2` that no prior changes), the log of
+/// centres (`[N, BINS, H, W]`), the log likelihood of the observation at each
+/// (`[N, BINS, H, W]`, without the factors of `y` alone, which no prior changes), the log of
 /// the bins' width and the prediction's amplitude (both `[N, 1, H, W]`).
 #[derive(Debug, Clone)]
 pub struct PriorTargets {
@@ -61,6 +62,7 @@ pub fn targets(
     device: &Device,
 ) -> PriorTargets {
     let n = acquired.len();
+    let coils = correction.coils();
     let (h, w) = acquired[0].dim();
     let plane = h * w;
     let mut centres = vec![0.0f32; n * BINS * plane];
@@ -85,15 +87,14 @@ pub fn targets(
                 std: prior.std / f64::from(sigma),
             };
             amplitude[i * plane + p] = base / sigma;
-            let grid = posterior::Grid::posterior(y, prior)
-                .unwrap_or_else(|| posterior::Grid::likelihood(y));
+            let grid = posterior::Grid::posterior(y, prior, coils)
+                .unwrap_or_else(|| posterior::Grid::likelihood(y, coils));
             log_width[i * plane + p] = ((grid.hi - grid.lo) / BINS as f64).max(1e-12).ln() as f32;
             for k in 0..BINS {
                 let a = grid.centre(k);
                 let at = (i * BINS + k) * plane + p;
                 centres[at] = a as f32;
-                log_likelihood[at] =
-                    (-0.5 * (y - a) * (y - a) + i0e(y * a).max(f64::MIN_POSITIVE).ln()) as f32;
+                log_likelihood[at] = posterior::log_likelihood(coils, y, a) as f32;
             }
         }
     }
