@@ -16,7 +16,8 @@ use crossdenoise_host::stats::Snapshot;
 use crossdenoise_image::metrics::Quality;
 
 use crate::util::{
-    crossdenoise, export, export_pair, learned_guided_run, stderr, tiny_guided_run, tiny_run,
+    crossdenoise, export, export_pair, learned_guided_run, stderr, tiny_coil_run, tiny_guided_run,
+    tiny_run,
 };
 
 /// How a test streams its series.
@@ -289,6 +290,53 @@ fn guided_models_served_over_mrd_match_the_runtime() {
             blue > 100,
             "only {blue} curve pixels on the rendered report"
         );
+    }
+}
+
+/// Models trained on a coil array are served as their metadata records, with no setting:
+/// a noise map of their 8 coils, the noncentral chi correction and posterior, exactly as
+/// `crossdenoise denoise --noise map --coils 8` serves the same files.
+#[test]
+fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (pd, pdfs) = export_pair(&tiny_coil_run(), cwd);
+    crate::util::coil_phantoms(cwd, "held", "3", "48", "78");
+    for (model, contrast, partner) in [(&pd, "pd", "pdfs"), (&pdfs, "pdfs", "pd")] {
+        let guide = format!("held/{partner}");
+        let input = format!("held/{contrast}");
+        let args = [
+            "denoise",
+            "--model",
+            model.to_str().unwrap(),
+            "--noise",
+            "map",
+            "--coils",
+            "8",
+            "--guide",
+            &guide,
+            "--out",
+            "direct",
+            &input,
+        ];
+        let out = crossdenoise(&args, cwd);
+        assert!(out.status.success(), "denoise {contrast}: {}", stderr(&out));
+    }
+    let series = [cwd.join("held/pd"), cwd.join("held/pdfs")];
+    let returned = cwd.join("returned");
+    let (report, s) = serve_and_send(two_contrasts(&pd, &pdfs), &series, INTERLEAVED, &returned);
+    assert_eq!((report.sent, report.denoised), (6, 6));
+    assert_eq!((s.denoised, s.failed), (6, 0));
+    for contrast in ["pd", "pdfs"] {
+        for i in 0..3 {
+            let direct = cwd.join(format!("direct/{contrast}/{i:04}.npy"));
+            let served = returned.join(format!("{contrast}/{i:04}.denoised.npy"));
+            let d = max_diff(&direct, &served);
+            assert!(
+                d <= 1e-5,
+                "{contrast} {i}: served differs from direct by {d}"
+            );
+        }
     }
 }
 

@@ -539,23 +539,7 @@ fn a_coil_array_scan_needs_its_noise_model() {
         &cwd.join("coil.onnx"),
         &["--to", "a"],
     );
-    let out = crossdenoise(
-        &[
-            "phantoms",
-            "--out",
-            "set",
-            "--pairs",
-            "2",
-            "--size",
-            "64",
-            "--coils",
-            "8",
-            "--acceleration",
-            "2",
-        ],
-        cwd,
-    );
-    assert!(out.status.success(), "phantoms: {}", stderr(&out));
+    crate::util::coil_phantoms(cwd, "set", "2", "64", "0");
     let denoise = |model: &str, out_dir: &str, extra: &[&str]| {
         let mut args = vec!["denoise", "--model", model, "--guide", "set/pdfs"];
         args.extend_from_slice(extra);

@@ -247,3 +247,24 @@ pub fn export_pair(run: &Path, cwd: &Path) -> (PathBuf, PathBuf) {
     export(run, &pdfs, &["--to", "b"]);
     (pd, pdfs)
 }
+
+/// `crossdenoise phantoms` scanned with an 8-coil array at acceleration 2, into `cwd/out`.
+pub fn coil_phantoms(cwd: &Path, out: &str, pairs: &str, size: &str, seed: &str) {
+    let args = [
+        "phantoms",
+        "--out",
+        out,
+        "--pairs",
+        pairs,
+        "--size",
+        size,
+        "--seed",
+        seed,
+        "--coils",
+        "8",
+        "--acceleration",
+        "2",
+    ];
+    let run = crossdenoise(&args, cwd);
+    assert!(run.status.success(), "phantoms: {}", stderr(&run));
+}

@@ -168,8 +168,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
                 parity::check(model, from, opts.to, file, depth).map(Some)
             }
             Network::Denoisers(pair) => {
-                let coils = metadata.noise_coils;
-                parity::check_denoiser(pair.get(opts.to), opts.to, file, depth, coils).map(Some)
+                parity::check_denoiser(pair.get(opts.to), opts.to, file, depth).map(Some)
             }
         }
     })?;

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use burn::prelude::*;
 use crossdenoise_image::Normalization;
-use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 use crossdenoise_train::model::{Domain, DualDomain, GuidedDenoiser, Precision};
@@ -56,7 +55,7 @@ pub fn check(
     onnx: &Path,
     depth: usize,
 ) -> Result<ParityReport, ExportError> {
-    let (mut session, device) = open(onnx, 1)?;
+    let (mut session, device) = open(onnx)?;
     let mut cases = Vec::new();
     for (n, h, w) in shapes(depth) {
         let input = phantom_input(from, n, h, w);
@@ -74,9 +73,8 @@ pub fn check_denoiser(
     to: Domain,
     onnx: &Path,
     depth: usize,
-    noise_coils: u32,
 ) -> Result<ParityReport, ExportError> {
-    let (mut session, device) = open(onnx, noise_coils)?;
+    let (mut session, device) = open(onnx)?;
     let other = match to {
         Domain::A => Domain::B,
         Domain::B => Domain::A,
@@ -103,19 +101,11 @@ pub fn check_denoiser(
 }
 
 /// The written graph in ONNX Runtime (no warm-up: the check is its first run), opened for
-/// the noise it was trained on (`noise_coils`), and the CPU device Burn's side runs on.
-fn open(onnx: &Path, noise_coils: u32) -> Result<(Denoiser, Device), ExportError> {
+/// the noise its metadata records, and the CPU device Burn's side runs on.
+fn open(onnx: &Path) -> Result<(Denoiser, Device), ExportError> {
     let runtime = OnnxRuntime::load()?;
-    let noise = match noise_coils {
-        1 => NoiseModel::Slice,
-        coils => NoiseModel::Map(NoiseMapSettings {
-            coils,
-            ..NoiseMapSettings::default()
-        }),
-    };
     let options = DenoiserOptions {
         warmup: None,
-        noise,
         ..DenoiserOptions::default()
     };
     Ok((Denoiser::open(&runtime, onnx, &options)?, Device::flex()))

@@ -29,7 +29,7 @@ use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::Padding;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
-use crossdenoise_image::noise_map::NoiseModel;
+use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
 use crossdenoise_image::posterior;
 
 /// How to open a model.
@@ -50,11 +50,13 @@ pub struct DenoiserOptions {
     /// For a model that states a prior: serve the posterior mean (the default), or only its
     /// prediction with the Rician bias removed (to see what the posterior step adds).
     pub posterior: bool,
-    /// How each slice's noise is known: one sigma (Rician, the default), or a map per pixel
-    /// for a given number of coils (parallel imaging, root-sum-of-squares). With more than
-    /// one coil the posterior's Rician likelihood does not hold, so the prediction is served
-    /// with the noncentral chi correction.
-    pub noise: NoiseModel,
+    /// How each slice's noise is known: one sigma (Rician), or a map per pixel for a given
+    /// number of coils (parallel imaging, root-sum-of-squares: the noncentral chi correction
+    /// and posterior). `None` (the default): as the model records its training data, a map
+    /// of its coils for a model trained on a coil array, one sigma per slice otherwise, which
+    /// is what a deployment that matched its model to its scanner wants (the daemon, the
+    /// DICOM node). A model is refused under a noise model of other coils than its own.
+    pub noise: Option<NoiseModel>,
     /// Average the model's outputs over the eight orientations of each slice (and its
     /// guide) before the posterior step: a better estimate at eight times the inference.
     pub average_orientations: bool,
@@ -68,7 +70,7 @@ impl Default for DenoiserOptions {
             warmup: Some([1, 64, 64]),
             tile_pixels: 512 * 512,
             posterior: true,
-            noise: NoiseModel::Slice,
+            noise: None,
             average_orientations: false,
         }
     }
@@ -111,7 +113,7 @@ impl std::fmt::Debug for Denoiser {
 impl Denoiser {
     pub fn open(runtime: &OnnxRuntime, path: &Path, options: &DenoiserOptions) -> Result<Self> {
         options.providers.validate()?;
-        if let NoiseModel::Map(settings) = &options.noise {
+        if let Some(NoiseModel::Map(settings)) = &options.noise {
             settings.validate()?;
         }
         if !path.is_file() {
@@ -176,7 +178,14 @@ impl Denoiser {
             }
             _ => {}
         }
-        let served_coils = options.noise.coils();
+        let noise = options.noise.unwrap_or(match metadata.noise_coils {
+            1 => NoiseModel::Slice,
+            coils => NoiseModel::Map(NoiseMapSettings {
+                coils,
+                ..NoiseMapSettings::default()
+            }),
+        });
+        let served_coils = noise.coils();
         if has_metadata
             && metadata.kind != ModelKind::Synthesis
             && metadata.noise_coils != served_coils
@@ -199,8 +208,8 @@ impl Denoiser {
             input: Vec::new(),
             guide: Vec::new(),
             scratch: Vec::new(),
-            correction: BiasCorrection::for_coils(options.noise.coils()),
-            noise: options.noise,
+            correction: BiasCorrection::for_coils(noise.coils()),
+            noise,
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
             average_orientations: options.average_orientations,

@@ -142,7 +142,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let runtime = OnnxRuntime::load()?;
     let options = DenoiserOptions {
-        noise,
+        noise: Some(noise),
         providers,
         assume,
         tile_pixels: args.tile_pixels,
