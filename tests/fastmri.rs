@@ -267,7 +267,23 @@ fn both_denoisers_train_on_fastmri_files() {
     let run = train("single", &apart, &[], dir.path());
     let model = dir.path().join("pd.onnx");
     export(&run, &model, &["--to", "a"]);
-    let slice = dir.path().join("p/pd");
+    // The files' slices as the project's folders: what the model is then served on.
+    let out = crossdenoise(&["fastmri", "apart", "--out", "slices"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("file0.h5: PD (CORPD_FBK), patient X0, 3 slices, 4 coils"),
+        "{said}"
+    );
+    assert!(said.contains("--noise map --coils 4"), "{said}");
+    let written = crossdenoise_image::io::read_slice(&dir.path().join("slices/pdfs/file3_001.npy"));
+    let volume = Volume::open(&apart.join("file3.h5")).unwrap();
+    let fft = SliceFft::new(volume.kspace_dim);
+    assert_eq!(written.unwrap(), volume.slice(1, &fft).unwrap());
+    assert!(dir.path().join("slices/preview.png").is_file());
+    let again = crossdenoise(&["fastmri", "apart", "--out", "slices"], dir.path());
+    assert!(!again.status.success() && stderr(&again).contains("--force"));
+    let slice = dir.path().join("slices/pd");
     let denoise = |extra: &[&str]| {
         let mut args = vec!["denoise", "--model", model.to_str().unwrap(), "--out", "o"];
         args.extend(extra);

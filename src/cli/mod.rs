@@ -9,6 +9,7 @@ mod denoise;
 mod diagnose;
 mod experiments;
 mod export;
+mod fastmri;
 mod noise_map;
 mod phantoms;
 mod processes;
@@ -33,6 +34,9 @@ pub enum Command {
     /// Write a synthetic knee phantom data set: paired PD / PDFS folders, the noise-free
     /// images beside them, and a preview picture.
     Phantoms(phantoms::Args),
+    /// Reconstruct fastMRI's knee files (k-space in HDF5) into PD and PDFS slice folders,
+    /// with a preview picture.
+    Fastmri(fastmri::Args),
     /// Estimate each image's noise sd pixel by pixel (scans whose noise varies with a
     /// parallel-imaging g-factor map), writing it as .npy and .png.
     NoiseMap(noise_map::Args),
@@ -78,6 +82,7 @@ fn dual_domain_only(config: &crossdenoise_train::Config, command: &str) -> anyho
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Phantoms(args) => phantoms::run(args),
+        Command::Fastmri(args) => fastmri::run(args),
         Command::NoiseMap(args) => noise_map::run(args),
         Command::Train(args) => train::run(args),
         Command::QuickTest(args) => quick_test::run(args),
