@@ -12,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod contrast;
 pub mod dicom;
+pub mod metrics;
 pub mod mrd;
 pub mod mrd_h5;
 pub mod pairing;

@@ -7,6 +7,11 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::metrics::{self, Kind};
+
+/// The daemon's metrics' prefix.
+const PREFIX: &str = "crossdenoise_";
+
 /// How many recent denoising latencies the percentiles are taken over.
 const LATENCY_WINDOW: usize = 4096;
 
@@ -140,9 +145,7 @@ impl Snapshot {
     pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP crossdenoise_{name} {help}\n# TYPE crossdenoise_{name} counter\ncrossdenoise_{name} {v}\n"
-            ));
+            metrics::write(&mut out, PREFIX, (Kind::Counter, name, help), v);
         };
         counter(
             "connections_total",
@@ -200,14 +203,20 @@ impl Snapshot {
             "Connections closed for a bad message.",
             self.protocol_errors,
         );
-        out.push_str(&format!(
-            "# HELP crossdenoise_connections_open Open client connections.\n# TYPE crossdenoise_connections_open gauge\ncrossdenoise_connections_open {}\n",
-            self.connections_active
-        ));
-        out.push_str(&format!(
-            "# HELP crossdenoise_images_kept Images kept for partner series to come.\n# TYPE crossdenoise_images_kept gauge\ncrossdenoise_images_kept {}\n",
-            self.kept
-        ));
+        let open = "Open client connections.";
+        let kept = "Images kept for partner series to come.";
+        metrics::write(
+            &mut out,
+            PREFIX,
+            (Kind::Gauge, "connections_open", open),
+            self.connections_active,
+        );
+        metrics::write(
+            &mut out,
+            PREFIX,
+            (Kind::Gauge, "images_kept", kept),
+            self.kept,
+        );
         out.push_str(
             "# HELP crossdenoise_latency_seconds Arrival to denoised result, recent images.\n# TYPE crossdenoise_latency_seconds summary\n",
         );

@@ -33,64 +33,70 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::metrics::{self, Kind, counters};
 use crate::peers::{PeerCounts, PeerSlot};
 use config::DicomConfig;
+
+/// The node's metrics' prefix.
+const PREFIX: &str = "crossdenoise_dicom_";
 use spool::{Spool, SpoolError};
 
-/// What the node has done, for the log and the tests.
-#[derive(Debug, Default)]
-pub struct NodeStats {
-    pub associations: AtomicU64,
-    /// Rejected: an AE title not allowed, nothing acceptable proposed, or the limit reached.
-    pub associations_rejected: AtomicU64,
-    /// Aborted by this node: a protocol error or silence past `timeout_s`.
-    pub associations_aborted: AtomicU64,
-    pub echoes: AtomicU64,
-    pub instances_received: AtomicU64,
-    /// Written to the spool (a duplicate is not counted again).
-    pub instances_stored: AtomicU64,
-    /// Acknowledged and not stored again: already in the spool (a resend), or of a stored
-    /// UID with other content under `on_conflict = "keep_first"`.
-    pub instances_duplicate: AtomicU64,
-    /// Of a stored SOP Instance UID with other content (counted too as duplicate or
-    /// refused, as `on_conflict` says).
-    pub instances_conflicting: AtomicU64,
-    /// Answered with an error status: unreadable, mismatched, too large, or not written.
-    pub instances_refused: AtomicU64,
-    /// Acknowledged by the destination (and gone from the outbox and the spool).
-    pub instances_forwarded: AtomicU64,
-    /// Refused by the destination (or unreadable): set aside in `failed/`.
-    pub forward_failed: AtomicU64,
-    /// Tries to reach the destination that failed (it was down or broke off).
-    pub forward_retries: AtomicU64,
-    /// Instances denoised into the outbox.
-    pub instances_denoised: AtomicU64,
-    /// Series denoised with their partner contrast as guide.
-    pub series_paired: AtomicU64,
-    /// Series denoised alone (no partner within `pair_wait_s`).
-    pub series_alone: AtomicU64,
-    /// Slices of a paired series that their partner series does not cover, denoised by
-    /// their contrast's single-contrast model.
-    pub instances_unmatched: AtomicU64,
-    /// Enhanced MR (multi-frame) instances split into one instance per frame.
-    pub instances_split: AtomicU64,
-    /// Instances that came after their series was denoised (within `pair_wait_s`), denoised
-    /// alone into its derived series.
-    pub instances_late: AtomicU64,
-    /// Complete series waiting for their partner contrast (a gauge the pipeline sets).
-    pub series_waiting: AtomicU64,
-    /// Received instances set aside in `failed/`: unreadable, not PD or PDFS (with
-    /// `other_series = "set_aside"`), two contrasts or patients in one series, no model to
-    /// take them, or denoising failed for good.
-    pub instances_set_aside: AtomicU64,
-    /// Instances of a pair whose pixels disagree with its labels, or whose result resembled
-    /// its guide more than its own input (the output guard): passed on or set aside as
-    /// `other_series` says.
-    pub instances_guard_refused: AtomicU64,
-    /// Instances of a series that is not PD or PDFS, passed on unchanged.
-    pub instances_passed_on: AtomicU64,
-    /// Series not denoised for a reason that may pass (a full disk), to be tried again.
-    pub processing_retries: AtomicU64,
+counters! {
+    /// What the node has done, for the log, /metrics and the tests: each counter with its
+    /// Prometheus kind, name (after `crossdenoise_dicom_`) and help, declared once.
+    pub struct NodeStats {
+        associations: Counter "associations_total" "DICOM associations accepted.",
+        /// Rejected: an AE title not allowed, nothing acceptable proposed, or the limit reached.
+        associations_rejected: Counter "associations_rejected_total" "DICOM associations rejected (AE title, nothing acceptable, max_associations, max_associations_per_peer, handshake_timeout_s).",
+        /// Aborted by this node: a protocol error or silence past `timeout_s`.
+        associations_aborted: Counter "associations_aborted_total" "DICOM associations aborted by this node (protocol error, silence past timeout_s).",
+        echoes: Counter "echoes_total" "C-ECHO requests answered.",
+        instances_received: Counter "instances_received_total" "Instances received by C-STORE (= stored + duplicate + refused).",
+        /// Written to the spool (a duplicate is not counted again).
+        instances_stored: Counter "instances_stored_total" "Instances synced into the spool.",
+        /// Acknowledged and not stored again: already in the spool (a resend), or of a stored
+        /// UID with other content under `on_conflict = "keep_first"`.
+        instances_duplicate: Counter "instances_duplicate_total" "Instances acknowledged and not stored again (a resend, or a conflicting one kept first).",
+        /// Of a stored SOP Instance UID with other content (counted too as duplicate or
+        /// refused, as `on_conflict` says).
+        instances_conflicting: Counter "instances_conflicting_total" "Instances of a stored SOP Instance UID with other content.",
+        /// Answered with an error status: unreadable, mismatched, too large, or not written.
+        instances_refused: Counter "instances_refused_total" "Instances answered with an error status.",
+        /// Acknowledged by the destination (and gone from the outbox and the spool).
+        instances_forwarded: Counter "instances_forwarded_total" "Instances the destination acknowledged.",
+        /// Refused by the destination (or unreadable): set aside in `failed/`.
+        forward_failed: Counter "forward_failed_total" "Instances the destination refused, set aside in failed/.",
+        /// Tries to reach the destination that failed (it was down or broke off).
+        forward_retries: Counter "forward_retries_total" "Tries to reach the destination that failed (down or broke off).",
+        /// Instances denoised into the outbox.
+        instances_denoised: Counter "instances_denoised_total" "Instances denoised into the outbox.",
+        /// Series denoised with their partner contrast as guide.
+        series_paired: Counter "series_paired_total" "Series denoised with their partner contrast as guide.",
+        /// Series denoised alone (no partner within `pair_wait_s`).
+        series_alone: Counter "series_alone_total" "Series denoised alone (no partner within pair_wait_s).",
+        /// Slices of a paired series that their partner series does not cover, denoised by
+        /// their contrast's single-contrast model.
+        instances_unmatched: Counter "instances_unmatched_total" "Slices of a paired series without a partner slice, denoised by the single-contrast model.",
+        /// Enhanced MR (multi-frame) instances split into one instance per frame.
+        instances_split: Counter "instances_split_total" "Enhanced MR instances split into one instance per frame.",
+        /// Instances that came after their series was denoised (within `pair_wait_s`), denoised
+        /// alone into its derived series.
+        instances_late: Counter "instances_late_total" "Instances that came after their series was denoised, denoised alone into its derived series.",
+        /// Complete series waiting for their partner contrast (a gauge the pipeline sets).
+        series_waiting: Gauge "series_waiting" "Complete series waiting for their partner contrast.",
+        /// Received instances set aside in `failed/`: unreadable, not PD or PDFS (with
+        /// `other_series = "set_aside"`), two contrasts or patients in one series, no model to
+        /// take them, or denoising failed for good.
+        instances_set_aside: Counter "instances_set_aside_total" "Received instances set aside in failed/ (not PD or PDFS, mixed, no model, a fault for good).",
+        /// Instances of a pair whose pixels disagree with its labels, or whose result resembled
+        /// its guide more than its own input (the output guard): passed on or set aside as
+        /// `other_series` says.
+        instances_guard_refused: Counter "instances_guard_refused_total" "Instances of a pair whose pixels disagree with its labels or whose result resembled its guide more than its input.",
+        /// Instances of a series that is not PD or PDFS, passed on unchanged.
+        instances_passed_on: Counter "instances_passed_on_total" "Instances of a series that is not PD or PDFS, passed on unchanged.",
+        /// Series not denoised for a reason that may pass (a full disk), to be tried again.
+        processing_retries: Counter "processing_retries_total" "Series not denoised for a reason that may pass (a full disk), tried again.",
+    }
 }
 
 impl NodeStats {
@@ -158,121 +164,18 @@ impl Node {
         })
     }
 
-    /// The node's counts in the Prometheus text format, with the outbox's depth now.
+    /// The node's counts in the Prometheus text format, with the spool's and the outbox's
+    /// depth now.
     pub fn prometheus(&self) -> String {
-        let s = &self.stats;
-        let g = NodeStats::get;
         let mut out = String::new();
-        let mut metric = |kind: &str, name: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP crossdenoise_dicom_{name} {help}\n# TYPE crossdenoise_dicom_{name} {kind}\ncrossdenoise_dicom_{name} {v}\n"
-            ));
-        };
-        for (name, help, v) in [
-            (
-                "associations_total",
-                "DICOM associations accepted.",
-                g(&s.associations),
-            ),
-            (
-                "associations_rejected_total",
-                "DICOM associations rejected (AE title, nothing acceptable, max_associations, max_associations_per_peer, handshake_timeout_s).",
-                g(&s.associations_rejected),
-            ),
-            (
-                "associations_aborted_total",
-                "DICOM associations aborted by this node (protocol error, silence past timeout_s).",
-                g(&s.associations_aborted),
-            ),
-            (
-                "instances_received_total",
-                "Instances received by C-STORE (= stored + duplicate + refused).",
-                g(&s.instances_received),
-            ),
-            (
-                "instances_stored_total",
-                "Instances synced into the spool.",
-                g(&s.instances_stored),
-            ),
-            (
-                "instances_duplicate_total",
-                "Instances acknowledged and not stored again (a resend, or a conflicting one kept first).",
-                g(&s.instances_duplicate),
-            ),
-            (
-                "instances_conflicting_total",
-                "Instances of a stored SOP Instance UID with other content.",
-                g(&s.instances_conflicting),
-            ),
-            (
-                "instances_refused_total",
-                "Instances answered with an error status.",
-                g(&s.instances_refused),
-            ),
-            (
-                "instances_split_total",
-                "Enhanced MR instances split into one instance per frame.",
-                g(&s.instances_split),
-            ),
-            (
-                "instances_denoised_total",
-                "Instances denoised into the outbox.",
-                g(&s.instances_denoised),
-            ),
-            (
-                "instances_unmatched_total",
-                "Slices of a paired series without a partner slice, denoised by the single-contrast model.",
-                g(&s.instances_unmatched),
-            ),
-            (
-                "instances_late_total",
-                "Instances that came after their series was denoised, denoised alone into its derived series.",
-                g(&s.instances_late),
-            ),
-            (
-                "instances_passed_on_total",
-                "Instances of a series that is not PD or PDFS, passed on unchanged.",
-                g(&s.instances_passed_on),
-            ),
-            (
-                "instances_guard_refused_total",
-                "Instances of a pair whose pixels disagree with its labels or whose result resembled its guide more than its input.",
-                g(&s.instances_guard_refused),
-            ),
-            (
-                "instances_set_aside_total",
-                "Received instances set aside in failed/ (not PD or PDFS, mixed, no model, a fault for good).",
-                g(&s.instances_set_aside),
-            ),
-            (
-                "processing_retries_total",
-                "Series not denoised for a reason that may pass (a full disk), tried again.",
-                g(&s.processing_retries),
-            ),
-            (
-                "instances_forwarded_total",
-                "Instances the destination acknowledged.",
-                g(&s.instances_forwarded),
-            ),
-            (
-                "forward_failed_total",
-                "Instances the destination refused, set aside in failed/.",
-                g(&s.forward_failed),
-            ),
-            (
-                "forward_retries_total",
-                "Tries to reach the destination that failed (down or broke off).",
-                g(&s.forward_retries),
-            ),
-        ] {
-            metric("counter", name, help, v);
+        for (kind, name, help, counter) in self.stats.metrics() {
+            metrics::write(
+                &mut out,
+                PREFIX,
+                (kind, name, help),
+                NodeStats::get(counter),
+            );
         }
-        metric(
-            "gauge",
-            "series_waiting",
-            "Complete series waiting for their partner contrast.",
-            g(&s.series_waiting),
-        );
         let spooled = std::fs::read_dir(self.spool.received())
             .map(|d| {
                 d.flatten()
@@ -280,17 +183,19 @@ impl Node {
                     .count()
             })
             .unwrap_or(0) as u64;
-        metric(
-            "gauge",
-            "spool_depth",
-            "Received instances in the spool: not yet delivered (or set aside).",
+        let spool_depth = "Received instances in the spool: not yet delivered (or set aside).";
+        metrics::write(
+            &mut out,
+            PREFIX,
+            (Kind::Gauge, "spool_depth", spool_depth),
             spooled,
         );
         let depth = outbox::pending(&self.config.spool).len() as u64;
-        metric(
-            "gauge",
-            "outbox_depth",
-            "Derived instances waiting for the destination.",
+        let outbox_depth = "Derived instances waiting for the destination.";
+        metrics::write(
+            &mut out,
+            PREFIX,
+            (Kind::Gauge, "outbox_depth", outbox_depth),
             depth,
         );
         out
