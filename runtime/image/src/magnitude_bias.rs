@@ -71,8 +71,6 @@ pub struct BiasCorrection {
     /// `m(t_k)` at `t_k = k table_max / TABLE_STEPS`.
     means: Vec<f64>,
     table_max: f64,
-    /// `2L - 1`: what the square-root rule subtracts above the table, in sigma^2.
-    excess: f64,
 }
 
 impl Default for BiasCorrection {
@@ -104,7 +102,6 @@ impl BiasCorrection {
             coils,
             means,
             table_max,
-            excess: f64::from(2 * coils - 1),
         }
     }
 
@@ -126,7 +123,7 @@ impl BiasCorrection {
         }
         let last = *self.means.last().expect("a table");
         if r >= last {
-            return ((m * m - self.excess * s * s).max(0.0)).sqrt() as f32;
+            return (root_rule(r, self.coils) * s) as f32;
         }
         // The first tabulated mean above r; interpolate between it and the one before.
         let k = self.means.partition_point(|&v| v <= r).max(1);
@@ -140,6 +137,13 @@ impl BiasCorrection {
     pub fn apply(&self, mut image: ArrayViewMut2<f32>, sigma: f32) {
         image.mapv_inplace(|v| self.amplitude(v, sigma));
     }
+}
+
+/// The amplitude (in sigmas) whose mean is `t` sigmas by the square-root rule,
+/// `sqrt(t^2 - (2L - 1))` for `coils` coils, 0 at or below the floor: exact far above it,
+/// what the table gives way to, and the amplitude an observation suggests by itself.
+pub fn root_rule(t: f64, coils: u32) -> f64 {
+    (t * t - f64::from(2 * coils.max(1) - 1)).max(0.0).sqrt()
 }
 
 /// `exp(-x) I0(x)`, `x >= 0` (Abramowitz & Stegun 9.8.1 / 9.8.2, relative error < 2e-7).

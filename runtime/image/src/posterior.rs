@@ -29,7 +29,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::magnitude_bias::{BiasCorrection, log_ive_scaled};
+use crate::magnitude_bias::{BiasCorrection, log_ive_scaled, root_rule};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
 /// magnitude (what a model without a prior returns too), the spread and the shift.
@@ -106,7 +106,7 @@ impl Grid {
     /// the observation.
     pub fn likelihood(y: f64, coils: u32) -> Self {
         Grid {
-            lo: (observed_amplitude(y, coils).min(y) - LIKELIHOOD_REACH).max(0.0),
+            lo: (root_rule(y, coils) - LIKELIHOOD_REACH).max(0.0),
             hi: y + LIKELIHOOD_REACH,
         }
     }
@@ -118,7 +118,7 @@ impl Grid {
     /// reach at all: the prediction is far off (a finding the surroundings did not
     /// predict), and the observation wins.
     pub fn posterior(y: f64, prior: Prior, coils: u32) -> Option<Self> {
-        let amplitude = observed_amplitude(y, coils);
+        let amplitude = root_rule(y, coils);
         let mean = prior.mean.abs();
         if (mean - amplitude).abs() > PRIOR_REACH * prior.std + LIKELIHOOD_REACH {
             return None;
@@ -139,13 +139,6 @@ impl Grid {
     pub fn centre(&self, k: usize) -> f64 {
         self.lo + (self.hi - self.lo) * (k as f64 + 0.5) / BINS as f64
     }
-}
-
-/// The amplitude an observation `y` of `coils` coils suggests by itself (in sigmas): the
-/// square-root rule of the magnitude's mean, `sqrt(y^2 - (2 L - 1))`, 0 at or below the
-/// floor.
-fn observed_amplitude(y: f64, coils: u32) -> f64 {
-    (y * y - f64::from(2 * coils.max(1) - 1)).max(0.0).sqrt()
 }
 
 /// The log likelihood of observing `y` given amplitude `a` (both in sigmas) for a magnitude

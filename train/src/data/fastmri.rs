@@ -40,11 +40,16 @@ enum Slices {
     Apart([Vec<At>; 2]),
 }
 
-/// The volumes of one folder and the slices a set takes from them.
+/// One folder's volumes, open.
 #[derive(Debug)]
-struct Part {
+struct Folder {
     root: PathBuf,
     volumes: Vec<Volume>,
+}
+
+/// The slices a set takes from a folder's volumes.
+#[derive(Debug)]
+struct Part {
     slices: Slices,
     /// Volumes the set takes slices from, per contrast.
     used: [usize; 2],
@@ -53,6 +58,9 @@ struct Part {
 /// What a run on fastMRI files will read: the training and validation slices, the coils.
 #[derive(Debug)]
 pub struct Plan {
+    folder: Folder,
+    /// `data.val_path`'s volumes; without it the validation slices are `folder`'s.
+    val_folder: Option<Folder>,
     train: Part,
     val: Part,
     /// Receive channels of every file (1: Rician magnitudes).
@@ -84,32 +92,35 @@ impl Plan {
             g.check(root, paired)?;
             Ok::<_, DataError>(g)
         };
-        let (train, val, unpaired) = match val_volumes {
+        let g = groups(&volumes, root)?;
+        let (train, val, val_folder) = match val_volumes {
             Some(val_volumes) => {
                 let val_root = d.val_path.clone().expect("given");
-                let (g, v) = (groups(&volumes, root)?, groups(&val_volumes, &val_root)?);
-                let unpaired = g.unpaired;
-                let train = Part::new(root.into(), volumes, &g, d.train_pairs);
+                let v = groups(&val_volumes, &val_root)?;
+                let val = Part::new(&val_volumes, &v, d.val_pairs);
+                let val_folder = Folder {
+                    root: val_root,
+                    volumes: val_volumes,
+                };
                 (
-                    train,
-                    Part::new(val_root, val_volumes, &v, d.val_pairs),
-                    unpaired,
+                    Part::new(&volumes, &g, d.train_pairs),
+                    val,
+                    Some(val_folder),
                 )
             }
             None => {
-                let g = groups(&volumes, root)?;
                 let (keep, held) = g.hold_out(&volumes, d.val_pairs, root)?;
-                let train = Part::new(root.into(), volumes, &keep, d.train_pairs);
-                let val = Part {
-                    slices: held.slices(&train.volumes, d.val_pairs),
-                    used: held.used(),
-                    root: root.into(),
-                    volumes: Vec::new(),
-                };
-                (train, val, g.unpaired)
+                let train = Part::new(&volumes, &keep, d.train_pairs);
+                (train, Part::new(&volumes, &held, d.val_pairs), None)
             }
         };
+        let unpaired = g.unpaired;
         Ok(Plan {
+            folder: Folder {
+                root: root.into(),
+                volumes,
+            },
+            val_folder,
             train,
             val,
             coils,
@@ -122,12 +133,8 @@ impl Plan {
     /// to a multiple of `multiple`.
     pub fn load(self, multiple: usize) -> Result<Data, DataError> {
         let mut ffts = HashMap::new();
-        let train = read(&self.train, &self.train.volumes, multiple, &mut ffts)?;
-        let val_volumes = if self.val.volumes.is_empty() {
-            &self.train.volumes
-        } else {
-            &self.val.volumes
-        };
+        let train = read(&self.train, &self.folder.volumes, multiple, &mut ffts)?;
+        let val_volumes = &self.val_folder.as_ref().unwrap_or(&self.folder).volumes;
         let val = read(&self.val, val_volumes, multiple, &mut ffts)?;
         Ok(Data {
             train,
@@ -139,20 +146,17 @@ impl Plan {
     /// What `crossdenoise check` prints: the files found and what a run takes from them.
     pub fn describe(&self) -> String {
         let mut s = String::new();
-        for part in [&self.train, &self.val] {
-            if part.volumes.is_empty() {
-                continue;
-            }
+        for folder in std::iter::once(&self.folder).chain(&self.val_folder) {
             let count = |p: Protocol| {
-                let v: Vec<&Volume> = part.volumes.iter().filter(|v| v.protocol == p).collect();
+                let v: Vec<&Volume> = folder.volumes.iter().filter(|v| v.protocol == p).collect();
                 let slices: usize = v.iter().map(|v| v.slices).sum();
                 format!("{} {} ({slices} slices)", v.len(), p.name())
             };
             let _ = writeln!(
                 s,
                 "fastMRI files in {}: {} volumes, {} and {}",
-                part.root.display(),
-                part.volumes.len(),
+                folder.root.display(),
+                folder.volumes.len(),
                 count(Protocol::Pd),
                 count(Protocol::Pdfs)
             );
@@ -376,12 +380,10 @@ impl Groups {
 }
 
 impl Part {
-    fn new(root: PathBuf, volumes: Vec<Volume>, groups: &Groups, cap: usize) -> Part {
+    fn new(volumes: &[Volume], groups: &Groups, cap: usize) -> Part {
         Part {
-            slices: groups.slices(&volumes, cap),
+            slices: groups.slices(volumes, cap),
             used: groups.used(),
-            root,
-            volumes,
         }
     }
 }
