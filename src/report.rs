@@ -20,7 +20,7 @@ use crossdenoise_image::io::read_slice;
 use crossdenoise_image::metrics::{self, Quality};
 use crossdenoise_image::picture::Grid;
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
-use crossdenoise_train::records::RunSummary;
+use crossdenoise_train::denoiser::DenoiserSummary;
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -133,7 +133,7 @@ fn mean(q: &[Quality]) -> Quality {
 /// Writes `out` (HTML) and `heldout.png` beside it; returns the numbers shown.
 pub fn write(inputs: &ReportInputs, out: &Path) -> Result<ReportSummary, ReportError> {
     let summary_path = inputs.run.join("summary.json");
-    let summary: RunSummary = serde_json::from_str(
+    let summary: DenoiserSummary = serde_json::from_str(
         &std::fs::read_to_string(&summary_path)
             .map_err(|e| input_err(&summary_path, e.to_string()))?,
     )
@@ -336,7 +336,7 @@ fn png_tag(path: &Path, alt: &str) -> Result<String, ReportError> {
 
 fn render(
     inputs: &ReportInputs,
-    summary: &RunSummary,
+    summary: &DenoiserSummary,
     r: &ReportSummary,
     reference: Option<&Value>,
     held_out: &Path,

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crossdenoise_export::{Network, TrainedModel};
-use crossdenoise_train::training::collective::{divergence, parameters};
+use crossdenoise_train::run::collective::{divergence, parameters};
 
 use crate::util::{TINY_GUIDED, stderr};
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::parity::ParityReport;
+use crate::agreement::ParityReport;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {

@@ -7,6 +7,7 @@
 //! node, and metadata that tells the runtime how to prepare its input. A graph that does not
 //! reproduce Burn's forward pass within 1e-4 is never written.
 
+pub mod agreement;
 pub mod denoiser_graph;
 pub mod error;
 pub mod graph;
@@ -23,8 +24,9 @@ use crossdenoise_image::{GuideMetadata, ModelKind, ModelMetadata, Normalization}
 use crossdenoise_train::model::Domain;
 use protobuf::Message;
 
+pub use agreement::{ParityCase, ParityReport};
 pub use error::ExportError;
-pub use parity::{ParityCase, ParityReport};
+pub use lower::output_names;
 pub use source::{Network, TrainedModel};
 
 /// The largest max-abs difference between ONNX Runtime and Burn that export accepts.
@@ -266,16 +268,6 @@ pub fn path_metadata(
         rician_correction: false,
         posterior: false,
         noise_coils: 1,
-    }
-}
-
-/// The graph's outputs: the expected magnitude, and the prior's spread and shift for a model
-/// with the posterior step (`ModelMetadata::posterior`).
-pub fn output_names(metadata: &ModelMetadata) -> Vec<&'static str> {
-    if metadata.posterior {
-        vec![lower::OUTPUT, lower::SPREAD, lower::SHIFT]
-    } else {
-        vec![lower::OUTPUT]
     }
 }
 

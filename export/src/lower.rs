@@ -258,3 +258,12 @@ pub(crate) fn leaky_slope(g: &mut GraphBuilder, name: &str, x: &str, slope: f64)
         vec![("alpha", Attr::Float(slope as f32))],
     )
 }
+/// The graph's outputs: the expected magnitude, and the prior's spread and shift for a model
+/// with the posterior step (`ModelMetadata::posterior`).
+pub fn output_names(metadata: &crossdenoise_image::ModelMetadata) -> Vec<&'static str> {
+    if metadata.posterior {
+        vec![OUTPUT, SPREAD, SHIFT]
+    } else {
+        vec![OUTPUT]
+    }
+}

@@ -1,7 +1,6 @@
 //! Parity: the exported graph in ONNX Runtime against Burn's forward pass of the same path,
 //! on phantom slices of two sizes and a batch of two.
 
-use std::fmt;
 use std::path::Path;
 
 use burn::prelude::*;
@@ -11,41 +10,8 @@ use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 use crossdenoise_train::model::{Domain, DualDomain, GuidedDenoiser, Precision};
 use ndarray::{Array4, s};
 
-use crate::ExportError;
-
-/// One compared input.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParityCase {
-    /// `[N, 1, H, W]`.
-    pub shape: [usize; 4],
-    pub max_abs_error: f32,
-    /// The largest output magnitude, to read the error against.
-    pub max_abs_output: f32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParityReport {
-    pub cases: Vec<ParityCase>,
-}
-
-impl ParityReport {
-    pub fn max_abs_error(&self) -> f32 {
-        self.cases.iter().fold(0.0, |m, c| m.max(c.max_abs_error))
-    }
-}
-
-impl fmt::Display for ParityReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in &self.cases {
-            writeln!(
-                f,
-                "  input {:?}: max abs error {:.2e} (outputs up to {:.3})",
-                c.shape, c.max_abs_error, c.max_abs_output
-            )?;
-        }
-        Ok(())
-    }
-}
+pub use crate::agreement::{ParityCase, ParityReport};
+use crate::error::ExportError;
 
 /// Runs the model file at `onnx` and Burn's `translate(from, to)` on the same inputs.
 pub fn check(

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use crossdenoise_train::Config;
-use crossdenoise_train::checkpoint::{self, StateHeader};
 use crossdenoise_train::model::{DenoiserPair, DualDomain};
-use crossdenoise_train::{denoiser, training};
+use crossdenoise_train::run::checkpoint::{self, StateHeader};
+use crossdenoise_train::{denoiser, study};
 
-use crate::ExportError;
+use crate::error::ExportError;
 
 /// What a run trained.
 pub enum Network {
@@ -91,7 +91,7 @@ impl TrainedModel {
                 checkpoint::load_model(&ckpt, init).map_err(mismatch)?,
             ))
         } else {
-            let init = training::model_config(&config).init(&device);
+            let init = study::model_config(&config).init(&device);
             Network::DualDomain(Box::new(
                 checkpoint::load_model(&ckpt, init).map_err(mismatch)?,
             ))

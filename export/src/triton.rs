@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crossdenoise_image::{ModelKind, ModelMetadata};
 
-use crate::ExportError;
+use crate::error::ExportError;
 use crate::lower::{GUIDE, INPUT};
 
 /// Largest batch Triton forms from queued requests.
@@ -124,7 +124,7 @@ optimization {{
         name = model_name(meta),
         max_batch = MAX_BATCH_SIZE,
         inputs = inputs.join(",\n"),
-        outputs = crate::output_names(meta)
+        outputs = crate::lower::output_names(meta)
             .into_iter()
             .map(tensor)
             .collect::<Vec<_>>()

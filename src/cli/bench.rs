@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use crossdenoise_train::bench::{self, BenchModel, StepBenchConfig};
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::model::Precision;
+use crossdenoise_train::study::bench::{self, BenchModel, StepBenchConfig};
 
 use super::processes::Processes;
 use super::progress;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use crossdenoise_train::Config;
 use crossdenoise_train::config::DataSource;
 use crossdenoise_train::data::fastmri;
-use crossdenoise_train::experiment::suite;
+use crossdenoise_train::study::experiment::suite;
 
 use super::train::{print_checks, print_warnings, resolve_config};
 
@@ -39,7 +39,7 @@ pub fn diagnose(args: DiagnoseArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let config = Config::load(&config_path)?;
-    super::dual_domain_only(&config, "diagnose")?;
+    super::train::dual_domain_only(&config, "diagnose")?;
     let (report, _) = suite::read_run(&args.run, &config)
         .with_context(|| format!("cannot read run {}", args.run.display()))?;
     println!(

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use crossdenoise_train::experiment::suite::{self, Plan, Suite, SuiteOptions};
-use crossdenoise_train::training::Observer;
+use crossdenoise_train::run::Observer;
+use crossdenoise_train::study::experiment::suite::{self, Plan, Suite, SuiteOptions};
 
 use super::train::Bar;
 

@@ -66,19 +66,6 @@ pub enum Command {
     Report(report::Args),
 }
 
-/// The study's tools (quick test, diagnosis) read a dual-domain run's losses and criteria;
-/// a denoiser run has others.
-fn dual_domain_only(config: &crossdenoise_train::Config, command: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !config.model.kind.is_denoiser(),
-        "{command} applies the original study's checkpoints to a dual-domain run; '{}' is a {} \
-         run (its figures are in its metrics.jsonl, curves.png and samples/)",
-        config.name,
-        config.model.kind
-    );
-    Ok(())
-}
-
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Phantoms(args) => phantoms::run(args),

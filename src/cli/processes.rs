@@ -4,7 +4,7 @@
 
 #[cfg(feature = "mpi")]
 use anyhow::Context;
-use crossdenoise_train::training;
+use crossdenoise_train::run as training;
 
 /// The processes this one works with: alone, or the ranks of its MPI job.
 pub struct Processes {
@@ -16,7 +16,7 @@ pub struct Processes {
 impl Processes {
     #[cfg(feature = "mpi")]
     pub fn join() -> anyhow::Result<Self> {
-        use crossdenoise_train::training::collective::launched_processes;
+        use crossdenoise_train::run::collective::launched_processes;
         if launched_processes().is_none() {
             return Ok(Processes {
                 world: training::World::default(),
@@ -42,7 +42,7 @@ impl Processes {
     /// refuses to train: each would train alone into the same run folder.
     #[cfg(not(feature = "mpi"))]
     pub fn join() -> anyhow::Result<Self> {
-        use crossdenoise_train::training::collective::launched_processes;
+        use crossdenoise_train::run::collective::launched_processes;
         match launched_processes() {
             None | Some(Some(1)) => Ok(Processes {
                 world: training::World::default(),

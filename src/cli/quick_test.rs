@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crossdenoise_train::device::Backend;
-use crossdenoise_train::experiment::{self, criteria};
-use crossdenoise_train::training::{self, TrainOptions};
+use crossdenoise_train::run::TrainOptions;
+use crossdenoise_train::study;
+use crossdenoise_train::study::experiment::{self, criteria};
 
 use super::train::{Bar, print_checks, print_validation, print_warnings, resolve_config};
 
@@ -29,7 +30,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = resolve_config(&args.config, Some(args.epochs), args.backend, &args.set)?;
-    super::dual_domain_only(&config, "quick-test")?;
+    super::train::dual_domain_only(&config, "quick-test")?;
     print_warnings(&config, &args.config);
     println!(
         "quick test of {} ({} epochs, {} strategy)",
@@ -43,11 +44,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let mut bar = Bar::default();
-    let summary = training::train(&config, &opts, &mut bar)?;
+    let summary = study::train(&config, &opts, &mut bar)?;
     if let Some(b) = bar.bar.take() {
         b.finish_and_clear();
     }
-    if let Some(v) = &summary.final_val {
+    if let Some(v) = &summary.finals.final_val {
         print_validation(v, &config.data.domains);
     }
     let (report, metrics) = experiment::write_run_report(&summary.run_dir, &config)?;

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context;
 use crossdenoise_train::Config;
 use crossdenoise_train::device::Backend;
-use crossdenoise_train::experiment::{self, criteria::Check, diagnosis};
-use crossdenoise_train::loss::LossValues;
+use crossdenoise_train::job::{self, Finals};
 use crossdenoise_train::model::Precision;
-use crossdenoise_train::training::{self, Observer, TrainOptions, Validation};
+use crossdenoise_train::run::{self, Observer, RunSummary, TrainOptions};
+use crossdenoise_train::study::experiment::{self, criteria::Check, diagnosis};
+use crossdenoise_train::study::{PathScore, Validation};
 use indicatif::ProgressBar;
 
 use super::processes::Processes;
@@ -103,15 +104,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if !processes.world.is_lead() {
         // Rank 0 reports and writes for the run; the others only train.
-        let trained = training::train(&config, &opts, &mut training::Quiet);
-        let code = |s: training::RunSummary| match s.interrupted {
+        let trained = job::train(&config, &opts, &mut run::Quiet);
+        let code = |s: RunSummary<Finals>| match s.interrupted {
             true => ExitCode::from(130),
             false => ExitCode::SUCCESS,
         };
         return trained.map(code).map_err(|e| processes.fail(e));
     }
     let mut bar = Bar::default();
-    let trained = training::train(&config, &opts, &mut bar);
+    let trained = job::train(&config, &opts, &mut bar);
     if let Some(b) = bar.bar.take() {
         b.finish_and_clear();
     }
@@ -141,14 +142,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.device,
         summary.precision
     );
-    if config.model.kind.is_denoiser() {
-        println!(
-            "run: {run} (metrics.jsonl, samples/, curves.png, checkpoint/, summary.json); export \
-             each contrast's denoiser with: crossdenoise export {run} --to a (or b) --out model.onnx"
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    if let Some(v) = &summary.final_val {
+    let study = match &summary.finals {
+        Finals::Denoiser(_) => {
+            println!(
+                "run: {run} (metrics.jsonl, samples/, curves.png, checkpoint/, summary.json); \
+                 export each contrast's denoiser with: crossdenoise export {run} --to a (or b) \
+                 --out model.onnx"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Finals::Study(study) => study,
+    };
+    if let Some(v) = &study.final_val {
         print_validation(v, &config.data.domains);
     }
     let (report, _) = experiment::write_run_report(&summary.run_dir, &config)?;
@@ -159,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 pub fn print_validation(v: &Validation, domains: &[String; 2]) {
     let [a, b] = domains;
-    let row = |name: String, s: &training::PathScore| {
+    let row = |name: String, s: &PathScore| {
         let clean = match (s.psnr_clean, s.ssim_clean) {
             (Some(p), Some(q)) => format!("{p:7.2} dB {q:.4}"),
             _ => "        -".into(),
@@ -198,53 +203,21 @@ impl Observer for Bar {
         self.bar = Some(b);
     }
 
-    fn step(&mut self, epoch: usize, step: u64, loss: &LossValues) {
+    fn step(&mut self, epoch: usize, step: u64, losses: &[(String, f32)]) {
         if let Some(b) = &self.bar {
             b.set_position(step);
-            b.set_message(format!("epoch {} {}", epoch + 1, format_losses(loss)));
+            let shown: Vec<String> = losses.iter().map(|(n, v)| format!("{n} {v:.4}")).collect();
+            b.set_message(format!("epoch {} {}", epoch + 1, shown.join(" ")));
         }
     }
 
-    fn note(&mut self, line: &str) {
-        match &self.bar {
-            Some(b) if !b.is_hidden() => b.println(line),
-            _ => println!("{line}"),
-        }
-    }
-
-    fn epoch(&mut self, epoch: usize, train: &LossValues, val: &Validation) {
-        let clean = val
-            .cross_a
-            .psnr_clean
-            .map(|p| format!(", vs clean {p:.2} dB"))
-            .unwrap_or_default();
-        let line = format!(
-            "epoch {:>3}: {} | val cross a<-b {:.2} dB{clean}",
-            epoch + 1,
-            format_losses(train),
-            val.cross_a.psnr
-        );
+    fn epoch(&mut self, _epoch: usize, line: &str) {
         // Without a terminal the bar is hidden; the epoch lines still belong in the log.
         match &self.bar {
             Some(b) if !b.is_hidden() => b.println(line),
             _ => println!("{line}"),
         }
     }
-}
-
-pub fn format_losses(l: &LossValues) -> String {
-    let mut s = format!("total {:.4}", l.total);
-    for (name, v) in [
-        ("content", l.content),
-        ("recon", l.recon),
-        ("cross", l.cross),
-        ("edge", l.edge),
-    ] {
-        if let Some(v) = v {
-            s.push_str(&format!(" {name} {v:.4}"));
-        }
-    }
-    s
 }
 
 /// The study's config traps, as warnings before training starts.
@@ -279,4 +252,17 @@ pub fn print_checks(checks: &[Check]) {
             c.threshold
         );
     }
+}
+
+/// The study's tools (quick test, diagnosis) read a dual-domain run's losses and criteria;
+/// a denoiser run has others, so `command` refuses it.
+pub fn dual_domain_only(config: &crossdenoise_train::Config, command: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.model.kind.is_denoiser(),
+        "{command} applies the original study's checkpoints to a dual-domain run; '{}' is a {} \
+         run (its figures are in its metrics.jsonl, curves.png and samples/)",
+        config.name,
+        config.model.kind
+    );
+    Ok(())
 }

@@ -7,9 +7,9 @@
 
 #![cfg(any(feature = "wgpu", feature = "ndarray", feature = "tch"))]
 
-use crossdenoise_train::bench::{BenchModel, StepBenchConfig, train_step};
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::model::Precision;
+use crossdenoise_train::study::bench::{BenchModel, StepBenchConfig, train_step};
 
 fn one_step(backend: Backend) {
     for model in [BenchModel::DualDomain, BenchModel::Guided] {
@@ -65,16 +65,13 @@ fn guided_run(backend: Backend, devices: &str) -> Vec<f32> {
         "t.json".as_ref(),
     )
     .unwrap();
-    let opts = crossdenoise_train::training::TrainOptions {
+    let opts = crossdenoise_train::run::TrainOptions {
         out: dir.path().into(),
         ..Default::default()
     };
-    let summary = crossdenoise_train::training::train(
-        &config,
-        &opts,
-        &mut crossdenoise_train::training::Quiet,
-    )
-    .unwrap();
+    let summary =
+        crossdenoise_train::denoiser::train(&config, &opts, &mut crossdenoise_train::run::Quiet)
+            .unwrap();
     assert_eq!(summary.steps, 3);
     let metrics = std::fs::read_to_string(summary.run_dir.join("metrics.jsonl")).unwrap();
     let lines: Vec<crossdenoise_train::denoiser::DenoiserLine> = metrics
@@ -145,7 +142,8 @@ mod libtorch {
     use crossdenoise_train::Config;
     use crossdenoise_train::device::{Backend, BackendError};
     use crossdenoise_train::model::Precision;
-    use crossdenoise_train::training::{self, MetricLine, Quiet, TrainOptions};
+    use crossdenoise_train::run::{self, Quiet, TrainOptions};
+    use crossdenoise_train::study::{self, MetricLine, StudySummary};
 
     /// A small run that still exercises every loss (edge included) and Adam's warm-up and
     /// cosine schedule over 8 steps.
@@ -168,7 +166,7 @@ mod libtorch {
         c
     }
 
-    fn train(c: &Config, out: &Path, resume: bool) -> training::RunSummary {
+    fn train(c: &Config, out: &Path, resume: bool) -> StudySummary {
         train_until(c, out, resume, None)
     }
 
@@ -177,19 +175,20 @@ mod libtorch {
         out: &Path,
         resume: bool,
         stop_after_steps: Option<u64>,
-    ) -> training::RunSummary {
+    ) -> StudySummary {
         let opts = TrainOptions {
             out: out.into(),
             resume,
             stop_after_steps,
             ..Default::default()
         };
-        training::train(c, &opts, &mut Quiet).unwrap()
+        study::train(c, &opts, &mut Quiet).unwrap()
     }
 
     /// Each step's [total, content, recon, cross, edge] and each epoch's validation PSNRs.
     fn read(run: &Path) -> (Vec<[f32; 5]>, Vec<[f64; 4]>) {
-        let lines = crossdenoise_train::curves::read_metrics(&run.join("metrics.jsonl")).unwrap();
+        let lines =
+            crossdenoise_train::study::curves::read_metrics(&run.join("metrics.jsonl")).unwrap();
         let mut steps = Vec::new();
         let mut vals = Vec::new();
         for l in lines {
@@ -360,7 +359,7 @@ mod libtorch {
     fn a_failed_allocation_is_an_error_not_a_crash() {
         let device = Backend::Libtorch.device(0).unwrap();
         // 200k x 200k floats: 160 GB, more than any test machine has.
-        let r = training::catch_allocation_failure(|| {
+        let r = run::catch_allocation_failure(|| {
             Tensor::<2>::zeros([200_000, 200_000], &device).into_data()
         });
         let detail = r.unwrap_err();

@@ -5,7 +5,9 @@ use std::fs;
 use std::path::Path;
 
 use crossdenoise_train::Config;
-use crossdenoise_train::training::{self, MetricLine, Quiet, TrainOptions};
+use crossdenoise_train::job;
+use crossdenoise_train::run::{Quiet, TrainOptions};
+use crossdenoise_train::study::{self, MetricLine};
 
 fn tiny(name: &str) -> Config {
     let text = format!(
@@ -36,7 +38,7 @@ fn metrics(run: &Path) -> String {
 fn a_run_writes_its_outputs_and_is_reproducible() {
     let dir = tempfile::tempdir().unwrap();
     let c = tiny("run");
-    let s = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    let s = job::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
     assert_eq!((s.epochs_done, s.steps, s.interrupted), (2, 4, false));
     let run = dir.path().join("run");
     for f in [
@@ -69,12 +71,12 @@ fn a_run_writes_its_outputs_and_is_reproducible() {
     assert!(v.cross_a.psnr.is_finite() && v.cross_a.psnr_clean.is_some() && v.baseline_a.is_some());
 
     // A run of the same name is not silently replaced.
-    let err = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
+    let err = job::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
 
     // Same config, same seed: the same metrics, line for line.
     let other = tempfile::tempdir().unwrap();
-    training::train(&c, &opts(other.path()), &mut Quiet).unwrap();
+    job::train(&c, &opts(other.path()), &mut Quiet).unwrap();
     assert_eq!(metrics(&run), metrics(&other.path().join("run")));
 }
 
@@ -82,11 +84,11 @@ fn a_run_writes_its_outputs_and_is_reproducible() {
 fn resumed_run_ends_identical_to_an_uninterrupted_one() {
     let whole = tempfile::tempdir().unwrap();
     let c = tiny("r");
-    training::train(&c, &opts(whole.path()), &mut Quiet).unwrap();
+    job::train(&c, &opts(whole.path()), &mut Quiet).unwrap();
 
     let parts = tempfile::tempdir().unwrap();
     // Stop mid-epoch 0, then at the end of epoch 0 ... the checkpoint takes over each time.
-    let first = training::train(
+    let first = job::train(
         &c,
         &TrainOptions {
             stop_after_steps: Some(1),
@@ -104,7 +106,7 @@ fn resumed_run_ends_identical_to_an_uninterrupted_one() {
         .open(run.join("metrics.jsonl"))
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"{\"kind\":\"garbage\"}\n"))
         .unwrap();
-    let second = training::train(
+    let second = job::train(
         &c,
         &TrainOptions {
             resume: true,
@@ -115,7 +117,7 @@ fn resumed_run_ends_identical_to_an_uninterrupted_one() {
     )
     .unwrap();
     assert!(second.interrupted);
-    let last = training::train(
+    let last = job::train(
         &c,
         &TrainOptions {
             resume: true,
@@ -136,11 +138,11 @@ fn resume_refuses_a_changed_config_or_a_missing_checkpoint() {
         resume: true,
         ..opts(dir.path())
     };
-    let err = training::train(&tiny("m"), &resume, &mut Quiet).unwrap_err();
+    let err = job::train(&tiny("m"), &resume, &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("no checkpoint"), "{err}");
 
     let c = tiny("m");
-    training::train(
+    job::train(
         &c,
         &TrainOptions {
             stop_after_steps: Some(1),
@@ -151,7 +153,7 @@ fn resume_refuses_a_changed_config_or_a_missing_checkpoint() {
     .unwrap();
     let mut changed = c.clone();
     changed.trainer.lr = 0.01;
-    let err = training::train(&changed, &resume, &mut Quiet).unwrap_err();
+    let err = job::train(&changed, &resume, &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("different config"), "{err}");
 }
 
@@ -162,7 +164,7 @@ fn bf16_off_libtorch_is_refused_before_the_run_starts() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = tiny("low");
     c.trainer.precision = crossdenoise_train::model::Precision::Bf16;
-    let err = training::train(&c, &opts(dir.path()), &mut Quiet)
+    let err = job::train(&c, &opts(dir.path()), &mut Quiet)
         .unwrap_err()
         .to_string();
     assert!(
@@ -176,7 +178,7 @@ fn bf16_off_libtorch_is_refused_before_the_run_starts() {
 fn a_finished_run_trains_on_when_only_its_epochs_are_raised() {
     let dir = tempfile::tempdir().unwrap();
     let c = tiny("more");
-    let done = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    let done = job::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
     assert_eq!(done.epochs_done, 2);
     let resume = TrainOptions {
         resume: true,
@@ -184,7 +186,7 @@ fn a_finished_run_trains_on_when_only_its_epochs_are_raised() {
     };
     let mut longer = c.clone();
     longer.trainer.epochs = 3;
-    let more = training::train(&longer, &resume, &mut Quiet).unwrap();
+    let more = job::train(&longer, &resume, &mut Quiet).unwrap();
     assert_eq!((more.epochs_done, more.steps), (3, 6));
     let run = dir.path().join("more");
     let saved: serde_json::Value =
@@ -200,7 +202,7 @@ fn a_finished_run_trains_on_when_only_its_epochs_are_raised() {
     let mut other = longer.clone();
     other.trainer.epochs = 4;
     other.trainer.lr = 0.01;
-    let err = training::train(&other, &resume, &mut Quiet).unwrap_err();
+    let err = job::train(&other, &resume, &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("different config"), "{err}");
 }
 
@@ -228,13 +230,13 @@ fn trains_on_paired_folders_and_names_bad_folders() {
     c.data.path = Some(data.clone());
     c.data.val_pairs = 2;
     c.trainer.epochs = 1;
-    let s = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    let s = study::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
     assert_eq!(s.steps, 1, "3 training pairs in batches of 4");
-    let v = s.final_val.unwrap();
+    let v = s.finals.final_val.unwrap();
     assert!(v.cross_a.psnr.is_finite() && v.cross_a.psnr_clean.is_none() && v.baseline_a.is_none());
 
     c.data.val_pairs = 5;
-    let err = training::train(
+    let err = job::train(
         &c,
         &TrainOptions {
             force: true,
@@ -249,7 +251,7 @@ fn trains_on_paired_folders_and_names_bad_folders() {
     );
 
     c.data.path = Some(dir.path().join("missing"));
-    let err = training::train(
+    let err = job::train(
         &c,
         &TrainOptions {
             force: true,
@@ -290,8 +292,8 @@ fn tiny_suite(dir: &Path) -> Vec<&'static str> {
 
 #[test]
 fn an_interrupted_suite_resumes_without_redoing_finished_runs() {
-    use crossdenoise_train::experiment::suite::{self, Plan, SuiteOptions};
-    use crossdenoise_train::training::Observer;
+    use crossdenoise_train::run::Observer;
+    use crossdenoise_train::study::experiment::suite::{self, Plan, SuiteOptions};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -380,14 +382,14 @@ fn a_diverged_run_leaves_its_error_for_the_diagnosis() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = tiny("diverge");
     c.trainer.lr = 1e30;
-    let err = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
+    let err = job::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("diverged"), "{err}");
     let run = dir.path().join("diverge");
     let text = fs::read_to_string(run.join("error.txt")).unwrap();
-    let found = crossdenoise_train::experiment::diagnosis::diagnose(
-        &crossdenoise_train::experiment::criteria::RunMetrics::default(),
+    let found = crossdenoise_train::study::experiment::diagnosis::diagnose(
+        &crossdenoise_train::study::experiment::criteria::RunMetrics::default(),
         &c,
-        &crossdenoise_train::experiment::diagnosis::RunOutcome { error: Some(text) },
+        &crossdenoise_train::study::experiment::diagnosis::RunOutcome { error: Some(text) },
     );
     assert_eq!(found[0].symptom, "training unstable", "{found:#?}");
     assert!(found[0].remedy.contains("to 1e-4"));
@@ -395,15 +397,15 @@ fn a_diverged_run_leaves_its_error_for_the_diagnosis() {
 
 /// The checkpointed parameters of `config`'s run in `out`, flattened.
 fn checkpointed(config: &Config, out: &Path) -> Vec<f32> {
-    use crossdenoise_train::checkpoint;
-    use crossdenoise_train::training::collective::parameters;
+    use crossdenoise_train::run::checkpoint;
+    use crossdenoise_train::run::collective::parameters;
     let device = burn::prelude::Device::flex();
     let ckpt = checkpoint::find(&out.join(&config.name)).unwrap();
     if config.model.kind.is_denoiser() {
         let init = crossdenoise_train::denoiser::training::model_config(config).init_pair(&device);
         parameters(&checkpoint::load_model(&ckpt, init).unwrap())
     } else {
-        let init = training::model_config(config).init(&device);
+        let init = study::model_config(config).init(&device);
         parameters(&checkpoint::load_model(&ckpt, init).unwrap())
     }
 }
@@ -422,7 +424,7 @@ fn lr_sum(run: &Path) -> f32 {
 /// train the model one does, for the dual-domain network and the guided denoisers alike.
 #[test]
 fn several_devices_in_one_process_train_the_model_one_device_does() {
-    use crossdenoise_train::training::collective::divergence;
+    use crossdenoise_train::run::collective::divergence;
     let mut guided = tiny("guided");
     guided.model.kind = crossdenoise_train::config::ModelKind::Guided;
     guided.trainer.crop_size = 16;
@@ -435,10 +437,10 @@ fn several_devices_in_one_process_train_the_model_one_device_does() {
     dual.model.base_channels = 4;
     for c in [dual, guided] {
         let (one, three) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let s1 = training::train(&c, &opts(one.path()), &mut Quiet).unwrap();
+        let s1 = job::train(&c, &opts(one.path()), &mut Quiet).unwrap();
         let mut on_three = c.clone();
         on_three.trainer.devices = vec![0, 0, 0];
-        let s3 = training::train(&on_three, &opts(three.path()), &mut Quiet).unwrap();
+        let s3 = job::train(&on_three, &opts(three.path()), &mut Quiet).unwrap();
         assert_eq!((s3.processes, s1.processes), (3, 1));
         assert_eq!(s3.steps, s1.steps);
         let (p90, worst) = divergence(
@@ -470,9 +472,9 @@ fn a_failing_device_ends_the_run_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = tiny("taken");
     c.trainer.devices = vec![0, 0];
-    training::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    job::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
     // The folder holds a run now: the first device refuses it, the second was waiting.
-    let err = training::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
+    let err = job::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
     assert!(err.to_string().contains("--resume"), "{err}");
 }
 

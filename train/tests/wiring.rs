@@ -3,9 +3,9 @@
 
 use burn::prelude::*;
 use crossdenoise_train::config::LossWeights;
-use crossdenoise_train::loss;
+use crossdenoise_train::model::strategy::CrossDomainStrategy;
 use crossdenoise_train::model::{Domain, DualDomain, DualDomainConfig, ForwardPlan, Precision};
-use crossdenoise_train::strategy::CrossDomainStrategy;
+use crossdenoise_train::study::loss;
 
 fn device() -> Device {
     let d = Device::flex();

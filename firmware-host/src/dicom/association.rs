@@ -24,9 +24,9 @@ use super::dimse::{
     VERIFICATION,
 };
 use super::enhanced::ENHANCED_MR_IMAGE_STORAGE;
+use super::node::{Node, inc};
 use super::series::Sending;
 use super::spool::{SpoolError, Stored};
-use super::{Node, inc};
 
 /// Largest command set accepted (a C-STORE-RQ is about 200 bytes).
 const MAX_COMMAND_BYTES: usize = 64 * 1024;

@@ -21,8 +21,7 @@ use tracing::{info, warn};
 
 use super::config::Destination;
 use super::dimse::{self, EXPLICIT_VR_LE, IMPLICIT_VR_LE, MR_IMAGE_STORAGE};
-use super::spool::{OUTBOX, files_under};
-use super::{Node, inc};
+use super::node::{Node, inc};
 
 const FAILED: &str = "failed";
 
@@ -34,28 +33,7 @@ enum SendError {
     Protocol(String),
 }
 
-/// The outbox folder of a spool.
-pub fn dir(spool: &Path) -> PathBuf {
-    spool.join(OUTBOX)
-}
-
-/// The files waiting in the outbox (in its subfolders too), oldest name first; what is
-/// hidden (a folder being staged) is not waiting yet.
-pub fn pending(spool: &Path) -> Vec<PathBuf> {
-    let root = dir(spool);
-    let mut files: Vec<PathBuf> = files_under(&root)
-        .into_iter()
-        .map(|(path, _)| path)
-        .filter(|path| {
-            path.strip_prefix(&root).is_ok_and(|rel| {
-                rel.components()
-                    .all(|c| !c.as_os_str().to_string_lossy().starts_with('.'))
-            })
-        })
-        .collect();
-    files.sort();
-    files
-}
+pub use super::spool::{outbox_dir as dir, outbox_pending as pending};
 
 /// Sends the outbox to `destination` until `stop` says so, trying again when it is down.
 pub async fn deliver(

@@ -31,9 +31,9 @@ use tracing::{info, warn};
 
 use super::config::OtherSeries;
 use super::models::Models;
+use super::node::{Node, inc};
 use super::outbox::{self, set_aside};
 use super::series::{self, Instance, Series};
-use super::{Node, enhanced, inc};
 use crate::contrast::{Contrast, Label};
 
 /// Why a series was not denoised: for good (set aside with the reason), or for now (tried
@@ -312,7 +312,7 @@ fn scan(
             let header = series::read_header(&path, &node.config.contrasts);
             match header {
                 Ok(h) if h.multi_frame => {
-                    match enhanced::split(&path, &received) {
+                    match super::enhanced::split(&path, &received) {
                         Ok(frames) => {
                             info!(file = %path.display(), frames = frames.len(), "DICOM Enhanced MR instance split into its frames");
                             inc(&node.stats.instances_split);

@@ -315,6 +315,29 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
     }
 }
 
+/// The outbox folder of a spool.
+pub fn outbox_dir(spool: &Path) -> PathBuf {
+    spool.join(OUTBOX)
+}
+
+/// The files waiting in the outbox (in its subfolders too), oldest name first; what is
+/// hidden (a folder being staged) is not waiting yet.
+pub fn outbox_pending(spool: &Path) -> Vec<PathBuf> {
+    let root = outbox_dir(spool);
+    let mut files: Vec<PathBuf> = files_under(&root)
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| {
+            path.strip_prefix(&root).is_ok_and(|rel| {
+                rel.components()
+                    .all(|c| !c.as_os_str().to_string_lossy().starts_with('.'))
+            })
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

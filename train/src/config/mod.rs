@@ -316,7 +316,7 @@ mod tests {
     use std::path::PathBuf;
 
     use crate::model::Precision;
-    use crate::strategy::CrossDomainStrategy;
+    use crate::model::strategy::CrossDomainStrategy;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);

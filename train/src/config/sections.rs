@@ -9,7 +9,7 @@ use crossdenoise_image::coils::{CoilArray, Combination};
 
 use crate::device::Backend;
 use crate::model::Precision;
-use crate::strategy::CrossDomainStrategy;
+use crate::model::strategy::CrossDomainStrategy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -310,7 +310,7 @@ impl Default for NoiseConfig {
 }
 
 pub(super) mod defaults {
-    use super::DataSource;
+    use crate::config::sections::DataSource;
     pub fn seed() -> u64 {
         42
     }

@@ -25,7 +25,7 @@ use crossdenoise_image::fastmri::{self, Protocol, SliceFft, Volume};
 use crossdenoise_image::{Normalization, Padding};
 use ndarray::Array2;
 
-use super::{Data, DataError, PairSet};
+use super::sets::{Data, DataError, PairSet};
 use crate::config::{Config, ModelKind};
 
 /// One slice of one volume of a folder.

@@ -1,30 +1,25 @@
-//! The denoisers' training loop: random crops of both contrasts, both directions per step,
-//! Adam on the sum of their losses, validation, a sample grid, curves and a checkpoint at
-//! the end of every epoch (`trainer.steps_per_epoch` steps).
+//! The denoisers as a [`Task`] of the training loop: random crops of both contrasts, both
+//! directions per step, each on its own network, the sum of their losses descended
+//! (`trainer.steps_per_epoch` steps an epoch).
 
 use std::fs;
 use std::path::Path;
 
-use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use crossdenoise_image::magnitude_bias::{BiasCorrection, rician_mean};
 use crossdenoise_image::noise;
+use crossdenoise_image::picture::Grid;
 use serde::{Deserialize, Serialize};
 
 use super::validation::{self, DenoiserValidation};
 use super::{crops, loss, prior};
-use crate::checkpoint;
 use crate::config::{Config, ModelKind, Target};
-use crate::curves::{self, Curve, Panel};
 use crate::data::{self, Data, PairSet};
-use crate::loss::LossValues;
-use crate::model::GuidedDenoiserConfig;
-use crate::model::PriorOutput;
-use crate::training::collective::{average_gradients, broadcast_parameters};
-use crate::training::{
-    Observer, RunClock, RunSummary, RunWriter, TrainError, TrainOptions, catch_allocation_failure,
-    io, learning_rate, prepare_run_dir, resume, step_failure,
+use crate::model::{DenoiserPair, GuidedDenoiserConfig, PriorOutput};
+use crate::run::curves::{self, Curve, Panel, smooth};
+use crate::run::{
+    self, EpochSums, MetricLine, Observer, Position, RunState, RunSummary, StepLoss, Stepped, Task,
+    TrainError, TrainOptions, World, io,
 };
 
 /// The losses of a step, or an epoch's means: each direction's prediction loss, the
@@ -39,56 +34,71 @@ pub struct DenoiserLoss {
 }
 
 /// One line of a denoiser run's metrics.jsonl.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum DenoiserLine {
-    Step {
-        epoch: usize,
-        step: u64,
-        lr: f64,
-        loss: DenoiserLoss,
-    },
-    Epoch {
-        epoch: usize,
-        step: u64,
-        train: DenoiserLoss,
-        val: Box<DenoiserValidation>,
-    },
-}
+pub type DenoiserLine = MetricLine<DenoiserLoss, DenoiserValidation>;
 
 /// Where a denoiser run stands (its checkpoint's `state.json`).
+pub type DenoiserState = RunState<DenoiserSums>;
+
+/// A denoiser run's part of its checkpoint's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DenoiserState {
-    /// The epoch in progress; `epochs` when the run is complete.
-    pub epoch: usize,
-    /// Optimiser steps done so far.
-    pub step: u64,
-    /// Length of metrics.jsonl at this checkpoint (later lines are dropped on resume).
-    pub metrics_len: u64,
+pub struct DenoiserSums {
     /// Sums of the epoch in progress: steps, total, to_a, to_b.
     pub sums: [f64; 4],
     /// Sum of the epoch's prior losses.
     #[serde(default)]
     pub prior_sum: f64,
-    pub config_hash: String,
     /// The training data's noise distribution in coils (1: Rician), which fastMRI's files
     /// state themselves: the exported model's metadata takes it from here.
     #[serde(default = "one_coil")]
     pub noise_coils: u32,
 }
 
-impl DenoiserLoss {
-    fn from_array([total, to_a, to_b, prior]: [f32; 4]) -> Self {
+/// What a denoiser run's summary.json ends with: the last epoch's total loss (the
+/// `final_train` every run's summary has) and both directions' figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DenoiserFinals {
+    #[serde(default)]
+    pub final_train: Option<TotalLoss>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denoiser: Option<DenoiserLast>,
+}
+
+/// A loss total alone.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TotalLoss {
+    pub total: f32,
+}
+
+/// The last epoch's mean losses and validation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DenoiserLast {
+    pub train: DenoiserLoss,
+    pub val: DenoiserValidation,
+}
+
+/// A denoiser run's summary.
+pub type DenoiserSummary = RunSummary<DenoiserFinals>;
+
+impl StepLoss for DenoiserLoss {
+    fn to_vec(&self) -> Vec<f32> {
+        vec![self.total, self.to_a, self.to_b, self.prior]
+    }
+
+    fn with_values(self, values: &[f32]) -> Self {
         DenoiserLoss {
-            total,
-            to_a,
-            to_b,
-            prior,
+            total: values[0],
+            to_a: values[1],
+            to_b: values[2],
+            prior: values[3],
         }
+    }
+
+    fn total(&self) -> f32 {
+        self.total
     }
 }
 
-impl DenoiserState {
+impl EpochSums<DenoiserLoss> for DenoiserSums {
     fn add(&mut self, l: &DenoiserLoss) {
         self.sums[0] += 1.0;
         self.sums[1] += f64::from(l.total);
@@ -97,7 +107,7 @@ impl DenoiserState {
         self.prior_sum += f64::from(l.prior);
     }
 
-    fn mean(&self) -> DenoiserLoss {
+    fn mean(&self, _last: &DenoiserLoss) -> DenoiserLoss {
         let n = self.sums[0].max(1.0);
         DenoiserLoss {
             total: (self.sums[1] / n) as f32,
@@ -105,6 +115,11 @@ impl DenoiserState {
             to_b: (self.sums[3] / n) as f32,
             prior: (self.prior_sum / n) as f32,
         }
+    }
+
+    fn reset(&mut self) {
+        self.sums = [0.0; 4];
+        self.prior_sum = 0.0;
     }
 }
 
@@ -150,280 +165,208 @@ fn clean_target(clean: &[ndarray::Array2<f32>], sigmas: &[f32], device: &Device)
     data::stack(&expected.iter().collect::<Vec<_>>(), device)
 }
 
+/// A guided or single-contrast denoiser pair of `config`, trained on `data`.
+pub struct DenoiserTask {
+    config: Config,
+    data: Data,
+    /// The magnitudes' bias as the data's noise makes it: Rician, or noncentral chi for
+    /// phantoms of a root-sum-of-squares coil array.
+    correction: BiasCorrection,
+    train_sigmas: Vec<[f32; 2]>,
+    val_sigmas: Vec<[f32; 2]>,
+}
+
 /// Trains a guided or single-contrast denoiser pair and returns the run's summary.
 pub fn train(
     config: &Config,
     opts: &TrainOptions,
     observer: &mut dyn Observer,
-) -> Result<RunSummary, TrainError> {
-    let mut clock = RunClock::start();
-    let t = &config.trainer;
-    let world = &opts.world;
-    if t.batch_size < world.size() {
-        return Err(TrainError::BatchBelowProcesses {
-            what: "trainer.batch_size",
-            batch: t.batch_size,
-            processes: world.size(),
-        });
-    }
-    let run = opts.out.join(&config.name);
-    let hash = config.hash();
-    let resume_from = if opts.resume {
-        Some(checkpoint::find(&run)?)
-    } else {
-        None
-    };
-    let resolved = t.backend.resolve(t.device_index)?;
-    t.precision.check(resolved.backend)?;
-    let base_device = resolved.device.clone();
-    let device = base_device.clone().autodiff();
-    device.seed(config.seed);
-    let data = Data::load(config)?;
-    if world.is_lead() {
-        prepare_run_dir(&run, config, opts)?;
-        let _ = fs::remove_file(run.join("error.txt"));
-    }
+) -> Result<DenoiserSummary, TrainError> {
+    run::train(config, opts, observer, DenoiserTask::new)
+}
 
-    let mut model =
-        crate::model::init::seeded(model_config(config).init_pair(&device), config.seed)
-            .with_prior_start();
-    let mut adam = AdamConfig::new().with_epsilon(1e-8);
-    if let Some(c) = t.grad_clip_norm {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
-    }
-    let mut optim: ModuleOptimizer = adam.init();
-    let mut state = DenoiserState {
-        epoch: 0,
-        step: 0,
-        metrics_len: 0,
-        sums: [0.0; 4],
-        prior_sum: 0.0,
-        config_hash: hash.clone(),
-        noise_coils: data.noise_coils,
-    };
-    if let Some(ckpt) = resume_from {
-        state = checkpoint::load_state(&ckpt)?;
-        let resumed = resume(
-            &run,
-            config,
-            &ckpt,
-            (&state.config_hash, state.metrics_len),
-            model,
-            optim,
-            world,
-        )?;
-        (model, optim) = resumed;
-        state.config_hash = hash.clone();
-        state.noise_coils = data.noise_coils;
-    }
-    let mut out = RunWriter::open(&run, world)?;
-    model = broadcast_parameters(world, model);
-
-    // The magnitudes' bias as the data's noise makes it: Rician, or noncentral chi for
-    // phantoms of a root-sum-of-squares coil array.
-    let correction = BiasCorrection::for_coils(data.noise_coils);
-    let train_sigmas = slice_sigmas(&data.train);
-    let val_sigmas = slice_sigmas(&data.val);
-    let guided = config.model.kind == ModelKind::Guided;
-    let steps_per_epoch = t.steps_per_epoch as u64;
-    let total_steps = steps_per_epoch * t.epochs as u64;
-    observer.device(&resolved.description, resolved.reason.as_deref());
-    observer.start(total_steps, state.step);
-    clock.steps_from(state.step);
-    let mut last: Option<(DenoiserLoss, DenoiserValidation)> = None;
-    let mut interrupted = false;
-    // Whether any process was asked to stop after the last step.
-    let mut stop = false;
-
-    'epochs: while state.epoch < t.epochs {
-        while state.step < (state.epoch as u64 + 1) * steps_per_epoch {
-            let share = world.share(t.batch_size);
-            let b = crops::batch(
-                &data.train,
-                &train_sigmas,
-                config.seed,
-                state.step,
-                (t.batch_size, share.clone()),
-                t.crop_size,
-                t.target == Target::Clean,
-            );
-            let x_a = data::stack(&b.a.iter().collect::<Vec<_>>(), &device);
-            let x_b = data::stack(&b.b.iter().collect::<Vec<_>>(), &device);
-            let sigma = |s: &[f32]| {
-                Tensor::<4>::from_data(TensorData::new(s.to_vec(), [s.len(), 1, 1, 1]), &device)
-            };
-            let (s_a, s_b) = (sigma(&b.sigma_a), sigma(&b.sigma_b));
-            let (y_a, y_b) = match t.target {
-                Target::Acquired => (x_a.clone(), x_b.clone()),
-                Target::Clean => (
-                    clean_target(&b.clean_a, &b.sigma_a, &device),
-                    clean_target(&b.clean_b, &b.sigma_b, &device),
-                ),
-            };
-            let lr = learning_rate(config, state.step, total_steps);
-            let current = model;
-            stop = opts.stop_requested(state.step + 1);
-            let stepped = catch_allocation_failure(|| {
-                let p = t.precision;
-                let (out_a, spread_a) =
-                    current
-                        .to_a
-                        .forward_prior(x_a.clone(), guided.then(|| x_b.clone()), p);
-                let (out_b, spread_b) =
-                    current
-                        .to_b
-                        .forward_prior(x_b.clone(), guided.then(|| x_a.clone()), p);
-                // The prior's loss needs the predictions as served (bias removed) and the
-                // spreads stated now on the host, for the grid of each pixel's posterior.
-                let prior_loss = |out: &Tensor<4>,
-                                  head: Option<PriorOutput>,
-                                  crops: &[ndarray::Array2<f32>],
-                                  sigmas: &[f32]| {
-                    head.map(|head| {
-                        let expected = data::unstack(out.clone().detach());
-                        let spread = data::unstack(head.spread.clone().detach());
-                        let shift = data::unstack(head.shift.clone().detach());
-                        let now = prior::HeadNow {
-                            spread: &spread,
-                            shift: &shift,
-                        };
-                        let t = prior::targets(&correction, &expected, now, crops, sigmas, &device);
-                        prior::loss(head.spread, head.shift, t)
-                    })
-                };
-                let pa = prior_loss(&out_a, spread_a, &b.a, &b.sigma_a);
-                let pb = prior_loss(&out_b, spread_b, &b.b, &b.sigma_b);
-                let la = loss::loss(out_a, y_a, s_a);
-                let lb = loss::loss(out_b, y_b, s_b);
-                let mut total = la.clone() + lb.clone();
-                let mut prior_value = 0.0;
-                for p in [pa, pb].into_iter().flatten() {
-                    prior_value += p.clone().into_scalar::<f32>();
-                    total = total + p;
-                }
-                let mut values = [
-                    total.clone().into_scalar::<f32>(),
-                    la.into_scalar::<f32>(),
-                    lb.into_scalar::<f32>(),
-                    prior_value,
-                ];
-                let grads = GradientsParams::from_grads(total.backward(), &current);
-                let shared = (share.len(), &mut values[..]);
-                let grads = average_gradients(world, &current, grads, shared, &mut stop);
-                let values = DenoiserLoss::from_array(values);
-                if !values.total.is_finite() {
-                    return (values, None);
-                }
-                (values, Some(optim.step(lr, current, grads)))
+impl DenoiserTask {
+    fn new(config: &Config, data: Data, world: &World) -> Result<Self, TrainError> {
+        let batch = config.trainer.batch_size;
+        if batch < world.size() {
+            return Err(TrainError::BatchBelowProcesses {
+                what: "trainer.batch_size",
+                batch,
+                processes: world.size(),
             });
-            let values = match stepped {
-                Ok((values, Some(next))) => {
-                    model = next;
-                    values
-                }
-                failed => {
-                    let failure = failed.map(|(values, _)| values.total);
-                    let at = (state.epoch, state.step);
-                    let batch = (t.batch_size, t.crop_size);
-                    let e = step_failure(failure, at, batch, &resolved.description);
-                    return Err(out.failure(e));
-                }
-            };
-            state.step += 1;
-            state.add(&values);
-            out.line(&DenoiserLine::Step {
-                epoch: state.epoch,
-                step: state.step,
-                lr,
-                loss: values,
-            })?;
-            observer.step(
-                state.epoch,
-                state.step,
-                &LossValues {
-                    total: values.total,
-                    ..Default::default()
-                },
-            );
-            let epoch_end = state.step == (state.epoch as u64 + 1) * steps_per_epoch;
-            if stop && !epoch_end {
-                state.metrics_len = out.metrics_len()?;
-                out.checkpoint(model, &optim, &state)?;
-                interrupted = true;
-                break 'epochs;
-            }
         }
+        Ok(DenoiserTask {
+            correction: BiasCorrection::for_coils(data.noise_coils),
+            train_sigmas: slice_sigmas(&data.train),
+            val_sigmas: slice_sigmas(&data.val),
+            config: config.clone(),
+            data,
+        })
+    }
 
-        let train_mean = state.mean();
-        // Rank 0 validates and writes for the run.
-        if out.is_lead() {
-            let valid = model.valid();
-            let val =
-                validation::validate(&valid, &data.val, &correction, &val_sigmas, 2, &base_device)?;
-            if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
-                || state.epoch + 1 == t.epochs
-            {
-                let dir = run.join("samples");
-                fs::create_dir_all(&dir).map_err(io(&dir))?;
-                validation::sample_grid(
-                    &valid,
-                    &data.val,
-                    &correction,
-                    &val_sigmas,
-                    &config.data.domains,
-                    &base_device,
-                )?
-                .save(&dir.join(format!("epoch_{:03}.png", state.epoch + 1)))?;
-            }
-            out.line(&DenoiserLine::Epoch {
-                epoch: state.epoch,
-                step: state.step,
-                train: train_mean,
-                val: Box::new(val.clone()),
-            })?;
-            observer.note(&epoch_line(
-                state.epoch,
-                &train_mean,
-                &val,
-                &config.data.domains,
-            ));
-            write_curves(&run, out.metrics_path(), &config.data.domains)?;
-            last = Some((train_mean, val));
-        }
-        state.epoch += 1;
-        state.sums = [0.0; 4];
-        state.prior_sum = 0.0;
-        state.metrics_len = out.metrics_len()?;
-        model = out.checkpoint(model, &optim, &state)?;
-        if stop && state.epoch < t.epochs {
-            interrupted = true;
-            break;
+    fn guided(&self) -> bool {
+        self.config.model.kind == ModelKind::Guided
+    }
+}
+
+impl Task for DenoiserTask {
+    type Model = DenoiserPair;
+    type Loss = DenoiserLoss;
+    type Sums = DenoiserSums;
+    type Validation = DenoiserValidation;
+    type Finals = DenoiserFinals;
+
+    fn init(&self, device: &Device) -> DenoiserPair {
+        let pair = model_config(&self.config).init_pair(device);
+        crate::model::init::seeded(pair, self.config.seed).with_prior_start()
+    }
+
+    fn sums(&self) -> DenoiserSums {
+        DenoiserSums {
+            sums: [0.0; 4],
+            prior_sum: 0.0,
+            noise_coils: self.data.noise_coils,
         }
     }
 
-    let mut summary = RunSummary::new(
-        config,
-        &run,
-        &resolved,
-        &clock,
-        (state.epoch, state.step),
-        interrupted,
-        world,
-    );
-    summary.final_train = last.as_ref().map(|(l, _)| LossValues {
-        total: l.total,
-        ..Default::default()
-    });
-    let extra = last.as_ref().map(|(train, val)| {
+    fn resumed(&self, sums: DenoiserSums) -> DenoiserSums {
+        DenoiserSums {
+            noise_coils: self.data.noise_coils,
+            ..sums
+        }
+    }
+
+    fn steps_per_epoch(&self) -> u64 {
+        self.config.trainer.steps_per_epoch as u64
+    }
+
+    fn batch_shape(&self) -> (usize, usize) {
         (
-            "denoiser",
-            serde_json::json!({ "train": train, "val": val }),
+            self.config.trainer.batch_size,
+            self.config.trainer.crop_size,
         )
-    });
-    if out.is_lead() {
-        summary.write(&run, extra)?;
     }
-    Ok(summary)
+
+    fn step(
+        &self,
+        model: &DenoiserPair,
+        at: Position,
+        world: &World,
+        device: &Device,
+    ) -> Stepped<DenoiserLoss> {
+        let (config, t) = (&self.config, &self.config.trainer);
+        let share = world.share(t.batch_size);
+        let b = crops::batch(
+            &self.data.train,
+            &self.train_sigmas,
+            config.seed,
+            at.step,
+            (t.batch_size, share.clone()),
+            t.crop_size,
+            t.target == Target::Clean,
+        );
+        let x_a = data::stack(&b.a.iter().collect::<Vec<_>>(), device);
+        let x_b = data::stack(&b.b.iter().collect::<Vec<_>>(), device);
+        let sigma = |s: &[f32]| {
+            Tensor::<4>::from_data(TensorData::new(s.to_vec(), [s.len(), 1, 1, 1]), device)
+        };
+        let (s_a, s_b) = (sigma(&b.sigma_a), sigma(&b.sigma_b));
+        let (y_a, y_b) = match t.target {
+            Target::Acquired => (x_a.clone(), x_b.clone()),
+            Target::Clean => (
+                clean_target(&b.clean_a, &b.sigma_a, device),
+                clean_target(&b.clean_b, &b.sigma_b, device),
+            ),
+        };
+        let (p, guided) = (t.precision, self.guided());
+        let (out_a, head_a) = model
+            .to_a
+            .forward_prior(x_a.clone(), guided.then(|| x_b.clone()), p);
+        let (out_b, head_b) = model
+            .to_b
+            .forward_prior(x_b.clone(), guided.then(|| x_a.clone()), p);
+        // The prior's loss needs the predictions as served (bias removed) and the spreads
+        // stated now on the host, for the grid of each pixel's posterior.
+        let prior_loss = |out: &Tensor<4>,
+                          head: Option<PriorOutput>,
+                          crops: &[ndarray::Array2<f32>],
+                          sigmas: &[f32]| {
+            head.map(|head| {
+                let expected = data::unstack(out.clone().detach());
+                let spread = data::unstack(head.spread.clone().detach());
+                let shift = data::unstack(head.shift.clone().detach());
+                let now = prior::HeadNow {
+                    spread: &spread,
+                    shift: &shift,
+                };
+                let t = prior::targets(&self.correction, &expected, now, crops, sigmas, device);
+                prior::loss(head.spread, head.shift, t)
+            })
+        };
+        let pa = prior_loss(&out_a, head_a, &b.a, &b.sigma_a);
+        let pb = prior_loss(&out_b, head_b, &b.b, &b.sigma_b);
+        let la = loss::loss(out_a, y_a, s_a);
+        let lb = loss::loss(out_b, y_b, s_b);
+        let mut total = la.clone() + lb.clone();
+        let mut prior_value = 0.0;
+        for p in [pa, pb].into_iter().flatten() {
+            prior_value += p.clone().into_scalar::<f32>();
+            total = total + p;
+        }
+        Stepped {
+            values: DenoiserLoss {
+                total: total.clone().into_scalar::<f32>(),
+                to_a: la.into_scalar::<f32>(),
+                to_b: lb.into_scalar::<f32>(),
+                prior: prior_value,
+            },
+            total,
+            items: share.len(),
+        }
+    }
+
+    fn shown(&self, l: &DenoiserLoss) -> Vec<(String, f32)> {
+        let [a, b] = &self.config.data.domains;
+        let mut shown = vec![
+            ("total".to_string(), l.total),
+            (a.clone(), l.to_a),
+            (b.clone(), l.to_b),
+        ];
+        if self.config.model.posterior {
+            shown.push(("prior".into(), l.prior));
+        }
+        shown
+    }
+
+    fn validate(
+        &self,
+        model: &DenoiserPair,
+        device: &Device,
+    ) -> Result<DenoiserValidation, TrainError> {
+        let (set, sigmas) = (&self.data.val, &self.val_sigmas);
+        validation::validate(model, set, &self.correction, sigmas, 2, device)
+    }
+
+    fn sample_grid(&self, model: &DenoiserPair, device: &Device) -> Result<Grid, TrainError> {
+        let domains = &self.config.data.domains;
+        let (set, sigmas) = (&self.data.val, &self.val_sigmas);
+        validation::sample_grid(model, set, &self.correction, sigmas, domains, device)
+    }
+
+    fn epoch_line(&self, epoch: usize, train: &DenoiserLoss, val: &DenoiserValidation) -> String {
+        epoch_line(epoch, train, val, &self.config.data.domains)
+    }
+
+    fn write_curves(&self, run: &Path, metrics: &Path) -> Result<(), TrainError> {
+        write_curves(run, metrics, &self.config.data.domains)
+    }
+
+    fn finals(&self, last: Option<(DenoiserLoss, DenoiserValidation)>) -> DenoiserFinals {
+        DenoiserFinals {
+            final_train: last.as_ref().map(|(l, _)| TotalLoss { total: l.total }),
+            denoiser: last.map(|(train, val)| DenoiserLast { train, val }),
+        }
+    }
 }
 
 /// The epoch's line for the log: losses, and on phantoms each contrast's PSNR against
@@ -529,16 +472,28 @@ fn write_curves(run: &Path, metrics_path: &Path, domains: &[String; 2]) -> Resul
     Ok(())
 }
 
-/// A running mean over 20 steps, so a curve of noisy per-step losses shows its trend.
-fn smooth(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    const WINDOW: usize = 20;
-    points
-        .iter()
-        .enumerate()
-        .map(|(i, &(x, _))| {
-            let from = i.saturating_sub(WINDOW - 1);
-            let ys = &points[from..=i];
-            (x, ys.iter().map(|p| p.1).sum::<f64>() / ys.len() as f64)
-        })
-        .collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A denoiser checkpoint written before the one loop still loads, and one from before
+    /// the prior and the coil count takes their defaults.
+    #[test]
+    fn an_earlier_checkpoint_state_still_loads() {
+        let old = r#"{"epoch": 1, "step": 150, "metrics_len": 999, "sums": [50.0, 40.0, 20.0, 20.0],
+            "prior_sum": 2.5, "config_hash": "h", "noise_coils": 8}"#;
+        let state: DenoiserState = serde_json::from_str(old).unwrap();
+        assert_eq!((state.epoch, state.step, state.metrics_len), (1, 150, 999));
+        assert_eq!((state.task.prior_sum, state.task.noise_coils), (2.5, 8));
+        let again = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            again,
+            serde_json::from_str::<serde_json::Value>(old).unwrap()
+        );
+        let oldest = r#"{"epoch": 0, "step": 3, "metrics_len": 10, "sums": [3.0, 1.0, 0.5, 0.5],
+            "config_hash": "h"}"#;
+        let state: DenoiserState = serde_json::from_str(oldest).unwrap();
+        assert_eq!((state.task.prior_sum, state.task.noise_coils), (0.0, 1));
+        assert_eq!(state.task.mean(&DenoiserLoss::default()).total, 1.0 / 3.0);
+    }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::loss;
 use crate::data::{self, PairSet};
 use crate::model::{DenoiserPair, Domain, Precision};
-use crate::training::TrainError;
+use crate::run::TrainError;
 
 /// PSNR / SSIM against the clean image, and sharpness (gradient energy over the clean
 /// image's: below 1 smoother than the anatomy, above 1 noisier).

@@ -6,8 +6,8 @@
 
 use burn::prelude::*;
 
+use super::strategy::CrossDomainStrategy;
 use super::{Decoder, DecoderConfig, Encoder, EncoderConfig, Precision};
-use crate::strategy::CrossDomainStrategy;
 
 /// The two domains: `a` (PD by default) and `b` (PDFS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

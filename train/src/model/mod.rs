@@ -17,6 +17,7 @@ mod guided;
 pub mod init;
 mod ops;
 mod precision;
+pub mod strategy;
 
 pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use decoder::{Decoder, DecoderConfig};
@@ -24,6 +25,7 @@ pub use dual_domain::{Domain, DualDomain, DualDomainConfig, ForwardPlan, Outputs
 pub use encoder::{Encoded, Encoder, EncoderConfig};
 pub use guided::{DenoiserPair, GuidedDenoiser, GuidedDenoiserConfig, PriorHead, PriorOutput};
 pub use precision::{Precision, PrecisionError};
+pub use strategy::CrossDomainStrategy;
 
 /// LeakyReLU slope used everywhere in the network.
 pub const LEAKY_SLOPE: f64 = 0.2;

@@ -17,12 +17,12 @@ use serde::Serialize;
 
 use crate::config::LossWeights;
 use crate::device::{Backend, BackendError};
-use crate::loss;
+use crate::model::strategy::CrossDomainStrategy;
 use crate::model::{
     DualDomain, DualDomainConfig, ForwardPlan, GuidedDenoiserConfig, Precision, PrecisionError,
     init,
 };
-use crate::strategy::CrossDomainStrategy;
+use crate::study::loss;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
@@ -111,7 +111,7 @@ pub fn train_step(
         median_s: sorted[sorted.len() / 2],
         min_s: sorted[0],
         max_s: sorted[sorted.len() - 1],
-        peak_rss_mb: crate::training::peak_rss_mb(),
+        peak_rss_mb: crate::run::peak_rss_mb(),
     })
 }
 
@@ -221,7 +221,7 @@ pub struct ExchangeBench {
 /// size only shape the small step whose real gradients are exchanged) among `world`.
 pub fn gradient_exchange(
     cfg: &StepBenchConfig,
-    world: &crate::training::World,
+    world: &crate::run::World,
     mut on_step: impl FnMut(usize),
 ) -> Result<ExchangeBench, BenchError> {
     let resolved = cfg.backend.resolve(cfg.device_index)?;
@@ -299,11 +299,11 @@ fn median(v: &mut [f64]) -> f64 {
 fn time_exchange<M: burn::module::Module>(
     model: &M,
     mut grads: impl FnMut(&M) -> GradientsParams,
-    world: &crate::training::World,
+    world: &crate::run::World,
     cfg: &StepBenchConfig,
     on_step: &mut impl FnMut(usize),
 ) -> (usize, Vec<f64>) {
-    use crate::training::collective::average_gradients;
+    use crate::run::collective::average_gradients;
     let mut times = Vec::with_capacity(cfg.steps);
     let mut parameters = 0;
     for i in 0..cfg.warmup + cfg.steps {

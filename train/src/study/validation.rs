@@ -6,11 +6,11 @@ use crossdenoise_image::metrics::{self, Quality};
 use crossdenoise_image::picture::Grid;
 use ndarray::Array2;
 
-use super::TrainError;
 use crate::config::Config;
 use crate::data::{self, PairSet};
 use crate::model::{DualDomain, ForwardPlan, Precision};
-use crate::records::{PathScore, Validation};
+use crate::run::TrainError;
+use crate::study::records::{PathScore, Validation};
 
 /// Runs every path on the validation set's acquired images (no added noise: what the model
 /// will see in service) and scores them.

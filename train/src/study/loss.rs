@@ -9,8 +9,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 
 use crate::config::LossWeights;
+use crate::model::strategy::CrossDomainStrategy;
 use crate::model::{ForwardPlan, Outputs, Precision};
-use crate::strategy::CrossDomainStrategy;
 
 /// The losses of one step; `None` where the weight is 0.
 #[derive(Debug, Clone)]

@@ -1,14 +1,11 @@
-//! What a training run writes down: the lines of `metrics.jsonl`, the validation scores in
-//! them, the running loss sums a checkpoint carries, and `summary.json`. Apart from the loop
-//! that fills them, so that the checkpoint, the curves and the suites read them without
-//! importing the loop (docs/DESIGN.md, "Outputs of a training run").
-
-use std::path::PathBuf;
+//! What a study run writes down: the lines of its `metrics.jsonl`, the validation scores in
+//! them and the running loss sums its checkpoint carries, apart from the task that fills
+//! them, so that the curves and the suites read them without importing it (docs/DESIGN.md,
+//! "Outputs of a training run").
 
 use serde::{Deserialize, Serialize};
 
-use crate::loss::LossValues;
-use crate::model::Precision;
+use super::loss::LossValues;
 
 /// Running sums of the losses of an epoch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -73,52 +70,5 @@ pub struct Validation {
     pub baseline_b: Option<PathScore>,
 }
 
-/// One line of metrics.jsonl.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum MetricLine {
-    Step {
-        epoch: usize,
-        step: u64,
-        lr: f64,
-        loss: LossValues,
-    },
-    Epoch {
-        epoch: usize,
-        step: u64,
-        train: LossValues,
-        val: Box<Validation>,
-    },
-}
-
-/// What a finished (or interrupted) run reports, also written as summary.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub name: String,
-    pub run_dir: PathBuf,
-    pub backend: String,
-    pub device: String,
-    /// What the convolutions computed in (summaries written before the option: f32).
-    #[serde(default)]
-    pub precision: Precision,
-    pub config_hash: String,
-    pub epochs_done: usize,
-    pub steps: u64,
-    pub interrupted: bool,
-    pub seconds: f64,
-    pub seconds_per_step: f64,
-    /// How many processes trained together (data-parallel ranks; summaries written before
-    /// data-parallel training: 1), and the crops or images each took per step (rank 0's).
-    #[serde(default = "one")]
-    pub processes: usize,
-    #[serde(default)]
-    pub batch_per_process: usize,
-    /// Rank 0's peak memory.
-    pub peak_rss_mb: Option<f64>,
-    pub final_train: Option<LossValues>,
-    pub final_val: Option<Validation>,
-}
-
-fn one() -> usize {
-    1
-}
+/// One line of a study run's metrics.jsonl.
+pub type MetricLine = crate::run::MetricLine<LossValues, Validation>;

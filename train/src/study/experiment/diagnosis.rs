@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::criteria::{self, RunMetrics};
 use crate::config::Config;
-use crate::strategy::CrossDomainStrategy;
+use crate::model::strategy::CrossDomainStrategy;
 
 /// A cross loss falling less than this fraction is "flat".
 pub const CROSS_FLAT: f64 = criteria::CROSS_DROP;
@@ -308,7 +308,7 @@ pub fn lint(config: &Config) -> Vec<Warning> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loss::LossValues;
+    use crate::study::loss::LossValues;
 
     fn config(trainer: serde_json::Value) -> Config {
         Config::from_value(

@@ -13,10 +13,12 @@ use serde::Serialize;
 use super::criteria::{self, RunMetrics};
 use super::diagnosis::{self, RunOutcome};
 pub use super::run_report::RunReport;
-use crate::checkpoint;
 use crate::config::{Config, ConfigError};
-use crate::curves::{self, Curve, Panel};
-use crate::training::{self, Observer, RunSummary, TrainError, TrainOptions};
+use crate::run::checkpoint;
+use crate::run::curves::{self, Curve, Panel};
+use crate::run::{Observer, TrainError, TrainOptions};
+use crate::study::training::{self, StudySummary};
+use crate::study::{Validation, curves as study_curves};
 
 /// The study's two suites.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +155,7 @@ pub fn plan(
 pub fn run_plan(run: &Path, config: &Config) -> Plan {
     let finished = fs::read(run.join("summary.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<RunSummary>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<StudySummary>(&b).ok())
         .is_some_and(|s| {
             !s.interrupted
                 && s.epochs_done == config.trainer.epochs
@@ -211,12 +213,12 @@ pub fn run(
 /// Reads a run folder: its metrics, criteria, diagnosis, time and error.
 pub fn read_run(run: &Path, config: &Config) -> Result<(RunReport, RunMetrics), SuiteError> {
     let metrics_path = run.join("metrics.jsonl");
-    let lines = curves::read_metrics(&metrics_path).map_err(io(&metrics_path))?;
+    let lines = study_curves::read_metrics(&metrics_path).map_err(io(&metrics_path))?;
     let m = RunMetrics::from_lines(&lines);
     let error = fs::read_to_string(run.join("error.txt")).ok();
     let seconds = fs::read(run.join("summary.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<RunSummary>(&b).ok())
+        .and_then(|b| serde_json::from_slice::<StudySummary>(&b).ok())
         .map(|s| s.seconds);
     let outcome = RunOutcome {
         error: error.clone(),
@@ -262,7 +264,7 @@ pub fn summary_csv(reports: &[RunReport]) -> String {
     s.push_str(",passed,diagnosis\n");
     for r in reports {
         let v = r.validation.as_ref();
-        let clean = |f: fn(&training::Validation) -> Option<f64>| opt(v.and_then(f), 3);
+        let clean = |f: fn(&Validation) -> Option<f64>| opt(v.and_then(f), 3);
         let _ = write!(
             s,
             "{},{},{},{},{},{},{},{},{}",
@@ -281,7 +283,7 @@ pub fn summary_csv(reports: &[RunReport]) -> String {
         }
         let _ = write!(s, ",{}", opt(r.cross_drop.map(|d| 100.0 * d), 1));
         for f in [
-            (|v: &training::Validation| v.cross_a.psnr_clean) as fn(&_) -> _,
+            (|v: &Validation| v.cross_a.psnr_clean) as fn(&_) -> _,
             |v| v.cross_b.psnr_clean,
             |v| v.recon_a.psnr_clean,
             |v| v.recon_b.psnr_clean,
@@ -496,7 +498,7 @@ pub fn summarise(
             missing.push(run.config.name.clone());
             continue;
         }
-        let (report, metrics) = super::write_run_report(&dir, &run.config)?;
+        let (report, metrics) = write_run_report(&dir, &run.config)?;
         curves_in.push(RunCurves {
             name: run.config.name.clone(),
             metrics,
@@ -519,4 +521,18 @@ pub fn summarise(
         &super::html::suite_page(title, &reports, &pictures, suite_dir, &domains)?,
     )?;
     Ok((reports, missing))
+}
+/// Reads a run folder and writes its `report.html`; returns what the page shows and the
+/// metrics it was computed from.
+pub fn write_run_report(
+    run: &Path,
+    config: &Config,
+) -> Result<(RunReport, RunMetrics), SuiteError> {
+    let (report, metrics) = read_run(run, config)?;
+    let path = run.join("report.html");
+    fs::write(&path, super::html::run_page(run, &report)?).map_err(|source| SuiteError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((report, metrics))
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::criteria::{Check, Outcome};
 use super::diagnosis::Finding;
-use crate::records::Validation;
+use crate::study::records::Validation;
 
 /// Everything the summary says about one run.
 #[derive(Debug, Clone, Serialize)]

@@ -36,23 +36,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     }
 }
 
-/// Where a run stands; enough to continue it exactly.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainState {
-    /// The epoch in progress (0-based); `epochs` when the run is complete.
-    pub epoch: usize,
-    /// The next batch of that epoch.
-    pub batch: usize,
-    /// Optimiser steps done so far.
-    pub step: u64,
-    /// Length of metrics.jsonl when this checkpoint was taken: lines after it were written by
-    /// a run that did not reach its next checkpoint and are dropped on resume.
-    pub metrics_len: u64,
-    /// Running sums of the epoch in progress (for its mean losses).
-    pub epoch_sums: crate::records::LossSums,
-    pub config_hash: String,
-}
-
 pub fn dir(run: &Path) -> PathBuf {
     run.join("checkpoint")
 }
@@ -69,8 +52,7 @@ pub struct StateHeader {
     pub noise_coils: Option<u32>,
 }
 
-/// Writes `model`, `optim` and the run's `state` (the dual-domain [`TrainState`] or a
-/// denoiser run's own) as the run's checkpoint.
+/// Writes `model`, `optim` and the run's `state` as the run's checkpoint.
 pub fn save<M: Module, S: Serialize>(
     run: &Path,
     model: &M,
@@ -132,7 +114,7 @@ pub fn find(run: &Path) -> Result<PathBuf, CheckpointError> {
     Err(CheckpointError::Missing { path: cur })
 }
 
-/// Reads a checkpoint's `state.json` as `S` (a [`TrainState`], a [`StateHeader`], ...).
+/// Reads a checkpoint's `state.json` as `S` (the run's own state, or its [`StateHeader`]).
 pub fn load_state<S: DeserializeOwned>(ckpt: &Path) -> Result<S, CheckpointError> {
     let path = ckpt.join("state.json");
     let text = fs::read_to_string(&path).map_err(io(&path))?;

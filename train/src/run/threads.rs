@@ -1,7 +1,7 @@
 //! Several devices in one process (`trainer.devices`): one training thread per device, the
 //! ranks of a [`Collective`] whose sums go through shared host memory.
 //!
-//! This is the in-process twin of the MPI transport: the same loops, the same split of each
+//! This is the in-process twin of the MPI transport: the same loop, the same split of each
 //! step's batch, the same averaged gradients, so N devices train the model one device
 //! would. It works with every backend (several GPUs on `libtorch-cuda`, where Burn's own
 //! all-reduce, CUDA / NCCL on the cubecl backend only, does not reach).
@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use super::collective::{Collective, World};
-use super::{Observer, Quiet, RunSummary, TrainError, TrainOptions};
+use super::{Observer, Quiet, TrainError, TrainOptions};
 use crate::config::Config;
 
 /// What the threads of one run share: the sum in progress and the last one's result.
@@ -117,12 +117,12 @@ impl Collective for Rank {
 /// Trains `config` on each of `config.trainer.devices` at once, one thread per device, as
 /// one data-parallel run; the first device's thread reports to `observer` and writes the run
 /// folder. Returns rank 0's summary, or the first error of any device.
-pub(crate) fn train_on_devices(
+pub(crate) fn train_on_devices<S: Send>(
     config: &Config,
     opts: &TrainOptions,
     observer: &mut dyn Observer,
-    train: fn(&Config, &TrainOptions, &mut dyn Observer) -> Result<RunSummary, TrainError>,
-) -> Result<RunSummary, TrainError> {
+    train: impl Fn(&Config, &TrainOptions, &mut dyn Observer) -> Result<S, TrainError> + Sync,
+) -> Result<S, TrainError> {
     let devices = config.trainer.devices.clone();
     let shared = Arc::new(Shared {
         size: devices.len(),

@@ -9,8 +9,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::loss::LossValues;
-use crate::records::{MetricLine, Validation};
+use crate::study::loss::LossValues;
+use crate::study::records::{MetricLine, Validation};
 
 /// The cross loss must fall by at least this fraction of its first value.
 pub const CROSS_DROP: f64 = 0.5;
@@ -428,7 +428,7 @@ pub fn all_pass(checks: &[Check]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::PathScore;
+    use crate::study::records::PathScore;
 
     fn test_config() -> Config {
         Config::from_value(

@@ -1,6 +1,6 @@
 //! The run folder: making it (and what `--force` may replace), continuing a run from its
-//! checkpoint, and the files the loops write into it as they go (metrics.jsonl lines,
-//! error.txt, summary.json). Shared by the dual-domain loop and the denoisers' loop.
+//! checkpoint, and the files the loop writes into it as it goes (metrics.jsonl lines,
+//! checkpoints, error.txt).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -11,13 +11,10 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::Serialize;
 
+use super::checkpoint;
 use super::collective::{World, broadcast_parameters};
-use super::memory::peak_rss_mb;
 use super::{TrainError, TrainOptions, io};
-use crate::checkpoint;
 use crate::config::Config;
-use crate::device::Resolved;
-use crate::records::RunSummary;
 
 pub(crate) fn prepare_run_dir(
     run: &Path,
@@ -32,7 +29,7 @@ pub(crate) fn prepare_run_dir(
             }
             // A run stopped before its first checkpoint has nothing to resume: it starts
             // again without --force.
-            let resumable = crate::checkpoint::find(run).is_ok();
+            let resumable = checkpoint::find(run).is_ok();
             if resumable && !opts.force {
                 return Err(TrainError::RunExists { run: run.into() });
             }
@@ -210,9 +207,9 @@ impl RunWriter {
 /// steps are not): where a run summary's times come from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunClock {
-    started: Instant,
-    stepping: Instant,
-    first_step: u64,
+    pub(super) started: Instant,
+    pub(super) stepping: Instant,
+    pub(super) first_step: u64,
 }
 
 impl RunClock {
@@ -229,63 +226,6 @@ impl RunClock {
     pub(crate) fn steps_from(&mut self, step: u64) {
         self.stepping = Instant::now();
         self.first_step = step;
-    }
-}
-
-impl RunSummary {
-    /// What both loops report of a run of `config` in `run` on `device` that ended after
-    /// `epochs_done` epochs and `steps` steps; the loop adds its own final figures.
-    pub(crate) fn new(
-        config: &Config,
-        run: &Path,
-        device: &Resolved,
-        clock: &RunClock,
-        (epochs_done, steps): (usize, u64),
-        interrupted: bool,
-        world: &World,
-    ) -> Self {
-        let steps_run = steps.saturating_sub(clock.first_step);
-        RunSummary {
-            name: config.name.clone(),
-            run_dir: run.into(),
-            backend: device.backend.name().into(),
-            device: device.description.clone(),
-            precision: config.trainer.precision,
-            config_hash: config.hash(),
-            epochs_done,
-            steps,
-            interrupted,
-            seconds: clock.started.elapsed().as_secs_f64(),
-            seconds_per_step: if steps_run > 0 {
-                clock.stepping.elapsed().as_secs_f64() / steps_run as f64
-            } else {
-                0.0
-            },
-            processes: world.size(),
-            batch_per_process: world.share(config.trainer.batch_size).len(),
-            peak_rss_mb: peak_rss_mb(),
-            final_train: None,
-            final_val: None,
-        }
-    }
-
-    /// Writes summary.json into `run`, with `extra` keys beside the summary's own (a
-    /// denoiser run's per-contrast figures).
-    pub(crate) fn write(
-        &self,
-        run: &Path,
-        extra: Option<(&str, serde_json::Value)>,
-    ) -> Result<(), TrainError> {
-        let path = run.join("summary.json");
-        let mut json = serde_json::to_value(self).expect("summary serialises");
-        if let Some((key, value)) = extra {
-            json[key] = value;
-        }
-        fs::write(
-            &path,
-            serde_json::to_string_pretty(&json).expect("summary serialises") + "\n",
-        )
-        .map_err(io(&path))
     }
 }
 
