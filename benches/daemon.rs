@@ -13,7 +13,7 @@ mod support;
 
 use burn::prelude::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use crossdenoise_host::config::DEFAULT_PROFILE;
+use crossdenoise_host::mrd::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::{DataType, Image, Message, MessageReader, MessageWriter};
 use crossdenoise_host::{Host, HostConfig};
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
@@ -151,13 +151,13 @@ fn throughput(c: &mut Criterion) {
         let _ = stop.send(());
         rt.block_on(server).unwrap();
         let s = stats.snapshot();
-        if s.denoised == 0 {
+        if s.images_denoised == 0 {
             continue; // filtered out on the command line
         }
         eprintln!(
             "{name}: arrival to denoised result over {} images, p50 {:.1} ms, p99 {:.1} ms \
              (a series of {SERIES} sent at once: most of it is queueing)",
-            s.denoised.min(4096),
+            s.images_denoised.min(4096),
             s.p50_ms.unwrap_or(f64::NAN),
             s.p99_ms.unwrap_or(f64::NAN)
         );

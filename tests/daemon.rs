@@ -7,12 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crossdenoise_host::client::{self, SendOptions};
-use crossdenoise_host::config::{DEFAULT_PROFILE, ModelRule, Profile};
 use crossdenoise_host::mrd::DataType;
+use crossdenoise_host::mrd::client::{self, SendOptions};
+use crossdenoise_host::mrd::config::{DEFAULT_PROFILE, ModelRule, Profile};
 use crossdenoise_host::{Host, HostConfig};
 
-use crossdenoise_host::stats::Snapshot;
+use crossdenoise_host::mrd::stats::Snapshot;
 use crossdenoise_image::metrics::Quality;
 
 use crate::util::{
@@ -182,7 +182,12 @@ fn guided_models_served_over_mrd_match_the_runtime() {
     );
     assert!(report.server_closed);
     assert_eq!(
-        (s.received, s.denoised, s.failed, s.unpaired),
+        (
+            s.images_received,
+            s.images_denoised,
+            s.images_failed,
+            s.images_unpaired
+        ),
         (10, 10, 0, 0)
     );
     for contrast in ["pd", "pdfs"] {
@@ -208,7 +213,10 @@ fn guided_models_served_over_mrd_match_the_runtime() {
         &cwd.join("alone"),
     );
     assert_eq!((report.sent, report.denoised, report.unchanged), (5, 0, 5));
-    assert_eq!((s.received, s.failed, s.unpaired), (5, 5, 5));
+    assert_eq!(
+        (s.images_received, s.images_failed, s.images_unpaired),
+        (5, 5, 5)
+    );
 
     // The two series apart, on two connections naming one frame of reference, as a scanner
     // sends two acquisitions. PD comes first: no partner yet, no single-contrast model in
@@ -226,7 +234,12 @@ fn guided_models_served_over_mrd_match_the_runtime() {
     let (reports, s) = serve_and_send_apart(profile, &series, 0.3, &cwd.join("apart"));
     assert_eq!((reports[0].denoised, reports[0].unchanged), (0, 5));
     assert_eq!((reports[1].denoised, reports[1].synthesized), (5, 0));
-    assert_eq!((s.paired_kept, s.unpaired), (5, 5), "{}", s.line());
+    assert_eq!(
+        (s.images_paired_kept, s.images_unpaired),
+        (5, 5),
+        "{}",
+        s.line()
+    );
     for i in 0..5 {
         let direct = cwd.join(format!("direct/pdfs/{i:04}.npy"));
         let served = cwd.join(format!("apart/pdfs/{i:04}.denoised.npy"));
@@ -326,7 +339,7 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
     let returned = cwd.join("returned");
     let (report, s) = serve_and_send(two_contrasts(&pd, &pdfs), &series, INTERLEAVED, &returned);
     assert_eq!((report.sent, report.denoised), (6, 6));
-    assert_eq!((s.denoised, s.failed), (6, 0));
+    assert_eq!((s.images_denoised, s.images_failed), (6, 0));
     for contrast in ["pd", "pdfs"] {
         for i in 0..3 {
             let direct = cwd.join(format!("direct/{contrast}/{i:04}.npy"));
@@ -410,7 +423,10 @@ fn guided_models_that_learned_denoise_the_held_out_series_over_mrd() {
         (report.sent, report.denoised, report.unchanged),
         (12, 12, 0)
     );
-    assert_eq!((s.received, s.denoised, s.failed), (12, 12, 0));
+    assert_eq!(
+        (s.images_received, s.images_denoised, s.images_failed),
+        (12, 12, 0)
+    );
     for contrast in ["pd", "pdfs"] {
         let (mut acquired_db, mut denoised_db) = (0.0, 0.0);
         for i in 0..6 {

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossdenoise_host::config::{Destination, DicomConfig};
 use crossdenoise_host::dicom::models::Models;
 use crossdenoise_host::dicom::{self, Node, NodeStats, outbox};
+use crossdenoise_host::mrd::config::{Destination, DicomConfig};
 use crossdenoise_image::io::read_npy;
 use crossdenoise_image::metrics::Quality;
 use ndarray::Array2;

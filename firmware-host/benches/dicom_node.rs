@@ -16,9 +16,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossdenoise_host::config::{Destination, DicomConfig};
 use crossdenoise_host::dicom::models::Models;
 use crossdenoise_host::dicom::{self, Node, NodeStats};
+use crossdenoise_host::mrd::config::{Destination, DicomConfig};
 use crossdenoise_image::dicom::DicomSlice;
 
 fn arg(name: &str, default: usize) -> usize {
@@ -88,7 +88,7 @@ fn main() {
             address: format!("127.0.0.1:{port}"),
         }),
         series_stable_s: stable_s,
-        models: crossdenoise_host::config::DicomModels {
+        models: crossdenoise_host::mrd::config::DicomModels {
             pdfs_alone: Some(model.clone()),
             ..Default::default()
         },

@@ -77,7 +77,7 @@ fn start(model: &std::path::Path, config: &std::path::Path) -> Daemon {
         .arg(config)
         .arg("--model")
         .arg(model)
-        .env("RUST_LOG", "warn,crossdenoise_host::server=info")
+        .env("RUST_LOG", "warn,crossdenoise_host::mrd::server=info")
         .stderr(Stdio::piped())
         .spawn()
         .expect("crossdenoise-host starts");

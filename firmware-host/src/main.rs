@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
-use crossdenoise_host::client::{self, SendOptions};
-use crossdenoise_host::config::{DEFAULT_PROFILE, Profile};
 use crossdenoise_host::mrd::DataType;
-use crossdenoise_host::stats::Stats;
-use crossdenoise_host::{Host, HostConfig, dicom, server};
+use crossdenoise_host::mrd::client::{self, SendOptions};
+use crossdenoise_host::mrd::config::{DEFAULT_PROFILE, Profile};
+use crossdenoise_host::mrd::server;
+use crossdenoise_host::mrd::stats::Stats;
+use crossdenoise_host::{Host, HostConfig, dicom};
 use crossdenoise_runtime::ProviderSettings;
 use tracing::info;
 

@@ -265,7 +265,10 @@ fn the_config_starts_the_dicom_node_beside_the_mrd_listener() {
 
     sigterm_and_wait(&mut server);
     let log = log.join().unwrap().join("\n");
-    assert!(log.contains("instances received 2, stored 2"), "{log}");
+    assert!(
+        log.contains("instances received 2, instances stored 2"),
+        "{log}"
+    );
 }
 
 /// A config with a `[dicom]` table and no model profile: the DICOM node alone, no MRD
@@ -351,5 +354,5 @@ fn after_kill_9_the_restarted_node_delivers_the_whole_study() {
     let log = log.join().unwrap().join("\n");
     assert_eq!(delivered, 4, "{log}");
     assert_eq!(std::fs::read_dir(&received).unwrap().count(), 0, "{log}");
-    assert!(log.contains("forwarded 4"), "{log}");
+    assert!(log.contains("instances forwarded 4"), "{log}");
 }

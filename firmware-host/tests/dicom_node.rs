@@ -9,8 +9,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use crossdenoise_host::config::Destination;
 use crossdenoise_host::dicom::models::Models;
+use crossdenoise_host::mrd::config::Destination;
 use crossdenoise_image::dicom::DicomSlice;
 use crossdenoise_runtime::DenoiserOptions;
 use node::*;

@@ -10,8 +10,8 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crossdenoise_host::config::{Destination, OnConflict, OtherSeries};
 use crossdenoise_host::dicom::dimse::{self, EXPLICIT_VR_LE, MR_IMAGE_STORAGE};
+use crossdenoise_host::mrd::config::{Destination, OnConflict, OtherSeries};
 use dicom_dictionary_std::tags;
 use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;

@@ -156,7 +156,7 @@ proptest! {
         let path = dir.path().join("m.h5");
         std::fs::write(&path, &bytes).unwrap();
         let (read, largest) =
-            largest_allocation(|| crossdenoise_host::mrd_h5::read_images(&path));
+            largest_allocation(|| crossdenoise_host::mrd::h5::read_images(&path));
         prop_assert!(
             // A chunked dataset may be deflated: up to ~1032 bytes per byte of file.
             largest <= 1100 * bytes.len() + (1 << 20),

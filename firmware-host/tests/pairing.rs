@@ -13,12 +13,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{Client, Server, images};
-use crossdenoise_host::client::header_with_frame_of_reference;
-use crossdenoise_host::config::{DEFAULT_PROFILE, ModelRule, Profile};
+use crossdenoise_host::mrd::client::header_with_frame_of_reference;
+use crossdenoise_host::mrd::config::{DEFAULT_PROFILE, ModelRule, Profile};
+use crossdenoise_host::mrd::server::{HostError, check_alone_models};
+use crossdenoise_host::mrd::session::{IMAGE_TYPE_MARK, SYNTHESIZED_MARK};
+use crossdenoise_host::mrd::worker::{Engine, ModelInfo, Planes};
 use crossdenoise_host::mrd::{DataType, Image, Message, Meta};
-use crossdenoise_host::server::{HostError, check_alone_models};
-use crossdenoise_host::session::{IMAGE_TYPE_MARK, SYNTHESIZED_MARK};
-use crossdenoise_host::worker::{Engine, ModelInfo, Planes};
 use crossdenoise_host::{Host, HostConfig};
 use ndarray::{Array2, ArrayView2};
 
@@ -177,7 +177,7 @@ async fn a_partner_series_on_a_later_connection_is_guided_by_the_kept_first_seri
     // The PD series comes first: no partner, so each slice is denoised alone, and kept.
     let pd = send_series(&server, &knee, "pd_tse", 1.0, 4, 8).await;
     assert!(near(&pd, &[101.0, 102.0, 103.0, 104.0]), "{pd:?}");
-    assert_eq!(server.stats.snapshot().kept, 4);
+    assert_eq!(server.stats.snapshot().images_kept, 4);
 
     // The PDFS series of the same study, minutes later on its own connection: each slice
     // guided by the kept PD slice at its place.
@@ -194,19 +194,19 @@ async fn a_partner_series_on_a_later_connection_is_guided_by_the_kept_first_seri
 
     // A stream whose header names no study pairs within its connection only: alone, and
     // nothing kept for later.
-    let kept_before = server.stats.snapshot().kept;
+    let kept_before = server.stats.snapshot().images_kept;
     let anonymous = send_series(&server, "<ismrmrdHeader/>", "pd_tse", 1.0, 2, 8).await;
     assert!(near(&anonymous, &[101.0, 102.0]), "{anonymous:?}");
     let s = server.shutdown().await.snapshot();
-    assert_eq!(s.kept, kept_before);
+    assert_eq!(s.images_kept, kept_before);
     assert_eq!(
-        (s.received, s.denoised, s.failed),
+        (s.images_received, s.images_denoised, s.images_failed),
         (12, 12, 0),
         "{}",
         s.line()
     );
     assert_eq!(
-        (s.alone, s.paired_kept, s.unpaired),
+        (s.images_alone, s.images_paired_kept, s.images_unpaired),
         (8, 4, 0),
         "{}",
         s.line()
@@ -223,14 +223,19 @@ async fn kept_slices_go_after_pair_window_s_and_beyond_pair_keep_mib() {
     let late = send_series(&server, &knee, "pdfs_tse", 10.0, 2, 8).await;
     assert!(near(&late, &[210.0, 211.0]), "{late:?}");
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.paired_kept, s.alone), (0, 4), "{}", s.line());
+    assert_eq!(
+        (s.images_paired_kept, s.images_alone),
+        (0, 4),
+        "{}",
+        s.line()
+    );
 
     // pair_window_s = 0: partners meet within a connection only.
     let server = Server::serve(host(|c| c.pair_window_s = 0.0)).await;
     send_series(&server, &knee, "pd_tse", 1.0, 2, 8).await;
     let off = send_series(&server, &knee, "pdfs_tse", 10.0, 2, 8).await;
     assert!(near(&off, &[210.0, 211.0]), "{off:?}");
-    assert_eq!(server.shutdown().await.snapshot().kept, 0);
+    assert_eq!(server.shutdown().await.snapshot().images_kept, 0);
 
     // pair_keep_mib = 1 holds four 256 x 256 float slices: of six, the two oldest are let
     // go (counted), and their partners are denoised alone.
@@ -252,7 +257,7 @@ async fn kept_slices_go_after_pair_window_s_and_beyond_pair_keep_mib() {
     // Two PD slices let go for the later PD ones, then two more for the two PDFS slices
     // that found no partner (kept in turn, for a series to come).
     assert_eq!(
-        (s.kept, s.kept_dropped, s.paired_kept),
+        (s.images_kept, s.images_kept_dropped, s.images_paired_kept),
         (4, 4, 4),
         "{}",
         s.line()
@@ -338,5 +343,10 @@ async fn an_image_is_never_answered_by_a_model_of_the_other_contrast() {
     assert!(!denoised(back[3]));
     assert_eq!(back[3].planes().unwrap()[0][[0, 0]], 4.0);
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.passed_through, s.denoised), (2, 2), "{}", s.line());
+    assert_eq!(
+        (s.images_passed_through, s.images_denoised),
+        (2, 2),
+        "{}",
+        s.line()
+    );
 }

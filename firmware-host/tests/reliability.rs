@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::{Client, Server, config, image, images, is_denoised, model};
-use crossdenoise_host::config::DEFAULT_PROFILE;
+use crossdenoise_host::mrd::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::{Message, MessageReader, Meta, TextEncoding};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 async fn received(server: &Server, n: u64) {
     let stats = server.stats.clone();
     tokio::time::timeout(Duration::from_secs(30), async {
-        while stats.snapshot().received < n {
+        while stats.snapshot().images_received < n {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -80,7 +80,10 @@ async fn a_slow_reader_gets_every_answer_when_a_bad_message_ends_its_connection(
     assert!(images(&answers).iter().all(|i| is_denoised(i)));
     sender.await.unwrap();
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.received, s.denoised, s.undeliverable), (20, 20, 0));
+    assert_eq!(
+        (s.images_received, s.images_denoised, s.images_undeliverable),
+        (20, 20, 0)
+    );
     assert_eq!(s.protocol_errors, 1);
 }
 
@@ -116,10 +119,13 @@ async fn shutdown_answers_a_client_that_is_still_sending_and_reads_slowly() {
     assert_eq!(s, stats.snapshot());
     assert_eq!(
         images(&answers).len() as u64,
-        s.received,
+        s.images_received,
         "every image the daemon read is answered: {s:?}"
     );
-    assert_eq!((s.denoised, s.undeliverable), (s.received, 0));
+    assert_eq!(
+        (s.images_denoised, s.images_undeliverable),
+        (s.images_received, 0)
+    );
 }
 
 /// A client that sends and never reads: after `write_timeout_s` the daemon stops writing to
@@ -154,7 +160,7 @@ async fn a_client_that_never_reads_is_given_up_on_and_cannot_hold_up_shutdown() 
         if write_timeout_s < 10.0 {
             // The daemon gives up on the writes, then on the connection.
             tokio::time::timeout(Duration::from_secs(30), async {
-                while stats.snapshot().undeliverable == 0 {
+                while stats.snapshot().images_undeliverable == 0 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             })
@@ -165,7 +171,7 @@ async fn a_client_that_never_reads_is_given_up_on_and_cannot_hold_up_shutdown() 
             let mut last = 0;
             loop {
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let now = stats.snapshot().received;
+                let now = stats.snapshot().images_received;
                 if now > 0 && now == last {
                     break;
                 }
@@ -179,10 +185,10 @@ async fn a_client_that_never_reads_is_given_up_on_and_cannot_hold_up_shutdown() 
             "shutdown took {:?}",
             started.elapsed()
         );
-        assert!(s.undeliverable > 0, "{s:?}");
+        assert!(s.images_undeliverable > 0, "{s:?}");
         assert_eq!(
-            s.received,
-            s.denoised + s.failed + s.passed_through,
+            s.images_received,
+            s.images_denoised + s.images_failed + s.images_passed_through,
             "{s:?}"
         );
         drop((reader, sender));
@@ -257,7 +263,7 @@ async fn an_image_beyond_max_image_pixels_comes_back_unchanged() {
     assert_eq!(*back[0], big, "unchanged");
     assert!(is_denoised(back[1]));
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.passed_through, s.denoised), (1, 1));
+    assert_eq!((s.images_passed_through, s.images_denoised), (1, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +293,7 @@ async fn latin1_attributes_are_denoised_and_come_back_byte_for_byte() {
     let meta = Meta::parse(&back[0].attributes).unwrap();
     assert_eq!(meta.first("PatientName"), Some("Müller^Zoë"));
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.denoised, s.protocol_errors), (2, 0));
+    assert_eq!((s.images_denoised, s.protocol_errors), (2, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,14 +312,14 @@ async fn an_output_that_is_not_finite_sends_the_original_back() {
     assert!(!is_denoised(back[0]));
     assert_eq!(*back[0], huge);
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.denoised, s.failed), (0, 1));
+    assert_eq!((s.images_denoised, s.images_failed), (0, 1));
 }
 
 /// `send` against a server that vanishes mid-series says how far it got, not "broken pipe".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_reports_what_was_sent_and_answered_when_the_server_vanishes() {
-    use crossdenoise_host::client::{SendError, SendOptions, send};
     use crossdenoise_host::mrd::DataType;
+    use crossdenoise_host::mrd::client::{SendError, SendOptions, send};
     let dir = tempfile::tempdir().unwrap();
     let inputs = dir.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
@@ -391,11 +397,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// A stand-in model that takes 40 ms per slice and counts what it computed.
 struct Slow(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
-impl crossdenoise_host::worker::Engine for Slow {
+impl crossdenoise_host::mrd::worker::Engine for Slow {
     fn denoise_batch(
         &mut self,
         slices: &[ndarray::ArrayView2<f32>],
-    ) -> Result<crossdenoise_host::worker::Planes, String> {
+    ) -> Result<crossdenoise_host::mrd::worker::Planes, String> {
         std::thread::sleep(Duration::from_millis(40) * slices.len() as u32);
         self.0
             .fetch_add(slices.len(), std::sync::atomic::Ordering::Relaxed);
@@ -425,7 +431,7 @@ async fn the_queued_images_of_a_client_that_reset_are_not_computed() {
             .await
             .unwrap();
     }
-    while stats.snapshot().received < 10 {
+    while stats.snapshot().images_received < 10 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Gone with a reset, as a crashed client's kernel does.
@@ -437,14 +443,14 @@ async fn the_queued_images_of_a_client_that_reset_are_not_computed() {
     let s = stats.snapshot();
     let done = computed.load(Ordering::Relaxed) as u64;
     assert!(
-        done < s.received,
+        done < s.images_received,
         "{done} of {} images computed after the client reset: {s:?}",
-        s.received
+        s.images_received
     );
-    assert!(s.undeliverable > 0, "{s:?}");
+    assert!(s.images_undeliverable > 0, "{s:?}");
     assert_eq!(
-        s.received,
-        s.denoised + s.failed + s.passed_through,
+        s.images_received,
+        s.images_denoised + s.images_failed + s.images_passed_through,
         "{s:?}"
     );
 }
@@ -452,11 +458,11 @@ async fn the_queued_images_of_a_client_that_reset_are_not_computed() {
 /// Records the first pixel of every slice it computes, 40 ms each.
 struct Recording(std::sync::Arc<std::sync::Mutex<Vec<f32>>>);
 
-impl crossdenoise_host::worker::Engine for Recording {
+impl crossdenoise_host::mrd::worker::Engine for Recording {
     fn denoise_batch(
         &mut self,
         slices: &[ndarray::ArrayView2<f32>],
-    ) -> Result<crossdenoise_host::worker::Planes, String> {
+    ) -> Result<crossdenoise_host::mrd::worker::Planes, String> {
         std::thread::sleep(Duration::from_millis(40) * slices.len() as u32);
         let mut seen = self.0.lock().unwrap();
         seen.extend(slices.iter().map(|s| s[[0, 0]]));
@@ -484,7 +490,7 @@ async fn connections_are_served_in_turn() {
         )))
         .await;
     }
-    while stats.snapshot().received < 12 {
+    while stats.snapshot().images_received < 12 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let mut b = Client::connect(addr, DEFAULT_PROFILE).await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Client, Server, config, image, images, is_denoised, model};
-use crossdenoise_host::config::DEFAULT_PROFILE;
+use crossdenoise_host::mrd::config::DEFAULT_PROFILE;
 use crossdenoise_host::mrd::{
     Acquisition, DataType, Image, Message, MessageReader, Meta, Waveform,
 };
@@ -68,7 +68,10 @@ async fn every_image_comes_back_denoised_exactly_as_the_runtime_does_it() {
     }
     let stats = server.shutdown().await;
     let s = stats.snapshot();
-    assert_eq!((s.received, s.denoised, s.failed), (12, 12, 0));
+    assert_eq!(
+        (s.images_received, s.images_denoised, s.images_failed),
+        (12, 12, 0)
+    );
     assert!(s.p50_ms.is_some());
 }
 
@@ -103,7 +106,10 @@ async fn a_failing_model_returns_every_original() {
     }
     assert!(is_denoised(back[6]));
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.received, s.denoised, s.failed), (7, 1, 6));
+    assert_eq!(
+        (s.images_received, s.images_denoised, s.images_failed),
+        (7, 1, 6)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +163,14 @@ async fn other_messages_pass_through_in_order_and_unknown_configs_are_reported()
     };
     assert!(is_denoised(last), "the default profile served it");
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.received, s.denoised, s.passed_through), (3, 1, 2));
+    assert_eq!(
+        (
+            s.images_received,
+            s.images_denoised,
+            s.images_passed_through
+        ),
+        (3, 1, 2)
+    );
 }
 
 /// Sends raw bytes on a connection and waits for the server to end it.
@@ -228,7 +241,10 @@ async fn bad_clients_do_not_disturb_the_others() {
     assert_eq!(images(&late.until_close().await).len(), 1);
     let s = server.shutdown().await.snapshot();
     assert!(s.protocol_errors >= 4, "{s:?}");
-    assert_eq!(s.received, s.denoised + s.failed + s.passed_through);
+    assert_eq!(
+        s.images_received,
+        s.images_denoised + s.images_failed + s.images_passed_through
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +291,7 @@ async fn eight_concurrent_clients_of_fifty_images_lose_none() {
         assert_eq!(indices, (1..=50).collect::<Vec<u16>>());
     }
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.received, s.denoised), (400, 400));
+    assert_eq!((s.images_received, s.images_denoised), (400, 400));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +323,7 @@ async fn shutdown_answers_what_was_received_then_closes() {
     // Wait until the daemon has read them all, then stop it with the client still open.
     let stats = server.stats.clone();
     tokio::time::timeout(Duration::from_secs(30), async {
-        while stats.snapshot().received < 10 {
+        while stats.snapshot().images_received < 10 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
@@ -317,7 +333,7 @@ async fn shutdown_answers_what_was_received_then_closes() {
     let answers = client.until_close().await;
     assert_eq!(images(&answers).len(), 10);
     let s = stopping.await.unwrap().snapshot();
-    assert_eq!(s.received, s.denoised + s.failed);
+    assert_eq!(s.images_received, s.images_denoised + s.images_failed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -348,7 +364,7 @@ async fn a_flooding_client_that_does_not_read_is_held_back_not_buffered() {
     });
     // Not reading: the daemon must stop reading too, holding a bounded number of images.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let held = server.stats.snapshot().received;
+    let held = server.stats.snapshot().images_received;
     assert!(
         held < u64::from(N) / 2,
         "the daemon read {held} of {N} images from a client that reads nothing back"
@@ -372,8 +388,8 @@ async fn acquisitions_and_waveforms_can_be_dropped_by_config() {
     let dir = tempfile::tempdir().unwrap();
     let model = model(dir.path(), &[]);
     let mut cfg = config(&model);
-    cfg.acquisitions = crossdenoise_host::config::Forward::Drop;
-    cfg.waveforms = crossdenoise_host::config::Forward::Drop;
+    cfg.acquisitions = crossdenoise_host::mrd::config::Forward::Drop;
+    cfg.waveforms = crossdenoise_host::mrd::config::Forward::Drop;
     let server = Server::start(cfg).await;
     let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
     client
@@ -394,8 +410,8 @@ async fn acquisitions_and_waveforms_can_be_dropped_by_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_mrd_file_is_replayed_and_every_image_answered() {
-    use crossdenoise_host::client::{SendOptions, send};
-    use crossdenoise_host::mrd_h5::read_images;
+    use crossdenoise_host::mrd::client::{SendOptions, send};
+    use crossdenoise_host::mrd::h5::read_images;
 
     let dir = tempfile::tempdir().unwrap();
     let model = model(dir.path(), &[]);
@@ -447,7 +463,14 @@ async fn a_recorded_mrd_file_is_replayed_and_every_image_answered() {
         .unwrap();
     assert!(back.iter().all(|v| v.fract() == 0.0 && *v >= 0.0));
     let s = server.shutdown().await.snapshot();
-    assert_eq!((s.received, s.denoised, s.passed_through), (5, 4, 1));
+    assert_eq!(
+        (
+            s.images_received,
+            s.images_denoised,
+            s.images_passed_through
+        ),
+        (5, 4, 1)
+    );
 
     let bad = dir.path().join("bad.h5");
     std::fs::write(&bad, b"\x89HDF\r\n\x1a\nnot really").unwrap();

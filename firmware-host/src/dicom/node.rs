@@ -15,7 +15,7 @@ const PREFIX: &str = "crossdenoise_dicom_";
 counters! {
     /// What the node has done, for the log, /metrics and the tests: each counter with its
     /// Prometheus kind, name (after `crossdenoise_dicom_`) and help, declared once.
-    pub struct NodeStats {
+    pub struct NodeStats / NodeCounts {
         associations: Counter "associations_total" "DICOM associations accepted.",
         /// Rejected: an AE title not allowed, nothing acceptable proposed, or the limit reached.
         associations_rejected: Counter "associations_rejected_total" "DICOM associations rejected (AE title, nothing acceptable, max_associations, max_associations_per_peer, handshake_timeout_s).",
@@ -77,30 +77,7 @@ impl NodeStats {
 
     /// One log line.
     pub fn line(&self) -> String {
-        let g = Self::get;
-        format!(
-            "DICOM associations {} ({} rejected, {} aborted), echoes {}; instances received {}, stored {}, duplicate {}, refused {}, multi-frame split {}; denoised {} (series paired {}, alone {}; slices without a partner slice {}, late {}; instances passed on {}, set aside {}; retries {}); forwarded {}, set aside {}, retries {}",
-            g(&self.associations),
-            g(&self.associations_rejected),
-            g(&self.associations_aborted),
-            g(&self.echoes),
-            g(&self.instances_received),
-            g(&self.instances_stored),
-            g(&self.instances_duplicate),
-            g(&self.instances_refused),
-            g(&self.instances_split),
-            g(&self.instances_denoised),
-            g(&self.series_paired),
-            g(&self.series_alone),
-            g(&self.instances_unmatched),
-            g(&self.instances_late),
-            g(&self.instances_passed_on),
-            g(&self.instances_set_aside),
-            g(&self.processing_retries),
-            g(&self.instances_forwarded),
-            g(&self.forward_failed),
-            g(&self.forward_retries),
-        )
+        format!("DICOM {}", self.now().line())
     }
 }
 
@@ -138,15 +115,7 @@ impl Node {
     /// The node's counts in the Prometheus text format, with the spool's and the outbox's
     /// depth now.
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        for (kind, name, help, counter) in self.stats.metrics() {
-            metrics::write(
-                &mut out,
-                PREFIX,
-                (kind, name, help),
-                NodeStats::get(counter),
-            );
-        }
+        let mut out = self.stats.now().prometheus(PREFIX);
         let spooled = std::fs::read_dir(self.spool.received())
             .map(|d| {
                 d.flatten()

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crossdenoise_host::mrd::session::IMAGE_TYPE_MARK;
+use crossdenoise_host::mrd::stats::Stats;
 use crossdenoise_host::mrd::{DataType, Image, Message, MessageReader, MessageWriter, Meta};
-use crossdenoise_host::session::IMAGE_TYPE_MARK;
-use crossdenoise_host::stats::Stats;
 use crossdenoise_host::{Host, HostConfig};
 use ndarray::Array2;
 use tokio::net::TcpStream;

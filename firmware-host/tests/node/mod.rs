@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use crossdenoise_host::config::{Destination, DicomConfig};
 use crossdenoise_host::dicom::models::Models;
 use crossdenoise_host::dicom::{self, Node, NodeStats, Working};
+use crossdenoise_host::mrd::config::{Destination, DicomConfig};
 use crossdenoise_runtime::DenoiserOptions;
 
 use crate::support::{self, Storescp, dicom_series, free_port, phantom_slices};

@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_loads() {
-        let readme = include_str!("../../docs/daemon.md");
+        let readme = include_str!("../../../docs/daemon.md");
         let start = readme
             .find("```toml\nlisten")
             .expect("docs/daemon.md's host.toml")
@@ -504,7 +504,7 @@ mod tests {
 
     #[test]
     fn the_shipped_deploy_config_loads() {
-        let c = load(include_str!("../../deploy/host.toml")).unwrap();
+        let c = load(include_str!("../../../deploy/host.toml")).unwrap();
         assert_eq!(c.batch_size, 4);
         assert_eq!(c.metrics_listen.unwrap().port(), 9102);
         assert!(c.profiles["crossdenoise"].model.ends_with("pd_guided.onnx"));

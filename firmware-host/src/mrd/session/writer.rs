@@ -10,11 +10,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::shared::{Context, Outgoing, Phase, until_abort};
-use crate::answer::{OutputError, denoised_image};
-use crate::config::HostConfig;
+use crate::mrd::answer::{OutputError, denoised_image};
+use crate::mrd::config::HostConfig;
+use crate::mrd::stats::inc;
+use crate::mrd::worker::JobError;
 use crate::mrd::{Message, MessageWriter};
-use crate::stats::inc;
-use crate::worker::JobError;
 
 /// Sends the answers in arrival order, then close, and says how many messages it sent
 /// before close. Once the client cannot be written to

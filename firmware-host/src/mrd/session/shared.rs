@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use tokio::sync::{oneshot, watch};
 
-use crate::config::HostConfig;
+use crate::mrd::config::HostConfig;
+use crate::mrd::pairing::Kept;
+use crate::mrd::stats::Stats;
+use crate::mrd::worker::{Answer, ModelInfo, Worker};
 use crate::mrd::{Image, Message, Meta};
-use crate::pairing::Kept;
-use crate::stats::Stats;
-use crate::worker::{Answer, ModelInfo, Worker};
 
 /// What every connection shares.
 pub struct Context {

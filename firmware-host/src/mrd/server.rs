@@ -12,13 +12,13 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::config::HostConfig;
+use crate::mrd::config::HostConfig;
+use crate::mrd::pairing::Kept;
+use crate::mrd::session::{self, Context, Phase};
+use crate::mrd::stats::{Stats, inc};
+use crate::mrd::worker::{Engine, ModelInfo, Worker, WorkerOptions};
 use crate::mrd::{Message, MessageWriter};
-use crate::pairing::Kept;
 use crate::peers::PeerSlot;
-use crate::session::{self, Context, Phase};
-use crate::stats::{Stats, inc};
-use crate::worker::{Engine, ModelInfo, Worker, WorkerOptions};
 
 /// Every profile's `alone` models against what their keys promise; `infos` are the models'
 /// in [`HostConfig::model_paths`] order.

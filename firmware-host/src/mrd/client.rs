@@ -11,9 +11,9 @@ use crossdenoise_image::io::{read_slice, write_npy};
 use crossdenoise_runtime::denoise_files::collect_inputs;
 use tokio::net::TcpStream;
 
+use crate::mrd::h5::{H5Error, is_h5, read_images};
+use crate::mrd::session::{IMAGE_TYPE_MARK, SYNTHESIZED_MARK};
 use crate::mrd::{DataType, Image, Message, MessageReader, MessageWriter, Meta};
-use crate::mrd_h5::{H5Error, is_h5, read_images};
-use crate::session::{IMAGE_TYPE_MARK, SYNTHESIZED_MARK};
 
 /// Attribute naming the file an image was read from, so answers can be matched to inputs.
 pub const SOURCE_ATTRIBUTE: &str = "crossdenoiseSource";

@@ -11,13 +11,16 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::mrd::Image;
-use crate::worker::Planes;
+use crossdenoise_image::dicom::Geometry;
 
-/// Where a slice lies: its position and thickness, or (a stream without positions) its
-/// slice number.
+use crate::mrd::Image;
+use crate::mrd::worker::Planes;
+
+/// Where a slice lies: its orientation (read and phase directions), position and
+/// thickness, or (a stream without positions) its slice number.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Place {
+    pub orientation: [f32; 6],
     pub position: [f32; 3],
     pub thickness: f32,
     pub slice: u16,
@@ -25,26 +28,33 @@ pub struct Place {
 
 impl Place {
     pub fn of(image: &Image) -> Self {
+        let (read, phase) = (image.header.read_dir, image.header.phase_dir);
         Place {
+            orientation: [read[0], read[1], read[2], phase[0], phase[1], phase[2]],
             position: image.header.position,
             thickness: image.header.field_of_view[2],
             slice: image.header.slice,
         }
     }
 
-    /// The same slice: positions within half a slice thickness, or equal slice numbers
+    /// The same slice by the rule the DICOM node pairs slices by
+    /// ([`Geometry::same_slice`]: the same orientation, positions within half a slice
+    /// thickness; the study key stands for the frame of reference), or equal slice numbers
     /// when neither image says where it is.
     pub fn same(&self, other: &Place) -> bool {
         if self.position == [0.0; 3] && other.position == [0.0; 3] {
             return self.slice == other.slice;
         }
-        let d2: f32 = self
-            .position
-            .iter()
-            .zip(&other.position)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum();
-        d2.sqrt() <= 0.5 * self.thickness.max(f32::EPSILON)
+        self.geometry().same_slice(&other.geometry())
+    }
+
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            frame_of_reference: String::new(),
+            orientation: self.orientation.map(f64::from),
+            position: self.position.map(f64::from),
+            thickness: f64::from(self.thickness.max(f32::EPSILON)),
+        }
     }
 }
 
@@ -167,8 +177,11 @@ mod tests {
     use super::*;
     use ndarray::Array2;
 
+    const CORONAL: [f32; 6] = [1.0, 0.0, 0.0, 0.0, 0.0, -1.0];
+
     fn at(z: f32) -> Place {
         Place {
+            orientation: CORONAL,
             position: [0.0, 0.0, z],
             thickness: 3.0,
             slice: 0,
@@ -182,6 +195,7 @@ mod tests {
     #[test]
     fn slices_pair_by_position_or_by_number() {
         let place = |position: [f32; 3], slice| Place {
+            orientation: CORONAL,
             position,
             thickness: 3.0,
             slice,
@@ -191,6 +205,12 @@ mod tests {
         // Positions decide when given, whatever the numbering.
         assert!(place([1.0, 2.0, 10.0], 1).same(&place([1.0, 2.0, 11.4], 7)));
         assert!(!place([1.0, 2.0, 10.0], 1).same(&place([1.0, 2.0, 11.6], 1)));
+        // Another orientation through the same point is another slice.
+        let sagittal = Place {
+            orientation: [0.0, 1.0, 0.0, 0.0, 0.0, -1.0],
+            ..place([1.0, 2.0, 10.0], 1)
+        };
+        assert!(!place([1.0, 2.0, 10.0], 1).same(&sagittal));
     }
 
     #[test]

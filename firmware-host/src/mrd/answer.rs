@@ -2,7 +2,7 @@
 //! its pixels in the original's data type, its attributes carried over and marked, and the
 //! check that a model's output can stand for the image at all.
 
-use crate::config::HostConfig;
+use crate::mrd::config::HostConfig;
 use crate::mrd::image::PlaneError;
 use crate::mrd::{Image, Meta};
 
