@@ -131,6 +131,8 @@ fn mean(q: &[Quality]) -> Quality {
 }
 
 /// Writes `out` (HTML) and `heldout.png` beside it; returns the numbers shown.
+// Long: the report's data gathered in page order (summary, reference, each contrast's
+// slices), then rendered.
 pub fn write(inputs: &ReportInputs, out: &Path) -> Result<ReportSummary, ReportError> {
     let summary_path = inputs.run.join("summary.json");
     let summary: DenoiserSummary = serde_json::from_str(
@@ -334,6 +336,7 @@ fn png_tag(path: &Path, alt: &str) -> Result<String, ReportError> {
     Ok(inline_png(&bytes, alt))
 }
 
+// Long: the page's sections in their order, as one HTML string.
 fn render(
     inputs: &ReportInputs,
     summary: &DenoiserSummary,

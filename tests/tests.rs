@@ -13,6 +13,5 @@ mod export;
 mod fastmri;
 mod noise_levels;
 mod phantoms;
-#[path = "../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 mod util;

@@ -1,8 +1,9 @@
 //! With the `tch` feature, LibTorch is a shared library from a Python wheel: this gives the
 //! package's binaries (CLI, tests, benches) an rpath to the LibTorch they were linked
 //! against, so they run without LD_LIBRARY_PATH, and refuses a LibTorch other than the one
-//! `tch` is written for, naming the command that installs the right one. The root package
-//! uses this same script.
+//! `tch` is written for, naming the command that installs the right one (unless
+//! LIBTORCH_BYPASS_VERSION_CHECK is set, as torch-sys allows). The root package's
+//! own build script gives its binaries the same rpath.
 
 const TORCH_VERSION: &str = "2.9.0";
 
@@ -22,7 +23,16 @@ fn main() {
                 .map(|v| v.trim_matches(['\'', '"', ' ']).to_string())
         })
         .unwrap_or_else(|| "unknown".into());
-    if version.split('+').next() != Some(TORCH_VERSION) {
+    // torch-sys's own escape hatch, honoured here too: a GPU machine may carry another
+    // PyTorch (the C++ API changes little between minor versions), at the user's risk.
+    let bypass = std::env::var_os("LIBTORCH_BYPASS_VERSION_CHECK").is_some();
+    println!("cargo:rerun-if-env-changed=LIBTORCH_BYPASS_VERSION_CHECK");
+    if version.split('+').next() != Some(TORCH_VERSION) && bypass {
+        println!(
+            "cargo:warning=LibTorch at {lib} is PyTorch {version}, not {TORCH_VERSION}: \
+             built anyway (LIBTORCH_BYPASS_VERSION_CHECK)"
+        );
+    } else if version.split('+').next() != Some(TORCH_VERSION) {
         panic!(
             "LibTorch at {lib} is PyTorch {version}; the tch backend needs PyTorch \
              {TORCH_VERSION}. Install it with `bash scripts/install-libtorch.sh` and build \

@@ -68,6 +68,8 @@ pub struct ExportReport {
     pub triton: Option<PathBuf>,
 }
 
+// Long: the export's steps in their order (load, lower, metadata, encode, check, write),
+// each a few lines that share the graph being built.
 pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
     let trained = TrainedModel::load(&opts.source)?;
     let config = &trained.config;

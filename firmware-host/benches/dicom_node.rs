@@ -10,8 +10,7 @@
 //! Both series are PDFS so that the test model (a PDFS single-contrast denoiser) takes both,
 //! each alone; the guided pair runs two models instead of one per slice.
 
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,8 +12,7 @@
 //! `cargo bench -p crossdenoise-host --bench soak -- --minutes 10 [--round-s 120] [--seed N]`
 //! (needs `scripts/install-ort.sh` and `scripts/python-env.sh` for the test model).
 
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -133,6 +133,8 @@ fn main() -> ExitCode {
     }
 }
 
+// Long: the daemon's start-up in its order: command line over host.toml, checks, then
+// each server started on the shared state.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
         Some(path) => HostConfig::read(path)?,

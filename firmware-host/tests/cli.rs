@@ -1,8 +1,7 @@
 //! The `crossdenoise-host` binary as an operator runs it: `serve` in the background, `send`
 //! from the scanner's side, SIGTERM to stop.
 
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -4,8 +4,7 @@
 //! to what was sent, and stored once however often it comes.
 
 mod node;
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::path::{Path, PathBuf};
 

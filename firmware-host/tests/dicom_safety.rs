@@ -4,8 +4,7 @@
 //! the protocol is theirs; a sender of our own where the case needs pauses between slices.
 
 mod node;
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -5,10 +5,11 @@
 //! a config is loaded or refused with an error naming the file. `PROPTEST_CASES` sets the
 //! cases per property.
 
-#[path = "../../runtime/tests/support/fuzz.rs"]
-mod fuzz;
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support::fuzz::{self, Recording};
+
+#[global_allocator]
+static ALLOCATOR: Recording = Recording;
+use crossdenoise_test_support as support;
 
 use crossdenoise_host::HostConfig;
 use crossdenoise_host::dicom::dimse;

@@ -6,8 +6,7 @@
 //! `pair_keep_mib`) are checked at their edges.
 
 mod common;
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::path::PathBuf;
 use std::time::Duration;

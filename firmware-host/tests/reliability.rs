@@ -4,8 +4,7 @@
 //! and nothing holds the daemon hostage.
 
 mod common;
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::time::{Duration, Instant};
 

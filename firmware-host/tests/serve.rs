@@ -2,8 +2,7 @@
 //! back, denoised exactly as the runtime denoises it, or unchanged when it cannot be.
 
 mod common;
-#[path = "../../runtime/tests/support/mod.rs"]
-mod support;
+use crossdenoise_test_support as support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -341,6 +341,8 @@ impl FileJob {
     /// Denoises one file into `out_dir`, in the input's format, with an optional
     /// input | denoised | difference picture under `preview_dir`.
     /// `guide` is the partner contrast's file of the same slice, for a guided model.
+    // Long: one file through read, guide, denoise, lineage and write, sharing the
+    // parsed input's identity between the steps.
     pub fn denoise_file(
         &mut self,
         denoiser: &mut Denoiser,

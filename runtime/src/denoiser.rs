@@ -111,6 +111,8 @@ impl std::fmt::Debug for Denoiser {
 }
 
 impl Denoiser {
+    // Long: the model's checks in the order a session is built (metadata, inputs,
+    // outputs, providers, warm-up), each error naming the model.
     pub fn open(runtime: &OnnxRuntime, path: &Path, options: &DenoiserOptions) -> Result<Self> {
         options.providers.validate()?;
         if let Some(NoiseModel::Map(settings)) = &options.noise {
@@ -400,6 +402,8 @@ impl Denoiser {
         }
     }
 
+    // Long: normalise, pad, infer (tiled or whole, orientations), posterior, unpad and
+    // restore share the slice's scale and padding.
     fn run(
         &mut self,
         images: &[ArrayView2<f32>],

@@ -1,7 +1,7 @@
 //! DICOM in and out, checked against an independent implementation: pydicom writes the
 //! input series (MR Image Storage, realistic attributes) and reads the derived series back.
 
-mod support;
+use crossdenoise_test_support as support;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -3,9 +3,11 @@
 //! and never with an allocation out of proportion to the file (a header's claims are
 //! checked against the bytes that back them). `PROPTEST_CASES` sets the cases per reader.
 
-#[path = "support/fuzz.rs"]
-mod fuzz;
-mod support;
+use crossdenoise_test_support::fuzz::{self, Recording};
+
+#[global_allocator]
+static ALLOCATOR: Recording = Recording;
+use crossdenoise_test_support as support;
 
 use std::fs;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The Denoiser on the real ONNX Runtime (CPU build), checked against an independent
 //! pipeline: numpy preprocessing + Python onnxruntime on the same model and input.
 
-mod support;
+use crossdenoise_test_support as support;
 
 use crossdenoise_image::AssumedMetadata;
 use crossdenoise_image::io::{read_npy, write_npy};

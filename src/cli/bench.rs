@@ -70,6 +70,7 @@ pub enum What {
     },
 }
 
+// Long: a dispatch over the subcommands, each printing its own result line.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.what {
         What::TrainStep {

@@ -104,100 +104,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         denoise_files::collect_inputs(&args.guide).context("--guide")?
     };
 
-    let mut providers = ProviderSettings {
-        order: ProviderSettings::parse_order(&args.ep).context("--ep")?,
-        strict: args.strict_ep,
-        ..ProviderSettings::default()
-    };
-    providers.cpu.threads = args.threads;
-    providers.cuda.device_id = args.device;
-    providers.tensorrt.device_id = args.device;
-    providers.tensorrt.fp16 = !args.trt_fp32;
-    providers.tensorrt.engine_cache = args.trt_cache.clone();
-    providers.tensorrt.workspace_mb = args.trt_workspace_mb;
-    let assume = match (args.percentile, args.clamp_max, args.size_multiple) {
-        (Some(percentile), Some(clamp_max), Some(size_multiple)) => Some(AssumedMetadata {
-            normalization: Normalization {
-                percentile,
-                clamp_max,
-            },
-            size_multiple,
-        }),
-        _ => None,
-    };
-
-    let noise = match args.noise.as_str() {
-        "map" => NoiseModel::Map(NoiseMapSettings {
-            coils: args.coils,
-            ..NoiseMapSettings::default()
-        }),
-        _ => {
-            anyhow::ensure!(
-                args.coils == 1,
-                "--coils {} needs --noise map (one sigma per slice is Rician: one coil)",
-                args.coils
-            );
-            NoiseModel::Slice
-        }
-    };
+    let options = options(&args)?;
     let runtime = OnnxRuntime::load()?;
-    let options = DenoiserOptions {
-        noise: Some(noise),
-        providers,
-        assume,
-        tile_pixels: args.tile_pixels,
-        posterior: !args.no_posterior,
-        average_orientations: args.average_orientations,
-        ..DenoiserOptions::default()
-    };
     let started = Instant::now();
     let mut denoiser = Denoiser::open(&runtime, &args.model, &options)?;
     denoiser.set_strength(args.strength)?;
-    for fallback in denoiser.fallbacks() {
-        eprintln!("warning: {fallback}; falling back");
-    }
-    if !denoiser.has_metadata() {
-        eprintln!(
-            "warning: {} has no crossdenoise metadata; using the stated normalisation",
-            args.model.display()
-        );
-    }
-    eprintln!(
-        "model {} ({}) on {} [{}], opened and warmed up in {:.2} s",
-        args.model.display(),
-        denoiser.metadata().path_label(),
-        denoiser.provider(),
-        runtime.library().display(),
-        started.elapsed().as_secs_f64()
-    );
-    let meta = denoiser.metadata();
-    match (denoiser.needs_guide(), guide_files.is_empty()) {
-        (true, true) => bail!(
-            "{} is a {}: give the partner contrast's slices with --guide",
-            args.model.display(),
-            meta.path_label()
-        ),
-        (false, false) => bail!(
-            "{} is a {}: it takes no --guide",
-            args.model.display(),
-            meta.path_label()
-        ),
-        _ => {}
-    }
-    if meta.kind == ModelKind::Synthesis {
-        eprintln!(
-            "warning: {} synthesises {} images from {} ones (contrast synthesis, not \
-             denoising); its results are labelled \"synthesized {}\"",
-            args.model.display(),
-            meta.output_contrast(),
-            if meta.from_name.is_empty() {
-                &meta.from
-            } else {
-                &meta.from_name
-            },
-            meta.output_contrast()
-        );
-    }
+    announce(&args, &denoiser, &runtime, started, !guide_files.is_empty())?;
     let guides: Vec<Option<PathBuf>> = if guide_files.is_empty() {
         vec![None; files.len()]
     } else {
@@ -259,4 +171,110 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The denoiser's options from the command line: providers, assumed metadata, noise model.
+fn options(args: &Args) -> anyhow::Result<DenoiserOptions> {
+    let mut providers = ProviderSettings {
+        order: ProviderSettings::parse_order(&args.ep).context("--ep")?,
+        strict: args.strict_ep,
+        ..ProviderSettings::default()
+    };
+    providers.cpu.threads = args.threads;
+    providers.cuda.device_id = args.device;
+    providers.tensorrt.device_id = args.device;
+    providers.tensorrt.fp16 = !args.trt_fp32;
+    providers.tensorrt.engine_cache = args.trt_cache.clone();
+    providers.tensorrt.workspace_mb = args.trt_workspace_mb;
+    let assume = match (args.percentile, args.clamp_max, args.size_multiple) {
+        (Some(percentile), Some(clamp_max), Some(size_multiple)) => Some(AssumedMetadata {
+            normalization: Normalization {
+                percentile,
+                clamp_max,
+            },
+            size_multiple,
+        }),
+        _ => None,
+    };
+
+    let noise = match args.noise.as_str() {
+        "map" => NoiseModel::Map(NoiseMapSettings {
+            coils: args.coils,
+            ..NoiseMapSettings::default()
+        }),
+        _ => {
+            anyhow::ensure!(
+                args.coils == 1,
+                "--coils {} needs --noise map (one sigma per slice is Rician: one coil)",
+                args.coils
+            );
+            NoiseModel::Slice
+        }
+    };
+    Ok(DenoiserOptions {
+        noise: Some(noise),
+        providers,
+        assume,
+        tile_pixels: args.tile_pixels,
+        posterior: !args.no_posterior,
+        average_orientations: args.average_orientations,
+        ..DenoiserOptions::default()
+    })
+}
+
+/// Says on stderr what serves (warnings first), and refuses a guide given to an unguided
+/// model or missing for a guided one.
+fn announce(
+    args: &Args,
+    denoiser: &Denoiser,
+    runtime: &OnnxRuntime,
+    started: Instant,
+    has_guide: bool,
+) -> anyhow::Result<()> {
+    for fallback in denoiser.fallbacks() {
+        eprintln!("warning: {fallback}; falling back");
+    }
+    if !denoiser.has_metadata() {
+        eprintln!(
+            "warning: {} has no crossdenoise metadata; using the stated normalisation",
+            args.model.display()
+        );
+    }
+    eprintln!(
+        "model {} ({}) on {} [{}], opened and warmed up in {:.2} s",
+        args.model.display(),
+        denoiser.metadata().path_label(),
+        denoiser.provider(),
+        runtime.library().display(),
+        started.elapsed().as_secs_f64()
+    );
+    let meta = denoiser.metadata();
+    match (denoiser.needs_guide(), !has_guide) {
+        (true, true) => bail!(
+            "{} is a {}: give the partner contrast's slices with --guide",
+            args.model.display(),
+            meta.path_label()
+        ),
+        (false, false) => bail!(
+            "{} is a {}: it takes no --guide",
+            args.model.display(),
+            meta.path_label()
+        ),
+        _ => {}
+    }
+    if meta.kind == ModelKind::Synthesis {
+        eprintln!(
+            "warning: {} synthesises {} images from {} ones (contrast synthesis, not \
+             denoising); its results are labelled \"synthesized {}\"",
+            args.model.display(),
+            meta.output_contrast(),
+            if meta.from_name.is_empty() {
+                &meta.from
+            } else {
+                &meta.from_name
+            },
+            meta.output_contrast()
+        );
+    }
+    Ok(())
 }

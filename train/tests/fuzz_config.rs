@@ -3,8 +3,10 @@
 //! refused with an error naming the file; never a panic, and no allocation out of
 //! proportion to the file. `PROPTEST_CASES` sets the cases.
 
-#[path = "../../runtime/tests/support/fuzz.rs"]
-mod fuzz;
+use crossdenoise_test_support::fuzz::{self, Recording};
+
+#[global_allocator]
+static ALLOCATOR: Recording = Recording;
 
 use crossdenoise_train::config::Config;
 use fuzz::{cases, largest_allocation, mutation};

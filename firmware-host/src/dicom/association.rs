@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::association::{AsyncServerAssociation, ServerAssociationOptions};
@@ -80,7 +79,7 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, node: Arc<Node>) {
         .read_timeout(cfg.timeout())
         .write_timeout(cfg.timeout());
     // A connection that does not ask for an association soon holds a slot for nothing.
-    let handshake = Duration::from_secs_f64(cfg.handshake_timeout_s);
+    let handshake = cfg.handshake_timeout();
     let mut association = match tokio::time::timeout(handshake, options.establish_async(socket))
         .await
     {
@@ -117,6 +116,8 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, node: Arc<Node>) {
 }
 
 /// The association's messages until release (`Ok`) or a reason to abort (`Err`).
+// Long: the DIMSE state of one association (the C-STORE whose data is arriving, its
+// size so far) is shared by every arm of the message loop.
 async fn messages(
     association: &mut AsyncServerAssociation<TcpStream>,
     node: &Arc<Node>,

@@ -150,6 +150,18 @@ impl DicomConfig {
         self.max_instance_mib.saturating_mul(1 << 20)
     }
 
+    pub fn pair_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.pair_wait_s)
+    }
+
+    pub fn series_stable(&self) -> Duration {
+        Duration::from_secs_f64(self.series_stable_s)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.handshake_timeout_s)
+    }
+
     pub fn timeout(&self) -> Duration {
         Duration::from_secs_f64(self.timeout_s)
     }

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod series;
 pub mod spool;
+mod staging;
 
 use node::inc;
 pub use node::{Node, NodeStats};

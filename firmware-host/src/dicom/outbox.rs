@@ -72,6 +72,8 @@ pub async fn deliver(
 
 /// One association: every file of `files`, each removed (with its received instance) once
 /// acknowledged, or moved to `failed/` when refused.
+// Long: one association's life in protocol order (contexts, establishment, one C-STORE
+// per file with its outcome, release), sharing the association.
 async fn send(node: &Node, destination: &Destination, files: &[PathBuf]) -> Result<(), SendError> {
     let cfg = &node.config;
     // A received instance passed on compressed goes as it is, in a context of its own

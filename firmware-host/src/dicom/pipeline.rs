@@ -26,7 +26,7 @@ use crossdenoise_image::dicom::DicomSlice;
 use crossdenoise_image::fat_signal;
 use crossdenoise_image::io::Format;
 use crossdenoise_runtime::Denoiser;
-use crossdenoise_runtime::denoise_files::{FileJob, InputFile, match_guides};
+use crossdenoise_runtime::denoise_files::{InputFile, match_guides};
 use tracing::{info, warn};
 
 use super::config::OtherSeries;
@@ -34,40 +34,8 @@ use super::models::Models;
 use super::node::{Node, inc};
 use super::outbox::{self, set_aside};
 use super::series::{self, Instance, Series};
+use super::staging::{Derived, Failure, Staging, move_into_outbox, stage, staging};
 use crate::contrast::{Contrast, Label};
-
-/// Why a series was not denoised: for good (set aside with the reason), or for now (tried
-/// again later, its instances kept).
-#[derive(Debug)]
-enum Failure {
-    Permanent(String),
-    Temporary(String),
-    /// The result did not show its own input (the guard): the series is treated as one
-    /// that is not PD or PDFS.
-    NotItsContrast(String),
-}
-
-impl From<String> for Failure {
-    fn from(reason: String) -> Self {
-        Failure::Permanent(reason)
-    }
-}
-
-impl Failure {
-    fn io(path: &Path, e: std::io::Error) -> Self {
-        Failure::Temporary(format!("{}: {e}", path.display()))
-    }
-
-    fn of(e: crossdenoise_runtime::Error) -> Self {
-        if matches!(e, crossdenoise_runtime::Error::GuideDominates { .. }) {
-            Failure::NotItsContrast(e.to_string())
-        } else if e.is_temporary() {
-            Failure::Temporary(e.to_string())
-        } else {
-            Failure::Permanent(e.to_string())
-        }
-    }
-}
 
 /// A series waiting to be tried again after a temporary fault.
 struct Retry {
@@ -105,12 +73,14 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
 }
 
 /// One look at the spool: every complete series that can be taken now is taken.
+// Long: the node's rules for a complete series, in the order docs/daemon.md lists them
+// (mixed, late, not ours, paired, waiting, alone); one `continue` per rule.
 fn step(node: &Node, models: &mut Models, st: &mut State) {
     let all = scan(node, &mut st.headers, &mut st.done);
     let now = SystemTime::now();
     let age = |s: &Series| now.duration_since(s.last).unwrap_or_default();
-    let stable = Duration::from_secs_f64(node.config.series_stable_s);
-    let pair_wait = Duration::from_secs_f64(node.config.pair_wait_s);
+    let stable = node.config.series_stable();
+    let pair_wait = node.config.pair_wait();
     st.derived.forget_older_than(pair_wait);
     let complete: Vec<&Series> = all
         .iter()
@@ -497,111 +467,6 @@ fn alone(
     )?;
     publish(node, series, &dir)?;
     Ok(series.files.len())
-}
-
-/// The models a series is staged with.
-enum Staging<'a> {
-    /// Each slice by the single-contrast model.
-    Alone(&'a mut Denoiser),
-    /// Each slice by the guided model with its partner slice as guide, or (no partner) by
-    /// the single-contrast model.
-    Pair {
-        guided: &'a mut Denoiser,
-        alone: Option<&'a mut Denoiser>,
-        guides: &'a [Option<PathBuf>],
-    },
-}
-
-/// The derived series UID of each series denoised lately, so instances of it that come
-/// later join it.
-#[derive(Default)]
-struct Derived(HashMap<String, (String, Instant)>);
-
-impl Derived {
-    fn knows(&self, series: &str) -> bool {
-        self.0.contains_key(series)
-    }
-
-    fn job(&self, series: &str, series_number_offset: i64) -> FileJob {
-        let known = self
-            .0
-            .get(series)
-            .map(|(uid, _)| (series.to_string(), uid.clone()));
-        FileJob::with_series(known.into_iter().collect()).series_number_offset(series_number_offset)
-    }
-
-    fn remember(&mut self, job: FileJob) {
-        let now = Instant::now();
-        for (series, uid) in job.into_series() {
-            self.0.insert(series, (uid, now));
-        }
-    }
-
-    fn forget_older_than(&mut self, age: Duration) {
-        self.0.retain(|_, (_, at)| at.elapsed() < age);
-    }
-}
-
-/// Writes a series' derived instances into a staging folder of the outbox.
-fn stage(
-    node: &Node,
-    models: &mut Staging,
-    series: &Series,
-    inputs: &[InputFile],
-    derived: &mut Derived,
-) -> Result<PathBuf, Failure> {
-    let dir = staging(node, &series.uid)?;
-    let mut job = derived.job(&series.uid, node.config.series_number_offset);
-    for (i, input) in inputs.iter().enumerate() {
-        let (model, guide) = match models {
-            Staging::Alone(model) => (&mut **model, None),
-            Staging::Pair {
-                guided,
-                alone,
-                guides,
-            } => match &guides[i] {
-                Some(guide) => (&mut **guided, Some(guide.as_path())),
-                None => (
-                    &mut **alone.as_mut().expect("checked: a single-contrast model"),
-                    None,
-                ),
-            },
-        };
-        if let Err(e) = job.denoise_file(model, input, guide, &dir, None) {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(Failure::of(e));
-        }
-    }
-    derived.remember(job);
-    Ok(dir)
-}
-
-/// An empty staging folder in the outbox for what will be its folder `name`.
-fn staging(node: &Node, name: &str) -> Result<PathBuf, Failure> {
-    let dir = outbox::dir(&node.config.spool).join(format!(".staging-{name}"));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;
-    Ok(dir)
-}
-
-/// Moves a staged folder into the outbox as `name`, or `name~2`, `name~3`, ... while an
-/// earlier folder of that name still waits for the destination (late instances of a series
-/// whose first ones are undelivered); the staged folder is removed if it cannot be moved.
-fn move_into_outbox(node: &Node, staged: &Path, name: &str) -> Result<(), Failure> {
-    let outbox = outbox::dir(&node.config.spool);
-    let mut to = outbox.join(name);
-    for k in 2.. {
-        // A folder the outbox has emptied is replaced; one still holding files is not.
-        match fs::rename(staged, &to) {
-            Ok(()) => return Ok(()),
-            Err(_) if to.is_dir() && k < 1000 => to = outbox.join(format!("{name}~{k}")),
-            Err(e) => {
-                let _ = fs::remove_dir_all(staged);
-                return Err(Failure::io(&to, e));
-            }
-        }
-    }
-    unreachable!("the loop returns")
 }
 
 /// Moves a staged derived series into the outbox whole; with `forward_originals`, its

@@ -121,72 +121,7 @@ pub async fn send(
     out: &Path,
     options: &SendOptions,
 ) -> Result<SendReport, SendError> {
-    let (h5, others): (Vec<PathBuf>, Vec<PathBuf>) = inputs
-        .iter()
-        .cloned()
-        .partition(|p| p.is_file() && is_h5(p));
-    // (name of the answer files, image to send)
-    let mut images: Vec<(PathBuf, Image)> = Vec::new();
-    if !others.is_empty() || h5.is_empty() {
-        let mut series: Vec<Vec<(PathBuf, Image)>> = Vec::new();
-        for (k, input) in others.iter().enumerate() {
-            let description = input
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut slices = Vec::new();
-            for (i, file) in collect_inputs(std::slice::from_ref(input))?
-                .iter()
-                .enumerate()
-            {
-                let plane = read_slice(&file.path)?;
-                let mut image = Image::from_plane(&plane, options.data_type);
-                image.header.image_series_index = k as u16 + 1;
-                image.header.contrast = k as u16;
-                image.header.slice = i as u16;
-                let mut meta = Meta::new();
-                meta.set("SequenceDescription", vec![description.clone()]);
-                image.attributes = meta.to_xml();
-                slices.push((file.output.clone(), image));
-            }
-            series.push(slices);
-        }
-        if options.interleave {
-            let longest = series.iter().map(Vec::len).max().unwrap_or(0);
-            let mut queues: Vec<_> = series.into_iter().map(Vec::into_iter).collect();
-            for _ in 0..longest {
-                images.extend(queues.iter_mut().filter_map(Iterator::next));
-            }
-        } else {
-            images.extend(series.into_iter().flatten());
-        }
-        for (i, (_, image)) in images.iter_mut().enumerate() {
-            image.header.image_index = i as u16 + 1;
-        }
-    }
-    for path in &h5 {
-        let stem = path.file_stem().map(PathBuf::from).unwrap_or_default();
-        for (i, (group, image)) in read_images(path)?.into_iter().enumerate() {
-            let name = stem.join(format!("{}_{i:04}", group.replace('/', "_")));
-            images.push((name, image));
-        }
-    }
-    if images.len() > usize::from(u16::MAX) {
-        return Err(SendError::TooMany(images.len()));
-    }
-    // Each image carries its answer files' name, so answers are matched whatever the
-    // server does to the header.
-    let mut names = Vec::with_capacity(images.len());
-    let images: Vec<Image> = images
-        .into_iter()
-        .map(|(name, mut image)| {
-            let mut meta = Meta::parse(&image.attributes).unwrap_or_default();
-            meta.set(SOURCE_ATTRIBUTE, vec![name.display().to_string()]);
-            image.attributes = meta.to_xml();
-            names.push(name.display().to_string());
-            image
-        })
-        .collect();
+    let (names, images) = gather(inputs, options)?;
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| SendError::Connect {
@@ -239,48 +174,7 @@ pub async fn send(
             }
             Message::Text(t) => report.texts.push(t),
             Message::Image(image) => {
-                let meta = Meta::parse(&image.attributes).unwrap_or_default();
-                let marked = |mark: &str| {
-                    meta.get("ImageType")
-                        .is_some_and(|v| v.iter().any(|t| t == mark))
-                };
-                let (denoised, synthesized) = (marked(IMAGE_TYPE_MARK), marked(SYNTHESIZED_MARK));
-                let name = meta
-                    .first(SOURCE_ATTRIBUTE)
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| format!("image_{:05}", image.header.image_index).into());
-                let suffix = match (denoised, synthesized) {
-                    (true, _) => "denoised.npy",
-                    (_, true) => "synthesized.npy",
-                    _ => "npy",
-                };
-                // Complex or other non-magnitude answers are counted, not written as slices.
-                if let Ok(planes) = image.planes() {
-                    for (k, plane) in planes.iter().enumerate() {
-                        let file = if planes.len() == 1 {
-                            name.with_extension(suffix)
-                        } else {
-                            PathBuf::from(format!("{}_p{k}", name.display())).with_extension(suffix)
-                        };
-                        let path = out.join(file);
-                        if let Some(parent) = path.parent() {
-                            let _ = std::fs::create_dir_all(parent);
-                        }
-                        write_npy(&path, plane.view()).map_err(|source| SendError::Write {
-                            path: path.clone(),
-                            source,
-                        })?;
-                        report.written.push(path);
-                    }
-                }
-                back.insert(name.display().to_string());
-                if denoised {
-                    report.denoised += 1;
-                } else if synthesized {
-                    report.synthesized += 1;
-                } else {
-                    report.unchanged += 1;
-                }
+                back.insert(write_answer(&image, out, &mut report)?);
             }
             _ => {}
         }
@@ -315,6 +209,140 @@ pub async fn send(
         });
     }
     Ok(report)
+}
+
+/// The images to send, in sending order, each carrying its answer files' name (returned
+/// beside them), so that answers are matched whatever the server does to the header.
+#[allow(clippy::result_large_err)] // `send`'s own error, made once per call
+fn gather(
+    inputs: &[PathBuf],
+    options: &SendOptions,
+) -> Result<(Vec<String>, Vec<Image>), SendError> {
+    let (h5, others): (Vec<PathBuf>, Vec<PathBuf>) = inputs
+        .iter()
+        .cloned()
+        .partition(|p| p.is_file() && is_h5(p));
+    // (name of the answer files, image to send)
+    let mut images: Vec<(PathBuf, Image)> = Vec::new();
+    if !others.is_empty() || h5.is_empty() {
+        images = series_images(&others, options)?;
+    }
+    for path in &h5 {
+        let stem = path.file_stem().map(PathBuf::from).unwrap_or_default();
+        for (i, (group, image)) in read_images(path)?.into_iter().enumerate() {
+            let name = stem.join(format!("{}_{i:04}", group.replace('/', "_")));
+            images.push((name, image));
+        }
+    }
+    if images.len() > usize::from(u16::MAX) {
+        return Err(SendError::TooMany(images.len()));
+    }
+    let mut names = Vec::with_capacity(images.len());
+    let images: Vec<Image> = images
+        .into_iter()
+        .map(|(name, mut image)| {
+            let mut meta = Meta::parse(&image.attributes).unwrap_or_default();
+            meta.set(SOURCE_ATTRIBUTE, vec![name.display().to_string()]);
+            image.attributes = meta.to_xml();
+            names.push(name.display().to_string());
+            image
+        })
+        .collect();
+    Ok((names, images))
+}
+
+/// The slices of each input (a file or folder of .npy / .png / DICOM) as series `k + 1`
+/// with contrast index `k`, described by the input's name; one series after the other, or
+/// interleaved slice by slice.
+#[allow(clippy::result_large_err)] // `send`'s own error, made once per call
+fn series_images(
+    inputs: &[PathBuf],
+    options: &SendOptions,
+) -> Result<Vec<(PathBuf, Image)>, SendError> {
+    let mut series: Vec<Vec<(PathBuf, Image)>> = Vec::new();
+    for (k, input) in inputs.iter().enumerate() {
+        let description = input
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut slices = Vec::new();
+        for (i, file) in collect_inputs(std::slice::from_ref(input))?
+            .iter()
+            .enumerate()
+        {
+            let plane = read_slice(&file.path)?;
+            let mut image = Image::from_plane(&plane, options.data_type);
+            image.header.image_series_index = k as u16 + 1;
+            image.header.contrast = k as u16;
+            image.header.slice = i as u16;
+            let mut meta = Meta::new();
+            meta.set("SequenceDescription", vec![description.clone()]);
+            image.attributes = meta.to_xml();
+            slices.push((file.output.clone(), image));
+        }
+        series.push(slices);
+    }
+    let mut images = Vec::new();
+    if options.interleave {
+        let longest = series.iter().map(Vec::len).max().unwrap_or(0);
+        let mut queues: Vec<_> = series.into_iter().map(Vec::into_iter).collect();
+        for _ in 0..longest {
+            images.extend(queues.iter_mut().filter_map(Iterator::next));
+        }
+    } else {
+        images.extend(series.into_iter().flatten());
+    }
+    for (i, (_, image)) in images.iter_mut().enumerate() {
+        image.header.image_index = i as u16 + 1;
+    }
+    Ok(images)
+}
+
+/// Writes one answer's planes under `out` by the name it carries, counts it by kind, and
+/// returns that name. Complex or other non-magnitude answers are counted, not written.
+#[allow(clippy::result_large_err)] // `send`'s own error, made once per call
+fn write_answer(image: &Image, out: &Path, report: &mut SendReport) -> Result<String, SendError> {
+    let meta = Meta::parse(&image.attributes).unwrap_or_default();
+    let marked = |mark: &str| {
+        meta.get("ImageType")
+            .is_some_and(|v| v.iter().any(|t| t == mark))
+    };
+    let (denoised, synthesized) = (marked(IMAGE_TYPE_MARK), marked(SYNTHESIZED_MARK));
+    let name = meta
+        .first(SOURCE_ATTRIBUTE)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| format!("image_{:05}", image.header.image_index).into());
+    let suffix = match (denoised, synthesized) {
+        (true, _) => "denoised.npy",
+        (_, true) => "synthesized.npy",
+        _ => "npy",
+    };
+    if let Ok(planes) = image.planes() {
+        for (k, plane) in planes.iter().enumerate() {
+            let file = if planes.len() == 1 {
+                name.with_extension(suffix)
+            } else {
+                PathBuf::from(format!("{}_p{k}", name.display())).with_extension(suffix)
+            };
+            let path = out.join(file);
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            write_npy(&path, plane.view()).map_err(|source| SendError::Write {
+                path: path.clone(),
+                source,
+            })?;
+            report.written.push(path);
+        }
+    }
+    if denoised {
+        report.denoised += 1;
+    } else if synthesized {
+        report.synthesized += 1;
+    } else {
+        report.unchanged += 1;
+    }
+    Ok(name.display().to_string())
 }
 
 /// The smallest ISMRMRD header a FIRE server accepts: the daemon does not need more.

@@ -260,6 +260,8 @@ impl HostConfig {
     }
 
     /// Checks ranges and cross-references; `path` names the file in errors.
+    // Long: one check per key in host.toml's order, so that the list reads against
+    // docs/daemon.md in one place.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let bad = |key: &str, reason: &str| {
             Err(ConfigError::Invalid {

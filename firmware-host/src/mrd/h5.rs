@@ -28,6 +28,8 @@ pub fn is_h5(path: &Path) -> bool {
 }
 
 /// Every image of every image group, as `(group path, image)` in file order.
+// Long: one walk of the file's groups, each dataset checked against the file before
+// it is read (the checks need the walk's context).
 pub fn read_images(path: &Path) -> Result<Vec<(String, Image)>, H5Error> {
     let err = |reason: String| H5Error {
         path: path.into(),

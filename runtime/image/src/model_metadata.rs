@@ -173,6 +173,7 @@ impl ModelMetadata {
     /// Reads the metadata from a model's properties. `Ok(None)` when the model has none of
     /// the project's keys (a foreign model); an error when some are there but one is missing
     /// or malformed (a damaged or hand-edited export).
+    // Long: one parse per key, in the order `to_props` writes them.
     pub fn from_props(props: &HashMap<String, String>) -> Result<Option<Self>> {
         if !props.keys().any(|k| k.starts_with(PREFIX)) {
             return Ok(None);

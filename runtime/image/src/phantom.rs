@@ -29,6 +29,12 @@ use rand_distr::StandardNormal;
 use crate::coils::{CoilArray, Receiver};
 use crate::{Error, Result};
 
+mod findings;
+mod shapes;
+
+use findings::{FINDING_STREAM, Findings, Sites};
+use shapes::{rotate, sd_box, sd_circle, sd_ellipse, smin};
+
 /// Tissue classes of the phantom, in painting order (later ones cover earlier ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -207,9 +213,6 @@ impl Finding {
     }
 }
 
-/// How often a slice carries each finding.
-const FINDING_PROBABILITY: f64 = 0.75;
-
 /// A deterministic source of phantom pairs.
 #[derive(Debug, Clone)]
 pub struct PhantomGenerator {
@@ -274,7 +277,7 @@ impl PhantomGenerator {
         // slice are what they were before findings existed.
         let mut finding_rng = ChaCha8Rng::seed_from_u64(self.seed ^ FINDING_STREAM);
         finding_rng.set_stream(index);
-        anatomy.findings = Findings::sample(&mut finding_rng, &anatomy);
+        anatomy.findings = Findings::sample(&mut finding_rng, &anatomy.sites());
         let n = self.config.size;
         let mut clean_pd = Array2::<f32>::zeros((n, n));
         let mut clean_pdfs = Array2::<f32>::zeros((n, n));
@@ -316,74 +319,6 @@ impl PhantomGenerator {
                 findings,
             },
         }
-    }
-}
-
-/// Mixed into the seed of the findings' random stream.
-const FINDING_STREAM: u64 = 0x6669_6e64_696e_6773;
-
-/// Where a slice's findings lie, in anatomical coordinates; `None` where it has none.
-#[derive(Debug, Clone, Default)]
-struct Findings {
-    /// Centre, radii and tilt of a subchondral blob in the femoral condyle or tibial plateau.
-    edema: Option<Blob>,
-    /// Centre and radius of a round lesion in the thigh or calf muscle.
-    lesion: Option<Blob>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Blob {
-    centre: (f32, f32),
-    radii: (f32, f32),
-    angle: f32,
-}
-
-impl Blob {
-    fn distance(&self, x: f32, y: f32) -> f32 {
-        let (u, v) = rotate(x - self.centre.0, y - self.centre.1, self.angle);
-        sd_ellipse(u, v, self.radii.0, self.radii.1)
-    }
-}
-
-impl Findings {
-    fn sample(rng: &mut ChaCha8Rng, anatomy: &Anatomy) -> Self {
-        let surface = anatomy.gap / 2.0 + anatomy.cartilage;
-        let edema = rng.random_bool(FINDING_PROBABILITY).then(|| {
-            // Under the articular surface: in a femoral condyle (above the joint) or the
-            // tibial plateau (below it), clipped to the marrow when painted.
-            let side = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            let depth = rng.random_range(0.07..0.13);
-            let y = if rng.random_bool(0.5) {
-                -(surface + anatomy.cortex + depth)
-            } else {
-                surface + anatomy.cortex + depth
-            };
-            let x = side * anatomy.condyle_sep + rng.random_range(-0.06..0.06);
-            Blob {
-                centre: (x, y),
-                radii: (rng.random_range(0.06..0.1), rng.random_range(0.04..0.07)),
-                angle: rng.random_range(-0.4..0.4),
-            }
-        });
-        let lesion = rng.random_bool(FINDING_PROBABILITY).then(|| {
-            // In the muscle between the shafts and the subcutaneous fat, away from the joint.
-            let side = if rng.random_bool(0.5) { 1.0 } else { -1.0 };
-            let inner = 0.24;
-            let outer = anatomy.leg_half_width - anatomy.skin - anatomy.fat - 0.05;
-            let x = side * rng.random_range(inner..outer.max(inner + 0.01));
-            let y = if rng.random_bool(0.5) {
-                rng.random_range(-0.75..-0.45)
-            } else {
-                rng.random_range(0.5..0.75)
-            };
-            let r = rng.random_range(0.03..0.05);
-            Blob {
-                centre: (x, y),
-                radii: (r, r * rng.random_range(0.8..1.2)),
-                angle: 0.0,
-            }
-        });
-        Findings { edema, lesion }
     }
 }
 
@@ -470,6 +405,15 @@ struct Anatomy {
 }
 
 impl Anatomy {
+    /// Where findings may lie in this anatomy.
+    fn sites(&self) -> Sites {
+        Sites {
+            bone_surface: self.gap / 2.0 + self.cartilage + self.cortex,
+            condyle_sep: self.condyle_sep,
+            muscle_outer: self.leg_half_width - self.skin - self.fat - 0.05,
+        }
+    }
+
     fn sample(rng: &mut ChaCha8Rng) -> Self {
         let angle = rng.random_range(-8f32..8.0).to_radians();
         let coil_angle = rng.random_range(0.0..std::f32::consts::TAU);
@@ -507,6 +451,8 @@ impl Anatomy {
     /// Renders one pixel at image coordinates (x, y) of width `pixel` (image units):
     /// tissues are painted in order, each covering what lies below with its anti-aliased
     /// coverage of the pixel (a finding's coverage shrinks the same way).
+    // Long: the tissues in their painting order, which is the anatomy; split up, the
+    // order would be spread over functions.
     fn render(&self, x: f32, y: f32, pixel: f32) -> Pixel {
         // image -> anatomy: undo shift, rotation and scale
         let (dx, dy) = (x - self.shift.0, y - self.shift.1);
@@ -629,32 +575,6 @@ impl Anatomy {
             findings: found,
         }
     }
-}
-
-fn rotate(x: f32, y: f32, angle: f32) -> (f32, f32) {
-    let (s, c) = angle.sin_cos();
-    (c * x + s * y, -s * x + c * y)
-}
-
-fn sd_circle(x: f32, y: f32, r: f32) -> f32 {
-    (x * x + y * y).sqrt() - r
-}
-
-fn sd_box(x: f32, y: f32, hx: f32, hy: f32) -> f32 {
-    let (dx, dy) = (x.abs() - hx, y.abs() - hy);
-    (dx.max(0.0).powi(2) + dy.max(0.0).powi(2)).sqrt() + dx.max(dy).min(0.0)
-}
-
-/// Approximate distance to an ellipse (exact on the axes), good enough for soft edges.
-fn sd_ellipse(x: f32, y: f32, rx: f32, ry: f32) -> f32 {
-    let k = ((x / rx).powi(2) + (y / ry).powi(2)).sqrt();
-    (k - 1.0) * rx.min(ry)
-}
-
-/// Polynomial smooth minimum: joins shapes with a fillet of size `k`.
-fn smin(a: f32, b: f32, k: f32) -> f32 {
-    let h = (0.5 + 0.5 * (b - a) / k).clamp(0.0, 1.0);
-    b + (a - b) * h - k * h * (1.0 - h)
 }
 
 #[cfg(test)]

@@ -108,6 +108,8 @@ impl Config {
     }
 
     /// Range checks, each naming its key.
+    // Long: one check per key in the file's order, so that the list reads against
+    // docs/training.md in one place.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
         let err = |key: &str, reason: String| {
             Err(ConfigError::Key {

@@ -8,10 +8,12 @@
 //! writes the same file — interrupted and resumed or not.
 
 use std::fs;
+use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
 
 use super::collective::{average_gradients, broadcast_parameters};
 use super::run_dir::{RunClock, RunWriter};
@@ -22,6 +24,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::data::Data;
+use crate::device::Resolved;
 
 /// Builds a task from its config and data, refusing what it cannot train (before the run
 /// folder is touched).
@@ -46,82 +49,168 @@ pub fn train<T: Task>(
         });
     }
     let mut clock = RunClock::start();
-    let t = &config.trainer;
-    let world = &opts.world;
-    let run = opts.out.join(&config.name);
-    let hash = config.hash();
-    // Find the checkpoint before touching the folder: a mistaken --resume changes nothing.
-    let resume_from = if opts.resume {
-        Some(checkpoint::find(&run)?)
-    } else {
-        None
-    };
-    let resolved = t.backend.resolve(t.device_index)?;
-    t.precision.check(resolved.backend)?;
-    let base_device = resolved.device.clone();
-    let device = base_device.clone().autodiff();
-    device.seed(config.seed);
-    let task = make(config, Data::load(config)?, world)?;
-    // The backend, the data and the task's own checks come before the folder is touched: a
-    // missing feature or data folder leaves no run behind.
-    if world.is_lead() {
-        prepare_run_dir(&run, config, opts)?;
-        // A resumed run starts afresh from its last checkpoint: an old failure no longer
-        // holds.
-        let _ = fs::remove_file(run.join("error.txt"));
-    }
-
-    let mut model = task.init(&device);
-    let mut adam = AdamConfig::new().with_epsilon(1e-8);
-    if let Some(c) = t.grad_clip_norm {
-        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
-    }
-    let mut optim: ModuleOptimizer = adam.init();
-    let mut state = RunState {
-        epoch: 0,
-        step: 0,
-        metrics_len: 0,
-        config_hash: hash.clone(),
-        task: task.sums(),
-    };
-    if let Some(ckpt) = resume_from {
-        state = checkpoint::load_state::<RunState<T::Sums>>(&ckpt)?;
-        let found = (state.config_hash.as_str(), state.metrics_len);
-        (model, optim) = resume(&run, config, &ckpt, found, model, optim, world)?;
-        state.config_hash = hash.clone();
-        state.task = task.resumed(state.task);
-    }
-    let mut out = RunWriter::open(&run, world)?;
-    model = broadcast_parameters(world, model);
-
-    let per_epoch = task.steps_per_epoch();
-    let total_steps = per_epoch * t.epochs as u64;
-    observer.device(&resolved.description, resolved.reason.as_deref());
-    observer.start(total_steps, state.step);
-    clock.steps_from(state.step);
-    let mut last: Option<(T::Loss, T::Validation)> = None;
+    let (mut run, mut model) = Run::open(config, opts, make)?;
+    let device = &run.resolved;
+    observer.device(&device.description, device.reason.as_deref());
+    observer.start(run.total_steps, run.state.step);
+    clock.steps_from(run.state.step);
+    let mut last = None;
     let mut interrupted = false;
-    // Whether any process was asked to stop after the last step.
-    let mut stop = false;
+    while run.state.epoch < config.trainer.epochs {
+        let (next, stop, last_step) = match run.steps(model, opts, observer)? {
+            Steps::EpochDone { model, stop, last } => (model, stop, last),
+            Steps::Interrupted(model) => {
+                // Stopped within the epoch, with a checkpoint.
+                drop(model);
+                interrupted = true;
+                break;
+            }
+        };
+        model = next;
+        let (next, figures) = run.end_epoch(model, &last_step, observer)?;
+        model = next;
+        last = figures.or(last);
+        if stop && run.state.epoch < config.trainer.epochs {
+            interrupted = true;
+            break;
+        }
+    }
+    let summary = RunSummary::new(
+        config,
+        &run.dir,
+        &run.resolved,
+        &clock,
+        (run.state.epoch, run.state.step),
+        interrupted,
+        &opts.world,
+        run.task.finals(last),
+    );
+    if run.out.is_lead() {
+        summary.write(&run.dir)?;
+    }
+    Ok(summary)
+}
 
-    'epochs: while state.epoch < t.epochs {
-        let epoch_end = (state.epoch as u64 + 1) * per_epoch;
+/// How the steps of an epoch ended.
+enum Steps<M, L> {
+    /// The epoch's last step is done (`stop`: a process was asked to stop after it), with
+    /// its losses.
+    EpochDone { model: M, stop: bool, last: L },
+    /// Stopped within the epoch, with a checkpoint.
+    Interrupted(M),
+}
+
+/// A run in progress: its task, where it stands, its optimiser and what it writes into.
+struct Run<'a, T: Task> {
+    config: &'a Config,
+    world: &'a World,
+    task: T,
+    dir: PathBuf,
+    resolved: Resolved,
+    device: Device,
+    optim: ModuleOptimizer,
+    state: RunState<T::Sums>,
+    out: RunWriter,
+    per_epoch: u64,
+    total_steps: u64,
+}
+
+impl<'a, T: Task> Run<'a, T> {
+    /// Everything before the first step: the backend, the data and the task (checked before
+    /// the run folder is touched: a missing feature or data folder leaves no run behind),
+    /// the folder, the network and Adam, from the checkpoint when resuming.
+    fn open(
+        config: &'a Config,
+        opts: &'a TrainOptions,
+        make: MakeTask<T>,
+    ) -> Result<(Self, T::Model), TrainError> {
+        let t = &config.trainer;
+        let world = &opts.world;
+        let dir = opts.out.join(&config.name);
+        let hash = config.hash();
+        // Find the checkpoint before touching the folder: a mistaken --resume changes nothing.
+        let resume_from = if opts.resume {
+            Some(checkpoint::find(&dir)?)
+        } else {
+            None
+        };
+        let resolved = t.backend.resolve(t.device_index)?;
+        t.precision.check(resolved.backend)?;
+        let device = resolved.device.clone().autodiff();
+        device.seed(config.seed);
+        let task = make(config, Data::load(config)?, world)?;
+        if world.is_lead() {
+            prepare_run_dir(&dir, config, opts)?;
+            // A resumed run starts afresh from its last checkpoint: an old failure no longer
+            // holds.
+            let _ = fs::remove_file(dir.join("error.txt"));
+        }
+        let mut model = task.init(&device);
+        let mut adam = AdamConfig::new().with_epsilon(1e-8);
+        if let Some(c) = t.grad_clip_norm {
+            adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
+        }
+        let mut optim: ModuleOptimizer = adam.init();
+        let mut state = RunState {
+            epoch: 0,
+            step: 0,
+            metrics_len: 0,
+            config_hash: hash.clone(),
+            task: task.sums(),
+        };
+        if let Some(ckpt) = resume_from {
+            state = checkpoint::load_state::<RunState<T::Sums>>(&ckpt)?;
+            let found = (state.config_hash.as_str(), state.metrics_len);
+            (model, optim) = resume(&dir, config, &ckpt, found, model, optim, world)?;
+            state.config_hash = hash;
+            state.task = task.resumed(state.task);
+        }
+        let out = RunWriter::open(&dir, world)?;
+        let model = broadcast_parameters(world, model);
+        let per_epoch = task.steps_per_epoch();
+        let run = Run {
+            config,
+            world,
+            dir,
+            device,
+            optim,
+            state,
+            out,
+            per_epoch,
+            total_steps: per_epoch * t.epochs as u64,
+            resolved,
+            task,
+        };
+        Ok((run, model))
+    }
+
+    /// The steps left of the epoch in progress.
+    fn steps(
+        &mut self,
+        mut model: T::Model,
+        opts: &TrainOptions,
+        observer: &mut dyn Observer,
+    ) -> Result<Steps<T::Model, T::Loss>, TrainError> {
+        let state = &mut self.state;
+        let epoch_end = (state.epoch as u64 + 1) * self.per_epoch;
+        let mut stop = false;
         let mut last_step = None;
         while state.step < epoch_end {
             let at = Position {
                 epoch: state.epoch,
                 step: state.step,
-                in_epoch: state.step - state.epoch as u64 * per_epoch,
+                in_epoch: state.step - state.epoch as u64 * self.per_epoch,
             };
-            let lr = learning_rate(config, state.step, total_steps);
+            let lr = learning_rate(self.config, state.step, self.total_steps);
             let current = model;
             stop = opts.stop_requested(state.step + 1);
+            let (task, world, optim) = (&self.task, self.world, &mut self.optim);
             let stepped = catch_allocation_failure(|| {
                 let Stepped {
                     total,
                     values,
                     items,
-                } = task.step(&current, at, world, &device);
+                } = task.step(&current, at, world, &self.device);
                 let grads = GradientsParams::from_grads(total.backward(), &current);
                 let mut shared = values.to_vec();
                 let grads =
@@ -139,14 +228,15 @@ pub fn train<T: Task>(
                 }
                 failed => {
                     let failure = failed.map(|(values, _)| values.total());
-                    let e = step_failure(failure, (state.epoch, state.step), &task, &resolved);
-                    return Err(out.failure(e));
+                    let at = (state.epoch, state.step);
+                    let e = step_failure(failure, at, task, &self.resolved);
+                    return Err(self.out.failure(e));
                 }
             };
             state.step += 1;
             state.task.add(&values);
             last_step = Some(values);
-            out.line(&MetricLine::<T::Loss, T::Validation>::Step {
+            self.out.line(&MetricLine::<T::Loss, T::Validation>::Step {
                 epoch: state.epoch,
                 step: state.step,
                 lr,
@@ -154,64 +244,63 @@ pub fn train<T: Task>(
             })?;
             observer.step(state.epoch, state.step, &task.shown(&values));
             if stop && state.step < epoch_end {
-                state.metrics_len = out.metrics_len()?;
-                out.checkpoint(model, &optim, &state)?;
-                interrupted = true;
-                break 'epochs;
+                state.metrics_len = self.out.metrics_len()?;
+                let model = self.out.checkpoint(model, &self.optim, state)?;
+                return Ok(Steps::Interrupted(model));
             }
         }
+        Ok(Steps::EpochDone {
+            model,
+            stop,
+            last: last_step.unwrap_or_default(),
+        })
+    }
 
-        // End of epoch: mean losses, validation, samples, curves, checkpoint.
-        let train_mean = state.task.mean(&last_step.unwrap_or_default());
-        // Rank 0 validates and writes for the run.
-        if out.is_lead() {
+    /// The end of an epoch: its mean losses, validation, samples and curves (rank 0, which
+    /// writes for the run), and a checkpoint. Returns the model and, on rank 0, the epoch's
+    /// figures.
+    #[allow(clippy::type_complexity)]
+    fn end_epoch(
+        &mut self,
+        model: T::Model,
+        last_step: &T::Loss,
+        observer: &mut dyn Observer,
+    ) -> Result<(T::Model, Option<(T::Loss, T::Validation)>), TrainError> {
+        let (t, state, task) = (&self.config.trainer, &mut self.state, &self.task);
+        let train_mean = state.task.mean(last_step);
+        let mut figures = None;
+        if self.out.is_lead() {
             let valid = model.valid();
-            let val = task.validate(&valid, &base_device)?;
+            let base = &self.resolved.device;
+            let val = task.validate(&valid, base)?;
             if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
                 || state.epoch + 1 == t.epochs
             {
-                let dir = run.join("samples");
+                let dir = self.dir.join("samples");
                 fs::create_dir_all(&dir).map_err(io(&dir))?;
-                task.sample_grid(&valid, &base_device)?
+                task.sample_grid(&valid, base)?
                     .save(&dir.join(format!("epoch_{:03}.png", state.epoch + 1)))?;
             }
-            out.line(&MetricLine::<T::Loss, T::Validation>::Epoch {
-                epoch: state.epoch,
-                step: state.step,
-                train: train_mean,
-                val: Box::new(val.clone()),
-            })?;
+            self.out
+                .line(&MetricLine::<T::Loss, T::Validation>::Epoch {
+                    epoch: state.epoch,
+                    step: state.step,
+                    train: train_mean,
+                    val: Box::new(val.clone()),
+                })?;
             observer.epoch(
                 state.epoch,
                 &task.epoch_line(state.epoch, &train_mean, &val),
             );
-            task.write_curves(&run, out.metrics_path())?;
-            last = Some((train_mean, val));
+            task.write_curves(&self.dir, self.out.metrics_path())?;
+            figures = Some((train_mean, val));
         }
         state.epoch += 1;
         state.task.reset();
-        state.metrics_len = out.metrics_len()?;
-        model = out.checkpoint(model, &optim, &state)?;
-        if stop && state.epoch < t.epochs {
-            interrupted = true;
-            break;
-        }
+        state.metrics_len = self.out.metrics_len()?;
+        let model = self.out.checkpoint(model, &self.optim, state)?;
+        Ok((model, figures))
     }
-
-    let summary = RunSummary::new(
-        config,
-        &run,
-        &resolved,
-        &clock,
-        (state.epoch, state.step),
-        interrupted,
-        world,
-        task.finals(last),
-    );
-    if out.is_lead() {
-        summary.write(&run)?;
-    }
-    Ok(summary)
 }
 
 /// Why a step gave no next model: its loss was not finite (`Ok(loss)`), or an allocation
@@ -220,7 +309,7 @@ fn step_failure<T: Task>(
     failure: Result<f32, String>,
     (epoch, step): (usize, u64),
     task: &T,
-    device: &crate::device::Resolved,
+    device: &Resolved,
 ) -> TrainError {
     let (batch_size, image_size) = task.batch_shape();
     match failure {

@@ -10,6 +10,7 @@ use crate::run::curves::{Curve, Panel};
 /// The panels of one run's `metrics.jsonl`: each enabled loss per step, and validation PSNR
 /// per epoch for the cross paths next to the acquired images' own PSNR (both against clean
 /// on phantom data, else against the target).
+// Long: one panel per loss and per validation curve, in the order they are drawn.
 pub fn run_panels(lines: &[MetricLine], domains: &[String; 2]) -> Vec<Panel> {
     let steps: Vec<_> = lines
         .iter()

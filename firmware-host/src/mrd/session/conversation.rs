@@ -14,7 +14,7 @@ use crate::contrast::Label;
 use crate::mrd::config::{Forward, Profile};
 use crate::mrd::pairing::{Place, study_key};
 use crate::mrd::stats::inc;
-use crate::mrd::worker::{Answer, JobError, Planes, Worker};
+use crate::mrd::worker::{Answer, JobError, ModelInfo, Planes, Worker};
 use crate::mrd::{Image, Message, Meta};
 
 /// What one connection has been told so far, and the images it holds for their partners.
@@ -309,93 +309,31 @@ async fn submit(
         return Outgoing::Now(Message::Image(image));
     };
     let info = &ctx.infos[model_index];
-    // Never another contrast under the name "denoised": an image recognised as one
-    // contrast goes back unchanged rather than through a model that denoises the other, and
-    // one whose words name another weighting (T2, STIR, ...) is not denoised at all.
-    let label = meta.as_ref().map(|m| {
-        let text = |key| m.first(key).unwrap_or_default();
-        ctx.config
-            .contrasts
-            .classify(text("SequenceDescription"), text("ProtocolName"), "")
-    });
-    let synthesizes = info.label.starts_with("synthesized");
-    match label {
-        Some(Label::Ours(shows))
-            if !info.output.is_empty()
-                && !synthesizes
-                && !info.output.eq_ignore_ascii_case(shows.name()) =>
-        {
-            warn!(%peer, index, model = %model.display(), model_contrast = %info.output, image_contrast = shows.name(), "the model denoises another contrast than the image shows: image sent back unchanged");
-            inc(&ctx.stats.images_passed_through);
-            return Outgoing::Now(Message::Image(image));
-        }
-        Some(Label::Other(why)) if !synthesizes => {
-            warn!(%peer, index, model = %model.display(), reason = %why, "the image shows a contrast the models were not trained for: sent back unchanged");
-            inc(&ctx.stats.images_passed_through);
-            return Outgoing::Now(Message::Image(image));
-        }
-        _ => {}
+    if refused(ctx, info, meta.as_ref(), model, peer, index) {
+        inc(&ctx.stats.images_passed_through);
+        return Outgoing::Now(Message::Image(image));
     }
     let answer = match &info.guide {
         None => worker.submit(model_index, planes, None).await,
         Some(guide) => {
-            let place = Place::of(&image);
-            let partner = partners.waiting.iter().position(|w| {
-                w.contrast == *guide && w.guide == info.output && w.place.same(&place)
-            });
-            match partner {
-                Some(k) => {
-                    // Both are ready: the partner is denoised guided by this image, this
-                    // image guided by the partner.
-                    let w = partners.waiting.remove(k);
-                    debug!(%peer, index, partner = w.index, "paired");
-                    let theirs = w.planes.clone();
-                    if worker
-                        .submit_to(w.model, w.planes, Some(planes.clone()), w.reply)
-                        .await
-                        .is_err()
-                    {
-                        warn!(%peer, index = w.index, "the inference worker has stopped");
-                    }
-                    worker.submit(model_index, planes, Some(theirs)).await
-                }
-                None => {
-                    let kept = partners.study.as_deref().and_then(|key| {
-                        let mut kept = ctx.kept.lock().expect("kept images lock");
-                        kept.find(key, guide, &place)
-                    });
-                    match kept {
-                        Some(theirs) => {
-                            // The partner series came earlier: its slice, kept, is the guide.
-                            debug!(%peer, index, "guided by a kept partner slice");
-                            inc(&ctx.stats.images_paired_kept);
-                            worker.submit(model_index, planes, Some(theirs)).await
-                        }
-                        None => {
-                            let alone = profile
-                                .alone
-                                .iter()
-                                .find(|(c, _)| c.eq_ignore_ascii_case(&info.output))
-                                .and_then(|(_, p)| ctx.models.get(p))
-                                .copied();
-                            let (reply, answer) = oneshot::channel();
-                            partners.waiting.push(Waiting {
-                                model: model_index,
-                                planes,
-                                place,
-                                study: partners.study.clone(),
-                                alone,
-                                contrast: info.output.clone(),
-                                guide: guide.clone(),
-                                reply,
-                                arrived,
-                                index,
-                            });
-                            Ok(answer)
-                        }
-                    }
-                }
-            }
+            let job = Job {
+                model: model_index,
+                planes,
+                place: Place::of(&image),
+                arrived,
+                index,
+            };
+            guided(
+                ctx,
+                worker,
+                profile,
+                guide,
+                &info.output,
+                job,
+                partners,
+                peer,
+            )
+            .await
         }
     };
     match answer {
@@ -412,5 +350,123 @@ async fn submit(
             inc(&ctx.stats.images_failed);
             Outgoing::Now(Message::Image(image))
         }
+    }
+}
+
+/// One image for a model, before it is paired.
+struct Job {
+    model: usize,
+    planes: Planes,
+    place: Place,
+    arrived: Instant,
+    index: u16,
+}
+
+/// A guided model's image: denoised with its partner slice as guide when the partner is
+/// waiting (which is then denoised too) or kept from an earlier series, else set waiting.
+#[allow(clippy::too_many_arguments)]
+async fn guided(
+    ctx: &Context,
+    worker: &Worker,
+    profile: &Profile,
+    guide: &str,
+    output: &str,
+    job: Job,
+    partners: &mut Partners,
+    peer: &str,
+) -> Result<oneshot::Receiver<Answer>, Planes> {
+    let partner = partners
+        .waiting
+        .iter()
+        .position(|w| w.contrast == *guide && w.guide == *output && w.place.same(&job.place));
+    match partner {
+        Some(k) => {
+            // Both are ready: the partner is denoised guided by this image, this
+            // image guided by the partner.
+            let w = partners.waiting.remove(k);
+            debug!(%peer, index = job.index, partner = w.index, "paired");
+            let theirs = w.planes.clone();
+            if worker
+                .submit_to(w.model, w.planes, Some(job.planes.clone()), w.reply)
+                .await
+                .is_err()
+            {
+                warn!(%peer, index = w.index, "the inference worker has stopped");
+            }
+            worker.submit(job.model, job.planes, Some(theirs)).await
+        }
+        None => {
+            let kept = partners.study.as_deref().and_then(|key| {
+                let mut kept = ctx.kept.lock().expect("kept images lock");
+                kept.find(key, guide, &job.place)
+            });
+            match kept {
+                Some(theirs) => {
+                    // The partner series came earlier: its slice, kept, is the guide.
+                    debug!(%peer, index = job.index, "guided by a kept partner slice");
+                    inc(&ctx.stats.images_paired_kept);
+                    worker.submit(job.model, job.planes, Some(theirs)).await
+                }
+                None => {
+                    let alone = profile
+                        .alone
+                        .iter()
+                        .find(|(c, _)| c.eq_ignore_ascii_case(output))
+                        .and_then(|(_, p)| ctx.models.get(p))
+                        .copied();
+                    let (reply, answer) = oneshot::channel();
+                    partners.waiting.push(Waiting {
+                        model: job.model,
+                        planes: job.planes,
+                        place: job.place,
+                        study: partners.study.clone(),
+                        alone,
+                        contrast: output.to_string(),
+                        guide: guide.to_string(),
+                        reply,
+                        arrived: job.arrived,
+                        index: job.index,
+                    });
+                    Ok(answer)
+                }
+            }
+        }
+    }
+}
+
+/// Whether the image is refused for the model (and why, logged): never another contrast
+/// under the name "denoised".
+fn refused(
+    ctx: &Context,
+    info: &ModelInfo,
+    meta: Option<&Meta>,
+    model: &Path,
+    peer: &str,
+    index: u16,
+) -> bool {
+    // Never another contrast under the name "denoised": an image recognised as one
+    // contrast goes back unchanged rather than through a model that denoises the other, and
+    // one whose words name another weighting (T2, STIR, ...) is not denoised at all.
+    let label = meta.map(|m| {
+        let text = |key| m.first(key).unwrap_or_default();
+        ctx.config
+            .contrasts
+            .classify(text("SequenceDescription"), text("ProtocolName"), "")
+    });
+    let synthesizes = info.label.starts_with("synthesized");
+    match label {
+        Some(Label::Ours(shows))
+            if !info.output.is_empty()
+                && !synthesizes
+                && !info.output.eq_ignore_ascii_case(shows.name()) =>
+        {
+            warn!(%peer, index, model = %model.display(), model_contrast = %info.output, image_contrast = shows.name(), "the model denoises another contrast than the image shows: image sent back unchanged");
+            true
+        }
+        Some(Label::Other(why)) if !synthesizes => {
+            warn!(%peer, index, model = %model.display(), reason = %why, "the image shows a contrast the models were not trained for: sent back unchanged");
+            true
+        }
+        _ => false,
     }
 }

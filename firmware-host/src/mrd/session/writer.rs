@@ -20,6 +20,8 @@ use crate::mrd::{Message, MessageWriter};
 /// before close. Once the client cannot be written to
 /// (gone, reading nothing for `write_timeout_s`, or the shutdown grace over) the answers
 /// left are dropped unawaited, so the worker skips them, and counted undeliverable.
+// Long: one loop over the answers whose branches (written, timed out, client gone,
+// grace over) share the writer and its counts.
 pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: MessageWriter<W>,
     mut rx: mpsc::Receiver<Outgoing>,

@@ -15,7 +15,7 @@
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::ops::{ConvOptions, ModuleOps, PadMode};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, TensorMetadata};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::prelude::*;
@@ -25,47 +25,17 @@ use burn::tensor::Slice;
 use burn::backend::LibTorch;
 
 use super::flex_conv3x3;
-use super::layer_grads::{self, LayerGrads, SavedInputs};
+use super::layer_grads::{self, LayerGrads, SavedInputs, extension_layer};
 use crate::model::Precision;
 
-#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
-pub trait Conv3x3Backend: Backend {
-    /// `x [N, C_in, H, W]`, `weight [C_out, C_in, 3, 3]`, `bias [C_out]`.
-    fn conv3x3(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, Some(bias), options())
-    }
-}
-
-impl Conv3x3Backend for Flex {
-    fn conv3x3(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        if flex_conv3x3::supports(&x, &weight) {
-            flex_conv3x3::conv3x3(&x, &weight, Some(&bias))
-        } else {
-            Self::conv2d(x, weight, Some(bias), options())
-        }
-    }
-}
-#[cfg(feature = "tch")]
-impl Conv3x3Backend for LibTorch {}
-
-impl<B: Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C>
-where
-    Conv3x3: LayerGrads<B>,
-{
-    fn conv3x3(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        layer_grads::forward::<Conv3x3, B, C>(x, weight, bias)
+extension_layer! {
+    /// The 3x3 convolution: `x [N, C_in, H, W]`, `weight [C_out, C_in, 3, 3]`,
+    /// `bias [C_out]`.
+    Conv3x3Backend::conv3x3 for Conv3x3 {
+        fallback: conv2d,
+        kernel: flex_conv3x3,
+        flex_grads: flex_grads,
+        torch: |x, w, b| x.conv2d(w, Some(b), [1, 1], [1, 1], [1, 1], 1),
     }
 }
 
@@ -73,84 +43,24 @@ fn options() -> ConvOptions<2> {
     ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
 }
 
-/// The layer, for [`layer_grads`]: a tracked `conv3x3` and its gradients, each backend its
-/// fastest way.
-pub struct Conv3x3;
-
 /// [`flex_conv3x3`] for the input gradient (the convolution of the output gradient with the
 /// flipped, transposed kernel), [`weight_grad`] for the weight.
-impl LayerGrads<Flex> for Conv3x3 {
-    type Saved = SavedInputs<Flex>;
-
-    fn output(
-        x: FloatTensor<Flex>,
-        weight: FloatTensor<Flex>,
-        bias: FloatTensor<Flex>,
-    ) -> FloatTensor<Flex> {
-        Flex::conv3x3(x, weight, bias)
-    }
-
-    fn tracked(
-        x: FloatTensor<Flex>,
-        weight: FloatTensor<Flex>,
-        bias: FloatTensor<Flex>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<Flex>, Self::Saved) {
-        SavedInputs::run(Flex::conv3x3, x, weight, bias, tracked)
-    }
-
-    fn grads(saved: Self::Saved, grad: FloatTensor<Flex>) -> [Option<FloatTensor<Flex>>; 3] {
-        let SavedInputs {
-            x,
-            weight,
-            bias,
-            tracked,
-        } = saved;
-        // Only f32 NCHW tensors take the project's kernels; others (half precision) Burn's.
-        let own = flex_conv3x3::supports(&x, &weight);
-        let dx = tracked[0].then(|| match own {
-            true => flex_conv3x3::conv3x3_input_grad(&grad, &weight),
-            false => Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options()),
-        });
-        let dweight = tracked[1].then(|| weight_grad::<Flex>(x.clone(), grad.clone()));
-        let dbias = tracked[2].then(|| Flex::conv2d_bias_backward(x, bias, grad));
-        [dx, dweight, dbias]
-    }
-}
-
-/// Torch's own autograd records the convolution, so one `convolution_backward` (oneDNN's
-/// input, weight and bias kernels, as PyTorch's training runs them) gives all three
-/// gradients. Burn drove them as separate LibTorch calls, the weight's as a convolution with
-/// a whole image as its kernel.
-#[cfg(feature = "tch")]
-impl LayerGrads<LibTorch> for Conv3x3 {
-    type Saved = super::torch_graph::TorchGraph;
-
-    fn output(
-        x: FloatTensor<LibTorch>,
-        weight: FloatTensor<LibTorch>,
-        bias: FloatTensor<LibTorch>,
-    ) -> FloatTensor<LibTorch> {
-        LibTorch::conv3x3(x, weight, bias)
-    }
-
-    fn tracked(
-        x: FloatTensor<LibTorch>,
-        weight: FloatTensor<LibTorch>,
-        bias: FloatTensor<LibTorch>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<LibTorch>, Self::Saved) {
-        super::torch_graph::TorchGraph::record([x, weight, bias], tracked, |[x, w, b]| {
-            x.conv2d(w, Some(b), [1, 1], [1, 1], [1, 1], 1)
-        })
-    }
-
-    fn grads(
-        saved: Self::Saved,
-        grad: FloatTensor<LibTorch>,
-    ) -> [Option<FloatTensor<LibTorch>>; 3] {
-        saved.gradients(&grad)
-    }
+fn flex_grads(saved: SavedInputs<Flex>, grad: FloatTensor<Flex>) -> [Option<FloatTensor<Flex>>; 3] {
+    let SavedInputs {
+        x,
+        weight,
+        bias,
+        tracked,
+    } = saved;
+    // Only f32 NCHW tensors take the project's kernels; others (half precision) Burn's.
+    let own = flex_conv3x3::supports(&x, &weight);
+    let dx = tracked[0].then(|| match own {
+        true => flex_conv3x3::conv3x3_input_grad(&grad, &weight),
+        false => Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options()),
+    });
+    let dweight = tracked[1].then(|| weight_grad::<Flex>(x.clone(), grad.clone()));
+    let dbias = tracked[2].then(|| Flex::conv2d_bias_backward(x, bias, grad));
+    [dx, dweight, dbias]
 }
 
 /// `conv` (3x3, stride 1, padding 1) applied to `x`, computing in `precision`: through the
@@ -169,11 +79,7 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>, precision: Precision) -> Tensor<4> {
     let weight = precision.operand(conv.weight.val());
     let bias = conv.bias.as_ref().map(|b| precision.operand(b.val()));
     precision.result(match (bias, extended) {
-        (Some(bias), true) => Tensor::from_dispatch(<Dispatch as Conv3x3Backend>::conv3x3(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-        )),
+        (Some(bias), true) => dispatch(x, weight, bias),
         (bias, _) => burn::tensor::module::conv2d(x, weight, bias, options()),
     })
 }

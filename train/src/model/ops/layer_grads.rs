@@ -120,3 +120,145 @@ pub fn forward<L: LayerGrads<B>, B: Backend, C: CheckpointStrategy>(
         )),
     }
 }
+
+/// One layer `(x, weight, bias) -> y` as a Burn backend extension, written once for every
+/// such layer (the 3x3 convolution, the 2x2 up-sampling): the backend trait `$Backend` with
+/// its method `$op` (Burn's own `$fallback` op by default, so other backends need nothing),
+/// flex's implementation (the project's kernel `$kernel::$op` where `$kernel::supports` the
+/// tensors, Burn's op otherwise), LibTorch's (Burn's op, recorded by torch's autograd as
+/// `$torch` when a gradient is wanted), autodiff through [`forward`], the layer type
+/// `$Layer` with its [`LayerGrads`] on flex (gradients by the op's own `$flex_grads`) and on
+/// LibTorch, and `dispatch`, which runs the extension on the dispatch backend. Each op's
+/// file keeps what is its own: the kernels, the flex gradients and the layer's `forward`.
+macro_rules! extension_layer {
+    (
+        $(#[$doc:meta])*
+        $Backend:ident :: $op:ident for $Layer:ident {
+            fallback: $fallback:ident,
+            kernel: $kernel:ident,
+            flex_grads: $flex_grads:path,
+            torch: |$x:ident, $w:ident, $b:ident| $torch:expr $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[burn::backend::backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
+        pub trait $Backend: Backend {
+            /// `x`, `weight` and `bias` as the layer's Burn module holds them.
+            fn $op(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                Self::$fallback(x, weight, Some(bias), options())
+            }
+        }
+
+        impl $Backend for Flex {
+            fn $op(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                if $kernel::supports(&x, &weight) {
+                    $kernel::$op(&x, &weight, Some(&bias))
+                } else {
+                    Self::$fallback(x, weight, Some(bias), options())
+                }
+            }
+        }
+
+        #[cfg(feature = "tch")]
+        impl $Backend for LibTorch {}
+
+        impl<B: Backend, C: CheckpointStrategy> $Backend for Autodiff<B, C>
+        where
+            $Layer: LayerGrads<B>,
+        {
+            fn $op(
+                x: FloatTensor<Self>,
+                weight: FloatTensor<Self>,
+                bias: FloatTensor<Self>,
+            ) -> FloatTensor<Self> {
+                layer_grads::forward::<$Layer, B, C>(x, weight, bias)
+            }
+        }
+
+        /// The layer, for [`layer_grads`]: a tracked op and its gradients, each backend its
+        /// fastest way.
+        pub struct $Layer;
+
+        impl LayerGrads<Flex> for $Layer {
+            type Saved = SavedInputs<Flex>;
+
+            fn output(
+                x: FloatTensor<Flex>,
+                weight: FloatTensor<Flex>,
+                bias: FloatTensor<Flex>,
+            ) -> FloatTensor<Flex> {
+                Flex::$op(x, weight, bias)
+            }
+
+            fn tracked(
+                x: FloatTensor<Flex>,
+                weight: FloatTensor<Flex>,
+                bias: FloatTensor<Flex>,
+                tracked: [bool; 3],
+            ) -> (FloatTensor<Flex>, Self::Saved) {
+                SavedInputs::run(Flex::$op, x, weight, bias, tracked)
+            }
+
+            fn grads(
+                saved: Self::Saved,
+                grad: FloatTensor<Flex>,
+            ) -> [Option<FloatTensor<Flex>>; 3] {
+                $flex_grads(saved, grad)
+            }
+        }
+
+        /// Torch's own autograd records the layer, so one `convolution_backward` (oneDNN's
+        /// kernels, as PyTorch's training runs them) gives all three gradients.
+        #[cfg(feature = "tch")]
+        impl LayerGrads<LibTorch> for $Layer {
+            type Saved = super::torch_graph::TorchGraph;
+
+            fn output(
+                x: FloatTensor<LibTorch>,
+                weight: FloatTensor<LibTorch>,
+                bias: FloatTensor<LibTorch>,
+            ) -> FloatTensor<LibTorch> {
+                LibTorch::$op(x, weight, bias)
+            }
+
+            fn tracked(
+                x: FloatTensor<LibTorch>,
+                weight: FloatTensor<LibTorch>,
+                bias: FloatTensor<LibTorch>,
+                tracked: [bool; 3],
+            ) -> (FloatTensor<LibTorch>, Self::Saved) {
+                super::torch_graph::TorchGraph::record(
+                    [x, weight, bias],
+                    tracked,
+                    |[$x, $w, $b]| $torch,
+                )
+            }
+
+            fn grads(
+                saved: Self::Saved,
+                grad: FloatTensor<LibTorch>,
+            ) -> [Option<FloatTensor<LibTorch>>; 3] {
+                saved.gradients(&grad)
+            }
+        }
+
+        /// The extension on the dispatch backend (flex or LibTorch devices).
+        fn dispatch(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+            Tensor::from_dispatch(<Dispatch as $Backend>::$op(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.into_dispatch(),
+            ))
+        }
+    };
+}
+
+pub(super) use extension_layer;

@@ -7,7 +7,7 @@
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::ops::{ConvTransposeOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, Dispatch, Flex};
 use burn::nn::conv::ConvTranspose2d;
 use burn::prelude::*;
 
@@ -15,48 +15,17 @@ use burn::prelude::*;
 use burn::backend::LibTorch;
 
 use super::flex_up2x2;
-use super::layer_grads::{self, LayerGrads, SavedInputs};
+use super::layer_grads::{self, LayerGrads, SavedInputs, extension_layer};
 use crate::model::Precision;
 
-#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
-pub trait Up2x2Backend: Backend {
-    /// `x [N, C_in, H, W]`, `weight [C_in, C_out, 2, 2]`, `bias [C_out]`; the output is
-    /// `[N, C_out, 2H, 2W]`.
-    fn up2x2(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        Self::conv_transpose2d(x, weight, Some(bias), options())
-    }
-}
-
-impl Up2x2Backend for Flex {
-    fn up2x2(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        if flex_up2x2::supports(&x, &weight) {
-            flex_up2x2::up2x2(&x, &weight, Some(&bias))
-        } else {
-            Self::conv_transpose2d(x, weight, Some(bias), options())
-        }
-    }
-}
-#[cfg(feature = "tch")]
-impl Up2x2Backend for LibTorch {}
-
-impl<B: Backend, C: CheckpointStrategy> Up2x2Backend for Autodiff<B, C>
-where
-    Up2x2: LayerGrads<B>,
-{
-    fn up2x2(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        layer_grads::forward::<Up2x2, B, C>(x, weight, bias)
+extension_layer! {
+    /// The 2x2 stride-2 up-sampling: `x [N, C_in, H, W]`, `weight [C_in, C_out, 2, 2]`,
+    /// `bias [C_out]`; the output is `[N, C_out, 2H, 2W]`.
+    Up2x2Backend::up2x2 for Up2x2 {
+        fallback: conv_transpose2d,
+        kernel: flex_up2x2,
+        flex_grads: flex_grads,
+        torch: |x, w, b| x.conv_transpose2d(w, Some(b), [2, 2], [0, 0], [0, 0], 1, [1, 1]),
     }
 }
 
@@ -64,87 +33,31 @@ fn options() -> ConvTransposeOptions<2> {
     ConvTransposeOptions::new([2, 2], [0, 0], [0, 0], [1, 1], 1)
 }
 
-/// The layer, for [`layer_grads`]: a tracked `up2x2` and its gradients, each backend its
-/// fastest way.
-pub struct Up2x2;
-
-impl LayerGrads<Flex> for Up2x2 {
-    type Saved = SavedInputs<Flex>;
-
-    fn output(
-        x: FloatTensor<Flex>,
-        weight: FloatTensor<Flex>,
-        bias: FloatTensor<Flex>,
-    ) -> FloatTensor<Flex> {
-        Flex::up2x2(x, weight, bias)
+/// [`flex_up2x2`]'s gradients, one gemm per image each way; Burn's in half precision.
+fn flex_grads(saved: SavedInputs<Flex>, grad: FloatTensor<Flex>) -> [Option<FloatTensor<Flex>>; 3] {
+    let SavedInputs {
+        x,
+        weight,
+        bias,
+        tracked,
+    } = saved;
+    if flex_up2x2::supports(&x, &weight) {
+        return flex_up2x2::up2x2_grads(&x, &weight, &grad, tracked);
     }
-
-    fn tracked(
-        x: FloatTensor<Flex>,
-        weight: FloatTensor<Flex>,
-        bias: FloatTensor<Flex>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<Flex>, Self::Saved) {
-        SavedInputs::run(Flex::up2x2, x, weight, bias, tracked)
-    }
-
-    fn grads(saved: Self::Saved, grad: FloatTensor<Flex>) -> [Option<FloatTensor<Flex>>; 3] {
-        let SavedInputs {
-            x,
-            weight,
-            bias,
-            tracked,
-        } = saved;
-        if flex_up2x2::supports(&x, &weight) {
-            return flex_up2x2::up2x2_grads(&x, &weight, &grad, tracked);
-        }
-        // Half precision: Burn's own gradients of the transposed convolution.
-        [
-            tracked[0].then(|| {
-                Flex::conv_transpose2d_x_backward(weight.clone(), grad.clone(), options())
-            }),
-            tracked[1].then(|| {
-                Flex::conv_transpose2d_weight_backward(
-                    x.clone(),
-                    weight.clone(),
-                    grad.clone(),
-                    options(),
-                )
-            }),
-            tracked[2].then(|| Flex::conv_transpose2d_bias_backward(x, bias, grad)),
-        ]
-    }
-}
-
-#[cfg(feature = "tch")]
-impl LayerGrads<LibTorch> for Up2x2 {
-    type Saved = super::torch_graph::TorchGraph;
-
-    fn output(
-        x: FloatTensor<LibTorch>,
-        weight: FloatTensor<LibTorch>,
-        bias: FloatTensor<LibTorch>,
-    ) -> FloatTensor<LibTorch> {
-        LibTorch::up2x2(x, weight, bias)
-    }
-
-    fn tracked(
-        x: FloatTensor<LibTorch>,
-        weight: FloatTensor<LibTorch>,
-        bias: FloatTensor<LibTorch>,
-        tracked: [bool; 3],
-    ) -> (FloatTensor<LibTorch>, Self::Saved) {
-        super::torch_graph::TorchGraph::record([x, weight, bias], tracked, |[x, w, b]| {
-            x.conv_transpose2d(w, Some(b), [2, 2], [0, 0], [0, 0], 1, [1, 1])
-        })
-    }
-
-    fn grads(
-        saved: Self::Saved,
-        grad: FloatTensor<LibTorch>,
-    ) -> [Option<FloatTensor<LibTorch>>; 3] {
-        saved.gradients(&grad)
-    }
+    // Half precision: Burn's own gradients of the transposed convolution.
+    [
+        tracked[0]
+            .then(|| Flex::conv_transpose2d_x_backward(weight.clone(), grad.clone(), options())),
+        tracked[1].then(|| {
+            Flex::conv_transpose2d_weight_backward(
+                x.clone(),
+                weight.clone(),
+                grad.clone(),
+                options(),
+            )
+        }),
+        tracked[2].then(|| Flex::conv_transpose2d_bias_backward(x, bias, grad)),
+    ]
 }
 
 /// `up` (2x2, stride 2, no padding) applied to `x`, computing in `precision`: through the
@@ -164,11 +77,7 @@ pub fn forward(up: &ConvTranspose2d, x: Tensor<4>, precision: Precision) -> Tens
     let weight = precision.operand(up.weight.val());
     let bias = up.bias.as_ref().map(|b| precision.operand(b.val()));
     precision.result(match (bias, extended) {
-        (Some(bias), true) => Tensor::from_dispatch(<Dispatch as Up2x2Backend>::up2x2(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-        )),
+        (Some(bias), true) => dispatch(x, weight, bias),
         (bias, _) => burn::tensor::module::conv_transpose2d(x, weight, bias, options()),
     })
 }

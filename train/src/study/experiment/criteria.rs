@@ -271,6 +271,7 @@ pub fn quick_checkpoints(m: &RunMetrics) -> Vec<Check> {
 }
 
 /// The seed's success criteria for a finished run.
+// Long: the criteria table, one entry per row in the study's order.
 pub fn success_criteria(m: &RunMetrics, config: &Config) -> Vec<Check> {
     let [da, db] = &config.data.domains;
     let mut out = Vec::new();

@@ -37,6 +37,7 @@ pub struct RunOutcome {
 }
 
 /// Applies the diagnosis table; rows in the study's order.
+// Long: one rule per row of the table, in its order.
 pub fn diagnose(m: &RunMetrics, config: &Config, outcome: &RunOutcome) -> Vec<Finding> {
     let t = &config.trainer;
     let mut out = Vec::new();

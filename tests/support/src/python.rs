@@ -1,14 +1,11 @@
 //! The tests' independent Python references: finds the `.venv` Python (made by
 //! `scripts/python-env.sh`, which the test command runs) and runs `reference.py` with it.
-//! Every crate's tests include this one file by `#[path]`, so the lookup lives once.
-
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The workspace root: the nearest folder above the including crate with a Cargo.lock.
+/// The workspace root: the nearest folder above this crate with a Cargo.lock.
 pub fn workspace_root() -> PathBuf {
     let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
     while !dir.join("Cargo.lock").exists() {
@@ -38,7 +35,7 @@ pub fn python() -> PathBuf {
 /// Runs `reference.py` with `args` and returns its stdout; panics with its stderr when it
 /// fails.
 pub fn reference<S: AsRef<OsStr>>(args: &[S]) -> String {
-    let script = workspace_root().join("runtime/tests/support/reference.py");
+    let script = workspace_root().join("tests/support/reference.py");
     let out = Command::new(python())
         .arg(script)
         .args(args)

@@ -1,19 +1,21 @@
-//! Shared by the runtime's integration tests: the Python reference tools (see
-//! `reference.py`), a loaded ONNX Runtime and phantom slices.
-
-#![allow(dead_code)]
+//! What every crate's tests and benches share (a `publish = false` crate, a
+//! dev-dependency of each): the Python reference tools (`reference.py` beside this crate),
+//! a loaded ONNX Runtime (feature `runtime`), phantom slices, DICOM series and DCMTK's
+//! peers, and what the property-based tests share ([`fuzz`]).
 
 use std::path::{Path, PathBuf};
 
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
-use crossdenoise_runtime::OnnxRuntime;
 use ndarray::Array2;
 
+pub mod fuzz;
 pub mod python;
 pub use python::reference;
 
-pub fn runtime() -> OnnxRuntime {
-    OnnxRuntime::load().expect("ONNX Runtime installed by scripts/install-ort.sh")
+#[cfg(feature = "runtime")]
+pub fn runtime() -> crossdenoise_runtime::OnnxRuntime {
+    crossdenoise_runtime::OnnxRuntime::load()
+        .expect("ONNX Runtime installed by scripts/install-ort.sh")
 }
 
 /// A test model (`reference.py make-model`) in `dir`, with extra flags.

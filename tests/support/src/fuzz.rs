@@ -1,11 +1,13 @@
 //! What the property-based tests share: their case count, and a global allocator that
 //! records the largest single allocation made while a thread is measuring, for "never an
-//! allocation bigger than the input justifies". Included by `#[path]` into each fuzz test
-//! binary; it must be the only global allocator there.
+//! allocation bigger than the input justifies". Each fuzz test binary makes it its global
+//! allocator (`#[global_allocator] static A: Recording = Recording;`); it must be the only
+//! one there.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-struct Recording;
+/// The recording allocator: the system's, noting each allocation's size while measuring.
+pub struct Recording;
 
 thread_local! {
     static MEASURING: Cell<bool> = const { Cell::new(false) };
@@ -38,9 +40,6 @@ fn note(size: usize) {
         let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
     }
 }
-
-#[global_allocator]
-static ALLOCATOR: Recording = Recording;
 
 /// Runs `f` and returns its result with the largest single allocation it made on this
 /// thread.

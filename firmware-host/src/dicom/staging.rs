@@ -1,0 +1,153 @@
+//! A series' derived instances written into a staging folder of the outbox and moved in
+//! whole, and why that may fail: for good, for now, or because the result did not show
+//! its own input.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crossdenoise_runtime::Denoiser;
+use crossdenoise_runtime::denoise_files::{FileJob, InputFile};
+
+use super::node::Node;
+use super::outbox;
+use super::series::Series;
+
+/// Why a series was not denoised: for good (set aside with the reason), or for now (tried
+/// again later, its instances kept).
+#[derive(Debug)]
+pub(super) enum Failure {
+    Permanent(String),
+    Temporary(String),
+    /// The result did not show its own input (the guard): the series is treated as one
+    /// that is not PD or PDFS.
+    NotItsContrast(String),
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Permanent(reason)
+    }
+}
+
+impl Failure {
+    pub(super) fn io(path: &Path, e: std::io::Error) -> Self {
+        Failure::Temporary(format!("{}: {e}", path.display()))
+    }
+
+    pub(super) fn of(e: crossdenoise_runtime::Error) -> Self {
+        if matches!(e, crossdenoise_runtime::Error::GuideDominates { .. }) {
+            Failure::NotItsContrast(e.to_string())
+        } else if e.is_temporary() {
+            Failure::Temporary(e.to_string())
+        } else {
+            Failure::Permanent(e.to_string())
+        }
+    }
+}
+
+/// The models a series is staged with.
+pub(super) enum Staging<'a> {
+    /// Each slice by the single-contrast model.
+    Alone(&'a mut Denoiser),
+    /// Each slice by the guided model with its partner slice as guide, or (no partner) by
+    /// the single-contrast model.
+    Pair {
+        guided: &'a mut Denoiser,
+        alone: Option<&'a mut Denoiser>,
+        guides: &'a [Option<PathBuf>],
+    },
+}
+
+/// The derived series UID of each series denoised lately, so instances of it that come
+/// later join it.
+#[derive(Default)]
+pub(super) struct Derived(HashMap<String, (String, Instant)>);
+
+impl Derived {
+    pub(super) fn knows(&self, series: &str) -> bool {
+        self.0.contains_key(series)
+    }
+
+    pub(super) fn job(&self, series: &str, series_number_offset: i64) -> FileJob {
+        let known = self
+            .0
+            .get(series)
+            .map(|(uid, _)| (series.to_string(), uid.clone()));
+        FileJob::with_series(known.into_iter().collect()).series_number_offset(series_number_offset)
+    }
+
+    pub(super) fn remember(&mut self, job: FileJob) {
+        let now = Instant::now();
+        for (series, uid) in job.into_series() {
+            self.0.insert(series, (uid, now));
+        }
+    }
+
+    pub(super) fn forget_older_than(&mut self, age: Duration) {
+        self.0.retain(|_, (_, at)| at.elapsed() < age);
+    }
+}
+
+/// Writes a series' derived instances into a staging folder of the outbox.
+pub(super) fn stage(
+    node: &Node,
+    models: &mut Staging,
+    series: &Series,
+    inputs: &[InputFile],
+    derived: &mut Derived,
+) -> Result<PathBuf, Failure> {
+    let dir = staging(node, &series.uid)?;
+    let mut job = derived.job(&series.uid, node.config.series_number_offset);
+    for (i, input) in inputs.iter().enumerate() {
+        let (model, guide) = match models {
+            Staging::Alone(model) => (&mut **model, None),
+            Staging::Pair {
+                guided,
+                alone,
+                guides,
+            } => match &guides[i] {
+                Some(guide) => (&mut **guided, Some(guide.as_path())),
+                None => (
+                    &mut **alone.as_mut().expect("checked: a single-contrast model"),
+                    None,
+                ),
+            },
+        };
+        if let Err(e) = job.denoise_file(model, input, guide, &dir, None) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(Failure::of(e));
+        }
+    }
+    derived.remember(job);
+    Ok(dir)
+}
+
+/// An empty staging folder in the outbox for what will be its folder `name`.
+pub(super) fn staging(node: &Node, name: &str) -> Result<PathBuf, Failure> {
+    let dir = outbox::dir(&node.config.spool).join(format!(".staging-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).map_err(|e| Failure::io(&dir, e))?;
+    Ok(dir)
+}
+
+/// Moves a staged folder into the outbox as `name`, or `name~2`, `name~3`, ... while an
+/// earlier folder of that name still waits for the destination (late instances of a series
+/// whose first ones are undelivered); the staged folder is removed if it cannot be moved.
+pub(super) fn move_into_outbox(node: &Node, staged: &Path, name: &str) -> Result<(), Failure> {
+    let outbox = outbox::dir(&node.config.spool);
+    let mut to = outbox.join(name);
+    for k in 2.. {
+        // A folder the outbox has emptied is replaced; one still holding files is not.
+        match fs::rename(staged, &to) {
+            Ok(()) => return Ok(()),
+            Err(_) if to.is_dir() && k < 1000 => to = outbox.join(format!("{name}~{k}")),
+            Err(e) => {
+                let _ = fs::remove_dir_all(staged);
+                return Err(Failure::io(&to, e));
+            }
+        }
+    }
+    unreachable!("the loop returns")
+}
