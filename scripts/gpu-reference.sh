@@ -20,8 +20,11 @@ budget_s="${3:-240}"
 mkdir -p "$out"
 exec > >(tee "$out/gpu-reference.log") 2>&1
 
-torch_lib=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# LibTorch's folder, and the NVIDIA libraries the PyTorch wheel depends on beside it.
+libs=$(python3 -c 'import glob, os, torch
+site = os.path.dirname(os.path.dirname(torch.__file__))
+print(":".join([os.path.join(os.path.dirname(torch.__file__), "lib")] + sorted(glob.glob(os.path.join(site, "nvidia", "*", "lib")))))')
+export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ort=$(python3 -c 'import glob, os, onnxruntime as o; print((sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*"))) or [""])[0])')
 [ -n "$ort" ] && export ORT_DYLIB_PATH="$ort"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
