@@ -89,7 +89,7 @@ impl Plan {
         let (coils, matrix) = one_kind(&every)?;
         let groups = |v: &[Volume], root: &Path| {
             let g = Groups::of(v, paired);
-            g.check(root, paired)?;
+            g.check(root)?;
             Ok::<_, DataError>(g)
         };
         let g = groups(&volumes, root)?;
@@ -114,7 +114,7 @@ impl Plan {
                 (train, Part::new(&volumes, &held, d.val_pairs), None)
             }
         };
-        let unpaired = g.unpaired;
+        let unpaired = g.unpaired();
         Ok(Plan {
             folder: Folder {
                 root: root.into(),
@@ -237,13 +237,16 @@ fn one_kind(volumes: &[&Volume]) -> Result<(u32, (usize, usize)), DataError> {
 }
 
 /// A folder's volumes, grouped as a model trains on them.
-#[derive(Debug, Clone, Default)]
-struct Groups {
-    /// Volume pairs `(PD, PDFS)` of one patient (paired models).
-    pairs: Vec<(usize, usize)>,
-    /// Each contrast's volumes (single-contrast models).
-    apart: [Vec<usize>; 2],
-    unpaired: [usize; 2],
+#[derive(Debug, Clone)]
+enum Groups {
+    /// Volume pairs `(PD, PDFS)` of one patient (the guided and dual-domain networks), and
+    /// how many volumes of each contrast found no partner.
+    Paired {
+        pairs: Vec<(usize, usize)>,
+        unpaired: [usize; 2],
+    },
+    /// Each contrast's volumes (the single-contrast model).
+    Apart([Vec<usize>; 2]),
 }
 
 impl Groups {
@@ -255,10 +258,7 @@ impl Groups {
         };
         let (pd, pdfs) = (of(Protocol::Pd), of(Protocol::Pdfs));
         if !paired {
-            return Groups {
-                apart: [pd, pdfs],
-                ..Groups::default()
-            };
+            return Groups::Apart([pd, pdfs]);
         }
         // Each PD volume takes the first PDFS volume of its patient not taken yet.
         let mut taken = vec![false; volumes.len()];
@@ -277,40 +277,48 @@ impl Groups {
             }
         }
         let left = |list: &[usize]| list.iter().filter(|&&i| !taken[i]).count();
-        Groups {
+        Groups::Paired {
             unpaired: [left(&pd), left(&pdfs)],
             pairs,
-            apart: [Vec::new(), Vec::new()],
         }
     }
 
-    fn check(&self, root: &Path, paired: bool) -> Result<(), DataError> {
+    /// The volumes of each contrast that found no partner (none when apart).
+    fn unpaired(&self) -> [usize; 2] {
+        match self {
+            Groups::Paired { unpaired, .. } => *unpaired,
+            Groups::Apart(_) => [0, 0],
+        }
+    }
+
+    fn check(&self, root: &Path) -> Result<(), DataError> {
         let invalid = |reason: String| DataError::Invalid {
             path: root.into(),
             reason,
         };
-        if paired && self.pairs.is_empty() {
-            return Err(invalid(
+        match self {
+            Groups::Paired { pairs, .. } if pairs.is_empty() => Err(invalid(
                 "no PD (CORPD_FBK) and PDFS (CORPDFS_FBK) volumes of the same patient_id: the \
                  guided and dual-domain networks learn from both contrasts of one slice. \
                  fastMRI's own PD and PDFS volumes are of different patients; train the \
                  single-contrast model on them (configs/single.json)"
                     .into(),
-            ));
-        }
-        if !paired {
-            for (p, list) in Protocol::ALL.iter().zip(&self.apart) {
-                if list.is_empty() {
-                    return Err(invalid(format!(
-                        "no {} volume ({}): the single-contrast model trains one network per \
-                         contrast, both",
-                        p.name(),
-                        p.acquisition()
-                    )));
+            )),
+            Groups::Paired { .. } => Ok(()),
+            Groups::Apart(lists) => {
+                for (p, list) in Protocol::ALL.iter().zip(lists) {
+                    if list.is_empty() {
+                        return Err(invalid(format!(
+                            "no {} volume ({}): the single-contrast model trains one network \
+                             per contrast, both",
+                            p.name(),
+                            p.acquisition()
+                        )));
+                    }
                 }
+                Ok(())
             }
         }
-        Ok(())
     }
 
     /// Splits off the last volumes (in name order) until `want` slices are held out in each
@@ -339,42 +347,58 @@ impl Groups {
                  data.val_path"
             ),
         };
-        let mut keep = self.clone();
-        let mut held = Groups::default();
-        if self.pairs.is_empty() {
-            for k in 0..2 {
-                let at = split(&self.apart[k]).ok_or_else(short)?;
-                held.apart[k] = keep.apart[k].split_off(at);
+        match self {
+            Groups::Apart(lists) => {
+                let mut keep = lists.clone();
+                let mut held: [Vec<usize>; 2] = Default::default();
+                for k in 0..2 {
+                    let at = split(&lists[k]).ok_or_else(short)?;
+                    held[k] = keep[k].split_off(at);
+                }
+                Ok((Groups::Apart(keep), Groups::Apart(held)))
             }
-        } else {
-            let firsts: Vec<usize> = self.pairs.iter().map(|p| p.0).collect();
-            let at = split(&firsts).ok_or_else(short)?;
-            held.pairs = keep.pairs.split_off(at);
+            Groups::Paired { pairs, unpaired } => {
+                let firsts: Vec<usize> = pairs.iter().map(|p| p.0).collect();
+                let at = split(&firsts).ok_or_else(short)?;
+                let mut keep = pairs.clone();
+                let held = keep.split_off(at);
+                Ok((
+                    Groups::Paired {
+                        pairs: keep,
+                        unpaired: *unpaired,
+                    },
+                    Groups::Paired {
+                        pairs: held,
+                        unpaired: [0, 0],
+                    },
+                ))
+            }
         }
-        Ok((keep, held))
     }
 
     fn used(&self) -> [usize; 2] {
-        if self.pairs.is_empty() {
-            [self.apart[0].len(), self.apart[1].len()]
-        } else {
-            [self.pairs.len(); 2]
+        match self {
+            Groups::Apart(lists) => [lists[0].len(), lists[1].len()],
+            Groups::Paired { pairs, .. } => [pairs.len(); 2],
         }
     }
 
     /// At most `cap` slices per contrast, evenly across the volumes.
     fn slices(&self, volumes: &[Volume], cap: usize) -> Slices {
         let every = |i: usize| (0..volumes[i].slices).map(move |s| (i, s));
-        if self.pairs.is_empty() {
-            let pick = |list: &[usize]| evenly(list.iter().flat_map(|&i| every(i)).collect(), cap);
-            Slices::Apart([pick(&self.apart[0]), pick(&self.apart[1])])
-        } else {
-            let all = self
-                .pairs
-                .iter()
-                .flat_map(|&(a, b)| every(a).zip(every(b)))
-                .collect();
-            Slices::Paired(evenly(all, cap))
+        match self {
+            Groups::Apart(lists) => {
+                let pick =
+                    |list: &[usize]| evenly(list.iter().flat_map(|&i| every(i)).collect(), cap);
+                Slices::Apart([pick(&lists[0]), pick(&lists[1])])
+            }
+            Groups::Paired { pairs, .. } => {
+                let all = pairs
+                    .iter()
+                    .flat_map(|&(a, b)| every(a).zip(every(b)))
+                    .collect();
+                Slices::Paired(evenly(all, cap))
+            }
         }
     }
 }

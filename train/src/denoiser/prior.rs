@@ -29,6 +29,7 @@ use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::magnitude_bias::{i0e, rician_mean};
 use crossdenoise_image::posterior::{self, BINS, Prior, SPREAD_RANGE};
 use ndarray::Array2;
+use rayon::prelude::*;
 
 use super::loss::MIN_SIGMA;
 
@@ -69,35 +70,45 @@ pub fn targets(
     let mut log_likelihood = vec![0.0f32; n * BINS * plane];
     let mut log_width = vec![0.0f32; n * plane];
     let mut amplitude = vec![0.0f32; n * plane];
-    for (i, ((((e, r), d), y), &sigma)) in expected
+    // Slice by slice on the thread pool: each owns its blocks of the four outputs.
+    let slices: Vec<_> = expected
         .iter()
         .zip(now.spread)
         .zip(now.shift)
         .zip(acquired)
         .zip(sigmas)
-        .enumerate()
-    {
-        let sigma = sigma.max(MIN_SIGMA);
-        for (p, (((&e, &r), &d), &y)) in e.iter().zip(r).zip(d).zip(y).enumerate() {
-            let y = f64::from(y.max(0.0) / sigma);
-            let base = correction.amplitude(e, sigma);
-            let prior = Prior::around(base, r, d, sigma);
-            let prior = Prior {
-                mean: prior.mean / f64::from(sigma),
-                std: prior.std / f64::from(sigma),
-            };
-            amplitude[i * plane + p] = base / sigma;
-            let grid = posterior::Grid::posterior(y, prior, coils)
-                .unwrap_or_else(|| posterior::Grid::likelihood(y, coils));
-            log_width[i * plane + p] = ((grid.hi - grid.lo) / BINS as f64).max(1e-12).ln() as f32;
-            for k in 0..BINS {
-                let a = grid.centre(k);
-                let at = (i * BINS + k) * plane + p;
-                centres[at] = a as f32;
-                log_likelihood[at] = posterior::log_likelihood(coils, y, a) as f32;
-            }
-        }
-    }
+        .collect();
+    centres
+        .par_chunks_mut(BINS * plane)
+        .zip(log_likelihood.par_chunks_mut(BINS * plane))
+        .zip(log_width.par_chunks_mut(plane))
+        .zip(amplitude.par_chunks_mut(plane))
+        .zip(slices)
+        .for_each(
+            |((((centres, log_likelihood), log_width), amplitude), slice)| {
+                let ((((e, r), d), y), &sigma) = slice;
+                let sigma = sigma.max(MIN_SIGMA);
+                for (p, (((&e, &r), &d), &y)) in e.iter().zip(r).zip(d).zip(y).enumerate() {
+                    let y = f64::from(y.max(0.0) / sigma);
+                    let base = correction.amplitude(e, sigma);
+                    let prior = Prior::around(base, r, d, sigma);
+                    let prior = Prior {
+                        mean: prior.mean / f64::from(sigma),
+                        std: prior.std / f64::from(sigma),
+                    };
+                    amplitude[p] = base / sigma;
+                    let grid = posterior::Grid::posterior(y, prior, coils)
+                        .unwrap_or_else(|| posterior::Grid::likelihood(y, coils));
+                    log_width[p] = ((grid.hi - grid.lo) / BINS as f64).max(1e-12).ln() as f32;
+                    for k in 0..BINS {
+                        let a = grid.centre(k);
+                        centres[k * plane + p] = a as f32;
+                        log_likelihood[k * plane + p] =
+                            posterior::log_likelihood(coils, y, a) as f32;
+                    }
+                }
+            },
+        );
     let tensor =
         |v: Vec<f32>, c: usize| Tensor::<4>::from_data(TensorData::new(v, [n, c, h, w]), device);
     PriorTargets {
