@@ -1,6 +1,7 @@
 //! Preprocessing that every denoised slice pays for: normalise, pad, crop, inverse; the
 //! posterior step after a model with a prior (Rician, and noncentral chi for coil arrays);
-//! and the phantom generator that feeds training.
+//! the prior's targets a training step computes on the host; and the phantom generator that
+//! feeds training.
 
 use std::hint::black_box;
 
@@ -71,6 +72,40 @@ fn posterior(c: &mut Criterion) {
     }
 }
 
+/// The prior's targets of one training step of `configs/guided.json` (batch 8 of 64 x 64
+/// crops, a direction): the grid and the likelihood at its 48 bins for every pixel, on the
+/// host, slice by slice on the thread pool (RAYON_NUM_THREADS=1 times it on one thread).
+fn prior_targets(c: &mut Criterion) {
+    use burn::tensor::Device;
+    use crossdenoise_image::magnitude_bias::BiasCorrection;
+    use crossdenoise_train::denoiser::prior::{HeadNow, targets};
+    let generator = PhantomGenerator::new(
+        PhantomConfig {
+            size: 64,
+            ..Default::default()
+        },
+        0,
+    )
+    .unwrap();
+    let pairs: Vec<_> = (0..8).map(|i| generator.pair(i)).collect();
+    let acquired: Vec<_> = pairs.iter().map(|p| p.pd.clone()).collect();
+    let expected: Vec<_> = pairs.iter().map(|p| p.clean_pd.clone()).collect();
+    let spread: Vec<_> = acquired.iter().map(|a| a.mapv(|_| -1.0f32)).collect();
+    let shift: Vec<_> = acquired.iter().map(|a| a.mapv(|_| 0.0f32)).collect();
+    let sigmas = vec![0.05f32; 8];
+    let correction = BiasCorrection::for_coils(1);
+    let device = Device::flex();
+    c.bench_function("prior targets/8 x 64x64, 1 coil", |b| {
+        b.iter(|| {
+            let now = HeadNow {
+                spread: &spread,
+                shift: &shift,
+            };
+            targets(&correction, &expected, now, &acquired, &sigmas, &device)
+        })
+    });
+}
+
 fn phantoms(c: &mut Criterion) {
     for size in [128, 320] {
         let generator = PhantomGenerator::new(
@@ -87,5 +122,5 @@ fn phantoms(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, preprocessing, posterior, phantoms);
+criterion_group!(benches, preprocessing, posterior, prior_targets, phantoms);
 criterion_main!(benches);
