@@ -59,9 +59,7 @@ pub fn train<T: Task>(
     while run.state.epoch < config.trainer.epochs {
         let (next, stop, last_step) = match run.steps(model, opts, observer)? {
             Steps::EpochDone { model, stop, last } => (model, stop, last),
-            Steps::Interrupted(model) => {
-                // Stopped within the epoch, with a checkpoint.
-                drop(model);
+            Steps::Interrupted => {
                 interrupted = true;
                 break;
             }
@@ -97,7 +95,7 @@ enum Steps<M, L> {
     /// its losses.
     EpochDone { model: M, stop: bool, last: L },
     /// Stopped within the epoch, with a checkpoint.
-    Interrupted(M),
+    Interrupted,
 }
 
 /// A run in progress: its task, where it stands, its optimiser and what it writes into.
@@ -245,8 +243,8 @@ impl<'a, T: Task> Run<'a, T> {
             observer.step(state.epoch, state.step, &task.shown(&values));
             if stop && state.step < epoch_end {
                 state.metrics_len = self.out.metrics_len()?;
-                let model = self.out.checkpoint(model, &self.optim, state)?;
-                return Ok(Steps::Interrupted(model));
+                self.out.checkpoint(model, &self.optim, state)?;
+                return Ok(Steps::Interrupted);
             }
         }
         Ok(Steps::EpochDone {

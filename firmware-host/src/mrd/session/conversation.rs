@@ -48,7 +48,11 @@ impl Conversation {
     /// When the first waiting image's partner is overdue.
     pub(super) fn next_due(&self) -> Option<Instant> {
         let wait = self.ctx.config.pair_wait();
-        self.partners.waiting.iter().map(|w| w.arrived + wait).min()
+        self.partners
+            .waiting
+            .iter()
+            .map(|w| w.job.arrived + wait)
+            .min()
     }
 
     /// Lets the images whose partner is overdue go on without it.
@@ -59,7 +63,7 @@ impl Conversation {
             .partners
             .waiting
             .drain(..)
-            .partition(|w| now.duration_since(w.arrived) >= cfg.pair_wait());
+            .partition(|w| now.duration_since(w.job.arrived) >= cfg.pair_wait());
         self.partners.waiting = keep;
         for w in due {
             let why = JobError::NoPartner {
@@ -176,9 +180,7 @@ struct Partners {
 
 /// An image for a guided model, waiting for its partner.
 struct Waiting {
-    model: usize,
-    planes: Planes,
-    place: Place,
+    job: Job,
     /// Its study (from the connection's MRD header), if the header names one.
     study: Option<String>,
     /// The single-contrast model of its contrast, if its profile has one.
@@ -187,8 +189,6 @@ struct Waiting {
     contrast: String,
     guide: String,
     reply: oneshot::Sender<Answer>,
-    arrived: Instant,
-    index: u16,
 }
 
 /// An image whose partner did not come (`why`): kept for a partner series to come, when its
@@ -198,7 +198,7 @@ async fn without_partner(ctx: &Context, worker: &Worker, w: Waiting, why: JobErr
     if let Some(key) = &w.study {
         let (dropped, held) = {
             let mut kept = ctx.kept.lock().expect("kept images lock");
-            let dropped = kept.keep(key, &w.contrast, w.place, w.planes.clone());
+            let dropped = kept.keep(key, &w.contrast, w.job.place, w.job.planes.clone());
             (dropped, kept.len())
         };
         ctx.stats
@@ -213,18 +213,18 @@ async fn without_partner(ctx: &Context, worker: &Worker, w: Waiting, why: JobErr
     }
     match w.alone {
         Some(model) => {
-            info!(%peer, index = w.index, reason = %why, "no partner image: denoised alone by the single-contrast model");
+            info!(%peer, index = w.job.index, reason = %why, "no partner image: denoised alone by the single-contrast model");
             inc(&ctx.stats.images_alone);
             if worker
-                .submit_to(model, w.planes, None, w.reply)
+                .submit_to(model, w.job.planes, None, w.reply)
                 .await
                 .is_err()
             {
-                warn!(%peer, index = w.index, "the inference worker has stopped");
+                warn!(%peer, index = w.job.index, "the inference worker has stopped");
             }
         }
         None => {
-            info!(%peer, index = w.index, reason = %why, "no partner image and no single-contrast model: sent back unchanged");
+            info!(%peer, index = w.job.index, reason = %why, "no partner image and no single-contrast model: sent back unchanged");
             inc(&ctx.stats.images_unpaired);
             let _ = w.reply.send(Err(why));
         }
@@ -353,7 +353,7 @@ async fn submit(
     }
 }
 
-/// One image for a model, before it is paired.
+/// One image for a model: what it is denoised with, and what it waits with for a partner.
 struct Job {
     model: usize,
     planes: Planes,
@@ -378,20 +378,20 @@ async fn guided(
     let partner = partners
         .waiting
         .iter()
-        .position(|w| w.contrast == *guide && w.guide == *output && w.place.same(&job.place));
+        .position(|w| w.contrast == *guide && w.guide == *output && w.job.place.same(&job.place));
     match partner {
         Some(k) => {
             // Both are ready: the partner is denoised guided by this image, this
             // image guided by the partner.
             let w = partners.waiting.remove(k);
-            debug!(%peer, index = job.index, partner = w.index, "paired");
-            let theirs = w.planes.clone();
+            debug!(%peer, index = job.index, partner = w.job.index, "paired");
+            let theirs = w.job.planes.clone();
             if worker
-                .submit_to(w.model, w.planes, Some(job.planes.clone()), w.reply)
+                .submit_to(w.job.model, w.job.planes, Some(job.planes.clone()), w.reply)
                 .await
                 .is_err()
             {
-                warn!(%peer, index = w.index, "the inference worker has stopped");
+                warn!(%peer, index = w.job.index, "the inference worker has stopped");
             }
             worker.submit(job.model, job.planes, Some(theirs)).await
         }
@@ -416,16 +416,12 @@ async fn guided(
                         .copied();
                     let (reply, answer) = oneshot::channel();
                     partners.waiting.push(Waiting {
-                        model: job.model,
-                        planes: job.planes,
-                        place: job.place,
+                        job,
                         study: partners.study.clone(),
                         alone,
                         contrast: output.to_string(),
                         guide: guide.to_string(),
                         reply,
-                        arrived: job.arrived,
-                        index: job.index,
                     });
                     Ok(answer)
                 }
