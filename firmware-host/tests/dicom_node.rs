@@ -733,3 +733,86 @@ async fn a_late_slice_joins_its_series_derived_series_at_once() {
     let worst = support::max_abs_diff(&expected, &output.image);
     assert!(worst <= output.rescale_slope as f32, "{worst}");
 }
+
+/// A pair whose series grow after it was denoised (a sender that pauses between
+/// associations longer than `series_stable_s`) is finished as one: a late slice is denoised
+/// with the partner slice it would have had, kept from the pair after the originals left
+/// the spool, not by the single-contrast model; late slices of both series guide each other.
+/// All of it joins the pair's derived series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let (pd_guided, pdfs_guided) = guided_models(dir.path());
+    let pd_alone = support::test_model(dir.path(), "pd_single.onnx", &["--contrast", "pd"]);
+    let pdfs_alone = support::test_model(dir.path(), "pdfs_single.onnx", &["--contrast", "pdfs"]);
+    let (mut node, pacs) = node_and_pacs(dir.path(), |c| {
+        c.pair_wait_s = 600.0;
+        c.models.pd = Some(pd_guided.clone());
+        c.models.pdfs = Some(pdfs_guided.clone());
+        c.models.pd_alone = Some(pd_alone.clone());
+        c.models.pdfs_alone = Some(pdfs_alone.clone());
+    })
+    .await;
+    let pd_slices = phantom_slices(5, 48, 40);
+    let pdfs_slices: Vec<_> = pd_slices.iter().map(|s| s * 0.6).collect();
+    let pd = study_series(dir.path(), "PD_TSE_COR", &pd_slices);
+    let pdfs = study_series(dir.path(), "PD_TSE_FS_COR", &pdfs_slices);
+    // First the pair without PD slices 3 and 4 nor PDFS slice 4 (PDFS 3 is denoised alone),
+    // then PD 3 on its own, then PD 4 with PDFS 4.
+    let mut first = pd[..3].to_vec();
+    first.extend(pdfs[..4].iter().cloned());
+    node.send(&first).await;
+    node.delivered(&pacs, 7).await;
+    node.send(&pd[3..4]).await;
+    node.delivered(&pacs, 8).await;
+    node.send(&[pd[4].clone(), pdfs[4].clone()]).await;
+    let arrived = node.deliver_to(&pacs, 10).await;
+    assert_eq!(node.count(|s| &s.instances_late), 3);
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+
+    let runtime = support::runtime();
+    let open = |path: &PathBuf| {
+        crossdenoise_runtime::Denoiser::open(&runtime, path, &DenoiserOptions::default()).unwrap()
+    };
+    let read = |f: &PathBuf| DicomSlice::read(f).unwrap();
+    let result = |input: &PathBuf, description: &str| {
+        let position = attribute(input, tags::IMAGE_POSITION_PATIENT);
+        let copy = arrived
+            .iter()
+            .find(|p| {
+                attribute(p, tags::IMAGE_POSITION_PATIENT) == position
+                    && attribute(p, tags::SERIES_DESCRIPTION) == format!("{description} denoised")
+            })
+            .unwrap_or_else(|| panic!("{description}: no result at {position}"));
+        (attribute(copy, tags::SERIES_INSTANCE_UID), read(copy))
+    };
+    for (inputs, partners, model, alone, description) in [
+        (&pd, &pdfs, &pd_guided, &pd_alone, "PD_TSE_COR"),
+        (&pdfs, &pd, &pdfs_guided, &pdfs_alone, "PD_TSE_FS_COR"),
+    ] {
+        let (mut guided, mut alone) = (open(model), open(alone));
+        let series: std::collections::HashSet<String> =
+            inputs.iter().map(|f| result(f, description).0).collect();
+        assert_eq!(series.len(), 1, "{description}: one derived series");
+        let late = if description == "PD_TSE_COR" {
+            3..5
+        } else {
+            4..5
+        };
+        for i in late {
+            let (input, guide) = (read(&inputs[i]).image, read(&partners[i]).image);
+            let expected = guided
+                .denoise_guided_batch(&[input.view()], &[guide.view()])
+                .unwrap()
+                .remove(0);
+            let output = result(&inputs[i], description).1;
+            let slope = output.rescale_slope as f32;
+            let worst = support::max_abs_diff(&expected, &output.image);
+            assert!(worst <= slope, "{description} slice {i}: {worst}");
+            // Not what the single-contrast model makes of it.
+            let unguided = alone.denoise(input.view()).unwrap();
+            assert!(support::max_abs_diff(&unguided, &output.image) > 4.0 * slope);
+        }
+    }
+}

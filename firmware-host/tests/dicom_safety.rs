@@ -17,7 +17,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 use dicom_ul::association::ClientAssociationOptions;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 use node::*;
-use support::{Storescp, dicom_series, free_port, phantom_slices};
+use support::{Storescp, dicom_series, free_port, phantom_pairs, phantom_slices};
 
 /// A series of `slices` described `description`, with extra `reference.py dicom-series`
 /// flags, in `dir/<name>`.
@@ -90,23 +90,29 @@ async fn other_contrasts_are_passed_on_unchanged_and_never_denoised() {
         c.other_series = OtherSeries::PassOn;
     })
     .await;
-    let slices = phantom_slices(2, 48, 40);
+    let (pd_slices, slices) = phantom_pairs(2, 48, 40);
     let mut files = Vec::new();
     let others = ["T2_TSE_FS_COR", "T2_TSE_SPAIR_COR", "T1_SE_FS_COR_POST"];
-    for name in others.into_iter().chain(["PD_TSE_NO_FS_COR"]) {
+    for name in others {
         files.extend(series_with(d, name, name, &slices, &[]));
     }
+    files.extend(series_with(d, "no_fs", "PD_TSE_NO_FS_COR", &pd_slices, &[]));
+    // Labelled PD, alone, with the pixels of a fat-suppressed series; and the other way round.
+    let mislabelled = ["PD_TSE_SAG", "PD_TSE_FS_AX"];
+    files.extend(series_with(d, "pd_sag", mislabelled[0], &slices, &[]));
+    files.extend(series_with(d, "fs_ax", mislabelled[1], &pd_slices, &[]));
     node.send(&files).await;
-    let arrived = node.deliver_to(&pacs, 8).await;
-    assert_eq!(node.count(|s| &s.instances_passed_on), 6);
+    let arrived = node.deliver_to(&pacs, 12).await;
+    assert_eq!(node.count(|s| &s.instances_passed_on), 10);
+    assert_eq!(node.count(|s| &s.instances_guard_refused), 4);
     assert_eq!(node.count(|s| &s.instances_denoised), 2);
     assert_eq!(node.count(|s| &s.instances_set_aside), 0);
-    assert_eq!(metric(&node, "instances_forwarded_total"), 8);
+    assert_eq!(metric(&node, "instances_forwarded_total"), 12);
     assert_balanced(&node);
     let sent: Vec<String> = files.iter().map(|f| dicom_uid(f)).collect();
     for file in &arrived {
         let description = attribute(file, tags::SERIES_DESCRIPTION);
-        if others.contains(&description.as_str()) {
+        if others.contains(&description.as_str()) || mislabelled.contains(&description.as_str()) {
             // Unchanged: the very instance that was sent, still ORIGINAL.
             assert!(sent.contains(&dicom_uid(file)), "{description}");
             assert!(attribute(file, tags::IMAGE_TYPE).starts_with("ORIGINAL"));
@@ -128,8 +134,8 @@ async fn two_patients_never_pair_and_a_series_of_two_contrasts_is_set_aside() {
         c.models.pd_alone = Some(pd_alone);
     })
     .await;
-    let slices = phantom_slices(2, 48, 40);
-    let mut files = series_with(d, "pd", "PD_TSE_COR", &slices, &["--patient=PAT-A"]);
+    let (pd_slices, slices) = phantom_pairs(2, 48, 40);
+    let mut files = series_with(d, "pd", "PD_TSE_COR", &pd_slices, &["--patient=PAT-A"]);
     files.extend(series_with(
         d,
         "pdfs",

@@ -92,19 +92,30 @@ impl OnnxRuntime {
 
 /// The places searched for the library, in order: `$ORT_DYLIB_PATH` (a file, or a folder
 /// holding `libonnxruntime.so`), then the project's `.ort/gpu/` and `.ort/cpu/` (the GPU
-/// build also runs on the CPU), then `onnxruntime/` beside the executable, for an installed
-/// copy of the daemon.
+/// build also runs on the CPU) — the project that cargo runs this from (its
+/// `CARGO_MANIFEST_DIR` at run time, for tests and `cargo run`), then the one this crate was
+/// compiled in — then `onnxruntime/` beside the executable, for an installed copy of the
+/// daemon. The run-time project comes first because one build folder may serve several
+/// checkouts.
 pub fn search_paths() -> Vec<PathBuf> {
     let mut paths = Vec::new();
     if let Some(p) = std::env::var_os(DYLIB_ENV).filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         paths.push(if p.is_dir() { p.join(LIB_NAME) } else { p });
     }
-    let project = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(".ort");
-    paths.push(project.join("gpu").join(LIB_NAME));
-    paths.push(project.join("cpu").join(LIB_NAME));
+    let running = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|dir| {
+            dir.ancestors()
+                .find(|d| d.join(".ort").is_dir())
+                .map(Path::to_path_buf)
+        });
+    let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for project in running.iter().chain([&compiled]) {
+        let ort = project.join(".ort");
+        paths.push(ort.join("gpu").join(LIB_NAME));
+        paths.push(ort.join("cpu").join(LIB_NAME));
+    }
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))

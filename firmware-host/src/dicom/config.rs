@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crossdenoise_image::fat_signal::SeriesLimits;
+
 use crate::contrast::{ContrastRules, Strength};
 
 /// `[dicom]`: the DICOM node that a scanner or PACS sends studies to.
@@ -70,6 +72,10 @@ pub struct DicomConfig {
     /// Which series is PD, which PDFS and which neither (by SeriesDescription, then
     /// ProtocolName, then ScanOptions).
     pub contrasts: ContrastRules,
+    /// `[dicom.bright_share]`: what share of its tissue a series denoised alone (no partner
+    /// to compare with) must show bright to be taken for its label: `pd_min` for PD,
+    /// `pdfs_max` for PDFS; 0 and 1 turn them off.
+    pub bright_share: SeriesLimits,
 }
 
 /// `dicom.on_conflict`: what a second instance with a stored instance's SOP Instance UID and
@@ -141,6 +147,7 @@ impl Default for DicomConfig {
             series_number_offset: 1000,
             forward_originals: false,
             contrasts: ContrastRules::default(),
+            bright_share: SeriesLimits::default(),
         }
     }
 }
@@ -229,6 +236,15 @@ impl DicomConfig {
             return Some((
                 "dicom.contrasts",
                 format!("`{key}` needs at least one word"),
+            ));
+        }
+        if let Some(key) = self.bright_share.problem() {
+            return Some((
+                match key {
+                    "pd_min" => "dicom.bright_share.pd_min",
+                    _ => "dicom.bright_share.pdfs_max",
+                },
+                "must be a share between 0 and 1".into(),
             ));
         }
         if let Some(d) = &self.destination {

@@ -10,6 +10,7 @@
 
 pub mod association;
 pub mod config;
+mod derived;
 pub mod dimse;
 pub mod enhanced;
 pub mod models;

@@ -30,11 +30,12 @@ use crossdenoise_runtime::denoise_files::{InputFile, match_guides};
 use tracing::{info, warn};
 
 use super::config::OtherSeries;
+use super::derived::Derived;
 use super::models::Models;
 use super::node::{Node, inc};
 use super::outbox::{self, set_aside};
 use super::series::{self, Instance, Series};
-use super::staging::{Derived, Failure, Staging, move_into_outbox, stage, staging};
+use super::staging::{Failure, Staging, move_into_outbox, stage, staging};
 use crate::contrast::{Contrast, Label};
 
 /// A series waiting to be tried again after a temporary fault.
@@ -44,7 +45,6 @@ struct Retry {
 }
 
 /// What the pipeline remembers between scans.
-#[derive(Default)]
 struct State {
     headers: HashMap<PathBuf, Instance>,
     /// Instances taken (denoised, passed on or set aside), until they leave the spool. By
@@ -56,6 +56,18 @@ struct State {
     retry: HashMap<String, Retry>,
 }
 
+impl State {
+    fn new(spool: &Path) -> Self {
+        State {
+            headers: HashMap::new(),
+            done: HashSet::new(),
+            waiting_logged: HashSet::new(),
+            derived: Derived::new(spool),
+            retry: HashMap::new(),
+        }
+    }
+}
+
 /// Runs the pipeline until `stop` turns true.
 pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiver<bool>) {
     let outbox_dir = outbox::dir(&node.config.spool);
@@ -65,7 +77,7 @@ pub fn run(node: Arc<Node>, mut models: Models, stop: tokio::sync::watch::Receiv
             let _ = fs::remove_dir_all(entry.path());
         }
     }
-    let mut state = State::default();
+    let mut state = State::new(&node.config.spool);
     while !*stop.borrow() {
         std::thread::sleep(Duration::from_millis(200));
         step(&node, &mut models, &mut state);
@@ -99,16 +111,18 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
             settle(node, st, &[s], Err(Failure::Permanent(reason.clone())));
             continue;
         }
-        // Late instances of a series denoised within pair_wait_s: its partner has been
-        // sent on, so they are denoised alone, at once, into the same derived series.
-        let late_model = s
-            .label
-            .contrast()
-            .filter(|_| st.derived.knows(&s.uid))
-            .and_then(|c| models.alone.get_mut(&c));
-        if let Some(model) = late_model {
-            info!(series = %s.uid, instances = s.files.len(), "DICOM instances after their series was denoised: denoised alone into its derived series");
-            let outcome = alone(node, model, s, &mut st.derived);
+        // Late instances of a series denoised within pair_wait_s join its derived series
+        // at once, guided by the kept slices of its pair's partner where they cover them.
+        // The partner's own late instances, if they came too, guide them as well.
+        let partner_late: Vec<PathBuf> = st
+            .derived
+            .partner(&s.uid)
+            .and_then(|p| complete.iter().find(|c| c.uid == p && ready(st, c)))
+            .map(|c| c.files.clone())
+            .unwrap_or_default();
+        if let Some(contrast) = s.label.contrast().filter(|_| st.derived.knows(&s.uid))
+            && let Some(outcome) = late(node, models, s, contrast, &partner_late, &mut st.derived)
+        {
             if let Ok(n) = &outcome {
                 let n = *n as u64;
                 node.stats.instances_late.fetch_add(n, Ordering::Relaxed);
@@ -170,12 +184,14 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
             _ => match models.alone.get_mut(&contrast) {
                 Some(model) => {
                     info!(series = %s.uid, contrast = contrast.name(), "DICOM series without a partner: denoised alone by the single-contrast model");
-                    alone(node, model, s, &mut st.derived).inspect(|n| {
-                        inc(&node.stats.series_alone);
-                        node.stats
-                            .instances_denoised
-                            .fetch_add(*n as u64, Ordering::Relaxed);
-                    })
+                    check_lone(node, s, contrast)
+                        .and_then(|()| alone(node, model, s, &mut st.derived))
+                        .inspect(|n| {
+                            inc(&node.stats.series_alone);
+                            node.stats
+                                .instances_denoised
+                                .fetch_add(*n as u64, Ordering::Relaxed);
+                        })
                 }
                 None => Err(Failure::Permanent(format!(
                     "no {} partner within pair_wait_s and no `{}_alone` model",
@@ -363,9 +379,7 @@ fn inputs(series: &Series) -> Vec<InputFile> {
 }
 
 /// Denoises a pair, each with the other as guide, into the outbox; the number of instances.
-/// A slice its partner series does not cover (one series has more slices, or a slice moved)
-/// is denoised by its contrast's single-contrast model, in the same derived series; without
-/// that model the pair fails, naming every such slice.
+/// Each series' slices are kept as guides for the other's late instances.
 fn guided_pair(
     node: &Node,
     models: &mut Models,
@@ -380,40 +394,7 @@ fn guided_pair(
         (pd, &pd_in, &pdfs_in, Contrast::Pd),
         (pdfs, &pdfs_in, &pd_in, Contrast::Pdfs),
     ] {
-        let matched = match_guides(ins, partner);
-        let (guided, alone) = models
-            .for_pair(contrast)
-            .expect("guided models are configured");
-        let unmatched: Vec<&String> = matched
-            .guides
-            .iter()
-            .filter_map(|g| g.as_ref().err())
-            .collect();
-        if !unmatched.is_empty() {
-            if alone.is_none() {
-                let listed: Vec<&str> = unmatched.iter().map(|s| s.as_str()).collect();
-                return Err(Failure::Permanent(format!(
-                    "{} {} slices without a partner slice and no `{}_alone` model: {}",
-                    unmatched.len(),
-                    contrast.name(),
-                    contrast.name(),
-                    listed.join("; ")
-                )));
-            }
-            for reason in &unmatched {
-                info!(series = %series.uid, %reason, "DICOM slice without a partner slice: denoised alone by the single-contrast model");
-            }
-            node.stats
-                .instances_unmatched
-                .fetch_add(unmatched.len() as u64, Ordering::Relaxed);
-        }
-        let guides: Vec<Option<PathBuf>> = matched.guides.into_iter().map(Result::ok).collect();
-        let mut models = Staging::Pair {
-            guided,
-            alone,
-            guides: &guides,
-        };
-        match stage(node, &mut models, series, ins, derived) {
+        match stage_guided(node, models, series, ins, partner, contrast, derived) {
             Ok(dir) => staged.push((series, dir)),
             Err(e) => {
                 for (_, dir) in &staged {
@@ -432,23 +413,133 @@ fn guided_pair(
             return Err(e);
         }
     }
+    derived.pair((&pd.uid, &pd.files), (&pdfs.uid, &pdfs.files));
     Ok(n)
+}
+
+/// Stages `series` (`ins`, of `contrast`) denoised by its guided model with the slice of
+/// `partner` at its place as guide. A slice the partner does not cover (one series has
+/// more slices, or a slice moved) is denoised by its contrast's single-contrast model, in
+/// the same derived series; without that model the series fails, naming every such slice.
+fn stage_guided(
+    node: &Node,
+    models: &mut Models,
+    series: &Series,
+    ins: &[InputFile],
+    partner: &[InputFile],
+    contrast: Contrast,
+    derived: &mut Derived,
+) -> Result<PathBuf, Failure> {
+    let matched = match_guides(ins, partner);
+    let (guided, alone) = models
+        .for_pair(contrast)
+        .expect("guided models are configured");
+    let unmatched: Vec<&String> = matched
+        .guides
+        .iter()
+        .filter_map(|g| g.as_ref().err())
+        .collect();
+    if !unmatched.is_empty() {
+        if alone.is_none() {
+            let listed: Vec<&str> = unmatched.iter().map(|s| s.as_str()).collect();
+            return Err(Failure::Permanent(format!(
+                "{} {} slices without a partner slice and no `{}_alone` model: {}",
+                unmatched.len(),
+                contrast.name(),
+                contrast.name(),
+                listed.join("; ")
+            )));
+        }
+        for reason in &unmatched {
+            info!(series = %series.uid, %reason, "DICOM slice without a partner slice: denoised alone by the single-contrast model");
+        }
+        node.stats
+            .instances_unmatched
+            .fetch_add(unmatched.len() as u64, Ordering::Relaxed);
+    }
+    let guides: Vec<Option<PathBuf>> = matched.guides.into_iter().map(Result::ok).collect();
+    let mut models = Staging::Pair {
+        guided,
+        alone,
+        guides: &guides,
+    };
+    stage(node, &mut models, series, ins, derived)
+}
+
+/// Late instances of a series denoised lately, into its derived series: guided by the kept
+/// slices of its pair's partner and the partner's own late instances (`partner_late`), what
+/// they would have had had they come with their series; else by the single-contrast model.
+/// None when there is neither (the series then waits for a partner like any other); the
+/// number of instances otherwise.
+fn late(
+    node: &Node,
+    models: &mut Models,
+    series: &Series,
+    contrast: Contrast,
+    partner_late: &[PathBuf],
+    derived: &mut Derived,
+) -> Option<Result<usize, Failure>> {
+    let mut partner = derived.partner_slices(&series.uid);
+    partner.extend(partner_late.iter().cloned());
+    let partner: Vec<InputFile> = partner
+        .into_iter()
+        .map(|path| InputFile {
+            output: PathBuf::from(path.file_name().expect("a kept file has a name")),
+            path,
+            format: Format::Dicom,
+        })
+        .collect();
+    let outcome = if !partner.is_empty() && models.guided.is_some() {
+        info!(series = %series.uid, instances = series.files.len(), "DICOM instances after their pair was denoised: guided by the partner's kept slices into their derived series");
+        stage_guided(
+            node,
+            models,
+            series,
+            &inputs(series),
+            &partner,
+            contrast,
+            derived,
+        )
+        .and_then(|dir| publish(node, series, &dir))
+    } else {
+        let model = models.alone.get_mut(&contrast)?;
+        info!(series = %series.uid, instances = series.files.len(), "DICOM instances after their series was denoised: denoised alone into its derived series");
+        alone(node, model, series, derived).map(|_| ())
+    };
+    if outcome.is_ok() && !partner.is_empty() {
+        derived.keep(&series.uid, &series.files);
+    }
+    Some(outcome.map(|()| series.files.len()))
 }
 
 /// Refuses a pair whose pixels disagree with its labels (fat bright in the PDFS series:
 /// [`fat_signal`]), as a series that is not the models'.
 fn check_content(pd: &Series, pdfs: &Series) -> Result<(), Failure> {
-    let shares = |s: &Series| -> Result<Vec<f64>, Failure> {
-        s.files
-            .iter()
-            .map(|f| {
-                DicomSlice::read(f)
-                    .map(|slice| fat_signal::bright_share(slice.image.view()))
-                    .map_err(|e| Failure::of(e.into()))
-            })
-            .collect()
-    };
-    fat_signal::check_pair(&shares(pd)?, &shares(pdfs)?).map_err(Failure::NotItsContrast)
+    fat_signal::check_pair(&bright_shares(pd)?, &bright_shares(pdfs)?)
+        .map_err(Failure::NotItsContrast)
+}
+
+/// Refuses a series without a partner whose pixels disagree with its label (fat bright in
+/// a PDFS series, or missing from a PD one: [`fat_signal::check_series`]), as a series that
+/// is not the models'.
+fn check_lone(node: &Node, series: &Series, contrast: Contrast) -> Result<(), Failure> {
+    let shares = bright_shares(series)?;
+    let fat_suppressed = contrast == Contrast::Pdfs;
+    fat_signal::check_series(fat_suppressed, &shares, node.config.bright_share)
+        .map_err(Failure::NotItsContrast)
+}
+
+/// Each slice's share of bright tissue ([`fat_signal::bright_share`]).
+fn bright_shares(series: &Series) -> Result<Vec<f64>, Failure> {
+    series
+        .files
+        .iter()
+        .map(|f| {
+            DicomSlice::read(f)
+                .map(|slice| fat_signal::bright_share(slice.image.view()))
+                .map_err(|e| Failure::of(e.into()))
+        })
+        .collect()
 }
 
 /// Denoises a series on its own into the outbox.

@@ -2,14 +2,13 @@
 //! whole, and why that may fail: for good, for now, or because the result did not show
 //! its own input.
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use crossdenoise_runtime::Denoiser;
-use crossdenoise_runtime::denoise_files::{FileJob, InputFile};
+use crossdenoise_runtime::denoise_files::InputFile;
 
+use super::derived::Derived;
 use super::node::Node;
 use super::outbox;
 use super::series::Series;
@@ -58,36 +57,6 @@ pub(super) enum Staging<'a> {
         alone: Option<&'a mut Denoiser>,
         guides: &'a [Option<PathBuf>],
     },
-}
-
-/// The derived series UID of each series denoised lately, so instances of it that come
-/// later join it.
-#[derive(Default)]
-pub(super) struct Derived(HashMap<String, (String, Instant)>);
-
-impl Derived {
-    pub(super) fn knows(&self, series: &str) -> bool {
-        self.0.contains_key(series)
-    }
-
-    pub(super) fn job(&self, series: &str, series_number_offset: i64) -> FileJob {
-        let known = self
-            .0
-            .get(series)
-            .map(|(uid, _)| (series.to_string(), uid.clone()));
-        FileJob::with_series(known.into_iter().collect()).series_number_offset(series_number_offset)
-    }
-
-    pub(super) fn remember(&mut self, job: FileJob) {
-        let now = Instant::now();
-        for (series, uid) in job.into_series() {
-            self.0.insert(series, (uid, now));
-        }
-    }
-
-    pub(super) fn forget_older_than(&mut self, age: Duration) {
-        self.0.retain(|_, (_, at)| at.elapsed() < age);
-    }
 }
 
 /// Writes a series' derived instances into a staging folder of the outbox.

@@ -554,6 +554,11 @@ mod tests {
             ("models = { pd = \"pd.onnx\" }", "dicom.models"),
             ("pair_wait_s = -1", "dicom.pair_wait_s"),
             ("contrasts = { pd = [] }", "dicom.contrasts"),
+            (
+                "bright_share = { pdfs_max = 1.5 }",
+                "dicom.bright_share.pdfs_max",
+            ),
+            ("bright_share = { pd = 0.2 }", "pd"),
         ] {
             let e = load(&format!("{base}{line}\n")).unwrap_err().to_string();
             assert!(e.contains(key), "{line}: {e}");

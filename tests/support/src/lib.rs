@@ -50,25 +50,7 @@ pub fn phantom_pairs(n: usize, h: usize, w: usize) -> (Vec<Array2<f32>>, Vec<Arr
 
 /// Noisy phantom PDFS slices in scanner-like units (0..~2000), cropped to `h x w`.
 pub fn phantom_slices(n: usize, h: usize, w: usize) -> Vec<Array2<f32>> {
-    let size = h.max(w).div_ceil(16) * 16;
-    let generator = PhantomGenerator::new(
-        PhantomConfig {
-            size,
-            snr_pd: 12.0,
-            snr_pdfs: 8.0,
-        },
-        11,
-    )
-    .unwrap();
-    (0..n as u64)
-        .map(|i| {
-            generator
-                .pair(i)
-                .pdfs
-                .slice(ndarray::s![..h, ..w])
-                .mapv(|v| v * 2000.0)
-        })
-        .collect()
+    phantom_pairs(n, h, w).1
 }
 
 pub fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {

@@ -2,18 +2,21 @@
 //! `scripts/python-env.sh`, which the test command runs) and runs `reference.py` with it.
 
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-/// The workspace root: the nearest folder above this crate with a Cargo.lock.
+/// The workspace root: the nearest folder with a Cargo.lock above the running test's
+/// package. Read when the test runs (cargo sets `CARGO_MANIFEST_DIR` for it), not when this
+/// crate was compiled: a build shared between checkouts (CI's cached target folder) must
+/// find the checkout under test, not the one that compiled it first.
 pub fn workspace_root() -> PathBuf {
-    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf();
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .expect("the test's package folder");
+    let mut dir = start.clone();
     while !dir.join("Cargo.lock").exists() {
-        assert!(
-            dir.pop(),
-            "no Cargo.lock above {}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        assert!(dir.pop(), "no Cargo.lock above {}", start.display());
     }
     dir
 }
