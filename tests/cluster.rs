@@ -31,7 +31,7 @@ fn alone() -> Command {
 }
 
 fn train_args(config: &str, out: &Path, epochs: usize, sets: &[impl AsRef<str>]) -> Vec<String> {
-    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let config = crate::support::workspace_root()
         .join("configs")
         .join(format!("{config}.json"));
     let mut args = vec![

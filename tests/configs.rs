@@ -1,13 +1,11 @@
 //! Every shipped config loads under the strict rules, and `train` reports a bad one with
 //! the file and key at fault before doing any work.
 
-use std::path::Path;
-
 use crate::util::{crossdenoise, stderr};
 
 #[test]
 fn shipped_configs_are_valid() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let dir = crate::support::workspace_root().join("configs");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();

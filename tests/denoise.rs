@@ -482,8 +482,7 @@ fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
 /// `[...]` groups left out but `[--guide GUIDE]...` (once), `...` dropped, the placeholders
 /// replaced by `values`.
 fn documented_usage(values: &[(&str, &str)]) -> Vec<String> {
-    let doc =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/runtime.md")).unwrap();
+    let doc = fs::read_to_string(crate::support::workspace_root().join("docs/runtime.md")).unwrap();
     let line = doc
         .lines()
         .find(|l| l.starts_with("`crossdenoise denoise "))

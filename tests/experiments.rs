@@ -2,12 +2,12 @@
 //! cross-domain suite with its summaries, `diagnose`, and the suite page in a browser. The
 //! shipped configs run at a tiny scale through `--set`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::util::{crossdenoise, stderr};
 
 fn configs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("configs")
+    crate::support::workspace_root().join("configs")
 }
 
 /// The tiny scale, without the shipped config's warm-up (two steps would see none of the

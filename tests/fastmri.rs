@@ -171,7 +171,7 @@ fn a_wrong_layout_is_refused_naming_the_dataset() {
 /// `crossdenoise COMMAND configs/CONFIG.json --set data.source=fastmri --set
 /// data.path=DATA` with `args` after them, in `cwd`.
 fn on_files(command: &str, config: &str, data: &Path, args: &[&str], cwd: &Path) -> Output {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("configs/{config}.json"));
+    let file = crate::support::workspace_root().join(format!("configs/{config}.json"));
     let path = format!("data.path={}", serde_json::to_string(data).unwrap());
     let mut all = vec![
         command,

@@ -49,7 +49,7 @@ fn trained_run(folder: &str, epochs: &str, sets: &[&str]) -> std::path::PathBuf 
 /// Trains `configs/<config>.json` into `CARGO_TARGET_TMPDIR/<folder>`; returns the run.
 fn trained(config_name: &str, folder: &str, epochs: &str, sets: &[&str]) -> std::path::PathBuf {
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
-    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let config = crate::support::workspace_root()
         .join("configs")
         .join(format!("{config_name}.json"));
     let mut args = vec![

@@ -11,7 +11,7 @@ use crossdenoise_image::io::{
 use ndarray::Array2;
 
 fn npy_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("tests/fixtures/npy")
         .join(name)
 }

@@ -2,7 +2,7 @@
 //! and numpy (`fixtures/make_fixtures.py`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crossdenoise_image::io::read_npy;
 use crossdenoise_image::metrics::{Quality, nmse, psnr, ssim};
@@ -18,7 +18,8 @@ struct Expected {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics")
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("tests/fixtures/metrics")
 }
 
 fn load() -> BTreeMap<String, Expected> {

@@ -10,7 +10,7 @@ use ndarray::Array2;
 
 pub mod fuzz;
 pub mod python;
-pub use python::reference;
+pub use python::{reference, workspace_root};
 
 #[cfg(feature = "runtime")]
 pub fn runtime() -> crossdenoise_runtime::OnnxRuntime {
