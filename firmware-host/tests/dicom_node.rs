@@ -816,3 +816,63 @@ async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
         }
     }
 }
+
+/// Without single-contrast models, a late slice its partner's kept slices do not cover
+/// waits for its partner slice like any series, and the two, sent in separate associations
+/// after the pair, are each denoised with the other as guide into their pair's derived
+/// series: nothing is set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_slices_without_single_models_wait_for_their_partner_slices() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let (pd_guided, _) = guided_models(dir.path());
+    let (mut node, pacs) = guided_pair_node(dir.path(), |c| c.pair_wait_s = 600.0).await;
+    let pd_slices = phantom_slices(4, 48, 40);
+    let pdfs_slices: Vec<_> = pd_slices.iter().map(|s| s * 0.6).collect();
+    let pd = study_series(dir.path(), "PD_TSE_COR", &pd_slices);
+    let pdfs = study_series(dir.path(), "PD_TSE_FS_COR", &pdfs_slices);
+    let mut first = pd[..3].to_vec();
+    first.extend(pdfs[..3].iter().cloned());
+    node.send(&first).await;
+    node.delivered(&pacs, 6).await;
+    node.send(&pd[3..]).await;
+    // PD 3 has no partner slice yet: it waits (series_stable_s is 0.3 s).
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(pacs.received().len(), 6, "{}", node.stats().line());
+    node.send(&pdfs[3..]).await;
+    let arrived = node.deliver_to(&pacs, 8).await;
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+    let position = attribute(&pd[3], tags::IMAGE_POSITION_PATIENT);
+    let late = arrived
+        .iter()
+        .find(|p| {
+            attribute(p, tags::IMAGE_POSITION_PATIENT) == position
+                && attribute(p, tags::SERIES_DESCRIPTION) == "PD_TSE_COR denoised"
+        })
+        .expect("the late PD slice arrived");
+    let first_pd = arrived
+        .iter()
+        .find(|p| attribute(p, tags::SERIES_DESCRIPTION) == "PD_TSE_COR denoised")
+        .unwrap();
+    assert_eq!(
+        attribute(late, tags::SERIES_INSTANCE_UID),
+        attribute(first_pd, tags::SERIES_INSTANCE_UID)
+    );
+    let mut guided = crossdenoise_runtime::Denoiser::open(
+        &support::runtime(),
+        &pd_guided,
+        &DenoiserOptions::default(),
+    )
+    .unwrap();
+    let (input, guide) = (
+        DicomSlice::read(&pd[3]).unwrap().image,
+        DicomSlice::read(&pdfs[3]).unwrap().image,
+    );
+    let expected = guided
+        .denoise_guided_batch(&[input.view()], &[guide.view()])
+        .unwrap()
+        .remove(0);
+    let output = DicomSlice::read(late).unwrap();
+    let worst = support::max_abs_diff(&expected, &output.image);
+    assert!(worst <= output.rescale_slope as f32, "{worst}");
+}

@@ -26,7 +26,7 @@ use crossdenoise_image::dicom::DicomSlice;
 use crossdenoise_image::fat_signal;
 use crossdenoise_image::io::Format;
 use crossdenoise_runtime::Denoiser;
-use crossdenoise_runtime::denoise_files::{InputFile, match_guides};
+use crossdenoise_runtime::denoise_files::{InputFile, MatchedGuides, match_guides};
 use tracing::{info, warn};
 
 use super::config::OtherSeries;
@@ -394,7 +394,8 @@ fn guided_pair(
         (pd, &pd_in, &pdfs_in, Contrast::Pd),
         (pdfs, &pdfs_in, &pd_in, Contrast::Pdfs),
     ] {
-        match stage_guided(node, models, series, ins, partner, contrast, derived) {
+        let matched = match_guides(ins, partner);
+        match stage_guided(node, models, series, ins, matched, contrast, derived) {
             Ok(dir) => staged.push((series, dir)),
             Err(e) => {
                 for (_, dir) in &staged {
@@ -417,20 +418,20 @@ fn guided_pair(
     Ok(n)
 }
 
-/// Stages `series` (`ins`, of `contrast`) denoised by its guided model with the slice of
-/// `partner` at its place as guide. A slice the partner does not cover (one series has
-/// more slices, or a slice moved) is denoised by its contrast's single-contrast model, in
-/// the same derived series; without that model the series fails, naming every such slice.
+/// Stages `series` (`ins`, of `contrast`) denoised by its guided model with the partner
+/// slice `matched` found at its place as guide. A slice the partner does not cover (one
+/// series has more slices, or a slice moved) is denoised by its contrast's single-contrast
+/// model, in the same derived series; without that model the series fails, naming every
+/// such slice.
 fn stage_guided(
     node: &Node,
     models: &mut Models,
     series: &Series,
     ins: &[InputFile],
-    partner: &[InputFile],
+    matched: MatchedGuides,
     contrast: Contrast,
     derived: &mut Derived,
 ) -> Result<PathBuf, Failure> {
-    let matched = match_guides(ins, partner);
     let (guided, alone) = models
         .for_pair(contrast)
         .expect("guided models are configured");
@@ -469,7 +470,8 @@ fn stage_guided(
 /// Late instances of a series denoised lately, into its derived series: guided by the kept
 /// slices of its pair's partner and the partner's own late instances (`partner_late`), what
 /// they would have had had they come with their series; else by the single-contrast model.
-/// None when there is neither (the series then waits for a partner like any other); the
+/// None when a slice would need the single-contrast model and there is none (the series
+/// then waits for a partner like any other: the partner's slices may be on their way); the
 /// number of instances otherwise.
 fn late(
     node: &Node,
@@ -489,18 +491,17 @@ fn late(
             format: Format::Dicom,
         })
         .collect();
-    let outcome = if !partner.is_empty() && models.guided.is_some() {
+    let ins = inputs(series);
+    let matched =
+        (!partner.is_empty() && models.guided.is_some()).then(|| match_guides(&ins, &partner));
+    let outcome = if let Some(matched) = matched {
+        let uncovered = matched.guides.iter().any(|g| g.is_err());
+        if uncovered && !models.alone.contains_key(&contrast) {
+            return None;
+        }
         info!(series = %series.uid, instances = series.files.len(), "DICOM instances after their pair was denoised: guided by the partner's kept slices into their derived series");
-        stage_guided(
-            node,
-            models,
-            series,
-            &inputs(series),
-            &partner,
-            contrast,
-            derived,
-        )
-        .and_then(|dir| publish(node, series, &dir))
+        stage_guided(node, models, series, &ins, matched, contrast, derived)
+            .and_then(|dir| publish(node, series, &dir))
     } else {
         let model = models.alone.get_mut(&contrast)?;
         info!(series = %series.uid, instances = series.files.len(), "DICOM instances after their series was denoised: denoised alone into its derived series");
