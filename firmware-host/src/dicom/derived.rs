@@ -29,6 +29,11 @@ struct Record {
 pub(super) struct Derived {
     records: HashMap<String, Record>,
     kept: PathBuf,
+    /// Late instances found with a slice no partner slice covers (and no single-contrast
+    /// model), by how many of their own and their partner's slices were matched then: they
+    /// wait for a partner, and are matched again only once either number has changed,
+    /// not on every look at the spool.
+    uncovered: HashMap<String, (usize, usize)>,
 }
 
 impl Derived {
@@ -39,6 +44,7 @@ impl Derived {
         Derived {
             records: HashMap::new(),
             kept,
+            uncovered: HashMap::new(),
         }
     }
 
@@ -117,6 +123,17 @@ impl Derived {
         files
     }
 
+    /// Whether `series` was found uncovered with these numbers of its own and its partner's
+    /// slices, so that matching them again would find the same.
+    pub(super) fn uncovered_as_before(&self, series: &str, counts: (usize, usize)) -> bool {
+        self.uncovered.get(series) == Some(&counts)
+    }
+
+    /// Notes that `series` has a slice its partner's `counts.1` slices do not cover.
+    pub(super) fn note_uncovered(&mut self, series: &str, counts: (usize, usize)) {
+        self.uncovered.insert(series.to_string(), counts);
+    }
+
     /// Forgets the series denoised more than `age` ago, and their kept slices.
     pub(super) fn forget_older_than(&mut self, age: Duration) {
         let kept = &self.kept;
@@ -127,6 +144,9 @@ impl Derived {
             }
             keep
         });
+        let records = &self.records;
+        self.uncovered
+            .retain(|series, _| records.contains_key(series));
     }
 }
 
@@ -158,8 +178,12 @@ mod tests {
         assert_eq!(fs::read(&partner[0]).unwrap(), b"a");
         assert_eq!(derived.partner("1.1"), Some("1.2"));
         assert_eq!(derived.partner_slices("1.3"), Vec::<PathBuf>::new());
+        derived.note_uncovered("1.1", (1, 1));
+        assert!(derived.uncovered_as_before("1.1", (1, 1)));
+        assert!(!derived.uncovered_as_before("1.1", (2, 1)));
         derived.forget_older_than(Duration::ZERO);
         assert!(!derived.knows("1.1"));
+        assert!(!derived.uncovered_as_before("1.1", (1, 1)));
         assert!(!spool.join(KEPT).join("1.1").exists());
         // A new run forgets the kept slices of the last.
         derived.keep("1.4", &[b]);

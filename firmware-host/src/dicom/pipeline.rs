@@ -483,6 +483,10 @@ fn late(
 ) -> Option<Result<usize, Failure>> {
     let mut partner = derived.partner_slices(&series.uid);
     partner.extend(partner_late.iter().cloned());
+    let counts = (series.files.len(), partner.len());
+    if derived.uncovered_as_before(&series.uid, counts) {
+        return None;
+    }
     let partner: Vec<InputFile> = partner
         .into_iter()
         .map(|path| InputFile {
@@ -497,6 +501,7 @@ fn late(
     let outcome = if let Some(matched) = matched {
         let uncovered = matched.guides.iter().any(|g| g.is_err());
         if uncovered && !models.alone.contains_key(&contrast) {
+            derived.note_uncovered(&series.uid, counts);
             return None;
         }
         info!(series = %series.uid, instances = series.files.len(), "DICOM instances after their pair was denoised: guided by the partner's kept slices into their derived series");
