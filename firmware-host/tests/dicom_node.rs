@@ -791,7 +791,7 @@ async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
         (&pd, &pdfs, &pd_guided, &pd_alone, "PD_TSE_COR"),
         (&pdfs, &pd, &pdfs_guided, &pdfs_alone, "PD_TSE_FS_COR"),
     ] {
-        let (mut guided, mut alone) = (open(model), open(alone));
+        let mut alone = open(alone);
         let series: std::collections::HashSet<String> =
             inputs.iter().map(|f| result(f, description).0).collect();
         assert_eq!(series.len(), 1, "{description}: one derived series");
@@ -801,17 +801,13 @@ async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
             4..5
         };
         for i in late {
-            let (input, guide) = (read(&inputs[i]).image, read(&partners[i]).image);
-            let expected = guided
-                .denoise_guided_batch(&[input.view()], &[guide.view()])
-                .unwrap()
-                .remove(0);
+            let expected = guided_result(model, &inputs[i], &partners[i]);
             let output = result(&inputs[i], description).1;
             let slope = output.rescale_slope as f32;
             let worst = support::max_abs_diff(&expected, &output.image);
             assert!(worst <= slope, "{description} slice {i}: {worst}");
             // Not what the single-contrast model makes of it.
-            let unguided = alone.denoise(input.view()).unwrap();
+            let unguided = alone.denoise(read(&inputs[i]).image.view()).unwrap();
             assert!(support::max_abs_diff(&unguided, &output.image) > 4.0 * slope);
         }
     }
@@ -858,20 +854,7 @@ async fn late_slices_without_single_models_wait_for_their_partner_slices() {
         attribute(late, tags::SERIES_INSTANCE_UID),
         attribute(first_pd, tags::SERIES_INSTANCE_UID)
     );
-    let mut guided = crossdenoise_runtime::Denoiser::open(
-        &support::runtime(),
-        &pd_guided,
-        &DenoiserOptions::default(),
-    )
-    .unwrap();
-    let (input, guide) = (
-        DicomSlice::read(&pd[3]).unwrap().image,
-        DicomSlice::read(&pdfs[3]).unwrap().image,
-    );
-    let expected = guided
-        .denoise_guided_batch(&[input.view()], &[guide.view()])
-        .unwrap()
-        .remove(0);
+    let expected = guided_result(&pd_guided, &pd[3], &pdfs[3]);
     let output = DicomSlice::read(late).unwrap();
     let worst = support::max_abs_diff(&expected, &output.image);
     assert!(worst <= output.rescale_slope as f32, "{worst}");

@@ -283,3 +283,23 @@ pub fn guided_models(dir: &Path) -> (PathBuf, PathBuf) {
         model("pdfs_guided.onnx", "pdfs"),
     )
 }
+
+/// What the guided model at `model` makes of the DICOM slice `input` with `guide`: what the
+/// node must have delivered for it.
+pub fn guided_result(model: &Path, input: &Path, guide: &Path) -> ndarray::Array2<f32> {
+    let mut denoiser = crossdenoise_runtime::Denoiser::open(
+        &support::runtime(),
+        model,
+        &DenoiserOptions::default(),
+    )
+    .unwrap();
+    let read = |f: &Path| {
+        crossdenoise_image::dicom::DicomSlice::read(f)
+            .unwrap()
+            .image
+    };
+    denoiser
+        .denoise_guided_batch(&[read(input).view()], &[read(guide).view()])
+        .unwrap()
+        .remove(0)
+}
