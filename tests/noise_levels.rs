@@ -122,3 +122,110 @@ fn one_model_denoises_the_low_and_the_high_end_of_the_snr_range() {
         }
     }
 }
+
+/// Rician noise of `left` sigma on the left half of `clean` and `right` on the right.
+fn halves_noise(
+    clean: &ndarray::Array2<f32>,
+    left: f32,
+    right: f32,
+    seed: u64,
+) -> ndarray::Array2<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let half = clean.ncols() / 2;
+    ndarray::Array2::from_shape_fn(clean.dim(), |(i, j)| {
+        let s = if j < half { left } else { right };
+        let re: f32 = rng.sample(rand_distr::StandardNormal);
+        let im: f32 = rng.sample(rand_distr::StandardNormal);
+        ((clean[(i, j)] + s * re).powi(2) + (s * im).powi(2)).sqrt()
+    })
+}
+
+/// The error's RMS over the noise sd in the tissue of each half (the 8 columns either side
+/// of the middle left out): how much of the noise each half keeps.
+fn kept_noise(
+    clean: &ndarray::Array2<f32>,
+    out: &ndarray::Array2<f32>,
+    sigma: [f32; 2],
+) -> [f64; 2] {
+    let top = clean.fold(0.0f32, |m, v| m.max(*v));
+    let half = clean.ncols() / 2;
+    let mut sums = [(0.0f64, 0usize); 2];
+    for ((i, j), c) in clean.indexed_iter() {
+        if *c <= 0.05 * top || j.abs_diff(half) < 8 {
+            continue;
+        }
+        let side = usize::from(j >= half);
+        let e = f64::from(out[(i, j)] - c);
+        sums[side].0 += e * e;
+        sums[side].1 += 1;
+    }
+    [0, 1].map(|s| (sums[s].0 / sums[s].1 as f64).sqrt() / f64::from(sigma[s]))
+}
+
+/// A slice whose right half is twice as noisy as its left (as parallel imaging makes a
+/// g-factor map): served with a noise map, the network meets one noise level across the
+/// slice (`noise_map::noise_factor`), and each half keeps about the same share of its noise.
+#[test]
+fn a_slice_twice_as_noisy_on_one_side_is_denoised_evenly() {
+    use crossdenoise_image::io::write_npy;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (run, _) = learned_guided_run();
+    crate::util::export(&run, &cwd.join("pd.onnx"), &["--to", "a"]);
+    let out = crossdenoise(
+        &[
+            "phantoms", "--out", "set", "--pairs", "2", "--size", "128", "--seed", "31",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "phantoms: {}", stderr(&out));
+    let names = ["0000.npy", "0001.npy"];
+    // PD at SNR 10 on the left and 5 on the right; its guide at 8 and 4.
+    let (pd_sigma, pdfs_sigma) = ([0.1f32, 0.2], [0.125f32, 0.25]);
+    let mut clean = Vec::new();
+    for (k, name) in names.iter().enumerate() {
+        for (contrast, sigma) in [("pd", pd_sigma), ("pdfs", pdfs_sigma)] {
+            let c = read_slice(&cwd.join("set/clean").join(contrast).join(name)).unwrap();
+            let noisy = halves_noise(&c, sigma[0], sigma[1], 7 + k as u64);
+            std::fs::create_dir_all(cwd.join("halves").join(contrast)).unwrap();
+            write_npy(&cwd.join("halves").join(contrast).join(name), noisy.view()).unwrap();
+            if contrast == "pd" {
+                clean.push(c);
+            }
+        }
+    }
+    let serve = |out_dir: &str, extra: &[&str]| {
+        let mut args = vec!["denoise", "--model", "pd.onnx", "--guide", "halves/pdfs"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--out", out_dir, "halves/pd"]);
+        let out = crossdenoise(&args, cwd);
+        assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
+        let mut kept = [0.0f64; 2];
+        for (name, c) in names.iter().zip(&clean) {
+            let served = read_slice(&cwd.join(out_dir).join("pd").join(name)).unwrap();
+            let k = kept_noise(c, &served, pd_sigma);
+            kept = [kept[0] + k[0] / 2.0, kept[1] + k[1] / 2.0];
+        }
+        kept
+    };
+    let slice = serve("slice", &[]);
+    let map = serve("map", &["--noise", "map", "--coils", "1"]);
+    eprintln!("noise kept, left / right: one sigma {slice:?}, noise map {map:?}");
+    // Both halves denoised, within a quarter of each other; and with the map no half keeps
+    // more of its noise than with one sigma for the slice, which the noisy half pulls up
+    // and the quiet one down.
+    for (side, kept) in ["left", "right"].iter().zip(map) {
+        assert!(kept < 0.85, "{side} half keeps {kept:.3} of its noise");
+    }
+    assert!(
+        map[0].max(map[1]) / map[0].min(map[1]) < 1.25,
+        "uneven: {map:?}"
+    );
+    for s in 0..2 {
+        assert!(
+            map[s] <= slice[s] + 0.02,
+            "half {s}: map {map:?}, one sigma {slice:?}"
+        );
+    }
+}

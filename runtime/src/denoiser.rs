@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
 use ort::session::Session;
 
+use crate::even_noise::EvenNoise;
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
 use crate::input::fill;
 use crate::onnx_runtime::OnnxRuntime;
@@ -445,6 +446,18 @@ impl Denoiser {
         let (ph, pw) = padding.padded_dim(h, w);
         let plane = ph * pw;
 
+        // With a noise map, slice and guide are divided by their noise factors (each by its
+        // own map) so that the network meets one noise level across the slice; its
+        // prediction is multiplied back before the posterior step, which reads the map.
+        let even = match self.noise {
+            NoiseModel::Slice => None,
+            NoiseModel::Map(_) => Some(EvenNoise::new(&self.noise, images, guides)?),
+        };
+        let flat_views = even.as_ref().map(EvenNoise::views);
+        let (images, guides) = match &flat_views {
+            Some((i, g)) => (i.as_slice(), g.as_deref()),
+            None => (images, guides),
+        };
         let scales = fill(
             &mut self.input,
             images,
@@ -520,8 +533,13 @@ impl Denoiser {
                     shift: crop(&data[2][at]),
                 });
             if correct || prior.is_some() {
-                let sigma = self.noise.sigma(crop(input))?;
-                out = posterior::serve(&self.correction, crop(input), out, prior, sigma.view());
+                out = match &even {
+                    None => {
+                        let sigma = self.noise.sigma(crop(input))?;
+                        posterior::serve(&self.correction, crop(input), out, prior, sigma.view())
+                    }
+                    Some(e) => e.serve(i, &self.correction, crop(input), out, prior, scale.0),
+                };
             }
             out.mapv_inplace(|v| v * scale.0);
             // Checked here, after the scale is applied, so that an output which overflows

@@ -10,6 +10,7 @@
 pub mod denoise_files;
 pub mod denoiser;
 pub mod error;
+mod even_noise;
 pub mod execution_provider;
 pub mod guard;
 mod input;

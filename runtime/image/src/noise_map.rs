@@ -3,15 +3,19 @@
 //! Parallel imaging makes the noise vary across a slice with the g-factor map (by a factor
 //! of two at acceleration 3), so one sigma per slice ([`crate::noise::estimate_sigma`])
 //! over-smooths where the noise is low and leaves it where it is high. The map here is
-//! built the same robust way, locally: the finest diagonal Haar band of 2 x 2 blocks, whose
-//! median absolute value over a tile of tissue gives that tile's sigma. At high SNR a
-//! noncentral chi magnitude varies like Gaussian noise of the channels' sigma, whatever the
-//! number of coils; a few sigmas above the floor it varies less (8 coils at 4 sigma: 0.9
-//! sigma), so each block's detail is divided by the spread its mean implies before the
-//! median, and the tile's sigma refined a few times. Tiles with too little tissue fall back on their air, where the
-//! magnitude's second moment is `2 L sigma^2` for L combined coils. The tile estimates are
-//! then smoothed by normalised convolution (each weighted by how many blocks it rests on,
-//! so empty tiles are filled from their neighbours) and interpolated bilinearly to pixels.
+//! built the same robust way, locally: the finest diagonal Haar band of 2 x 2 blocks over a
+//! tile of tissue gives that tile's sigma, first by its median absolute value, then by its
+//! second moment within 2.5 sigma (which keeps most of the details' evidence and still
+//! drops edges). At high SNR a noncentral chi magnitude varies like Gaussian noise of the
+//! channels' sigma, whatever the number of coils; a few sigmas above the floor it varies
+//! less (8 coils at 4 sigma: 0.9 sigma), so each block's detail is divided by the spread its
+//! mean implies, and the tile's sigma refined a few times. In the air the magnitude's second
+//! moment is `2 L sigma^2` for L combined coils: tiles with too little tissue rest on it,
+//! and the air pixels of every tile take a map of the air's own (a tissue tile's estimate
+//! is several percent uncertain, and the chi correction at the air's floor turns a 3%
+//! error into a sigma of grey). The tile estimates are smoothed by normalised convolution
+//! (each weighted by how many blocks it rests on, so empty tiles are filled from their
+//! neighbours) and interpolated bilinearly to pixels.
 //!
 //! A true g-factor map is smooth but for folds where it jumps; the map is smooth
 //! everywhere, so it errs within about a tile of those.
@@ -79,10 +83,29 @@ impl NoiseModel {
     }
 }
 
+/// How much noisier than the slice's typical pixel each pixel is: the noise `map` over its
+/// median (all ones for a map of one value, or of none). Dividing a slice by it leaves the
+/// noise of the median sigma everywhere: a magnitude of amplitude `A` and sigma `s` divided
+/// by `k` is one of `A / k` and `s / k`, of the same distribution. Training and serving
+/// both divide by it, so that the network meets one noise level across a slice however
+/// the g-factor varies, and multiply its output back.
+pub fn noise_factor(map: ArrayView2<f32>) -> Array2<f32> {
+    let mut values: Vec<f32> = map.iter().copied().filter(|v| *v > 0.0).collect();
+    if values.is_empty() {
+        return Array2::ones(map.dim());
+    }
+    let k = values.len() / 2;
+    let median = *values.select_nth_unstable_by(k, f32::total_cmp).1;
+    map.mapv(|v| if v > 0.0 { v / median } else { 1.0 })
+}
+
 /// A block counts as tissue this many sigmas above the air's mean.
 const TISSUE_ABOVE_FLOOR: f32 = 3.0;
 /// A block counts as air below this many sigmas above the air's mean.
 const AIR_ABOVE_FLOOR: f32 = 0.5;
+/// The same once the air's own sigma is known near the block: closer, so that dark tissue
+/// (fat-suppressed, a sigma or two above the floor) is not taken for air.
+const AIR_ABOVE_LOCAL_FLOOR: f32 = 0.25;
 /// The side, in blocks, of the neighbourhood whose mean tells air.
 const AIR_NEIGHBOURHOOD: usize = 4;
 
@@ -133,49 +156,117 @@ pub fn estimate_noise_map(
         return Ok(Array2::zeros((rows, cols)));
     }
     let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
-    let tissue_above = (floor + TISSUE_ABOVE_FLOOR) * global;
-    let air_below = (floor + AIR_ABOVE_FLOOR) * global;
     let per_tile = settings.tile / 2;
-    let (th, tw) = (bh.div_ceil(per_tile), bw.div_ceil(per_tile));
-    let mut estimate = Array2::<f32>::zeros((th, tw));
-    let mut weight = Array2::<f32>::zeros((th, tw));
-    let spread = Spread::new(settings.coils);
-    let mut tissue = Vec::new();
-    let mut corrected = Vec::new();
-    let mut air = Vec::new();
-    for ti in 0..th {
-        for tj in 0..tw {
-            tissue.clear();
-            air.clear();
-            for bi in ti * per_tile..((ti + 1) * per_tile).min(bh) {
-                for bj in tj * per_tile..((tj + 1) * per_tile).min(bw) {
-                    let block = blocks[(bi, bj)];
-                    if block.mean > tissue_above {
-                        tissue.push((block.mean, block.detail));
-                    } else if surroundings[(bi, bj)] < air_below {
-                        air.push(block.power);
+    let scan = Scan {
+        blocks: &blocks,
+        surroundings: &surroundings,
+        settings,
+        spread: Spread::new(settings.coils),
+        global,
+    };
+    // Tissue and air are told apart by the slice's sigma first, then by that first map:
+    // air twice as noisy as the slice (a g-factor of 2 at acceleration 3) sits above a
+    // threshold set by the slice's sigma and would be left out, or only its quieter blocks
+    // kept, which biases its sigma low.
+    let (first, first_air) = scan.tiles(
+        |_| (floor + TISSUE_ABOVE_FLOOR) * global,
+        |_| (floor + AIR_ABOVE_FLOOR) * global,
+    );
+    let at_blocks = |tiles: &Array2<f32>| bilinear(tiles, bh, bw, per_tile);
+    let (tissue_ref, air_ref) = (at_blocks(&first), at_blocks(&first_air));
+    let air_below = |b: (usize, usize)| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b];
+    let (smooth, air_smooth) =
+        scan.tiles(|b| (floor + TISSUE_ABOVE_FLOOR) * tissue_ref[b], air_below);
+    let map = bilinear(&smooth, rows, cols, settings.tile);
+    let air_map = bilinear(&air_smooth, rows, cols, settings.tile);
+    // Each pixel of an air block takes the air's map; the rest the tissue's.
+    Ok(Array2::from_shape_fn((rows, cols), |(i, j)| {
+        let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
+        if surroundings[block] < air_below(block) {
+            air_map[(i, j)]
+        } else {
+            map[(i, j)]
+        }
+    }))
+}
+
+/// What one pass over a slice's tiles reads.
+struct Scan<'a> {
+    blocks: &'a Array2<Block>,
+    surroundings: &'a Array2<f32>,
+    settings: &'a NoiseMapSettings,
+    spread: Spread,
+    global: f32,
+}
+
+impl Scan<'_> {
+    /// The smoothed tile estimates of the whole slice and of its air alone, with tissue
+    /// blocks those whose mean is above `tissue_above(block)` and air blocks those whose
+    /// surroundings are below `air_below(block)`.
+    fn tiles(
+        &self,
+        tissue_above: impl Fn((usize, usize)) -> f32,
+        air_below: impl Fn((usize, usize)) -> f32,
+    ) -> (Array2<f32>, Array2<f32>) {
+        let settings = self.settings;
+        let (bh, bw) = self.blocks.dim();
+        let per_tile = settings.tile / 2;
+        let (th, tw) = (bh.div_ceil(per_tile), bw.div_ceil(per_tile));
+        let mut estimate = Array2::<f32>::zeros((th, tw));
+        let mut weight = Array2::<f32>::zeros((th, tw));
+        // The air's own estimate of every tile with enough air, tissue tiles included: the
+        // noncentral chi correction at the air's floor needs the air's sigma to a percent
+        // or two (docs/scanner-noise.md), which a tissue tile's estimate is not.
+        let mut air_estimate = Array2::<f32>::zeros((th, tw));
+        let mut air_weight = Array2::<f32>::zeros((th, tw));
+        let (mut tissue, mut corrected, mut air) = (Vec::new(), Vec::new(), Vec::new());
+        for ti in 0..th {
+            for tj in 0..tw {
+                tissue.clear();
+                air.clear();
+                for bi in ti * per_tile..((ti + 1) * per_tile).min(bh) {
+                    for bj in tj * per_tile..((tj + 1) * per_tile).min(bw) {
+                        let block = self.blocks[(bi, bj)];
+                        if block.mean > tissue_above((bi, bj)) {
+                            tissue.push((block.mean, block.detail));
+                        } else if self.surroundings[(bi, bj)] < air_below((bi, bj)) {
+                            air.push(block.power);
+                        }
+                    }
+                }
+                if tissue.len() >= settings.min_blocks {
+                    let mut sigma = self.global;
+                    for round in 0..REFINEMENTS {
+                        corrected.clear();
+                        corrected
+                            .extend(tissue.iter().map(|&(m, d)| d / self.spread.at(m / sigma)));
+                        sigma = if round == 0 {
+                            let k = corrected.len() / 2;
+                            *corrected.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA
+                        } else {
+                            clipped_sigma(&corrected, sigma)
+                        };
+                    }
+                    estimate[(ti, tj)] = sigma;
+                    weight[(ti, tj)] = tissue.len() as f32;
+                }
+                if air.len() >= settings.min_blocks {
+                    let second = air.iter().sum::<f32>() / air.len() as f32;
+                    air_estimate[(ti, tj)] = (second / (2.0 * settings.coils as f32)).sqrt();
+                    air_weight[(ti, tj)] = air.len() as f32;
+                    if tissue.len() < settings.min_blocks {
+                        estimate[(ti, tj)] = air_estimate[(ti, tj)];
+                        weight[(ti, tj)] = air_weight[(ti, tj)];
                     }
                 }
             }
-            if tissue.len() >= settings.min_blocks {
-                let mut sigma = global;
-                for _ in 0..REFINEMENTS {
-                    corrected.clear();
-                    corrected.extend(tissue.iter().map(|&(m, d)| d / spread.at(m / sigma)));
-                    let k = corrected.len() / 2;
-                    sigma = *corrected.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA;
-                }
-                estimate[(ti, tj)] = sigma;
-                weight[(ti, tj)] = tissue.len() as f32;
-            } else if air.len() >= settings.min_blocks {
-                let second = air.iter().sum::<f32>() / air.len() as f32;
-                estimate[(ti, tj)] = (second / (2.0 * settings.coils as f32)).sqrt();
-                weight[(ti, tj)] = air.len() as f32;
-            }
         }
+        let fallback = Array2::from_elem((th, tw), self.global);
+        let smooth = normalised_convolution(&estimate, &weight, settings.smoothing, &fallback);
+        let air_smooth =
+            normalised_convolution(&air_estimate, &air_weight, settings.smoothing, &smooth);
+        (smooth, air_smooth)
     }
-    let smooth = normalised_convolution(&estimate, &weight, settings.smoothing, global);
-    Ok(bilinear(&smooth, rows, cols, settings.tile))
 }
 
 /// One 2 x 2 block of the image: what the estimates read of it.
@@ -220,8 +311,31 @@ fn neighbourhood_means(blocks: &Array2<Block>, side: usize) -> Array2<f32> {
     })
 }
 
-/// Refinements of a tile's sigma (each re-reads its blocks' spreads).
-const REFINEMENTS: usize = 3;
+/// Refinements of a tile's sigma (each re-reads its blocks' spreads): the median first,
+/// then the clipped second moment.
+const REFINEMENTS: usize = 4;
+
+/// Details beyond this many sigmas are taken for edges, not noise.
+const CLIP: f32 = 2.5;
+/// `E[X^2 | |X| < CLIP]` for a standard normal X: `1 - 2 c phi(c) / (2 Phi(c) - 1)`.
+const CLIPPED_SECOND_MOMENT: f32 = 0.911_3;
+
+/// The noise sigma of `details` (|HH| in noise units, each already divided by its spread)
+/// from their second moment within `CLIP` times the current `sigma`. The median of a tile's
+/// details rests on a third of what they say (its efficiency for Gaussian noise is 37%), so
+/// a tile of 256 blocks was 7% uncertain; the clipped second moment keeps about 90% of it
+/// and still drops the edges the median ignored.
+fn clipped_sigma(details: &[f32], sigma: f32) -> f32 {
+    let limit = CLIP * sigma;
+    let (sum, count) = details
+        .iter()
+        .filter(|&&d| d < limit)
+        .fold((0.0f64, 0usize), |(s, n), &d| (s + f64::from(d * d), n + 1));
+    if count == 0 {
+        return sigma;
+    }
+    ((sum / count as f64) as f32 / CLIPPED_SECOND_MOMENT).sqrt()
+}
 
 /// The standard deviation of a magnitude in sigmas, as a function of its mean in sigmas:
 /// `sqrt(t^2 + 2L - m(t)^2)` at the amplitude `t` whose mean `m(t)` it is.
@@ -288,13 +402,13 @@ fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils: u32) -> f
     sigma
 }
 
-/// Each tile's estimate replaced by the weighted Gaussian average around it; `fallback`
-/// where no tile within reach has any weight.
+/// Each tile's estimate replaced by the weighted Gaussian average around it; `fallback`'s
+/// tile where no tile within reach has any weight.
 fn normalised_convolution(
     estimate: &Array2<f32>,
     weight: &Array2<f32>,
     width: f32,
-    fallback: f32,
+    fallback: &Array2<f32>,
 ) -> Array2<f32> {
     let (th, tw) = estimate.dim();
     let reach = (3.0 * width).ceil() as isize;
@@ -318,7 +432,11 @@ fn normalised_convolution(
                 den += w;
             }
         }
-        if den > 0.0 { num / den } else { fallback }
+        if den > 0.0 {
+            num / den
+        } else {
+            fallback[(i, j)]
+        }
     })
 }
 
@@ -402,6 +520,97 @@ mod tests {
         assert!(
             (centre / 0.054 - 1.0).abs() < 0.15,
             "centre {centre} vs 0.054"
+        );
+    }
+
+    #[test]
+    fn air_beside_textured_tissue_keeps_the_air_sigma() {
+        // Tissue with fine texture of its own (which the details take for noise) in the
+        // middle, uniform noise everywhere: the air in the tiles the tissue shares must still
+        // get the air's sigma, which the chi correction at the floor needs to a few percent.
+        let (size, sigma) = (256, 0.03f32);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let img = Array2::from_shape_fn((size, size), |(i, j)| {
+            let inside = (72..184).contains(&i) && (72..184).contains(&j);
+            let texture = if (i + j) % 2 == 0 { 0.04 } else { -0.04 };
+            let s = if inside { 0.7 + texture } else { 0.0 };
+            let re: f32 = rng.sample(StandardNormal);
+            let im: f32 = rng.sample(StandardNormal);
+            ((s + sigma * re).powi(2) + (sigma * im).powi(2)).sqrt()
+        });
+        let map = estimate_noise_map(img.view(), &NoiseMapSettings::default()).unwrap();
+        // The tissue's estimate is inflated by the texture: the test is about the air.
+        assert!(map[(128, 128)] > 1.3 * sigma, "{}", map[(128, 128)]);
+        // Air pixels sharing a tile with the tissue (tiles of 32 from 64 and from 160).
+        for (i, j) in [(66, 128), (128, 66), (189, 128), (128, 190), (66, 66)] {
+            let got = map[(i, j)];
+            assert!(
+                (got / sigma - 1.0).abs() < 0.04,
+                "({i}, {j}): {got} vs {sigma}"
+            );
+        }
+    }
+
+    #[test]
+    fn clipped_second_moment_is_steadier_than_the_median() {
+        // A tile's 256 details of unit noise, a tenth of them edges: both estimates near 1,
+        // the clipped second moment's spread over draws well under the median's.
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let (mut median, mut clipped) = (Vec::new(), Vec::new());
+        for _ in 0..300 {
+            let mut details: Vec<f32> = (0..256)
+                .map(|k| {
+                    let n: f32 = rng.sample(StandardNormal);
+                    if k % 10 == 0 { 6.0 + n.abs() } else { n.abs() }
+                })
+                .collect();
+            let k = details.len() / 2;
+            let m = *details.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA;
+            let mut c = m;
+            for _ in 1..REFINEMENTS {
+                c = clipped_sigma(&details, c);
+            }
+            median.push(m);
+            clipped.push(c);
+        }
+        let stats = |v: &[f32]| {
+            let mean = v.iter().sum::<f32>() / v.len() as f32;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
+            (mean, var.sqrt())
+        };
+        let ((m_mean, m_sd), (c_mean, c_sd)) = (stats(&median), stats(&clipped));
+        assert!((c_mean - 1.0).abs() < 0.03, "clipped mean {c_mean}");
+        assert!(m_mean > 1.0, "the edges pull the median up: {m_mean}");
+        assert!(c_sd < 0.75 * m_sd, "clipped sd {c_sd} vs median sd {m_sd}");
+    }
+
+    #[test]
+    fn divided_by_its_factor_a_slice_has_one_noise_level() {
+        // The right half twice as noisy as the left: divided by the factor of its estimated
+        // map, both halves' noise (the air's second moment, away from the step, which the map
+        // smooths over two tiles or so) is the same within a few percent.
+        let size = 256;
+        let img = object(size, |_, j| if j < size / 2 { 0.03 } else { 0.06 }, 7);
+        let map = estimate_noise_map(img.view(), &NoiseMapSettings::default()).unwrap();
+        let even = &img / &noise_factor(map.view());
+        let air_sigma = |cols: std::ops::Range<usize>| {
+            let (mut sum, mut n) = (0.0f32, 0usize);
+            for i in (0..size / 8).chain(size * 7 / 8..size) {
+                for j in cols.clone() {
+                    sum += even[(i, j)].powi(2);
+                    n += 1;
+                }
+            }
+            (sum / n as f32 / 2.0).sqrt()
+        };
+        let (left, right) = (air_sigma(8..48), air_sigma(208..248));
+        assert!(
+            (right / left - 1.0).abs() < 0.05,
+            "left {left}, right {right}"
+        );
+        assert_eq!(
+            noise_factor(Array2::<f32>::zeros((4, 4)).view()),
+            Array2::<f32>::ones((4, 4))
         );
     }
 

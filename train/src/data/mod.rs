@@ -29,7 +29,18 @@ const STREAM_SHUFFLE: u64 = 1;
 const STREAM_NOISE: u64 = 2;
 
 impl Data {
+    /// The config's sets; a coil array's slices (phantoms with `data.coils`, fastMRI's
+    /// multi-coil files) divided by their noise maps, as the runtime serves them.
     pub fn load(config: &Config) -> Result<Self, DataError> {
+        let mut data = Self::load_sets(config)?;
+        if data.noise_coils > 1 {
+            data.train.even_noise(data.noise_coils)?;
+            data.val.even_noise(data.noise_coils)?;
+        }
+        Ok(data)
+    }
+
+    fn load_sets(config: &Config) -> Result<Self, DataError> {
         let d = &config.data;
         let multiple = 1usize << config.model.depth;
         match d.source {

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crossdenoise_image::noise_map::{NoiseMapSettings, estimate_noise_map, noise_factor};
 use ndarray::Array2;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,30 @@ impl PairSet {
     pub fn dim(&self) -> (usize, usize) {
         self.a[0].dim()
     }
+
+    /// Divides every slice, and its clean image, by its noise factor (its noise map of
+    /// `coils` coils over the map's median, `noise_map::noise_factor`), as the runtime does
+    /// with a noise map: the network then learns one noise level per slice, which is what
+    /// it will meet.
+    pub fn even_noise(&mut self, coils: u32) -> Result<(), DataError> {
+        let settings = NoiseMapSettings {
+            coils,
+            ..NoiseMapSettings::default()
+        };
+        let sides = [&mut self.a, &mut self.b];
+        let mut clean = self.clean.as_mut().map(|(a, b)| [a, b]);
+        for (side, slices) in sides.into_iter().enumerate() {
+            for (i, slice) in slices.iter_mut().enumerate() {
+                let map = estimate_noise_map(slice.view(), &settings)?;
+                let factor = noise_factor(map.view());
+                *slice /= &factor;
+                if let Some(clean) = clean.as_mut() {
+                    clean[side][i] /= &factor;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The training and validation sets of a config.
@@ -62,4 +87,64 @@ pub struct Data {
     /// The magnitudes' noise distribution, in coils (1: Rician; L: noncentral chi of L
     /// coils combined by root-sum-of-squares): the phantoms' coil array, or fastMRI's files.
     pub noise_coils: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::StandardNormal;
+
+    #[test]
+    fn even_noise_divides_slice_and_clean_alike() {
+        // A flat object, the right half twice as noisy: afterwards the air of both halves
+        // has one noise level, and the clean image is divided as its slice was.
+        let size = 256;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let clean = Array2::from_shape_fn((size, size), |(i, _)| {
+            if (size / 4..size * 3 / 4).contains(&i) {
+                0.7f32
+            } else {
+                0.0
+            }
+        });
+        let noisy = Array2::from_shape_fn((size, size), |(i, j)| {
+            let s = if j < size / 2 { 0.03f32 } else { 0.06 };
+            let re: f32 = rng.sample(StandardNormal);
+            let im: f32 = rng.sample(StandardNormal);
+            ((clean[(i, j)] + s * re).powi(2) + (s * im).powi(2)).sqrt()
+        });
+        let mut set = PairSet {
+            names: vec!["0".into()],
+            a: vec![noisy.clone()],
+            b: vec![noisy.clone()],
+            clean: Some((vec![clean.clone()], vec![clean.clone()])),
+            findings: None,
+        };
+        set.even_noise(1).unwrap();
+        let air = |cols: std::ops::Range<usize>| {
+            let values: Vec<f32> = (0..size / 8)
+                .flat_map(|i| cols.clone().map(move |j| (i, j)))
+                .map(|at| set.a[0][at].powi(2))
+                .collect();
+            (values.iter().sum::<f32>() / values.len() as f32 / 2.0).sqrt()
+        };
+        let (left, right) = (air(8..48), air(208..248));
+        assert!(
+            (right / left - 1.0).abs() < 0.06,
+            "left {left}, right {right}"
+        );
+        let (ca, _) = set.clean.as_ref().unwrap();
+        let factor = |j: usize| noisy[(size / 2, j)] / set.a[0][(size / 2, j)];
+        let ratio = factor(size - 20) / factor(20);
+        assert!(
+            (ratio / 2.0 - 1.0).abs() < 0.1,
+            "right over left factor {ratio}"
+        );
+        for j in [20, size - 20] {
+            let clean_factor = clean[(size / 2, j)] / ca[0][(size / 2, j)];
+            assert!((clean_factor / factor(j) - 1.0).abs() < 1e-4, "column {j}");
+        }
+    }
 }

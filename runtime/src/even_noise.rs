@@ -1,0 +1,83 @@
+//! Slices divided by their noise maps before the network, so that it meets one noise level
+//! across a slice whatever the g-factor does there (docs/scanner-noise.md).
+
+use crossdenoise_image::magnitude_bias::BiasCorrection;
+use crossdenoise_image::noise_map::{NoiseModel, noise_factor};
+use crossdenoise_image::posterior::{self, PriorPlanes};
+use ndarray::{Array2, ArrayView2};
+
+use crate::Result;
+
+/// The slices and guides of one call divided by their noise factors ([`noise_factor`]),
+/// with the slices' maps and factors to undo it.
+pub(crate) struct EvenNoise {
+    pub flat_images: Vec<Array2<f32>>,
+    pub flat_guides: Option<Vec<Array2<f32>>>,
+    pub maps: Vec<Array2<f32>>,
+    pub factors: Vec<Array2<f32>>,
+}
+
+impl EvenNoise {
+    pub fn new(
+        noise: &NoiseModel,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<Self> {
+        let divide = |image: &ArrayView2<f32>| -> Result<(Array2<f32>, Array2<f32>, Array2<f32>)> {
+            let map = noise.sigma(*image)?;
+            let factor = noise_factor(map.view());
+            Ok((image / &factor, map, factor))
+        };
+        let mut even = EvenNoise {
+            flat_images: Vec::with_capacity(images.len()),
+            flat_guides: None,
+            maps: Vec::with_capacity(images.len()),
+            factors: Vec::with_capacity(images.len()),
+        };
+        for image in images {
+            let (flat, map, factor) = divide(image)?;
+            even.flat_images.push(flat);
+            even.maps.push(map);
+            even.factors.push(factor);
+        }
+        if let Some(guides) = guides {
+            let flat = guides
+                .iter()
+                .map(|g| divide(g).map(|(flat, _, _)| flat))
+                .collect::<Result<Vec<_>>>()?;
+            even.flat_guides = Some(flat);
+        }
+        Ok(even)
+    }
+
+    /// The divided slices and guides, as the network's inputs.
+    #[allow(clippy::type_complexity)]
+    pub fn views(&self) -> (Vec<ArrayView2<'_, f32>>, Option<Vec<ArrayView2<'_, f32>>>) {
+        let images = self.flat_images.iter().map(|a| a.view()).collect();
+        let guides = self
+            .flat_guides
+            .as_ref()
+            .map(|g| g.iter().map(|a| a.view()).collect());
+        (images, guides)
+    }
+
+    /// What is served for slice `i` from the network's prediction `expected` for its divided
+    /// slice (`observed`: that slice as the network saw it, both in units of `scale`): back in
+    /// the slice's own noise, the factor on the prediction and the observation and the map
+    /// as each pixel's sigma, then the posterior step or the bias correction.
+    pub fn serve(
+        &self,
+        i: usize,
+        correction: &BiasCorrection,
+        observed: ArrayView2<f32>,
+        expected: Array2<f32>,
+        prior: Option<PriorPlanes>,
+        scale: f32,
+    ) -> Array2<f32> {
+        let factor = &self.factors[i];
+        let expected = expected * factor;
+        let observed = &observed * factor;
+        let sigma = self.maps[i].mapv(|s| s / scale);
+        posterior::serve(correction, observed.view(), expected, prior, sigma.view())
+    }
+}
