@@ -123,24 +123,6 @@ fn one_model_denoises_the_low_and_the_high_end_of_the_snr_range() {
     }
 }
 
-/// Rician noise of `left` sigma on the left half of `clean` and `right` on the right.
-fn halves_noise(
-    clean: &ndarray::Array2<f32>,
-    left: f32,
-    right: f32,
-    seed: u64,
-) -> ndarray::Array2<f32> {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let half = clean.ncols() / 2;
-    ndarray::Array2::from_shape_fn(clean.dim(), |(i, j)| {
-        let s = if j < half { left } else { right };
-        let re: f32 = rng.sample(rand_distr::StandardNormal);
-        let im: f32 = rng.sample(rand_distr::StandardNormal);
-        ((clean[(i, j)] + s * re).powi(2) + (s * im).powi(2)).sqrt()
-    })
-}
-
 /// The error's RMS over the noise sd in the tissue of each half (the 8 columns either side
 /// of the middle left out): how much of the noise each half keeps.
 fn kept_noise(
@@ -187,7 +169,9 @@ fn a_slice_twice_as_noisy_on_one_side_is_denoised_evenly() {
     for (k, name) in names.iter().enumerate() {
         for (contrast, sigma) in [("pd", pd_sigma), ("pdfs", pdfs_sigma)] {
             let c = read_slice(&cwd.join("set/clean").join(contrast).join(name)).unwrap();
-            let noisy = halves_noise(&c, sigma[0], sigma[1], 7 + k as u64);
+            let half = c.ncols() / 2;
+            let noisy =
+                crate::support::rician(&c, |_, j| sigma[usize::from(j >= half)], 7 + k as u64);
             std::fs::create_dir_all(cwd.join("halves").join(contrast)).unwrap();
             write_npy(&cwd.join("halves").join(contrast).join(name), noisy.view()).unwrap();
             if contrast == "pd" {

@@ -548,10 +548,7 @@ async fn a_slice_its_partner_series_does_not_cover_is_denoised_alone_in_the_pair
     use dicom_dictionary_std::tags;
     let dir = tempfile::tempdir().unwrap();
     let (mut node, pacs, [pd_guided, pdfs_guided, pd_alone]) = guided_node(dir.path()).await;
-    let pd_slices = phantom_slices(4, 48, 40);
-    let pdfs_slices: Vec<_> = pd_slices[..3].iter().map(|s| s * 0.6).collect();
-    let pd = study_series(dir.path(), "PD_TSE_COR", &pd_slices);
-    let pdfs = study_series(dir.path(), "PD_TSE_FS_COR", &pdfs_slices);
+    let (pd, pdfs) = pd_pdfs_pair(dir.path(), 4, 3);
     let mut files = pd.clone();
     files.extend(pdfs.iter().cloned());
     let out = node
@@ -754,10 +751,7 @@ async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
         c.models.pdfs_alone = Some(pdfs_alone.clone());
     })
     .await;
-    let pd_slices = phantom_slices(5, 48, 40);
-    let pdfs_slices: Vec<_> = pd_slices.iter().map(|s| s * 0.6).collect();
-    let pd = study_series(dir.path(), "PD_TSE_COR", &pd_slices);
-    let pdfs = study_series(dir.path(), "PD_TSE_FS_COR", &pdfs_slices);
+    let (pd, pdfs) = pd_pdfs_pair(dir.path(), 5, 5);
     // First the pair without PD slices 3 and 4 nor PDFS slice 4 (PDFS 3 is denoised alone),
     // then PD 3 on its own, then PD 4 with PDFS 4.
     let mut first = pd[..3].to_vec();
@@ -823,10 +817,7 @@ async fn late_slices_without_single_models_wait_for_their_partner_slices() {
     let dir = tempfile::tempdir().unwrap();
     let (pd_guided, _) = guided_models(dir.path());
     let (mut node, pacs) = guided_pair_node(dir.path(), |c| c.pair_wait_s = 600.0).await;
-    let pd_slices = phantom_slices(4, 48, 40);
-    let pdfs_slices: Vec<_> = pd_slices.iter().map(|s| s * 0.6).collect();
-    let pd = study_series(dir.path(), "PD_TSE_COR", &pd_slices);
-    let pdfs = study_series(dir.path(), "PD_TSE_FS_COR", &pdfs_slices);
+    let (pd, pdfs) = pd_pdfs_pair(dir.path(), 4, 4);
     let mut first = pd[..3].to_vec();
     first.extend(pdfs[..3].iter().cloned());
     node.send(&first).await;

@@ -180,6 +180,18 @@ pub fn study_series(
     dicom_series(&dir.join(description), "s16", slices, &flags)
 }
 
+/// A PD series of `pd` phantom slices and a PDFS series of the first `pdfs` of them at 0.6
+/// of their level (a fat-suppressed partner of the same anatomy), 48 x 40, one study and
+/// frame of reference, in `dir`.
+pub fn pd_pdfs_pair(dir: &Path, pd: usize, pdfs: usize) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let pd_slices = phantom_slices(pd, 48, 40);
+    let pdfs_slices: Vec<_> = pd_slices[..pdfs].iter().map(|s| s * 0.6).collect();
+    (
+        study_series(dir, "PD_TSE_COR", &pd_slices),
+        study_series(dir, "PD_TSE_FS_COR", &pdfs_slices),
+    )
+}
+
 pub fn spooled(node: &Running) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(node.node.spool.received())
         .unwrap()

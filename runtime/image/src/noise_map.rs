@@ -465,18 +465,27 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use rand_distr::StandardNormal;
 
-    /// A flat object in the middle (the rest air), Rician noise of `sigma(i, j)`.
-    fn object(size: usize, sigma: impl Fn(usize, usize) -> f32, seed: u64) -> Array2<f32> {
+    /// The amplitude `signal(i, j)` with Rician noise of `sigma(i, j)`.
+    fn rician(
+        size: usize,
+        signal: impl Fn(usize, usize) -> f32,
+        sigma: impl Fn(usize, usize) -> f32,
+        seed: u64,
+    ) -> Array2<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         Array2::from_shape_fn((size, size), |(i, j)| {
-            let inside =
-                (size / 8..size * 7 / 8).contains(&i) && (size / 8..size * 7 / 8).contains(&j);
-            let s = if inside { 0.7 } else { 0.0 };
-            let n = sigma(i, j);
+            let (s, n) = (signal(i, j), sigma(i, j));
             let re: f32 = rng.sample(StandardNormal);
             let im: f32 = rng.sample(StandardNormal);
             ((s + n * re).powi(2) + (n * im).powi(2)).sqrt()
         })
+    }
+
+    /// A flat object in the middle (the rest air), Rician noise of `sigma(i, j)`.
+    fn object(size: usize, sigma: impl Fn(usize, usize) -> f32, seed: u64) -> Array2<f32> {
+        let inside = |i: usize| (size / 8..size * 7 / 8).contains(&i);
+        let signal = |i, j| if inside(i) && inside(j) { 0.7 } else { 0.0 };
+        rician(size, signal, sigma, seed)
     }
 
     #[test]
@@ -529,15 +538,16 @@ mod tests {
         // middle, uniform noise everywhere: the air in the tiles the tissue shares must still
         // get the air's sigma, which the chi correction at the floor needs to a few percent.
         let (size, sigma) = (256, 0.03f32);
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let img = Array2::from_shape_fn((size, size), |(i, j)| {
+        let signal = |i: usize, j: usize| {
             let inside = (72..184).contains(&i) && (72..184).contains(&j);
-            let texture = if (i + j) % 2 == 0 { 0.04 } else { -0.04 };
-            let s = if inside { 0.7 + texture } else { 0.0 };
-            let re: f32 = rng.sample(StandardNormal);
-            let im: f32 = rng.sample(StandardNormal);
-            ((s + sigma * re).powi(2) + (sigma * im).powi(2)).sqrt()
-        });
+            let texture = if (i + j).is_multiple_of(2) {
+                0.04
+            } else {
+                -0.04
+            };
+            if inside { 0.7 + texture } else { 0.0 }
+        };
+        let img = rician(size, signal, |_, _| sigma, 5);
         let map = estimate_noise_map(img.view(), &NoiseMapSettings::default()).unwrap();
         // The tissue's estimate is inflated by the texture: the test is about the air.
         assert!(map[(128, 128)] > 1.3 * sigma, "{}", map[(128, 128)]);

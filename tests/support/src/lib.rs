@@ -53,6 +53,20 @@ pub fn phantom_slices(n: usize, h: usize, w: usize) -> Vec<Array2<f32>> {
     phantom_pairs(n, h, w).1
 }
 
+/// `clean` with Rician noise of `sigma(row, col)` (complex Gaussian noise of that sd, then
+/// the magnitude), drawn from `seed`: noise that varies across a slice, as a g-factor makes
+/// it.
+pub fn rician(clean: &Array2<f32>, sigma: impl Fn(usize, usize) -> f32, seed: u64) -> Array2<f32> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    Array2::from_shape_fn(clean.dim(), |(i, j)| {
+        let s = sigma(i, j);
+        let re: f32 = rng.sample(rand_distr::StandardNormal);
+        let im: f32 = rng.sample(rand_distr::StandardNormal);
+        ((clean[(i, j)] + s * re).powi(2) + (s * im).powi(2)).sqrt()
+    })
+}
+
 pub fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
     assert_eq!(a.dim(), b.dim());
     a.iter()

@@ -92,16 +92,12 @@ pub struct Data {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-    use rand_distr::StandardNormal;
 
     #[test]
     fn even_noise_divides_slice_and_clean_alike() {
         // A flat object, the right half twice as noisy: afterwards the air of both halves
         // has one noise level, and the clean image is divided as its slice was.
         let size = 256;
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
         let clean = Array2::from_shape_fn((size, size), |(i, _)| {
             if (size / 4..size * 3 / 4).contains(&i) {
                 0.7f32
@@ -109,12 +105,8 @@ mod tests {
                 0.0
             }
         });
-        let noisy = Array2::from_shape_fn((size, size), |(i, j)| {
-            let s = if j < size / 2 { 0.03f32 } else { 0.06 };
-            let re: f32 = rng.sample(StandardNormal);
-            let im: f32 = rng.sample(StandardNormal);
-            ((clean[(i, j)] + s * re).powi(2) + (s * im).powi(2)).sqrt()
-        });
+        let half = |j: usize| if j < size / 2 { 0.03 } else { 0.06 };
+        let noisy = crossdenoise_test_support::rician(&clean, |_, j| half(j), 3);
         let mut set = PairSet {
             names: vec!["0".into()],
             a: vec![noisy.clone()],
