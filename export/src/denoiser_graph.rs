@@ -7,26 +7,39 @@
 //! Transpose and a reversing Slice; "shift down one row" is a Pad whose bottom entry is -1
 //! (ONNX Pad crops with negative pads).
 
+use burn::nn::Linear;
 use crossdenoise_train::model::GuidedDenoiser;
+use crossdenoise_train::model::NOISE_GAIN;
 use crossdenoise_train::model::blind_spot::{BlindUNet, SLOPE};
 
 use crate::graph::{Attr, GraphBuilder};
 use crate::lower::{
-    GUIDE, INPUT, OUTPUT, SHIFT, SPREAD, conv, conv_shared, conv_transpose_shared, ints,
-    leaky_slope,
+    GUIDE, INPUT, NOISE, OUTPUT, SHIFT, SPREAD, conv, conv_shared, conv_transpose_shared, ints,
+    leaky_slope, values,
 };
 
-/// Lowers `net` with inputs `image` (and `guide` for a guided network) and output
-/// `denoised` (and `spread` for a network with a prior).
+/// Lowers `net` with inputs `image` (and `guide` for a guided network, `noise` for one
+/// that reads noise levels) and output `denoised` (and `spread` for a network with a prior).
 pub fn denoiser(net: &GuidedDenoiser) -> GraphBuilder {
     let mut g = GraphBuilder::new();
     let guide = net.is_guided().then_some(GUIDE);
+    let shifts = net.noise.as_ref().map(|input| {
+        g.declare_input(NOISE, &[input.stem.weight.dims()[0]]);
+        (
+            noise_shift(&mut g, "noise.stem", &input.stem),
+            noise_shift(&mut g, "noise.fuse", &input.fuse),
+        )
+    });
+    let (stem_shift, fuse_shift) = match &shifts {
+        Some((s, f)) => (Some(s.as_str()), Some(f.as_str())),
+        None => (None, None),
+    };
     let mut parts = Vec::with_capacity(5);
     for k in 0..4 {
         let name = format!("turn{k}");
         let x = rotate(&mut g, &format!("{name}.image"), INPUT, k);
         let gk = guide.map(|gd| rotate(&mut g, &format!("{name}.guide"), gd, k));
-        let h = unet(&mut g, &name, &net.unet, &x, gk.as_deref());
+        let h = unet(&mut g, &name, &net.unet, &x, gk.as_deref(), stem_shift);
         parts.push(rotate(&mut g, &format!("{name}.back"), &h, (4 - k) % 4));
     }
     if let Some(gd) = guide {
@@ -44,6 +57,9 @@ pub fn denoiser(net: &GuidedDenoiser) -> GraphBuilder {
     for (i, c) in net.fuse[..last].iter().enumerate() {
         let name = format!("fuse{i}");
         h = conv(&mut g, &name, c, &h);
+        if let (0, Some(shift)) = (i, fuse_shift) {
+            h = g.node("Add", &format!("{name}.noise"), &[&h, shift], vec![]);
+        }
         h = leaky_slope(&mut g, &format!("{name}.act"), &h, SLOPE);
     }
     let features = h;
@@ -60,8 +76,30 @@ pub fn denoiser(net: &GuidedDenoiser) -> GraphBuilder {
     g
 }
 
-/// The blind U-Net of one turn (`train::model::blind_spot::BlindUNet::forward`).
-fn unet(g: &mut GraphBuilder, name: &str, net: &BlindUNet, x: &str, guide: Option<&str>) -> String {
+/// The per-channel bias `[N, C, 1, 1]` a noise input adds (`train::model::guided::
+/// NoiseInput`): the levels `[N, K]` times the weights `[K, C]`, the gain folded in.
+fn noise_shift(g: &mut GraphBuilder, name: &str, linear: &Linear) -> String {
+    let [k, c] = linear.weight.dims();
+    let w: Vec<f32> = values(linear.weight.val())
+        .iter()
+        .map(|v| v * NOISE_GAIN)
+        .collect();
+    let w = g.initializer(&format!("{name}.weight"), &[k, c], &w);
+    let y = g.node("MatMul", name, &[NOISE, &w], vec![]);
+    let shape = g.initializer_i64(&format!("const.bias{c}.shape"), &[0, c as i64, 1, 1]);
+    g.node("Reshape", &format!("{name}.bias"), &[&y, &shape], vec![])
+}
+
+/// The blind U-Net of one turn (`train::model::blind_spot::BlindUNet::forward`), its first
+/// convolution shifted by `stem_shift` when the network reads noise levels.
+fn unet(
+    g: &mut GraphBuilder,
+    name: &str,
+    net: &BlindUNet,
+    x: &str,
+    guide: Option<&str>,
+    stem_shift: Option<&str>,
+) -> String {
     // Node `turnK.layer` uses the weights `unet.layer`, shared by the four turns.
     let weights = |n: &str| format!("unet{}", &n[name.len()..]);
     let blind = |g: &mut GraphBuilder, n: &str, c, x: &str| {
@@ -73,7 +111,16 @@ fn unet(g: &mut GraphBuilder, name: &str, net: &BlindUNet, x: &str, guide: Optio
         let y = conv_shared(g, n, &weights(n), c, x);
         leaky_slope(g, &format!("{n}.act"), &y, SLOPE)
     };
-    let s0 = blind(g, &format!("{name}.stem0"), &net.stem[0], x);
+    let s0 = match stem_shift {
+        None => blind(g, &format!("{name}.stem0"), &net.stem[0], x),
+        Some(shift) => {
+            let n = format!("{name}.stem0");
+            let shifted = shift_down(g, &format!("{n}.shift"), x);
+            let y = conv_shared(g, &n, &weights(&n), &net.stem[0], &shifted);
+            let y = g.node("Add", &format!("{n}.noise"), &[&y, shift], vec![]);
+            leaky_slope(g, &format!("{n}.act"), &y, SLOPE)
+        }
+    };
     let mut h = blind(g, &format!("{name}.stem1"), &net.stem[1], &s0);
     let mut gfeat = None;
     if let (Some(enc), Some(gd)) = (&net.guide, guide) {

@@ -33,6 +33,8 @@ pub struct GraphBuilder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     op_counts: BTreeMap<String, usize>,
+    /// Inputs of another shape than `[N, 1, H, W]`: their dimensions after N.
+    input_dims: BTreeMap<String, Vec<usize>>,
 }
 
 impl GraphBuilder {
@@ -69,6 +71,12 @@ impl GraphBuilder {
             self.initializers.push(t);
         }
         name.to_string()
+    }
+
+    /// Declares that input `name` is `[N, dims...]` (inputs are `[N, 1, H, W]` unless
+    /// declared).
+    pub fn declare_input(&mut self, name: &str, dims: &[usize]) {
+        self.input_dims.insert(name.to_string(), dims.to_vec());
     }
 
     pub fn has_initializer(&self, name: &str) -> bool {
@@ -175,8 +183,11 @@ impl GraphBuilder {
         graph.doc_string = graph_doc.to_string();
         graph.node = self.nodes;
         graph.initializer = self.initializers;
-        graph.input = inputs.iter().map(|i| value_info(i)).collect();
-        graph.output = outputs.iter().map(|o| value_info(o)).collect();
+        graph.input = inputs
+            .iter()
+            .map(|i| value_info(i, self.input_dims.get(*i).map(Vec::as_slice)))
+            .collect();
+        graph.output = outputs.iter().map(|o| value_info(o, None)).collect();
 
         let mut model = ModelProto::new();
         model.ir_version = IR_VERSION;
@@ -231,19 +242,28 @@ fn attribute(name: &str, value: Attr) -> AttributeProto {
     a
 }
 
-fn value_info(name: &str) -> ValueInfoProto {
+/// A float32 `[N, 1, H, W]`, or `[N, dims...]` when `dims` are given.
+fn value_info(name: &str, dims: Option<&[usize]>) -> ValueInfoProto {
     let dim = |v: dimension::Value| {
         let mut d = Dimension::new();
         d.value = Some(v);
         d
     };
     let mut shape = TensorShapeProto::new();
-    shape.dim = vec![
-        dim(dimension::Value::DimParam("N".into())),
-        dim(dimension::Value::DimValue(1)),
-        dim(dimension::Value::DimParam("H".into())),
-        dim(dimension::Value::DimParam("W".into())),
-    ];
+    shape.dim = match dims {
+        None => vec![
+            dim(dimension::Value::DimParam("N".into())),
+            dim(dimension::Value::DimValue(1)),
+            dim(dimension::Value::DimParam("H".into())),
+            dim(dimension::Value::DimParam("W".into())),
+        ],
+        Some(dims) => std::iter::once(dim(dimension::Value::DimParam("N".into())))
+            .chain(
+                dims.iter()
+                    .map(|&d| dim(dimension::Value::DimValue(d as i64))),
+            )
+            .collect(),
+    };
     let mut tensor = TensorType::new();
     tensor.elem_type = DataType::FLOAT as i32;
     tensor.shape = protobuf::MessageField::some(shape);

@@ -98,13 +98,17 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
             let net = pair.get(opts.to);
             let meta = ModelMetadata {
                 posterior: net.has_prior(),
+                noise_levels: net.noise_levels() as u32,
                 ..denoiser_metadata(domains, opts.to, net.is_guided(), depth, channels)
             };
-            let inputs = if net.is_guided() {
+            let mut inputs = if net.is_guided() {
                 vec![lower::INPUT, lower::GUIDE]
             } else {
                 vec![lower::INPUT]
             };
+            if net.has_noise_input() {
+                inputs.push(lower::NOISE);
+            }
             (meta, denoiser_graph::denoiser(net), inputs)
         }
     };
@@ -270,6 +274,7 @@ pub fn path_metadata(
         rician_correction: false,
         posterior: false,
         noise_coils: 1,
+        noise_levels: 0,
     }
 }
 

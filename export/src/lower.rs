@@ -17,6 +17,8 @@ use crate::graph::{Attr, GraphBuilder};
 pub const INPUT: &str = "image";
 /// The second input of a guided denoiser: the other contrast of the slice.
 pub const GUIDE: &str = "guide";
+/// The noise levels a denoiser with a noise input reads, `[N, K]`.
+pub const NOISE: &str = crossdenoise_image::noise::INPUT_NOISE;
 pub const OUTPUT: &str = crossdenoise_image::posterior::OUTPUT_EXPECTED;
 /// The second output of a denoiser with a posterior step: the prior's spread.
 pub const SPREAD: &str = crossdenoise_image::posterior::OUTPUT_SPREAD;

@@ -8,7 +8,7 @@ use crossdenoise_image::Normalization;
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime};
 use crossdenoise_train::model::{Domain, DualDomain, GuidedDenoiser, Precision};
-use ndarray::{Array4, s};
+use ndarray::{Array2, Array4, s};
 
 pub use crate::agreement::{ParityCase, ParityReport};
 use crate::error::ExportError;
@@ -25,7 +25,7 @@ pub fn check(
     let mut cases = Vec::new();
     for (n, h, w) in shapes(depth) {
         let input = phantom_input(from, n, h, w);
-        let ours = session.infer_raw(input.view(), None)?;
+        let ours = session.infer_raw(input.view(), None, None)?;
         let burn = model.translate(from, to, tensor(&input, &device));
         cases.push(compare(&ours, burn, [n, 1, h, w]));
     }
@@ -49,10 +49,26 @@ pub fn check_denoiser(
     for (n, h, w) in shapes(depth) {
         let input = phantom_input(to, n, h, w);
         let guide = model.is_guided().then(|| phantom_input(other, n, h, w));
-        let ours = session.infer_raw(input.view(), guide.as_ref().map(|g| g.view()))?;
+        // Noise levels that differ from slice to slice, so that a graph mixing up a
+        // batch's rows shows.
+        let k = session.noise_levels();
+        let levels = (k > 0)
+            .then(|| Array2::from_shape_fn((n, k), |(i, j)| 0.04 + 0.03 * (i + 2 * j) as f32));
+        let ours = session.infer_raw(
+            input.view(),
+            guide.as_ref().map(|g| g.view()),
+            levels.as_ref().map(|l| l.view()),
+        )?;
+        let noise = levels.as_ref().map(|l| {
+            Tensor::<2>::from_data(
+                TensorData::new(l.iter().copied().collect(), [n, k]),
+                &device,
+            )
+        });
         let (expected, prior) = model.forward_prior(
             tensor(&input, &device),
             guide.as_ref().map(|g| tensor(g, &device)),
+            noise,
             Precision::F32,
         );
         // A network with a prior: its outputs side by side, as infer_raw returns them.

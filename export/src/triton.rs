@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crossdenoise_image::{ModelKind, ModelMetadata};
 
 use crate::error::ExportError;
-use crate::lower::{GUIDE, INPUT};
+use crate::lower::{GUIDE, INPUT, NOISE};
 
 /// Largest batch Triton forms from queued requests.
 pub const MAX_BATCH_SIZE: usize = 8;
@@ -65,6 +65,20 @@ pub fn config_pbtxt(meta: &ModelMetadata) -> String {
     if meta.guide.is_some() {
         inputs.push(tensor(GUIDE));
     }
+    if meta.noise_levels > 0 {
+        inputs.push(format!(
+            "  {{\n    name: \"{NOISE}\"\n    data_type: TYPE_FP32\n    dims: [ {} ]\n  }}",
+            meta.noise_levels
+        ));
+    }
+    let noise_note = if meta.noise_levels > 0 {
+        format!(
+            "\n# `{NOISE}` is each slice's noise sigma in those normalised units (then its guide's),\n\
+             # estimated as crossdenoise-runtime does (noise::estimate_sigma on the normalised slice)."
+        )
+    } else {
+        String::new()
+    };
     let guide_note = match &meta.guide {
         Some(g) => format!(
             "\n# `{GUIDE}` is the same slice in the partner contrast ({}), normalised the same way.",
@@ -86,7 +100,7 @@ pub fn config_pbtxt(meta: &ModelMetadata) -> String {
     format!(
         r#"# Triton Inference Server model configuration written by crossdenoise export.
 # Inputs are slices normalised by their {percentile}th percentile and clamped to
-# [0, {clamp}], with H and W multiples of {multiple} (see the parameters below).{guide_note}{correction_note}
+# [0, {clamp}], with H and W multiples of {multiple} (see the parameters below).{guide_note}{noise_note}{correction_note}
 name: "{name}"
 backend: "onnxruntime"
 max_batch_size: {max_batch}

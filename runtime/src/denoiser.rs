@@ -21,9 +21,12 @@ use ort::session::Session;
 use crate::even_noise::EvenNoise;
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
 use crate::input::fill;
+use crate::noise_levels::noise_levels;
 use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
-use crate::session_io::{check_io, read_props, run_session};
+use crate::session_io::{
+    Batch, InputNames, check_against_metadata, check_io, read_props, run_session,
+};
 use crate::tiles::Tiles;
 use crate::{Error, Result};
 use crossdenoise_image::Error as ImageError;
@@ -85,9 +88,8 @@ pub struct Denoiser {
     has_metadata: bool,
     provider: ProviderKind,
     fallbacks: Vec<Fallback>,
-    input_name: String,
-    /// The name of a guided model's second input.
-    guide_name: Option<String>,
+    /// The names of the model's inputs.
+    names: InputNames,
     /// The model inputs, `[N, 1, H, W]` row-major, reused across calls.
     input: Vec<f32>,
     guide: Vec<f32>,
@@ -130,7 +132,7 @@ impl Denoiser {
             path: path.into(),
             reason,
         };
-        let (input_name, guide_name) = check_io(&session).map_err(model_err)?;
+        let names = check_io(&session).map_err(model_err)?;
 
         let props = read_props(&session).map_err(|e| model_err(e.to_string()))?;
         let found = ModelMetadata::from_props(&props).map_err(|e| model_err(e.to_string()))?;
@@ -156,31 +158,7 @@ impl Denoiser {
                 ));
             }
         };
-        if session.outputs().len() < metadata.outputs() {
-            return Err(model_err(format!(
-                "its metadata says it states a prior for the posterior step, which takes three \
-                 outputs (`{}`, `{}` and `{}`), but the graph has {}",
-                posterior::OUTPUT_EXPECTED,
-                posterior::OUTPUT_SPREAD,
-                posterior::OUTPUT_SHIFT,
-                session.outputs().len()
-            )));
-        }
-        match (metadata.kind == ModelKind::Guided, &guide_name) {
-            (true, None) => {
-                return Err(model_err(
-                    "its metadata says it is a guided denoiser, but the graph has no `guide` input"
-                        .into(),
-                ));
-            }
-            (false, Some(_)) if has_metadata => {
-                return Err(model_err(format!(
-                    "the graph has a `guide` input, but its metadata says it is a {} model",
-                    metadata.kind.name()
-                )));
-            }
-            _ => {}
-        }
+        check_against_metadata(&session, &names, &metadata, has_metadata).map_err(model_err)?;
         let noise = options.noise.unwrap_or(match metadata.noise_coils {
             1 => NoiseModel::Slice,
             coils => NoiseModel::Map(NoiseMapSettings {
@@ -206,8 +184,7 @@ impl Denoiser {
             has_metadata,
             provider,
             fallbacks,
-            input_name,
-            guide_name,
+            names,
             input: Vec::new(),
             guide: Vec::new(),
             scratch: Vec::new(),
@@ -259,19 +236,40 @@ impl Denoiser {
 
     /// Whether the model reads a guide (the partner contrast) beside each slice.
     pub fn needs_guide(&self) -> bool {
-        self.guide_name.is_some()
+        self.names.guide.is_some()
+    }
+
+    /// How many noise levels the model reads per slice (its own and its guide's): 0 for a
+    /// model without a noise input.
+    pub fn noise_levels(&self) -> usize {
+        self.names.noise.as_ref().map_or(0, |(_, k)| *k)
     }
 
     /// Runs the model as it is on already normalised and padded `[N, 1, H, W]` inputs (the
-    /// guide for a guided model): no preprocessing, no cropping, no bias correction, no
-    /// posterior. For parity checks and benchmarks of the graph itself; a model that states
-    /// a prior returns its three outputs as three channels, `[N, 3, H, W]`.
+    /// guide for a guided model, the noise levels `[N, K]` for a model that reads them): no
+    /// preprocessing, no cropping, no bias correction, no posterior. For parity checks and
+    /// benchmarks of the graph itself; a model that states a prior returns its three
+    /// outputs as three channels, `[N, 3, H, W]`.
     pub fn infer_raw(
         &mut self,
         input: ArrayView4<f32>,
         guide: Option<ArrayView4<f32>>,
+        noise: Option<ArrayView2<f32>>,
     ) -> Result<Array4<f32>> {
         self.check_guide(guide.is_some())?;
+        let want = (input.dim().0, self.noise_levels());
+        match &noise {
+            Some(levels) if levels.dim() == want => {}
+            None if want.1 == 0 => {}
+            _ => {
+                return Err(Error::Image(ImageError::Shape {
+                    what: "noise levels",
+                    expected: format!("{want:?} (0 columns: the model reads none)"),
+                    got: format!("{:?}", noise.map(|n| n.dim())),
+                }));
+            }
+        }
+        let noise = noise.map(|n| n.as_standard_layout().into_owned());
         let (n, c, h, w) = input.dim();
         if let Some(g) = &guide
             && g.dim() != input.dim()
@@ -284,19 +282,21 @@ impl Denoiser {
         }
         let contiguous = input.as_standard_layout();
         let guide = guide.map(|g| g.as_standard_layout().into_owned());
+        let batch = Batch {
+            input: contiguous.as_slice().expect("standard layout"),
+            guide: guide
+                .as_ref()
+                .map(|g| g.as_slice().expect("standard layout")),
+            noise: noise
+                .as_ref()
+                .map(|n| n.as_slice().expect("standard layout")),
+            shape: [n, c, h, w],
+        };
         let outputs = run_session(
             &mut self.session,
             &self.path,
-            (
-                &self.input_name,
-                contiguous.as_slice().expect("standard layout"),
-            ),
-            self.guide_name.as_deref().zip(
-                guide
-                    .as_ref()
-                    .map(|g| g.as_slice().expect("standard layout")),
-            ),
-            [n, c, h, w],
+            &self.names,
+            batch,
             self.metadata.outputs(),
         )?;
         // The outputs side by side along the channels: [N, outputs, H, W].
@@ -484,29 +484,40 @@ impl Denoiser {
             )?;
         }
         let guide = guides.map(|_| self.guide.as_slice());
+        // The noise levels the model reads, `[N, K]`: each slice's (and guide's) sigma in
+        // the network's units, as training estimated them.
+        let k = self.noise_levels();
+        let levels = (k > 0).then(|| noise_levels(&self.input, guide, &padding, (ph, pw), n));
         let count = self.metadata.outputs();
         // One inference of a batch (or a tile) and its guide, averaged over the orientations
         // when asked: the same for a whole plane and for each tile of a large one.
-        let (session, path) = (&mut self.session, &self.path);
-        let (input_name, guide_name) = (self.input_name.as_str(), self.guide_name.as_deref());
+        let (session, path, names) = (&mut self.session, &self.path, &self.names);
         let average = self.average_orientations;
-        let mut infer = |input: &[f32], guide: Option<&[f32]>, shape: [usize; 4]| {
+        let mut infer = |input: &[f32], guide: Option<&[f32]>, noise: Option<&[f32]>, shape| {
             averaged(input, guide, shape, average, |input, guide, shape| {
-                let guide = guide_name.zip(guide);
-                run_session(session, path, (input_name, input), guide, shape, count)
+                let batch = Batch {
+                    input,
+                    guide,
+                    noise,
+                    shape,
+                };
+                run_session(session, path, names, batch, count)
             })
         };
         let data = if plane <= self.tile_pixels {
-            infer(&self.input, guide, [n, 1, ph, pw])?
+            infer(&self.input, guide, levels.as_deref(), [n, 1, ph, pw])?
         } else {
             let tiles = Tiles::new((ph, pw), self.tile_pixels, self.metadata.size_multiple);
             let mut out = vec![vec![0.0; n * plane]; count];
             for i in 0..n {
                 let at = i * plane..(i + 1) * plane;
                 let planes: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[at.clone()]).collect();
+                let noise = levels.as_ref().map(|l| &l[i * k..(i + 1) * k]);
                 tiles.run(
                     planes,
-                    |(ty, tx), tile_in, tile_guide| infer(tile_in, tile_guide, [1, 1, ty, tx]),
+                    |(ty, tx), tile_in, tile_guide| {
+                        infer(tile_in, tile_guide, noise, [1, 1, ty, tx])
+                    },
                     &self.input[at.clone()],
                     guide.map(|g| &g[at.clone()]),
                 )?;

@@ -5,34 +5,58 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use ort::session::Session;
+use crossdenoise_image::model_metadata::{ModelKind, ModelMetadata};
+use crossdenoise_image::noise::INPUT_NOISE;
+use crossdenoise_image::posterior;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef};
 
 use crate::{Error, Result};
 
-/// Runs the session on an `[N, 1, H, W]` input (and a guide of that shape) and returns its
-/// checked output, the same shape, all finite.
+/// The names of a model's inputs: the slices', the guides' (a guided model) and the noise
+/// levels' (a model that reads them), with how many levels a slice has.
+#[derive(Debug, Clone)]
+pub(crate) struct InputNames {
+    pub image: String,
+    pub guide: Option<String>,
+    pub noise: Option<(String, usize)>,
+}
+
+/// One batch as the session takes it: the `[N, 1, H, W]` slices, their guides (that shape)
+/// and their noise levels (`[N, K]`), each where the model reads it.
+pub(crate) struct Batch<'a> {
+    pub input: &'a [f32],
+    pub guide: Option<&'a [f32]>,
+    pub noise: Option<&'a [f32]>,
+    pub shape: [usize; 4],
+}
+
+/// Runs the session on one batch and returns its checked outputs, each the input's shape,
+/// all finite.
 pub(crate) fn run_session(
     session: &mut Session,
     path: &Path,
-    (input_name, input): (&str, &[f32]),
-    guide: Option<(&str, &[f32])>,
-    shape: [usize; 4],
+    names: &InputNames,
+    batch: Batch,
     count: usize,
 ) -> Result<Vec<Vec<f32>>> {
     let infer = |reason: String| Error::Inference {
         path: path.into(),
         reason,
     };
-    let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| infer(e.to_string()))?;
-    let outputs = match guide {
-        None => session.run(ort::inputs![input_name => tensor]),
-        Some((guide_name, guide)) => {
-            let g = TensorRef::from_array_view((shape, guide)).map_err(|e| infer(e.to_string()))?;
-            session.run(ort::inputs![input_name => tensor, guide_name => g])
-        }
+    let shape = batch.shape;
+    let plane = |data| TensorRef::from_array_view((shape, data)).map_err(|e| infer(e.to_string()));
+    let mut inputs: Vec<(&str, SessionInputValue)> =
+        vec![(&names.image, plane(batch.input)?.into())];
+    if let (Some(name), Some(guide)) = (&names.guide, batch.guide) {
+        inputs.push((name, plane(guide)?.into()));
     }
-    .map_err(|e| infer(e.to_string()))?;
+    if let (Some((name, k)), Some(noise)) = (&names.noise, batch.noise) {
+        let levels = TensorRef::from_array_view(([shape[0], *k], noise))
+            .map_err(|e| infer(e.to_string()))?;
+        inputs.push((name, levels.into()));
+    }
+    let outputs = session.run(inputs).map_err(|e| infer(e.to_string()))?;
     if outputs.len() < count {
         return Err(infer(format!(
             "{} output(s); the model's metadata promises {count}",
@@ -56,30 +80,27 @@ pub(crate) fn run_session(
         .collect()
 }
 
-/// Checks the model has one float `[N, 1, H, W]` input (or two, `image` and `guide`) and a
-/// rank-4 output; returns the input's name and the guide's.
-pub(crate) fn check_io(session: &Session) -> std::result::Result<(String, Option<String>), String> {
+/// Checks the model's inputs: a float `[N, 1, H, W]` `image` (the only input may have any
+/// name), a `guide` of that shape for a guided model, and `noise` `[N, K]` for a model that
+/// reads noise levels (K = 2 with a guide, 1 without); and a rank-4 output.
+pub(crate) fn check_io(session: &Session) -> std::result::Result<InputNames, String> {
     let inputs = session.inputs();
-    let (input, guide) = match inputs {
-        [input] => (input, None),
-        [a, b] => {
-            let find = |name: &str| inputs.iter().find(|i| i.name() == name);
-            match (find("image"), find("guide")) {
-                (Some(i), Some(g)) => (i, Some(g)),
-                _ => {
-                    return Err(format!(
-                        "has two inputs, '{}' and '{}'; a guided model's are `image` and `guide`",
-                        a.name(),
-                        b.name()
-                    ));
-                }
-            }
-        }
+    let find = |name: &str| inputs.iter().find(|i| i.name() == name);
+    let (input, guide, noise) = match inputs {
+        [input] => (input, None, None),
         _ => {
-            return Err(format!(
-                "has {} inputs; expected `image` [N, 1, H, W] (and `guide` for a guided model)",
-                inputs.len()
-            ));
+            let known = ["image", "guide", INPUT_NOISE];
+            if let Some(odd) = inputs.iter().find(|i| !known.contains(&i.name())) {
+                return Err(format!(
+                    "has an input '{}'; a model of several inputs has `image`, `guide` (a \
+                     guided model) and `{INPUT_NOISE}` (one that reads noise levels)",
+                    odd.name()
+                ));
+            }
+            let Some(image) = find("image") else {
+                return Err(format!("has {} inputs but no `image`", inputs.len()));
+            };
+            (image, find("guide"), find(INPUT_NOISE))
         }
     };
     let Some(output) = session.outputs().first() else {
@@ -106,10 +127,76 @@ pub(crate) fn check_io(session: &Session) -> std::result::Result<(String, Option
             ));
         }
     }
-    Ok((
-        input.name().to_string(),
-        guide.map(|g| g.name().to_string()),
-    ))
+    let noise = match noise {
+        None => None,
+        Some(n) => {
+            let levels = if guide.is_some() { 2 } else { 1 };
+            let dtype = n.dtype();
+            let shape = dtype.tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
+            if dtype.tensor_type() != Some(TensorElementType::Float32)
+                || shape.len() != 2
+                || shape[1] != levels as i64
+            {
+                return Err(format!(
+                    "input `{INPUT_NOISE}` is {dtype} of shape {}; expected float32 [N, \
+                     {levels}] (the slice's noise level{})",
+                    show_shape(&shape),
+                    if levels == 2 { " and its guide's" } else { "" }
+                ));
+            }
+            Some((n.name().to_string(), levels))
+        }
+    };
+    Ok(InputNames {
+        image: input.name().to_string(),
+        guide: guide.map(|g| g.name().to_string()),
+        noise,
+    })
+}
+
+/// Checks the graph's inputs and outputs against what the model's metadata says of it:
+/// three outputs for the posterior step, a `guide` input exactly for a guided model, and a
+/// `noise` input of as many levels as the metadata states.
+pub(crate) fn check_against_metadata(
+    session: &Session,
+    names: &InputNames,
+    metadata: &ModelMetadata,
+    has_metadata: bool,
+) -> std::result::Result<(), String> {
+    if session.outputs().len() < metadata.outputs() {
+        return Err(format!(
+            "its metadata says it states a prior for the posterior step, which takes three \
+             outputs (`{}`, `{}` and `{}`), but the graph has {}",
+            posterior::OUTPUT_EXPECTED,
+            posterior::OUTPUT_SPREAD,
+            posterior::OUTPUT_SHIFT,
+            session.outputs().len()
+        ));
+    }
+    match (metadata.kind == ModelKind::Guided, &names.guide) {
+        (true, None) => {
+            return Err(
+                "its metadata says it is a guided denoiser, but the graph has no `guide` input"
+                    .into(),
+            );
+        }
+        (false, Some(_)) if has_metadata => {
+            return Err(format!(
+                "the graph has a `guide` input, but its metadata says it is a {} model",
+                metadata.kind.name()
+            ));
+        }
+        _ => {}
+    }
+    let graph_levels = names.noise.as_ref().map_or(0, |(_, k)| *k as u32);
+    if has_metadata && metadata.noise_levels != graph_levels {
+        return Err(format!(
+            "its metadata says it reads {} noise level(s) a slice, but its graph's \
+             `{INPUT_NOISE}` input takes {graph_levels}",
+            metadata.noise_levels,
+        ));
+    }
+    Ok(())
 }
 
 fn show_shape(shape: &[i64]) -> String {

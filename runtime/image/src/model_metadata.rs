@@ -32,6 +32,7 @@ pub mod keys {
     pub const RICIAN_CORRECTION: &str = "crossdenoise.rician_correction";
     pub const POSTERIOR: &str = "crossdenoise.posterior";
     pub const NOISE_COILS: &str = "crossdenoise.noise_coils";
+    pub const NOISE_LEVELS: &str = "crossdenoise.noise_levels";
 }
 
 /// What an exported model does, which decides what it may be given and what its output is.
@@ -106,6 +107,10 @@ pub struct ModelMetadata {
     /// A model learns its noise's floor and spread; served on another distribution it
     /// denoises badly and can carry its guide's findings, so the runtime refuses that.
     pub noise_coils: u32,
+    /// How many noise levels the graph reads per slice in its `noise` input
+    /// (`crate::noise::INPUT_NOISE`, `[N, K]`): the slice's and, for a guided model, its
+    /// guide's; 0 (written only when above 0) for a model without that input.
+    pub noise_levels: u32,
 }
 
 /// What a caller states for a model that carries no metadata.
@@ -166,6 +171,9 @@ impl ModelMetadata {
         }
         if self.noise_coils > 1 {
             props.push((keys::NOISE_COILS, self.noise_coils.to_string()));
+        }
+        if self.noise_levels > 0 {
+            props.push((keys::NOISE_LEVELS, self.noise_levels.to_string()));
         }
         props.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
@@ -303,6 +311,10 @@ impl ModelMetadata {
                 .map(|v| parse(keys::NOISE_COILS, v))
                 .transpose()?
                 .unwrap_or(1),
+            noise_levels: opt(keys::NOISE_LEVELS)
+                .map(|v| parse(keys::NOISE_LEVELS, v))
+                .transpose()?
+                .unwrap_or(0),
         };
         if meta.noise_coils == 0 {
             return Err(Error::Invalid {
@@ -341,6 +353,7 @@ impl ModelMetadata {
             rician_correction: false,
             posterior: false,
             noise_coils: 1,
+            noise_levels: 0,
         }
     }
 
@@ -396,6 +409,7 @@ mod tests {
             rician_correction: false,
             posterior: false,
             noise_coils: 1,
+            noise_levels: 0,
         }
     }
 
@@ -424,17 +438,20 @@ mod tests {
         let g = guided();
         let props: HashMap<_, _> = g.to_props().into_iter().collect();
         assert!(
-            !props.contains_key(keys::NOISE_COILS),
-            "one coil is not written"
+            !props.contains_key(keys::NOISE_COILS) && !props.contains_key(keys::NOISE_LEVELS),
+            "one coil and no noise input are not written"
         );
         assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(g.clone()));
-        // A model trained on 8-coil magnitudes says so; a count of 0 is refused by name.
+        // A model trained on 8-coil magnitudes says so, and one that reads two noise levels;
+        // a coil count of 0 is refused by name.
         let coils = ModelMetadata {
             noise_coils: 8,
+            noise_levels: 2,
             ..g
         };
         let mut props: HashMap<_, _> = coils.to_props().into_iter().collect();
         assert_eq!(props[keys::NOISE_COILS], "8");
+        assert_eq!(props[keys::NOISE_LEVELS], "2");
         assert_eq!(ModelMetadata::from_props(&props).unwrap(), Some(coils));
         props.insert(keys::NOISE_COILS.into(), "0".into());
         let err = ModelMetadata::from_props(&props).unwrap_err().to_string();

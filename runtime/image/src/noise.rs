@@ -14,6 +14,11 @@
 
 use ndarray::ArrayView2;
 
+/// The input of a denoiser that reads its slices' noise levels: `[N, K]`, each slice's
+/// estimated sigma in the network's normalised units (and its guide's, for a guided model),
+/// as `crossdenoise_train::model::guided::NoiseInput` reads them.
+pub const INPUT_NOISE: &str = "noise";
+
 /// `median(|HH|) / 0.6745` is the standard deviation of Gaussian noise.
 pub const MAD_TO_SIGMA: f32 = 0.6745;
 /// A block counts as tissue when its mean exceeds this many sigmas.

@@ -137,6 +137,12 @@ impl Config {
                 "only the guided and single denoisers have a posterior step (model.kind)".into(),
             );
         }
+        if m.noise_input && m.kind == ModelKind::DualDomain {
+            return err(
+                "model.noise_input",
+                "only the guided and single denoisers read a noise level (model.kind)".into(),
+            );
+        }
         let multiple = 1usize << m.depth;
         if d.image_size == 0
             || !d.image_size.is_multiple_of(multiple)

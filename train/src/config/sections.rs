@@ -176,6 +176,10 @@ pub struct ModelConfig {
     /// value (docs/denoising.md).
     #[serde(default)]
     pub posterior: bool,
+    /// guided / single: the network also reads each slice's noise level (and its guide's),
+    /// so that one model serves every SNR knowing how much to smooth (docs/denoising.md).
+    #[serde(default)]
+    pub noise_input: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -135,6 +135,7 @@ pub fn model_config(config: &Config) -> GuidedDenoiserConfig {
         config.model.kind == ModelKind::Guided,
     )
     .with_prior(config.model.posterior)
+    .with_noise_input(config.model.noise_input)
 }
 
 /// Each slice's noise level, `[a, b]`, as the runtime will estimate it when serving.
@@ -279,12 +280,16 @@ impl Task for DenoiserTask {
             ),
         };
         let (p, guided) = (t.precision, self.guided());
-        let (out_a, head_a) = model
-            .to_a
-            .forward_prior(x_a.clone(), guided.then(|| x_b.clone()), p);
-        let (out_b, head_b) = model
-            .to_b
-            .forward_prior(x_b.clone(), guided.then(|| x_a.clone()), p);
+        let n_a = model.to_a.noise_tensor(&b.sigma_a, &b.sigma_b, device);
+        let n_b = model.to_b.noise_tensor(&b.sigma_b, &b.sigma_a, device);
+        let (out_a, head_a) =
+            model
+                .to_a
+                .forward_prior(x_a.clone(), guided.then(|| x_b.clone()), n_a, p);
+        let (out_b, head_b) =
+            model
+                .to_b
+                .forward_prior(x_b.clone(), guided.then(|| x_a.clone()), n_b, p);
         // The prior's loss needs the predictions as served (bias removed) and the spreads
         // stated now on the host, for the grid of each pixel's posterior.
         let prior_loss = |out: &Tensor<4>,

@@ -82,23 +82,30 @@ pub struct PriorPredictions {
 }
 
 /// Both directions' raw predictions for slices `idx` of `set` (`[a, b]`, one image per
-/// slice).
+/// slice; `sigmas`: each slice's noise levels, `[a, b]`).
 pub fn predict(
     model: &DenoiserPair,
     set: &PairSet,
+    sigmas: &[[f32; 2]],
     idx: &[usize],
     device: &Device,
 ) -> [Predictions; 2] {
     let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.a[i]).collect();
     let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.b[i]).collect();
     let (xa, xb) = (data::stack(&a, device), data::stack(&b, device));
+    let (sa, sb): (Vec<f32>, Vec<f32>) = idx.iter().map(|&i| (sigmas[i][0], sigmas[i][1])).unzip();
     let guided = model.to_a.is_guided();
-    let out_a = model
-        .to_a
-        .forward_prior(xa.clone(), guided.then(|| xb.clone()), Precision::F32);
+    let (na, nb) = (
+        model.to_a.noise_tensor(&sa, &sb, device),
+        model.to_b.noise_tensor(&sb, &sa, device),
+    );
+    let out_a =
+        model
+            .to_a
+            .forward_prior(xa.clone(), guided.then(|| xb.clone()), na, Precision::F32);
     let out_b = model
         .to_b
-        .forward_prior(xb, guided.then_some(xa), Precision::F32);
+        .forward_prior(xb, guided.then_some(xa), nb, Precision::F32);
     [out_a, out_b].map(|(expected, prior)| Predictions {
         expected: data::unstack(expected),
         prior: prior.map(|p| PriorPredictions {
@@ -140,7 +147,7 @@ pub fn denoise(
     idx: &[usize],
     device: &Device,
 ) -> [Vec<Array2<f32>>; 2] {
-    let raw = predict(model, set, idx, device);
+    let raw = predict(model, set, sigmas, idx, device);
     let mut outs: [Vec<Array2<f32>>; 2] = Default::default();
     for (d, (out, p)) in outs.iter_mut().zip(&raw).enumerate() {
         for (k, &i) in idx.iter().enumerate() {
@@ -164,7 +171,7 @@ pub fn validate(
     let mut dirs = [Accumulator::default(), Accumulator::default()];
     for start in (0..set.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
-        let raw = predict(model, set, &idx, device);
+        let raw = predict(model, set, sigmas, &idx, device);
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
                 let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };

@@ -127,9 +127,22 @@ impl BlindUNet {
     }
 
     /// `[N, 1, H, W]` target (and guide) -> `[N, 2C, H, W]` features of the rows strictly
-    /// above each pixel (H and W multiples of `2^depth`).
-    pub fn forward(&self, x: Tensor<4>, guide: Option<Tensor<4>>, p: Precision) -> Tensor<4> {
-        let mut h = blind(&self.stem[1], blind(&self.stem[0], x, p), p);
+    /// above each pixel (H and W multiples of `2^depth`). `stem_shift` (`[N, C, 1, 1]`) is
+    /// added to the first convolution's output before its activation: the slices' noise
+    /// levels as a per-channel bias, constant over the image, so it reveals no pixel.
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        guide: Option<Tensor<4>>,
+        stem_shift: Option<Tensor<4>>,
+        p: Precision,
+    ) -> Tensor<4> {
+        let first = conv3x3::forward(&self.stem[0], shift_down(x), p);
+        let first = match stem_shift {
+            Some(shift) => first + shift,
+            None => first,
+        };
+        let mut h = blind(&self.stem[1], leaky_relu::forward(first, SLOPE), p);
         let mut g = match (&self.guide, guide) {
             (Some(enc), Some(guide)) => {
                 let g = open(&enc.stem[1], open(&enc.stem[0], guide, p), p);
@@ -197,7 +210,7 @@ mod tests {
         let net = crate::model::init::seeded(BlindUNet::new(4, 2, true, &device), 1);
         let x = Tensor::<4>::random([1, 1, 16, 16], Distribution::Default, &device).require_grad();
         let g = Tensor::<4>::random([1, 1, 16, 16], Distribution::Default, &device).require_grad();
-        let out = net.forward(x.clone(), Some(g.clone()), Precision::F32);
+        let out = net.forward(x.clone(), Some(g.clone()), None, Precision::F32);
         let (row, col) = (7, 5);
         let picked = out.slice([0..1, 0..8, row..row + 1, col..col + 1]).sum();
         let grads = picked.backward();

@@ -18,6 +18,7 @@
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::Precision;
@@ -34,7 +35,26 @@ pub struct GuidedDenoiser {
     pub fuse: Vec<Conv2d>,
     /// The prior's head (none without a prior).
     pub prior: Option<PriorHead>,
+    /// What the slices' noise levels add to the features (none for a network that does not
+    /// read them).
+    pub noise: Option<NoiseInput>,
 }
+
+/// The noise levels a network reads, as per-channel biases: of the blind U-Net's first
+/// convolution and of the fusion's first. A model trained over a range of SNRs otherwise has
+/// to guess each slice's noise from the pixels it sees (a blind spot's neighbourhood, a
+/// 64 x 64 crop), and a wrong guess smooths too little or too much; FFDNet feeds a
+/// noise-level map for the same reason. Its input is `[N, K]`: the slice's sigma and, for a
+/// guided network, its guide's, both in normalised units, times [`NOISE_GAIN`].
+#[derive(Module, Debug)]
+pub struct NoiseInput {
+    pub stem: Linear,
+    pub fuse: Linear,
+}
+
+/// The noise levels are read times this gain, which brings normalised sigmas (about 0.02
+/// to 0.2) to the order of the features. The exported graph folds it into the weights.
+pub const NOISE_GAIN: f32 = 10.0;
 
 /// 1x1 convolutions from the fusion's last features to a prior of the clean amplitude: a
 /// hidden layer, then the spread `ln(std / sigma)` and the shift of the prior's mean from
@@ -57,6 +77,9 @@ pub struct GuidedDenoiserConfig {
     /// Also state the spread of a prior of each pixel's clean amplitude.
     #[config(default = false)]
     pub prior: bool,
+    /// Also read the slice's (and the guide's) noise level ([`NoiseInput`]).
+    #[config(default = false)]
+    pub noise_input: bool,
 }
 
 impl GuidedDenoiserConfig {
@@ -84,7 +107,20 @@ impl GuidedDenoiserConfig {
                 spread: one(views / 4, 1),
                 shift: one(views / 4, 1),
             }),
+            noise: self.noise_input.then(|| {
+                let levels = self.noise_levels();
+                let linear = |out| LinearConfig::new(levels, out).with_bias(false).init(device);
+                NoiseInput {
+                    stem: linear(c),
+                    fuse: linear(views),
+                }
+            }),
         }
+    }
+
+    /// How many noise levels the network reads: the slice's, and the guide's if it has one.
+    pub fn noise_levels(&self) -> usize {
+        if self.guided { 2 } else { 1 }
     }
 }
 
@@ -171,11 +207,67 @@ impl GuidedDenoiser {
         self.prior.is_some()
     }
 
-    /// `[N, 1, H, W]` noisy target (normalised) and, for a guided network, its guide ->
-    /// the target's expected magnitude (`[N, 1, H, W]`). H and W must be multiples of
-    /// `2^depth`; they need not be equal.
-    pub fn forward(&self, image: Tensor<4>, guide: Option<Tensor<4>>, p: Precision) -> Tensor<4> {
-        self.forward_prior(image, guide, p).0
+    /// Whether the network reads the slices' noise levels ([`NoiseInput`]).
+    pub fn has_noise_input(&self) -> bool {
+        self.noise.is_some()
+    }
+
+    /// How many noise levels the network reads per slice (0 without a [`NoiseInput`]).
+    pub fn noise_levels(&self) -> usize {
+        self.noise.as_ref().map_or(0, |n| n.stem.weight.dims()[0])
+    }
+
+    /// The noise levels this network reads for slices of noise `own` guided by slices of
+    /// noise `guide` (normalised sigmas, one per slice), as its `[N, K]` input; none for a
+    /// network that reads none.
+    pub fn noise_tensor(&self, own: &[f32], guide: &[f32], device: &Device) -> Option<Tensor<2>> {
+        self.noise.as_ref()?;
+        let guided = self.is_guided();
+        let values: Vec<f32> = if guided {
+            own.iter().zip(guide).flat_map(|(&o, &g)| [o, g]).collect()
+        } else {
+            own.to_vec()
+        };
+        let k = if guided { 2 } else { 1 };
+        Some(Tensor::from_data(
+            TensorData::new(values, [own.len(), k]),
+            device,
+        ))
+    }
+
+    /// The per-channel biases `[N, C, 1, 1]` of the U-Net's stem and of the fusion from the
+    /// noise levels `[N, K]`.
+    fn noise_shifts(&self, noise: Option<Tensor<2>>) -> (Option<Tensor<4>>, Option<Tensor<4>>) {
+        match (&self.noise, noise) {
+            (Some(input), Some(levels)) => {
+                let levels = levels * NOISE_GAIN;
+                let as_bias = |t: Tensor<2>| {
+                    let [n, c] = t.dims();
+                    t.reshape([n, c, 1, 1])
+                };
+                (
+                    Some(as_bias(input.stem.forward(levels.clone()))),
+                    Some(as_bias(input.fuse.forward(levels))),
+                )
+            }
+            (None, None) => (None, None),
+            (Some(_), None) => panic!("this network reads the slices' noise levels"),
+            (None, Some(_)) => panic!("this network reads no noise levels"),
+        }
+    }
+
+    /// `[N, 1, H, W]` noisy target (normalised) and, for a guided network, its guide (and
+    /// for a network with a [`NoiseInput`] the noise levels `[N, K]`) -> the target's
+    /// expected magnitude (`[N, 1, H, W]`). H and W must be multiples of `2^depth`; they need
+    /// not be equal.
+    pub fn forward(
+        &self,
+        image: Tensor<4>,
+        guide: Option<Tensor<4>>,
+        noise: Option<Tensor<2>>,
+        p: Precision,
+    ) -> Tensor<4> {
+        self.forward_prior(image, guide, noise, p).0
     }
 
     /// [`GuidedDenoiser::forward`], and for a network with a prior what its head states.
@@ -183,6 +275,7 @@ impl GuidedDenoiser {
         &self,
         image: Tensor<4>,
         guide: Option<Tensor<4>>,
+        noise: Option<Tensor<2>>,
         p: Precision,
     ) -> (Tensor<4>, Option<PriorOutput>) {
         assert_eq!(
@@ -191,7 +284,8 @@ impl GuidedDenoiser {
             "a guided denoiser needs a guide, a single-contrast one takes none"
         );
         let [_, _, h, w] = image.dims();
-        let mut parts = self.views(image, guide.clone(), p, h == w);
+        let (stem_shift, fuse_shift) = self.noise_shifts(noise);
+        let mut parts = self.views(image, guide.clone(), stem_shift, p, h == w);
         if let Some(g) = guide {
             let g = self.guide_stem.iter().fold(g, |x, conv| {
                 leaky_relu::forward(conv3x3::forward(conv, x, p), SLOPE)
@@ -200,8 +294,14 @@ impl GuidedDenoiser {
         }
         let last = self.fuse.len() - 1;
         let mut x = Tensor::cat(parts, 1);
+        let mut fuse_shift = fuse_shift;
         for conv in &self.fuse[..last] {
-            x = leaky_relu::forward(conv.forward(x), SLOPE);
+            let y = conv.forward(x);
+            let y = match fuse_shift.take() {
+                Some(shift) => y + shift,
+                None => y,
+            };
+            x = leaky_relu::forward(y, SLOPE);
         }
         let prior = self.prior.as_ref().map(|head| {
             let h = leaky_relu::forward(head.hidden.forward(x.clone().detach()), SLOPE);
@@ -219,6 +319,7 @@ impl GuidedDenoiser {
         &self,
         image: Tensor<4>,
         guide: Option<Tensor<4>>,
+        stem_shift: Option<Tensor<4>>,
         p: Precision,
         batched: bool,
     ) -> Vec<Tensor<4>> {
@@ -226,15 +327,17 @@ impl GuidedDenoiser {
             return (0..4)
                 .map(|k| {
                     let g = guide.as_ref().map(|g| rotate(g.clone(), k));
-                    rotate(self.unet.forward(rotate(image.clone(), k), g, p), 4 - k)
+                    let x = rotate(image.clone(), k);
+                    rotate(self.unet.forward(x, g, stem_shift.clone(), p), 4 - k)
                 })
                 .collect();
         }
         let [n, _, h, w] = image.dims();
         let stack = |x: &Tensor<4>| Tensor::cat((0..4).map(|k| rotate(x.clone(), k)).collect(), 0);
+        let shifts = stem_shift.map(|s| Tensor::cat(vec![s; 4], 0));
         let out = self
             .unet
-            .forward(stack(&image), guide.as_ref().map(stack), p);
+            .forward(stack(&image), guide.as_ref().map(stack), shifts, p);
         let c = out.dims()[1];
         (0..4)
             .map(|k| {
@@ -297,10 +400,15 @@ mod tests {
     fn a_pixel_never_sees_itself() {
         let device = Device::flex();
         for guided in [true, false] {
-            let config = GuidedDenoiserConfig::new(4, 2, guided).with_prior(true);
+            let config = GuidedDenoiserConfig::new(4, 2, guided)
+                .with_prior(true)
+                .with_noise_input(true);
             let net = crate::model::init::seeded(config.init(&device), 7).with_prior_start();
+            let levels = config.noise_levels();
+            let noise = Tensor::<2>::full([1, levels], 0.1, &device);
             let all = |x: Tensor<4>, g: Option<Tensor<4>>| {
-                let (expected, prior) = net.forward_prior(x, g, Precision::F32);
+                let (expected, prior) =
+                    net.forward_prior(x, g, Some(noise.clone()), Precision::F32);
                 let prior = prior.expect("a prior head");
                 Tensor::cat(vec![expected, prior.spread, prior.shift], 1)
             };
@@ -379,9 +487,38 @@ mod tests {
         let net = net(true, &device);
         let x = Tensor::<4>::random([2, 1, 16, 16], Distribution::Default, &device);
         let g = Tensor::<4>::random([2, 1, 16, 16], Distribution::Default, &device);
-        let a = net.forward(x.clone(), Some(g.clone()), Precision::F32);
-        let b = net.forward(x, Some(g * 0.5), Precision::F32);
+        let a = net.forward(x.clone(), Some(g.clone()), None, Precision::F32);
+        let b = net.forward(x, Some(g * 0.5), None, Precision::F32);
         assert!((a - b).abs().max().into_scalar::<f32>() > 1e-6);
+    }
+
+    /// The noise levels reach the output, each slice's its own: a batch's second slice
+    /// told another level changes, its first does not.
+    #[test]
+    fn the_noise_levels_change_the_output() {
+        let device = Device::flex();
+        let config = GuidedDenoiserConfig::new(4, 2, true).with_noise_input(true);
+        let net = crate::model::init::seeded(config.init(&device), 5);
+        let x = Tensor::<4>::random([2, 1, 16, 16], Distribution::Default, &device);
+        let g = Tensor::<4>::random([2, 1, 16, 16], Distribution::Default, &device);
+        let levels = |second: f32| {
+            Tensor::<2>::from_data(
+                TensorData::new(vec![0.05, 0.08, second, 0.08], [2, 2]),
+                &device,
+            )
+        };
+        let a = net.forward(
+            x.clone(),
+            Some(g.clone()),
+            Some(levels(0.05)),
+            Precision::F32,
+        );
+        let b = net.forward(x, Some(g), Some(levels(0.2)), Precision::F32);
+        let diff = (a - b).abs();
+        let first = diff.clone().slice([0..1, 0..1, 0..16, 0..16]).max();
+        let second = diff.slice([1..2, 0..1, 0..16, 0..16]).max();
+        assert_eq!(first.into_scalar::<f32>(), 0.0);
+        assert!(second.into_scalar::<f32>() > 1e-6);
     }
 
     #[test]
@@ -390,11 +527,22 @@ mod tests {
         let net = net(true, &device);
         let x = Tensor::<4>::random([2, 1, 16, 16], Distribution::Default, &device);
         let g = Tensor::<4>::random([2, 1, 16, 16], Distribution::Default, &device);
+        let shift = Some(Tensor::<4>::random(
+            [2, 4, 1, 1],
+            Distribution::Default,
+            &device,
+        ));
         let one = Tensor::cat(
-            net.views(x.clone(), Some(g.clone()), Precision::F32, true),
+            net.views(
+                x.clone(),
+                Some(g.clone()),
+                shift.clone(),
+                Precision::F32,
+                true,
+            ),
             1,
         );
-        let four = Tensor::cat(net.views(x, Some(g), Precision::F32, false), 1);
+        let four = Tensor::cat(net.views(x, Some(g), shift, Precision::F32, false), 1);
         one.to_data()
             .assert_approx_eq::<f32>(&four.to_data(), burn::tensor::Tolerance::absolute(1e-5));
     }

@@ -23,7 +23,10 @@ pub use conv_block::{ConvBlock, ConvBlockConfig};
 pub use decoder::{Decoder, DecoderConfig};
 pub use dual_domain::{Domain, DualDomain, DualDomainConfig, ForwardPlan, Outputs};
 pub use encoder::{Encoded, Encoder, EncoderConfig};
-pub use guided::{DenoiserPair, GuidedDenoiser, GuidedDenoiserConfig, PriorHead, PriorOutput};
+pub use guided::{
+    DenoiserPair, GuidedDenoiser, GuidedDenoiserConfig, NOISE_GAIN, NoiseInput, PriorHead,
+    PriorOutput,
+};
 pub use precision::{Precision, PrecisionError};
 pub use strategy::CrossDomainStrategy;
 

@@ -138,8 +138,8 @@ fn guided_steps(
         );
         let t0 = Instant::now();
         let p = cfg.precision;
-        let out_a = model.to_a.forward(xa.clone(), Some(xb.clone()), p);
-        let out_b = model.to_b.forward(xb.clone(), Some(xa.clone()), p);
+        let out_a = model.to_a.forward(xa.clone(), Some(xb.clone()), None, p);
+        let out_b = model.to_b.forward(xb.clone(), Some(xa.clone()), None, p);
         let total = crate::denoiser::loss::loss(out_a, xa, sigma.clone())
             + crate::denoiser::loss::loss(out_b, xb, sigma.clone());
         let grads = GradientsParams::from_grads(total.backward(), &model);
@@ -239,8 +239,8 @@ pub fn gradient_exchange(
             let grads = |m: &crate::model::DenoiserPair| {
                 let (xa, xb) = (input(), input());
                 let p = Precision::F32;
-                let out_a = m.to_a.forward(xa.clone(), Some(xb.clone()), p);
-                let out_b = m.to_b.forward(xb.clone(), Some(xa.clone()), p);
+                let out_a = m.to_a.forward(xa.clone(), Some(xb.clone()), None, p);
+                let out_b = m.to_b.forward(xb.clone(), Some(xa.clone()), None, p);
                 let total = crate::denoiser::loss::loss(out_a, xa, sigma.clone())
                     + crate::denoiser::loss::loss(out_b, xb, sigma.clone());
                 GradientsParams::from_grads(total.backward(), m)
