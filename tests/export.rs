@@ -328,7 +328,7 @@ fn fp16_export_reports_its_error_and_runs_in_the_runtime() {
 }
 
 #[test]
-fn a_guided_denoiser_exports_with_two_inputs_and_its_metadata() {
+fn a_guided_denoiser_exports_with_its_inputs_and_metadata() {
     let run = crate::util::tiny_guided_run();
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("pdfs.onnx");
@@ -369,6 +369,8 @@ fn a_guided_denoiser_exports_with_two_inputs_and_its_metadata() {
             "{input}"
         );
     }
+    // The noise levels the network reads: the slice's and its guide's.
+    assert_eq!(checked["inputs"]["noise"], serde_json::json!(["N", 2]));
     let meta = &checked["metadata"];
     assert_eq!(meta["crossdenoise.kind"], "guided");
     assert_eq!(meta["crossdenoise.from"], "b");
@@ -377,12 +379,14 @@ fn a_guided_denoiser_exports_with_two_inputs_and_its_metadata() {
     assert_eq!(meta["crossdenoise.guide_name"], "pd");
     assert_eq!(meta["crossdenoise.guide.normalization.percentile"], "99.5");
     assert_eq!(meta["crossdenoise.rician_correction"], "true");
+    assert_eq!(meta["crossdenoise.noise_levels"], "2");
     // Four quarter turns of one U-Net share one set of weights.
     let convs = checked["ops"]["Conv"].as_u64().unwrap();
     assert!(convs > 4 * 10, "{convs} convolutions");
     let repo = dir.path().join("triton/crossdenoise_pdfs_guided");
     let config = fs::read_to_string(repo.join("config.pbtxt")).unwrap();
     assert!(config.contains("name: \"guide\""), "{config}");
+    assert!(config.contains("name: \"noise\""), "{config}");
     reference(&["triton-check", repo.join("config.pbtxt").to_str().unwrap()]);
 
     // A denoiser's output is its input's contrast: --from elsewhere is refused.

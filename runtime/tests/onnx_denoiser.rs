@@ -121,6 +121,30 @@ fn bad_models_are_refused_with_the_reason() {
         "{e}"
     );
 
+    // A model that reads noise levels is fed them; one whose graph and metadata disagree
+    // on how many, or whose `noise` input has another shape than its kind reads, is refused.
+    let levels = test_model(dir.path(), "levels.onnx", &["--noise-input", "1"]);
+    let mut d = Denoiser::open(&rt, &levels, &cpu()).unwrap();
+    assert_eq!(d.noise_levels(), 1);
+    assert_eq!(
+        d.denoise(phantom_slices(1, 30, 30)[0].view())
+            .unwrap()
+            .dim(),
+        (30, 30)
+    );
+    let unsaid = ["--noise-input", "1", "--noise-metadata", "2"];
+    let unsaid = test_model(dir.path(), "unsaid.onnx", &unsaid);
+    let e = Denoiser::open(&rt, &unsaid, &cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unsaid.onnx") && e.contains("2 noise level(s)"),
+        "{e}"
+    );
+    let three = test_model(dir.path(), "three.onnx", &["--noise-input", "3"]);
+    let e = Denoiser::open(&rt, &three, &cpu()).unwrap_err().to_string();
+    assert!(e.contains("`noise`") && e.contains("[N, 1]"), "{e}");
+
     let rank3 = test_model(dir.path(), "rank3.onnx", &["--rank3"]);
     let e = Denoiser::open(&rt, &rank3, &cpu()).unwrap_err().to_string();
     assert!(e.contains("rank3.onnx") && e.contains("rank 4"), "{e}");

@@ -5,9 +5,11 @@ pydicom, numpy), not with the crate under test, so an agreement means two separa
 implementations agree:
 
   make-model OUT [--no-metadata] [--rank3] [--size-multiple M] [--contrast C] [--guided]
+             [--noise-input K [--noise-metadata M]]
       a small encoder / decoder ONNX graph with the exported model's interface
-      (input `image` [N,1,H,W], with --guided also `guide`, output `denoised`, symbolic
-      N/H/W) and metadata: a single-contrast (or guided) denoiser of contrast C (pdfs).
+      (input `image` [N,1,H,W], with --guided also `guide`, with --noise-input also
+      `noise` [N,K], output `denoised`, symbolic N/H/W) and metadata: a single-contrast (or
+      guided) denoiser of contrast C (pdfs).
   denoise MODEL IN.npy OUT.npy
       the serving pipeline in numpy + Python onnxruntime: per-slice 99.5th-percentile
       normalisation, centred reflect padding, inference, crop, inverse scale.
@@ -92,7 +94,20 @@ def make_model(args):
     if args.copy_guide:
         # A guided model that answers with its guide: what a swapped label looks like.
         skip = "guide"
-    nodes.append(helper.make_node("Add", ["head", skip], ["denoised"]))
+    if args.noise_input:
+        # A model that reads noise levels [N, K]: their sum, times zero, joins the output,
+        # so the input is consumed without changing what the model answers.
+        inits += [
+            numpy_helper.from_array(np.array([-1, 1, 1, 1], dtype=np.int64), "level.shape"),
+            numpy_helper.from_array(np.zeros((1,), dtype=np.float32), "level.zero"),
+        ]
+        nodes.append(helper.make_node("ReduceSum", ["noise"], ["level.sum"], keepdims=1))
+        nodes.append(helper.make_node("Reshape", ["level.sum", "level.shape"], ["level.plane"]))
+        nodes.append(helper.make_node("Mul", ["level.plane", "level.zero"], ["level.none"]))
+        nodes.append(helper.make_node("Add", ["head", "level.none"], ["head.level"]))
+        nodes.append(helper.make_node("Add", ["head.level", skip], ["denoised"]))
+    else:
+        nodes.append(helper.make_node("Add", ["head", skip], ["denoised"]))
 
     in_shape = out_shape = ["N", 1, "H", "W"]
     if args.rank3:
@@ -103,6 +118,8 @@ def make_model(args):
     inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, in_shape)]
     if args.guided:
         inputs.append(helper.make_tensor_value_info("guide", TensorProto.FLOAT, in_shape))
+    if args.noise_input:
+        inputs.append(helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["N", args.noise_input]))
     graph = helper.make_graph(
         nodes,
         "test-denoiser",
@@ -139,6 +156,9 @@ def make_model(args):
                     "crossdenoise.guide.normalization.clamp_max": "1.5",
                 }
             )
+        levels = args.noise_input if args.noise_metadata is None else args.noise_metadata
+        if levels:
+            props["crossdenoise.noise_levels"] = str(levels)
         helper.set_model_props(model, props)
     onnx.save(model, args.out)
 
@@ -540,6 +560,8 @@ def main():
     m.add_argument("--contrast", choices=["pd", "pdfs"], default="pdfs")
     m.add_argument("--guided", action="store_true", help="a second input `guide`: the partner contrast")
     m.add_argument("--copy-guide", action="store_true", help="(guided) the output is the guide, not the image")
+    m.add_argument("--noise-input", type=int, default=0, help="an input `noise` [N, K] of K levels a slice")
+    m.add_argument("--noise-metadata", type=int, default=None, help="crossdenoise.noise_levels (default: K)")
     h = sub.add_parser("mrd-h5")
     h.add_argument("out")
     d = sub.add_parser("denoise")
