@@ -102,25 +102,21 @@ fn unet(
 ) -> String {
     // Node `turnK.layer` uses the weights `unet.layer`, shared by the four turns.
     let weights = |n: &str| format!("unet{}", &n[name.len()..]);
-    let blind = |g: &mut GraphBuilder, n: &str, c, x: &str| {
+    // A blind convolution, with the noise levels' bias (if any) before its activation.
+    let blind_biased = |g: &mut GraphBuilder, n: &str, c, x: &str, bias: Option<&str>| {
         let shifted = shift_down(g, &format!("{n}.shift"), x);
-        let y = conv_shared(g, n, &weights(n), c, &shifted);
+        let mut y = conv_shared(g, n, &weights(n), c, &shifted);
+        if let Some(bias) = bias {
+            y = g.node("Add", &format!("{n}.noise"), &[&y, bias], vec![]);
+        }
         leaky_slope(g, &format!("{n}.act"), &y, SLOPE)
     };
+    let blind = |g: &mut GraphBuilder, n: &str, c, x: &str| blind_biased(g, n, c, x, None);
     let open = |g: &mut GraphBuilder, n: &str, c, x: &str| {
         let y = conv_shared(g, n, &weights(n), c, x);
         leaky_slope(g, &format!("{n}.act"), &y, SLOPE)
     };
-    let s0 = match stem_shift {
-        None => blind(g, &format!("{name}.stem0"), &net.stem[0], x),
-        Some(shift) => {
-            let n = format!("{name}.stem0");
-            let shifted = shift_down(g, &format!("{n}.shift"), x);
-            let y = conv_shared(g, &n, &weights(&n), &net.stem[0], &shifted);
-            let y = g.node("Add", &format!("{n}.noise"), &[&y, shift], vec![]);
-            leaky_slope(g, &format!("{n}.act"), &y, SLOPE)
-        }
-    };
+    let s0 = blind_biased(g, &format!("{name}.stem0"), &net.stem[0], x, stem_shift);
     let mut h = blind(g, &format!("{name}.stem1"), &net.stem[1], &s0);
     let mut gfeat = None;
     if let (Some(enc), Some(gd)) = (&net.guide, guide) {

@@ -106,7 +106,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
             } else {
                 vec![lower::INPUT]
             };
-            if net.has_noise_input() {
+            if net.noise_levels() > 0 {
                 inputs.push(lower::NOISE);
             }
             (meta, denoiser_graph::denoiser(net), inputs)

@@ -56,20 +56,16 @@ pub fn config_pbtxt(meta: &ModelMetadata) -> String {
             format!("parameters {{\n  key: \"{k}\"\n  value {{ string_value: \"{v}\" }}\n}}\n")
         })
         .collect();
-    let tensor = |name: &str| {
-        format!(
-            "  {{\n    name: \"{name}\"\n    data_type: TYPE_FP32\n    dims: [ 1, -1, -1 ]\n  }}"
-        )
+    let tensor_of = |name: &str, dims: &str| {
+        format!("  {{\n    name: \"{name}\"\n    data_type: TYPE_FP32\n    dims: [ {dims} ]\n  }}")
     };
+    let tensor = |name: &str| tensor_of(name, "1, -1, -1");
     let mut inputs = vec![tensor(INPUT)];
     if meta.guide.is_some() {
         inputs.push(tensor(GUIDE));
     }
     if meta.noise_levels > 0 {
-        inputs.push(format!(
-            "  {{\n    name: \"{NOISE}\"\n    data_type: TYPE_FP32\n    dims: [ {} ]\n  }}",
-            meta.noise_levels
-        ));
+        inputs.push(tensor_of(NOISE, &meta.noise_levels.to_string()));
     }
     let noise_note = if meta.noise_levels > 0 {
         format!(

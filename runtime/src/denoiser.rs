@@ -546,7 +546,12 @@ impl Denoiser {
             if correct || prior.is_some() {
                 out = match &even {
                     None => {
-                        let sigma = self.noise.sigma(crop(input))?;
+                        // One sigma for the slice: the level the model read, when it reads
+                        // one (estimated from this very crop), so it is not estimated twice.
+                        let sigma = match &levels {
+                            Some(l) => Array2::from_elem(out.dim(), l[i * k]),
+                            None => self.noise.sigma(crop(input))?,
+                        };
                         posterior::serve(&self.correction, crop(input), out, prior, sigma.view())
                     }
                     Some(e) => e.serve(i, &self.correction, crop(input), out, prior, scale.0),

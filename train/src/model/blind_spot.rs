@@ -53,7 +53,17 @@ fn conv3(cin: usize, cout: usize, device: &Device) -> Conv2d {
 
 /// 3x3 convolution + LeakyReLU that sees only rows at or above its output row.
 fn blind(conv: &Conv2d, x: Tensor<4>, p: Precision) -> Tensor<4> {
-    leaky_relu::forward(conv3x3::forward(conv, shift_down(x), p), SLOPE)
+    blind_biased(conv, x, None, p)
+}
+
+/// [`blind`] with `bias` (`[N, C, 1, 1]`, if any) added before the activation.
+fn blind_biased(conv: &Conv2d, x: Tensor<4>, bias: Option<Tensor<4>>, p: Precision) -> Tensor<4> {
+    let y = conv3x3::forward(conv, shift_down(x), p);
+    let y = match bias {
+        Some(bias) => y + bias,
+        None => y,
+    };
+    leaky_relu::forward(y, SLOPE)
 }
 
 /// Ordinary 3x3 convolution + LeakyReLU (the guide's path).
@@ -137,12 +147,8 @@ impl BlindUNet {
         stem_shift: Option<Tensor<4>>,
         p: Precision,
     ) -> Tensor<4> {
-        let first = conv3x3::forward(&self.stem[0], shift_down(x), p);
-        let first = match stem_shift {
-            Some(shift) => first + shift,
-            None => first,
-        };
-        let mut h = blind(&self.stem[1], leaky_relu::forward(first, SLOPE), p);
+        let first = blind_biased(&self.stem[0], x, stem_shift, p);
+        let mut h = blind(&self.stem[1], first, p);
         let mut g = match (&self.guide, guide) {
             (Some(enc), Some(guide)) => {
                 let g = open(&enc.stem[1], open(&enc.stem[0], guide, p), p);

@@ -207,11 +207,6 @@ impl GuidedDenoiser {
         self.prior.is_some()
     }
 
-    /// Whether the network reads the slices' noise levels ([`NoiseInput`]).
-    pub fn has_noise_input(&self) -> bool {
-        self.noise.is_some()
-    }
-
     /// How many noise levels the network reads per slice (0 without a [`NoiseInput`]).
     pub fn noise_levels(&self) -> usize {
         self.noise.as_ref().map_or(0, |n| n.stem.weight.dims()[0])
@@ -221,14 +216,15 @@ impl GuidedDenoiser {
     /// noise `guide` (normalised sigmas, one per slice), as its `[N, K]` input; none for a
     /// network that reads none.
     pub fn noise_tensor(&self, own: &[f32], guide: &[f32], device: &Device) -> Option<Tensor<2>> {
-        self.noise.as_ref()?;
-        let guided = self.is_guided();
-        let values: Vec<f32> = if guided {
+        let k = self.noise_levels();
+        if k == 0 {
+            return None;
+        }
+        let values: Vec<f32> = if self.is_guided() {
             own.iter().zip(guide).flat_map(|(&o, &g)| [o, g]).collect()
         } else {
             own.to_vec()
         };
-        let k = if guided { 2 } else { 1 };
         Some(Tensor::from_data(
             TensorData::new(values, [own.len(), k]),
             device,
