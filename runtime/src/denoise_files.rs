@@ -13,6 +13,7 @@ use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::{Denoiser, Error, Result};
 use crossdenoise_image::Error as ImageError;
+use crossdenoise_image::air::{self, AirMismatch};
 use crossdenoise_image::dicom::{self, DicomSlice};
 use crossdenoise_image::io::{self, Format, GrayImage};
 use crossdenoise_image::lineage::Lineage;
@@ -290,6 +291,9 @@ pub struct Outcome {
     pub preview: Option<PathBuf>,
     /// Height and width of the slice.
     pub dim: (usize, usize),
+    /// What the slice's air says against how it was served (`crossdenoise_image::air`), the
+    /// first time the job meets that disagreement.
+    pub notice: Option<String>,
 }
 
 /// Per-run state: the new series UID of every input DICOM series, so the slices of one input
@@ -299,6 +303,8 @@ pub struct FileJob {
     series: HashMap<String, String>,
     /// Added to a DICOM source's SeriesNumber for its derived series.
     series_number_offset: i64,
+    /// The air's disagreements already told, so that a series tells each once.
+    told: HashSet<&'static str>,
 }
 
 /// The derived series' SeriesNumber is the source's plus this, unless told otherwise.
@@ -309,6 +315,7 @@ impl Default for FileJob {
         FileJob {
             series: HashMap::new(),
             series_number_offset: SERIES_NUMBER_OFFSET,
+            told: HashSet::new(),
         }
     }
 }
@@ -435,6 +442,7 @@ impl FileJob {
                 (slice.image, denoised)
             }
         };
+        let notice = self.air_notice(denoiser.served_coils(), image.view());
         let preview = match preview_dir {
             Some(dir) => {
                 let path = dir.join(&input.output).with_extension("png");
@@ -450,7 +458,19 @@ impl FileJob {
             output,
             preview,
             dim: image.dim(),
+            notice,
         })
+    }
+
+    /// What the air of `image` says against serving it as a magnitude of `coils` coils,
+    /// unless this job has said it already.
+    fn air_notice(&mut self, coils: u32, image: ArrayView2<f32>) -> Option<String> {
+        let mismatch = air::read_air(image)?.mismatch(coils)?;
+        let kind = match mismatch {
+            AirMismatch::Coils { .. } => "coils",
+            AirMismatch::Correlated { .. } => "correlated",
+        };
+        self.told.insert(kind).then(|| mismatch.to_string())
     }
 }
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
 use ort::session::Session;
 
-use crate::even_noise::EvenNoise;
+use crate::even_noise::{EvenNoise, noise_mismatch};
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
 use crate::input::fill;
 use crate::noise_levels::noise_levels;
@@ -237,6 +237,12 @@ impl Denoiser {
     /// Whether the model reads a guide (the partner contrast) beside each slice.
     pub fn needs_guide(&self) -> bool {
         self.names.guide.is_some()
+    }
+
+    /// The magnitude's degrees of freedom, in coils, that slices are served as: 1 (Rician)
+    /// with one sigma per slice, else the noise map's.
+    pub fn served_coils(&self) -> u32 {
+        self.noise.coils()
     }
 
     /// How many noise levels the model reads per slice (its own and its guide's): 0 for a
@@ -576,24 +582,4 @@ impl Denoiser {
         }
         Ok(outputs)
     }
-}
-
-/// Why a model trained on magnitudes of `trained` coils is not served as `served`: it
-/// learned one noise floor and spread, and on another it denoises badly and can carry its
-/// guide's findings into its output (QUALITY.md, "scanner noise").
-fn noise_mismatch(trained: u32, served: u32) -> String {
-    let what = |coils: u32| match coils {
-        1 => "one coil (Rician)".to_string(),
-        l => format!("{l} coils combined by root-sum-of-squares (noncentral chi)"),
-    };
-    let how = match trained {
-        1 => "one sigma per slice (the default) or --noise map --coils 1".to_string(),
-        l => format!("--noise map --coils {l}"),
-    };
-    format!(
-        "it was trained on magnitudes of {}, but is asked to serve {}: serve it with {how}, \
-         or train a model on data like the scan's (data.coils)",
-        what(trained),
-        what(served)
-    )
 }

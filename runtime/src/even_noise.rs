@@ -81,3 +81,23 @@ impl EvenNoise {
         posterior::serve(correction, observed.view(), expected, prior, sigma.view())
     }
 }
+
+/// Why a model trained on magnitudes of `trained` coils is not served as `served`: it
+/// learned one noise floor and spread, and on another it denoises badly and can carry its
+/// guide's findings into its output (QUALITY.md, "scanner noise").
+pub(crate) fn noise_mismatch(trained: u32, served: u32) -> String {
+    let what = |coils: u32| match coils {
+        1 => "one coil (Rician)".to_string(),
+        l => format!("{l} coils combined by root-sum-of-squares (noncentral chi)"),
+    };
+    let how = match trained {
+        1 => "one sigma per slice (the default) or --noise map --coils 1".to_string(),
+        l => format!("--noise map --coils {l}"),
+    };
+    format!(
+        "it was trained on magnitudes of {}, but is asked to serve {}: serve it with {how}, \
+         or train a model on data like the scan's (data.coils)",
+        what(trained),
+        what(served)
+    )
+}

@@ -135,7 +135,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &args.out,
             preview_dir.as_deref(),
         ) {
-            Ok(_) => done += 1,
+            Ok(outcome) => {
+                done += 1;
+                if let Some(notice) = outcome.notice {
+                    bar.suspend(|| eprintln!("warning: {}: {notice}", file.path.display()));
+                }
+            }
             Err(e) => {
                 bar.suspend(|| eprintln!("error: {e}"));
                 failures.push(file.path.clone());

@@ -1,10 +1,12 @@
-//! `crossdenoise noise-map`: each image's noise sd, pixel by pixel.
+//! `crossdenoise noise-map`: each image's noise sd, pixel by pixel, and what its air says
+//! of the coils that made it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
+use crossdenoise_image::air;
 use crossdenoise_image::io::{self, GrayImage};
 use crossdenoise_image::noise_map::{NoiseMapSettings, estimate_noise_map};
 
@@ -56,11 +58,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (lo, hi) = map
             .iter()
             .fold((f32::MAX, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+        let reading = air::read_air(image.view());
+        let air = match reading {
+            Some(r) => format!(
+                "air reads {} coil(s) (mean^2 / mean square {:.3}), neighbours correlated {:.2}",
+                r.coils, r.ratio, r.correlation
+            ),
+            None => "no air to read".to_string(),
+        };
         println!(
-            "{}: noise sd {lo:.4} to {hi:.4} -> {}",
+            "{}: noise sd {lo:.4} to {hi:.4}; {air} -> {}",
             input.display(),
             npy.display()
         );
+        if let Some(told) = reading.and_then(|r| r.mismatch(args.coils)) {
+            eprintln!("warning: {}: {told}", input.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crossdenoise_runtime::Denoiser;
 use crossdenoise_runtime::denoise_files::InputFile;
+use tracing::warn;
 
 use super::derived::Derived;
 use super::node::Node;
@@ -84,9 +85,16 @@ pub(super) fn stage(
                 ),
             },
         };
-        if let Err(e) = job.denoise_file(model, input, guide, &dir, None) {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(Failure::of(e));
+        match job.denoise_file(model, input, guide, &dir, None) {
+            Ok(outcome) => {
+                if let Some(notice) = outcome.notice {
+                    warn!(series = %series.uid, %notice, "DICOM series served against what its air says");
+                }
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(Failure::of(e));
+            }
         }
     }
     derived.remember(job);

@@ -9,6 +9,7 @@
 //! ONNX Runtime, so training never links the inference library and the daemon never links
 //! the training framework.
 
+pub mod air;
 pub mod coils;
 pub mod dicom;
 pub mod error;
