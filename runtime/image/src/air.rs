@@ -92,7 +92,7 @@ pub fn read_air(image: ArrayView2<f32>) -> Option<AirReading> {
         return None;
     }
     blocks.select_nth_unstable_by(count - 1, |a, b| a.0.total_cmp(&b.0));
-    let air = &mut blocks[..count];
+    let air = &blocks[..count];
     let (low, high) = air.iter().fold((f32::INFINITY, 0.0f32), |(l, h), b| {
         (l.min(b.0), h.max(b.0))
     });
