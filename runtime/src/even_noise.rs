@@ -23,29 +23,29 @@ impl EvenNoise {
         images: &[ArrayView2<f32>],
         guides: Option<&[ArrayView2<f32>]>,
     ) -> Result<Self> {
-        let divide = |image: &ArrayView2<f32>| -> Result<(Array2<f32>, Array2<f32>, Array2<f32>)> {
-            let map = noise.sigma(*image)?;
-            let factor = noise_factor(map.view());
-            Ok((image / &factor, map, factor))
-        };
         let mut even = EvenNoise {
             flat_images: Vec::with_capacity(images.len()),
-            flat_guides: None,
+            flat_guides: guides.map(|g| Vec::with_capacity(g.len())),
             maps: Vec::with_capacity(images.len()),
             factors: Vec::with_capacity(images.len()),
         };
-        for image in images {
-            let (flat, map, factor) = divide(image)?;
-            even.flat_images.push(flat);
+        for (i, image) in images.iter().enumerate() {
+            // With a guide, each of the two is read beside the other, which tells its air
+            // from its tissue too dark to show (training divides its pairs the same way).
+            let (map, guide_map) = match guides.map(|g| g[i]) {
+                None => (noise.sigma(*image)?, None),
+                Some(g) => {
+                    let (image_map, guide_map) = noise.sigma_of_pair(*image, g)?;
+                    (image_map, Some((g, guide_map)))
+                }
+            };
+            if let (Some((g, guide_map)), Some(flat)) = (guide_map, even.flat_guides.as_mut()) {
+                flat.push(&g / &noise_factor(guide_map.view()));
+            }
+            let factor = noise_factor(map.view());
+            even.flat_images.push(image / &factor);
             even.maps.push(map);
             even.factors.push(factor);
-        }
-        if let Some(guides) = guides {
-            let flat = guides
-                .iter()
-                .map(|g| divide(g).map(|(flat, _, _)| flat))
-                .collect::<Result<Vec<_>>>()?;
-            even.flat_guides = Some(flat);
         }
         Ok(even)
     }

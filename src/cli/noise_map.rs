@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::Args as ClapArgs;
 use crossdenoise_image::air;
 use crossdenoise_image::io::{self, GrayImage};
-use crossdenoise_image::noise_map::{NoiseMapSettings, estimate_noise_map};
+use crossdenoise_image::noise_map::{
+    NoiseMapSettings, Partner, estimate_noise_map, estimate_noise_map_beside,
+};
 
 #[derive(Debug, ClapArgs)]
 pub struct Args {
@@ -32,6 +34,11 @@ pub struct Args {
     /// Fewest usable blocks a tile's own estimate needs.
     #[arg(long, default_value_t = NoiseMapSettings::default().min_blocks)]
     min_blocks: usize,
+    /// The partner contrast's folder: each input's partner is the file of its name there
+    /// (as `crossdenoise denoise --guide` pairs them), and the map reads as air only what is
+    /// air in both (fat-suppressed tissue reads as air, and as a higher sigma, alone).
+    #[arg(long, value_name = "DIR")]
+    guide: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -46,10 +53,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     for input in &args.inputs {
         let image = io::read_slice(input)?;
-        let map = estimate_noise_map(image.view(), &settings)?;
         let stem = input
             .file_stem()
             .with_context(|| format!("{} has no file name", input.display()))?;
+        let map = match &args.guide {
+            None => estimate_noise_map(image.view(), &settings)?,
+            Some(dir) => {
+                let name = input.file_name().unwrap_or(stem);
+                let path = dir.join(name);
+                let partner = io::read_slice(&path)
+                    .with_context(|| format!("the guide of {}", input.display()))?;
+                anyhow::ensure!(
+                    partner.dim() == image.dim(),
+                    "{} is {:?} but its guide {} is {:?}",
+                    input.display(),
+                    image.dim(),
+                    path.display(),
+                    partner.dim()
+                );
+                let partner_map = estimate_noise_map(partner.view(), &settings)?;
+                let partner = Partner {
+                    image: partner.view(),
+                    map: partner_map.view(),
+                };
+                estimate_noise_map_beside(image.view(), Some(partner), &settings)?
+            }
+        };
         let npy = args.out.join(stem).with_extension("npy");
         io::write_npy(&npy, map.view())?;
         let top = map.iter().fold(f32::EPSILON, |a, &v| a.max(v));

@@ -455,6 +455,7 @@ fn read(
         Slices::Apart([list_a, list_b]) => {
             // Each contrast trains its own network, so the shorter list repeats to pair up
             // with the longer: every slice of both is used, neither weighs the other.
+            set.paired = false;
             let a = list_a
                 .iter()
                 .map(|&at| one(at))

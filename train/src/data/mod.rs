@@ -116,6 +116,7 @@ fn phantom_set(
         b: Vec::new(),
         clean: Some((Vec::new(), Vec::new())),
         findings: Some(Vec::new()),
+        paired: true,
     };
     for i in range {
         let [snr_a, snr_b] = snr(i);
@@ -189,6 +190,7 @@ fn split_tail(mut all: PairSet, val_pairs: usize, root: &Path) -> Result<Data, D
         b: all.b.split_off(at),
         clean: None,
         findings: None,
+        paired: true,
     };
     Ok(Data {
         train: all,

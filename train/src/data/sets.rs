@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crossdenoise_image::noise_map::{NoiseMapSettings, estimate_noise_map, noise_factor};
+use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, noise_factor};
 use ndarray::Array2;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +27,9 @@ pub struct PairSet {
     pub clean: Option<CleanPairs>,
     /// The masks of each pair's findings, in `phantom::Finding::ALL` order (phantoms only).
     pub findings: Option<Vec<[Array2<u8>; 2]>>,
+    /// `a[i]` and `b[i]` are one slice of one patient in two contrasts (false for
+    /// fastMRI's volumes of different patients, which train each contrast apart).
+    pub paired: bool,
 }
 
 impl PairSet {
@@ -39,6 +42,7 @@ impl PairSet {
             b: Vec::new(),
             clean: None,
             findings: None,
+            paired: true,
         }
     }
 
@@ -63,16 +67,24 @@ impl PairSet {
             coils,
             ..NoiseMapSettings::default()
         };
-        let sides = [&mut self.a, &mut self.b];
-        let mut clean = self.clean.as_mut().map(|(a, b)| [a, b]);
-        for (side, slices) in sides.into_iter().enumerate() {
-            for (i, slice) in slices.iter_mut().enumerate() {
-                let map = estimate_noise_map(slice.view(), &settings)?;
-                let factor = noise_factor(map.view());
-                *slice /= &factor;
-                if let Some(clean) = clean.as_mut() {
-                    clean[side][i] /= &factor;
-                }
+        let model = NoiseModel::Map(settings);
+        for i in 0..self.a.len() {
+            // Each slice read beside its partner, as the runtime reads a slice beside its
+            // guide; slices of different patients each alone.
+            let (map_a, map_b) = if self.paired {
+                model.sigma_of_pair(self.a[i].view(), self.b[i].view())?
+            } else {
+                (
+                    model.sigma(self.a[i].view())?,
+                    model.sigma(self.b[i].view())?,
+                )
+            };
+            let (factor_a, factor_b) = (noise_factor(map_a.view()), noise_factor(map_b.view()));
+            self.a[i] /= &factor_a;
+            self.b[i] /= &factor_b;
+            if let Some((clean_a, clean_b)) = self.clean.as_mut() {
+                clean_a[i] /= &factor_a;
+                clean_b[i] /= &factor_b;
             }
         }
         Ok(())
@@ -113,6 +125,7 @@ mod tests {
             b: vec![noisy.clone()],
             clean: Some((vec![clean.clone()], vec![clean.clone()])),
             findings: None,
+            paired: true,
         };
         set.even_noise(1).unwrap();
         let air = |cols: std::ops::Range<usize>| {

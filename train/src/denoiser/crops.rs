@@ -106,6 +106,7 @@ mod tests {
             b: vec![ramp(0.5), ramp(1000.5)],
             clean: None,
             findings: None,
+            paired: true,
         };
         let sigmas = [[0.1, 0.2], [0.3, 0.4]];
         let one = batch(&set, &sigmas, 7, 3, (4, 0..4), 8, false);
