@@ -237,7 +237,6 @@ pub fn estimate_noise_map_beside(
     let at_blocks = |tiles: &Array2<f32>| bilinear(tiles, bh, bw, per_tile);
     let (tissue_ref, air_ref) = (at_blocks(&first), at_blocks(&first_air));
     let air_below = |b: (usize, usize)| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b];
-    let is_air = |b: (usize, usize)| surroundings[b] < air_below(b) && !scan.partner_says_tissue(b);
     let (smooth, air_smooth) =
         scan.tiles(|b| (floor + TISSUE_ABOVE_FLOOR) * tissue_ref[b], air_below);
     let map = bilinear(&smooth, rows, cols, settings.tile);
@@ -245,7 +244,7 @@ pub fn estimate_noise_map_beside(
     // Each pixel of an air block takes the air's map; the rest the tissue's.
     Ok(Array2::from_shape_fn((rows, cols), |(i, j)| {
         let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
-        if is_air(block) {
+        if scan.is_air(block, air_below(block)) {
             air_map[(i, j)]
         } else {
             map[(i, j)]
@@ -265,8 +264,10 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    fn partner_says_tissue(&self, block: (usize, usize)) -> bool {
-        self.partner_tissue.is_some_and(|t| t[block])
+    /// Whether `block` is air: its surroundings below `below`, and not tissue in the
+    /// partner.
+    fn is_air(&self, block: (usize, usize), below: f32) -> bool {
+        self.surroundings[block] < below && !self.partner_tissue.is_some_and(|t| t[block])
     }
 
     /// The smoothed tile estimates of the whole slice and of its air alone, with tissue
@@ -298,9 +299,7 @@ impl Scan<'_> {
                         let block = self.blocks[(bi, bj)];
                         if block.mean > tissue_above((bi, bj)) {
                             tissue.push((block.mean, block.detail));
-                        } else if self.surroundings[(bi, bj)] < air_below((bi, bj))
-                            && !self.partner_says_tissue((bi, bj))
-                        {
+                        } else if self.is_air((bi, bj), air_below((bi, bj))) {
                             air.push(block.power);
                         }
                     }
