@@ -32,16 +32,16 @@ impl EvenNoise {
         for (i, image) in images.iter().enumerate() {
             // With a guide, each of the two is read beside the other, which tells its air
             // from its tissue too dark to show (training divides its pairs the same way).
-            let (map, guide_map) = match guides.map(|g| g[i]) {
-                None => (noise.sigma(*image)?, None),
+            let map = match guides.map(|g| g[i]) {
+                None => noise.sigma(*image)?,
                 Some(g) => {
                     let (image_map, guide_map) = noise.sigma_of_pair(*image, g)?;
-                    (image_map, Some((g, guide_map)))
+                    if let Some(flat) = even.flat_guides.as_mut() {
+                        flat.push(&g / &noise_factor(guide_map.view()));
+                    }
+                    image_map
                 }
             };
-            if let (Some((g, guide_map)), Some(flat)) = (guide_map, even.flat_guides.as_mut()) {
-                flat.push(&g / &noise_factor(guide_map.view()));
-            }
             let factor = noise_factor(map.view());
             even.flat_images.push(image / &factor);
             even.maps.push(map);

@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use crossdenoise_image::air;
 use crossdenoise_image::io::{self, GrayImage};
 use crossdenoise_image::noise_map::{
-    NoiseMapSettings, Partner, estimate_noise_map, estimate_noise_map_beside,
+    NoiseMapSettings, estimate_noise_map, estimate_noise_map_beside,
 };
 
 #[derive(Debug, ClapArgs)]
@@ -71,12 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     path.display(),
                     partner.dim()
                 );
-                let partner_map = estimate_noise_map(partner.view(), &settings)?;
-                let partner = Partner {
-                    image: partner.view(),
-                    map: partner_map.view(),
-                };
-                estimate_noise_map_beside(image.view(), Some(partner), &settings)?
+                estimate_noise_map_beside(image.view(), partner.view(), &settings)?
             }
         };
         let npy = args.out.join(stem).with_extension("npy");

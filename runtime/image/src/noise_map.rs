@@ -92,29 +92,12 @@ impl NoiseModel {
     ) -> Result<(Array2<f32>, Array2<f32>)> {
         match self {
             NoiseModel::Slice => Ok((self.sigma(a)?, self.sigma(b)?)),
-            NoiseModel::Map(settings) => {
-                let (alone_a, alone_b) = (
-                    estimate_noise_map(a, settings)?,
-                    estimate_noise_map(b, settings)?,
-                );
-                let beside = |image, partner, map: &Array2<f32>| {
-                    let partner = Partner {
-                        image: partner,
-                        map: map.view(),
-                    };
-                    estimate_noise_map_beside(image, Some(partner), settings)
-                };
-                Ok((beside(a, b, &alone_b)?, beside(b, a, &alone_a)?))
-            }
+            NoiseModel::Map(settings) => Ok((
+                estimate_noise_map_beside(a, b, settings)?,
+                estimate_noise_map_beside(b, a, settings)?,
+            )),
         }
     }
-}
-
-/// A slice's partner contrast, co-registered with it, and the partner's own noise map.
-#[derive(Debug, Clone, Copy)]
-pub struct Partner<'a> {
-    pub image: ArrayView2<'a, f32>,
-    pub map: ArrayView2<'a, f32>,
 }
 
 /// How much noisier than the slice's typical pixel each pixel is: the noise `map` over its
@@ -173,21 +156,43 @@ pub fn estimate_noise_map(
     image: ArrayView2<f32>,
     settings: &NoiseMapSettings,
 ) -> Result<Array2<f32>> {
-    estimate_noise_map_beside(image, None, settings)
+    estimate(image, None, settings)
 }
 
 /// A partner's block counts as tissue this many of its sigmas above its air's floor.
 const PARTNER_TISSUE_ABOVE_FLOOR: f32 = 1.0;
 
-/// [`estimate_noise_map`], with what is air told by the partner contrast as well: a block
-/// is air only where the partner's is too. Fat-suppressed tissue a sigma or two above the
-/// floor reads as air (PDFS: most of the knee), and its faint amplitude `A` raises the
-/// second moment as a sigma `sqrt(1 + A^2 / 2L)` times higher would, 3% at 8 coils, which
-/// no statistic of the slice alone tells apart; in the partner (PD) the same tissue is
-/// bright. A partner of another size is ignored.
+/// [`estimate_noise_map`], with what is air told by the partner contrast (the same
+/// anatomy, co-registered) as well: a block is air only where the partner's is not tissue
+/// by the partner's own map. Fat-suppressed tissue a sigma or two above the floor reads as
+/// air (PDFS: most of the knee), and its faint amplitude `A` raises the second moment as a
+/// sigma `sqrt(1 + A^2 / 2L)` times higher would, 3% at 8 coils, which no statistic of the
+/// slice alone tells apart; in the partner (PD) the same tissue is bright. A partner of
+/// another size is ignored.
 pub fn estimate_noise_map_beside(
     image: ArrayView2<f32>,
-    partner: Option<Partner<'_>>,
+    partner: ArrayView2<f32>,
+    settings: &NoiseMapSettings,
+) -> Result<Array2<f32>> {
+    if partner.dim() != image.dim() {
+        return estimate_noise_map(image, settings);
+    }
+    let partner_map = estimate_noise_map(partner, settings)?;
+    let (bh, bw) = (partner.nrows() / 2, partner.ncols() / 2);
+    let blocks = Array2::from_shape_fn((bh, bw), |(i, j)| Block::at(partner, i, j));
+    let around = neighbourhood_means(&blocks, AIR_NEIGHBOURHOOD);
+    let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
+    let tissue = Array2::from_shape_fn((bh, bw), |(i, j)| {
+        around[(i, j)] > (floor + PARTNER_TISSUE_ABOVE_FLOOR) * partner_map[(2 * i, 2 * j)]
+    });
+    estimate(image, Some(&tissue), settings)
+}
+
+/// The map of `image`; `partner_tissue`: its blocks that are tissue in the partner
+/// contrast, never read as air.
+fn estimate(
+    image: ArrayView2<f32>,
+    partner_tissue: Option<&Array2<bool>>,
     settings: &NoiseMapSettings,
 ) -> Result<Array2<f32>> {
     settings.validate()?;
@@ -201,27 +206,17 @@ pub fn estimate_noise_map_beside(
     // enough that a threshold on it would keep the quieter air blocks and bias the air's
     // second moment low (by 3% for 8 coils).
     let surroundings = neighbourhood_means(&blocks, AIR_NEIGHBOURHOOD);
-    let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
-    let partner_tissue = partner
-        .filter(|p| p.image.dim() == image.dim() && p.map.dim() == image.dim())
-        .map(|p| {
-            let partner_blocks = Array2::from_shape_fn((bh, bw), |(i, j)| Block::at(p.image, i, j));
-            let around = neighbourhood_means(&partner_blocks, AIR_NEIGHBOURHOOD);
-            Array2::from_shape_fn((bh, bw), |(i, j)| {
-                let sigma = p.map[(2 * i, 2 * j)];
-                around[(i, j)] > (floor + PARTNER_TISSUE_ABOVE_FLOOR) * sigma
-            })
-        });
     // A first, global sigma to tell tissue and air apart.
     let global = global_sigma(image, &blocks, settings.coils);
     if global <= 0.0 {
         return Ok(Array2::zeros((rows, cols)));
     }
+    let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
     let per_tile = settings.tile / 2;
     let scan = Scan {
         blocks: &blocks,
         surroundings: &surroundings,
-        partner_tissue: partner_tissue.as_ref(),
+        partner_tissue,
         settings,
         spread: Spread::new(settings.coils),
         global,
@@ -674,17 +669,8 @@ mod tests {
             coils: 8,
             ..Default::default()
         };
-        let partner_map = estimate_noise_map(other.view(), &settings).unwrap();
         let alone = estimate_noise_map(image.view(), &settings).unwrap();
-        let beside = estimate_noise_map_beside(
-            image.view(),
-            Some(Partner {
-                image: other.view(),
-                map: partner_map.view(),
-            }),
-            &settings,
-        )
-        .unwrap();
+        let beside = estimate_noise_map_beside(image.view(), other.view(), &settings).unwrap();
         let inside =
             |map: &Array2<f32>| map.slice(ndarray::s![88..168, 88..168]).mean().unwrap() / sigma;
         let (alone, beside) = (inside(&alone), inside(&beside));
