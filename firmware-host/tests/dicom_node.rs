@@ -734,8 +734,9 @@ async fn a_late_slice_joins_its_series_derived_series_at_once() {
 /// A pair whose series grow after it was denoised (a sender that pauses between
 /// associations longer than `series_stable_s`) is finished as one: a late slice is denoised
 /// with the partner slice it would have had, kept from the pair after the originals left
-/// the spool, not by the single-contrast model; late slices of both series guide each other.
-/// All of it joins the pair's derived series.
+/// the spool, not by the single-contrast model; late slices of both series guide each other,
+/// also when one is complete while the other is still arriving. All of it joins the pair's
+/// derived series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
     use dicom_dictionary_std::tags;
@@ -753,14 +754,21 @@ async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
     .await;
     let (pd, pdfs) = pd_pdfs_pair(dir.path(), 5, 5);
     // First the pair without PD slices 3 and 4 nor PDFS slice 4 (PDFS 3 is denoised alone),
-    // then PD 3 on its own, then PD 4 with PDFS 4.
+    // then PD 3 on its own, then PD 4, then PDFS 4 on a connection held open a second
+    // longer: PD 4 is complete while its partner slice is still arriving, and waits for it.
     let mut first = pd[..3].to_vec();
     first.extend(pdfs[..4].iter().cloned());
     node.send(&first).await;
     node.delivered(&pacs, 7).await;
     node.send(&pd[3..4]).await;
     node.delivered(&pacs, 8).await;
-    node.send(&[pd[4].clone(), pdfs[4].clone()]).await;
+    node.send(&pd[4..5]).await;
+    send_slowly(
+        node.addr.port(),
+        &pdfs[4..5],
+        std::time::Duration::from_secs(1),
+    )
+    .await;
     let arrived = node.deliver_to(&pacs, 10).await;
     assert_eq!(node.count(|s| &s.instances_late), 3);
     assert_eq!(node.count(|s| &s.instances_set_aside), 0);

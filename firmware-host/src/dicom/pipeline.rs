@@ -113,10 +113,16 @@ fn step(node: &Node, models: &mut Models, st: &mut State) {
         }
         // Late instances of a series denoised within pair_wait_s join its derived series
         // at once, guided by the kept slices of its pair's partner where they cover them.
-        // The partner's own late instances, if they came too, guide them as well.
-        let partner_late: Vec<PathBuf> = st
-            .derived
-            .partner(&s.uid)
+        // The partner's own late instances, if they came too, guide them as well (once
+        // complete: while some are still arriving, this series waits for them).
+        let partner_uid = st.derived.partner(&s.uid);
+        let partner_arriving = partner_uid.is_some_and(|p| {
+            all.iter().any(|a| a.uid == p) && !complete.iter().any(|c| c.uid == p)
+        });
+        if partner_arriving {
+            continue;
+        }
+        let partner_late: Vec<PathBuf> = partner_uid
             .and_then(|p| complete.iter().find(|c| c.uid == p && ready(st, c)))
             .map(|c| c.files.clone())
             .unwrap_or_default();

@@ -1,16 +1,23 @@
 //! The DICOM node's test harness: a node on a free loopback port with its spool, models
-//! and a DCMTK `storescp` as the PACS, and series written by pydicom from phantom slices.
+//! and a DCMTK `storescp` as the PACS, series written by pydicom from phantom slices, and a
+//! sender of our own that pauses between slices.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
+use std::time::Duration;
 
+use crossdenoise_host::dicom::dimse::{self, EXPLICIT_VR_LE, MR_IMAGE_STORAGE};
 use crossdenoise_host::dicom::models::Models;
 use crossdenoise_host::dicom::{self, Node, NodeStats, Working};
 use crossdenoise_host::mrd::config::{Destination, DicomConfig};
 use crossdenoise_runtime::DenoiserOptions;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_ul::association::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 
 use crate::support::{self, Storescp, dicom_series, free_port, phantom_slices};
 
@@ -314,4 +321,47 @@ pub fn guided_result(model: &Path, input: &Path, guide: &Path) -> ndarray::Array
         .denoise_guided_batch(&[read(input).view()], &[read(guide).view()])
         .unwrap()
         .remove(0)
+}
+
+/// Sends `files` in one association, pausing `pause` after each: a slow scanner or link.
+pub async fn send_slowly(port: u16, files: &[PathBuf], pause: Duration) {
+    let mut association = ClientAssociationOptions::new()
+        .calling_ae_title("SLOW")
+        .called_ae_title("CROSSDENOISE")
+        .with_presentation_context(MR_IMAGE_STORAGE, vec![EXPLICIT_VR_LE])
+        .establish_async(format!("127.0.0.1:{port}").as_str())
+        .await
+        .unwrap();
+    let pc = association.presentation_contexts()[0].id;
+    let ts = TransferSyntaxRegistry.get(EXPLICIT_VR_LE).unwrap();
+    for (i, file) in files.iter().enumerate() {
+        let obj = dicom_object::open_file(file).unwrap();
+        let mut data = Vec::new();
+        obj.write_dataset_with_ts(&mut data, ts).unwrap();
+        let id = i as u16 + 1;
+        let command = dimse::store_request(id, MR_IMAGE_STORAGE, &dicom_uid(file));
+        for (value_type, data) in [
+            (PDataValueType::Command, command),
+            (PDataValueType::Data, data),
+        ] {
+            association
+                .send(&Pdu::PData {
+                    data: vec![PDataValue {
+                        presentation_context_id: pc,
+                        value_type,
+                        is_last: true,
+                        data,
+                    }],
+                })
+                .await
+                .unwrap();
+        }
+        let Pdu::PData { data } = association.receive().await.unwrap() else {
+            panic!("no C-STORE response");
+        };
+        let (answered, status) = dimse::response_status(&data[0].data).unwrap();
+        assert_eq!((answered, status), (id, 0));
+        tokio::time::sleep(pause).await;
+    }
+    association.release().await.unwrap();
 }
