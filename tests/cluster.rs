@@ -50,7 +50,7 @@ fn train_args(config: &str, out: &Path, epochs: usize, sets: &[impl AsRef<str>])
 
 /// The run's checkpointed parameters, flattened.
 fn checkpointed(run: &Path) -> Vec<f32> {
-    match TrainedModel::load(run).unwrap().network {
+    match TrainedModel::load(run, None).unwrap().network {
         Network::Denoisers(pair) => parameters(pair.as_ref()),
         Network::DualDomain(model) => parameters(model.as_ref()),
     }

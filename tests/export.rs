@@ -9,7 +9,7 @@ use crossdenoise_image::io::{read_npy, write_npy};
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use serde_json::Value;
 
-use crate::util::{crossdenoise, reference, stderr, tiny_run};
+use crate::util::{crossdenoise, reference, stderr, tiny_averaged_run, tiny_run};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -270,6 +270,22 @@ fn bad_sources_are_named_and_leave_no_file() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unknown domain"), "{}", stderr(&out));
 
+    // An average the run did not keep, and weights of no known kind.
+    let out = export(run.to_str().unwrap(), &["--weights", "average"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("kept no average of its weights (trainer.average_weights)"),
+        "{err}"
+    );
+    let out = export(run.to_str().unwrap(), &["--weights", "best"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("expected average or last"),
+        "{}",
+        stderr(&out)
+    );
+
     no_model_left(dir.path());
 
     // The checkpoint folder itself is a valid source too.
@@ -277,6 +293,31 @@ fn bad_sources_are_named_and_leave_no_file() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("warning: --skip-parity"));
     assert!(stdout(&out).contains("not checked"));
+}
+
+/// A run that keeps the running average of its weights exports the average, parity
+/// checked, or its last step's weights when asked.
+#[test]
+fn a_run_that_averages_its_weights_exports_the_average() {
+    let run = tiny_averaged_run();
+    let dir = tempfile::tempdir().unwrap();
+    let export = |out: &str, extra: &[&str]| {
+        let mut args = vec!["export", run.to_str().unwrap(), "--out", out, "--to", "a"];
+        args.extend_from_slice(extra);
+        crossdenoise(&args, dir.path())
+    };
+    let average = export("average.onnx", &[]);
+    assert!(average.status.success(), "{}", stderr(&average));
+    assert!(
+        stdout(&average).contains("averaged weights"),
+        "{}",
+        stdout(&average)
+    );
+    let last = export("last.onnx", &["--weights", "last"]);
+    assert!(last.status.success(), "{}", stderr(&last));
+    assert!(!stdout(&last).contains("averaged"), "{}", stdout(&last));
+    let read = |name: &str| fs::read(dir.path().join(name)).unwrap();
+    assert_ne!(read("average.onnx"), read("last.onnx"));
 }
 
 #[test]

@@ -94,6 +94,19 @@ pub fn tiny_guided_run() -> std::path::PathBuf {
         .clone()
 }
 
+/// A tiny guided run that keeps the running average of its weights
+/// (`trainer.average_weights`), trained once per test process.
+pub fn tiny_averaged_run() -> std::path::PathBuf {
+    use std::sync::OnceLock;
+    static RUN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let mut sets = TINY_GUIDED.to_vec();
+        sets.push("trainer.average_weights=0.5");
+        trained("guided", "tiny-averaged", "1", &sets)
+    })
+    .clone()
+}
+
 /// A small guided run that has learned to denoise (8 channels, depth 2, 24 pairs of 32 x 32,
 /// each slice at its own SNR between 4 and 25 (PD) and 4 and 20 (PDFS), as
 /// `configs/guided.json` draws them over its range, 240 steps of 8 whole slices: about 30 s),

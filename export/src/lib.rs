@@ -25,6 +25,7 @@ use crossdenoise_train::model::Domain;
 use protobuf::Message;
 
 pub use agreement::{ParityCase, ParityReport};
+pub use crossdenoise_train::run::checkpoint::Weights;
 pub use error::ExportError;
 pub use lower::output_names;
 pub use source::{Network, TrainedModel};
@@ -49,6 +50,8 @@ pub struct ExportOptions {
     pub fp16: bool,
     /// Also write a Triton Inference Server model repository here.
     pub triton_repo: Option<PathBuf>,
+    /// Which of the checkpoint's weights (none: the average where the run kept one).
+    pub weights: Option<Weights>,
 }
 
 /// What export wrote and measured.
@@ -66,12 +69,14 @@ pub struct ExportReport {
     pub tolerance: f32,
     pub fp16: bool,
     pub triton: Option<PathBuf>,
+    /// Which of the checkpoint's weights it holds.
+    pub weights: Weights,
 }
 
 // Long: the export's steps in their order (load, lower, metadata, encode, check, write),
 // each a few lines that share the graph being built.
 pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
-    let trained = TrainedModel::load(&opts.source)?;
+    let trained = TrainedModel::load(&opts.source, opts.weights)?;
     let config = &trained.config;
     let domains = &config.data.domains;
     let (depth, channels) = (config.model.depth, config.model.base_channels);
@@ -196,6 +201,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         tolerance,
         fp16: opts.fp16,
         triton,
+        weights: trained.weights,
     })
 }
 

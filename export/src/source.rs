@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use crossdenoise_train::Config;
 use crossdenoise_train::model::{DenoiserPair, DualDomain};
-use crossdenoise_train::run::checkpoint::{self, StateHeader};
+use crossdenoise_train::run::checkpoint::{self, StateHeader, Weights};
 use crossdenoise_train::{denoiser, study};
 
 use crate::error::ExportError;
@@ -25,6 +25,8 @@ pub struct TrainedModel {
     pub config: Config,
     pub network: Network,
     pub epochs_done: usize,
+    /// Which of the checkpoint's weights were read.
+    pub weights: Weights,
     /// The noise the model was trained for, in coils (1: Rician).
     pub noise_coils: u32,
     pub device: Device,
@@ -32,8 +34,9 @@ pub struct TrainedModel {
 
 impl TrainedModel {
     /// `source` is a run folder (`runs/<name>`, holding `config.json` and `checkpoint/`) or
-    /// a checkpoint folder inside one.
-    pub fn load(source: &Path) -> Result<Self, ExportError> {
+    /// a checkpoint folder inside one; `weights` which of its weights (none: the running
+    /// average where the run kept one, else the last step's).
+    pub fn load(source: &Path, weights: Option<Weights>) -> Result<Self, ExportError> {
         if !source.is_dir() {
             return Err(ExportError::NotARun {
                 path: source.into(),
@@ -80,6 +83,15 @@ impl TrainedModel {
                 ),
             });
         }
+        let kept = Weights::best_of(&ckpt);
+        let weights = weights.unwrap_or(kept);
+        if weights == Weights::Average && kept == Weights::Last {
+            return Err(ExportError::Unsupported(format!(
+                "{}: the run kept no average of its weights (trainer.average_weights); \
+                 export its last step's with --weights last",
+                ckpt.display()
+            )));
+        }
         let device = Device::flex();
         let mismatch = |e: checkpoint::CheckpointError| ExportError::Mismatch {
             path: ckpt.clone(),
@@ -88,12 +100,12 @@ impl TrainedModel {
         let network = if config.model.kind.is_denoiser() {
             let init = denoiser::training::model_config(&config).init_pair(&device);
             Network::Denoisers(Box::new(
-                checkpoint::load_model(&ckpt, init).map_err(mismatch)?,
+                checkpoint::load_weights(&ckpt, init, weights).map_err(mismatch)?,
             ))
         } else {
             let init = study::model_config(&config).init(&device);
             Network::DualDomain(Box::new(
-                checkpoint::load_model(&ckpt, init).map_err(mismatch)?,
+                checkpoint::load_weights(&ckpt, init, weights).map_err(mismatch)?,
             ))
         };
         Ok(TrainedModel {
@@ -101,6 +113,7 @@ impl TrainedModel {
             checkpoint: ckpt,
             network,
             epochs_done: state.epoch,
+            weights,
             noise_coils: state.noise_coils.unwrap_or(config.data.noise_coils()),
             config,
             device,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
-use crossdenoise_export::{ExportOptions, export, graph};
+use crossdenoise_export::{ExportOptions, Weights, export, graph};
 use crossdenoise_train::model::Domain;
 
 #[derive(Debug, ClapArgs)]
@@ -33,10 +33,22 @@ pub struct Args {
     /// Also write a Triton Inference Server model repository into this folder.
     #[arg(long, value_name = "DIR")]
     triton_repo: Option<PathBuf>,
+    /// Which weights: `average` (the running average a run with `trainer.average_weights`
+    /// keeps) or `last` (the last step's). Default: the average where the run kept one.
+    #[arg(long, value_parser = parse_weights)]
+    weights: Option<Weights>,
 }
 
 fn parse_domain(s: &str) -> Result<Domain, String> {
     s.parse()
+}
+
+fn parse_weights(s: &str) -> Result<Weights, String> {
+    match s {
+        "average" => Ok(Weights::Average),
+        "last" => Ok(Weights::Last),
+        other => Err(format!("{other:?}: expected average or last")),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -51,13 +63,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         skip_parity: args.skip_parity,
         fp16: args.fp16,
         triton_repo: args.triton_repo,
+        weights: args.weights,
     })?;
     let m = &report.metadata;
     println!(
-        "wrote {} ({}{}; {} nodes, {} parameters, {:.1} KiB; IR {}, opset {})",
+        "wrote {} ({}{}{}; {} nodes, {} parameters, {:.1} KiB; IR {}, opset {})",
         report.out.display(),
         m.path_label(),
         if report.fp16 { ", fp16" } else { "" },
+        match report.weights {
+            Weights::Average => ", averaged weights",
+            Weights::Last => "",
+        },
         report.nodes,
         report.parameters,
         report.bytes as f64 / 1024.0,

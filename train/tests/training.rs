@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crossdenoise_train::Config;
 use crossdenoise_train::job;
+use crossdenoise_train::run::checkpoint::Weights;
 use crossdenoise_train::run::{Quiet, TrainOptions};
 use crossdenoise_train::study::{self, MetricLine};
 
@@ -397,17 +398,75 @@ fn a_diverged_run_leaves_its_error_for_the_diagnosis() {
 
 /// The checkpointed parameters of `config`'s run in `out`, flattened.
 fn checkpointed(config: &Config, out: &Path) -> Vec<f32> {
+    checkpointed_weights(config, out, Weights::Last)
+}
+
+/// The checkpoint's `which` parameters of `config`'s run in `out`, flattened.
+fn checkpointed_weights(config: &Config, out: &Path, which: Weights) -> Vec<f32> {
     use crossdenoise_train::run::checkpoint;
     use crossdenoise_train::run::collective::parameters;
     let device = burn::prelude::Device::flex();
     let ckpt = checkpoint::find(&out.join(&config.name)).unwrap();
     if config.model.kind.is_denoiser() {
         let init = crossdenoise_train::denoiser::training::model_config(config).init_pair(&device);
-        parameters(&checkpoint::load_model(&ckpt, init).unwrap())
+        parameters(&checkpoint::load_weights(&ckpt, init, which).unwrap())
     } else {
         let init = study::model_config(config).init(&device);
-        parameters(&checkpoint::load_model(&ckpt, init).unwrap())
+        parameters(&checkpoint::load_weights(&ckpt, init, which).unwrap())
     }
+}
+
+/// `trainer.average_weights`: the checkpoint keeps the running average beside the last
+/// weights, validation reads the average, and an interrupted run resumes it exactly.
+#[test]
+fn a_run_that_averages_its_weights_validates_and_resumes_the_average() {
+    let mut c = tiny("avg");
+    c.model.kind = crossdenoise_train::config::ModelKind::Guided;
+    c.trainer.crop_size = 16;
+    c.trainer.steps_per_epoch = 3;
+    let plain = c.clone();
+    c.trainer.average_weights = Some(0.5);
+    let (whole, parts, last) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    job::train(&c, &opts(whole.path()), &mut Quiet).unwrap();
+    job::train(&plain, &opts(last.path()), &mut Quiet).unwrap();
+    let averaged = checkpointed_weights(&c, whole.path(), Weights::Average);
+    let trained = checkpointed(&c, whole.path());
+    // The same steps as without the average; the average is elsewhere.
+    assert_eq!(trained, checkpointed(&plain, last.path()));
+    assert_ne!(averaged, trained);
+    assert_ne!(
+        last_validation(whole.path(), &c),
+        last_validation(last.path(), &plain)
+    );
+    assert!(!last.path().join("avg/checkpoint/average.bpk").exists());
+
+    let first = job::train(
+        &c,
+        &TrainOptions {
+            stop_after_steps: Some(4),
+            ..opts(parts.path())
+        },
+        &mut Quiet,
+    )
+    .unwrap();
+    assert!(first.interrupted);
+    let resumed = TrainOptions {
+        resume: true,
+        ..opts(parts.path())
+    };
+    job::train(&c, &resumed, &mut Quiet).unwrap();
+    assert_eq!(
+        checkpointed_weights(&c, parts.path(), Weights::Average),
+        averaged
+    );
+    assert_eq!(
+        metrics(&parts.path().join("avg")),
+        metrics(&whole.path().join("avg"))
+    );
 }
 
 fn lr_sum(run: &Path) -> f32 {

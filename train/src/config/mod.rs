@@ -217,6 +217,14 @@ impl Config {
         {
             return err("trainer.grad_clip_norm", format!("{c} is not > 0"));
         }
+        if let Some(f) = t.average_weights
+            && !(f > 0.0 && f <= 1.0)
+        {
+            return err(
+                "trainer.average_weights",
+                format!("{f} is not a fraction of the run in (0, 1]"),
+            );
+        }
         let w = &t.loss_weights;
         for (key, v) in [
             ("trainer.loss_weights.content", w.content),

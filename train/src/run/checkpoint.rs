@@ -2,8 +2,9 @@
 //! readable checkpoint.
 //!
 //! `checkpoint/` holds `model.bpk` (Burn's burnpack record), `optimizer.bpk` (Adam's moments,
-//! keyed by the parameter ids the model record preserves) and `state.json` (where in the run
-//! it stopped). A new checkpoint is written to `checkpoint.tmp/`, the old one moved to
+//! keyed by the parameter ids the model record preserves), `state.json` (where in the run
+//! it stopped) and, in a run that averages its weights, `average.bpk` (the average, which
+//! export reads). A new checkpoint is written to `checkpoint.tmp/`, the old one moved to
 //! `checkpoint.old/`, the new one renamed into place, then the old one removed; a reader
 //! that finds no `checkpoint/` falls back to `checkpoint.old/`.
 
@@ -52,10 +53,11 @@ pub struct StateHeader {
     pub noise_coils: Option<u32>,
 }
 
-/// Writes `model`, `optim` and the run's `state` as the run's checkpoint.
+/// Writes `model`, `optim`, the run's `state` and, where the run keeps one, its weights'
+/// running `average` as the run's checkpoint.
 pub fn save<M: Module, S: Serialize>(
     run: &Path,
-    model: &M,
+    (model, average): (&M, Option<M>),
     optim: &ModuleOptimizer,
     state: &S,
 ) -> Result<(), CheckpointError> {
@@ -77,6 +79,10 @@ pub fn save<M: Module, S: Serialize>(
         .clone()
         .save_file(&model_path)
         .map_err(record_err(model_path.clone()))?;
+    if let Some(average) = average {
+        let path = tmp.join(AVERAGE);
+        average.save_file(&path).map_err(record_err(path.clone()))?;
+    }
     let optim_path = tmp.join("optimizer.bpk");
     optim
         .save(&optim_path)
@@ -124,9 +130,45 @@ pub fn load_state<S: DeserializeOwned>(ckpt: &Path) -> Result<S, CheckpointError
     })
 }
 
-/// Loads the model weights of a checkpoint folder into `model` (built from the run's config).
+/// The file of a checkpoint's running average of the weights (`trainer.average_weights`).
+const AVERAGE: &str = "average.bpk";
+
+/// Which of a checkpoint's weights to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// The last step's (`model.bpk`): what the optimiser continues from.
+    Last,
+    /// The running average (`average.bpk`), where the run keeps one.
+    Average,
+}
+
+impl Weights {
+    /// The weights a run's product is: the average where the checkpoint has one.
+    pub fn best_of(ckpt: &Path) -> Self {
+        if ckpt.join(AVERAGE).is_file() {
+            Weights::Average
+        } else {
+            Weights::Last
+        }
+    }
+}
+
+/// Loads the last step's weights of a checkpoint folder into `model` (built from the run's
+/// config).
 pub fn load_model<M: Module>(ckpt: &Path, model: M) -> Result<M, CheckpointError> {
-    let path = ckpt.join("model.bpk");
+    load_weights(ckpt, model, Weights::Last)
+}
+
+/// Loads the `which` weights of a checkpoint folder into `model`.
+pub fn load_weights<M: Module>(
+    ckpt: &Path,
+    model: M,
+    which: Weights,
+) -> Result<M, CheckpointError> {
+    let path = ckpt.join(match which {
+        Weights::Last => "model.bpk",
+        Weights::Average => AVERAGE,
+    });
     if !path.is_file() {
         return Err(CheckpointError::Missing { path });
     }

@@ -235,6 +235,11 @@ pub fn broadcast_parameters<M: Module>(world: &World, model: M) -> M {
     };
     let mut values = parameters(&model);
     group.broadcast(&mut values);
+    with_parameters(model, values)
+}
+
+/// `model` with its float parameters replaced by `values` (in [`parameters`]' order).
+pub fn with_parameters<M: Module>(model: M, values: Vec<f32>) -> M {
     model.map(&mut Scatter { values, at: 0 })
 }
 

@@ -14,6 +14,7 @@ use crate::data::DataError;
 use crate::device::BackendError;
 use crate::model::PrecisionError;
 
+mod average;
 pub mod checkpoint;
 pub mod collective;
 pub mod curves;

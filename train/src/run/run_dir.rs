@@ -11,6 +11,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::Serialize;
 
+use super::average::Average;
 use super::checkpoint;
 use super::collective::{World, broadcast_parameters};
 use super::{TrainError, TrainOptions, io};
@@ -179,12 +180,14 @@ impl RunWriter {
     pub(crate) fn checkpoint<M: Module, S: Serialize>(
         &self,
         model: M,
+        average: Option<&Average>,
         optim: &ModuleOptimizer,
         state: &S,
     ) -> Result<M, TrainError> {
         let model = broadcast_parameters(&self.world, model);
         if self.is_lead() {
-            checkpoint::save(&self.run, &model, optim, state)?;
+            let averaged = average.and_then(|a| a.model(model.clone()));
+            checkpoint::save(&self.run, (&model, averaged), optim, state)?;
         }
         Ok(model)
     }

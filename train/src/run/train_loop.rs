@@ -15,7 +15,9 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 
-use super::collective::{average_gradients, broadcast_parameters};
+use super::average::Average;
+use super::checkpoint::Weights;
+use super::collective::{average_gradients, broadcast_parameters, parameters};
 use super::run_dir::{RunClock, RunWriter};
 use super::task::{EpochSums, MetricLine, Position, RunState, StepLoss, Stepped, Task};
 use super::{
@@ -107,6 +109,8 @@ struct Run<'a, T: Task> {
     resolved: Resolved,
     device: Device,
     optim: ModuleOptimizer,
+    /// The running average of the weights, where the config keeps one.
+    average: Option<Average>,
     state: RunState<T::Sums>,
     out: RunWriter,
     per_epoch: u64,
@@ -144,11 +148,13 @@ impl<'a, T: Task> Run<'a, T> {
             let _ = fs::remove_file(dir.join("error.txt"));
         }
         let mut model = task.init(&device);
+        let init = model.clone();
         let mut adam = AdamConfig::new().with_epsilon(1e-8);
         if let Some(c) = t.grad_clip_norm {
             adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
         }
         let mut optim: ModuleOptimizer = adam.init();
+        let mut averaged = None;
         let mut state = RunState {
             epoch: 0,
             step: 0,
@@ -160,22 +166,31 @@ impl<'a, T: Task> Run<'a, T> {
             state = checkpoint::load_state::<RunState<T::Sums>>(&ckpt)?;
             let found = (state.config_hash.as_str(), state.metrics_len);
             (model, optim) = resume(&dir, config, &ckpt, found, model, optim, world)?;
+            if t.average_weights.is_some() && Weights::best_of(&ckpt) == Weights::Average {
+                let average = checkpoint::load_weights(&ckpt, init, Weights::Average)?;
+                averaged = Some((parameters(&average), state.step));
+            }
             state.config_hash = hash;
             state.task = task.resumed(state.task);
         }
         let out = RunWriter::open(&dir, world)?;
         let model = broadcast_parameters(world, model);
         let per_epoch = task.steps_per_epoch();
+        let total_steps = per_epoch * t.epochs as u64;
+        let average = t
+            .average_weights
+            .map(|fraction| Average::new(fraction, total_steps, averaged));
         let run = Run {
             config,
             world,
             dir,
             device,
             optim,
+            average,
             state,
             out,
             per_epoch,
-            total_steps: per_epoch * t.epochs as u64,
+            total_steps,
             resolved,
             task,
         };
@@ -222,6 +237,9 @@ impl<'a, T: Task> Run<'a, T> {
             let values = match stepped {
                 Ok((values, Some(next))) => {
                     model = next;
+                    if let Some(average) = &mut self.average {
+                        average.update(&model, state.step + 1);
+                    }
                     values
                 }
                 failed => {
@@ -243,7 +261,8 @@ impl<'a, T: Task> Run<'a, T> {
             observer.step(state.epoch, state.step, &task.shown(&values));
             if stop && state.step < epoch_end {
                 state.metrics_len = self.out.metrics_len()?;
-                self.out.checkpoint(model, &self.optim, state)?;
+                let average = self.average.as_ref();
+                self.out.checkpoint(model, average, &self.optim, state)?;
                 return Ok(Steps::Interrupted);
             }
         }
@@ -268,7 +287,9 @@ impl<'a, T: Task> Run<'a, T> {
         let train_mean = state.task.mean(last_step);
         let mut figures = None;
         if self.out.is_lead() {
-            let valid = model.valid();
+            // What export gives: the average where the run keeps one.
+            let averaged = self.average.as_ref().and_then(|a| a.model(model.clone()));
+            let valid = averaged.as_ref().unwrap_or(&model).valid();
             let base = &self.resolved.device;
             let val = task.validate(&valid, base)?;
             if t.sample_every > 0 && (state.epoch + 1).is_multiple_of(t.sample_every)
@@ -296,7 +317,8 @@ impl<'a, T: Task> Run<'a, T> {
         state.epoch += 1;
         state.task.reset();
         state.metrics_len = self.out.metrics_len()?;
-        let model = self.out.checkpoint(model, &self.optim, state)?;
+        let average = self.average.as_ref();
+        let model = self.out.checkpoint(model, average, &self.optim, state)?;
         Ok((model, figures))
     }
 }
