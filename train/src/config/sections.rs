@@ -199,10 +199,10 @@ pub struct TrainerConfig {
     /// Clip the global gradient L2 norm to this value (none: no clipping).
     #[serde(default)]
     pub grad_clip_norm: Option<f32>,
-    /// Keep a running average of the weights beside the trained ones, its time constant
-    /// this fraction of the run's steps (0.1: about the last tenth), and validate and
-    /// export it: the weights of the last steps scatter about the minimum the average sits
-    /// nearer to. None: the last step's weights.
+    /// Keep the mean of the weights after each of the run's last steps, this fraction of
+    /// them (0.1: the last tenth), beside the trained ones, and validate and export it:
+    /// the weights of the last steps scatter about the minimum the mean sits nearer to.
+    /// None: the last step's weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_weights: Option<f64>,
     #[serde(default)]

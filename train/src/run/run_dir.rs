@@ -11,7 +11,6 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::Serialize;
 
-use super::average::Average;
 use super::checkpoint;
 use super::collective::{World, broadcast_parameters};
 use super::{TrainError, TrainOptions, io};
@@ -180,13 +179,12 @@ impl RunWriter {
     pub(crate) fn checkpoint<M: Module, S: Serialize>(
         &self,
         model: M,
-        average: Option<&Average>,
+        averaged: Option<M>,
         optim: &ModuleOptimizer,
         state: &S,
     ) -> Result<M, TrainError> {
         let model = broadcast_parameters(&self.world, model);
         if self.is_lead() {
-            let averaged = average.and_then(|a| a.model(model.clone()));
             checkpoint::save(&self.run, (&model, averaged), optim, state)?;
         }
         Ok(model)

@@ -148,7 +148,6 @@ impl<'a, T: Task> Run<'a, T> {
             let _ = fs::remove_file(dir.join("error.txt"));
         }
         let mut model = task.init(&device);
-        let init = model.clone();
         let mut adam = AdamConfig::new().with_epsilon(1e-8);
         if let Some(c) = t.grad_clip_norm {
             adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
@@ -167,7 +166,7 @@ impl<'a, T: Task> Run<'a, T> {
             let found = (state.config_hash.as_str(), state.metrics_len);
             (model, optim) = resume(&dir, config, &ckpt, found, model, optim, world)?;
             if t.average_weights.is_some() && Weights::best_of(&ckpt) == Weights::Average {
-                let average = checkpoint::load_weights(&ckpt, init, Weights::Average)?;
+                let average = checkpoint::load_weights(&ckpt, model.clone(), Weights::Average)?;
                 averaged = Some((parameters(&average), state.step));
             }
             state.config_hash = hash;
@@ -261,8 +260,8 @@ impl<'a, T: Task> Run<'a, T> {
             observer.step(state.epoch, state.step, &task.shown(&values));
             if stop && state.step < epoch_end {
                 state.metrics_len = self.out.metrics_len()?;
-                let average = self.average.as_ref();
-                self.out.checkpoint(model, average, &self.optim, state)?;
+                let averaged = averaged(self.average.as_ref(), &self.out, &model);
+                self.out.checkpoint(model, averaged, &self.optim, state)?;
                 return Ok(Steps::Interrupted);
             }
         }
@@ -286,9 +285,9 @@ impl<'a, T: Task> Run<'a, T> {
         let (t, state, task) = (&self.config.trainer, &mut self.state, &self.task);
         let train_mean = state.task.mean(last_step);
         let mut figures = None;
+        let averaged = averaged(self.average.as_ref(), &self.out, &model);
         if self.out.is_lead() {
             // What export gives: the average where the run keeps one.
-            let averaged = self.average.as_ref().and_then(|a| a.model(model.clone()));
             let valid = averaged.as_ref().unwrap_or(&model).valid();
             let base = &self.resolved.device;
             let val = task.validate(&valid, base)?;
@@ -317,10 +316,15 @@ impl<'a, T: Task> Run<'a, T> {
         state.epoch += 1;
         state.task.reset();
         state.metrics_len = self.out.metrics_len()?;
-        let average = self.average.as_ref();
-        let model = self.out.checkpoint(model, average, &self.optim, state)?;
+        let model = self.out.checkpoint(model, averaged, &self.optim, state)?;
         Ok((model, figures))
     }
+}
+
+/// `model` with the averaged weights, on rank 0 (which validates and writes the
+/// checkpoint), where the run keeps an `average` and it has begun.
+fn averaged<M: Module>(average: Option<&Average>, out: &RunWriter, model: &M) -> Option<M> {
+    average.filter(|_| out.is_lead())?.model(model.clone())
 }
 
 /// Why a step gave no next model: its loss was not finite (`Ok(loss)`), or an allocation
