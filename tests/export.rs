@@ -452,3 +452,56 @@ fn a_guided_denoiser_exports_with_its_inputs_and_metadata() {
     );
     assert!(!dir.path().join("x.onnx").exists());
 }
+
+/// Export states the validation the exported weights reached, and warns (without refusing)
+/// when that is below the acquired image: the tiny run's three steps are, the learned run is
+/// not. Training warns the same way at its end.
+#[test]
+fn a_denoiser_worse_than_its_input_is_reported_at_training_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let below = "scores below the acquired image on the validation slices";
+    let tiny = crate::util::tiny_guided_run();
+    let model = dir.path().join("pd.onnx");
+    let run_export = |run: &Path| {
+        let run = run.to_str().unwrap();
+        let out = crossdenoise(
+            &["export", run, "--to", "a", "--out", "pd.onnx"],
+            dir.path(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(model.exists());
+        (stdout(&out), stderr(&out))
+    };
+    let (text, err) = run_export(&tiny);
+    assert!(
+        text.contains("validation at the run's last epoch: "),
+        "{text}"
+    );
+    assert!(err.contains(below), "{err}");
+    assert!(err.contains("trainer.lr"), "{err}");
+    let (learned, _) = crate::util::learned_guided_run();
+    let (text, err) = run_export(&learned);
+    assert!(
+        text.contains("validation at the run's last epoch: "),
+        "{text}"
+    );
+    assert!(!err.contains(below), "{err}");
+
+    // Training says it too, naming the contrast, and still ends as a run.
+    let config = crate::support::workspace_root().join("configs/guided.json");
+    let mut train = vec![
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        "runs",
+        "--epochs",
+        "1",
+    ];
+    for set in crate::util::TINY_GUIDED {
+        train.extend(["--set", set]);
+    }
+    let out = crossdenoise(&train, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("the pd denoiser {below}")), "{err}");
+}

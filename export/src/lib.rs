@@ -21,6 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crossdenoise_image::{GuideMetadata, ModelKind, ModelMetadata, Normalization};
+use crossdenoise_train::denoiser::validation::DirectionValidation;
 use crossdenoise_train::model::Domain;
 use protobuf::Message;
 
@@ -71,6 +72,9 @@ pub struct ExportReport {
     pub triton: Option<PathBuf>,
     /// Which of the checkpoint's weights it holds.
     pub weights: Weights,
+    /// A denoiser's scores on its run's validation slices at the last epoch before the
+    /// checkpoint (none for the cross path, or a run without an ended epoch).
+    pub validation: Option<DirectionValidation>,
 }
 
 // Long: the export's steps in their order (load, lower, metadata, encode, check, write),
@@ -202,6 +206,10 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         fp16: opts.fp16,
         triton,
         weights: trained.weights,
+        validation: match trained.network {
+            Network::Denoisers(_) => trained.validation.map(|v| v.get(opts.to).clone()),
+            Network::DualDomain(_) => None,
+        },
     })
 }
 

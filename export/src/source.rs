@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use crossdenoise_train::Config;
+use crossdenoise_train::denoiser::validation::DenoiserValidation;
 use crossdenoise_train::model::{DenoiserPair, DualDomain};
 use crossdenoise_train::run::checkpoint::{self, StateHeader, Weights};
 use crossdenoise_train::{denoiser, study};
@@ -29,6 +30,9 @@ pub struct TrainedModel {
     pub weights: Weights,
     /// The noise the model was trained for, in coils (1: Rician).
     pub noise_coils: u32,
+    /// A denoiser run's last validation before this checkpoint (none for the study's
+    /// network, or before the first epoch ended).
+    pub validation: Option<DenoiserValidation>,
     pub device: Device,
 }
 
@@ -108,7 +112,13 @@ impl TrainedModel {
                 checkpoint::load_weights(&ckpt, init, weights).map_err(mismatch)?,
             ))
         };
+        let validation = if config.model.kind.is_denoiser() {
+            last_validation(&run, state.metrics_len)
+        } else {
+            None
+        };
         Ok(TrainedModel {
+            validation,
             run,
             checkpoint: ckpt,
             network,
@@ -119,4 +129,15 @@ impl TrainedModel {
             device,
         })
     }
+}
+
+/// The last epoch's validation in the run's `metrics.jsonl`, read up to `metrics_len` bytes
+/// (what the checkpoint had seen) where the checkpoint says. A missing or unreadable file
+/// only leaves the export without the figure: the weights are what it exports.
+fn last_validation(run: &Path, metrics_len: Option<u64>) -> Option<DenoiserValidation> {
+    let mut text = std::fs::read(run.join("metrics.jsonl")).ok()?;
+    if let Some(len) = metrics_len {
+        text.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+    }
+    denoiser::training::last_validation(&String::from_utf8_lossy(&text))
 }

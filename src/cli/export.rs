@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args as ClapArgs;
 use crossdenoise_export::{ExportOptions, Weights, export, graph};
+use crossdenoise_train::denoiser::validation::DirectionValidation;
 use crossdenoise_train::model::Domain;
 
 #[derive(Debug, ClapArgs)]
@@ -97,8 +98,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => println!("parity with Burn: not checked (--skip-parity)"),
     }
+    if let Some(v) = &report.validation {
+        print_validation(v);
+    }
     if let Some(dir) = &report.triton {
         println!("Triton model repository entry: {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The exported denoiser's last validation, and a warning when it scored below the acquired
+/// image: such a model makes every slice worse and is written only so it can be inspected.
+fn print_validation(v: &DirectionValidation) {
+    if let (Some(d), Some(q)) = (&v.denoised, &v.acquired) {
+        println!(
+            "validation at the run's last epoch: {:.2} dB / SSIM {:.3} against clean, the \
+             acquired image {:.2} dB / SSIM {:.3}",
+            d.psnr, d.ssim, q.psnr, q.ssim
+        );
+    }
+    if let Some((denoised, acquired)) = v.below_acquired() {
+        eprintln!(
+            "{}",
+            below_acquired_warning("this model", denoised, acquired)
+        );
+    }
+}
+
+/// What `train` and `export` say of a denoiser that scores below its own input.
+pub fn below_acquired_warning(what: &str, denoised: f64, acquired: f64) -> String {
+    format!(
+        "warning: {what} scores below the acquired image on the validation slices \
+         ({denoised:.2} dB against {acquired:.2} dB): it would make every slice worse. Its \
+         training failed (it diverged, see the loss in metrics.jsonl, or trained too few \
+         steps); lower trainer.lr or set trainer.grad_clip_norm, and train it again before \
+         serving it"
+    )
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use crossdenoise_train::Config;
+use crossdenoise_train::denoiser::validation::DenoiserValidation;
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::job::{self, Finals};
 use crossdenoise_train::model::Precision;
@@ -15,6 +16,7 @@ use crossdenoise_train::study::experiment::{self, criteria::Check, diagnosis};
 use crossdenoise_train::study::{PathScore, Validation};
 use indicatif::ProgressBar;
 
+use super::export::below_acquired_warning;
 use super::processes::Processes;
 use super::progress;
 
@@ -143,7 +145,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         summary.precision
     );
     let study = match &summary.finals {
-        Finals::Denoiser(_) => {
+        Finals::Denoiser(finals) => {
+            if let Some(last) = &finals.denoiser {
+                warn_below_acquired(&last.val, &config.data.domains);
+            }
             println!(
                 "run: {run} (metrics.jsonl, samples/, curves.png, checkpoint/, summary.json); \
                  export each contrast's denoiser with: crossdenoise export {run} --to a (or b) \
@@ -265,4 +270,14 @@ pub fn dual_domain_only(config: &crossdenoise_train::Config, command: &str) -> a
         config.model.kind
     );
     Ok(())
+}
+
+/// A warning for each contrast whose denoiser ends below its acquired image.
+fn warn_below_acquired(val: &DenoiserValidation, domains: &[String; 2]) {
+    for (name, dir) in domains.iter().zip([&val.a, &val.b]) {
+        if let Some((denoised, acquired)) = dir.below_acquired() {
+            let what = format!("the {name} denoiser");
+            eprintln!("{}", below_acquired_warning(&what, denoised, acquired));
+        }
+    }
 }

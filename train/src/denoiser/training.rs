@@ -408,6 +408,19 @@ pub fn epoch_line(
     line
 }
 
+/// The validation of the last epoch in a run's `metrics.jsonl` text (none before the first
+/// epoch ended): what the weights an export reads scored on the validation slices.
+pub fn last_validation(metrics: &str) -> Option<DenoiserValidation> {
+    metrics
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<DenoiserLine>(l).ok())
+        .find_map(|line| match line {
+            DenoiserLine::Epoch { val, .. } => Some(*val),
+            _ => None,
+        })
+}
+
 /// Redraws `curves.png`: training losses per direction, validation loss, and on phantoms
 /// PSNR against clean with the acquired image's as a reference line.
 fn write_curves(run: &Path, metrics_path: &Path, domains: &[String; 2]) -> Result<(), TrainError> {
@@ -500,5 +513,51 @@ mod tests {
         let state: DenoiserState = serde_json::from_str(oldest).unwrap();
         assert_eq!((state.task.prior_sum, state.task.noise_coils), (0.0, 1));
         assert_eq!(state.task.mean(&DenoiserLoss::default()).total, 1.0 / 3.0);
+    }
+
+    /// The last epoch's validation is found behind later step lines, and a text cut where a
+    /// checkpoint was taken gives the epoch before it; a worse-than-acquired score is told.
+    #[test]
+    fn the_last_validation_is_read_and_judged_against_the_acquired_image() {
+        let score = |psnr| validation::Score {
+            psnr,
+            ..Default::default()
+        };
+        let direction = |denoised, acquired| validation::DirectionValidation {
+            denoised: Some(score(denoised)),
+            acquired: Some(score(acquired)),
+            ..Default::default()
+        };
+        let epoch = |step, a: f64| {
+            let line = DenoiserLine::Epoch {
+                epoch: 0,
+                step,
+                train: DenoiserLoss::default(),
+                val: Box::new(DenoiserValidation {
+                    a: direction(a, 22.0),
+                    b: direction(30.0, 20.0),
+                }),
+            };
+            serde_json::to_string(&line).unwrap() + "\n"
+        };
+        let step = serde_json::to_string(&DenoiserLine::Step {
+            epoch: 1,
+            step: 3,
+            lr: 1e-3,
+            loss: DenoiserLoss::default(),
+        })
+        .unwrap()
+            + "\n";
+        let first = epoch(2, 31.0);
+        let text = format!("{first}{}{step}", epoch(4, 12.5));
+        let last = last_validation(&text).unwrap();
+        assert_eq!(last.a.below_acquired(), Some((12.5, 22.0)));
+        assert_eq!(last.b.below_acquired(), None);
+        let at_checkpoint = last_validation(&text[..first.len()]).unwrap();
+        assert_eq!(at_checkpoint.a.below_acquired(), None);
+        assert!(last_validation(&step).is_none());
+        // Without a clean image there is nothing to judge.
+        let unscored = validation::DirectionValidation::default();
+        assert_eq!(unscored.below_acquired(), None);
     }
 }

@@ -53,6 +53,18 @@ pub struct DirectionValidation {
     pub leakage: Vec<FindingLeakage>,
 }
 
+impl DirectionValidation {
+    /// The denoised and the acquired image's PSNR when the output scores below the acquired
+    /// image itself. A model worse than its own input has failed (it diverged, or trained far
+    /// too little), whatever its loss says, and must not be served unnoticed.
+    pub fn below_acquired(&self) -> Option<(f64, f64)> {
+        match (&self.denoised, &self.acquired) {
+            (Some(d), Some(q)) if d.psnr < q.psnr => Some((d.psnr, q.psnr)),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DenoiserValidation {
     pub a: DirectionValidation,

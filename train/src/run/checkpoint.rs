@@ -51,6 +51,10 @@ pub struct StateHeader {
     /// A denoiser run's data noise in coils (absent: what the config's data says).
     #[serde(default)]
     pub noise_coils: Option<u32>,
+    /// How much of `metrics.jsonl` the run had written at this checkpoint, in bytes: the
+    /// lines after it belong to later steps (absent in checkpoints of older versions).
+    #[serde(default)]
+    pub metrics_len: Option<u64>,
 }
 
 /// Writes `model`, `optim`, the run's `state` and, where the run keeps one, its weights'
