@@ -479,6 +479,23 @@ fn a_denoiser_worse_than_its_input_is_reported_at_training_and_export() {
     );
     assert!(err.contains(below), "{err}");
     assert!(err.contains("trainer.lr"), "{err}");
+    // The validation of an averaging run scored the average, so it is not told of the last
+    // step's weights.
+    let averaged = tiny_averaged_run();
+    let out = crossdenoise(
+        &[
+            "export",
+            averaged.to_str().unwrap(),
+            "--weights",
+            "last",
+            "--out",
+            "pd.onnx",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("validation at"), "{}", stdout(&out));
+    assert!(!stderr(&out).contains(below), "{}", stderr(&out));
     let (learned, _) = crate::util::learned_guided_run();
     let (text, err) = run_export(&learned);
     assert!(

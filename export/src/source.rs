@@ -30,8 +30,9 @@ pub struct TrainedModel {
     pub weights: Weights,
     /// The noise the model was trained for, in coils (1: Rician).
     pub noise_coils: u32,
-    /// A denoiser run's last validation before this checkpoint (none for the study's
-    /// network, or before the first epoch ended).
+    /// A denoiser run's last validation before this checkpoint, where it scored the weights
+    /// read (none for the study's network, before the first epoch ended, or for the last
+    /// step's weights of a run whose validation read their average).
     pub validation: Option<DenoiserValidation>,
     pub device: Device,
 }
@@ -112,7 +113,10 @@ impl TrainedModel {
                 checkpoint::load_weights(&ckpt, init, weights).map_err(mismatch)?,
             ))
         };
-        let validation = if config.model.kind.is_denoiser() {
+        // Validation scored the average where the run kept one: it says nothing of the last
+        // step's weights then.
+        let validated = weights == kept;
+        let validation = if config.model.kind.is_denoiser() && validated {
             last_validation(&run, state.metrics_len)
         } else {
             None
