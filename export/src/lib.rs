@@ -206,10 +206,7 @@ pub fn export(opts: &ExportOptions) -> Result<ExportReport, ExportError> {
         fp16: opts.fp16,
         triton,
         weights: trained.weights,
-        validation: match trained.network {
-            Network::Denoisers(_) => trained.validation.map(|v| v.get(opts.to).clone()),
-            Network::DualDomain(_) => None,
-        },
+        validation: trained.validation.map(|v| v.get(opts.to).clone()),
     })
 }
 
