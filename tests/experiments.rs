@@ -58,6 +58,24 @@ fn check_warns_about_the_original_failing_setups() {
     );
     assert!(out.status.success());
     assert!(stdout(&out).contains("none of the known traps"));
+    // A denoiser's crop smaller than its network's reach is named, the config's is not.
+    let guided = configs().join("guided.json");
+    let out = crossdenoise(&["check", guided.to_str().unwrap(), "--strict"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let small = [
+        "check",
+        guided.to_str().unwrap(),
+        "--strict",
+        "--set",
+        "trainer.crop_size=48",
+    ];
+    let out = crossdenoise(&small, dir.path());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("trainer.crop_size: 48 is smaller than 64"),
+        "{err}"
+    );
 }
 
 #[test]

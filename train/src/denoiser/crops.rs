@@ -74,6 +74,32 @@ pub fn batch(
     out
 }
 
+/// The smallest crop side, per pixel of the coarsest level (`2^depth`), that trains the
+/// deep layers on what a whole slice shows them.
+///
+/// A crop narrower than the network's reach (`blind_spot::reach`, 69 pixels at depth 3)
+/// fills its deepest features mostly with zero padding, which a whole slice never does.
+/// At depth 3, crops of 64 trained well and crops of 48 gave a PD prediction that kept its
+/// noise on whole slices (SSIM 0.78, while the training loss fell below the 64-pixel
+/// run's); at depth 4, crops of 64 lost PD 0.2-1.5 dB against depth 3 (QUALITY.md).
+pub const MIN_CROP_PER_COARSE_PIXEL: usize = 8;
+
+/// Why `crop` is too small for a denoiser of `depth` levels trained on slices of side
+/// `image`, or `None` (a crop of the whole slice shows what serving shows).
+pub fn crop_warning(crop: usize, image: usize, depth: usize) -> Option<String> {
+    let least = MIN_CROP_PER_COARSE_PIXEL << depth;
+    (crop < least && crop < image).then(|| {
+        format!(
+            "{crop} is smaller than {least} for model.depth {depth}: a prediction reads {} \
+             pixels to each side, so crops this small show the deepest layers mostly zero \
+             padding, which whole slices never do (at depth 3, crops of 48 left the PD \
+             prediction noisy on whole slices); use trainer.crop_size >= {least} or a \
+             smaller model.depth",
+            crate::model::blind_spot::reach(depth)
+        )
+    })
+}
+
 /// `img` turned by `turns` quarter turns, then mirrored left-right if `flip`.
 pub fn orient(img: ArrayView2<f32>, turns: usize, flip: bool) -> Array2<f32> {
     oriented(img, turns, flip).as_standard_layout().into_owned()
@@ -82,6 +108,21 @@ pub fn orient(img: ArrayView2<f32>, turns: usize, flip: bool) -> Array2<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crops_smaller_than_the_reach_are_warned_of() {
+        assert!(crop_warning(64, 256, 3).is_none());
+        assert!(crop_warning(128, 256, 4).is_none());
+        let small = crop_warning(48, 256, 3).expect("48 at depth 3");
+        assert!(
+            small.contains(">= 64") && small.contains("69 pixels"),
+            "{small}"
+        );
+        let deep = crop_warning(64, 256, 4).expect("64 at depth 4");
+        assert!(deep.contains(">= 128"), "{deep}");
+        // Whole slices, however small, are what serving sees.
+        assert!(crop_warning(32, 32, 3).is_none());
+    }
 
     #[test]
     fn orientations_are_rotations_and_mirrors() {

@@ -28,6 +28,15 @@ use super::ops::{conv3x3, leaky_relu, up2x2};
 /// LeakyReLU slope of the guided denoiser (Laine et al.'s).
 pub const SLOPE: f64 = 0.1;
 
+/// How many pixels away a pixel's prediction still reads the target, in any direction: the
+/// blind U-Net's receptive field at `depth` levels, turned four ways. Each level doubles
+/// what its convolutions and pooling add; the shifts and the pooling's alignment take 3 off.
+/// Training crops much smaller than this show the deep layers mostly zero padding, which a
+/// whole slice never does (`denoiser::crops::crop_warning`).
+pub fn reach(depth: usize) -> usize {
+    9 * (1usize << depth) - 3
+}
+
 /// The rows moved down by one: a zero row on top, the last row dropped.
 pub fn shift_down(x: Tensor<4>) -> Tensor<4> {
     let [n, c, h, w] = x.dims();

@@ -477,6 +477,40 @@ mod tests {
         );
     }
 
+    /// [`crate::model::blind_spot::reach`] is the network's: a change to one target pixel
+    /// moves predictions exactly that far from it, and no further.
+    #[test]
+    fn a_pixel_reaches_as_far_as_reach_says() {
+        let device = Device::flex();
+        for depth in [1, 2] {
+            let config = GuidedDenoiserConfig::new(4, depth, true);
+            let net = crate::model::init::seeded(config.init(&device), 3);
+            let n = 96;
+            let x = Tensor::<4>::random([1, 1, n, n], Distribution::Default, &device);
+            let g = Tensor::<4>::random([1, 1, n, n], Distribution::Default, &device);
+            let c = n / 2;
+            let bumped = x.clone().slice_assign(
+                [0..1, 0..1, c..c + 1, c..c + 1],
+                Tensor::<4>::full([1, 1, 1, 1], 5.0, &device),
+            );
+            let before = net.forward(x, Some(g.clone()), None, Precision::F32);
+            let after = net.forward(bumped, Some(g), None, Precision::F32);
+            let diff = (after - before)
+                .abs()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            let far = diff
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| **d > 0.0)
+                .map(|(i, _)| (i / n).abs_diff(c).max((i % n).abs_diff(c)))
+                .max()
+                .expect("the change reaches some pixel");
+            assert_eq!(far, crate::model::blind_spot::reach(depth), "depth {depth}");
+        }
+    }
+
     #[test]
     fn the_guide_changes_the_output() {
         let device = Device::flex();

@@ -219,10 +219,23 @@ pub fn memory_warning(config: &Config, memory: u64) -> Option<Warning> {
 
 /// The study's failure patterns: the wrong skips, the zero-initialised identity mapping,
 /// training noise far above 0.01, cross loss without the losses it builds on, no edge loss.
+/// For the denoisers: a training crop smaller than the blind-spot network's reach.
 pub fn lint(config: &Config) -> Vec<Warning> {
     if config.model.kind.is_denoiser() {
-        // The traps are the dual-domain network's: skips, identity mapping, loss weights.
-        return Vec::new();
+        // The study's traps are the dual-domain network's (skips, identity mapping, loss
+        // weights); a denoiser's is a crop too small for its blind-spot network.
+        let crop = crate::denoiser::crops::crop_warning(
+            config.trainer.crop_size,
+            config.data.image_size,
+            config.model.depth,
+        );
+        return crop
+            .map(|message| Warning {
+                key: "trainer.crop_size",
+                message,
+            })
+            .into_iter()
+            .collect();
     }
     let t = &config.trainer;
     let w = &t.loss_weights;
