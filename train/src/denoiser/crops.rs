@@ -77,11 +77,12 @@ pub fn batch(
 /// The smallest crop side, per pixel of the coarsest level (`2^depth`), that trains the
 /// deep layers on what a whole slice shows them.
 ///
-/// A crop narrower than the network's reach (`blind_spot::reach`, 69 pixels at depth 3)
+/// A crop much narrower than the network's reach (`blind_spot::reach`, 69 pixels at depth 3)
 /// fills its deepest features mostly with zero padding, which a whole slice never does.
 /// At depth 3, crops of 64 trained well and crops of 48 gave a PD prediction that kept its
 /// noise on whole slices (SSIM 0.78, while the training loss fell below the 64-pixel
-/// run's); at depth 4, crops of 64 lost PD 0.2-1.5 dB against depth 3 (QUALITY.md).
+/// run's); at depth 4 (reach 141), crops of 64 left PD 0.1-1.7 dB under depth 3's, though
+/// those runs also differed in width and precision (QUALITY.md).
 pub const MIN_CROP_PER_COARSE_PIXEL: usize = 8;
 
 /// Why `crop` is too small for a denoiser of `depth` levels trained on slices of side
