@@ -51,7 +51,8 @@ pub enum Command {
     Experiments(experiments::Args),
     /// Apply the study's diagnosis table to a run, with the evidence and the remedy.
     Diagnose(diagnose::DiagnoseArgs),
-    /// Check a config for the study's known traps before training.
+    /// Check a config for known traps before training: the study's, and a denoiser's
+    /// training crop too small for its network.
     Check(diagnose::CheckArgs),
     /// Export a trained run as an ONNX model (parity-checked against Burn): one contrast's
     /// denoiser, or the study's no_skip cross path (contrast synthesis).
