@@ -12,8 +12,11 @@ The classical denoisers estimate a magnitude's expectation, as a blind-spot netw
 they are given the same advantages as the product: the true sigma and the same Rician bias
 correction the runtime applies (BM3D / NLM + Rician correction), and BM3D also runs inside a
 Rician variance-stabilising transform with its exact unbiased inverse (Foi 2011; the
-transform and its inverse are built numerically below). The strongest of these per contrast
-(by PSNR) is the fair baseline: quality.json names it under "baseline", and the main job's
+transform and its inverse are built numerically below), and BM3D's mean is also inverted as
+a posterior mean that knows the air exists ("floor-aware": floor_aware_amplitude, fitted to
+each slice by empirical Bayes; the exact inversion leaves denoised air grey, because the mean
+hardly rises above the noise floor). The strongest of these per contrast (by PSNR) is the
+fair baseline: quality.json names it under "baseline", and the main job's
 headline compares with it. The uncorrected rows stay, for what a user running BM3D as
 shipped would get.
 
@@ -35,7 +38,8 @@ PDFS acquisition's units; they are rescaled to the PD acquisition's before scori
 A set made with a coil array (phantoms.json's "noise": noncentral chi, a g-factor map) gets
 the fair baseline its noise calls for: BM3D on the slice divided by its true noise map (unit
 noise everywhere), multiplied back, and the noncentral chi mean inverted pixel by pixel with
-the map ("BM3D + noise map + chi correction"); the single-sigma rows then use the map's
+the map ("BM3D + noise map + chi correction", and the floor-aware inversion of the same
+mean); the single-sigma rows then use the map's
 median in tissue as their sigma and the Rician correction, as a user treating the scan as
 one coil would. The Rician VST applies to one coil only and is left out there. Writes DIR/quality.json,
 DIR/quality.md (tables) and DIR/<contrast>.png (acquired | methods | clean, first slices).
@@ -58,7 +62,8 @@ import bm3d
 RING = (2, 5)
 # The classical methods given the product's advantages (true sigma, Rician bias removed).
 FAIR_CANDIDATES = ("BM3D + Rician correction", "NLM + Rician correction", "BM3D in a Rician VST",
-                   "BM3D + noise map + chi correction")
+                   "BM3D + floor-aware Rician correction", "BM3D + noise map + chi correction",
+                   "BM3D + noise map + floor-aware chi correction")
 
 
 def load_dir(d):
@@ -97,21 +102,23 @@ def score(clean, out):
 
 def rician_amplitude(mean, sigma):
     """Inverts the Rician mean sigma*m(A/sigma), as crossdenoise-runtime's RicianCorrection."""
-    t = np.linspace(0, 12, 4801)
-    x = t * t / 4
-    m = math.sqrt(math.pi / 2) * ((1 + 2 * x) * i0e(x) + 2 * x * i1e(x))
-    r = mean / sigma
-    a = np.interp(r, m, t) * sigma
-    a = np.where(r <= m[0], 0.0, a)
-    a = np.where(r >= m[-1], np.sqrt(np.maximum(mean ** 2 - sigma ** 2, 0)), a)
-    return a.astype(np.float32)
+    return chi_amplitude(mean, sigma, 1)
+
+
+def magnitude_mean(t, coils):
+    """The mean of a magnitude of `coils` coils at amplitude `t`, both in noise sigmas (the
+    Rician mean for one coil)."""
+    t = np.asarray(t, dtype=np.float64)
+    inside = math.sqrt(2) * math.exp(gammaln(coils + 0.5) - gammaln(coils)) * hyp1f1(
+        -0.5, coils, -np.minimum(t, 12 * math.sqrt(coils)) ** 2 / 2)
+    return np.where(t > 12 * math.sqrt(coils), np.sqrt(t * t + 2 * coils - 1), inside)
 
 
 def chi_amplitude(mean, sigma, coils):
     """Inverts the noncentral chi mean of `coils` coils pixel by pixel (sigma may be a map),
     as crossdenoise-image's BiasCorrection::for_coils."""
     t = np.linspace(0, 12 * math.sqrt(coils), 4801)
-    m = math.sqrt(2) * math.exp(gammaln(coils + 0.5) - gammaln(coils)) * hyp1f1(-0.5, coils, -t * t / 2)
+    m = magnitude_mean(t, coils)
     r = mean / sigma
     a = np.interp(r, m, t) * sigma
     a = np.where(r <= m[0], 0.0, a)
@@ -119,10 +126,49 @@ def chi_amplitude(mean, sigma, coils):
     return a.astype(np.float32)
 
 
-def bm3d_with_map(img, noise_map, coils):
-    """BM3D at unit noise on the slice divided by its noise map, then the chi correction."""
-    unit = bm3d.bm3d(img / noise_map, sigma_psd=1.0).astype(np.float32)
-    return chi_amplitude(unit * noise_map, noise_map, coils)
+def bm3d_with_map(img, noise_map):
+    """BM3D at unit noise on the slice divided by its noise map, multiplied back: the
+    magnitude's mean, before any correction."""
+    return bm3d.bm3d(img / noise_map, sigma_psd=1.0).astype(np.float32) * noise_map
+
+
+def floor_aware_amplitude(mean, sigma, coils=1):
+    """The amplitude a denoised magnitude's mean stands for, as a posterior mean that knows
+    the air exists and that the denoised mean is itself uncertain.
+
+    Inverting the mean exactly (rician_amplitude, chi_amplitude) is ill-conditioned at the
+    noise floor: the mean rises only by about t^2 / 8 sigma above it, so a denoised air pixel
+    a tenth of a sigma above the floor comes back as an amplitude of most of a sigma, and
+    the air stays grey. Here the amplitude's prior is a point mass at zero (the air) with
+    weight p0 plus a flat density up to the slice's largest amplitude, the denoised mean is
+    read as the true mean plus Gaussian error of sd s (in sigmas), and p0 and s are fitted
+    to each slice by maximum marginal likelihood (empirical Bayes): nothing is tuned by
+    hand, and a slice without air gets p0 near zero and the plain inversion."""
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), mean.shape)
+    r = mean.astype(np.float64) / sigma
+    floor = float(magnitude_mean(0.0, coils))
+    tmax = max(float(np.sqrt(max(r.max() ** 2 - (2 * coils - 1), 1.0))) * 1.05, 2.0)
+    t = np.linspace(0, tmax, 2001)
+    mu = magnitude_mean(t, coils)
+    counts, edges = np.histogram(r, bins=1000)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    used = counts > 0
+    best = None
+    for s in np.geomspace(0.02, 1.0, 24):
+        lik = np.exp(-0.5 * ((centres[used, None] - mu[None, :]) / s) ** 2) / s
+        at_floor, signal = lik[:, 0], lik[:, 1:].mean(1)
+        for p0 in np.linspace(0.0, 0.95, 39):
+            ll = float((counts[used] * np.log(p0 * at_floor + (1 - p0) * signal + 1e-300)).sum())
+            if best is None or ll > best[0]:
+                best = (ll, s, p0)
+    _, s, p0 = best
+    grid = np.linspace(min(r.min(), 0.0), r.max(), 4000)
+    logw = -0.5 * ((grid[:, None] - mu[None, :]) / s) ** 2
+    prior = np.full(t.shape, (1 - p0) / (len(t) - 1))
+    prior[0] = p0
+    w = np.exp(logw - logw.max(1, keepdims=True)) * prior[None, :]
+    expected = (w * t[None, :]).sum(1) / np.maximum(w.sum(1), 1e-300)
+    return (np.interp(r, grid, expected) * sigma).astype(np.float32)
 
 
 class RicianVst:
@@ -266,11 +312,18 @@ def main():
         outs["NLM"] = (nlm, c)
         outs["BM3D + Rician correction"] = ({n: rician_amplitude(b[n], sigma) for n in names}, c)
         outs["NLM + Rician correction"] = ({n: rician_amplitude(nlm[n], sigma) for n in names}, c)
+        if not scanner:
+            outs["BM3D + floor-aware Rician correction"] = (
+                {n: floor_aware_amplitude(b[n], sigma) for n in names}, c)
         if scanner:
             t = time.time()
-            outs["BM3D + noise map + chi correction"] = (
-                {n: bm3d_with_map(acquired[c][n], maps[n], noise["dof_coils"]) for n in names}, c)
+            coils = noise["dof_coils"]
+            mapped = {n: bm3d_with_map(acquired[c][n], maps[n]) for n in names}
             timings[f"bm3d map {c}"] = (time.time() - t) / len(names)
+            outs["BM3D + noise map + chi correction"] = (
+                {n: chi_amplitude(mapped[n], maps[n], coils) for n in names}, c)
+            outs["BM3D + noise map + floor-aware chi correction"] = (
+                {n: floor_aware_amplitude(mapped[n], maps[n], coils) for n in names}, c)
         else:
             t = time.time()
             outs["BM3D in a Rician VST"] = ({n: bm3d_in_vst(acquired[c][n], sigma, vst)

@@ -88,8 +88,8 @@ pub struct Baseline {
 }
 
 /// The reference script's row the headline compares with: the one it names as the fair
-/// baseline of `contrast` (its strongest classical method given the true sigma and the
-/// Rician bias correction), else "BM3D + Rician correction".
+/// baseline of `contrast` (its strongest classical method given the true sigma and a
+/// Rician bias correction, exact or floor-aware), else "BM3D + Rician correction".
 fn baseline(reference: &Value, contrast: &str) -> Option<Baseline> {
     let label = reference["baseline"][contrast]
         .as_str()
@@ -374,7 +374,8 @@ fn render(
          image's maximum as data range, tissue PSNR over the pixels where the clean image is \
          above 2% of its maximum grown by 3 pixels, SSIM with scikit-image's Gaussian window). \
          The headline's classical baseline is given the same advantages as the product: the \
-         true noise sigma and the same Rician bias correction.</p>{grid}",
+         true noise sigma and the same Rician bias correction, or that correction as a \
+         posterior that knows the air exists (floor-aware), whichever scores higher.</p>{grid}",
         n = r.slices,
         ph = esc(&inputs.phantoms.display().to_string()),
         grid = png_tag(held_out, "held-out slices")?,
