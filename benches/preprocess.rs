@@ -40,11 +40,12 @@ fn preprocessing(c: &mut Criterion) {
     });
 }
 
-/// The posterior of every pixel of a 256 x 256 slice: 48 bins each, the likelihood of one
-/// coil (Rician) or of 8 and 15 coils (noncentral chi, the Bessel function of order 7 and 14).
+/// The posterior of every pixel of a 256 x 256 slice as served: the slice's floor prior
+/// fitted, then 48 bins a pixel, the likelihood of one coil (Rician) or of 8 and 15 coils
+/// (noncentral chi, the Bessel function of order 7 and 14).
 fn posterior(c: &mut Criterion) {
     use crossdenoise_image::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
-    use crossdenoise_image::posterior::{PriorPlanes, posterior_image};
+    use crossdenoise_image::posterior::{PriorPlanes, serve};
     let config = PhantomConfig {
         size: 256,
         ..Default::default()
@@ -66,7 +67,13 @@ fn posterior(c: &mut Criterion) {
                     spread: spread.view(),
                     shift: shift.view(),
                 };
-                posterior_image(&correction, mean.view(), mean.view(), prior, sigmas.view())
+                serve(
+                    &correction,
+                    mean.view(),
+                    mean.clone(),
+                    Some(prior),
+                    sigmas.view(),
+                )
             })
         });
     }

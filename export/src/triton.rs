@@ -86,10 +86,12 @@ pub fn config_pbtxt(meta: &ModelMetadata) -> String {
         "\n# Outputs: the denoised magnitude's expectation, and the spread (ln std / sigma) and\n\
          # the shift of the mean (in sigmas, from the expectation's amplitude) of a prior of the\n\
          # clean amplitude: compute each pixel's posterior mean under the Rician likelihood at\n\
-         # the slice's noise level as crossdenoise-runtime does (posterior.rs)."
+         # the slice's noise level as crossdenoise-runtime does (posterior.rs; below its\n\
+         # phase-in, the expectation inverted as the slice's fitted floor prior says)."
     } else if meta.rician_correction {
         "\n# The output is the denoised magnitude's expectation: remove its Rician bias at the\n\
-         # slice's noise level as crossdenoise-runtime does (magnitude_bias::BiasCorrection)."
+         # slice's noise level as crossdenoise-runtime does (magnitude_bias::BiasCorrection,\n\
+         # near the noise floor as the slice's fitted floor prior says: floor_aware.rs)."
     } else {
         ""
     };

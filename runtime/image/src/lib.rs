@@ -15,6 +15,7 @@ pub mod dicom;
 pub mod error;
 pub mod fastmri;
 pub mod fat_signal;
+pub mod floor_aware;
 pub mod html;
 pub mod image;
 pub mod io;

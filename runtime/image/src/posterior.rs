@@ -29,6 +29,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
+use crate::floor_aware::FloorAware;
 use crate::magnitude_bias::{BiasCorrection, log_ive_scaled, root_rule};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
@@ -208,7 +209,9 @@ pub struct PriorPlanes<'a> {
 /// pixel's noise `sigma` in the same units): the posterior mean of each pixel given its own
 /// observed value where the network states a prior (its likelihood that of `correction`'s
 /// coils),
-/// else its prediction `expected` with the magnitude's bias removed by `correction`.
+/// else its prediction `expected` with the magnitude's bias removed by `correction`; near
+/// the noise floor the prediction is inverted as the slice's fitted floor prior says
+/// ([`FloorAware`]), so that the air comes back black.
 pub fn serve(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
@@ -216,12 +219,13 @@ pub fn serve(
     prior: Option<PriorPlanes>,
     sigma: ArrayView2<f32>,
 ) -> Array2<f32> {
+    let floor = FloorAware::fit(correction, expected.view(), sigma);
     match prior {
-        Some(prior) => posterior_image(correction, observed, expected.view(), prior, sigma),
+        Some(prior) => posterior_image(correction, &floor, observed, expected.view(), prior, sigma),
         None => {
             Zip::from(&mut expected)
                 .and(&sigma)
-                .for_each(|e, &s| *e = correction.amplitude(*e, s));
+                .for_each(|e, &s| *e = floor.amplitude(correction, *e, s));
             expected
         }
     }
@@ -232,6 +236,7 @@ pub fn serve(
 /// noise `sigma` of each pixel in the same units.
 pub fn posterior_image(
     correction: &BiasCorrection,
+    floor: &FloorAware,
     observed: ArrayView2<f32>,
     expected: ArrayView2<f32>,
     prior: PriorPlanes,
@@ -248,12 +253,15 @@ pub fn posterior_image(
             let amplitude = correction.amplitude(e, sigma);
             let w =
                 ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
+            // Below the posterior's phase-in the prediction is served, inverted at the floor
+            // as the slice's fitted floor prior says.
+            let served = floor.amplitude(correction, e, sigma);
             *o = if w > 0.0 {
                 let prior = Prior::around(amplitude, r, d, sigma);
                 let post = posterior_mean(y, prior, sigma, correction.coils());
-                (w * f64::from(post) + (1.0 - w) * f64::from(amplitude)) as f32
+                (w * f64::from(post) + (1.0 - w) * f64::from(served)) as f32
             } else {
-                amplitude
+                served
             };
         });
     out
@@ -418,7 +426,15 @@ mod tests {
                 spread: spread.view(),
                 shift: shift.view(),
             };
-            posterior_image(&c, one(y).view(), one(e).view(), planes, one(sigma).view())[(0, 0)]
+            let floor = FloorAware::exact();
+            posterior_image(
+                &c,
+                &floor,
+                one(y).view(),
+                one(e).view(),
+                planes,
+                one(sigma).view(),
+            )[(0, 0)]
         };
         let expected =
             |a: f32| sigma * crate::magnitude_bias::rician_mean(f64::from(a / sigma)) as f32;
