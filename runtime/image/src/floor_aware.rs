@@ -15,7 +15,7 @@
 
 use ndarray::{ArrayView2, Zip};
 
-use crate::magnitude_bias::{BiasCorrection, noncentral_chi_mean, rician_mean};
+use crate::magnitude_bias::{BiasCorrection, magnitude_mean};
 
 /// Ratios more than this many sigmas above the floor's mean are inverted exactly; the
 /// table blends into the exact inversion over the last sigma below it.
@@ -61,13 +61,7 @@ impl FloorAware {
     /// pixel, in the same units), for the magnitude `correction` inverts.
     pub fn fit(correction: &BiasCorrection, mean: ArrayView2<f32>, sigma: ArrayView2<f32>) -> Self {
         let coils = correction.coils();
-        let mu = |t: f64| {
-            if coils == 1 {
-                rician_mean(t)
-            } else {
-                noncentral_chi_mean(t, coils)
-            }
-        };
+        let mu = |t: f64| magnitude_mean(t, coils);
         let floor = mu(0.0);
         let hi = floor + ABOVE_FLOOR;
         let mut ratios = Vec::with_capacity(mean.len());
@@ -243,11 +237,7 @@ mod tests {
         });
         let mean = amplitude.mapv(|a| {
             let t = f64::from(a / sigma);
-            let m = if coils == 1 {
-                rician_mean(t)
-            } else {
-                noncentral_chi_mean(t, coils)
-            };
+            let m = magnitude_mean(t, coils);
             let n: f32 = rng.sample(StandardNormal);
             sigma * (m as f32 + error * n)
         });
@@ -287,7 +277,7 @@ mod tests {
         // Amplitudes of 1 to 3 sigma: near the floor, but no air.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let amplitude = Array2::from_shape_fn((64, 64), |_| 0.1 + 0.2 * rng.random::<f32>());
-        let mean = amplitude.mapv(|a| 0.1 * rician_mean(f64::from(a / 0.1)) as f32);
+        let mean = amplitude.mapv(|a| 0.1 * magnitude_mean(f64::from(a / 0.1), 1) as f32);
         let sigma = Array2::from_elem((64, 64), 0.1f32);
         let fit = FloorAware::fit(&c, mean.view(), sigma.view());
         let (weight, _) = fit.prior().expect("pixels near the floor");

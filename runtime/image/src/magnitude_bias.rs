@@ -33,6 +33,16 @@ pub fn rician_mean(t: f64) -> f64 {
     RAYLEIGH_MEAN * ((1.0 + 2.0 * x) * i0e(x) + 2.0 * x * i1e(x))
 }
 
+/// The mean of a magnitude of `coils` coils at amplitude `t`, noise 1: the Rician mean's
+/// closed form for one coil, the noncentral chi series for more.
+pub fn magnitude_mean(t: f64, coils: u32) -> f64 {
+    if coils <= 1 {
+        rician_mean(t)
+    } else {
+        noncentral_chi_mean(t, coils)
+    }
+}
+
 /// The mean of a noncentral chi magnitude with `2 coils` degrees of freedom, amplitude `t`,
 /// noise 1: `sqrt(pi/2) (2L-1)!! / (2^(L-1) (L-1)!) 1F1(-1/2; L; -t^2/2)`.
 ///
@@ -89,14 +99,7 @@ impl BiasCorrection {
         let table_max = TABLE_MAX * f64::from(coils).sqrt();
         let step = table_max / TABLE_STEPS as f64;
         let means = (0..=TABLE_STEPS)
-            .map(|k| {
-                let t = k as f64 * step;
-                if coils == 1 {
-                    rician_mean(t)
-                } else {
-                    noncentral_chi_mean(t, coils)
-                }
-            })
+            .map(|k| magnitude_mean(k as f64 * step, coils))
             .collect();
         BiasCorrection {
             coils,
