@@ -29,7 +29,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::floor_aware::FloorAware;
+use crate::floor_aware::{FloorAware, near_tissue};
 use crate::magnitude_bias::{BiasCorrection, log_ive_scaled, root_rule};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
@@ -210,9 +210,10 @@ pub struct PriorPlanes<'a> {
 /// observed value where the network states a prior (its likelihood that of `correction`'s
 /// coils), else its prediction `expected` with the magnitude's bias removed by `correction`;
 /// near the noise floor the prediction is inverted as the slice's fitted floor prior says
-/// ([`FloorAware`]), so that the air comes back black, except where the partner contrast
-/// shows tissue (`partner`, from [`crate::floor_aware::partner_tissue`]; a guided model's
-/// guide): there the exact inversion.
+/// ([`FloorAware`]), so that the air comes back black, except near the slice's own tissue
+/// and where the partner contrast shows tissue (`partner`, from
+/// [`crate::floor_aware::partner_tissue`]; a guided model's guide): there the exact
+/// inversion ([`near_tissue`]).
 pub fn serve(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
@@ -221,8 +222,9 @@ pub fn serve(
     sigma: ArrayView2<f32>,
     partner: Option<ArrayView2<bool>>,
 ) -> Array2<f32> {
-    let floor = FloorAware::fit(correction, expected.view(), sigma, partner);
-    let served = floor.amplitudes(correction, expected.view(), sigma, partner);
+    let near = near_tissue(expected.view(), sigma, correction.coils(), partner);
+    let floor = FloorAware::fit(correction, expected.view(), sigma, Some(near.view()));
+    let served = floor.amplitudes(correction, expected.view(), sigma, Some(near.view()));
     match prior {
         Some(prior) => posterior_image(correction, observed, expected.view(), served, prior, sigma),
         None => served,
