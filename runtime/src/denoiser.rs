@@ -21,7 +21,7 @@ use ort::session::Session;
 use crate::even_noise::{EvenNoise, noise_mismatch};
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
 use crate::input::fill;
-use crate::noise_levels::{guide_tissue, noise_levels};
+use crate::noise_levels::noise_levels;
 use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
 use crate::session_io::{
@@ -457,12 +457,7 @@ impl Denoiser {
         // prediction is multiplied back before the posterior step, which reads the map.
         let even = match self.noise {
             NoiseModel::Slice => None,
-            NoiseModel::Map(_) => Some(EvenNoise::new(
-                &self.noise,
-                self.correction.coils(),
-                images,
-                guides,
-            )?),
+            NoiseModel::Map(_) => Some(EvenNoise::new(&self.noise, images, guides)?),
         };
         let flat_views = even.as_ref().map(EvenNoise::views);
         let (images, guides) = match &flat_views {
@@ -552,7 +547,7 @@ impl Denoiser {
             let prior =
                 (self.metadata.posterior && self.posterior).then(|| posterior::PriorPlanes {
                     spread: crop(&data[1][at.clone()]),
-                    shift: crop(&data[2][at.clone()]),
+                    shift: crop(&data[2][at]),
                 });
             if correct || prior.is_some() {
                 out = match &even {
@@ -563,15 +558,7 @@ impl Denoiser {
                             Some(l) => Array2::from_elem(out.dim(), l[i * k]),
                             None => self.noise.sigma(crop(input))?,
                         };
-                        // Where the guide shows tissue, no pixel is taken for air.
-                        let level = levels.as_ref().filter(|_| k > 1).map(|l| l[i * k + 1]);
-                        let coils = self.correction.coils();
-                        let partner = guide
-                            .map(|g| guide_tissue(crop(&g[at.clone()]), level, &self.noise, coils))
-                            .transpose()?;
-                        let partner = partner.as_ref().map(|p| p.view());
-                        let (c, sigma) = (&self.correction, sigma.view());
-                        posterior::serve(c, crop(input), out, prior, sigma, partner)
+                        posterior::serve(&self.correction, crop(input), out, prior, sigma.view())
                     }
                     Some(e) => e.serve(i, &self.correction, crop(input), out, prior, scale.0),
                 };

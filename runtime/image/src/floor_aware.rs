@@ -12,14 +12,8 @@
 //! a weight near zero and so the exact inversion). Only ratios within
 //! [`ABOVE_FLOOR`] sigmas of the floor are touched: above them the point mass has no weight
 //! and the flat prior's posterior mean is the exact inversion.
-//!
-//! One slice's histogram cannot tell air from tissue its contrast shows dark: PDFS's
-//! suppressed fat lies 1 to 3 sigma above zero, and a point mass fitted to it pulls some of
-//! that fat to black. The partner contrast can: air is air in both, while fat-suppressed fat
-//! is bright in PD. Where the partner shows tissue ([`partner_tissue`]) the point mass has
-//! no weight, and those pixels are left out of the fit.
 
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{ArrayView2, Zip};
 
 use crate::magnitude_bias::{BiasCorrection, magnitude_mean};
 
@@ -39,77 +33,6 @@ const TABLE: usize = 320;
 const ERRORS: (f64, f64, usize) = (0.01, 0.1, 12);
 /// The candidate weights of the point mass: 0, 1/40, ... 38/40.
 const WEIGHTS: usize = 39;
-/// The partner shows tissue at a pixel where the mean of its 3 x 3 neighbourhood, in its
-/// sigmas, is this far above its floor's mean. Its air's 3 x 3 mean has a sd of about 0.22
-/// sigma on one coil (0.24 on eight), so air passes for tissue about once in 10^5 pixels;
-/// tissue of about 2 sigma or brighter is seen.
-pub const PARTNER_MARGIN: f64 = 1.0;
-
-/// Pixels this close (in rows or columns) to a pixel whose own prediction shows tissue keep
-/// the exact inversion: the partial-volume rim of the knee and thin dark structures between
-/// bright tissue (a tendon, the cortex) are dark in both contrasts, and a point mass fitted
-/// to the slice pulled them to black, which cost a well-trained model 0.2-0.6 dB in the
-/// tissue (QUALITY.md, "the partner contrast and the rim").
-pub const OWN_REACH: usize = 2;
-
-/// Where no pixel may be taken for air: within [`OWN_REACH`] pixels of one whose denoised
-/// mean `mean` (noise `sigma`) is [`PARTNER_MARGIN`] sigmas above the floor's mean, and
-/// wherever the partner shows tissue (`partner`, from [`partner_tissue`]).
-pub fn near_tissue(
-    mean: ArrayView2<f32>,
-    sigma: ArrayView2<f32>,
-    coils: u32,
-    partner: Option<ArrayView2<bool>>,
-) -> Array2<bool> {
-    let cut = magnitude_mean(0.0, coils) + PARTNER_MARGIN;
-    let own = Zip::from(&mean).and(&sigma).map_collect(|&m, &s| {
-        let r = f64::from(m) / f64::from(s);
-        s.is_nan() || s <= 0.0 || r > cut || r.is_nan()
-    });
-    let (h, w) = own.dim();
-    let mut near = Array2::from_shape_fn((h, w), |(i, j)| {
-        let rows = i.saturating_sub(OWN_REACH)..(i + OWN_REACH + 1).min(h);
-        rows.into_iter().any(|y| {
-            let cols = j.saturating_sub(OWN_REACH)..(j + OWN_REACH + 1).min(w);
-            cols.into_iter().any(|x| own[(y, x)])
-        })
-    });
-    if let Some(p) = partner {
-        Zip::from(&mut near).and(&p).for_each(|n, &p| *n |= p);
-    }
-    near
-}
-
-/// Where the partner contrast (`partner`, its noise `sigma` per pixel, both of the same
-/// size as the slice they guide; `coils` the array's) shows tissue: its 3 x 3 neighbourhood
-/// mean [`PARTNER_MARGIN`] sigmas above the floor's mean. Out-of-slice neighbours are left
-/// out of the mean, and a pixel of no noise (sigma 0 or not a number) counts as tissue.
-pub fn partner_tissue(
-    partner: ArrayView2<f32>,
-    sigma: ArrayView2<f32>,
-    coils: u32,
-) -> Array2<bool> {
-    let cut = magnitude_mean(0.0, coils) + PARTNER_MARGIN;
-    let (h, w) = partner.dim();
-    let ratio = Zip::from(&partner).and(&sigma).map_collect(|&p, &s| {
-        if s > 0.0 {
-            f64::from(p) / f64::from(s)
-        } else {
-            f64::INFINITY
-        }
-    });
-    Array2::from_shape_fn((h, w), |(i, j)| {
-        let (mut sum, mut n) = (0.0, 0.0);
-        for y in i.saturating_sub(1)..(i + 2).min(h) {
-            for x in j.saturating_sub(1)..(j + 2).min(w) {
-                sum += ratio[(y, x)];
-                n += 1.0;
-            }
-        }
-        let m = sum / n;
-        m > cut || m.is_nan()
-    })
-}
 
 /// A slice's fitted prior and its posterior-mean table, or the exact inversion alone.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,47 +58,27 @@ impl FloorAware {
     }
 
     /// Fits the prior to a slice's denoised means `mean` and their noise `sigma` (one per
-    /// pixel, in the same units), for the magnitude `correction` inverts; the pixels where
-    /// the partner shows tissue (`tissue`, from [`partner_tissue`]) are left out.
-    pub fn fit(
-        correction: &BiasCorrection,
-        mean: ArrayView2<f32>,
-        sigma: ArrayView2<f32>,
-        tissue: Option<ArrayView2<bool>>,
-    ) -> Self {
+    /// pixel, in the same units), for the magnitude `correction` inverts.
+    pub fn fit(correction: &BiasCorrection, mean: ArrayView2<f32>, sigma: ArrayView2<f32>) -> Self {
         let coils = correction.coils();
         let mu = |t: f64| magnitude_mean(t, coils);
         let floor = mu(0.0);
         let hi = floor + ABOVE_FLOOR;
-        let mut low = Vec::with_capacity(mean.len());
-        let (mut top, mut high, mut lo) = (0.0f64, 0.0f64, floor - 1.0);
-        let mut take = |m: f32, s: f32, tissue: bool| {
+        let mut ratios = Vec::with_capacity(mean.len());
+        let mut top = 0.0f64;
+        Zip::from(&mean).and(&sigma).for_each(|&m, &s| {
             let r = f64::from(m) / f64::from(s);
             if s > 0.0 && r.is_finite() {
                 top = top.max(r);
-                if tissue {
-                    return;
-                }
-                if r < hi {
-                    lo = lo.min(r);
-                    low.push(r);
-                } else {
-                    high += 1.0;
-                }
+                ratios.push(r);
             }
-        };
-        match tissue {
-            Some(t) => Zip::from(&mean)
-                .and(&sigma)
-                .and(&t)
-                .for_each(|&m, &s, &t| take(m, s, t)),
-            None => Zip::from(&mean)
-                .and(&sigma)
-                .for_each(|&m, &s| take(m, s, false)),
-        }
+        });
+        let lo = ratios.iter().copied().fold(floor - 1.0, f64::min);
+        let low: Vec<f64> = ratios.iter().copied().filter(|&r| r < hi).collect();
         if low.is_empty() {
             return Self::exact();
         }
+        let high = (ratios.len() - low.len()) as f64;
         // The amplitude grid: far enough that the widest error's likelihood of the cut is
         // covered; the flat prior reaches the slice's largest amplitude (at least that).
         let reach = hi + 5.0 * ERRORS.1;
@@ -238,32 +141,6 @@ impl FloorAware {
     /// the exact inversion).
     pub fn prior(&self) -> Option<(f64, f64)> {
         self.fit.as_ref().map(|f| (f.zero_weight, f.error))
-    }
-
-    /// The amplitudes a slice's denoised means `mean` (noise `sigma`) stand for; where the
-    /// partner shows tissue (`tissue`), the exact inversion.
-    pub fn amplitudes(
-        &self,
-        correction: &BiasCorrection,
-        mean: ArrayView2<f32>,
-        sigma: ArrayView2<f32>,
-        tissue: Option<ArrayView2<bool>>,
-    ) -> Array2<f32> {
-        match tissue {
-            Some(t) => Zip::from(&mean)
-                .and(&sigma)
-                .and(&t)
-                .map_collect(|&m, &s, &t| {
-                    if t {
-                        correction.amplitude(m, s)
-                    } else {
-                        self.amplitude(correction, m, s)
-                    }
-                }),
-            None => Zip::from(&mean)
-                .and(&sigma)
-                .map_collect(|&m, &s| self.amplitude(correction, m, s)),
-        }
     }
 
     /// The amplitude a denoised mean `mean` of noise `sigma` stands for.
@@ -376,7 +253,7 @@ mod tests {
         for coils in [1, 8] {
             let c = BiasCorrection::for_coils(coils);
             let (_, mean, sigma) = slice(coils, 0.05, true);
-            let fit = FloorAware::fit(&c, mean.view(), sigma.view(), None);
+            let fit = FloorAware::fit(&c, mean.view(), sigma.view());
             let (weight, _) = fit.prior().expect("air near the floor");
             assert!(weight > 0.3, "{coils} coils: weight {weight}");
             let ours = served(&c, &fit, &mean, 0.1);
@@ -402,7 +279,7 @@ mod tests {
         let amplitude = Array2::from_shape_fn((64, 64), |_| 0.1 + 0.2 * rng.random::<f32>());
         let mean = amplitude.mapv(|a| 0.1 * magnitude_mean(f64::from(a / 0.1), 1) as f32);
         let sigma = Array2::from_elem((64, 64), 0.1f32);
-        let fit = FloorAware::fit(&c, mean.view(), sigma.view(), None);
+        let fit = FloorAware::fit(&c, mean.view(), sigma.view());
         let (weight, _) = fit.prior().expect("pixels near the floor");
         assert!(weight < 0.05, "weight {weight}");
         let ours = served(&c, &fit, &mean, 0.1);
@@ -416,133 +293,18 @@ mod tests {
         let bright = Array2::from_elem((8, 8), 2.0f32);
         let sigma = Array2::from_elem((8, 8), 0.1f32);
         assert_eq!(
-            FloorAware::fit(&c, bright.view(), sigma.view(), None),
+            FloorAware::fit(&c, bright.view(), sigma.view()),
             FloorAware::exact()
         );
         let none = Array2::<f32>::zeros((0, 0));
         assert_eq!(
-            FloorAware::fit(&c, none.view(), none.view(), None),
+            FloorAware::fit(&c, none.view(), none.view()),
             FloorAware::exact()
         );
         // A pixel of zero noise is left to the exact inversion (its mean itself).
         let one = Array2::from_elem((1, 1), 0.2f32);
         let zero = Array2::from_elem((1, 1), 0.0f32);
-        let fit = FloorAware::fit(&c, one.view(), zero.view(), None);
+        let fit = FloorAware::fit(&c, one.view(), zero.view());
         assert_eq!(fit.amplitude(&c, 0.2, 0.0), 0.2);
-    }
-
-    /// A third air, a third tissue of 1 to 2.5 sigma (fat-suppressed fat: bright in the
-    /// partner), a third bright tissue; the denoised means off by 0.05 sigma.
-    fn dark_tissue_slice(coils: u32) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let sigma = 0.1f32;
-        let amplitude = Array2::from_shape_fn((60, 60), |(_, j)| match j {
-            0..20 => 0.0,
-            20..40 => 0.1 + 0.15 * rng.random::<f32>(),
-            _ => 0.8 + 0.4 * rng.random::<f32>(),
-        });
-        let mean = amplitude.mapv(|a| {
-            let n: f32 = rng.sample(StandardNormal);
-            sigma * (magnitude_mean(f64::from(a / sigma), coils) as f32 + 0.05 * n)
-        });
-        // The partner's noisy root-sum-of-squares magnitude: air where this slice has air,
-        // 6 sigma elsewhere.
-        let partner = Array2::from_shape_fn((60, 60), |(_, j)| {
-            let a = if j < 20 { 0.0f32 } else { 0.6 };
-            let power: f32 = (0..2 * coils)
-                .map(|k| {
-                    let n: f32 = rng.sample(StandardNormal);
-                    (if k == 0 { a } else { 0.0 } + sigma * n).powi(2)
-                })
-                .sum();
-            power.sqrt()
-        });
-        (amplitude, mean, partner)
-    }
-
-    #[test]
-    fn the_partner_marks_its_tissue_and_not_its_air() {
-        for coils in [1, 8] {
-            let (_, _, partner) = dark_tissue_slice(coils);
-            let sigma = Array2::from_elem(partner.dim(), 0.1f32);
-            let tissue = partner_tissue(partner.view(), sigma.view(), coils);
-            let share = |j: std::ops::Range<usize>| {
-                let part = tissue.slice(ndarray::s![.., j]);
-                part.iter().filter(|&&t| t).count() as f32 / part.len() as f32
-            };
-            // The air's own pixels (the column beside the tissue sees it in its
-            // neighbourhood).
-            assert_eq!(share(0..19), 0.0, "{coils} coils");
-            assert_eq!(share(20..60), 1.0, "{coils} coils");
-        }
-        let (_, _, partner) = dark_tissue_slice(1);
-        let sigma = Array2::from_elem(partner.dim(), 0.1f32);
-        // A pixel without noise, or not a number, is never taken for air.
-        let mut odd = partner.clone();
-        odd[(5, 5)] = f32::NAN;
-        let mut zero = sigma.clone();
-        zero[(9, 9)] = 0.0;
-        let marked = partner_tissue(odd.view(), zero.view(), 1);
-        assert!(marked[(5, 5)] && marked[(9, 9)] && !marked[(5, 12)]);
-    }
-
-    #[test]
-    fn with_the_partner_dark_tissue_keeps_its_amplitude_and_air_stays_black() {
-        for coils in [1, 8] {
-            let c = BiasCorrection::for_coils(coils);
-            let (amplitude, mean, partner) = dark_tissue_slice(coils);
-            let sigma = Array2::from_elem(mean.dim(), 0.1f32);
-            let tissue = partner_tissue(partner.view(), sigma.view(), coils);
-            let serve = |tissue: Option<ArrayView2<bool>>| {
-                let fit = FloorAware::fit(&c, mean.view(), sigma.view(), tissue);
-                fit.amplitudes(&c, mean.view(), sigma.view(), tissue)
-            };
-            let (alone, guided) = (serve(None), serve(Some(tissue.view())));
-            let exact = FloorAware::exact().amplitudes(&c, mean.view(), sigma.view(), None);
-            let err = |img: &Array2<f32>, j: std::ops::Range<usize>| {
-                let d =
-                    &img.slice(ndarray::s![.., j.clone()]) - &amplitude.slice(ndarray::s![.., j]);
-                (d.mapv(|v| v * v).mean().unwrap()).sqrt() / 0.1
-            };
-            // Dark tissue: as the exact inversion gives it with the partner.
-            assert_eq!(
-                guided.slice(ndarray::s![.., 20..]),
-                exact.slice(ndarray::s![.., 20..]),
-                "{coils} coils"
-            );
-            assert!(
-                err(&guided, 20..40) < err(&alone, 20..40),
-                "{coils} coils: dark tissue {} sigma with the partner, {} without",
-                err(&guided, 20..40),
-                err(&alone, 20..40)
-            );
-            // The air is as black as without the partner.
-            assert!(
-                err(&guided, 0..19) < 0.1,
-                "{coils} coils: air {}",
-                err(&guided, 0..19)
-            );
-            assert!(err(&exact, 0..19) > 2.0 * err(&guided, 0..19));
-        }
-    }
-
-    #[test]
-    fn the_rim_of_the_own_tissue_and_the_partner_tissue_are_never_air() {
-        let sigma = Array2::from_elem((20, 20), 0.1f32);
-        let floor = 0.1 * magnitude_mean(0.0, 1) as f32;
-        // Air at the floor's mean, one bright pixel at (10, 10).
-        let mut mean = Array2::from_elem((20, 20), floor);
-        mean[(10, 10)] = 1.0;
-        let near = near_tissue(mean.view(), sigma.view(), 1, None);
-        assert!(near[(10, 10)] && near[(8, 12)] && near[(12, 8)]);
-        assert!(!near[(7, 10)] && !near[(10, 13)] && !near[(0, 0)]);
-        assert_eq!(near.iter().filter(|&&n| n).count(), 25);
-        // A partner's tissue is added; a pixel without noise is never air.
-        let mut partner = Array2::from_elem((20, 20), false);
-        partner[(0, 0)] = true;
-        let mut zero = sigma.clone();
-        zero[(19, 19)] = 0.0;
-        let near = near_tissue(mean.view(), zero.view(), 1, Some(partner.view()));
-        assert!(near[(0, 0)] && near[(19, 19)] && near[(17, 17)] && !near[(16, 16)]);
     }
 }

@@ -29,7 +29,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::floor_aware::{FloorAware, near_tissue};
+use crate::floor_aware::FloorAware;
 use crate::magnitude_bias::{BiasCorrection, log_ive_scaled, root_rule};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
@@ -208,42 +208,42 @@ pub struct PriorPlanes<'a> {
 /// What is served for a slice from a network's outputs (all in one normalised space, each
 /// pixel's noise `sigma` in the same units): the posterior mean of each pixel given its own
 /// observed value where the network states a prior (its likelihood that of `correction`'s
-/// coils), else its prediction `expected` with the magnitude's bias removed by `correction`;
-/// near the noise floor the prediction is inverted as the slice's fitted floor prior says
-/// ([`FloorAware`]), so that the air comes back black, except near the slice's own tissue
-/// and where the partner contrast shows tissue (`partner`, from
-/// [`crate::floor_aware::partner_tissue`]; a guided model's guide): there the exact
-/// inversion ([`near_tissue`]).
+/// coils),
+/// else its prediction `expected` with the magnitude's bias removed by `correction`; near
+/// the noise floor the prediction is inverted as the slice's fitted floor prior says
+/// ([`FloorAware`]), so that the air comes back black.
 pub fn serve(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
-    expected: Array2<f32>,
+    mut expected: Array2<f32>,
     prior: Option<PriorPlanes>,
     sigma: ArrayView2<f32>,
-    partner: Option<ArrayView2<bool>>,
 ) -> Array2<f32> {
-    let near = near_tissue(expected.view(), sigma, correction.coils(), partner);
-    let floor = FloorAware::fit(correction, expected.view(), sigma, Some(near.view()));
-    let served = floor.amplitudes(correction, expected.view(), sigma, Some(near.view()));
+    let floor = FloorAware::fit(correction, expected.view(), sigma);
     match prior {
-        Some(prior) => posterior_image(correction, observed, expected.view(), served, prior, sigma),
-        None => served,
+        Some(prior) => posterior_image(correction, &floor, observed, expected.view(), prior, sigma),
+        None => {
+            Zip::from(&mut expected)
+                .and(&sigma)
+                .for_each(|e, &s| *e = floor.amplitude(correction, *e, s));
+            expected
+        }
     }
 }
 
 /// The posterior mean of every pixel of a slice: `observed` (the noisy magnitudes),
 /// `expected` and `prior` (a network's outputs for it), all in one normalised space, and the
-/// noise `sigma` of each pixel in the same units; `served` is what the prediction alone
-/// serves (below the posterior's phase-in, and blended with it up to [`FLOOR`]`.1`).
+/// noise `sigma` of each pixel in the same units.
 pub fn posterior_image(
     correction: &BiasCorrection,
+    floor: &FloorAware,
     observed: ArrayView2<f32>,
     expected: ArrayView2<f32>,
-    mut served: Array2<f32>,
     prior: PriorPlanes,
     sigma: ArrayView2<f32>,
 ) -> Array2<f32> {
-    Zip::from(&mut served)
+    let mut out = Array2::zeros(observed.dim());
+    Zip::from(&mut out)
         .and(&observed)
         .and(&expected)
         .and(&prior.spread)
@@ -253,13 +253,18 @@ pub fn posterior_image(
             let amplitude = correction.amplitude(e, sigma);
             let w =
                 ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
-            if w > 0.0 {
+            // Below the posterior's phase-in the prediction is served, inverted at the floor
+            // as the slice's fitted floor prior says.
+            let served = floor.amplitude(correction, e, sigma);
+            *o = if w > 0.0 {
                 let prior = Prior::around(amplitude, r, d, sigma);
                 let post = posterior_mean(y, prior, sigma, correction.coils());
-                *o = (w * f64::from(post) + (1.0 - w) * f64::from(*o)) as f32;
-            }
+                (w * f64::from(post) + (1.0 - w) * f64::from(served)) as f32
+            } else {
+                served
+            };
         });
-    served
+    out
 }
 
 #[cfg(test)]
@@ -421,12 +426,12 @@ mod tests {
                 spread: spread.view(),
                 shift: shift.view(),
             };
-            let served = one(c.amplitude(e, sigma));
+            let floor = FloorAware::exact();
             posterior_image(
                 &c,
+                &floor,
                 one(y).view(),
                 one(e).view(),
-                served,
                 planes,
                 one(sigma).view(),
             )[(0, 0)]
