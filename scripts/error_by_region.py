@@ -5,7 +5,8 @@
 SET is a `crossdenoise phantoms` folder (its clean images and true noise maps under
 `clean/`); DENOISED holds `pd/` and `pdfs/` with the served slices of the same names. The
 regions: air (the clean image is zero), dark tissue (above zero, under 3 sigma) and bright
-tissue (3 sigma and above). A bias that a region's rms mostly consists of is a correction
+tissue (3 sigma and above), each with its share of the slices' squared error (where a gap
+to a baseline is to be won). A bias that a region's rms mostly consists of is a correction
 at fault (the noise floor, the noise map), not the denoising: it says where a model's gap
 to a baseline given the true noise lies.
 """
@@ -26,8 +27,8 @@ def main():
     parser.add_argument("set", type=Path)
     parser.add_argument("denoised", type=Path)
     args = parser.parse_args()
-    print("| contrast | region | share of pixels | bias (sigma) | rms (sigma) |")
-    print("|---|---|---|---|---|")
+    print("| contrast | region | share of pixels | bias (sigma) | rms (sigma) | share of the error |")
+    print("|---|---|---|---|---|---|")
     for contrast in ("pd", "pdfs"):
         sums = {r: [0, 0.0, 0.0] for r in REGIONS}
         for noisy in sorted((args.set / contrast).glob("*.npy")):
@@ -40,11 +41,12 @@ def main():
                 sums[region][1] += error.sum()
                 sums[region][2] += (error**2).sum()
         total = sum(n for n, _, _ in sums.values())
+        squares = sum(square for _, _, square in sums.values())
         for region, (n, bias, square) in sums.items():
             if n:
                 print(
                     f"| {contrast.upper()} | {region} | {n / total:.2f} | {bias / n:+.3f} "
-                    f"| {np.sqrt(square / n):.3f} |"
+                    f"| {np.sqrt(square / n):.3f} | {square / max(squares, 1e-300):.2f} |"
                 )
 
 

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-mpi.sh
 cargo build --release --locked --features mpi --bin crossdenoise
-bin=target/release/crossdenoise
+bin="${CARGO_TARGET_DIR:-target}/release/crossdenoise"
 root=()
 [ "$(id -u)" -ne 0 ] || root=(--allow-run-as-root)
 out=$(mktemp)

@@ -22,6 +22,7 @@ bash scripts/install-ort.sh
 bash scripts/python-env.sh
 bash scripts/install-libtorch.sh
 cargo build --release --locked --bin crossdenoise
+bin="${CARGO_TARGET_DIR:-target}/release/crossdenoise"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -32,8 +33,8 @@ cat > "$work/c$channels.json" <<JSON
   "trainer": { "epochs": 1, "batch_size": 2 } }
 JSON
 echo "==> our export (C$channels d4, one tiny training step for a run folder)"
-target/release/crossdenoise train "$work/c$channels.json" --out "$work/runs" > /dev/null
-target/release/crossdenoise export "$work/runs/c$channels" --out "$work/crossdenoise.onnx" \
+"$bin" train "$work/c$channels.json" --out "$work/runs" > /dev/null
+"$bin" export "$work/runs/c$channels" --out "$work/crossdenoise.onnx" \
     | head -1
 echo "==> PyTorch eager and torch.onnx.export of the same path"
 # PyTorch's exporter needs the onnx package, which the project's .venv has.

@@ -24,8 +24,8 @@ out="${CROSSDENOISE_OUT:-out}"
 epochs="${EPOCHS:-4}"
 echo "==> building crossdenoise (release)"
 cargo build --release --locked -p crossdenoise -p crossdenoise-host
-bin=target/release/crossdenoise
-host=target/release/crossdenoise-host
+bin="${CARGO_TARGET_DIR:-target}/release/crossdenoise"
+host="${CARGO_TARGET_DIR:-target}/release/crossdenoise-host"
 
 echo "==> ONNX Runtime (CPU build from the PyPI wheel) and the classical denoisers' Python"
 bash scripts/install-ort.sh

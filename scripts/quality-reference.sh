@@ -42,12 +42,12 @@ bash scripts/quality-env.sh
 venv=.venv-quality
 # The same packages as the main job's build, so each reuses the other's release binary.
 cargo build --release --locked -p crossdenoise -p crossdenoise-host
-bin=target/release/crossdenoise
+bin="${CARGO_TARGET_DIR:-target}/release/crossdenoise"
 trainer="$bin"
 if [ "$backend" = libtorch ]; then
-    CARGO_TARGET_DIR=target/tch scripts/with-libtorch.sh \
+    CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/tch" scripts/with-libtorch.sh \
         cargo build --release --locked --features tch --bin crossdenoise
-    trainer=target/tch/release/crossdenoise
+    trainer="${CARGO_TARGET_DIR:-target}/tch/release/crossdenoise"
 fi
 
 runs="$out/runs"

@@ -35,8 +35,8 @@ while [ $# -gt 0 ]; do
 done
 [ ${#settings[@]} -gt 0 ] || settings=(20/12 10/10)
 bash scripts/quality-env.sh
-cargo build --release --quiet --bin crossdenoise
-bin=target/release/crossdenoise
+cargo build --release --locked --quiet --bin crossdenoise
+bin="${CARGO_TARGET_DIR:-target}/release/crossdenoise"
 
 phantoms() { # NAME R PD_SNR PDFS_SNR
     "$bin" phantoms --out "$out/$1" --pairs "$pairs" --size "$size" --seed 1000 --force \
