@@ -208,9 +208,8 @@ pub struct PriorPlanes<'a> {
 /// What is served for a slice from a network's outputs (all in one normalised space, each
 /// pixel's noise `sigma` in the same units): the posterior mean of each pixel given its own
 /// observed value where the network states a prior (its likelihood that of `correction`'s
-/// coils),
-/// else its prediction `expected` with the magnitude's bias removed by `correction`; near
-/// the noise floor the prediction is inverted as the slice's fitted floor prior says
+/// coils), else its prediction `expected` with the magnitude's bias removed by `correction`;
+/// near the noise floor the prediction is inverted as the slice's fitted floor prior says
 /// ([`FloorAware`]), so that the air comes back black.
 pub fn serve(
     correction: &BiasCorrection,
@@ -254,14 +253,19 @@ pub fn posterior_image(
             let w =
                 ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
             // Below the posterior's phase-in the prediction is served, inverted at the floor
-            // as the slice's fitted floor prior says.
-            let served = floor.amplitude(correction, e, sigma);
+            // as the slice's fitted floor prior says; past it (most of the tissue) only the
+            // posterior, so the floor's inversion is not computed there.
+            let served = || floor.amplitude(correction, e, sigma);
             *o = if w > 0.0 {
                 let prior = Prior::around(amplitude, r, d, sigma);
                 let post = posterior_mean(y, prior, sigma, correction.coils());
-                (w * f64::from(post) + (1.0 - w) * f64::from(served)) as f32
+                if w < 1.0 {
+                    (w * f64::from(post) + (1.0 - w) * f64::from(served())) as f32
+                } else {
+                    post
+                }
             } else {
-                served
+                served()
             };
         });
     out

@@ -163,11 +163,26 @@ pub fn denoise(
     let mut outs: [Vec<Array2<f32>>; 2] = Default::default();
     for (d, (out, p)) in outs.iter_mut().zip(&raw).enumerate() {
         for (k, &i) in idx.iter().enumerate() {
-            let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };
+            let (acquired, _) = own_and_other(&set.a, &set.b, d, i);
             out.push(served(correction, p, k, acquired, sigmas[i][d]));
         }
     }
     outs
+}
+
+/// Slice `i` of direction `d` (0: contrast a) from one pair of slice lists (`a`, `b`), and
+/// the same slice of the other contrast.
+fn own_and_other<'s>(
+    a: &'s [Array2<f32>],
+    b: &'s [Array2<f32>],
+    d: usize,
+    i: usize,
+) -> (&'s Array2<f32>, &'s Array2<f32>) {
+    if d == 0 {
+        (&a[i], &b[i])
+    } else {
+        (&b[i], &a[i])
+    }
 }
 
 /// Scores both directions on `set` in batches of `batch`; `sigmas` are the slices' noise
@@ -186,16 +201,12 @@ pub fn validate(
         let raw = predict(model, set, sigmas, &idx, device);
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
-                let acquired = if d == 0 { &set.a[i] } else { &set.b[i] };
+                let (acquired, _) = own_and_other(&set.a, &set.b, d, i);
                 acc.loss += slice_loss(&out.expected[k], acquired, sigmas[i][d], device);
                 acc.n += 1;
                 let served = served(correction, out, k, acquired, sigmas[i][d]);
                 let Some((ca, cb)) = &set.clean else { continue };
-                let (clean, other) = if d == 0 {
-                    (&ca[i], &cb[i])
-                } else {
-                    (&cb[i], &ca[i])
-                };
+                let (clean, other) = own_and_other(ca, cb, d, i);
                 acc.add_scores(clean, &served, acquired)?;
                 if let Some(masks) = &set.findings {
                     acc.add_leakage(&served, clean, other, &masks[i])?;
