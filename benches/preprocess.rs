@@ -40,10 +40,12 @@ fn preprocessing(c: &mut Criterion) {
     });
 }
 
-/// The posterior of every pixel of a 256 x 256 slice as served: the slice's floor prior
-/// fitted, then 48 bins a pixel, the likelihood of one coil (Rician) or of 8 and 15 coils
-/// (noncentral chi, the Bessel function of order 7 and 14).
+/// The posterior of every pixel of a 256 x 256 slice as served: the body's outline (the
+/// partner's tissue, here the slice's own means, filled), the floor prior fitted outside it,
+/// then 48 bins a pixel, the likelihood of one coil (Rician) or of 8 and 15 coils (noncentral
+/// chi, the Bessel function of order 7 and 14).
 fn posterior(c: &mut Criterion) {
+    use crossdenoise_image::floor_aware::partner_tissue;
     use crossdenoise_image::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
     use crossdenoise_image::posterior::{PriorPlanes, serve};
     let config = PhantomConfig {
@@ -67,12 +69,14 @@ fn posterior(c: &mut Criterion) {
                     spread: spread.view(),
                     shift: shift.view(),
                 };
+                let partner = partner_tissue(mean.view(), sigmas.view(), coils);
                 serve(
                     &correction,
                     mean.view(),
                     mean.clone(),
                     Some(prior),
                     sigmas.view(),
+                    Some(partner.view()),
                 )
             })
         });

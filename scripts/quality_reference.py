@@ -15,7 +15,9 @@ Rician variance-stabilising transform with its exact unbiased inverse (Foi 2011;
 transform and its inverse are built numerically below), and BM3D's mean is also inverted as
 a posterior mean that knows the air exists ("floor-aware": floor_aware_amplitude, fitted to
 each slice by empirical Bayes; the exact inversion leaves denoised air grey, because the mean
-hardly rises above the noise floor). The strongest of these per contrast (by PSNR) is the
+hardly rises above the noise floor), and that inversion once more with the knee's outline
+from both contrasts, as the product serves it ("body-aware": inside_body, exact inside the
+outline and the point mass only outside). The strongest of these per contrast (by PSNR) is the
 fair baseline: quality.json names it under "baseline", and the main job's
 headline compares with it. The uncorrected rows stay, for what a user running BM3D as
 shipped would get.
@@ -56,14 +58,16 @@ from PIL import Image, ImageDraw
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_nl_means
 from scipy.special import gammaln, hyp1f1, i0e, i1e
-from scipy.ndimage import maximum_filter
+from scipy.ndimage import binary_fill_holes, maximum_filter, uniform_filter
 import bm3d
 
 RING = (2, 5)
 # The classical methods given the product's advantages (true sigma, Rician bias removed).
 FAIR_CANDIDATES = ("BM3D + Rician correction", "NLM + Rician correction", "BM3D in a Rician VST",
                    "BM3D + floor-aware Rician correction", "BM3D + noise map + chi correction",
-                   "BM3D + noise map + floor-aware chi correction")
+                   "BM3D + noise map + floor-aware chi correction",
+                   "BM3D + body-aware Rician correction",
+                   "BM3D + noise map + body-aware chi correction")
 
 
 def load_dir(d):
@@ -132,7 +136,23 @@ def bm3d_with_map(img, noise_map):
     return bm3d.bm3d(img / noise_map, sigma_psd=1.0).astype(np.float32) * noise_map
 
 
-def floor_aware_amplitude(mean, sigma, coils=1):
+def inside_body(mean, sigma, partner, partner_sigma, coils=1):
+    """Where no pixel may be taken for air, as crossdenoise-image's floor_aware::inside_body:
+    every pixel within 2 rows or columns of one whose denoised mean is a sigma above the
+    floor's mean or whose partner's 3 x 3 mean (its acquired slice, in its own sigmas) is,
+    and every region those enclose."""
+    cut = float(magnitude_mean(0.0, coils)) + 1.0
+    own = mean / np.broadcast_to(sigma, mean.shape) > cut
+    ratio = partner / np.broadcast_to(partner_sigma, partner.shape)
+    # The 3 x 3 mean with out-of-slice neighbours left out, as partner_tissue computes it.
+    ones = np.ones_like(ratio)
+    local = uniform_filter(ratio, 3, mode="constant") / uniform_filter(ones, 3, mode="constant")
+    tissue = own | (local > cut)
+    near = maximum_filter(tissue.astype(np.uint8), size=5, mode="constant") > 0
+    return binary_fill_holes(near)
+
+
+def floor_aware_amplitude(mean, sigma, coils=1, body=None):
     """The amplitude a denoised magnitude's mean stands for, as a posterior mean that knows
     the air exists and that the denoised mean is itself uncertain.
 
@@ -146,11 +166,17 @@ def floor_aware_amplitude(mean, sigma, coils=1):
     p0 near zero and the plain inversion). s is held to 0.01-0.1 sigma: a larger error lets
     the point mass explain fat-suppressed tissue 1-3 sigma above zero as noisy air (PDFS
     lost 1.7-5.3 dB with s up to one sigma; 0.05-0.15 gave the same within 0.1 dB at SNR
-    20 / 12, QUALITY.md)."""
+    20 / 12, QUALITY.md).
+
+    With `body` (inside_body: the knee's outline from the slice and its partner, as the
+    product serves), pixels inside it are inverted exactly and left out of the fit."""
     sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), mean.shape)
-    r = mean.astype(np.float64) / sigma
+    r_all = mean.astype(np.float64) / sigma
+    r = r_all if body is None else r_all[~body]
+    if r.size == 0:
+        return chi_amplitude(mean, sigma, coils)
     floor = float(magnitude_mean(0.0, coils))
-    tmax = max(float(np.sqrt(max(r.max() ** 2 - (2 * coils - 1), 1.0))) * 1.05, 2.0)
+    tmax = max(float(np.sqrt(max(r_all.max() ** 2 - (2 * coils - 1), 1.0))) * 1.05, 2.0)
     t = np.linspace(0, tmax, 2001)
     mu = magnitude_mean(t, coils)
     counts, edges = np.histogram(r, bins=1000)
@@ -165,13 +191,16 @@ def floor_aware_amplitude(mean, sigma, coils=1):
             if best is None or ll > best[0]:
                 best = (ll, s, p0)
     _, s, p0 = best
-    grid = np.linspace(min(r.min(), 0.0), r.max(), 4000)
+    grid = np.linspace(min(r_all.min(), 0.0), r_all.max(), 4000)
     logw = -0.5 * ((grid[:, None] - mu[None, :]) / s) ** 2
     prior = np.full(t.shape, (1 - p0) / (len(t) - 1))
     prior[0] = p0
     w = np.exp(logw - logw.max(1, keepdims=True)) * prior[None, :]
     expected = (w * t[None, :]).sum(1) / np.maximum(w.sum(1), 1e-300)
-    return (np.interp(r, grid, expected) * sigma).astype(np.float32)
+    out = (np.interp(r_all, grid, expected) * sigma).astype(np.float32)
+    if body is not None:
+        out = np.where(body, chi_amplitude(mean, sigma, coils), out).astype(np.float32)
+    return out
 
 
 class RicianVst:
@@ -318,6 +347,10 @@ def main():
         if not scanner:
             outs["BM3D + floor-aware Rician correction"] = (
                 {n: floor_aware_amplitude(b[n], sigma) for n in names}, c)
+            other_sigma = manifest[f"sigma_{other}"]
+            outs["BM3D + body-aware Rician correction"] = (
+                {n: floor_aware_amplitude(b[n], sigma, 1, inside_body(
+                    b[n], sigma, acquired[other][n], other_sigma)) for n in names}, c)
         if scanner:
             t = time.time()
             coils = noise["dof_coils"]
@@ -327,6 +360,11 @@ def main():
                 {n: chi_amplitude(mapped[n], maps[n], coils) for n in names}, c)
             outs["BM3D + noise map + floor-aware chi correction"] = (
                 {n: floor_aware_amplitude(mapped[n], maps[n], coils) for n in names}, c)
+            other_maps = load_dir(os.path.join(a.phantoms, noise["maps"], other))
+            outs["BM3D + noise map + body-aware chi correction"] = (
+                {n: floor_aware_amplitude(mapped[n], maps[n], coils, inside_body(
+                    mapped[n], maps[n], acquired[other][n], other_maps[n], coils))
+                 for n in names}, c)
         else:
             t = time.time()
             outs["BM3D in a Rician VST"] = ({n: bm3d_in_vst(acquired[c][n], sigma, vst)

@@ -21,7 +21,7 @@ use ort::session::Session;
 use crate::even_noise::{EvenNoise, noise_mismatch};
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
 use crate::input::fill;
-use crate::noise_levels::noise_levels;
+use crate::noise_levels::{guide_tissue, noise_levels};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
 use crate::session_io::{
@@ -457,7 +457,12 @@ impl Denoiser {
         // prediction is multiplied back before the posterior step, which reads the map.
         let even = match self.noise {
             NoiseModel::Slice => None,
-            NoiseModel::Map(_) => Some(EvenNoise::new(&self.noise, images, guides)?),
+            NoiseModel::Map(_) => Some(EvenNoise::new(
+                &self.noise,
+                self.correction.coils(),
+                images,
+                guides,
+            )?),
         };
         let flat_views = even.as_ref().map(EvenNoise::views);
         let (images, guides) = match &flat_views {
@@ -547,7 +552,7 @@ impl Denoiser {
             let prior =
                 (self.metadata.posterior && self.posterior).then(|| posterior::PriorPlanes {
                     spread: crop(&data[1][at.clone()]),
-                    shift: crop(&data[2][at]),
+                    shift: crop(&data[2][at.clone()]),
                 });
             if correct || prior.is_some() {
                 out = match &even {
@@ -558,7 +563,16 @@ impl Denoiser {
                             Some(l) => Array2::from_elem(out.dim(), l[i * k]),
                             None => self.noise.sigma(crop(input))?,
                         };
-                        posterior::serve(&self.correction, crop(input), out, prior, sigma.view())
+                        // The guide's tissue joins the slice's own in the body's outline, inside which
+                        // no pixel is taken for air (floor_aware::inside_body).
+                        let level = levels.as_ref().filter(|_| k > 1).map(|l| l[i * k + 1]);
+                        let coils = self.correction.coils();
+                        let partner = guide
+                            .map(|g| guide_tissue(crop(&g[at.clone()]), level, &self.noise, coils))
+                            .transpose()?;
+                        let partner = partner.as_ref().map(|p| p.view());
+                        let (c, sigma) = (&self.correction, sigma.view());
+                        posterior::serve(c, crop(input), out, prior, sigma, partner)
                     }
                     Some(e) => e.serve(i, &self.correction, crop(input), out, prior, scale.0),
                 };

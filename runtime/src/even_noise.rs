@@ -1,6 +1,7 @@
 //! Slices divided by their noise maps before the network, so that it meets one noise level
 //! across a slice whatever the g-factor does there (docs/scanner-noise.md).
 
+use crossdenoise_image::floor_aware::partner_tissue;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::noise_map::{NoiseModel, noise_factor};
 use crossdenoise_image::posterior::{self, PriorPlanes};
@@ -9,17 +10,20 @@ use ndarray::{Array2, ArrayView2};
 use crate::Result;
 
 /// The slices and guides of one call divided by their noise factors ([`noise_factor`]),
-/// with the slices' maps and factors to undo it.
+/// with the slices' maps and factors to undo it, and where each guide shows tissue
+/// ([`partner_tissue`], read against its own map).
 pub(crate) struct EvenNoise {
     pub flat_images: Vec<Array2<f32>>,
     pub flat_guides: Option<Vec<Array2<f32>>>,
     pub maps: Vec<Array2<f32>>,
     pub factors: Vec<Array2<f32>>,
+    pub partners: Vec<Array2<bool>>,
 }
 
 impl EvenNoise {
     pub fn new(
         noise: &NoiseModel,
+        coils: u32,
         images: &[ArrayView2<f32>],
         guides: Option<&[ArrayView2<f32>]>,
     ) -> Result<Self> {
@@ -28,6 +32,7 @@ impl EvenNoise {
             flat_guides: guides.map(|g| Vec::with_capacity(g.len())),
             maps: Vec::with_capacity(images.len()),
             factors: Vec::with_capacity(images.len()),
+            partners: Vec::new(),
         };
         for (i, image) in images.iter().enumerate() {
             // With a guide, each of the two is read beside the other, which tells its air
@@ -39,6 +44,8 @@ impl EvenNoise {
                     if let Some(flat) = even.flat_guides.as_mut() {
                         flat.push(&g / &noise_factor(guide_map.view()));
                     }
+                    even.partners
+                        .push(partner_tissue(g, guide_map.view(), coils));
                     image_map
                 }
             };
@@ -78,7 +85,15 @@ impl EvenNoise {
         let expected = expected * factor;
         let observed = &observed * factor;
         let sigma = self.maps[i].mapv(|s| s / scale);
-        posterior::serve(correction, observed.view(), expected, prior, sigma.view())
+        let partner = self.partners.get(i).map(|p| p.view());
+        posterior::serve(
+            correction,
+            observed.view(),
+            expected,
+            prior,
+            sigma.view(),
+            partner,
+        )
     }
 }
 

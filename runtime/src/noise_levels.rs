@@ -1,11 +1,15 @@
 //! The noise levels a model with a noise input reads beside its slices: each slice's sigma
 //! (and its guide's) in the network's normalised units, estimated exactly as training
 //! estimated its slices' (`crossdenoise_image::noise::estimate_sigma` on the normalised
-//! slice, without its padding).
+//! slice, without its padding), and where a guide shows tissue by its own.
 
 use crossdenoise_image::Padding;
+use crossdenoise_image::floor_aware::partner_tissue;
 use crossdenoise_image::noise::estimate_sigma;
-use ndarray::ArrayView2;
+use crossdenoise_image::noise_map::NoiseModel;
+use ndarray::{Array2, ArrayView2};
+
+use crate::Result;
 
 /// `[N, K]` row-major: for each of the `n` padded planes (`ph x pw`) of `input` its sigma,
 /// followed by its guide's when there are guides.
@@ -25,6 +29,22 @@ pub(crate) fn noise_levels(
     (0..n)
         .flat_map(|i| std::iter::once(sigma(input, i)).chain(guide.map(|g| sigma(g, i))))
         .collect()
+}
+
+/// Where a guide (`guide`, its plane without padding) shows tissue
+/// ([`partner_tissue`]), read against the noise level the model read for it (`level`) or,
+/// for a model that reads none, one the slice's noise model estimates from it.
+pub(crate) fn guide_tissue(
+    guide: ArrayView2<f32>,
+    level: Option<f32>,
+    noise: &NoiseModel,
+    coils: u32,
+) -> Result<Array2<bool>> {
+    let sigma = match level {
+        Some(s) => Array2::from_elem(guide.dim(), s),
+        None => noise.sigma(guide)?,
+    };
+    Ok(partner_tissue(guide, sigma.view(), coils))
 }
 
 #[cfg(test)]

@@ -12,8 +12,18 @@
 //! a weight near zero and so the exact inversion). Only ratios within
 //! [`ABOVE_FLOOR`] sigmas of the floor are touched: above them the point mass has no weight
 //! and the flat prior's posterior mean is the exact inversion.
+//!
+//! One slice's histogram cannot tell air from tissue its contrast shows dark: PDFS's
+//! suppressed fat lies 1 to 3 sigma above zero, the knee's partial-volume rim and its thin
+//! dark structures (a tendon, the cortex) lie near the floor in both contrasts, and a point
+//! mass fitted to the slice pulls them to black. Where they are can be told: air is outside
+//! the body. The body ([`inside_body`]) is every pixel near one where the slice itself or its
+//! partner contrast shows tissue (air is air in both, while fat-suppressed fat is bright in
+//! PD), with every region it encloses filled in: one solid outline, so that nothing of the
+//! partner's inner structure decides anything inside it. Inside the body the point mass has
+//! no weight (the exact inversion) and its pixels are left out of the fit.
 
-use ndarray::{ArrayView2, Zip};
+use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::magnitude_bias::{BiasCorrection, magnitude_mean};
 
@@ -33,6 +43,112 @@ const TABLE: usize = 320;
 const ERRORS: (f64, f64, usize) = (0.01, 0.1, 12);
 /// The candidate weights of the point mass: 0, 1/40, ... 38/40.
 const WEIGHTS: usize = 39;
+/// The partner shows tissue at a pixel where the mean of its 3 x 3 neighbourhood, in its
+/// sigmas, is this far above its floor's mean. Its air's 3 x 3 mean has a sd of about 0.22
+/// sigma on one coil (0.24 on eight), so air passes for tissue about once in 10^5 pixels;
+/// tissue of about 2 sigma or brighter is seen.
+pub const PARTNER_MARGIN: f64 = 1.0;
+
+/// The body reaches this far (in rows or columns) past a pixel that shows tissue, so that
+/// the partial-volume rim of the knee, dark in both contrasts, is inside it: a point mass
+/// fitted to the slice pulled that rim to black, which cost a well-trained model 0.2-0.6 dB
+/// in the tissue (QUALITY.md, "the partner contrast and the rim").
+pub const OWN_REACH: usize = 2;
+
+/// Where no pixel may be taken for air: the body, as one solid region. It holds every pixel
+/// within [`OWN_REACH`] of one whose denoised mean `mean` (noise `sigma`) is
+/// [`PARTNER_MARGIN`] sigmas above the floor's mean or where the partner shows tissue
+/// (`partner`, from [`partner_tissue`]), and every region those pixels enclose (the air is
+/// what the image's border reaches without crossing them). Filled, the partner's inner
+/// structure (PD's bright fat around PDFS's dark one) decides nothing: inside the outline
+/// every pixel gets its own exact inversion, whatever the partner shows there.
+pub fn inside_body(
+    mean: ArrayView2<f32>,
+    sigma: ArrayView2<f32>,
+    coils: u32,
+    partner: Option<ArrayView2<bool>>,
+) -> Array2<bool> {
+    let cut = magnitude_mean(0.0, coils) + PARTNER_MARGIN;
+    let mut tissue = Zip::from(&mean).and(&sigma).map_collect(|&m, &s| {
+        let r = f64::from(m) / f64::from(s);
+        s.is_nan() || s <= 0.0 || r > cut || r.is_nan()
+    });
+    if let Some(p) = partner {
+        Zip::from(&mut tissue).and(&p).for_each(|t, &p| *t |= p);
+    }
+    let (h, w) = tissue.dim();
+    let near = Array2::from_shape_fn((h, w), |(i, j)| {
+        let rows = i.saturating_sub(OWN_REACH)..(i + OWN_REACH + 1).min(h);
+        rows.into_iter().any(|y| {
+            let cols = j.saturating_sub(OWN_REACH)..(j + OWN_REACH + 1).min(w);
+            cols.into_iter().any(|x| tissue[(y, x)])
+        })
+    });
+    filled(&near)
+}
+
+/// `mask` with every region it encloses filled: a pixel is outside when a path of
+/// unmarked pixels, stepping by rows and columns, joins it to the image's border.
+fn filled(mask: &Array2<bool>) -> Array2<bool> {
+    let (h, w) = mask.dim();
+    let mut outside = Array2::from_elem((h, w), false);
+    let mut todo = Vec::new();
+    let border = (0..h)
+        .flat_map(|i| [(i, 0), (i, w.saturating_sub(1))])
+        .chain((0..w).flat_map(|j| [(0, j), (h.saturating_sub(1), j)]));
+    for p in border.filter(|_| h > 0 && w > 0) {
+        if !mask[p] && !outside[p] {
+            outside[p] = true;
+            todo.push(p);
+        }
+    }
+    while let Some((i, j)) = todo.pop() {
+        let steps = [
+            (i.wrapping_sub(1), j),
+            (i + 1, j),
+            (i, j.wrapping_sub(1)),
+            (i, j + 1),
+        ];
+        for q in steps {
+            if q.0 < h && q.1 < w && !mask[q] && !outside[q] {
+                outside[q] = true;
+                todo.push(q);
+            }
+        }
+    }
+    outside.mapv(|o| !o)
+}
+
+/// Where the partner contrast (`partner`, its noise `sigma` per pixel, both of the same
+/// size as the slice they guide; `coils` the array's) shows tissue: its 3 x 3 neighbourhood
+/// mean [`PARTNER_MARGIN`] sigmas above the floor's mean. Out-of-slice neighbours are left
+/// out of the mean, and a pixel of no noise (sigma 0 or not a number) counts as tissue.
+pub fn partner_tissue(
+    partner: ArrayView2<f32>,
+    sigma: ArrayView2<f32>,
+    coils: u32,
+) -> Array2<bool> {
+    let cut = magnitude_mean(0.0, coils) + PARTNER_MARGIN;
+    let (h, w) = partner.dim();
+    let ratio = Zip::from(&partner).and(&sigma).map_collect(|&p, &s| {
+        if s > 0.0 {
+            f64::from(p) / f64::from(s)
+        } else {
+            f64::INFINITY
+        }
+    });
+    Array2::from_shape_fn((h, w), |(i, j)| {
+        let (mut sum, mut n) = (0.0, 0.0);
+        for y in i.saturating_sub(1)..(i + 2).min(h) {
+            for x in j.saturating_sub(1)..(j + 2).min(w) {
+                sum += ratio[(y, x)];
+                n += 1.0;
+            }
+        }
+        let m = sum / n;
+        m > cut || m.is_nan()
+    })
+}
 
 /// A slice's fitted prior and its posterior-mean table, or the exact inversion alone.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,27 +174,47 @@ impl FloorAware {
     }
 
     /// Fits the prior to a slice's denoised means `mean` and their noise `sigma` (one per
-    /// pixel, in the same units), for the magnitude `correction` inverts.
-    pub fn fit(correction: &BiasCorrection, mean: ArrayView2<f32>, sigma: ArrayView2<f32>) -> Self {
+    /// pixel, in the same units), for the magnitude `correction` inverts; the pixels where
+    /// the body is (`tissue`, from [`inside_body`]) are left out.
+    pub fn fit(
+        correction: &BiasCorrection,
+        mean: ArrayView2<f32>,
+        sigma: ArrayView2<f32>,
+        tissue: Option<ArrayView2<bool>>,
+    ) -> Self {
         let coils = correction.coils();
         let mu = |t: f64| magnitude_mean(t, coils);
         let floor = mu(0.0);
         let hi = floor + ABOVE_FLOOR;
-        let mut ratios = Vec::with_capacity(mean.len());
-        let mut top = 0.0f64;
-        Zip::from(&mean).and(&sigma).for_each(|&m, &s| {
+        let mut low = Vec::with_capacity(mean.len());
+        let (mut top, mut high, mut lo) = (0.0f64, 0.0f64, floor - 1.0);
+        let mut take = |m: f32, s: f32, tissue: bool| {
             let r = f64::from(m) / f64::from(s);
             if s > 0.0 && r.is_finite() {
                 top = top.max(r);
-                ratios.push(r);
+                if tissue {
+                    return;
+                }
+                if r < hi {
+                    lo = lo.min(r);
+                    low.push(r);
+                } else {
+                    high += 1.0;
+                }
             }
-        });
-        let lo = ratios.iter().copied().fold(floor - 1.0, f64::min);
-        let low: Vec<f64> = ratios.iter().copied().filter(|&r| r < hi).collect();
+        };
+        match tissue {
+            Some(t) => Zip::from(&mean)
+                .and(&sigma)
+                .and(&t)
+                .for_each(|&m, &s, &t| take(m, s, t)),
+            None => Zip::from(&mean)
+                .and(&sigma)
+                .for_each(|&m, &s| take(m, s, false)),
+        }
         if low.is_empty() {
             return Self::exact();
         }
-        let high = (ratios.len() - low.len()) as f64;
         // The amplitude grid: far enough that the widest error's likelihood of the cut is
         // covered; the flat prior reaches the slice's largest amplitude (at least that).
         let reach = hi + 5.0 * ERRORS.1;
@@ -141,6 +277,16 @@ impl FloorAware {
     /// the exact inversion).
     pub fn prior(&self) -> Option<(f64, f64)> {
         self.fit.as_ref().map(|f| (f.zero_weight, f.error))
+    }
+
+    /// The amplitude served for a denoised mean `mean` of noise `sigma`: exactly inverted
+    /// inside the body, as the fit says outside it.
+    pub fn served(&self, correction: &BiasCorrection, mean: f32, sigma: f32, inside: bool) -> f32 {
+        if inside {
+            correction.amplitude(mean, sigma)
+        } else {
+            self.amplitude(correction, mean, sigma)
+        }
     }
 
     /// The amplitude a denoised mean `mean` of noise `sigma` stands for.
@@ -253,7 +399,7 @@ mod tests {
         for coils in [1, 8] {
             let c = BiasCorrection::for_coils(coils);
             let (_, mean, sigma) = slice(coils, 0.05, true);
-            let fit = FloorAware::fit(&c, mean.view(), sigma.view());
+            let fit = FloorAware::fit(&c, mean.view(), sigma.view(), None);
             let (weight, _) = fit.prior().expect("air near the floor");
             assert!(weight > 0.3, "{coils} coils: weight {weight}");
             let ours = served(&c, &fit, &mean, 0.1);
@@ -279,7 +425,7 @@ mod tests {
         let amplitude = Array2::from_shape_fn((64, 64), |_| 0.1 + 0.2 * rng.random::<f32>());
         let mean = amplitude.mapv(|a| 0.1 * magnitude_mean(f64::from(a / 0.1), 1) as f32);
         let sigma = Array2::from_elem((64, 64), 0.1f32);
-        let fit = FloorAware::fit(&c, mean.view(), sigma.view());
+        let fit = FloorAware::fit(&c, mean.view(), sigma.view(), None);
         let (weight, _) = fit.prior().expect("pixels near the floor");
         assert!(weight < 0.05, "weight {weight}");
         let ours = served(&c, &fit, &mean, 0.1);
@@ -293,18 +439,192 @@ mod tests {
         let bright = Array2::from_elem((8, 8), 2.0f32);
         let sigma = Array2::from_elem((8, 8), 0.1f32);
         assert_eq!(
-            FloorAware::fit(&c, bright.view(), sigma.view()),
+            FloorAware::fit(&c, bright.view(), sigma.view(), None),
             FloorAware::exact()
         );
         let none = Array2::<f32>::zeros((0, 0));
         assert_eq!(
-            FloorAware::fit(&c, none.view(), none.view()),
+            FloorAware::fit(&c, none.view(), none.view(), None),
             FloorAware::exact()
         );
         // A pixel of zero noise is left to the exact inversion (its mean itself).
         let one = Array2::from_elem((1, 1), 0.2f32);
         let zero = Array2::from_elem((1, 1), 0.0f32);
-        let fit = FloorAware::fit(&c, one.view(), zero.view());
+        let fit = FloorAware::fit(&c, one.view(), zero.view(), None);
         assert_eq!(fit.amplitude(&c, 0.2, 0.0), 0.2);
+    }
+
+    /// A third air, a third tissue of 1 to 2.5 sigma (fat-suppressed fat: bright in the
+    /// partner), a third bright tissue; the denoised means off by 0.05 sigma.
+    fn dark_tissue_slice(coils: u32) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let sigma = 0.1f32;
+        let amplitude = Array2::from_shape_fn((60, 60), |(_, j)| match j {
+            0..20 => 0.0,
+            20..40 => 0.1 + 0.15 * rng.random::<f32>(),
+            _ => 0.8 + 0.4 * rng.random::<f32>(),
+        });
+        let mean = amplitude.mapv(|a| {
+            let n: f32 = rng.sample(StandardNormal);
+            sigma * (magnitude_mean(f64::from(a / sigma), coils) as f32 + 0.05 * n)
+        });
+        // The partner's noisy root-sum-of-squares magnitude: air where this slice has air,
+        // 6 sigma elsewhere.
+        let partner = Array2::from_shape_fn((60, 60), |(_, j)| {
+            let a = if j < 20 { 0.0f32 } else { 0.6 };
+            let power: f32 = (0..2 * coils)
+                .map(|k| {
+                    let n: f32 = rng.sample(StandardNormal);
+                    (if k == 0 { a } else { 0.0 } + sigma * n).powi(2)
+                })
+                .sum();
+            power.sqrt()
+        });
+        (amplitude, mean, partner)
+    }
+
+    #[test]
+    fn the_partner_marks_its_tissue_and_not_its_air() {
+        for coils in [1, 8] {
+            let (_, _, partner) = dark_tissue_slice(coils);
+            let sigma = Array2::from_elem(partner.dim(), 0.1f32);
+            let tissue = partner_tissue(partner.view(), sigma.view(), coils);
+            let share = |j: std::ops::Range<usize>| {
+                let part = tissue.slice(ndarray::s![.., j]);
+                part.iter().filter(|&&t| t).count() as f32 / part.len() as f32
+            };
+            // The air's own pixels (the column beside the tissue sees it in its
+            // neighbourhood).
+            assert_eq!(share(0..19), 0.0, "{coils} coils");
+            assert_eq!(share(20..60), 1.0, "{coils} coils");
+        }
+        let (_, _, partner) = dark_tissue_slice(1);
+        let sigma = Array2::from_elem(partner.dim(), 0.1f32);
+        // A pixel without noise, or not a number, is never taken for air.
+        let mut odd = partner.clone();
+        odd[(5, 5)] = f32::NAN;
+        let mut zero = sigma.clone();
+        zero[(9, 9)] = 0.0;
+        let marked = partner_tissue(odd.view(), zero.view(), 1);
+        assert!(marked[(5, 5)] && marked[(9, 9)] && !marked[(5, 12)]);
+    }
+
+    /// What a slice is served at the floor: the fit and the inversion, with the body.
+    fn served_with(
+        c: &BiasCorrection,
+        mean: &Array2<f32>,
+        sigma: &Array2<f32>,
+        body: Option<&Array2<bool>>,
+    ) -> Array2<f32> {
+        let fit = FloorAware::fit(c, mean.view(), sigma.view(), body.map(|b| b.view()));
+        Array2::from_shape_fn(mean.dim(), |p| {
+            fit.served(c, mean[p], sigma[p], body.is_some_and(|b| b[p]))
+        })
+    }
+
+    #[test]
+    fn with_the_partner_dark_tissue_keeps_its_amplitude_and_air_stays_black() {
+        for coils in [1, 8] {
+            let c = BiasCorrection::for_coils(coils);
+            let (amplitude, mean, partner) = dark_tissue_slice(coils);
+            let sigma = Array2::from_elem(mean.dim(), 0.1f32);
+            let tissue = partner_tissue(partner.view(), sigma.view(), coils);
+            let body = inside_body(mean.view(), sigma.view(), coils, Some(tissue.view()));
+            let (alone, guided) = (
+                served_with(&c, &mean, &sigma, None),
+                served_with(&c, &mean, &sigma, Some(&body)),
+            );
+            let exact = mean.mapv(|m| c.amplitude(m, 0.1));
+            let err = |img: &Array2<f32>, j: std::ops::Range<usize>| {
+                let d =
+                    &img.slice(ndarray::s![.., j.clone()]) - &amplitude.slice(ndarray::s![.., j]);
+                (d.mapv(|v| v * v).mean().unwrap()).sqrt() / 0.1
+            };
+            // Dark tissue: as the exact inversion gives it with the partner.
+            assert_eq!(
+                guided.slice(ndarray::s![.., 20..]),
+                exact.slice(ndarray::s![.., 20..]),
+                "{coils} coils"
+            );
+            assert!(
+                err(&guided, 20..40) < err(&alone, 20..40),
+                "{coils} coils: dark tissue {} sigma with the partner, {} without",
+                err(&guided, 20..40),
+                err(&alone, 20..40)
+            );
+            // The air beyond the body's reach is as black as without the partner.
+            assert!(
+                err(&guided, 0..17) < 0.1,
+                "{coils} coils: air {}",
+                err(&guided, 0..17)
+            );
+            assert!(err(&exact, 0..17) > 2.0 * err(&guided, 0..17));
+        }
+    }
+
+    #[test]
+    fn the_body_reaches_past_its_tissue_and_is_never_air() {
+        let sigma = Array2::from_elem((20, 20), 0.1f32);
+        let floor = 0.1 * magnitude_mean(0.0, 1) as f32;
+        // Air at the floor's mean, one bright pixel at (10, 10).
+        let mut mean = Array2::from_elem((20, 20), floor);
+        mean[(10, 10)] = 1.0;
+        let body = inside_body(mean.view(), sigma.view(), 1, None);
+        assert!(body[(10, 10)] && body[(8, 12)] && body[(12, 8)]);
+        assert!(!body[(7, 10)] && !body[(10, 13)] && !body[(0, 0)]);
+        assert_eq!(body.iter().filter(|&&n| n).count(), 25);
+        // A partner's tissue is added; a pixel without noise is never air.
+        let mut partner = Array2::from_elem((20, 20), false);
+        partner[(0, 0)] = true;
+        let mut zero = sigma.clone();
+        zero[(19, 19)] = 0.0;
+        let body = inside_body(mean.view(), zero.view(), 1, Some(partner.view()));
+        assert!(body[(0, 0)] && body[(19, 19)] && body[(17, 17)] && !body[(16, 16)]);
+    }
+
+    /// A ring of bright tissue around dark tissue at the floor (a slice's own, or what its
+    /// partner shows): everything the ring encloses is inside the body, and what the partner
+    /// shows inside the outline changes nothing that is served.
+    #[test]
+    fn the_body_fills_what_its_outline_encloses() {
+        let c = BiasCorrection::default();
+        let (n, sigma) = (48usize, 0.1f32);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let ring = |i: usize, j: usize| {
+            let r = ((i as f32 - 24.0).powi(2) + (j as f32 - 24.0).powi(2)).sqrt();
+            (14.0..18.0).contains(&r)
+        };
+        let inner = |i: usize, j: usize| {
+            ((i as f32 - 24.0).powi(2) + (j as f32 - 24.0).powi(2)).sqrt() < 14.0
+        };
+        // Dark tissue of 1.5 sigma inside the ring, air outside.
+        let mean = Array2::from_shape_fn((n, n), |(i, j)| {
+            let a = if ring(i, j) {
+                10.0
+            } else if inner(i, j) {
+                1.5
+            } else {
+                0.0
+            };
+            let e: f32 = rng.sample(StandardNormal);
+            sigma * (magnitude_mean(a, 1) as f32 + 0.03 * e)
+        });
+        let sigmas = Array2::from_elem((n, n), sigma);
+        let body = inside_body(mean.view(), sigmas.view(), 1, None);
+        assert!(body[(24, 24)] && body[(24, 12)] && !body[(2, 2)] && !body[(24, 3)]);
+        // The partner: the same outline, once solid, once with a dark core of its own.
+        let solid = Array2::from_shape_fn((n, n), |(i, j)| ring(i, j) || inner(i, j));
+        let cored = Array2::from_shape_fn((n, n), |(i, j)| {
+            ring(i, j) || (inner(i, j) && ((i as f32 - 24.0).abs() > 6.0))
+        });
+        let served = |p: &Array2<bool>| {
+            let body = inside_body(mean.view(), sigmas.view(), 1, Some(p.view()));
+            served_with(&c, &mean, &sigmas, Some(&body))
+        };
+        assert_eq!(served(&solid), served(&cored));
+        // Inside: the exact inversion; outside: black.
+        let out = served(&cored);
+        assert_eq!(out[(24, 24)], c.amplitude(mean[(24, 24)], sigma));
+        assert!(out[(2, 2)] < 0.02, "air {}", out[(2, 2)]);
     }
 }

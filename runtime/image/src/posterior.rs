@@ -29,7 +29,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::floor_aware::FloorAware;
+use crate::floor_aware::{FloorAware, inside_body};
 use crate::magnitude_bias::{BiasCorrection, log_ive_scaled, root_rule};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
@@ -209,22 +209,30 @@ pub struct PriorPlanes<'a> {
 /// pixel's noise `sigma` in the same units): the posterior mean of each pixel given its own
 /// observed value where the network states a prior (its likelihood that of `correction`'s
 /// coils), else its prediction `expected` with the magnitude's bias removed by `correction`;
-/// near the noise floor the prediction is inverted as the slice's fitted floor prior says
-/// ([`FloorAware`]), so that the air comes back black.
+/// near the noise floor outside the body ([`inside_body`]: the slice's own tissue and its
+/// partner's, `partner` from [`crate::floor_aware::partner_tissue`] for a guided model, with
+/// what they enclose) the prediction is inverted as the slice's fitted floor prior says
+/// ([`FloorAware`]), so that the air comes back black; inside it, exactly.
 pub fn serve(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
     mut expected: Array2<f32>,
     prior: Option<PriorPlanes>,
     sigma: ArrayView2<f32>,
+    partner: Option<ArrayView2<bool>>,
 ) -> Array2<f32> {
-    let floor = FloorAware::fit(correction, expected.view(), sigma);
+    let body = inside_body(expected.view(), sigma, correction.coils(), partner);
+    let floor = FloorAware::fit(correction, expected.view(), sigma, Some(body.view()));
     match prior {
-        Some(prior) => posterior_image(correction, &floor, observed, expected.view(), prior, sigma),
+        Some(prior) => {
+            let (e, b) = (expected.view(), body.view());
+            posterior_image(correction, &floor, b, observed, e, prior, sigma)
+        }
         None => {
             Zip::from(&mut expected)
                 .and(&sigma)
-                .for_each(|e, &s| *e = floor.amplitude(correction, *e, s));
+                .and(&body)
+                .for_each(|e, &s, &inside| *e = floor.served(correction, *e, s, inside));
             expected
         }
     }
@@ -232,30 +240,31 @@ pub fn serve(
 
 /// The posterior mean of every pixel of a slice: `observed` (the noisy magnitudes),
 /// `expected` and `prior` (a network's outputs for it), all in one normalised space, and the
-/// noise `sigma` of each pixel in the same units.
+/// noise `sigma` of each pixel in the same units; below the posterior's phase-in the
+/// prediction is inverted as `floor` says outside the `body` and exactly inside it.
 pub fn posterior_image(
     correction: &BiasCorrection,
     floor: &FloorAware,
+    body: ArrayView2<bool>,
     observed: ArrayView2<f32>,
     expected: ArrayView2<f32>,
     prior: PriorPlanes,
     sigma: ArrayView2<f32>,
 ) -> Array2<f32> {
     let mut out = Array2::zeros(observed.dim());
-    Zip::from(&mut out)
+    Zip::indexed(&mut out)
         .and(&observed)
         .and(&expected)
         .and(&prior.spread)
         .and(&prior.shift)
-        .and(&sigma)
-        .for_each(|o, &y, &e, &r, &d, &sigma| {
+        .for_each(|at, o, &y, &e, &r, &d| {
+            let sigma = sigma[at];
             let amplitude = correction.amplitude(e, sigma);
             let w =
                 ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
-            // Below the posterior's phase-in the prediction is served, inverted at the floor
-            // as the slice's fitted floor prior says; past it (most of the tissue) only the
-            // posterior, so the floor's inversion is not computed there.
-            let served = || floor.amplitude(correction, e, sigma);
+            // Below the posterior's phase-in the prediction is served; past it (most of the
+            // tissue) only the posterior, so the floor's inversion is not computed there.
+            let served = || floor.served(correction, e, sigma, body[at]);
             *o = if w > 0.0 {
                 let prior = Prior::around(amplitude, r, d, sigma);
                 let post = posterior_mean(y, prior, sigma, correction.coils());
@@ -431,9 +440,11 @@ mod tests {
                 shift: shift.view(),
             };
             let floor = FloorAware::exact();
+            let body = Array2::from_elem((1, 1), false);
             posterior_image(
                 &c,
                 &floor,
+                body.view(),
                 one(y).view(),
                 one(e).view(),
                 planes,

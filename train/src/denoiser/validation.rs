@@ -3,6 +3,7 @@
 //! clean image next to the acquired image's, and the findings' leakage.
 
 use burn::prelude::*;
+use crossdenoise_image::floor_aware::partner_tissue;
 use crossdenoise_image::leakage;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::metrics::{self, Quality};
@@ -128,17 +129,26 @@ pub fn predict(
 }
 
 /// What the runtime serves for one slice: the posterior mean for a network with a prior,
-/// else the prediction with the Rician bias removed, at the slice's noise level.
+/// else the prediction with the Rician bias removed, at the slice's noise level; `partner`
+/// (the guide and its noise level, for a guided network) tells the air from dark tissue.
 fn served(
     correction: &BiasCorrection,
     p: &Predictions,
     k: usize,
     acquired: &Array2<f32>,
     sigma: f32,
+    partner: Option<(&Array2<f32>, f32)>,
 ) -> Array2<f32> {
     let prior = p.prior.as_ref().map(|q| posterior::PriorPlanes {
         spread: q.spread[k].view(),
         shift: q.shift[k].view(),
+    });
+    let tissue = partner.map(|(g, s)| {
+        partner_tissue(
+            g.view(),
+            Array2::from_elem(g.dim(), s).view(),
+            correction.coils(),
+        )
     });
     posterior::serve(
         correction,
@@ -146,6 +156,7 @@ fn served(
         p.expected[k].clone(),
         prior,
         Array2::from_elem(acquired.dim(), sigma).view(),
+        tissue.as_ref().map(|t| t.view()),
     )
 }
 
@@ -160,11 +171,13 @@ pub fn denoise(
     device: &Device,
 ) -> [Vec<Array2<f32>>; 2] {
     let raw = predict(model, set, sigmas, idx, device);
+    let guided = model.to_a.is_guided();
     let mut outs: [Vec<Array2<f32>>; 2] = Default::default();
     for (d, (out, p)) in outs.iter_mut().zip(&raw).enumerate() {
         for (k, &i) in idx.iter().enumerate() {
-            let (acquired, _) = own_and_other(&set.a, &set.b, d, i);
-            out.push(served(correction, p, k, acquired, sigmas[i][d]));
+            let (acquired, guide) = own_and_other(&set.a, &set.b, d, i);
+            let partner = guided.then_some((guide, sigmas[i][1 - d]));
+            out.push(served(correction, p, k, acquired, sigmas[i][d], partner));
         }
     }
     outs
@@ -199,12 +212,14 @@ pub fn validate(
     for start in (0..set.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
         let raw = predict(model, set, sigmas, &idx, device);
+        let guided = model.to_a.is_guided();
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
-                let (acquired, _) = own_and_other(&set.a, &set.b, d, i);
+                let (acquired, guide) = own_and_other(&set.a, &set.b, d, i);
                 acc.loss += slice_loss(&out.expected[k], acquired, sigmas[i][d], device);
                 acc.n += 1;
-                let served = served(correction, out, k, acquired, sigmas[i][d]);
+                let partner = guided.then_some((guide, sigmas[i][1 - d]));
+                let served = served(correction, out, k, acquired, sigmas[i][d], partner);
                 let Some((ca, cb)) = &set.clean else { continue };
                 let (clean, other) = own_and_other(ca, cb, d, i);
                 acc.add_scores(clean, &served, acquired)?;
