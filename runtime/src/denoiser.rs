@@ -563,8 +563,8 @@ impl Denoiser {
                             Some(l) => Array2::from_elem(out.dim(), l[i * k]),
                             None => self.noise.sigma(crop(input))?,
                         };
-                        // The guide's tissue joins the slice's own in the body's outline, inside which
-                        // no pixel is taken for air (floor_aware::inside_body).
+                        // The guide's tissue joins the slice's own in the body's outline,
+                        // inside which no pixel is taken for air (floor_aware::inside_body).
                         let level = levels.as_ref().filter(|_| k > 1).map(|l| l[i * k + 1]);
                         let coils = self.correction.coils();
                         let partner = guide
