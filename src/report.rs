@@ -89,7 +89,7 @@ pub struct Baseline {
 
 /// The reference script's row the headline compares with: the one it names as the fair
 /// baseline of `contrast` (its strongest classical method given the true sigma and a
-/// Rician bias correction, exact or floor-aware), else "BM3D + Rician correction".
+/// Rician bias correction, exact, floor-aware or body-aware), else "BM3D + Rician correction".
 fn baseline(reference: &Value, contrast: &str) -> Option<Baseline> {
     let label = reference["baseline"][contrast]
         .as_str()
@@ -375,7 +375,9 @@ fn render(
          above 2% of its maximum grown by 3 pixels, SSIM with scikit-image's Gaussian window). \
          The headline's classical baseline is given the same advantages as the product: the \
          true noise sigma and the same Rician bias correction, or that correction as a \
-         posterior that knows the air exists (floor-aware), whichever scores higher.</p>{grid}",
+         posterior that knows the air exists (floor-aware), or that posterior outside the \
+         knee's outline from both contrasts only (body-aware, as the product serves), \
+         whichever scores higher.</p>{grid}",
         n = r.slices,
         ph = esc(&inputs.phantoms.display().to_string()),
         grid = png_tag(held_out, "held-out slices")?,
