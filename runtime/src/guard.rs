@@ -20,6 +20,7 @@ use ndarray::{Array2, ArrayView2};
 
 use crate::{Error, Result};
 use crossdenoise_image::metrics::correlation;
+use crossdenoise_image::neighbourhood::local_mean;
 
 /// How much more the output must resemble its guide than its input to be refused. Two
 /// contrasts of one anatomy can be alike (little fat, the same edges); a tie is no fault,
@@ -42,7 +43,7 @@ pub fn check(
     input: ArrayView2<f32>,
     guide: ArrayView2<f32>,
 ) -> Result<()> {
-    let with_input = correlation(output, input)?.max(correlation(output, box_mean(input).view())?);
+    let with_input = correlation(output, input)?.max(correlation(output, averaged(input).view())?);
     let with_guide = correlation(output, guide)?;
     if with_guide > with_input + MARGIN && with_guide > GUIDE_LIKENESS {
         return Err(Error::GuideDominates {
@@ -53,16 +54,9 @@ pub fn check(
     Ok(())
 }
 
-/// Each pixel's mean over its neighbourhood [`INPUT_REACH`] wide (out-of-slice neighbours
-/// left out).
-fn box_mean(image: ArrayView2<f32>) -> Array2<f32> {
-    let (h, w) = image.dim();
-    Array2::from_shape_fn((h, w), |(i, j)| {
-        let rows = i.saturating_sub(INPUT_REACH)..(i + INPUT_REACH + 1).min(h);
-        let cols = j.saturating_sub(INPUT_REACH)..(j + INPUT_REACH + 1).min(w);
-        let part = image.slice(ndarray::s![rows, cols]);
-        part.sum() / part.len() as f32
-    })
+/// The input's mean over each pixel's neighbourhood [`INPUT_REACH`] wide.
+fn averaged(input: ArrayView2<f32>) -> Array2<f32> {
+    local_mean(input.mapv(f64::from).view(), INPUT_REACH).mapv(|v| v as f32)
 }
 
 /// A slice of one value everywhere (an empty slice, all zero) holds no signal and no noise

@@ -26,6 +26,7 @@
 use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::magnitude_bias::{BiasCorrection, magnitude_mean};
+use crate::neighbourhood::{grown, local_mean};
 
 /// Ratios more than this many sigmas above the floor's mean are inverted exactly; the
 /// table blends into the exact inversion over the last sigma below it.
@@ -76,15 +77,7 @@ pub fn inside_body(
     if let Some(p) = partner {
         Zip::from(&mut tissue).and(&p).for_each(|t, &p| *t |= p);
     }
-    let (h, w) = tissue.dim();
-    let near = Array2::from_shape_fn((h, w), |(i, j)| {
-        let rows = i.saturating_sub(OWN_REACH)..(i + OWN_REACH + 1).min(h);
-        rows.into_iter().any(|y| {
-            let cols = j.saturating_sub(OWN_REACH)..(j + OWN_REACH + 1).min(w);
-            cols.into_iter().any(|x| tissue[(y, x)])
-        })
-    });
-    filled(&near)
+    filled(&grown(tissue.view(), OWN_REACH))
 }
 
 /// `mask` with every region it encloses filled: a pixel is outside when a path of
@@ -129,7 +122,6 @@ pub fn partner_tissue(
     coils: u32,
 ) -> Array2<bool> {
     let cut = magnitude_mean(0.0, coils) + PARTNER_MARGIN;
-    let (h, w) = partner.dim();
     let ratio = Zip::from(&partner).and(&sigma).map_collect(|&p, &s| {
         if s > 0.0 {
             f64::from(p) / f64::from(s)
@@ -137,17 +129,7 @@ pub fn partner_tissue(
             f64::INFINITY
         }
     });
-    Array2::from_shape_fn((h, w), |(i, j)| {
-        let (mut sum, mut n) = (0.0, 0.0);
-        for y in i.saturating_sub(1)..(i + 2).min(h) {
-            for x in j.saturating_sub(1)..(j + 2).min(w) {
-                sum += ratio[(y, x)];
-                n += 1.0;
-            }
-        }
-        let m = sum / n;
-        m > cut || m.is_nan()
-    })
+    local_mean(ratio.view(), 1).mapv(|m| m > cut || m.is_nan())
 }
 
 /// A slice's fitted prior and its posterior-mean table, or the exact inversion alone.
@@ -174,13 +156,13 @@ impl FloorAware {
     }
 
     /// Fits the prior to a slice's denoised means `mean` and their noise `sigma` (one per
-    /// pixel, in the same units), for the magnitude `correction` inverts; the pixels where
-    /// the body is (`tissue`, from [`inside_body`]) are left out.
+    /// pixel, in the same units), for the magnitude `correction` inverts; the pixels inside
+    /// the body (`body`, from [`inside_body`]) are left out.
     pub fn fit(
         correction: &BiasCorrection,
         mean: ArrayView2<f32>,
         sigma: ArrayView2<f32>,
-        tissue: Option<ArrayView2<bool>>,
+        body: Option<ArrayView2<bool>>,
     ) -> Self {
         let coils = correction.coils();
         let mu = |t: f64| magnitude_mean(t, coils);
@@ -188,11 +170,12 @@ impl FloorAware {
         let hi = floor + ABOVE_FLOOR;
         let mut low = Vec::with_capacity(mean.len());
         let (mut top, mut high, mut lo) = (0.0f64, 0.0f64, floor - 1.0);
-        let mut take = |m: f32, s: f32, tissue: bool| {
+        Zip::indexed(&mean).and(&sigma).for_each(|at, &m, &s| {
             let r = f64::from(m) / f64::from(s);
+            // The largest amplitude counts inside the body too: the flat prior reaches it.
             if s > 0.0 && r.is_finite() {
                 top = top.max(r);
-                if tissue {
+                if body.is_some_and(|b| b[at]) {
                     return;
                 }
                 if r < hi {
@@ -202,16 +185,7 @@ impl FloorAware {
                     high += 1.0;
                 }
             }
-        };
-        match tissue {
-            Some(t) => Zip::from(&mean)
-                .and(&sigma)
-                .and(&t)
-                .for_each(|&m, &s, &t| take(m, s, t)),
-            None => Zip::from(&mean)
-                .and(&sigma)
-                .for_each(|&m, &s| take(m, s, false)),
-        }
+        });
         if low.is_empty() {
             return Self::exact();
         }

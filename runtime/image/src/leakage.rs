@@ -11,8 +11,9 @@
 //! output shows the finding exactly as its contrast does and 1 means an error as large as
 //! the finding itself.
 
-use ndarray::{Array2, ArrayView2, Zip};
+use ndarray::{ArrayView2, Zip};
 
+use crate::neighbourhood::grown;
 use crate::{Error, Result};
 
 /// The ring around a finding: pixels at Chebyshev distance `RING_GAP..=RING_OUTER` from its
@@ -43,8 +44,9 @@ impl Leakage {
 /// `None` when the mask is empty or has no ring inside the image.
 pub fn contrast(image: ArrayView2<f32>, mask: ArrayView2<u8>) -> Result<Option<f64>> {
     same_shape(image, mask)?;
-    let near = dilate(mask, RING_GAP - 1);
-    let far = dilate(mask, RING_OUTER);
+    let marked = mask.mapv(|v| v > 0);
+    let near = grown(marked.view(), RING_GAP - 1);
+    let far = grown(marked.view(), RING_OUTER);
     let (mut inside, mut n_in, mut ring, mut n_ring) = (0.0f64, 0usize, 0.0f64, 0usize);
     Zip::from(image)
         .and(mask)
@@ -98,20 +100,10 @@ fn same_shape(image: ArrayView2<f32>, mask: ArrayView2<u8>) -> Result<()> {
     }
 }
 
-/// The mask grown by `radius` pixels in every direction (a square window).
-fn dilate(mask: ArrayView2<u8>, radius: usize) -> Array2<bool> {
-    let (h, w) = mask.dim();
-    let rows = Array2::from_shape_fn((h, w), |(i, j)| {
-        (j.saturating_sub(radius)..(j + radius + 1).min(w)).any(|k| mask[(i, k)] > 0)
-    });
-    Array2::from_shape_fn((h, w), |(i, j)| {
-        (i.saturating_sub(radius)..(i + radius + 1).min(h)).any(|k| rows[(k, j)])
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::Array2;
 
     /// A 3 x 3 square finding at (10..13, 10..13) on a 24 x 24 background of 0.2.
     fn scene(inside: f32, background: f32) -> (Array2<f32>, Array2<u8>) {

@@ -24,6 +24,7 @@ pub mod lineage;
 pub mod magnitude_bias;
 pub mod metrics;
 pub mod model_metadata;
+pub mod neighbourhood;
 pub mod noise;
 pub mod noise_map;
 pub mod normalize;

@@ -7,6 +7,7 @@
 
 use ndarray::{Array2, ArrayView2, Axis, Zip};
 
+use crate::neighbourhood::grown;
 use crate::normalize::Normalization;
 use crate::{Error, Result};
 
@@ -99,15 +100,7 @@ pub fn correlation(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Result<f64> {
 pub fn tissue_mask(reference: ArrayView2<f32>) -> Array2<bool> {
     let max = reference.iter().fold(f32::MIN, |m, &v| m.max(v));
     let above = reference.mapv(|v| v > TISSUE_THRESHOLD * max);
-    let r = TISSUE_DILATION;
-    let (h, w) = above.dim();
-    // Separable maximum: along rows, then along columns.
-    let rows = Array2::from_shape_fn((h, w), |(i, j)| {
-        (j.saturating_sub(r)..(j + r + 1).min(w)).any(|k| above[(i, k)])
-    });
-    Array2::from_shape_fn((h, w), |(i, j)| {
-        (i.saturating_sub(r)..(i + r + 1).min(h)).any(|k| rows[(k, j)])
-    })
+    grown(above.view(), TISSUE_DILATION)
 }
 
 /// PSNR over the pixels of `mask` only, with the same `data_range` as the whole slice's;

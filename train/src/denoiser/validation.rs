@@ -209,10 +209,10 @@ pub fn validate(
     device: &Device,
 ) -> Result<DenoiserValidation, TrainError> {
     let mut dirs = [Accumulator::default(), Accumulator::default()];
+    let guided = model.to_a.is_guided();
     for start in (0..set.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
         let raw = predict(model, set, sigmas, &idx, device);
-        let guided = model.to_a.is_guided();
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
                 let (acquired, guide) = own_and_other(&set.a, &set.b, d, i);
