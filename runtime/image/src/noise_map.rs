@@ -107,13 +107,21 @@ impl NoiseModel {
 /// both divide by it, so that the network meets one noise level across a slice however
 /// the g-factor varies, and multiply its output back.
 pub fn noise_factor(map: ArrayView2<f32>) -> Array2<f32> {
+    match map_level(map) {
+        Some(median) => map.mapv(|v| if v > 0.0 { v / median } else { 1.0 }),
+        None => Array2::ones(map.dim()),
+    }
+}
+
+/// The noise sd of a slice divided by its [`noise_factor`]: the median of the map's
+/// positive values (`None` for a map without any).
+pub fn map_level(map: ArrayView2<f32>) -> Option<f32> {
     let mut values: Vec<f32> = map.iter().copied().filter(|v| *v > 0.0).collect();
     if values.is_empty() {
-        return Array2::ones(map.dim());
+        return None;
     }
     let k = values.len() / 2;
-    let median = *values.select_nth_unstable_by(k, f32::total_cmp).1;
-    map.mapv(|v| if v > 0.0 { v / median } else { 1.0 })
+    Some(*values.select_nth_unstable_by(k, f32::total_cmp).1)
 }
 
 /// A block counts as tissue this many sigmas above the air's mean.

@@ -23,7 +23,7 @@ use crate::config::{Config, DataSource, NoiseConfig, NoiseKind};
 pub mod fastmri;
 mod sets;
 
-pub use sets::{CleanPairs, Data, DataError, PairSet};
+pub use sets::{CleanPairs, Data, DataError, PairSet, SliceNoise};
 
 const STREAM_SHUFFLE: u64 = 1;
 const STREAM_NOISE: u64 = 2;
@@ -117,6 +117,7 @@ fn phantom_set(
         clean: Some((Vec::new(), Vec::new())),
         findings: Some(Vec::new()),
         paired: true,
+        noise_sd: None,
     };
     for i in range {
         let [snr_a, snr_b] = snr(i);
@@ -191,6 +192,7 @@ fn split_tail(mut all: PairSet, val_pairs: usize, root: &Path) -> Result<Data, D
         clean: None,
         findings: None,
         paired: true,
+        noise_sd: None,
     };
     Ok(Data {
         train: all,
@@ -299,5 +301,47 @@ mod tests {
         };
         // PDFS at one SNR varies only with each slice's normalisation.
         assert!(spread(&a) > 2.0 * spread(&b), "PD {a:?}, PDFS {b:?}");
+    }
+
+    /// A coil array's slices are served at their noise map's sd, so the losses must see that
+    /// sd: it matches the air's second moment (`2 L sigma^2` for L coils), which the
+    /// one-sigma estimate of a Rician magnitude does not. A single-coil slice has one sd,
+    /// the level its network reads.
+    #[test]
+    fn a_coil_arrays_slices_carry_their_noise_maps_sd() {
+        let config: Config = serde_json::from_str(
+            r#"{"name": "c", "data": {"image_size": 128, "train_pairs": 3, "val_pairs": 1,
+                "coils": {"count": 8, "acceleration": 2}}}"#,
+        )
+        .unwrap();
+        let data = Data::load(&config).unwrap();
+        assert_eq!(data.noise_coils, 8);
+        let (clean_a, clean_b) = data.train.clean.as_ref().unwrap();
+        for (noise, i) in data.train.noise().iter().zip(0..) {
+            for (d, (slice, clean)) in [
+                (&data.train.a[i], &clean_a[i]),
+                (&data.train.b[i], &clean_b[i]),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let air: Vec<f32> = slice
+                    .iter()
+                    .zip(clean.iter())
+                    .filter(|(_, c)| **c == 0.0)
+                    .map(|(m, _)| m * m)
+                    .collect();
+                let truth = (air.iter().sum::<f32>() / air.len() as f32 / 16.0).sqrt();
+                assert!(
+                    (noise.sd[d] / truth - 1.0).abs() < 0.05,
+                    "slice {i} contrast {d}: sd {} against the air's {truth}",
+                    noise.sd[d]
+                );
+            }
+        }
+        let mut single = config.clone();
+        single.data.coils = None;
+        let data = Data::load(&single).unwrap();
+        assert!(data.train.noise().iter().all(|n| n.sd == n.level));
     }
 }

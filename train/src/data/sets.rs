@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, noise_factor};
+use crossdenoise_image::noise::estimate_sigma;
+use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, map_level, noise_factor};
 use ndarray::Array2;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,26 @@ pub struct PairSet {
     /// `a[i]` and `b[i]` are one slice of one patient in two contrasts (false for
     /// fastMRI's volumes of different patients, which train each contrast apart).
     pub paired: bool,
+    /// Each slice's noise sd, `[a, b]`, where its noise map gave it: a coil array's slices
+    /// divided by their maps ([`PairSet::even_noise`]). `None`: one sigma per slice,
+    /// estimated from it ([`PairSet::noise`]).
+    pub noise_sd: Option<Vec<[f32; 2]>>,
+}
+
+/// A slice's noise, `[a, b]`, twice over: what the network reads and what the losses
+/// assume. The two differ for a coil array's slices: the runtime gives a network with a
+/// noise input the one-sigma estimate of the slice (`noise::estimate_sigma`, a Rician
+/// estimator, which reads a noncentral chi slice of 8 coils 10-26% low), but serves the
+/// posterior at the noise map's sd. A prior trained at the low estimate learns to be as
+/// wide as the noise it is not told of, and is served too wide (QUALITY.md, "the coil
+/// model's prior").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SliceNoise {
+    /// The noise input's level, estimated from the slice as the runtime estimates it.
+    pub level: [f32; 2],
+    /// The sd the losses, the prior's likelihood and the posterior assume: the noise
+    /// map's where the slice was divided by one, else `level`.
+    pub sd: [f32; 2],
 }
 
 impl PairSet {
@@ -43,6 +64,7 @@ impl PairSet {
             clean: None,
             findings: None,
             paired: true,
+            noise_sd: None,
         }
     }
 
@@ -58,16 +80,31 @@ impl PairSet {
         self.a[0].dim()
     }
 
+    /// Each slice's noise: the level its network reads and the sd its losses assume.
+    pub fn noise(&self) -> Vec<SliceNoise> {
+        (0..self.len())
+            .map(|i| {
+                let level = [
+                    estimate_sigma(self.a[i].view()),
+                    estimate_sigma(self.b[i].view()),
+                ];
+                let sd = self.noise_sd.as_ref().map_or(level, |sd| sd[i]);
+                SliceNoise { level, sd }
+            })
+            .collect()
+    }
+
     /// Divides every slice, and its clean image, by its noise factor (its noise map of
     /// `coils` coils over the map's median, `noise_map::noise_factor`), as the runtime does
     /// with a noise map: the network then learns one noise level per slice, which is what
-    /// it will meet.
+    /// it will meet. Each slice's sd is then its map's median ([`PairSet::noise_sd`]).
     pub fn even_noise(&mut self, coils: u32) -> Result<(), DataError> {
         let settings = NoiseMapSettings {
             coils,
             ..NoiseMapSettings::default()
         };
         let model = NoiseModel::Map(settings);
+        let mut sd = Vec::with_capacity(self.len());
         for i in 0..self.a.len() {
             // Each slice read beside its partner, as the runtime reads a slice beside its
             // guide; slices of different patients each alone.
@@ -80,6 +117,8 @@ impl PairSet {
                 )
             };
             let (factor_a, factor_b) = (noise_factor(map_a.view()), noise_factor(map_b.view()));
+            let level = |map: &Array2<f32>| map_level(map.view()).unwrap_or(0.0);
+            sd.push([level(&map_a), level(&map_b)]);
             self.a[i] /= &factor_a;
             self.b[i] /= &factor_b;
             if let Some((clean_a, clean_b)) = self.clean.as_mut() {
@@ -87,6 +126,7 @@ impl PairSet {
                 clean_b[i] /= &factor_b;
             }
         }
+        self.noise_sd = Some(sd);
         Ok(())
     }
 }
@@ -126,6 +166,7 @@ mod tests {
             clean: Some((vec![clean.clone()], vec![clean.clone()])),
             findings: None,
             paired: true,
+            noise_sd: None,
         };
         set.even_noise(1).unwrap();
         let air = |cols: std::ops::Range<usize>| {

@@ -13,28 +13,31 @@ use ndarray::{Array2, ArrayView2, s};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::data::PairSet;
+use crate::data::{PairSet, SliceNoise};
 
 const STREAM_CROPS: u64 = 3;
 
-/// One batch: the crops of both contrasts, each crop's slice noise level and, when asked
-/// for (a clean target), the same crops of the set's clean images (else empty).
+/// One batch: the crops of both contrasts, each crop's slice noise (the sd the losses
+/// assume, the level the network reads) and, when asked for (a clean target), the same
+/// crops of the set's clean images (else empty).
 #[derive(Debug, Clone)]
 pub struct CropBatch {
     pub a: Vec<Array2<f32>>,
     pub b: Vec<Array2<f32>>,
     pub sigma_a: Vec<f32>,
     pub sigma_b: Vec<f32>,
+    pub level_a: Vec<f32>,
+    pub level_b: Vec<f32>,
     pub clean_a: Vec<Array2<f32>>,
     pub clean_b: Vec<Array2<f32>>,
 }
 
 /// Draws the batch of `step`: `batch` crops of side `crop` from `set`, whose slices' noise
-/// levels are `sigmas` (`[a, b]` per slice), and of its clean images too if `clean`; keeps
-/// the crops of `part` (this process's share of a data-parallel step; `0..batch` alone).
+/// is `noise`, and of its clean images too if `clean`; keeps the crops of `part` (this
+/// process's share of a data-parallel step; `0..batch` alone).
 pub fn batch(
     set: &PairSet,
-    sigmas: &[[f32; 2]],
+    noise: &[SliceNoise],
     seed: u64,
     step: u64,
     (batch, part): (usize, Range<usize>),
@@ -48,6 +51,8 @@ pub fn batch(
         b: Vec::with_capacity(batch),
         sigma_a: Vec::with_capacity(batch),
         sigma_b: Vec::with_capacity(batch),
+        level_a: Vec::with_capacity(batch),
+        level_b: Vec::with_capacity(batch),
         clean_a: Vec::new(),
         clean_b: Vec::new(),
     };
@@ -64,8 +69,10 @@ pub fn batch(
         let take = |img: &Array2<f32>| orient(img.slice(s![r..r + crop, c..c + crop]), turns, flip);
         out.a.push(take(&set.a[i]));
         out.b.push(take(&set.b[i]));
-        out.sigma_a.push(sigmas[i][0]);
-        out.sigma_b.push(sigmas[i][1]);
+        out.sigma_a.push(noise[i].sd[0]);
+        out.sigma_b.push(noise[i].sd[1]);
+        out.level_a.push(noise[i].level[0]);
+        out.level_b.push(noise[i].level[1]);
         if let Some((ca, cb)) = set.clean.as_ref().filter(|_| clean) {
             out.clean_a.push(take(&ca[i]));
             out.clean_b.push(take(&cb[i]));
@@ -149,8 +156,18 @@ mod tests {
             clean: None,
             findings: None,
             paired: true,
+            noise_sd: None,
         };
-        let sigmas = [[0.1, 0.2], [0.3, 0.4]];
+        let sigmas = [
+            SliceNoise {
+                level: [0.1, 0.2],
+                sd: [0.15, 0.25],
+            },
+            SliceNoise {
+                level: [0.3, 0.4],
+                sd: [0.35, 0.45],
+            },
+        ];
         let one = batch(&set, &sigmas, 7, 3, (4, 0..4), 8, false);
         let again = batch(&set, &sigmas, 7, 3, (4, 0..4), 8, false);
         let other = batch(&set, &sigmas, 7, 4, (4, 0..4), 8, false);
@@ -161,7 +178,8 @@ mod tests {
             // Same crop, same orientation in both contrasts.
             assert_eq!(one.b[k], one.a[k].mapv(|v| v + 0.5));
             let slice = usize::from(one.a[k][(0, 0)] >= 1000.0);
-            assert_eq!([one.sigma_a[k], one.sigma_b[k]], sigmas[slice]);
+            assert_eq!([one.sigma_a[k], one.sigma_b[k]], sigmas[slice].sd);
+            assert_eq!([one.level_a[k], one.level_b[k]], sigmas[slice].level);
         }
         assert!(one.clean_a.is_empty() && one.clean_b.is_empty());
         // A process's share of the step is that part of the whole batch.

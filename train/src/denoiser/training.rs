@@ -6,15 +6,14 @@ use std::fs;
 use std::path::Path;
 
 use burn::prelude::*;
-use crossdenoise_image::magnitude_bias::{BiasCorrection, rician_mean};
-use crossdenoise_image::noise;
+use crossdenoise_image::magnitude_bias::{BiasCorrection, magnitude_mean};
 use crossdenoise_image::picture::Grid;
 use serde::{Deserialize, Serialize};
 
 use super::validation::{self, DenoiserValidation};
 use super::{crops, loss, prior};
 use crate::config::{Config, ModelKind, Target};
-use crate::data::{self, Data, PairSet};
+use crate::data::{self, Data, SliceNoise};
 use crate::model::{DenoiserPair, GuidedDenoiserConfig, PriorOutput};
 use crate::run::curves::{self, Curve, Panel, smooth};
 use crate::run::{
@@ -138,29 +137,21 @@ pub fn model_config(config: &Config) -> GuidedDenoiserConfig {
     .with_noise_input(config.model.noise_input)
 }
 
-/// Each slice's noise level, `[a, b]`, as the runtime will estimate it when serving.
-pub fn slice_sigmas(set: &PairSet) -> Vec<[f32; 2]> {
-    set.a
-        .iter()
-        .zip(&set.b)
-        .map(|(a, b)| {
-            [
-                noise::estimate_sigma(a.view()),
-                noise::estimate_sigma(b.view()),
-            ]
-        })
-        .collect()
-}
-
-/// The clean crops' expected magnitudes at their slices' noise `sigmas`: the noise-free
-/// value of what the acquired target's loss is least at (`trainer.target = "clean"`).
-fn clean_target(clean: &[ndarray::Array2<f32>], sigmas: &[f32], device: &Device) -> Tensor<4> {
+/// The clean crops' expected magnitudes at their slices' noise `sigmas` for magnitudes of
+/// `coils` coils: the noise-free value of what the acquired target's loss is least at
+/// (`trainer.target = "clean"`).
+fn clean_target(
+    clean: &[ndarray::Array2<f32>],
+    sigmas: &[f32],
+    coils: u32,
+    device: &Device,
+) -> Tensor<4> {
     let expected: Vec<ndarray::Array2<f32>> = clean
         .iter()
         .zip(sigmas)
         .map(|(c, &sigma)| {
             let sigma = f64::from(sigma.max(loss::MIN_SIGMA));
-            c.mapv(|a| (sigma * rician_mean(f64::from(a.max(0.0)) / sigma)) as f32)
+            c.mapv(|a| (sigma * magnitude_mean(f64::from(a.max(0.0)) / sigma, coils)) as f32)
         })
         .collect();
     data::stack(&expected.iter().collect::<Vec<_>>(), device)
@@ -173,8 +164,8 @@ pub struct DenoiserTask {
     /// The magnitudes' bias as the data's noise makes it: Rician, or noncentral chi for
     /// phantoms of a root-sum-of-squares coil array.
     correction: BiasCorrection,
-    train_sigmas: Vec<[f32; 2]>,
-    val_sigmas: Vec<[f32; 2]>,
+    train_noise: Vec<SliceNoise>,
+    val_noise: Vec<SliceNoise>,
 }
 
 /// Trains a guided or single-contrast denoiser pair and returns the run's summary.
@@ -198,8 +189,8 @@ impl DenoiserTask {
         }
         Ok(DenoiserTask {
             correction: BiasCorrection::for_coils(data.noise_coils),
-            train_sigmas: slice_sigmas(&data.train),
-            val_sigmas: slice_sigmas(&data.val),
+            train_noise: data.train.noise(),
+            val_noise: data.val.noise(),
             config: config.clone(),
             data,
         })
@@ -259,7 +250,7 @@ impl Task for DenoiserTask {
         let share = world.share(t.batch_size);
         let b = crops::batch(
             &self.data.train,
-            &self.train_sigmas,
+            &self.train_noise,
             config.seed,
             at.step,
             (t.batch_size, share.clone()),
@@ -275,13 +266,13 @@ impl Task for DenoiserTask {
         let (y_a, y_b) = match t.target {
             Target::Acquired => (x_a.clone(), x_b.clone()),
             Target::Clean => (
-                clean_target(&b.clean_a, &b.sigma_a, device),
-                clean_target(&b.clean_b, &b.sigma_b, device),
+                clean_target(&b.clean_a, &b.sigma_a, self.correction.coils(), device),
+                clean_target(&b.clean_b, &b.sigma_b, self.correction.coils(), device),
             ),
         };
         let (p, guided) = (t.precision, self.guided());
-        let n_a = model.to_a.noise_tensor(&b.sigma_a, &b.sigma_b, device);
-        let n_b = model.to_b.noise_tensor(&b.sigma_b, &b.sigma_a, device);
+        let n_a = model.to_a.noise_tensor(&b.level_a, &b.level_b, device);
+        let n_b = model.to_b.noise_tensor(&b.level_b, &b.level_a, device);
         let (out_a, head_a) =
             model
                 .to_a
@@ -348,14 +339,14 @@ impl Task for DenoiserTask {
         model: &DenoiserPair,
         device: &Device,
     ) -> Result<DenoiserValidation, TrainError> {
-        let (set, sigmas) = (&self.data.val, &self.val_sigmas);
-        validation::validate(model, set, &self.correction, sigmas, 2, device)
+        let (set, noise) = (&self.data.val, &self.val_noise);
+        validation::validate(model, set, &self.correction, noise, 2, device)
     }
 
     fn sample_grid(&self, model: &DenoiserPair, device: &Device) -> Result<Grid, TrainError> {
         let domains = &self.config.data.domains;
-        let (set, sigmas) = (&self.data.val, &self.val_sigmas);
-        validation::sample_grid(model, set, &self.correction, sigmas, domains, device)
+        let (set, noise) = (&self.data.val, &self.val_noise);
+        validation::sample_grid(model, set, &self.correction, noise, domains, device)
     }
 
     fn epoch_line(&self, epoch: usize, train: &DenoiserLoss, val: &DenoiserValidation) -> String {

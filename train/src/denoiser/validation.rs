@@ -14,7 +14,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::loss;
-use crate::data::{self, PairSet};
+use crate::data::{self, PairSet, SliceNoise};
 use crate::model::{DenoiserPair, Domain, Precision};
 use crate::run::TrainError;
 
@@ -95,18 +95,21 @@ pub struct PriorPredictions {
 }
 
 /// Both directions' raw predictions for slices `idx` of `set` (`[a, b]`, one image per
-/// slice; `sigmas`: each slice's noise levels, `[a, b]`).
+/// slice; `noise`: each slice's).
 pub fn predict(
     model: &DenoiserPair,
     set: &PairSet,
-    sigmas: &[[f32; 2]],
+    noise: &[SliceNoise],
     idx: &[usize],
     device: &Device,
 ) -> [Predictions; 2] {
     let a: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.a[i]).collect();
     let b: Vec<&Array2<f32>> = idx.iter().map(|&i| &set.b[i]).collect();
     let (xa, xb) = (data::stack(&a, device), data::stack(&b, device));
-    let (sa, sb): (Vec<f32>, Vec<f32>) = idx.iter().map(|&i| (sigmas[i][0], sigmas[i][1])).unzip();
+    let (sa, sb): (Vec<f32>, Vec<f32>) = idx
+        .iter()
+        .map(|&i| (noise[i].level[0], noise[i].level[1]))
+        .unzip();
     let guided = model.to_a.is_guided();
     let (na, nb) = (
         model.to_a.noise_tensor(&sa, &sb, device),
@@ -160,24 +163,23 @@ fn served(
     )
 }
 
-/// What the runtime serves for slices `idx` (`sigmas`: each slice's noise levels,
-/// `[a, b]`).
+/// What the runtime serves for slices `idx` (`noise`: each slice's).
 pub fn denoise(
     model: &DenoiserPair,
     set: &PairSet,
     correction: &BiasCorrection,
-    sigmas: &[[f32; 2]],
+    noise: &[SliceNoise],
     idx: &[usize],
     device: &Device,
 ) -> [Vec<Array2<f32>>; 2] {
-    let raw = predict(model, set, sigmas, idx, device);
+    let raw = predict(model, set, noise, idx, device);
     let guided = model.to_a.is_guided();
     let mut outs: [Vec<Array2<f32>>; 2] = Default::default();
     for (d, (out, p)) in outs.iter_mut().zip(&raw).enumerate() {
         for (k, &i) in idx.iter().enumerate() {
             let (acquired, guide) = own_and_other(&set.a, &set.b, d, i);
-            let partner = guided.then_some((guide, sigmas[i][1 - d]));
-            out.push(served(correction, p, k, acquired, sigmas[i][d], partner));
+            let partner = guided.then_some((guide, noise[i].sd[1 - d]));
+            out.push(served(correction, p, k, acquired, noise[i].sd[d], partner));
         }
     }
     outs
@@ -198,13 +200,12 @@ fn own_and_other<'s>(
     }
 }
 
-/// Scores both directions on `set` in batches of `batch`; `sigmas` are the slices' noise
-/// levels (`[a, b]`).
+/// Scores both directions on `set` in batches of `batch`; `noise`: each slice's.
 pub fn validate(
     model: &DenoiserPair,
     set: &PairSet,
     correction: &BiasCorrection,
-    sigmas: &[[f32; 2]],
+    noise: &[SliceNoise],
     batch: usize,
     device: &Device,
 ) -> Result<DenoiserValidation, TrainError> {
@@ -212,14 +213,15 @@ pub fn validate(
     let guided = model.to_a.is_guided();
     for start in (0..set.len()).step_by(batch.max(1)) {
         let idx: Vec<usize> = (start..(start + batch).min(set.len())).collect();
-        let raw = predict(model, set, sigmas, &idx, device);
+        let raw = predict(model, set, noise, &idx, device);
         for (d, (acc, out)) in dirs.iter_mut().zip(&raw).enumerate() {
             for (k, &i) in idx.iter().enumerate() {
                 let (acquired, guide) = own_and_other(&set.a, &set.b, d, i);
-                acc.loss += slice_loss(&out.expected[k], acquired, sigmas[i][d], device);
+                let sd = noise[i].sd;
+                acc.loss += slice_loss(&out.expected[k], acquired, sd[d], device);
                 acc.n += 1;
-                let partner = guided.then_some((guide, sigmas[i][1 - d]));
-                let served = served(correction, out, k, acquired, sigmas[i][d], partner);
+                let partner = guided.then_some((guide, sd[1 - d]));
+                let served = served(correction, out, k, acquired, sd[d], partner);
                 let Some((ca, cb)) = &set.clean else { continue };
                 let (clean, other) = own_and_other(ca, cb, d, i);
                 acc.add_scores(clean, &served, acquired)?;
@@ -320,12 +322,12 @@ pub fn sample_grid(
     model: &DenoiserPair,
     set: &PairSet,
     correction: &BiasCorrection,
-    sigmas: &[[f32; 2]],
+    noise: &[SliceNoise],
     domains: &[String; 2],
     device: &Device,
 ) -> Result<Grid, TrainError> {
     let idx: Vec<usize> = (0..set.len().min(4)).collect();
-    let [out_a, out_b] = denoise(model, set, correction, sigmas, &idx, device);
+    let [out_a, out_b] = denoise(model, set, correction, noise, &idx, device);
     let mut titles = Vec::new();
     for name in domains.iter().map(|d| d.to_uppercase()) {
         titles.push(format!("{name} acquired"));
