@@ -392,6 +392,9 @@ pub fn epoch_line(
                 " | {name} {:.2} dB (acquired {:.2})",
                 d.psnr, q.psnr
             ));
+            if let Some(w) = dir.prior_width {
+                line.push_str(&format!(", prior {w:.2}x its error"));
+            }
         } else {
             line.push_str(&format!(" | {name} val loss {:.4}", dir.loss));
         }

@@ -52,6 +52,10 @@ pub struct DirectionValidation {
     pub acquired: Option<Score>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub leakage: Vec<FindingLeakage>,
+    /// How wide the stated prior is against how far the prediction is off (phantoms, a
+    /// network with a prior; [`prior_width`]): 1 when calibrated.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prior_width: Option<f64>,
 }
 
 impl DirectionValidation {
@@ -225,6 +229,15 @@ pub fn validate(
                 let Some((ca, cb)) = &set.clean else { continue };
                 let (clean, other) = own_and_other(ca, cb, d, i);
                 acc.add_scores(clean, &served, acquired)?;
+                if let Some(q) = &out.prior {
+                    let planes = posterior::PriorPlanes {
+                        spread: q.spread[k].view(),
+                        shift: q.shift[k].view(),
+                    };
+                    let sums = prior_width(correction, &out.expected[k], planes, clean, sd[d]);
+                    acc.width[0] += sums[0];
+                    acc.width[1] += sums[1];
+                }
                 if let Some(masks) = &set.findings {
                     acc.add_leakage(&served, clean, other, &masks[i])?;
                 }
@@ -248,6 +261,41 @@ fn slice_loss(out: &Array2<f32>, acquired: &Array2<f32>, sigma: f32, device: &De
     )
 }
 
+/// Clean amplitudes at least this many noise sigmas bright count for [`prior_width`]:
+/// there the prior is near Gaussian, and its width is the prediction's uncertainty.
+const WIDTH_FLOOR: f32 = 4.0;
+
+/// The prior's variance and the prediction's squared error against `clean`, each summed
+/// over the pixels at least [`WIDTH_FLOOR`] sigmas bright: the square root of their ratio
+/// says how wide the prior a network states is against how far its prediction really is
+/// off. 1 when calibrated; well above it the posterior keeps noise it could remove (a coil
+/// model whose prior trained at a sigma 10-26% low stated a prior 3 times too wide,
+/// QUALITY.md "the coil model's prior"), well below it the posterior smooths what a pixel
+/// shows.
+fn prior_width(
+    correction: &BiasCorrection,
+    expected: &Array2<f32>,
+    planes: posterior::PriorPlanes,
+    clean: &Array2<f32>,
+    sigma: f32,
+) -> [f64; 2] {
+    let mut sums = [0.0; 2];
+    for (((&e, &spread), &shift), &c) in expected
+        .iter()
+        .zip(planes.spread)
+        .zip(planes.shift)
+        .zip(clean)
+    {
+        if c < WIDTH_FLOOR * sigma {
+            continue;
+        }
+        let prior = posterior::Prior::around(correction.amplitude(e, sigma), spread, shift, sigma);
+        sums[0] += prior.std * prior.std;
+        sums[1] += (prior.mean - f64::from(c)).powi(2);
+    }
+    sums
+}
+
 #[derive(Default)]
 struct Accumulator {
     loss: f64,
@@ -255,6 +303,8 @@ struct Accumulator {
     denoised: [f64; 3],
     acquired: [f64; 3],
     leakage: [(usize, f64, f64); 2],
+    /// The prior's variance and the prediction's squared error, summed ([`prior_width`]).
+    width: [f64; 2],
 }
 
 impl Accumulator {
@@ -302,6 +352,7 @@ impl Accumulator {
             loss: self.loss / n,
             denoised: has_clean.then(|| score(self.denoised)),
             acquired: has_clean.then(|| score(self.acquired)),
+            prior_width: (self.width[1] > 0.0).then(|| (self.width[0] / self.width[1]).sqrt()),
             leakage: Finding::ALL
                 .iter()
                 .zip(self.leakage)
@@ -354,4 +405,43 @@ pub fn sample_grid(
         }
     }
     Ok(grid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossdenoise_image::magnitude_bias::rician_mean;
+
+    /// A prior as wide as the prediction's error reads 1, one three times wider reads 3, and
+    /// the dark pixels (where the prior is no Gaussian) are left out whatever they hold.
+    #[test]
+    fn the_prior_width_is_read_against_the_predictions_error() {
+        let (sigma, size) = (0.05f32, 64);
+        let bright = |i: usize| i < size / 2;
+        let clean =
+            Array2::from_shape_fn((size, size), |(i, _)| if bright(i) { 0.8f32 } else { 0.05 });
+        // The prediction's amplitude is off by +-0.4 sigma in the bright half, by 5 sigmas in
+        // the dark one; the network states its expected magnitude, the Rician mean.
+        let expected = Array2::from_shape_fn((size, size), |(i, j)| {
+            let off = if bright(i) { 0.4 } else { 5.0 }
+                * sigma
+                * if (i + j) % 2 == 0 { 1.0 } else { -1.0 };
+            let a = f64::from((clean[(i, j)] + off).max(0.0) / sigma);
+            (f64::from(sigma) * rician_mean(a)) as f32
+        });
+        let shift = Array2::zeros((size, size));
+        let width = |std_in_sigmas: f32| {
+            let spread = Array2::from_elem((size, size), std_in_sigmas.ln());
+            let planes = posterior::PriorPlanes {
+                spread: spread.view(),
+                shift: shift.view(),
+            };
+            let [var, err] =
+                prior_width(&BiasCorrection::default(), &expected, planes, &clean, sigma);
+            (var / err).sqrt()
+        };
+        let (calibrated, wide) = (width(0.4), width(1.2));
+        assert!((calibrated - 1.0).abs() < 0.05, "{calibrated}");
+        assert!((wide - 3.0).abs() < 0.15, "{wide}");
+    }
 }
