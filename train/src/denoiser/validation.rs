@@ -289,7 +289,7 @@ fn prior_width(
         if c < WIDTH_FLOOR * sigma {
             continue;
         }
-        let prior = posterior::Prior::around(correction.amplitude(e, sigma), spread, shift, sigma);
+        let prior = posterior::Prior::from_network(correction, e, spread, shift, sigma);
         sums[0] += prior.std * prior.std;
         sums[1] += (prior.mean - f64::from(c)).powi(2);
     }
