@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The "Scanner noise" figures of QUALITY.md, on held-out multi-coil phantoms (seed 1000,
 # 8 coils with neighbours correlated by 0.15, root-sum-of-squares):
-#  1. the noise map: each slice's noise sd estimated by `crossdenoise noise-map` against the
+#  1. the noise map: each slice's noise sd estimated by `crossdenoise noise-map` (each set
+#     one series, each contrast beside the other, as `denoise --noise map` serves) against the
 #     true map, in tissue (relative error: mean, spread, 95th percentile), at acceleration 2
 #     and 3 and two noise levels, with a picture true | estimated;
 #  2. denoising at acceleration 2 and each --setting: the exported models in MODELS
@@ -49,8 +50,11 @@ for r in 2 3; do
     for snr in 20/12 10/10; do
         name="R${r}_snr${snr/\//-}"
         phantoms "$name" "$r" "${snr%/*}" "${snr#*/}"
+        # As served: each set one series, each contrast read beside the other.
         for c in pd pdfs; do
-            "$bin" noise-map --coils 8 --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
+            partner=$([ "$c" = pd ] && echo pdfs || echo pd)
+            "$bin" noise-map --coils 8 --series --guide "$out/$name/$partner" \
+                --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
         done
         sets+=("$out/$name")
     done

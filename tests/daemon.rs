@@ -308,7 +308,8 @@ fn guided_models_served_over_mrd_match_the_runtime() {
 
 /// Models trained on a coil array are served as their metadata records, with no setting:
 /// a noise map of their 8 coils, the noncentral chi correction and posterior, exactly as
-/// `crossdenoise denoise --noise map --coils 8` serves the same files.
+/// `crossdenoise denoise --noise map --coils 8 --noise-pool slice` serves the same files
+/// (the daemon answers each image as it comes, so each slice's map is its own).
 #[test]
 fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,6 +327,8 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
             "map",
             "--coils",
             "8",
+            "--noise-pool",
+            "slice",
             "--guide",
             &guide,
             "--out",

@@ -13,5 +13,6 @@ mod export;
 mod fastmri;
 mod noise_levels;
 mod phantoms;
+mod series_noise;
 use crossdenoise_test_support as support;
 mod util;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView2, Zip};
 
-use crate::{Denoiser, Error, Result};
+use crate::{Denoiser, Error, Result, SeriesNoise};
 use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::air::{self, AirMismatch};
 use crossdenoise_image::dicom::{self, DicomSlice};
@@ -343,6 +343,38 @@ impl FileJob {
     /// Input series UID -> the derived series UID its slices were written into.
     pub fn into_series(self) -> HashMap<String, String> {
         self.series
+    }
+
+    /// Prepares `denoiser` for a series of files (each with its guide, for a guided model):
+    /// their noise maps estimated at once from all of them ([`Denoiser::prepare_series`]),
+    /// for the [`FileJob::denoise_file`] calls that follow. A file that cannot be read
+    /// fails here as it would there.
+    pub fn prepare_series(
+        &self,
+        denoiser: &mut Denoiser,
+        files: &[&InputFile],
+        guides: Option<&[&Path]>,
+    ) -> Result<SeriesNoise> {
+        // Read as `denoise_file` reads them: a slice's maps are found by its pixels.
+        let images = files
+            .iter()
+            .map(|f| match f.format {
+                Format::Dicom => DicomSlice::read(&f.path).map(|d| d.image),
+                _ => io::read_slice(&f.path),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let guide_images = guides
+            .map(|g| {
+                g.iter()
+                    .map(|path| io::read_slice(path))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+        let guide_views: Option<Vec<_>> = guide_images
+            .as_ref()
+            .map(|g| g.iter().map(|i| i.view()).collect());
+        denoiser.prepare_series(&views, guide_views.as_deref())
     }
 
     /// Denoises one file into `out_dir`, in the input's format, with an optional

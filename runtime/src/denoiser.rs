@@ -24,8 +24,9 @@ use crate::input::fill;
 use crate::noise_levels::{guide_tissue, noise_levels};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
+use crate::series_noise::{SeriesMaps, SeriesNoise};
 use crate::session_io::{
-    Batch, InputNames, check_against_metadata, check_io, read_props, run_session,
+    Batch, InputNames, check_against_metadata, check_io, guide_given, read_props, run_session,
 };
 use crate::tiles::Tiles;
 use crate::{Error, Result};
@@ -97,6 +98,8 @@ pub struct Denoiser {
     scratch: Vec<f32>,
     correction: BiasCorrection,
     noise: NoiseModel,
+    /// The maps of the series last prepared ([`Denoiser::prepare_series`]).
+    series: SeriesMaps,
     tile_pixels: usize,
     posterior: bool,
     average_orientations: bool,
@@ -190,6 +193,7 @@ impl Denoiser {
             scratch: Vec::new(),
             correction: BiasCorrection::for_coils(noise.coils()),
             noise,
+            series: SeriesMaps::default(),
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
             average_orientations: options.average_orientations,
@@ -322,6 +326,18 @@ impl Denoiser {
         Ok(out.pop().expect("one output per input"))
     }
 
+    /// Estimates the noise maps of a series at once from all its slices (and their guides,
+    /// for a guided model), for the calls that then denoise them: a series' slices share
+    /// their g-factor map (`series_noise`). Says whether they were pooled.
+    pub fn prepare_series(
+        &mut self,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<SeriesNoise> {
+        self.check_guide(guides.is_some())?;
+        self.series.prepare(&self.noise, images, guides)
+    }
+
     /// Denoises slices of one size in a single inference (a model without a guide).
     pub fn denoise_batch(&mut self, images: &[ArrayView2<f32>]) -> Result<Vec<Array2<f32>>> {
         self.check_guide(false)?;
@@ -387,26 +403,7 @@ impl Denoiser {
 
     /// An error unless the call gives a guide exactly when the model reads one.
     fn check_guide(&self, given: bool) -> Result<()> {
-        let label = self.metadata.path_label();
-        match (self.needs_guide(), given) {
-            (true, false) => Err(Error::Image(ImageError::Invalid {
-                what: "guide",
-                reason: format!(
-                    "{} is a {label}: it needs each slice's partner contrast{} as a guide",
-                    self.path.display(),
-                    self.metadata
-                        .guide
-                        .as_ref()
-                        .map(|g| format!(" ({})", g.name))
-                        .unwrap_or_default()
-                ),
-            })),
-            (false, true) => Err(Error::Image(ImageError::Invalid {
-                what: "guide",
-                reason: format!("{} is a {label}: it takes no guide", self.path.display()),
-            })),
-            _ => Ok(()),
-        }
+        guide_given(&self.path, &self.metadata, self.needs_guide(), given)
     }
 
     // Long: normalise, pad, infer (tiled or whole, orientations), posterior, unpad and
@@ -462,6 +459,7 @@ impl Denoiser {
                 self.correction.coils(),
                 images,
                 guides,
+                &self.series,
             )?),
         };
         let flat_views = even.as_ref().map(EvenNoise::views);

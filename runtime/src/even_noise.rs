@@ -8,6 +8,7 @@ use crossdenoise_image::posterior::{self, PriorPlanes};
 use ndarray::{Array2, ArrayView2};
 
 use crate::Result;
+use crate::series_noise::SeriesMaps;
 
 /// The slices and guides of one call divided by their noise factors ([`noise_factor`]),
 /// with the slices' maps and factors to undo it, and where each guide shows tissue
@@ -21,11 +22,13 @@ pub(crate) struct EvenNoise {
 }
 
 impl EvenNoise {
+    /// Each slice takes the maps `series` prepared for it, or has them estimated alone.
     pub fn new(
         noise: &NoiseModel,
         coils: u32,
         images: &[ArrayView2<f32>],
         guides: Option<&[ArrayView2<f32>]>,
+        series: &SeriesMaps,
     ) -> Result<Self> {
         let mut even = EvenNoise {
             flat_images: Vec::with_capacity(images.len()),
@@ -37,10 +40,18 @@ impl EvenNoise {
         for (i, image) in images.iter().enumerate() {
             // With a guide, each of the two is read beside the other, which tells its air
             // from its tissue too dark to show (training divides its pairs the same way).
-            let map = match guides.map(|g| g[i]) {
-                None => noise.sigma(*image)?,
+            let guide = guides.map(|g| g[i]);
+            let prepared = series.get(*image, guide);
+            let map = match guide {
+                None => match prepared {
+                    Some((map, _)) => map.clone(),
+                    None => noise.sigma(*image)?,
+                },
                 Some(g) => {
-                    let (image_map, guide_map) = noise.sigma_of_pair(*image, g)?;
+                    let (image_map, guide_map) = match prepared {
+                        Some((map, Some(guide_map))) => (map.clone(), guide_map.clone()),
+                        _ => noise.sigma_of_pair(*image, g)?,
+                    };
                     if let Some(flat) = even.flat_guides.as_mut() {
                         flat.push(&g / &noise_factor(guide_map.view()));
                     }

@@ -17,6 +17,7 @@ mod input;
 mod noise_levels;
 pub mod onnx_runtime;
 mod orientations;
+pub mod series_noise;
 mod session_io;
 mod tiles;
 
@@ -24,3 +25,4 @@ pub use denoiser::{Denoiser, DenoiserOptions};
 pub use error::{Error, Result};
 pub use execution_provider::{ProviderKind, ProviderSettings};
 pub use onnx_runtime::OnnxRuntime;
+pub use series_noise::SeriesNoise;

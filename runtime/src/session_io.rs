@@ -217,3 +217,36 @@ pub(crate) fn read_props(session: &Session) -> ort::Result<HashMap<String, Strin
     }
     Ok(props)
 }
+
+/// An error unless a call gives a guide exactly when the model (at `path`, `needs` one or
+/// not) reads one.
+pub(crate) fn guide_given(
+    path: &Path,
+    metadata: &ModelMetadata,
+    needs: bool,
+    given: bool,
+) -> Result<()> {
+    let label = metadata.path_label();
+    let invalid = |reason| {
+        Err(Error::Image(crossdenoise_image::Error::Invalid {
+            what: "guide",
+            reason,
+        }))
+    };
+    match (needs, given) {
+        (true, false) => invalid(format!(
+            "{} is a {label}: it needs each slice's partner contrast{} as a guide",
+            path.display(),
+            metadata
+                .guide
+                .as_ref()
+                .map(|g| format!(" ({})", g.name))
+                .unwrap_or_default()
+        )),
+        (false, true) => invalid(format!(
+            "{} is a {label}: it takes no guide",
+            path.display()
+        )),
+        _ => Ok(()),
+    }
+}

@@ -8,8 +8,9 @@ use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
 use crossdenoise_image::{AssumedMetadata, ModelKind, Normalization};
+use crossdenoise_runtime::denoise_files::InputFile;
 use crossdenoise_runtime::denoise_files::{self, FileJob};
-use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings};
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings, SeriesNoise};
 
 use super::progress;
 
@@ -62,6 +63,12 @@ pub struct Args {
     /// a root-sum-of-squares scan, whose noncentral chi bias is then removed; 1 for Rician).
     #[arg(long, default_value_t = 1)]
     coils: u32,
+    /// With --noise map: `series` estimates one noise map from all the slices of each input
+    /// folder (a series' slices share their coils' g-factor map, and pooled the map is
+    /// several times more precise; a folder whose slices differ in size or noise level is
+    /// estimated slice by slice, with a warning), `slice` each slice alone.
+    #[arg(long, default_value = "series", value_parser = ["series", "slice"])]
+    noise_pool: String,
     /// How much of the denoised image is written, 0 to 1; the rest is the acquired image
     /// (as the vendors' low / medium / high settings).
     #[arg(long, default_value_t = 1.0, value_name = "S")]
@@ -127,26 +134,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failures = Vec::new();
     let mut done = 0usize;
     let started = Instant::now();
-    for (file, guide) in files.iter().zip(&guides) {
-        match job.denoise_file(
-            &mut denoiser,
-            file,
-            guide.as_deref(),
-            &args.out,
-            preview_dir.as_deref(),
-        ) {
-            Ok(outcome) => {
-                done += 1;
-                if let Some(notice) = outcome.notice {
-                    bar.suspend(|| eprintln!("warning: {}: {notice}", file.path.display()));
+    let pool = args.noise == "map" && args.noise_pool == "series";
+    for group in series_groups(&files) {
+        if pool && group.len() > 1 {
+            prepare_series(&job, &mut denoiser, &files, &guides, &group, &bar);
+        }
+        for k in group {
+            let (file, guide) = (&files[k], &guides[k]);
+            match job.denoise_file(
+                &mut denoiser,
+                file,
+                guide.as_deref(),
+                &args.out,
+                preview_dir.as_deref(),
+            ) {
+                Ok(outcome) => {
+                    done += 1;
+                    if let Some(notice) = outcome.notice {
+                        bar.suspend(|| eprintln!("warning: {}: {notice}", file.path.display()));
+                    }
+                }
+                Err(e) => {
+                    bar.suspend(|| eprintln!("error: {e}"));
+                    failures.push(file.path.clone());
                 }
             }
-            Err(e) => {
-                bar.suspend(|| eprintln!("error: {e}"));
-                failures.push(file.path.clone());
-            }
+            bar.inc(1);
         }
-        bar.inc(1);
     }
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
@@ -282,4 +296,47 @@ fn announce(
         );
     }
     Ok(())
+}
+
+/// The inputs' indices by folder, in the order the folders first appear: the slices of one
+/// folder are taken for one series.
+fn series_groups(files: &[InputFile]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<&std::path::Path>, Vec<usize>)> = Vec::new();
+    for (k, file) in files.iter().enumerate() {
+        let folder = file.path.parent();
+        match groups.iter_mut().find(|(f, _)| *f == folder) {
+            Some((_, members)) => members.push(k),
+            None => groups.push((folder, vec![k])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// Prepares the denoiser with the noise maps of the series `group`, pooled; says on stderr
+/// when they cannot be (each slice is then estimated alone, and a file that cannot be read
+/// fails when it is denoised).
+fn prepare_series(
+    job: &FileJob,
+    denoiser: &mut Denoiser,
+    files: &[InputFile],
+    guides: &[Option<PathBuf>],
+    group: &[usize],
+    bar: &indicatif::ProgressBar,
+) {
+    let members: Vec<&InputFile> = group.iter().map(|&k| &files[k]).collect();
+    let member_guides: Option<Vec<&std::path::Path>> =
+        group.iter().map(|&k| guides[k].as_deref()).collect();
+    let folder = members[0]
+        .path
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let said = match job.prepare_series(denoiser, &members, member_guides.as_deref()) {
+        Ok(SeriesNoise::Pooled { .. } | SeriesNoise::Unneeded) => return,
+        Ok(SeriesNoise::PerSlice { reason }) => reason,
+        Err(e) => e.to_string(),
+    };
+    bar.suspend(|| {
+        eprintln!("warning: the noise maps of {folder} are estimated slice by slice: {said}")
+    });
 }

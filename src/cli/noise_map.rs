@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use crossdenoise_image::air;
 use crossdenoise_image::io::{self, GrayImage};
 use crossdenoise_image::noise_map::{
-    NoiseMapSettings, estimate_noise_map, estimate_noise_map_beside,
+    NoiseMapSettings, estimate_noise_map, estimate_pair_noise_maps, estimate_series_noise_maps,
 };
 
 #[derive(Debug, ClapArgs)]
@@ -39,6 +39,12 @@ pub struct Args {
     /// air in both (fat-suppressed tissue reads as air, and as a higher sigma, alone).
     #[arg(long, value_name = "DIR")]
     guide: Option<PathBuf>,
+    /// The inputs are the slices of one series (one acquisition: same size, coils,
+    /// acceleration and receiver): every tile's estimate pools all of their blocks at that
+    /// place, since they share one g-factor map. Refused when their sizes or noise levels
+    /// differ.
+    #[arg(long)]
+    series: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -51,29 +57,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     settings.validate().context("invalid noise map settings")?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut images = Vec::with_capacity(args.inputs.len());
+    let mut partners = Vec::new();
     for input in &args.inputs {
         let image = io::read_slice(input)?;
+        if let Some(dir) = &args.guide {
+            let name = input
+                .file_name()
+                .with_context(|| format!("{} has no file name", input.display()))?;
+            let path = dir.join(name);
+            let partner = io::read_slice(&path)
+                .with_context(|| format!("the guide of {}", input.display()))?;
+            anyhow::ensure!(
+                partner.dim() == image.dim(),
+                "{} is {:?} but its guide {} is {:?}",
+                input.display(),
+                image.dim(),
+                path.display(),
+                partner.dim()
+            );
+            partners.push(partner);
+        }
+        images.push(image);
+    }
+    let maps = maps(&images, &partners, &args, &settings)?;
+    for ((input, image), map) in args.inputs.iter().zip(&images).zip(maps) {
         let stem = input
             .file_stem()
             .with_context(|| format!("{} has no file name", input.display()))?;
-        let map = match &args.guide {
-            None => estimate_noise_map(image.view(), &settings)?,
-            Some(dir) => {
-                let name = input.file_name().unwrap_or(stem);
-                let path = dir.join(name);
-                let partner = io::read_slice(&path)
-                    .with_context(|| format!("the guide of {}", input.display()))?;
-                anyhow::ensure!(
-                    partner.dim() == image.dim(),
-                    "{} is {:?} but its guide {} is {:?}",
-                    input.display(),
-                    image.dim(),
-                    path.display(),
-                    partner.dim()
-                );
-                estimate_noise_map_beside(image.view(), partner.view(), &settings)?
-            }
-        };
         let npy = args.out.join(stem).with_extension("npy");
         io::write_npy(&npy, map.view())?;
         let top = map.iter().fold(f32::EPSILON, |a, &v| a.max(v));
@@ -100,4 +111,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each image's map: alone or beside its partner (which checks it, `estimate_pair_noise_maps`),
+/// slice by slice or pooled over the series.
+fn maps(
+    images: &[ndarray::Array2<f32>],
+    partners: &[ndarray::Array2<f32>],
+    args: &Args,
+    settings: &NoiseMapSettings,
+) -> anyhow::Result<Vec<ndarray::Array2<f32>>> {
+    let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+    let partner_views: Vec<_> = partners.iter().map(|p| p.view()).collect();
+    let with_partner = !partner_views.is_empty();
+    if args.series {
+        let maps = if with_partner {
+            estimate_pair_noise_maps(&views, &partner_views, settings).map(|(own, _)| own)
+        } else {
+            estimate_series_noise_maps(&views, None, settings)
+        };
+        return maps.context("the inputs as one series");
+    }
+    views
+        .iter()
+        .enumerate()
+        .map(|(k, image)| {
+            Ok(if with_partner {
+                estimate_pair_noise_maps(&[*image], &[partner_views[k]], settings)?
+                    .0
+                    .remove(0)
+            } else {
+                estimate_noise_map(*image, settings)?
+            })
+        })
+        .collect()
 }

@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crossdenoise_runtime::Denoiser;
-use crossdenoise_runtime::denoise_files::InputFile;
+use crossdenoise_runtime::denoise_files::{FileJob, InputFile};
+use crossdenoise_runtime::{Denoiser, SeriesNoise};
 use tracing::warn;
 
 use super::derived::Derived;
@@ -70,6 +70,7 @@ pub(super) fn stage(
 ) -> Result<PathBuf, Failure> {
     let dir = staging(node, &series.uid)?;
     let mut job = derived.job(&series.uid, node.config.series_number_offset);
+    prepare_noise(&job, models, series, inputs);
     for (i, input) in inputs.iter().enumerate() {
         let (model, guide) = match models {
             Staging::Alone(model) => (&mut **model, None),
@@ -99,6 +100,48 @@ pub(super) fn stage(
     }
     derived.remember(job);
     Ok(dir)
+}
+
+/// Prepares each model with the noise maps of the slices it will denoise, pooled over the
+/// series (they share one g-factor map: `crossdenoise_runtime::series_noise`). Where that
+/// cannot be, each slice's map is estimated alone, as it always can be, and the log says
+/// why; a slice that cannot be read fails when it is denoised.
+fn prepare_noise(job: &FileJob, models: &mut Staging, series: &Series, inputs: &[InputFile]) {
+    let mut said = Vec::new();
+    match models {
+        Staging::Alone(model) => {
+            let all: Vec<&InputFile> = inputs.iter().collect();
+            said.push(job.prepare_series(model, &all, None));
+        }
+        Staging::Pair {
+            guided,
+            alone,
+            guides,
+        } => {
+            let (mut paired, mut paired_guides, mut lone) = (Vec::new(), Vec::new(), Vec::new());
+            for (input, guide) in inputs.iter().zip(guides.iter()) {
+                match guide {
+                    Some(g) => {
+                        paired.push(input);
+                        paired_guides.push(g.as_path());
+                    }
+                    None => lone.push(input),
+                }
+            }
+            said.push(job.prepare_series(guided, &paired, Some(&paired_guides)));
+            if let Some(alone) = alone {
+                said.push(job.prepare_series(alone, &lone, None));
+            }
+        }
+    }
+    for outcome in said {
+        let reason = match outcome {
+            Ok(SeriesNoise::PerSlice { reason }) => reason,
+            Err(e) => e.to_string(),
+            Ok(SeriesNoise::Pooled { .. } | SeriesNoise::Unneeded) => continue,
+        };
+        warn!(series = %series.uid, %reason, "DICOM series' noise maps estimated slice by slice");
+    }
 }
 
 /// An empty staging folder in the outbox for what will be its folder `name`.

@@ -22,9 +22,13 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
-use crate::noise::{MAD_TO_SIGMA, estimate_sigma};
+use crate::magnitude_bias::noncentral_chi_mean;
+use crate::noise::estimate_sigma;
 use crate::{Error, Result};
+
+mod tiles;
+
+use tiles::{AIR_NEIGHBOURHOOD, Block, Scan, SliceBlocks, Spread, bilinear, neighbourhood_means};
 
 /// How the map is estimated. The defaults suit 128 to 512 pixel knee slices.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,7 +88,8 @@ impl NoiseModel {
 
     /// The noise sd of every pixel of two slices of the same anatomy (a slice and its
     /// guide, a training pair), each read beside the other: the other tells its air from
-    /// its tissue too dark to show ([`estimate_noise_map_beside`]).
+    /// its tissue too dark to show, and checks its estimate in tissue
+    /// ([`estimate_pair_noise_maps`]).
     pub fn sigma_of_pair(
         &self,
         a: ArrayView2<f32>,
@@ -92,10 +97,10 @@ impl NoiseModel {
     ) -> Result<(Array2<f32>, Array2<f32>)> {
         match self {
             NoiseModel::Slice => Ok((self.sigma(a)?, self.sigma(b)?)),
-            NoiseModel::Map(settings) => Ok((
-                estimate_noise_map_beside(a, b, settings)?,
-                estimate_noise_map_beside(b, a, settings)?,
-            )),
+            NoiseModel::Map(settings) => {
+                let (mut x, mut y) = estimate_pair_noise_maps(&[a], &[b], settings)?;
+                Ok((x.remove(0), y.remove(0)))
+            }
         }
     }
 }
@@ -124,15 +129,11 @@ pub fn map_level(map: ArrayView2<f32>) -> Option<f32> {
     Some(*values.select_nth_unstable_by(k, f32::total_cmp).1)
 }
 
-/// A block counts as tissue this many sigmas above the air's mean.
-const TISSUE_ABOVE_FLOOR: f32 = 3.0;
 /// A block counts as air below this many sigmas above the air's mean.
 const AIR_ABOVE_FLOOR: f32 = 0.5;
 /// The same once the air's own sigma is known near the block: closer, so that dark tissue
 /// (fat-suppressed, a sigma or two above the floor) is not taken for air.
 const AIR_ABOVE_LOCAL_FLOOR: f32 = 0.25;
-/// The side, in blocks, of the neighbourhood whose mean tells air.
-const AIR_NEIGHBOURHOOD: usize = 4;
 
 impl NoiseMapSettings {
     pub fn validate(&self) -> Result<()> {
@@ -164,7 +165,8 @@ pub fn estimate_noise_map(
     image: ArrayView2<f32>,
     settings: &NoiseMapSettings,
 ) -> Result<Array2<f32>> {
-    estimate(image, None, settings)
+    let slice = SliceBlocks::new(image, None, settings.coils);
+    Ok(estimate(&[slice], image.dim(), settings)?.remove(0).map)
 }
 
 /// A partner's block counts as tissue this many of its sigmas above its air's floor.
@@ -182,50 +184,245 @@ pub fn estimate_noise_map_beside(
     partner: ArrayView2<f32>,
     settings: &NoiseMapSettings,
 ) -> Result<Array2<f32>> {
+    let slice = SliceBlocks::new(
+        image,
+        partner_tissue(image, partner, settings)?,
+        settings.coils,
+    );
+    Ok(estimate(&[slice], image.dim(), settings)?.remove(0).map)
+}
+
+/// A slice's noise level may be this far from its series' median before the series is
+/// refused as not one acquisition.
+pub const SERIES_LEVEL_TOLERANCE: f32 = 0.2;
+
+/// The noise maps of the slices of one series, each tile's estimate resting on every
+/// slice's blocks at that place (with `partners`, each slice read beside its own, as
+/// [`estimate_noise_map_beside`] does). The slices of one acquisition share their coil
+/// array, acceleration and receiver, so their g-factor map and noise level are the same:
+/// a slice's tile alone is a few percent uncertain and its tissue's texture pulls it up,
+/// and the 8-coil noncentral chi correction in fat-suppressed tissue needs the sigma to a
+/// percent (docs/scanner-noise.md). The maps differ only where a slice has air and another
+/// tissue. Slices of different sizes, or one whose noise level is more than
+/// [`SERIES_LEVEL_TOLERANCE`] off the series' median, are refused: they are not one
+/// acquisition, and each should be estimated alone.
+pub fn estimate_series_noise_maps(
+    images: &[ArrayView2<f32>],
+    partners: Option<&[ArrayView2<f32>]>,
+    settings: &NoiseMapSettings,
+) -> Result<Vec<Array2<f32>>> {
+    Ok(series_maps(images, partners, settings)?
+        .into_iter()
+        .map(|s| s.map)
+        .collect())
+}
+
+/// [`estimate_series_noise_maps`], with each slice's air.
+fn series_maps(
+    images: &[ArrayView2<f32>],
+    partners: Option<&[ArrayView2<f32>]>,
+    settings: &NoiseMapSettings,
+) -> Result<Vec<SliceMap>> {
+    settings.validate()?;
+    let Some(first) = images.first() else {
+        return Ok(Vec::new());
+    };
+    let dim = first.dim();
+    if let Some(partners) = partners
+        && partners.len() != images.len()
+    {
+        return Err(Error::Invalid {
+            what: "noise map series",
+            reason: format!("{} slices but {} partners", images.len(), partners.len()),
+        });
+    }
+    let mut slices = Vec::with_capacity(images.len());
+    for (k, image) in images.iter().enumerate() {
+        if image.dim() != dim {
+            return Err(Error::Invalid {
+                what: "noise map series",
+                reason: format!(
+                    "slice {k} is {:?}, the series' first {dim:?}: not one acquisition",
+                    image.dim()
+                ),
+            });
+        }
+        let tissue = match partners {
+            Some(p) => partner_tissue(*image, p[k], settings)?,
+            None => None,
+        };
+        slices.push(SliceBlocks::new(*image, tissue, settings.coils));
+    }
+    check_one_level(&slices)?;
+    estimate(&slices, dim, settings)
+}
+
+/// Refuses a series whose slices' global sigmas are not one noise level.
+fn check_one_level(slices: &[SliceBlocks]) -> Result<()> {
+    let mut levels: Vec<f32> = slices
+        .iter()
+        .map(|s| s.global)
+        .filter(|g| *g > 0.0)
+        .collect();
+    if levels.len() < 2 {
+        return Ok(());
+    }
+    let k = levels.len() / 2;
+    let median = *levels.select_nth_unstable_by(k, f32::total_cmp).1;
+    for (k, slice) in slices.iter().enumerate() {
+        let off = slice.global / median - 1.0;
+        if slice.global > 0.0 && off.abs() > SERIES_LEVEL_TOLERANCE {
+            return Err(Error::Invalid {
+                what: "noise map series",
+                reason: format!(
+                    "slice {k}'s noise sd {:.4} is {:+.0}% off the series' {median:.4}: not one \
+                     acquisition (estimate its slices one by one)",
+                    slice.global,
+                    100.0 * off
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The blocks of `image` that `partner` shows as tissue by its own map; none for a partner
+/// of another size.
+fn partner_tissue(
+    image: ArrayView2<f32>,
+    partner: ArrayView2<f32>,
+    settings: &NoiseMapSettings,
+) -> Result<Option<Array2<bool>>> {
     if partner.dim() != image.dim() {
-        return estimate_noise_map(image, settings);
+        return Ok(None);
     }
     let partner_map = estimate_noise_map(partner, settings)?;
     let (bh, bw) = (partner.nrows() / 2, partner.ncols() / 2);
     let blocks = Array2::from_shape_fn((bh, bw), |(i, j)| Block::at(partner, i, j));
     let around = neighbourhood_means(&blocks, AIR_NEIGHBOURHOOD);
     let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
-    let tissue = Array2::from_shape_fn((bh, bw), |(i, j)| {
+    Ok(Some(Array2::from_shape_fn((bh, bw), |(i, j)| {
         around[(i, j)] > (floor + PARTNER_TISSUE_ABOVE_FLOOR) * partner_map[(2 * i, 2 * j)]
-    });
-    estimate(image, Some(&tissue), settings)
+    })))
 }
 
-/// The map of `image`; `partner_tissue`: its blocks that are tissue in the partner
-/// contrast, never read as air.
-fn estimate(
-    image: ArrayView2<f32>,
-    partner_tissue: Option<&Array2<bool>>,
+/// The maps of two series' slices, in order: the first series', then the second's.
+pub type PairMaps = (Vec<Array2<f32>>, Vec<Array2<f32>>);
+
+/// Two maps of one coil array and acceleration may differ in shape by this much (the rms
+/// of their log ratio over the air both read) before neither is taken to check the other.
+pub const PAIR_SHAPE_AGREEMENT: f32 = 0.03;
+
+/// The noise maps of two co-registered series of one protocol (a knee's PD and PDFS: the
+/// same coil array, field of view and acceleration, so the same g-factor map, each at its
+/// own noise level), each series pooled ([`estimate_series_noise_maps`]) and read beside
+/// the other; one slice each is a series of one. In tissue each contrast's estimate is
+/// pulled up where its own image says least of the noise: by its anatomy's texture (PD's
+/// bright marrow, 2% at SNR 20), or by having little tissue bright enough to read
+/// (fat-suppressed PDFS, 3% at SNR 10), and the two are pulled up in different places. So
+/// each pixel takes the lower of its own estimate and its partner's scaled to its own
+/// level (the ratio of the two over the air both read, where both are precise). Where the
+/// shapes disagree in that air by more than [`PAIR_SHAPE_AGREEMENT`] (another
+/// acceleration, another coil), or there is too little air to tell, each keeps its own.
+pub fn estimate_pair_noise_maps(
+    a: &[ArrayView2<f32>],
+    b: &[ArrayView2<f32>],
     settings: &NoiseMapSettings,
-) -> Result<Array2<f32>> {
+) -> Result<PairMaps> {
+    let maps_a = series_maps(a, Some(b), settings)?;
+    let maps_b = series_maps(b, Some(a), settings)?;
+    let own = |maps: Vec<SliceMap>| maps.into_iter().map(|s| s.map).collect::<Vec<_>>();
+    let Some(ratio) = shared_shape_ratio(&maps_a, &maps_b, settings) else {
+        return Ok((own(maps_a), own(maps_b)));
+    };
+    let lower = |mine: &Array2<f32>, theirs: &Array2<f32>, scale: f32| {
+        ndarray::Zip::from(mine)
+            .and(theirs)
+            .map_collect(|&m, &t| if t > 0.0 { m.min(t * scale) } else { m })
+    };
+    let combined_a = maps_a
+        .iter()
+        .zip(&maps_b)
+        .map(|(x, y)| lower(&x.map, &y.map, ratio))
+        .collect();
+    let combined_b = maps_b
+        .iter()
+        .zip(&maps_a)
+        .map(|(y, x)| lower(&y.map, &x.map, 1.0 / ratio))
+        .collect();
+    Ok((combined_a, combined_b))
+}
+
+/// The ratio of `a`'s maps to `b`'s over the pixels both read as air, when their shapes
+/// agree there within [`PAIR_SHAPE_AGREEMENT`]; `None` otherwise, or with fewer than
+/// `min_blocks` such pixels per slice.
+fn shared_shape_ratio(a: &[SliceMap], b: &[SliceMap], settings: &NoiseMapSettings) -> Option<f32> {
+    let mut logs = Vec::new();
+    for (x, y) in a.iter().zip(b) {
+        if x.map.dim() != y.map.dim() {
+            return None;
+        }
+        ndarray::Zip::from(&x.map)
+            .and(&y.map)
+            .and(&x.air)
+            .and(&y.air)
+            .for_each(|&m, &n, &air_x, &air_y| {
+                if air_x && air_y && m > 0.0 && n > 0.0 {
+                    logs.push((m / n).ln());
+                }
+            });
+    }
+    if logs.len() < 4 * settings.min_blocks * a.len().max(1) {
+        return None;
+    }
+    let k = logs.len() / 2;
+    let centre = *logs.select_nth_unstable_by(k, f32::total_cmp).1;
+    let rms = (logs.iter().map(|l| (l - centre).powi(2)).sum::<f32>() / logs.len() as f32).sqrt();
+    (rms <= PAIR_SHAPE_AGREEMENT).then(|| centre.exp())
+}
+
+/// One slice's map, and which of its pixels it read as air.
+struct SliceMap {
+    map: Array2<f32>,
+    air: Array2<bool>,
+}
+
+/// The maps of `slices` (one, or a series), each `dim` pixels.
+fn estimate(
+    slices: &[SliceBlocks],
+    dim: (usize, usize),
+    settings: &NoiseMapSettings,
+) -> Result<Vec<SliceMap>> {
     settings.validate()?;
-    let (rows, cols) = image.dim();
+    let (rows, cols) = dim;
     let (bh, bw) = (rows / 2, cols / 2);
+    let zeros = || {
+        (0..slices.len())
+            .map(|_| SliceMap {
+                map: Array2::zeros(dim),
+                air: Array2::from_elem(dim, false),
+            })
+            .collect()
+    };
     if bh == 0 || bw == 0 {
-        return Ok(Array2::zeros((rows, cols)));
+        return Ok(zeros());
     }
-    let blocks = Array2::from_shape_fn((bh, bw), |(i, j)| Block::at(image, i, j));
-    // Air is told by the mean of the 8 x 8 pixels around a block: one block's mean spreads
-    // enough that a threshold on it would keep the quieter air blocks and bias the air's
-    // second moment low (by 3% for 8 coils).
-    let surroundings = neighbourhood_means(&blocks, AIR_NEIGHBOURHOOD);
     // A first, global sigma to tell tissue and air apart.
-    let global = global_sigma(image, &blocks, settings.coils);
-    if global <= 0.0 {
-        return Ok(Array2::zeros((rows, cols)));
+    let globals: Vec<f32> = slices.iter().map(|s| s.global).collect();
+    let mut positive: Vec<f32> = globals.iter().copied().filter(|g| *g > 0.0).collect();
+    if positive.is_empty() {
+        return Ok(zeros());
     }
+    let k = positive.len() / 2;
+    let global = *positive.select_nth_unstable_by(k, f32::total_cmp).1;
     let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
     let per_tile = settings.tile / 2;
     let scan = Scan {
-        blocks: &blocks,
-        surroundings: &surroundings,
-        partner_tissue,
-        settings,
+        slices,
+        per_tile,
+        min_blocks: settings.min_blocks,
+        smoothing: settings.smoothing,
+        coils: settings.coils,
         spread: Spread::new(settings.coils),
         global,
     };
@@ -234,301 +431,33 @@ fn estimate(
     // threshold set by the slice's sigma and would be left out, or only its quieter blocks
     // kept, which biases its sigma low.
     let (first, first_air) = scan.tiles(
-        |_| (floor + TISSUE_ABOVE_FLOOR) * global,
-        |_| (floor + AIR_ABOVE_FLOOR) * global,
+        |s, _| globals[s],
+        |s, _| (floor + AIR_ABOVE_FLOOR) * globals[s],
     );
     let at_blocks = |tiles: &Array2<f32>| bilinear(tiles, bh, bw, per_tile);
     let (tissue_ref, air_ref) = (at_blocks(&first), at_blocks(&first_air));
     let air_below = |b: (usize, usize)| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b];
-    let (smooth, air_smooth) =
-        scan.tiles(|b| (floor + TISSUE_ABOVE_FLOOR) * tissue_ref[b], air_below);
+    let (smooth, air_smooth) = scan.tiles(|_, b| tissue_ref[b], |_, b| air_below(b));
     let map = bilinear(&smooth, rows, cols, settings.tile);
     let air_map = bilinear(&air_smooth, rows, cols, settings.tile);
     // Each pixel of an air block takes the air's map; the rest the tissue's.
-    Ok(Array2::from_shape_fn((rows, cols), |(i, j)| {
-        let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
-        if scan.is_air(block, air_below(block)) {
-            air_map[(i, j)]
-        } else {
-            map[(i, j)]
-        }
-    }))
-}
-
-/// What one pass over a slice's tiles reads.
-struct Scan<'a> {
-    blocks: &'a Array2<Block>,
-    surroundings: &'a Array2<f32>,
-    /// Blocks that are tissue in the partner contrast: never air.
-    partner_tissue: Option<&'a Array2<bool>>,
-    settings: &'a NoiseMapSettings,
-    spread: Spread,
-    global: f32,
-}
-
-impl Scan<'_> {
-    /// Whether `block` is air: its surroundings below `below`, and not tissue in the
-    /// partner.
-    fn is_air(&self, block: (usize, usize), below: f32) -> bool {
-        self.surroundings[block] < below && !self.partner_tissue.is_some_and(|t| t[block])
-    }
-
-    /// The smoothed tile estimates of the whole slice and of its air alone, with tissue
-    /// blocks those whose mean is above `tissue_above(block)` and air blocks those whose
-    /// surroundings are below `air_below(block)`.
-    fn tiles(
-        &self,
-        tissue_above: impl Fn((usize, usize)) -> f32,
-        air_below: impl Fn((usize, usize)) -> f32,
-    ) -> (Array2<f32>, Array2<f32>) {
-        let settings = self.settings;
-        let (bh, bw) = self.blocks.dim();
-        let per_tile = settings.tile / 2;
-        let (th, tw) = (bh.div_ceil(per_tile), bw.div_ceil(per_tile));
-        let mut estimate = Array2::<f32>::zeros((th, tw));
-        let mut weight = Array2::<f32>::zeros((th, tw));
-        // The air's own estimate of every tile with enough air, tissue tiles included: the
-        // noncentral chi correction at the air's floor needs the air's sigma to a percent
-        // or two (docs/scanner-noise.md), which a tissue tile's estimate is not.
-        let mut air_estimate = Array2::<f32>::zeros((th, tw));
-        let mut air_weight = Array2::<f32>::zeros((th, tw));
-        let (mut tissue, mut corrected, mut air) = (Vec::new(), Vec::new(), Vec::new());
-        for ti in 0..th {
-            for tj in 0..tw {
-                tissue.clear();
-                air.clear();
-                for bi in ti * per_tile..((ti + 1) * per_tile).min(bh) {
-                    for bj in tj * per_tile..((tj + 1) * per_tile).min(bw) {
-                        let block = self.blocks[(bi, bj)];
-                        if block.mean > tissue_above((bi, bj)) {
-                            tissue.push((block.mean, block.detail));
-                        } else if self.is_air((bi, bj), air_below((bi, bj))) {
-                            air.push(block.power);
-                        }
-                    }
-                }
-                if tissue.len() >= settings.min_blocks {
-                    let mut sigma = self.global;
-                    for round in 0..REFINEMENTS {
-                        corrected.clear();
-                        corrected
-                            .extend(tissue.iter().map(|&(m, d)| d / self.spread.at(m / sigma)));
-                        sigma = if round == 0 {
-                            let k = corrected.len() / 2;
-                            *corrected.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA
-                        } else {
-                            clipped_sigma(&corrected, sigma)
-                        };
-                    }
-                    estimate[(ti, tj)] = sigma;
-                    weight[(ti, tj)] = tissue.len() as f32;
-                }
-                if air.len() >= settings.min_blocks {
-                    let second = air.iter().sum::<f32>() / air.len() as f32;
-                    air_estimate[(ti, tj)] = (second / (2.0 * settings.coils as f32)).sqrt();
-                    air_weight[(ti, tj)] = air.len() as f32;
-                    if tissue.len() < settings.min_blocks {
-                        estimate[(ti, tj)] = air_estimate[(ti, tj)];
-                        weight[(ti, tj)] = air_weight[(ti, tj)];
-                    }
-                }
-            }
-        }
-        let fallback = Array2::from_elem((th, tw), self.global);
-        let smooth = normalised_convolution(&estimate, &weight, settings.smoothing, &fallback);
-        let air_smooth =
-            normalised_convolution(&air_estimate, &air_weight, settings.smoothing, &smooth);
-        (smooth, air_smooth)
-    }
-}
-
-/// One 2 x 2 block of the image: what the estimates read of it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Block {
-    mean: f32,
-    /// `|HH|`, the finest diagonal Haar detail: the noise's sd in tissue, whatever the
-    /// block's level or gradient.
-    detail: f32,
-    /// The mean of the squares: the air's second moment.
-    power: f32,
-}
-
-impl Block {
-    fn at(image: ArrayView2<f32>, i: usize, j: usize) -> Self {
-        let a = image[(2 * i, 2 * j)];
-        let b = image[(2 * i, 2 * j + 1)];
-        let c = image[(2 * i + 1, 2 * j)];
-        let d = image[(2 * i + 1, 2 * j + 1)];
-        Block {
-            mean: ((a + b) + (c + d)) * 0.25,
-            detail: ((a - b) - (c - d)).abs() * 0.5,
-            power: (a * a + b * b + c * c + d * d) * 0.25,
-        }
-    }
-}
-
-/// The mean of the block means in the `side` x `side` blocks around each block (clipped at
-/// the edges).
-fn neighbourhood_means(blocks: &Array2<Block>, side: usize) -> Array2<f32> {
-    let (h, w) = blocks.dim();
-    let (before, after) = (side / 2, side - side / 2);
-    Array2::from_shape_fn((h, w), |(i, j)| {
-        let rows = i.saturating_sub(before)..(i + after).min(h);
-        let cols = j.saturating_sub(before)..(j + after).min(w);
-        let count = (rows.len() * cols.len()) as f32;
-        let sum: f32 = rows
-            .flat_map(|r| cols.clone().map(move |c| (r, c)))
-            .map(|at| blocks[at].mean)
-            .sum();
-        sum / count
-    })
-}
-
-/// Refinements of a tile's sigma (each re-reads its blocks' spreads): the median first,
-/// then the clipped second moment.
-const REFINEMENTS: usize = 4;
-
-/// Details beyond this many sigmas are taken for edges, not noise.
-const CLIP: f32 = 2.5;
-/// `E[X^2 | |X| < CLIP]` for a standard normal X: `1 - 2 c phi(c) / (2 Phi(c) - 1)`.
-const CLIPPED_SECOND_MOMENT: f32 = 0.911_3;
-
-/// The noise sigma of `details` (|HH| in noise units, each already divided by its spread)
-/// from their second moment within `CLIP` times the current `sigma`. The median of a tile's
-/// details rests on a third of what they say (its efficiency for Gaussian noise is 37%), so
-/// a tile of 256 blocks was 7% uncertain; the clipped second moment keeps about 90% of it
-/// and still drops the edges the median ignored.
-fn clipped_sigma(details: &[f32], sigma: f32) -> f32 {
-    let limit = CLIP * sigma;
-    let (sum, count) = details
+    Ok(slices
         .iter()
-        .filter(|&&d| d < limit)
-        .fold((0.0f64, 0usize), |(s, n), &d| (s + f64::from(d * d), n + 1));
-    if count == 0 {
-        return sigma;
-    }
-    ((sum / count as f64) as f32 / CLIPPED_SECOND_MOMENT).sqrt()
-}
-
-/// The standard deviation of a magnitude in sigmas, as a function of its mean in sigmas:
-/// `sqrt(t^2 + 2L - m(t)^2)` at the amplitude `t` whose mean `m(t)` it is.
-struct Spread {
-    /// At means `floor + k STEP`.
-    table: Vec<f32>,
-    floor: f32,
-}
-
-impl Spread {
-    const STEP: f32 = 0.05;
-    const SPAN: f32 = 20.0;
-
-    fn new(coils: u32) -> Self {
-        let correction = BiasCorrection::for_coils(coils);
-        let floor = noncentral_chi_mean(0.0, coils) as f32;
-        let dof = 2.0 * coils as f32;
-        let table = (0..=(Self::SPAN / Self::STEP) as usize)
-            .map(|k| {
-                let m = floor + k as f32 * Self::STEP;
-                let t = correction.amplitude(m, 1.0);
-                (t * t + dof - m * m).max(0.0).sqrt()
-            })
-            .collect();
-        Spread { table, floor }
-    }
-
-    /// The spread at mean `ratio` (in sigmas); 1 far above the floor, at least 0.5.
-    fn at(&self, ratio: f32) -> f32 {
-        let k = ((ratio - self.floor) / Self::STEP).round();
-        if k < 0.0 {
-            return self.table[0].max(0.5);
-        }
-        self.table.get(k as usize).copied().unwrap_or(1.0).max(0.5)
-    }
-}
-
-/// One sigma for the slice, found past the air floor of `coils` coils (the tissue mask of
-/// [`estimate_sigma`] assumes one coil's floor of 1.25 sigma, below 8 coils' 3.94).
-fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils: u32) -> f32 {
-    let start = estimate_sigma(image);
-    if start <= 0.0 {
-        return start;
-    }
-    // The whole-image start is pulled towards the air's spread (0.69 sigma for 8 coils);
-    // the tissue blocks above the floor then give the sigma itself. An image of air alone
-    // has none: its second moment is 2 L sigma^2.
-    let floor = noncentral_chi_mean(0.0, coils) as f32;
-    let mut sigma = start;
-    for _ in 0..4 {
-        let threshold = (floor + TISSUE_ABOVE_FLOOR) * sigma;
-        let mut details: Vec<f32> = blocks
-            .iter()
-            .filter(|b| b.mean > threshold)
-            .map(|b| b.detail)
-            .collect();
-        if details.len() < 64 {
-            let second = blocks.iter().map(|b| b.power).sum::<f32>() / blocks.len() as f32;
-            return (second / (2.0 * coils as f32)).sqrt();
-        }
-        let k = details.len() / 2;
-        sigma = *details.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA;
-    }
-    sigma
-}
-
-/// Each tile's estimate replaced by the weighted Gaussian average around it; `fallback`'s
-/// tile where no tile within reach has any weight.
-fn normalised_convolution(
-    estimate: &Array2<f32>,
-    weight: &Array2<f32>,
-    width: f32,
-    fallback: &Array2<f32>,
-) -> Array2<f32> {
-    let (th, tw) = estimate.dim();
-    let reach = (3.0 * width).ceil() as isize;
-    let kernel = |d: isize| {
-        if width == 0.0 {
-            f32::from(u8::from(d == 0))
-        } else {
-            (-(d * d) as f32 / (2.0 * width * width)).exp()
-        }
-    };
-    Array2::from_shape_fn((th, tw), |(i, j)| {
-        let (mut num, mut den) = (0.0f32, 0.0f32);
-        for di in -reach..=reach {
-            for dj in -reach..=reach {
-                let (a, b) = (i as isize + di, j as isize + dj);
-                if a < 0 || b < 0 || a >= th as isize || b >= tw as isize {
-                    continue;
-                }
-                let w = kernel(di) * kernel(dj) * weight[(a as usize, b as usize)];
-                num += w * estimate[(a as usize, b as usize)];
-                den += w;
-            }
-        }
-        if den > 0.0 {
-            num / den
-        } else {
-            fallback[(i, j)]
-        }
-    })
-}
-
-/// The tile grid interpolated to `rows` x `cols` pixels, tile centres at their tiles'
-/// middles, held constant beyond the outermost centres.
-fn bilinear(tiles: &Array2<f32>, rows: usize, cols: usize, tile: usize) -> Array2<f32> {
-    let (th, tw) = tiles.dim();
-    let position = |p: usize, n: usize| {
-        let t = ((p as f32 + 0.5) / tile as f32 - 0.5).clamp(0.0, (n - 1) as f32);
-        let lo = (t.floor() as usize).min(n - 1);
-        (lo, (lo + 1).min(n - 1), t - lo as f32)
-    };
-    Array2::from_shape_fn((rows, cols), |(i, j)| {
-        let (i0, i1, fi) = position(i, th);
-        let (j0, j1, fj) = position(j, tw);
-        let top = tiles[(i0, j0)] * (1.0 - fj) + tiles[(i0, j1)] * fj;
-        let bottom = tiles[(i1, j0)] * (1.0 - fj) + tiles[(i1, j1)] * fj;
-        top * (1.0 - fi) + bottom * fi
-    })
+        .map(|slice| {
+            let air = Array2::from_shape_fn((rows, cols), |(i, j)| {
+                let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
+                slice.is_air(block, air_below(block))
+            });
+            let map =
+                Array2::from_shape_fn(
+                    (rows, cols),
+                    |at| {
+                        if air[at] { air_map[at] } else { map[at] }
+                    },
+                );
+            SliceMap { map, air }
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -538,6 +467,25 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use rand_distr::StandardNormal;
 
+    /// The root-sum-of-squares of `coils` channels (1: Rician), the signal
+    /// `signal(i, j)` in one, each channel's noise `sigma(i, j)`.
+    fn scanned(
+        size: usize,
+        coils: usize,
+        signal: impl Fn(usize, usize) -> f32,
+        sigma: impl Fn(usize, usize) -> f32,
+        seed: u64,
+    ) -> Array2<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Array2::from_shape_fn((size, size), |(i, j)| {
+            let s = sigma(i, j);
+            let mut noise = || s * rng.sample::<f32, _>(StandardNormal);
+            let first = (signal(i, j) + noise()).powi(2);
+            let rest: f32 = (1..2 * coils).map(|_| noise().powi(2)).sum();
+            (first + rest).sqrt()
+        })
+    }
+
     /// The amplitude `signal(i, j)` with Rician noise of `sigma(i, j)`.
     fn rician(
         size: usize,
@@ -545,13 +493,7 @@ mod tests {
         sigma: impl Fn(usize, usize) -> f32,
         seed: u64,
     ) -> Array2<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        Array2::from_shape_fn((size, size), |(i, j)| {
-            let (s, n) = (signal(i, j), sigma(i, j));
-            let re: f32 = rng.sample(StandardNormal);
-            let im: f32 = rng.sample(StandardNormal);
-            ((s + n * re).powi(2) + (n * im).powi(2)).sqrt()
-        })
+        scanned(size, 1, signal, sigma, seed)
     }
 
     /// A flat object in the middle (the rest air), Rician noise of `sigma(i, j)`.
@@ -634,8 +576,8 @@ mod tests {
         }
     }
 
-    /// The root-sum-of-squares of `coils` channels, the signal `signal(i, j)` in one, each
-    /// channel's noise `sigma`.
+    /// The root-sum-of-squares of `coils` channels of `signal(i, j)`, each channel's noise
+    /// `sigma`.
     fn chi(
         size: usize,
         coils: usize,
@@ -643,13 +585,7 @@ mod tests {
         sigma: f32,
         seed: u64,
     ) -> Array2<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        Array2::from_shape_fn((size, size), |(i, j)| {
-            let noise = |rng: &mut ChaCha8Rng| sigma * rng.sample::<f32, _>(StandardNormal);
-            let first = (signal(i, j) + noise(&mut rng)).powi(2);
-            let rest: f32 = (1..2 * coils).map(|_| noise(&mut rng).powi(2)).sum();
-            (first + rest).sqrt()
-        })
+        scanned(size, coils, signal, |_, _| sigma, seed)
     }
 
     #[test]
@@ -687,39 +623,6 @@ mod tests {
             (beside - 1.0).abs() < 0.015,
             "read beside the partner: {beside}"
         );
-    }
-
-    #[test]
-    fn clipped_second_moment_is_steadier_than_the_median() {
-        // A tile's 256 details of unit noise, a tenth of them edges: both estimates near 1,
-        // the clipped second moment's spread over draws well under the median's.
-        let mut rng = ChaCha8Rng::seed_from_u64(6);
-        let (mut median, mut clipped) = (Vec::new(), Vec::new());
-        for _ in 0..300 {
-            let mut details: Vec<f32> = (0..256)
-                .map(|k| {
-                    let n: f32 = rng.sample(StandardNormal);
-                    if k % 10 == 0 { 6.0 + n.abs() } else { n.abs() }
-                })
-                .collect();
-            let k = details.len() / 2;
-            let m = *details.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA;
-            let mut c = m;
-            for _ in 1..REFINEMENTS {
-                c = clipped_sigma(&details, c);
-            }
-            median.push(m);
-            clipped.push(c);
-        }
-        let stats = |v: &[f32]| {
-            let mean = v.iter().sum::<f32>() / v.len() as f32;
-            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32;
-            (mean, var.sqrt())
-        };
-        let ((m_mean, m_sd), (c_mean, c_sd)) = (stats(&median), stats(&clipped));
-        assert!((c_mean - 1.0).abs() < 0.03, "clipped mean {c_mean}");
-        assert!(m_mean > 1.0, "the edges pull the median up: {m_mean}");
-        assert!(c_sd < 0.75 * m_sd, "clipped sd {c_sd} vs median sd {m_sd}");
     }
 
     #[test]
@@ -770,6 +673,133 @@ mod tests {
         let map = estimate_noise_map(img.view(), &settings).unwrap();
         let mean = map.mean().unwrap();
         assert!((mean / sigma - 1.0).abs() < 0.05, "{mean} vs {sigma}");
+    }
+
+    /// A g-factor-like map: higher towards the left, 20% across the slice.
+    fn g_map(size: usize, level: f32) -> impl Fn(usize, usize) -> f32 {
+        move |_, j| level * (1.2 - 0.2 * j as f32 / size as f32)
+    }
+
+    /// The rms relative error of `maps` against `truth` where `inside` holds.
+    fn rms_error(
+        maps: &[Array2<f32>],
+        truth: &impl Fn(usize, usize) -> f32,
+        inside: impl Fn(usize, usize) -> bool,
+    ) -> f32 {
+        let (mut sum, mut n) = (0.0f32, 0usize);
+        for map in maps {
+            for ((i, j), v) in map.indexed_iter() {
+                if inside(i, j) {
+                    sum += (v / truth(i, j) - 1.0).powi(2);
+                    n += 1;
+                }
+            }
+        }
+        (sum / n as f32).sqrt()
+    }
+
+    #[test]
+    fn a_series_map_rests_on_all_its_slices() {
+        // Eight slices of one acquisition (one g-factor map, fresh noise, the object a
+        // little larger from slice to slice): each tile's estimate pools their blocks, so
+        // the map's error in the object is well under a slice's own.
+        let (size, sigma) = (128, 0.02f32);
+        let truth = g_map(size, sigma);
+        let settings = NoiseMapSettings {
+            coils: 8,
+            ..Default::default()
+        };
+        let slices: Vec<Array2<f32>> = (0..8)
+            .map(|k| {
+                let half = 40 + k;
+                let signal = move |i: usize, j: usize| {
+                    let inside = |x: usize| x.abs_diff(64) < half;
+                    if inside(i) && inside(j) {
+                        12.0 * sigma
+                    } else {
+                        0.0
+                    }
+                };
+                scanned(size, 8, signal, &truth, 40 + k as u64)
+            })
+            .collect();
+        let views: Vec<_> = slices.iter().map(|s| s.view()).collect();
+        let alone: Vec<_> = views
+            .iter()
+            .map(|v| estimate_noise_map(*v, &settings).unwrap())
+            .collect();
+        let pooled = estimate_series_noise_maps(&views, None, &settings).unwrap();
+        let object = |i: usize, j: usize| i.abs_diff(64) < 36 && j.abs_diff(64) < 36;
+        let (alone, pooled) = (
+            rms_error(&alone, &truth, object),
+            rms_error(&pooled, &truth, object),
+        );
+        assert!(pooled < 0.02, "pooled {pooled}");
+        assert!(pooled < 0.7 * alone, "pooled {pooled} vs alone {alone}");
+        // One slice is a series of one: the same map as alone.
+        let one = estimate_series_noise_maps(&views[..1], None, &settings).unwrap();
+        assert_eq!(one[0], estimate_noise_map(views[0], &settings).unwrap());
+    }
+
+    #[test]
+    fn a_series_of_two_acquisitions_is_refused() {
+        let size = 64;
+        let a = object(size, |_, _| 0.02, 1);
+        let b = object(size, |_, _| 0.03, 2);
+        let small = object(32, |_, _| 0.02, 3);
+        for (views, word) in [
+            (vec![a.view(), a.view(), b.view()], "slice 2's noise sd"),
+            (vec![a.view(), small.view()], "slice 1 is (32, 32)"),
+        ] {
+            let err = estimate_series_noise_maps(&views, None, &NoiseMapSettings::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("noise map series"), "{err}");
+            assert!(err.contains(word), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_pair_takes_the_lower_estimate_where_its_shapes_agree() {
+        // PD-like: bright tissue with a fine texture the details take for noise (its map
+        // reads high inside); PDFS-like: the same noise shape at 1.5 times the level, a
+        // flat object. Read as a pair, the PD map takes the partner's shape inside; a
+        // partner of another shape (no g-factor) leaves it its own.
+        let (size, sigma) = (128, 0.02f32);
+        let truth = g_map(size, sigma);
+        let inside = |i: usize, j: usize| i.abs_diff(64) < 44 && j.abs_diff(64) < 44;
+        let textured = move |i: usize, j: usize| {
+            let texture = if (i + j).is_multiple_of(2) { 1.0 } else { -1.0 };
+            if inside(i, j) {
+                (14.0 + texture) * sigma
+            } else {
+                0.0
+            }
+        };
+        let flat = move |i: usize, j: usize| if inside(i, j) { 6.0 * sigma } else { 0.0 };
+        let pd = scanned(size, 8, textured, &truth, 7);
+        let fs_truth = g_map(size, 1.5 * sigma);
+        let fs = scanned(size, 8, flat, &fs_truth, 8);
+        let settings = NoiseMapSettings {
+            coils: 8,
+            ..Default::default()
+        };
+        let alone =
+            estimate_series_noise_maps(&[pd.view()], Some(&[fs.view()]), &settings).unwrap();
+        let (pair, _) = estimate_pair_noise_maps(&[pd.view()], &[fs.view()], &settings).unwrap();
+        let core = |i: usize, j: usize| i.abs_diff(64) < 30 && j.abs_diff(64) < 30;
+        let (alone_err, pair_err) = (
+            rms_error(&alone, &truth, core),
+            rms_error(&pair, &truth, core),
+        );
+        assert!(alone_err > 0.1, "the texture reads as noise: {alone_err}");
+        assert!(pair_err < 0.05, "read beside its partner: {pair_err}");
+        let uniform = scanned(size, 8, flat, |_, _| 1.5 * sigma, 9);
+        let (kept, _) =
+            estimate_pair_noise_maps(&[pd.view()], &[uniform.view()], &settings).unwrap();
+        let own =
+            estimate_series_noise_maps(&[pd.view()], Some(&[uniform.view()]), &settings).unwrap();
+        assert_eq!(kept, own, "shapes that disagree are not combined");
     }
 
     #[test]

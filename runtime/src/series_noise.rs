@@ -1,0 +1,190 @@
+//! The noise maps of a series, estimated once from all of its slices and then served slice
+//! by slice.
+//!
+//! The slices of one acquisition share their coil array and acceleration, so their
+//! g-factor map: pooled, every tile of the map rests on all of their blocks, and the
+//! 8-coil noncentral chi correction in fat-suppressed tissue, which needs the sigma to a
+//! percent, gets it (`crossdenoise_image::noise_map::estimate_pair_noise_maps`,
+//! docs/scanner-noise.md). Callers that denoise a series file by file (the CLI, the DICOM
+//! node) prepare the series first; each later call finds its slice's maps by the slice's
+//! and its guide's pixels, and a slice that was not prepared is estimated alone, as before.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use crossdenoise_image::Error as ImageError;
+use crossdenoise_image::noise_map::{
+    NoiseModel, estimate_pair_noise_maps, estimate_series_noise_maps,
+};
+use ndarray::{Array2, ArrayView2};
+
+use crate::{Error, Result};
+
+/// What preparing a series did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeriesNoise {
+    /// One map estimated from all `slices`, each served with its own.
+    Pooled { slices: usize },
+    /// Nothing to pool: one sigma per slice, or a series of one slice.
+    Unneeded,
+    /// The slices are not one acquisition (`reason`): each slice's map is estimated alone.
+    PerSlice { reason: String },
+}
+
+/// A slice's maps: its own and its guide's.
+pub(crate) type SliceMaps = (Array2<f32>, Option<Array2<f32>>);
+
+/// The maps of the series last prepared, by their slice's (and guide's) pixels.
+#[derive(Debug, Default)]
+pub(crate) struct SeriesMaps {
+    by_slice: HashMap<u64, SliceMaps>,
+}
+
+impl SeriesMaps {
+    /// Estimates the maps of `images` (with `guides`, each read beside its own) as one
+    /// series under `noise`, forgetting the series before. A series that is not one
+    /// acquisition (slices of different sizes or noise levels) is not an error: its slices
+    /// are then estimated one by one, and the reason says why.
+    pub fn prepare(
+        &mut self,
+        noise: &NoiseModel,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<SeriesNoise> {
+        self.by_slice.clear();
+        let NoiseModel::Map(settings) = noise else {
+            return Ok(SeriesNoise::Unneeded);
+        };
+        if images.len() < 2 {
+            return Ok(SeriesNoise::Unneeded);
+        }
+        if let Some(g) = guides
+            && g.len() != images.len()
+        {
+            return Err(Error::Image(ImageError::Shape {
+                what: "guides",
+                expected: format!("one guide per slice ({})", images.len()),
+                got: format!("{}", g.len()),
+            }));
+        }
+        let maps = match guides {
+            Some(g) => estimate_pair_noise_maps(images, g, settings)
+                .map(|(own, theirs)| own.into_iter().zip(theirs.into_iter().map(Some)).collect()),
+            None => estimate_series_noise_maps(images, None, settings)
+                .map(|own| own.into_iter().map(|m| (m, None)).collect::<Vec<_>>()),
+        };
+        let maps: Vec<SliceMaps> = match maps {
+            Ok(m) => m,
+            Err(ImageError::Invalid {
+                what: "noise map series",
+                reason,
+            }) => return Ok(SeriesNoise::PerSlice { reason }),
+            Err(e) => return Err(e.into()),
+        };
+        for (k, m) in maps.into_iter().enumerate() {
+            self.by_slice
+                .insert(key(images[k], guides.map(|g| g[k])), m);
+        }
+        Ok(SeriesNoise::Pooled {
+            slices: images.len(),
+        })
+    }
+
+    /// The prepared maps of `image` beside `guide`, if it was prepared with that guide.
+    pub fn get(
+        &self,
+        image: ArrayView2<f32>,
+        guide: Option<ArrayView2<f32>>,
+    ) -> Option<&SliceMaps> {
+        if self.by_slice.is_empty() {
+            return None;
+        }
+        self.by_slice.get(&key(image, guide))
+    }
+}
+
+/// A slice's identity: its size and pixels, and its guide's.
+fn key(image: ArrayView2<f32>, guide: Option<ArrayView2<f32>>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for plane in std::iter::once(image).chain(guide) {
+        plane.dim().hash(&mut hasher);
+        for v in plane.iter() {
+            v.to_bits().hash(&mut hasher);
+        }
+    }
+    guide.is_some().hash(&mut hasher);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossdenoise_image::noise_map::NoiseMapSettings;
+
+    /// A bright square on black with a deterministic ripple of `level` as its "noise".
+    fn slice(size: usize, level: f32, phase: usize) -> Array2<f32> {
+        Array2::from_shape_fn((size, size), |(i, j)| {
+            let ripple = level * (((i * 7 + j * 13 + phase) % 11) as f32 / 5.0 - 1.0).abs();
+            let inside =
+                (size / 4..size * 3 / 4).contains(&i) && (size / 4..size * 3 / 4).contains(&j);
+            ripple + if inside { 0.5 } else { 0.0 }
+        })
+    }
+
+    #[test]
+    fn a_prepared_series_serves_each_slice_its_pooled_maps() {
+        let map = NoiseModel::Map(NoiseMapSettings::default());
+        let images: Vec<_> = (0..3).map(|k| slice(64, 0.02, k)).collect();
+        let guides: Vec<_> = (0..3).map(|k| slice(64, 0.03, k + 5)).collect();
+        let (views, guide_views): (Vec<_>, Vec<_>) = images
+            .iter()
+            .zip(&guides)
+            .map(|(i, g)| (i.view(), g.view()))
+            .unzip();
+        let mut series = SeriesMaps::default();
+        let done = series.prepare(&map, &views, Some(&guide_views)).unwrap();
+        assert_eq!(done, SeriesNoise::Pooled { slices: 3 });
+        let settings = NoiseMapSettings::default();
+        let (own, theirs) = estimate_pair_noise_maps(&views, &guide_views, &settings).unwrap();
+        for k in 0..3 {
+            let (m, g) = series
+                .get(views[k], Some(guide_views[k]))
+                .expect("prepared");
+            assert_eq!(m, &own[k]);
+            assert_eq!(g.as_ref(), Some(&theirs[k]));
+        }
+        // Another slice, or the same slice with another guide (or none), was not prepared.
+        let other = slice(64, 0.02, 9);
+        assert!(series.get(other.view(), Some(guide_views[0])).is_none());
+        assert!(series.get(views[0], Some(guide_views[1])).is_none());
+        assert!(series.get(views[0], None).is_none());
+        // Preparing again forgets the series before.
+        assert_eq!(
+            series.prepare(&map, &views[..1], None).unwrap(),
+            SeriesNoise::Unneeded
+        );
+        assert!(series.get(views[1], Some(guide_views[1])).is_none());
+    }
+
+    #[test]
+    fn a_series_that_is_not_one_acquisition_is_served_slice_by_slice() {
+        let map = NoiseModel::Map(NoiseMapSettings::default());
+        let images = [slice(64, 0.02, 0), slice(64, 0.05, 1)];
+        let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+        let mut series = SeriesMaps::default();
+        match series.prepare(&map, &views, None).unwrap() {
+            SeriesNoise::PerSlice { reason } => {
+                assert!(reason.contains("not one acquisition"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(series.get(views[0], None).is_none());
+        assert_eq!(
+            series.prepare(&NoiseModel::Slice, &views, None).unwrap(),
+            SeriesNoise::Unneeded
+        );
+        let short = [views[0]];
+        let err = series.prepare(&map, &views, Some(&short)).unwrap_err();
+        assert!(err.to_string().contains("one guide per slice"), "{err}");
+    }
+}
