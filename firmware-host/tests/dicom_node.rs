@@ -858,3 +858,69 @@ async fn late_slices_without_single_models_wait_for_their_partner_slices() {
     let worst = support::max_abs_diff(&expected, &output.image);
     assert!(worst <= output.rescale_slope as f32, "{worst}");
 }
+
+/// A pair of series for models trained on a coil array (served with a noise map of their
+/// 8 coils): each series' noise maps are estimated from all of its slices and their
+/// partners at once, as `crossdenoise denoise` estimates a folder's, so each delivered
+/// slice is what the runtime makes of it within its prepared series, not alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coil_array_pair_is_denoised_with_its_series_noise_maps() {
+    use dicom_dictionary_std::tags;
+    let dir = tempfile::tempdir().unwrap();
+    let coil_model = |name: &str, contrast: &str| {
+        support::test_model(
+            dir.path(),
+            name,
+            &["--contrast", contrast, "--guided", "--noise-coils", "8"],
+        )
+    };
+    let (pd_model, pdfs_model) = (
+        coil_model("pd_coil.onnx", "pd"),
+        coil_model("pdfs_coil.onnx", "pdfs"),
+    );
+    let (mut node, pacs) = node_and_pacs(dir.path(), |c| {
+        c.models.pd = Some(pd_model.clone());
+        c.models.pdfs = Some(pdfs_model.clone());
+    })
+    .await;
+    let (pd, pdfs) = pd_pdfs_pair(dir.path(), 4, 4);
+    let mut all = pd.clone();
+    all.extend(pdfs.iter().cloned());
+    node.send(&all).await;
+    let arrived = node.deliver_to(&pacs, 8).await;
+    assert_eq!(node.count(|s| &s.instances_set_aside), 0);
+    for (inputs, partners, model, description) in [
+        (&pd, &pdfs, &pd_model, "PD_TSE_COR"),
+        (&pdfs, &pd, &pdfs_model, "PD_TSE_FS_COR"),
+    ] {
+        let (expected, prepared) = guided_series_result(model, inputs, partners);
+        let mut apart = Vec::new();
+        assert_eq!(
+            prepared,
+            crossdenoise_runtime::SeriesNoise::Pooled { slices: 4 },
+            "{description}"
+        );
+        for (i, input) in inputs.iter().enumerate() {
+            let position = attribute(input, tags::IMAGE_POSITION_PATIENT);
+            let copy = arrived
+                .iter()
+                .find(|p| {
+                    attribute(p, tags::IMAGE_POSITION_PATIENT) == position
+                        && attribute(p, tags::SERIES_DESCRIPTION)
+                            == format!("{description} denoised")
+                })
+                .unwrap_or_else(|| panic!("{description}: no result at {position}"));
+            let output = DicomSlice::read(copy).unwrap();
+            let slope = output.rescale_slope as f32;
+            let worst = support::max_abs_diff(&expected[i], &output.image);
+            assert!(worst <= slope, "{description} slice {i}: {worst}");
+            let alone = guided_result(model, input, &partners[i]);
+            apart.push(support::max_abs_diff(&alone, &output.image) / slope);
+        }
+        // Not what the slices make alone, each with maps of its own.
+        assert!(
+            apart.iter().any(|d| *d > 2.0),
+            "{description}: served as alone ({apart:?} rescale steps apart)"
+        );
+    }
+}

@@ -4,7 +4,7 @@ Everything here is written with the Python ecosystem's own tools (onnx, onnxrunt
 pydicom, numpy), not with the crate under test, so an agreement means two separate
 implementations agree:
 
-  make-model OUT [--no-metadata] [--rank3] [--size-multiple M] [--contrast C] [--guided]
+  make-model OUT [--no-metadata] [--rank3] [--size-multiple M] [--contrast C] [--guided] [--noise-coils L]
              [--noise-input K [--noise-metadata M]]
       a small encoder / decoder ONNX graph with the exported model's interface
       (input `image` [N,1,H,W], with --guided also `guide`, with --noise-input also
@@ -159,6 +159,8 @@ def make_model(args):
         levels = args.noise_input if args.noise_metadata is None else args.noise_metadata
         if levels:
             props["crossdenoise.noise_levels"] = str(levels)
+        if args.noise_coils > 1:
+            props["crossdenoise.noise_coils"] = str(args.noise_coils)
         helper.set_model_props(model, props)
     onnx.save(model, args.out)
 
@@ -562,6 +564,7 @@ def main():
     m.add_argument("--copy-guide", action="store_true", help="(guided) the output is the guide, not the image")
     m.add_argument("--noise-input", type=int, default=0, help="an input `noise` [N, K] of K levels a slice")
     m.add_argument("--noise-metadata", type=int, default=None, help="crossdenoise.noise_levels (default: K)")
+    m.add_argument("--noise-coils", type=int, default=1, help="crossdenoise.noise_coils: served with a noise map of L coils")
     h = sub.add_parser("mrd-h5")
     h.add_argument("out")
     d = sub.add_parser("denoise")

@@ -323,6 +323,43 @@ pub fn guided_result(model: &Path, input: &Path, guide: &Path) -> ndarray::Array
         .remove(0)
 }
 
+/// What the guided model at `model` makes of the DICOM series `inputs` with `guides`, the
+/// series prepared as one (its noise maps estimated from all its slices, as the node and
+/// `crossdenoise denoise` do), and what preparing it did.
+pub fn guided_series_result(
+    model: &Path,
+    inputs: &[PathBuf],
+    guides: &[PathBuf],
+) -> (Vec<ndarray::Array2<f32>>, crossdenoise_runtime::SeriesNoise) {
+    let mut denoiser = crossdenoise_runtime::Denoiser::open(
+        &support::runtime(),
+        model,
+        &DenoiserOptions::default(),
+    )
+    .unwrap();
+    let read = |f: &PathBuf| {
+        crossdenoise_image::dicom::DicomSlice::read(f)
+            .unwrap()
+            .image
+    };
+    let (images, partners): (Vec<_>, Vec<_>) =
+        inputs.iter().map(read).zip(guides.iter().map(read)).unzip();
+    let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+    let guide_views: Vec<_> = partners.iter().map(|g| g.view()).collect();
+    let prepared = denoiser.prepare_series(&views, Some(&guide_views)).unwrap();
+    let out = views
+        .iter()
+        .zip(&guide_views)
+        .map(|(i, g)| {
+            denoiser
+                .denoise_guided_batch(&[*i], &[*g])
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    (out, prepared)
+}
+
 /// Sends `files` in one association, pausing `pause` after each: a slow scanner or link.
 pub async fn send_slowly(port: u16, files: &[PathBuf], pause: Duration) {
     let mut association = ClientAssociationOptions::new()
