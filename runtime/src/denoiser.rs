@@ -328,7 +328,8 @@ impl Denoiser {
 
     /// Estimates the noise maps of a series at once from all its slices (and their guides,
     /// for a guided model), for the calls that then denoise them: a series' slices share
-    /// their g-factor map (`series_noise`). Says whether they were pooled.
+    /// their g-factor map (`series_noise`). Says whether they were pooled. The series
+    /// before is forgotten, so an empty one frees its maps.
     pub fn prepare_series(
         &mut self,
         images: &[ArrayView2<f32>],

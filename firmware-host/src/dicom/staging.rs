@@ -94,12 +94,31 @@ pub(super) fn stage(
             }
             Err(e) => {
                 let _ = fs::remove_dir_all(&dir);
+                forget_noise(models);
                 return Err(Failure::of(e));
             }
         }
     }
+    forget_noise(models);
     derived.remember(job);
     Ok(dir)
+}
+
+/// Frees the maps [`prepare_noise`] kept for the series (a long series of large slices
+/// holds tens of megabytes until the next).
+fn forget_noise(models: &mut Staging) {
+    let forget = |model: &mut Denoiser| {
+        let _ = model.prepare_series(&[], None);
+    };
+    match models {
+        Staging::Alone(model) => forget(model),
+        Staging::Pair { guided, alone, .. } => {
+            let _ = guided.prepare_series(&[], Some(&[]));
+            if let Some(alone) = alone {
+                forget(alone);
+            }
+        }
+    }
 }
 
 /// Prepares each model with the noise maps of the slices it will denoise, pooled over the
