@@ -65,4 +65,35 @@ fn a_folder_of_slices_shares_one_noise_map() {
             "served as it is alone: {name}"
         );
     }
+    // `noise-map --series` writes the series' maps (not each slice's own), and refuses a
+    // folder that is not one acquisition, naming why.
+    let maps = |out_dir: &str, inputs: &[&str], series: bool| {
+        let mut args = vec!["noise-map", "--coils", "8", "--out", out_dir];
+        if series {
+            args.push("--series");
+        }
+        args.extend_from_slice(inputs);
+        crossdenoise(&args, cwd)
+    };
+    let set = ["set/pd/0000.npy", "set/pd/0001.npy", "set/pd/0002.npy"];
+    for (out_dir, series) in [("maps-series", true), ("maps-alone", false)] {
+        let out = maps(out_dir, &set, series);
+        assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
+    }
+    for name in ["0000.npy", "0001.npy", "0002.npy"] {
+        let pooled = read(&format!("maps-series/{name}"));
+        assert!(pooled.iter().all(|v| v.is_finite() && *v > 0.0), "{name}");
+        assert_ne!(pooled, read(&format!("maps-alone/{name}")), "{name}");
+    }
+    let refused = maps(
+        "maps-mixed",
+        &["mixed/0000.npy", "mixed/0001.npy", "mixed/0002.npy"],
+        true,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not one acquisition"),
+        "{}",
+        stderr(&refused)
+    );
 }
