@@ -35,8 +35,10 @@ pub struct Args {
     #[arg(long, default_value_t = NoiseMapSettings::default().min_blocks)]
     min_blocks: usize,
     /// The partner contrast's folder: each input's partner is the file of its name there
-    /// (as `crossdenoise denoise --guide` pairs them), and the map reads as air only what is
-    /// air in both (fat-suppressed tissue reads as air, and as a higher sigma, alone).
+    /// (as `crossdenoise denoise --guide` pairs them). The map reads as air only what is air
+    /// in both (fat-suppressed tissue reads as air, and as a higher sigma, alone), and in
+    /// tissue takes the partner's estimate where it is lower, scaled to the input's level,
+    /// when the two maps have one shape in their air (as `denoise --noise map` serves).
     #[arg(long, value_name = "DIR")]
     guide: Option<PathBuf>,
     /// The inputs are the slices of one series (one acquisition: same size, coils,
