@@ -26,7 +26,8 @@ use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
 use crate::series_noise::{SeriesMaps, SeriesNoise};
 use crate::session_io::{
-    Batch, InputNames, check_against_metadata, check_io, guide_given, read_props, run_session,
+    Batch, InputNames, check_against_metadata, check_io, guide_given, one_guide_each, read_props,
+    run_session,
 };
 use crate::tiles::Tiles;
 use crate::{Error, Result};
@@ -354,13 +355,7 @@ impl Denoiser {
         guides: &[ArrayView2<f32>],
     ) -> Result<Vec<Array2<f32>>> {
         self.check_guide(true)?;
-        if guides.len() != images.len() {
-            return Err(Error::Image(ImageError::Shape {
-                what: "guides",
-                expected: format!("one guide per slice ({})", images.len()),
-                got: format!("{}", guides.len()),
-            }));
-        }
+        one_guide_each(images.len(), guides.len())?;
         let out = self.run(images, Some(guides))?;
         self.finish(images, Some(guides), out)
     }

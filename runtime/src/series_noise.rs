@@ -18,7 +18,8 @@ use crossdenoise_image::noise_map::{
 };
 use ndarray::{Array2, ArrayView2};
 
-use crate::{Error, Result};
+use crate::Result;
+use crate::session_io::one_guide_each;
 
 /// What preparing a series did.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,14 +59,8 @@ impl SeriesMaps {
         if images.len() < 2 {
             return Ok(SeriesNoise::Unneeded);
         }
-        if let Some(g) = guides
-            && g.len() != images.len()
-        {
-            return Err(Error::Image(ImageError::Shape {
-                what: "guides",
-                expected: format!("one guide per slice ({})", images.len()),
-                got: format!("{}", g.len()),
-            }));
+        if let Some(g) = guides {
+            one_guide_each(images.len(), g.len())?;
         }
         let maps = match guides {
             Some(g) => estimate_pair_noise_maps(images, g, settings)

@@ -250,3 +250,15 @@ pub(crate) fn guide_given(
         _ => Ok(()),
     }
 }
+
+/// An error unless there is one guide per slice.
+pub(crate) fn one_guide_each(slices: usize, guides: usize) -> Result<()> {
+    if guides == slices {
+        return Ok(());
+    }
+    Err(Error::Image(crossdenoise_image::Error::Shape {
+        what: "guides",
+        expected: format!("one guide per slice ({slices})"),
+        got: format!("{guides}"),
+    }))
+}

@@ -65,7 +65,7 @@ pub fn estimate_sigma(image: ArrayView2<f32>) -> f32 {
 
 /// The element at index `len / 2` of the sorted values (the upper median for an even count,
 /// as a sort-and-gather in a graph takes it); reorders `values`.
-fn upper_median(values: &mut [f32]) -> f32 {
+pub(crate) fn upper_median(values: &mut [f32]) -> f32 {
     let k = values.len() / 2;
     *values.select_nth_unstable_by(k, f32::total_cmp).1
 }

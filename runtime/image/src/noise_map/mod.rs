@@ -23,7 +23,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::magnitude_bias::noncentral_chi_mean;
-use crate::noise::estimate_sigma;
+use crate::noise::{estimate_sigma, upper_median};
 use crate::{Error, Result};
 
 mod tiles;
@@ -125,8 +125,7 @@ pub fn map_level(map: ArrayView2<f32>) -> Option<f32> {
     if values.is_empty() {
         return None;
     }
-    let k = values.len() / 2;
-    Some(*values.select_nth_unstable_by(k, f32::total_cmp).1)
+    Some(upper_median(&mut values))
 }
 
 /// A block counts as air below this many sigmas above the air's mean.
@@ -267,8 +266,7 @@ fn check_one_level(slices: &[SliceBlocks]) -> Result<()> {
     if levels.len() < 2 {
         return Ok(());
     }
-    let k = levels.len() / 2;
-    let median = *levels.select_nth_unstable_by(k, f32::total_cmp).1;
+    let median = upper_median(&mut levels);
     for (k, slice) in slices.iter().enumerate() {
         let off = slice.global / median - 1.0;
         if slice.global > 0.0 && off.abs() > SERIES_LEVEL_TOLERANCE {
@@ -375,8 +373,7 @@ fn shared_shape_ratio(a: &[SliceMap], b: &[SliceMap], settings: &NoiseMapSetting
     if logs.len() < 4 * settings.min_blocks * a.len().max(1) {
         return None;
     }
-    let k = logs.len() / 2;
-    let centre = *logs.select_nth_unstable_by(k, f32::total_cmp).1;
+    let centre = upper_median(&mut logs);
     let rms = (logs.iter().map(|l| (l - centre).powi(2)).sum::<f32>() / logs.len() as f32).sqrt();
     (rms <= PAIR_SHAPE_AGREEMENT).then(|| centre.exp())
 }
@@ -413,8 +410,7 @@ fn estimate(
     if positive.is_empty() {
         return Ok(zeros());
     }
-    let k = positive.len() / 2;
-    let global = *positive.select_nth_unstable_by(k, f32::total_cmp).1;
+    let global = upper_median(&mut positive);
     let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
     let per_tile = settings.tile / 2;
     let scan = Scan {

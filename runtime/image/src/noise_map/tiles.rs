@@ -5,7 +5,7 @@
 use ndarray::{Array2, ArrayView2};
 
 use crate::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
-use crate::noise::{MAD_TO_SIGMA, estimate_sigma};
+use crate::noise::{MAD_TO_SIGMA, estimate_sigma, upper_median};
 
 /// A block counts as tissue this many sigmas above the air's mean.
 const TISSUE_ABOVE_FLOOR: f32 = 3.0;
@@ -119,8 +119,7 @@ impl Scan<'_> {
                         corrected
                             .extend(tissue.iter().map(|&(m, d)| d / self.spread.at(m / sigma)));
                         sigma = if round == 0 {
-                            let k = corrected.len() / 2;
-                            *corrected.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA
+                            upper_median(&mut corrected) / MAD_TO_SIGMA
                         } else {
                             clipped_sigma(&corrected, sigma)
                         };
@@ -274,8 +273,7 @@ pub(super) fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils
             let second = blocks.iter().map(|b| b.power).sum::<f32>() / blocks.len() as f32;
             return (second / (2.0 * coils as f32)).sqrt();
         }
-        let k = details.len() / 2;
-        sigma = *details.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA;
+        sigma = upper_median(&mut details) / MAD_TO_SIGMA;
     }
     sigma
 }
@@ -356,8 +354,7 @@ mod tests {
                     if k % 10 == 0 { 6.0 + n.abs() } else { n.abs() }
                 })
                 .collect();
-            let k = details.len() / 2;
-            let m = *details.select_nth_unstable_by(k, f32::total_cmp).1 / MAD_TO_SIGMA;
+            let m = upper_median(&mut details) / MAD_TO_SIGMA;
             let mut c = m;
             for _ in 1..REFINEMENTS {
                 c = clipped_sigma(&details, c);
