@@ -572,15 +572,7 @@ async fn a_slice_its_partner_series_does_not_cover_is_denoised_alone_in_the_pair
     {
         let mut series = std::collections::HashSet::new();
         for (i, file) in inputs.iter().enumerate() {
-            let position = attribute(file, tags::IMAGE_POSITION_PATIENT);
-            let copy = arrived
-                .iter()
-                .find(|p| {
-                    attribute(p, tags::IMAGE_POSITION_PATIENT) == position
-                        && attribute(p, tags::SERIES_DESCRIPTION)
-                            == format!("{description} denoised")
-                })
-                .unwrap_or_else(|| panic!("{description}: no result at {position}"));
+            let copy = delivered_copy(&arrived, file, description);
             series.insert(attribute(copy, tags::SERIES_INSTANCE_UID));
             let input = read(file).image;
             let expected = match partners.get(i) {
@@ -779,14 +771,7 @@ async fn late_slices_of_a_pair_are_guided_by_their_partner_slices() {
     };
     let read = |f: &PathBuf| DicomSlice::read(f).unwrap();
     let result = |input: &PathBuf, description: &str| {
-        let position = attribute(input, tags::IMAGE_POSITION_PATIENT);
-        let copy = arrived
-            .iter()
-            .find(|p| {
-                attribute(p, tags::IMAGE_POSITION_PATIENT) == position
-                    && attribute(p, tags::SERIES_DESCRIPTION) == format!("{description} denoised")
-            })
-            .unwrap_or_else(|| panic!("{description}: no result at {position}"));
+        let copy = delivered_copy(&arrived, input, description);
         (attribute(copy, tags::SERIES_INSTANCE_UID), read(copy))
     };
     for (inputs, partners, model, alone, description) in [
@@ -837,14 +822,7 @@ async fn late_slices_without_single_models_wait_for_their_partner_slices() {
     node.send(&pdfs[3..]).await;
     let arrived = node.deliver_to(&pacs, 8).await;
     assert_eq!(node.count(|s| &s.instances_set_aside), 0);
-    let position = attribute(&pd[3], tags::IMAGE_POSITION_PATIENT);
-    let late = arrived
-        .iter()
-        .find(|p| {
-            attribute(p, tags::IMAGE_POSITION_PATIENT) == position
-                && attribute(p, tags::SERIES_DESCRIPTION) == "PD_TSE_COR denoised"
-        })
-        .expect("the late PD slice arrived");
+    let late = delivered_copy(&arrived, &pd[3], "PD_TSE_COR");
     let first_pd = arrived
         .iter()
         .find(|p| attribute(p, tags::SERIES_DESCRIPTION) == "PD_TSE_COR denoised")
@@ -865,7 +843,6 @@ async fn late_slices_without_single_models_wait_for_their_partner_slices() {
 /// slice is what the runtime makes of it within its prepared series, not alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_coil_array_pair_is_denoised_with_its_series_noise_maps() {
-    use dicom_dictionary_std::tags;
     let dir = tempfile::tempdir().unwrap();
     let coil_model = |name: &str, contrast: &str| {
         support::test_model(
@@ -901,15 +878,7 @@ async fn a_coil_array_pair_is_denoised_with_its_series_noise_maps() {
             "{description}"
         );
         for (i, input) in inputs.iter().enumerate() {
-            let position = attribute(input, tags::IMAGE_POSITION_PATIENT);
-            let copy = arrived
-                .iter()
-                .find(|p| {
-                    attribute(p, tags::IMAGE_POSITION_PATIENT) == position
-                        && attribute(p, tags::SERIES_DESCRIPTION)
-                            == format!("{description} denoised")
-                })
-                .unwrap_or_else(|| panic!("{description}: no result at {position}"));
+            let copy = delivered_copy(&arrived, input, description);
             let output = DicomSlice::read(copy).unwrap();
             let slope = output.rescale_slope as f32;
             let worst = support::max_abs_diff(&expected[i], &output.image);

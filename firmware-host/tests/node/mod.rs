@@ -228,6 +228,20 @@ pub fn attribute(file: &Path, tag: dicom_core::Tag) -> String {
     text(&dicom_object::open_file(file).unwrap(), tag)
 }
 
+/// The derived instance among `arrived` that is `input` (a slice of the series described
+/// `description`) denoised: the one at its position in `{description} denoised`.
+pub fn delivered_copy<'a>(arrived: &'a [PathBuf], input: &Path, description: &str) -> &'a PathBuf {
+    use dicom_dictionary_std::tags;
+    let position = attribute(input, tags::IMAGE_POSITION_PATIENT);
+    arrived
+        .iter()
+        .find(|p| {
+            attribute(p, tags::IMAGE_POSITION_PATIENT) == position
+                && attribute(p, tags::SERIES_DESCRIPTION) == format!("{description} denoised")
+        })
+        .unwrap_or_else(|| panic!("{description}: no result at {position}"))
+}
+
 /// A text attribute of a data set (an item of a sequence, say).
 pub fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
     obj.element(tag)
@@ -303,22 +317,24 @@ pub fn guided_models(dir: &Path) -> (PathBuf, PathBuf) {
     )
 }
 
+/// The test model at `model`, opened as the node opens it.
+fn open_model(model: &Path) -> crossdenoise_runtime::Denoiser {
+    crossdenoise_runtime::Denoiser::open(&support::runtime(), model, &DenoiserOptions::default())
+        .unwrap()
+}
+
+/// The pixels of a DICOM slice.
+fn dicom_image(file: &Path) -> ndarray::Array2<f32> {
+    crossdenoise_image::dicom::DicomSlice::read(file)
+        .unwrap()
+        .image
+}
+
 /// What the guided model at `model` makes of the DICOM slice `input` with `guide`: what the
 /// node must have delivered for it.
 pub fn guided_result(model: &Path, input: &Path, guide: &Path) -> ndarray::Array2<f32> {
-    let mut denoiser = crossdenoise_runtime::Denoiser::open(
-        &support::runtime(),
-        model,
-        &DenoiserOptions::default(),
-    )
-    .unwrap();
-    let read = |f: &Path| {
-        crossdenoise_image::dicom::DicomSlice::read(f)
-            .unwrap()
-            .image
-    };
-    denoiser
-        .denoise_guided_batch(&[read(input).view()], &[read(guide).view()])
+    open_model(model)
+        .denoise_guided_batch(&[dicom_image(input).view()], &[dicom_image(guide).view()])
         .unwrap()
         .remove(0)
 }
@@ -331,19 +347,9 @@ pub fn guided_series_result(
     inputs: &[PathBuf],
     guides: &[PathBuf],
 ) -> (Vec<ndarray::Array2<f32>>, crossdenoise_runtime::SeriesNoise) {
-    let mut denoiser = crossdenoise_runtime::Denoiser::open(
-        &support::runtime(),
-        model,
-        &DenoiserOptions::default(),
-    )
-    .unwrap();
-    let read = |f: &PathBuf| {
-        crossdenoise_image::dicom::DicomSlice::read(f)
-            .unwrap()
-            .image
-    };
-    let (images, partners): (Vec<_>, Vec<_>) =
-        inputs.iter().map(read).zip(guides.iter().map(read)).unzip();
+    let mut denoiser = open_model(model);
+    let images: Vec<_> = inputs.iter().map(|f| dicom_image(f)).collect();
+    let partners: Vec<_> = guides.iter().map(|f| dicom_image(f)).collect();
     let views: Vec<_> = images.iter().map(|i| i.view()).collect();
     let guide_views: Vec<_> = partners.iter().map(|g| g.view()).collect();
     let prepared = denoiser.prepare_series(&views, Some(&guide_views)).unwrap();
