@@ -27,6 +27,7 @@ pub mod model_metadata;
 pub mod neighbourhood;
 pub mod noise;
 pub mod noise_map;
+pub mod nonlocal_prior;
 pub mod normalize;
 pub mod orientation;
 pub mod pad;

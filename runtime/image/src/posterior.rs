@@ -31,6 +31,7 @@ use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::floor_aware::{FloorAware, inside_body};
 use crate::magnitude_bias::{BiasCorrection, log_ive_scaled, root_rule};
+use crate::nonlocal_prior::{self, PriorMaps};
 
 /// The exported graph's outputs of a model that states a prior, in this order: the expected
 /// magnitude (what a model without a prior returns too), the spread and the shift.
@@ -241,7 +242,9 @@ pub fn serve(
 /// The posterior mean of every pixel of a slice: `observed` (the noisy magnitudes),
 /// `expected` and `prior` (a network's outputs for it), all in one normalised space, and the
 /// noise `sigma` of each pixel in the same units; below the posterior's phase-in the
-/// prediction is inverted as `floor` says outside the `body` and exactly inside it.
+/// prediction is inverted as `floor` says outside the `body` and exactly inside it. Where
+/// the posterior is computed, the network's prior is first fused with the nonlocal estimate
+/// of [`crate::nonlocal_prior`].
 pub fn posterior_image(
     correction: &BiasCorrection,
     floor: &FloorAware,
@@ -251,22 +254,42 @@ pub fn posterior_image(
     prior: PriorPlanes,
     sigma: ArrayView2<f32>,
 ) -> Array2<f32> {
-    let mut out = Array2::zeros(observed.dim());
-    Zip::indexed(&mut out)
-        .and(&observed)
+    let dim = observed.dim();
+    let mut network = PriorMaps {
+        mean: Array2::zeros(dim),
+        std: Array2::zeros(dim),
+    };
+    // The share of the posterior in what is served: 0 below the phase-in, 1 past it.
+    let mut share = Array2::<f64>::zeros(dim);
+    Zip::indexed(&mut share)
         .and(&expected)
         .and(&prior.spread)
         .and(&prior.shift)
-        .for_each(|at, o, &y, &e, &r, &d| {
+        .for_each(|at, w, &e, &r, &d| {
             let sigma = sigma[at];
             let amplitude = correction.amplitude(e, sigma);
-            let w =
-                ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
+            *w = ((f64::from(amplitude / sigma) - FLOOR.0) / (FLOOR.1 - FLOOR.0)).clamp(0.0, 1.0);
+            let p = Prior::around(amplitude, r, d, sigma);
+            network.mean[at] = p.mean as f32;
+            network.std[at] = p.std as f32;
+        });
+    let active = share.mapv(|w| w > 0.0);
+    let fused = nonlocal_prior::fuse(&network, observed, sigma, correction.coils(), active.view());
+    let mut out = Array2::zeros(dim);
+    Zip::indexed(&mut out)
+        .and(&observed)
+        .and(&expected)
+        .and(&share)
+        .for_each(|at, o, &y, &e, &w| {
+            let sigma = sigma[at];
             // Below the posterior's phase-in the prediction is served; past it (most of the
             // tissue) only the posterior, so the floor's inversion is not computed there.
             let served = || floor.served(correction, e, sigma, body[at]);
             *o = if w > 0.0 {
-                let prior = Prior::around(amplitude, r, d, sigma);
+                let prior = Prior {
+                    mean: f64::from(fused.mean[at]),
+                    std: f64::from(fused.std[at]),
+                };
                 let post = posterior_mean(y, prior, sigma, correction.coils());
                 if w < 1.0 {
                     (w * f64::from(post) + (1.0 - w) * f64::from(served())) as f32
