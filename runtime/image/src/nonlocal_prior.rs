@@ -42,7 +42,7 @@ pub struct PriorMaps {
 
 /// The smallest slice side the estimate is made on. On smaller slices the window spans a
 /// large part of the anatomy, whose features are a few pixels wide, and the estimate mixes
-/// unlike tissue: with the tests' small model, 0.45 dB lost at 32 x 32 (PD at SNR 8), even at
+/// unlike tissue: with the tests' small model, 0.45 dB lost at 32 x 32 (PD at SNR 8), level at
 /// 64 x 64, 0.9 dB gained at 128 x 128 (QUALITY.md, "a nonlocal opinion in the prior").
 pub const MIN_SIDE: usize = 64;
 
@@ -52,8 +52,8 @@ const BAND: usize = 16;
 
 /// The network's prior `network` fused with the nonlocal estimate from `observed` at each
 /// pixel where `active` is set (elsewhere, and on a slice with a side under [`MIN_SIDE`],
-/// it is returned as it is); `sigma` is each pixel's
-/// noise and `coils` the magnitude's coil count (the noise floor's degrees of freedom).
+/// it is returned as it is); `sigma` is each pixel's noise and `coils` the magnitude's coil
+/// count (the noise floor's degrees of freedom).
 pub fn fuse(
     network: &PriorMaps,
     observed: ArrayView2<f32>,
