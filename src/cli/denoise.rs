@@ -57,8 +57,8 @@ pub struct Args {
     /// How each slice's noise is found: `slice` (one sigma for the slice, Rician: a
     /// single-coil or sensitivity-combined scan without acceleration) or `map` (a sigma per
     /// pixel, `crossdenoise noise-map`: parallel imaging, root-sum-of-squares).
-    #[arg(long, default_value = "slice", value_parser = ["slice", "map"])]
-    noise: String,
+    #[arg(long, value_enum, default_value_t = NoiseSource::Slice)]
+    noise: NoiseSource,
     /// With --noise map: the magnitude's degrees of freedom in coils (the channel count of
     /// a root-sum-of-squares scan, whose noncentral chi bias is then removed; 1 for Rician).
     #[arg(long, default_value_t = 1)]
@@ -67,8 +67,8 @@ pub struct Args {
     /// folder (a series' slices share their coils' g-factor map, and pooled the map is
     /// several times more precise; a folder whose slices differ in size or noise level is
     /// estimated slice by slice, with a warning), `slice` each slice alone.
-    #[arg(long, default_value = "series", value_parser = ["series", "slice"])]
-    noise_pool: String,
+    #[arg(long, value_enum, default_value_t = NoisePool::Series)]
+    noise_pool: NoisePool,
     /// How much of the denoised image is written, 0 to 1; the rest is the acquired image
     /// (as the vendors' low / medium / high settings).
     #[arg(long, default_value_t = 1.0, value_name = "S")]
@@ -100,6 +100,20 @@ pub struct Args {
     /// For a model without crossdenoise metadata only: the size H and W must be a multiple of.
     #[arg(long, requires_all = ["percentile", "clamp_max"])]
     size_multiple: Option<usize>,
+}
+
+/// `--noise`: where each slice's noise level comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NoiseSource {
+    Slice,
+    Map,
+}
+
+/// `--noise-pool`: what a noise map is estimated from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum NoisePool {
+    Series,
+    Slice,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -134,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failures = Vec::new();
     let mut done = 0usize;
     let started = Instant::now();
-    let pool = args.noise == "map" && args.noise_pool == "series";
+    let pool = args.noise == NoiseSource::Map && args.noise_pool == NoisePool::Series;
     for group in series_groups(&files) {
         if pool && group.len() > 1 {
             prepare_series(&job, &mut denoiser, &files, &guides, &group, &bar);
@@ -216,12 +230,12 @@ fn options(args: &Args) -> anyhow::Result<DenoiserOptions> {
         _ => None,
     };
 
-    let noise = match args.noise.as_str() {
-        "map" => NoiseModel::Map(NoiseMapSettings {
+    let noise = match args.noise {
+        NoiseSource::Map => NoiseModel::Map(NoiseMapSettings {
             coils: args.coils,
             ..NoiseMapSettings::default()
         }),
-        _ => {
+        NoiseSource::Slice => {
             anyhow::ensure!(
                 args.coils == 1,
                 "--coils {} needs --noise map (one sigma per slice is Rician: one coil)",
