@@ -83,6 +83,28 @@ fn posterior(c: &mut Criterion) {
     }
 }
 
+/// The collaborative Wiener filter of a 256 x 256 PD phantom at SNR 20 (acquired, with its
+/// clean magnitude's mean as the pilot), every tissue pixel active: the part of the posterior
+/// step above that groups and transforms blocks.
+fn collaborative_wiener(c: &mut Criterion) {
+    use crossdenoise_image::collaborative_wiener::filter;
+    use crossdenoise_image::magnitude_bias::rician_mean;
+    let config = PhantomConfig {
+        size: 256,
+        ..Default::default()
+    };
+    let pair = PhantomGenerator::new(config, 0).unwrap().pair(0);
+    let sigma = 0.05f32;
+    let pilot = pair
+        .clean_pd
+        .mapv(|a| (rician_mean(f64::from(a / sigma)) * f64::from(sigma)) as f32);
+    let sigmas = ndarray::Array2::from_elem(pilot.dim(), sigma);
+    let active = pair.clean_pd.mapv(|a| a > 2.0 * sigma);
+    c.bench_function("posterior/collaborative wiener 256x256", |b| {
+        b.iter(|| filter(pair.pd.view(), pilot.view(), sigmas.view(), active.view()))
+    });
+}
+
 /// The prior's targets of one training step of `configs/guided.json` (batch 8 of 64 x 64
 /// crops, a direction): the grid and the likelihood at its 48 bins for every pixel, on the
 /// host, slice by slice on the thread pool (RAYON_NUM_THREADS=1 times it on one thread).
@@ -133,5 +155,12 @@ fn phantoms(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, preprocessing, posterior, prior_targets, phantoms);
+criterion_group!(
+    benches,
+    preprocessing,
+    posterior,
+    collaborative_wiener,
+    prior_targets,
+    phantoms
+);
 criterion_main!(benches);

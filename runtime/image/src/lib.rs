@@ -11,6 +11,7 @@
 
 pub mod air;
 pub mod coils;
+pub mod collaborative_wiener;
 pub mod dicom;
 pub mod error;
 pub mod fastmri;

@@ -29,6 +29,7 @@
 
 use ndarray::{Array2, ArrayView2, Zip};
 
+use crate::collaborative_wiener;
 use crate::floor_aware::{FloorAware, inside_body};
 use crate::magnitude_bias::{BiasCorrection, log_ive_scaled, root_rule};
 use crate::nonlocal_prior::{self, PriorMaps};
@@ -300,7 +301,43 @@ pub fn posterior_image(
                 served()
             };
         });
-    out
+    refine(correction, observed, sigma, &share, out)
+}
+
+/// The posterior `served` averaged, with the posterior's share of each pixel, with the
+/// collaborative Wiener filter of the observation that `served` guides
+/// ([`crate::collaborative_wiener`]): the filter corrects the low-frequency error the
+/// posterior keeps from the network's prediction, the posterior the filter's errors where its
+/// groups are poor; neither is trusted over the other (QUALITY.md, "a collaborative Wiener
+/// filter"). Below the posterior's phase-in, near the noise floor, the filter is not used.
+fn refine(
+    correction: &BiasCorrection,
+    observed: ArrayView2<f32>,
+    sigma: ArrayView2<f32>,
+    share: &Array2<f64>,
+    mut served: Array2<f32>,
+) -> Array2<f32> {
+    let (h, w) = served.dim();
+    if h.min(w) < nonlocal_prior::MIN_SIDE {
+        return served;
+    }
+    let pilot = Zip::from(&served)
+        .and(&sigma)
+        .map_collect(|&a, &s| correction.mean(a, s));
+    let active = share.mapv(|w| w > 0.0);
+    let filtered = collaborative_wiener::filter(observed, pilot.view(), sigma, active.view());
+    Zip::from(&mut served)
+        .and(&filtered)
+        .and(&sigma)
+        .and(share)
+        .for_each(|o, &f, &s, &w| {
+            if w > 0.0 {
+                let half = 0.5 * w;
+                let amplitude = f64::from(correction.amplitude(f, s));
+                *o = ((1.0 - half) * f64::from(*o) + half * amplitude) as f32;
+            }
+        });
+    served
 }
 
 #[cfg(test)]
