@@ -19,6 +19,8 @@
 //! back into an amplitude with the same bias correction as everything else. Near the noise
 //! floor the magnitude's noise is not Gaussian and the caller does not use the result.
 
+use std::collections::BinaryHeap;
+
 use ndarray::{Array2, ArrayView2};
 
 /// The side of the blocks, in pixels.
@@ -83,8 +85,20 @@ pub fn filter(
                     let mut sums = Sums::new(h * w);
                     let mut work = Work::default();
                     for &y in chunk {
-                        for &x in cols {
-                            planes.filter_group(y, x, &mut work, &mut sums);
+                        let groups = planes.match_row(y, cols, &mut work.column_sums);
+                        for (&x, group) in cols.iter().zip(groups) {
+                            if let Some((sigma, group)) = group {
+                                let reference = y * w + x;
+                                work.matches.clear();
+                                work.matches.push(reference);
+                                work.matches.extend(
+                                    group
+                                        .into_sorted_vec()
+                                        .into_iter()
+                                        .map(|(_, at)| at as usize),
+                                );
+                                planes.filter_group(sigma, &mut work, &mut sums);
+                            }
                         }
                     }
                     sums
@@ -147,6 +161,7 @@ impl Sums {
 /// The orthonormal 8-point DCT-II matrix and the aggregation window.
 struct Basis {
     dct: [[f32; BLOCK]; BLOCK],
+    dct_t: [[f32; BLOCK]; BLOCK],
     window: [f32; AREA],
 }
 
@@ -175,37 +190,38 @@ impl Basis {
         for (p, v) in window.iter_mut().enumerate() {
             *v = (kaiser[p / BLOCK] * kaiser[p % BLOCK]) as f32;
         }
-        Self { dct, window }
+        let dct_t = std::array::from_fn(|i| std::array::from_fn(|k| dct[k][i]));
+        Self { dct, dct_t, window }
     }
 
     /// `D X D^T`, the block's 2-D transform.
     fn forward(&self, block: &[f32; AREA]) -> [f32; AREA] {
-        self.apply(block, false)
+        Self::sandwich(&self.dct, block)
     }
 
     /// `D^T C D`, back to pixels.
     fn inverse(&self, coefficients: &[f32; AREA]) -> [f32; AREA] {
-        self.apply(coefficients, true)
+        Self::sandwich(&self.dct_t, coefficients)
     }
 
-    fn apply(&self, x: &[f32; AREA], transpose: bool) -> [f32; AREA] {
-        let m = |a: usize, b: usize| {
-            if transpose {
-                self.dct[b][a]
-            } else {
-                self.dct[a][b]
-            }
-        };
+    /// `M X M^T` for an 8 x 8 `m`, in fixed-size loops the compiler vectorises.
+    fn sandwich(m: &[[f32; BLOCK]; BLOCK], x: &[f32; AREA]) -> [f32; AREA] {
+        // rows = X M^T: row r of X against row k of M.
         let mut rows = [0.0f32; AREA];
         for r in 0..BLOCK {
-            for k in 0..BLOCK {
-                rows[r * BLOCK + k] = (0..BLOCK).map(|c| m(k, c) * x[r * BLOCK + c]).sum();
+            let xr = &x[r * BLOCK..(r + 1) * BLOCK];
+            for (k, mk) in m.iter().enumerate() {
+                rows[r * BLOCK + k] = xr.iter().zip(mk).map(|(a, b)| a * b).sum();
             }
         }
+        // out = M rows: row k is the rows of `rows` weighted by row k of M.
         let mut out = [0.0f32; AREA];
-        for k in 0..BLOCK {
-            for c in 0..BLOCK {
-                out[k * BLOCK + c] = (0..BLOCK).map(|r| m(k, r) * rows[r * BLOCK + c]).sum();
+        for (k, mk) in m.iter().enumerate() {
+            let ok = &mut out[k * BLOCK..(k + 1) * BLOCK];
+            for (r, &weight) in mk.iter().enumerate() {
+                for (o, &v) in ok.iter_mut().zip(&rows[r * BLOCK..(r + 1) * BLOCK]) {
+                    *o += weight * v;
+                }
             }
         }
         out
@@ -222,47 +238,53 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
-/// The orthonormal Haar transform of `v` (length a power of two) in place.
-fn haar_forward(v: &mut [f32], tmp: &mut Vec<f32>) {
-    let mut n = v.len();
+/// The orthonormal Haar transform along a group of blocks (its length a power of two), in
+/// place, every coefficient of the blocks at once: the first block becomes the scaled mean.
+fn haar_forward(group: &mut [[f32; AREA]], tmp: &mut Vec<[f32; AREA]>) {
+    let mut n = group.len();
     while n > 1 {
         let half = n / 2;
         tmp.clear();
-        tmp.extend_from_slice(&v[..n]);
+        tmp.extend_from_slice(&group[..n]);
         for i in 0..half {
-            let (a, b) = (tmp[2 * i], tmp[2 * i + 1]);
-            v[i] = (a + b) * std::f32::consts::FRAC_1_SQRT_2;
-            v[half + i] = (a - b) * std::f32::consts::FRAC_1_SQRT_2;
+            let (a, b) = (&tmp[2 * i], &tmp[2 * i + 1]);
+            group[i] = std::array::from_fn(|k| (a[k] + b[k]) * std::f32::consts::FRAC_1_SQRT_2);
+            group[half + i] =
+                std::array::from_fn(|k| (a[k] - b[k]) * std::f32::consts::FRAC_1_SQRT_2);
         }
         n = half;
     }
 }
 
 /// The inverse of [`haar_forward`].
-fn haar_inverse(v: &mut [f32], tmp: &mut Vec<f32>) {
+fn haar_inverse(group: &mut [[f32; AREA]], tmp: &mut Vec<[f32; AREA]>) {
     let mut n = 2;
-    while n <= v.len() {
+    while n <= group.len() {
         let half = n / 2;
         tmp.clear();
-        tmp.extend_from_slice(&v[..n]);
+        tmp.extend_from_slice(&group[..n]);
         for i in 0..half {
-            let (a, d) = (tmp[i], tmp[half + i]);
-            v[2 * i] = (a + d) * std::f32::consts::FRAC_1_SQRT_2;
-            v[2 * i + 1] = (a - d) * std::f32::consts::FRAC_1_SQRT_2;
+            let (a, d) = (&tmp[i], &tmp[half + i]);
+            group[2 * i] = std::array::from_fn(|k| (a[k] + d[k]) * std::f32::consts::FRAC_1_SQRT_2);
+            group[2 * i + 1] =
+                std::array::from_fn(|k| (a[k] - d[k]) * std::f32::consts::FRAC_1_SQRT_2);
         }
         n *= 2;
     }
 }
 
+/// A reference block's noise sigma and the closest blocks found so far, as (distance bits,
+/// top left index), the farthest on top.
+type Candidates = (f32, BinaryHeap<(u32, u32)>);
+
 /// A thread's buffers, reused from group to group.
 #[derive(Default)]
 struct Work {
-    matches: Vec<(f32, usize)>,
+    matches: Vec<usize>,
+    column_sums: Vec<f32>,
     pilot: Vec<[f32; AREA]>,
     observed: Vec<[f32; AREA]>,
-    column: Vec<f32>,
-    column_obs: Vec<f32>,
-    tmp: Vec<f32>,
+    tmp: Vec<[f32; AREA]>,
 }
 
 struct Planes<'a> {
@@ -285,96 +307,126 @@ impl Planes<'_> {
         b
     }
 
-    /// The mean squared difference of the pilot's blocks at `a` and `b`, per pixel.
-    fn distance(&self, a: usize, b: usize) -> f32 {
-        let mut sum = 0.0f32;
-        for r in 0..BLOCK {
-            let (ra, rb) = (a + r * self.w, b + r * self.w);
-            let (pa, pb) = (&self.pilot[ra..ra + BLOCK], &self.pilot[rb..rb + BLOCK]);
-            sum += pa
-                .iter()
-                .zip(pb)
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum::<f32>();
+    /// The blocks alike to each reference block of row `y` (its columns `cols`): for each
+    /// reference with an active pixel and a valid noise, its noise and the closest blocks of
+    /// the window whose pilots differ by at most [`MATCH_DISTANCE`] noise variances (mean
+    /// square per pixel), up to [`GROUP_MAX`] less the reference itself, as (distance, top
+    /// left index): the distance as the bits of its nonnegative sum, which order as the sums
+    /// do.
+    ///
+    /// The window is searched offset by offset: for one offset the squared differences of
+    /// the row's eight pixel rows are summed down each column once, over the whole width,
+    /// and every reference of the row reads its block's sum from eight of those columns.
+    fn match_row(
+        &self,
+        y: usize,
+        cols: &[usize],
+        column_sums: &mut Vec<f32>,
+    ) -> Vec<Option<Candidates>> {
+        let (h, w) = (self.h, self.w);
+        let mut groups: Vec<Option<Candidates>> = cols
+            .iter()
+            .map(|&x| {
+                let at = y * w + x;
+                let any_active =
+                    (0..BLOCK).any(|r| self.active[at + r * w..at + r * w + BLOCK].contains(&true));
+                let sigma = self.sigma[at + (BLOCK / 2) * w + BLOCK / 2];
+                (any_active && sigma > 0.0 && sigma.is_finite())
+                    .then(|| (sigma, BinaryHeap::with_capacity(GROUP_MAX)))
+            })
+            .collect();
+        if groups.iter().all(Option::is_none) {
+            return groups;
         }
-        sum / AREA as f32
-    }
-
-    /// Groups the blocks alike to the reference block at `(y, x)`, filters the group and adds
-    /// its estimates to `sums`.
-    fn filter_group(&self, y: usize, x: usize, work: &mut Work, sums: &mut Sums) {
-        let w = self.w;
-        let reference = y * w + x;
-        let any_active = (0..BLOCK)
-            .any(|r| self.active[reference + r * w..reference + r * w + BLOCK].contains(&true));
-        let sigma = self.sigma[reference + (BLOCK / 2) * w + BLOCK / 2];
-        if !(any_active && sigma > 0.0 && sigma.is_finite()) {
-            return;
-        }
-        let limit = MATCH_DISTANCE * sigma * sigma;
-        work.matches.clear();
-        let (y0, y1) = (
-            y.saturating_sub(SEARCH_RADIUS),
-            (y + SEARCH_RADIUS).min(self.h - BLOCK),
-        );
-        let (x0, x1) = (
-            x.saturating_sub(SEARCH_RADIUS),
-            (x + SEARCH_RADIUS).min(w - BLOCK),
-        );
-        for cy in y0..=y1 {
-            for cx in x0..=x1 {
-                let candidate = cy * w + cx;
-                let d = if candidate == reference {
-                    -1.0
-                } else {
-                    self.distance(reference, candidate)
-                };
-                if d <= limit {
-                    work.matches.push((d, candidate));
+        let limits: Vec<f32> = groups
+            .iter()
+            .map(|g| {
+                g.as_ref()
+                    .map_or(-1.0, |(s, _)| MATCH_DISTANCE * s * s * AREA as f32)
+            })
+            .collect();
+        let radius = SEARCH_RADIUS as isize;
+        column_sums.resize(w, 0.0);
+        for dy in -radius..=radius {
+            let cy = y as isize + dy;
+            if cy < 0 || cy > (h - BLOCK) as isize {
+                continue;
+            }
+            let cy = cy as usize;
+            for dx in -radius..=radius {
+                if dy == 0 && dx == 0 {
+                    continue;
+                }
+                // The columns c whose partner c + dx is in the slice.
+                let c0 = (-dx).max(0) as usize;
+                let c1 = (w as isize - dx.max(0)) as usize;
+                let sums = &mut column_sums[c0..c1];
+                sums.fill(0.0);
+                for r in 0..BLOCK {
+                    let a = &self.pilot[(y + r) * w + c0..(y + r) * w + c1];
+                    let start = ((cy + r) * w + c0) as isize + dx;
+                    let b = &self.pilot[start as usize..start as usize + (c1 - c0)];
+                    for ((s, &a), &b) in sums.iter_mut().zip(a).zip(b) {
+                        *s += (a - b) * (a - b);
+                    }
+                }
+                for ((&x, group), &limit) in cols.iter().zip(&mut groups).zip(&limits) {
+                    let Some((_, heap)) = group else { continue };
+                    let cx = x as isize + dx;
+                    if cx < 0 || cx > (w - BLOCK) as isize {
+                        continue;
+                    }
+                    let d: f32 = column_sums[x..x + BLOCK].iter().sum();
+                    // Not alike, or not a number (a pilot with a NaN is never grouped).
+                    if d.is_nan() || d > limit {
+                        continue;
+                    }
+                    let entry = (d.to_bits(), (cy * w + cx as usize) as u32);
+                    if heap.len() < GROUP_MAX - 1 {
+                        heap.push(entry);
+                    } else if entry < *heap.peek().expect("a full heap") {
+                        heap.pop();
+                        heap.push(entry);
+                    }
                 }
             }
         }
-        // The reference (distance -1) first, then the closest; the group's size a power of
-        // two.
-        if work.matches.len() > GROUP_MAX {
-            work.matches
-                .select_nth_unstable_by(GROUP_MAX - 1, |a, b| a.0.total_cmp(&b.0));
-            work.matches.truncate(GROUP_MAX);
-        }
-        work.matches.sort_by(|a, b| a.0.total_cmp(&b.0));
+        groups
+    }
+
+    /// Filters the group `work.matches` (top left indices of alike blocks: the reference,
+    /// then the others closest first) at noise `sigma` and adds its estimates to `sums`; the
+    /// group is cut to a power of two.
+    fn filter_group(&self, sigma: f32, work: &mut Work, sums: &mut Sums) {
+        let w = self.w;
         let n = 1 << work.matches.len().ilog2();
         work.matches.truncate(n);
 
         work.pilot.clear();
         work.observed.clear();
-        for &(_, at) in &work.matches {
+        for &at in &work.matches {
             work.pilot
                 .push(self.basis.forward(&self.block(self.pilot, at)));
             work.observed
                 .push(self.basis.forward(&self.block(self.observed, at)));
         }
         let noise = sigma * sigma;
+        haar_forward(&mut work.pilot, &mut work.tmp);
+        haar_forward(&mut work.observed, &mut work.tmp);
         let mut gain_energy = 0.0f64;
-        for k in 0..AREA {
-            work.column.clear();
-            work.column.extend(work.pilot.iter().map(|b| b[k]));
-            work.column_obs.clear();
-            work.column_obs.extend(work.observed.iter().map(|b| b[k]));
-            haar_forward(&mut work.column, &mut work.tmp);
-            haar_forward(&mut work.column_obs, &mut work.tmp);
-            for (p, o) in work.column.iter().zip(work.column_obs.iter_mut()) {
+        for (p, o) in work.pilot.iter().zip(work.observed.iter_mut()) {
+            let mut energy = 0.0f32;
+            for (p, o) in p.iter().zip(o.iter_mut()) {
                 let gain = p * p / (p * p + noise);
                 *o *= gain;
-                gain_energy += f64::from(gain * gain);
+                energy += gain * gain;
             }
-            haar_inverse(&mut work.column_obs, &mut work.tmp);
-            for (b, &v) in work.observed.iter_mut().zip(&work.column_obs) {
-                b[k] = v;
-            }
+            gain_energy += f64::from(energy);
         }
+        haar_inverse(&mut work.observed, &mut work.tmp);
         // BM3D's aggregation weight: the inverse of the estimate's noise variance.
         let weight = 1.0 / (f64::from(noise) * gain_energy.max(1.0));
-        for (coefficients, &(_, at)) in work.observed.iter().zip(&work.matches) {
+        for (coefficients, &at) in work.observed.iter().zip(&work.matches) {
             let estimate = self.basis.inverse(coefficients);
             for r in 0..BLOCK {
                 for c in 0..BLOCK {
@@ -531,17 +583,78 @@ mod tests {
         for (a, b) in back.iter().zip(&block) {
             assert!((a - b).abs() < 1e-4, "{a} != {b}");
         }
-        let mut v: Vec<f32> = (0..16).map(|i| (i * i % 7) as f32).collect();
-        let original = v.clone();
+        let mut group: Vec<[f32; AREA]> = (0..16)
+            .map(|i| std::array::from_fn(|k| ((i * i + k) % 7) as f32))
+            .collect();
+        let original = group.clone();
         let mut tmp = Vec::new();
-        haar_forward(&mut v, &mut tmp);
-        assert!((energy(&v) - energy(&original)).abs() < 1e-3);
-        // The first coefficient is the scaled mean.
-        let mean = original.iter().sum::<f32>() / 16.0;
-        assert!((v[0] - mean * 4.0).abs() < 1e-4);
-        haar_inverse(&mut v, &mut tmp);
-        for (a, b) in v.iter().zip(&original) {
+        haar_forward(&mut group, &mut tmp);
+        let total = |g: &[[f32; AREA]]| g.iter().map(|b| energy(b)).sum::<f32>();
+        assert!((total(&group) - total(&original)).abs() < 1e-3 * total(&original));
+        // The first block is the scaled mean of the group.
+        for k in 0..AREA {
+            let mean = original.iter().map(|b| b[k]).sum::<f32>() / 16.0;
+            assert!((group[0][k] - mean * 4.0).abs() < 1e-4);
+        }
+        haar_inverse(&mut group, &mut tmp);
+        for (a, b) in group.iter().flatten().zip(original.iter().flatten()) {
             assert!((a - b).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn the_search_offset_by_offset_finds_the_closest_blocks() {
+        // A noisy disc as the pilot, so that distances differ and few tie.
+        let pilot = gaussian(&disc(), 3).mapv(|v| v * 0.3);
+        let (h, w) = pilot.dim();
+        let sigma = Array2::from_elem((h, w), 1.0f32);
+        let active = Array2::from_elem((h, w), true);
+        let planes = Planes {
+            h,
+            w,
+            observed: pilot.as_slice().unwrap(),
+            pilot: pilot.as_slice().unwrap(),
+            sigma: sigma.as_slice().unwrap(),
+            active: active.as_slice().unwrap(),
+            basis: Basis::new(),
+        };
+        let cols = positions(w);
+        let limit = MATCH_DISTANCE * AREA as f32;
+        for y in [0, 27, h - BLOCK] {
+            let groups = planes.match_row(y, &cols, &mut Vec::new());
+            for (&x, group) in cols.iter().zip(groups) {
+                let (_, heap) = group.expect("an active reference");
+                let found: Vec<f32> = heap
+                    .into_sorted_vec()
+                    .iter()
+                    .map(|&(d, _)| f32::from_bits(d))
+                    .collect();
+                // Every block of the window, its squared difference summed directly.
+                let mut all = Vec::new();
+                for cy in y.saturating_sub(SEARCH_RADIUS)..=(y + SEARCH_RADIUS).min(h - BLOCK) {
+                    for cx in x.saturating_sub(SEARCH_RADIUS)..=(x + SEARCH_RADIUS).min(w - BLOCK) {
+                        if (cy, cx) == (y, x) {
+                            continue;
+                        }
+                        let block = |y0: usize, x0: usize| {
+                            pilot.slice(ndarray::s![y0..y0 + BLOCK, x0..x0 + BLOCK])
+                        };
+                        let d: f32 = (&block(y, x) - &block(cy, cx)).mapv(|v| v * v).sum();
+                        if d <= limit {
+                            all.push(d);
+                        }
+                    }
+                }
+                all.sort_by(f32::total_cmp);
+                all.truncate(GROUP_MAX - 1);
+                assert_eq!(found.len(), all.len(), "at {y}, {x}");
+                for (a, b) in found.iter().zip(&all) {
+                    assert!(
+                        (a - b).abs() < 1e-3 * b.max(1.0),
+                        "at {y}, {x}: {a} against {b}"
+                    );
+                }
+            }
         }
     }
 
