@@ -245,7 +245,8 @@ pub fn serve(
 /// noise `sigma` of each pixel in the same units; below the posterior's phase-in the
 /// prediction is inverted as `floor` says outside the `body` and exactly inside it. Where
 /// the posterior is computed, the network's prior is first fused with the nonlocal estimate
-/// of [`crate::nonlocal_prior`].
+/// of [`crate::nonlocal_prior`], and the posterior then averaged with the collaborative Wiener
+/// filter it guides ([`refine`]).
 pub fn posterior_image(
     correction: &BiasCorrection,
     floor: &FloorAware,
