@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossdenoise_export::{Network, TrainedModel};
 use crossdenoise_train::run::collective::{divergence, parameters};
 
-use crate::util::{TINY_GUIDED, stderr};
+use crate::util::{TINY_GUIDED, failed, stderr};
 
 /// `mpirun -np n crossdenoise args...` in `cwd`: as root, and with more ranks than cores.
 fn mpirun(n: usize) -> Command {
@@ -204,8 +204,7 @@ fn a_batch_smaller_than_the_processes_is_refused_by_name() {
     let sets = TINY_GUIDED.to_vec();
     cmd.args(train_args("guided", dir.path(), 1, &sets));
     let out = run(cmd, dir.path());
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains("trainer.batch_size is 2, fewer than the 3 processes"),
         "{err}"

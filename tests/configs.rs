@@ -1,7 +1,7 @@
 //! Every shipped config loads under the strict rules, and `train` reports a bad one with
 //! the file and key at fault before doing any work.
 
-use crate::util::{crossdenoise, stderr};
+use crate::util::{crossdenoise, failed, refused};
 
 #[test]
 fn shipped_configs_are_valid() {
@@ -26,8 +26,7 @@ fn train_names_the_bad_key() {
     )
     .unwrap();
     let out = crossdenoise(&["train", "x.json"], dir.path());
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains("x.json: trainer.loss_weights.crosss: unknown key (expected content, recon, cross, edge)"),
         "{err}"
@@ -38,17 +37,13 @@ fn train_names_the_bad_key() {
     );
 
     let out = crossdenoise(&["train", "x.json", "--backend", "wgpu"], dir.path());
-    assert!(!out.status.success());
+    refused(&out, "trainer.loss_weights.crosss");
     std::fs::write(dir.path().join("y.json"), r#"{"name":"y"}"#).unwrap();
     let out = crossdenoise(
         &["train", "y.json", "--backend", "wgpu", "--epochs", "1"],
         dir.path(),
     );
     if !cfg!(feature = "wgpu") {
-        assert!(
-            stderr(&out).contains("rebuild with `--features wgpu`"),
-            "{}",
-            stderr(&out)
-        );
+        refused(&out, "rebuild with `--features wgpu`");
     }
 }

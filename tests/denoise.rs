@@ -9,7 +9,7 @@ use crossdenoise_image::io::{GrayImage, read_npy, read_png, write_npy, write_png
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use ndarray::Array2;
 
-use crate::util::{crossdenoise, crossdenoise_env, reference, stderr};
+use crate::util::{crossdenoise, crossdenoise_env, failed, reference, refused, stderr};
 
 fn phantom(i: u64, h: usize, w: usize) -> Array2<f32> {
     let g = PhantomGenerator::new(
@@ -184,8 +184,7 @@ fn gpu_providers_fall_back_with_a_warning_or_fail_under_strict_ep() {
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains("execution provider cuda cannot be used (strict"),
         "{err}"
@@ -198,12 +197,7 @@ fn gpu_providers_fall_back_with_a_warning_or_fail_under_strict_ep() {
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("unknown execution provider 'tpu'"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "unknown execution provider 'tpu'");
 }
 
 #[test]
@@ -226,12 +220,7 @@ fn bad_input_is_named_and_nothing_is_overwritten_or_lost() {
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("is an input folder"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "is an input folder");
     assert_eq!(before, snapshot(&ins));
 
     // An empty folder.
@@ -240,12 +229,7 @@ fn bad_input_is_named_and_nothing_is_overwritten_or_lost() {
         &["denoise", "--model", m, "--out", "o", "empty"],
         dir.path(),
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("empty: holds no .npy, .png or DICOM files"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "empty: holds no .npy, .png or DICOM files");
 
     // A non-ONNX model.
     fs::write(dir.path().join("bad.onnx"), "{}").unwrap();
@@ -260,12 +244,7 @@ fn bad_input_is_named_and_nothing_is_overwritten_or_lost() {
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("bad.onnx: not a model ONNX Runtime can load"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "bad.onnx: not a model ONNX Runtime can load");
 
     // NaN pixels in one file: named, the others still denoised, exit status non-zero.
     let mut nan = phantom(6, 32, 32);
@@ -284,8 +263,7 @@ fn bad_input_is_named_and_nothing_is_overwritten_or_lost() {
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains("nan.npy") && err.contains("non-finite"),
         "{err}"
@@ -307,12 +285,7 @@ fn bad_input_is_named_and_nothing_is_overwritten_or_lost() {
         dir.path(),
         &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("bash scripts/install-ort.sh"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "bash scripts/install-ort.sh");
     assert_eq!(before, snapshot(&ins));
 }
 
@@ -345,8 +318,7 @@ fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
         &["denoise", "--model", "pd.onnx", "--out", "o1", "set/pd"],
         cwd,
     );
-    assert!(!out.status.success());
-    let e = stderr(&out);
+    let e = failed(&out);
     assert!(
         e.contains(
             "pd (a) denoiser guided by pdfs (b): give the partner contrast's slices with --guide"
@@ -370,8 +342,7 @@ fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
         ],
         cwd,
     );
-    assert!(!out.status.success());
-    let e = stderr(&out);
+    let e = failed(&out);
     assert!(
         e.contains("1 input(s) have no usable guide; nothing was written"),
         "{e}"
@@ -470,12 +441,7 @@ fn a_guided_model_needs_guides_and_a_plain_one_takes_none() {
         ],
         cwd,
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("it takes no --guide"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "it takes no --guide");
 }
 
 /// The `crossdenoise denoise` usage line of docs/runtime.md as a command line: its optional
@@ -547,13 +513,8 @@ fn a_coil_array_scan_needs_its_noise_model() {
         crossdenoise(&args, cwd)
     };
     let map = ["--noise", "map", "--coils", "8"];
-    let refused = denoise("single.onnx", "o0", &["--coils", "8"]);
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("--noise map"),
-        "{}",
-        stderr(&refused)
-    );
+    let out = denoise("single.onnx", "o0", &["--coils", "8"]);
+    refused(&out, "--noise map");
     for (model, extra, advice) in [
         ("single.onnx", &map[..], "one coil (Rician)"),
         ("coil.onnx", &[][..], "serve it with --noise map --coils 8"),

@@ -48,8 +48,7 @@ fn a_launcher_whose_rank_count_disagrees_with_its_workers_is_refused_by_field() 
     )
     .unwrap();
     let out = check(dir.path());
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = crate::util::failed(&out);
     assert!(
         err.contains("Launcher command") && err.contains("-np 4") && err.contains("= 3"),
         "{err}"

@@ -9,7 +9,7 @@ use crossdenoise_image::io::{read_npy, write_npy};
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use serde_json::Value;
 
-use crate::util::{crossdenoise, reference, stderr, tiny_averaged_run, tiny_run};
+use crate::util::{crossdenoise, failed, reference, refused, stderr, tiny_averaged_run, tiny_run};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -230,22 +230,12 @@ fn bad_sources_are_named_and_leave_no_file() {
     };
 
     let out = export("nowhere", &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("nowhere: not a crossdenoise run"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "nowhere: not a crossdenoise run");
 
     fs::create_dir_all(dir.path().join("foreign")).unwrap();
     fs::write(dir.path().join("foreign/notes.txt"), "hi").unwrap();
     let out = export("foreign", &[]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("foreign: not a crossdenoise run"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "foreign: not a crossdenoise run");
 
     // A run whose config was edited after training: the checkpoint no longer matches.
     let copy = dir.path().join("edited");
@@ -259,32 +249,24 @@ fn bad_sources_are_named_and_leave_no_file() {
     v["model"]["base_channels"] = serde_json::json!(8);
     fs::write(copy.join("config.json"), v.to_string()).unwrap();
     let out = export("edited", &[]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains("checkpoint does not match its run's config"),
         "{err}"
     );
 
     let out = export(run.to_str().unwrap(), &["--from", "c"]);
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown domain"), "{}", stderr(&out));
+    refused(&out, "unknown domain");
 
     // An average the run did not keep, and weights of no known kind.
     let out = export(run.to_str().unwrap(), &["--weights", "average"]);
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = failed(&out);
     assert!(
         err.contains("kept no average of its weights (trainer.average_weights)"),
         "{err}"
     );
     let out = export(run.to_str().unwrap(), &["--weights", "best"]);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("expected average or last"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "expected average or last");
 
     no_model_left(dir.path());
 
@@ -444,12 +426,7 @@ fn a_guided_denoiser_exports_with_its_inputs_and_metadata() {
         ],
         dir.path(),
     );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("a denoiser's output is its input's contrast"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "a denoiser's output is its input's contrast");
     assert!(!dir.path().join("x.onnx").exists());
 }
 

@@ -2,7 +2,7 @@
 
 use crossdenoise_image::io::{PairedFolder, read_png, read_slice};
 
-use crate::util::{crossdenoise, stderr};
+use crate::util::{crossdenoise, refused, stderr};
 
 #[test]
 fn writes_paired_folders_clean_images_manifest_and_preview() {
@@ -66,8 +66,7 @@ fn refuses_to_mix_with_an_earlier_set_unless_forced() {
     let args = ["phantoms", "--out", "set", "--pairs", "3", "--size", "32"];
     assert!(crossdenoise(&args, dir.path()).status.success());
     let again = crossdenoise(&args, dir.path());
-    assert!(!again.status.success());
-    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    refused(&again, "--force");
 
     let forced = crossdenoise(
         &[
@@ -86,16 +85,10 @@ fn refuses_to_mix_with_an_earlier_set_unless_forced() {
 fn bad_settings_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = crossdenoise(&["phantoms", "--out", "x", "--size", "100"], dir.path());
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("phantom size: 100 is not a positive multiple of 16"),
-        "{}",
-        stderr(&out)
-    );
+    refused(&out, "phantom size: 100 is not a positive multiple of 16");
 
     let out = crossdenoise(&["phantoms", "--out", "x", "--format", "jpeg"], dir.path());
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown format"), "{}", stderr(&out));
+    refused(&out, "unknown format");
 }
 
 #[test]
@@ -185,8 +178,7 @@ fn a_coil_array_writes_its_noise_maps_and_distribution() {
         ],
         dir.path(),
     );
-    assert!(!bad_tile.status.success());
-    assert!(stderr(&bad_tile).contains("tile"), "{}", stderr(&bad_tile));
+    refused(&bad_tile, "tile");
 
     let bad = crossdenoise(
         &[
@@ -204,6 +196,5 @@ fn a_coil_array_writes_its_noise_maps_and_distribution() {
         ],
         dir.path(),
     );
-    assert!(!bad.status.success());
-    assert!(stderr(&bad).contains("acceleration"), "{}", stderr(&bad));
+    refused(&bad, "acceleration");
 }

@@ -25,7 +25,7 @@ pub fn crossdenoise_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Outp
         .expect("the crossdenoise binary runs")
 }
 
-pub use crate::support::reference;
+pub use crate::support::{failed, reference, refused};
 
 /// `--set` arguments shrinking a shipped config to a tiny run: 32 x 32, four training
 /// pairs (two steps an epoch at batch 2), two validation pairs, four channels.

@@ -147,8 +147,7 @@ fn serve_then_send_then_sigterm() {
         .arg(dir.path().join("missing.npy"))
         .output()
         .unwrap();
-    assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.npy"));
+    support::refused(&bad, "missing.npy");
 
     sigterm_and_wait(&mut server);
     let log = log.join().unwrap().join("\n");
@@ -175,9 +174,7 @@ fn a_remote_address_needs_the_flag() {
         .args(["serve", "--listen", "0.0.0.0:0", "--model", "m.onnx"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("listen: not a loopback address"), "{err}");
+    support::refused(&out, "listen: not a loopback address");
 }
 
 /// host.toml is checked once, after the flags went over it: `--model` supplies a missing
@@ -196,8 +193,7 @@ fn flags_go_over_the_config_before_it_is_checked() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        support::failed(&out)
     };
     let err = serve(&["--model", "missing.onnx"]);
     assert!(err.contains("listen: not a loopback address"), "{err}");

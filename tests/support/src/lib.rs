@@ -1,9 +1,11 @@
 //! What every crate's tests and benches share (a `publish = false` crate, a
 //! dev-dependency of each): the Python reference tools (`reference.py` beside this crate),
 //! a loaded ONNX Runtime (feature `runtime`), phantom slices, DICOM series and DCMTK's
-//! peers, and what the property-based tests share ([`fuzz`]).
+//! peers, what the property-based tests share ([`fuzz`]), and the checks of a refused
+//! command line.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use ndarray::Array2;
@@ -11,6 +13,20 @@ use ndarray::Array2;
 pub mod fuzz;
 pub mod python;
 pub use python::{reference, workspace_root};
+
+/// The stderr of a finished command, asserting that it failed.
+pub fn failed(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the command succeeded: {err}");
+    err
+}
+
+/// Asserts that a finished command failed and that its stderr says `needle`: a refusal
+/// names what it refuses.
+pub fn refused(out: &Output, needle: &str) {
+    let err = failed(out);
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+}
 
 #[cfg(feature = "runtime")]
 pub fn runtime() -> crossdenoise_runtime::OnnxRuntime {
