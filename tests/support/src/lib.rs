@@ -175,8 +175,30 @@ pub fn storescu(port: &str, calling: &str, called: &str, files: &[PathBuf]) {
     );
 }
 
-/// A loopback port free at the time of asking.
+/// A loopback port free at the time of asking, for a listener a test starts later (a PACS
+/// that is down first, then comes up).
+///
+/// It is drawn below the kernel's ephemeral range, from which every outgoing connection
+/// takes its source port: a port from that range, released until the listener starts, can be
+/// taken meanwhile by any connection of the tests running beside (storescu, a node's retries),
+/// and the listener then fails with "Address already in use". Below it only another explicit
+/// bind competes.
 pub fn free_port() -> u16 {
+    use rand::Rng;
+    const LOWEST: u16 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_low > LOWEST + 1_000 {
+        let mut rng = rand::rng();
+        for _ in 0..1_000 {
+            let port = rng.random_range(LOWEST..ephemeral_low);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
