@@ -338,13 +338,6 @@ impl Planes<'_> {
         if groups.iter().all(Option::is_none) {
             return groups;
         }
-        let limits: Vec<f32> = groups
-            .iter()
-            .map(|g| {
-                g.as_ref()
-                    .map_or(-1.0, |(s, _)| MATCH_DISTANCE * s * s * AREA as f32)
-            })
-            .collect();
         let radius = SEARCH_RADIUS as isize;
         column_sums.resize(w, 0.0);
         for dy in -radius..=radius {
@@ -370,8 +363,9 @@ impl Planes<'_> {
                         *s += (a - b) * (a - b);
                     }
                 }
-                for ((&x, group), &limit) in cols.iter().zip(&mut groups).zip(&limits) {
-                    let Some((_, heap)) = group else { continue };
+                for (&x, group) in cols.iter().zip(&mut groups) {
+                    let Some((sigma, heap)) = group else { continue };
+                    let limit = MATCH_DISTANCE * *sigma * *sigma * AREA as f32;
                     let cx = x as isize + dx;
                     if cx < 0 || cx > (w - BLOCK) as isize {
                         continue;

@@ -302,7 +302,7 @@ pub fn posterior_image(
                 served()
             };
         });
-    refine(correction, observed, sigma, &share, out)
+    refine(correction, observed, sigma, &share, active.view(), out)
 }
 
 /// The posterior `served` averaged, with the posterior's share of each pixel, with the
@@ -310,12 +310,14 @@ pub fn posterior_image(
 /// ([`crate::collaborative_wiener`]): the filter corrects the low-frequency error the
 /// posterior keeps from the network's prediction, the posterior the filter's errors where its
 /// groups are poor; neither is trusted over the other (QUALITY.md, "a collaborative Wiener
-/// filter"). Below the posterior's phase-in, near the noise floor, the filter is not used.
+/// filter"). Below the posterior's phase-in, near the noise floor, the filter is not used:
+/// only groups around `active` pixels (a share above 0) are filtered.
 fn refine(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
     sigma: ArrayView2<f32>,
     share: &Array2<f64>,
+    active: ArrayView2<bool>,
     mut served: Array2<f32>,
 ) -> Array2<f32> {
     let (h, w) = served.dim();
@@ -325,8 +327,7 @@ fn refine(
     let pilot = Zip::from(&served)
         .and(&sigma)
         .map_collect(|&a, &s| correction.mean(a, s));
-    let active = share.mapv(|w| w > 0.0);
-    let filtered = collaborative_wiener::filter(observed, pilot.view(), sigma, active.view());
+    let filtered = collaborative_wiener::filter(observed, pilot.view(), sigma, active);
     Zip::from(&mut served)
         .and(&filtered)
         .and(&sigma)
