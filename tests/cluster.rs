@@ -12,10 +12,14 @@ use crossdenoise_train::run::collective::{divergence, parameters};
 
 use crate::util::{TINY_GUIDED, failed, stderr};
 
-/// `mpirun -np n crossdenoise args...` in `cwd`: as root, and with more ranks than cores.
-fn mpirun(n: usize) -> Command {
+/// `mpirun -np n crossdenoise args...`: as root, with more ranks than cores, and its
+/// session directory under the test's own folder `dir` (Open MPI creates it under `TMPDIR`,
+/// and two launches at once in the same `/tmp` can race on it: "unable to create the
+/// desired directory ... File exists").
+fn mpirun(n: usize, dir: &Path) -> Command {
     let mut cmd = Command::new("mpirun");
-    cmd.args(["--allow-run-as-root", "--oversubscribe", "-np"])
+    cmd.env("TMPDIR", dir)
+        .args(["--allow-run-as-root", "--oversubscribe", "-np"])
         .arg(n.to_string())
         .arg(env!("CARGO_BIN_EXE_crossdenoise"));
     cmd
@@ -121,7 +125,7 @@ fn one_and_two_processes_agree(config: &str, sets: &[impl AsRef<str>]) {
     cmd.args(train_args(config, &one, 2, sets));
     let out = run(cmd, dir.path());
     assert!(out.status.success(), "one process: {}", stderr(&out));
-    let mut cmd = mpirun(2);
+    let mut cmd = mpirun(2, dir.path());
     cmd.args(train_args(config, &two, 2, sets));
     let out = run(cmd, dir.path());
     assert!(out.status.success(), "two processes: {}", stderr(&out));
@@ -177,13 +181,13 @@ fn a_run_of_two_processes_resumes_where_it_stopped() {
     cmd.args(train_args("guided", &whole, 2, &guided(3)));
     let out = run(cmd, dir.path());
     assert!(out.status.success(), "{}", stderr(&out));
-    let mut first = mpirun(2);
+    let mut first = mpirun(2, dir.path());
     first.args(train_args("guided", &parts, 1, &guided(3)));
     let out = run(first, dir.path());
     assert!(out.status.success(), "first epoch: {}", stderr(&out));
     // Raising the epochs of a finished run continues it (every rank reads the checkpoint
     // before rank 0 rewrites the run's config).
-    let mut rest = mpirun(2);
+    let mut rest = mpirun(2, dir.path());
     rest.args(train_args("guided", &parts, 2, &guided(3)))
         .arg("--resume");
     let out = run(rest, dir.path());
@@ -199,7 +203,7 @@ fn a_run_of_two_processes_resumes_where_it_stopped() {
 #[test]
 fn a_batch_smaller_than_the_processes_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = mpirun(3);
+    let mut cmd = mpirun(3, dir.path());
     // The tiny runs' batch of 2 over 3 processes.
     let sets = TINY_GUIDED.to_vec();
     cmd.args(train_args("guided", dir.path(), 1, &sets));
@@ -227,7 +231,7 @@ fn rank_pid(mpirun: u32, rank: usize) -> Option<u32> {
 /// `mpirun -np 2` training the tiny guided denoisers for `steps` steps into `dir`, returned
 /// once rank 0 has written its first step (both ranks train).
 fn two_processes_stepping(dir: &Path, steps: usize) -> std::process::Child {
-    let mut cmd = mpirun(2);
+    let mut cmd = mpirun(2, dir);
     cmd.args(train_args("guided", dir, 1, &guided(steps)))
         .current_dir(dir)
         .stdout(Stdio::piped())
@@ -304,7 +308,7 @@ fn sigusr1_stops_every_process_with_a_checkpoint_and_the_run_resumes() {
     let stopped = s["steps"].as_u64().unwrap();
     assert!(stopped < 60, "stopped after {stopped} of 60 steps");
 
-    let mut rest = mpirun(2);
+    let mut rest = mpirun(2, dir.path());
     rest.args(train_args("guided", dir.path(), 1, &guided(60)))
         .arg("--resume");
     let out = run(rest, dir.path());
