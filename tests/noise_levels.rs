@@ -147,9 +147,10 @@ fn kept_noise(
 }
 
 /// A slice whose right half is twice as noisy as its left (as parallel imaging makes a
-/// g-factor map): served with a noise map, the network meets one noise level across the
-/// slice (`noise_map::noise_factor`), and each half is denoised as well as a slice noisy
-/// all over at that half's level. At 256 x 256, the product's slice size: at 128 x 128 the
+/// g-factor map): served with a noise map, the network (of one coil, reading its noise
+/// level) is run at the map's levels and each pixel takes the run at its own
+/// (`local_levels`), so each half is denoised as well as a slice noisy all over at that
+/// half's level. At 256 x 256, the product's slice size: at 128 x 128 the
 /// tests' small model (trained, with its noise input, on 32 x 32 slices) left the halves
 /// 1.3x apart.
 #[test]
@@ -223,13 +224,12 @@ fn a_slice_twice_as_noisy_on_one_side_is_denoised_evenly() {
     // across one) cannot follow closer than a tile or two, each nearly as well as a slice
     // noisy all over at its level; and served with the map the worse half keeps less of its
     // noise, and the halves are closer, than with one sigma for the slice, which the noisy
-    // half pulls up and the quiet one down. "Nearly": away from the jump the noisy half keeps
-    // 1.50 times the share the slice noisy all over keeps (0.718 against 0.480; near it, 1.40
-    // times), the quiet half 0.97 times. The ratio was 1.23 before the nonlocal prior and 1.43
-    // with it; the collaborative Wiener filter widened it again, as both second opinions gain
-    // less on that half (the map reads its noise 5-8% low). Level with it is the aim
-    // (QUALITY.md, "a collaborative Wiener filter"); this bound, now met by a hair, catches a
-    // half left noisier than that.
+    // half pulls up and the quiet one down. "Nearly": the model is run at the map's levels
+    // (runtime/src/local_levels.rs), and away from the jump the noisy half keeps 1.01 times
+    // the share the slice noisy all over keeps (0.484 against 0.480), the quiet half 1.13
+    // times (0.463 against 0.411: the noisy half raises the slice's normalisation
+    // percentile, so the quiet half comes in a little darker than alone). Divided by the
+    // map instead, as coil-array models are served, the noisy half kept 1.50 times.
     for (side, kept) in ["left", "right"].iter().zip(map_all) {
         assert!(kept < 0.85, "{side} half keeps {kept:.3} of its noise");
     }
@@ -238,7 +238,7 @@ fn a_slice_twice_as_noisy_on_one_side_is_denoised_evenly() {
         ("right", map_away[1], noisy[1][1]),
     ] {
         assert!(
-            kept < 1.5 * alone,
+            kept < 1.25 * alone,
             "{side} half keeps {kept:.3} of its noise, {alone:.3} when noisy all over at its level"
         );
     }

@@ -21,6 +21,7 @@ use ort::session::Session;
 use crate::even_noise::{EvenNoise, noise_mismatch};
 use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
 use crate::input::fill;
+use crate::local_levels::LocalLevels;
 use crate::noise_levels::{guide_tissue, noise_levels};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
@@ -344,7 +345,7 @@ impl Denoiser {
     pub fn denoise_batch(&mut self, images: &[ArrayView2<f32>]) -> Result<Vec<Array2<f32>>> {
         self.check_guide(false)?;
         let out = self.run(images, None)?;
-        self.finish(images, None, out)
+        crate::guard::finish(images, None, out, self.strength)
     }
 
     /// Denoises slices of one size with their partner contrast's slices as guides (a guided
@@ -357,30 +358,7 @@ impl Denoiser {
         self.check_guide(true)?;
         one_guide_each(images.len(), guides.len())?;
         let out = self.run(images, Some(guides))?;
-        self.finish(images, Some(guides), out)
-    }
-
-    /// What is served of the network's outputs: a flat slice as it came, a guided result
-    /// only if it shows its own input, blended with the input by `strength`.
-    fn finish(
-        &self,
-        images: &[ArrayView2<f32>],
-        guides: Option<&[ArrayView2<f32>]>,
-        mut out: Vec<Array2<f32>>,
-    ) -> Result<Vec<Array2<f32>>> {
-        crate::guard::keep_flat(images, &mut out);
-        if let Some(guides) = guides {
-            for ((o, i), g) in out.iter().zip(images).zip(guides) {
-                crate::guard::check(o.view(), *i, *g)?;
-            }
-        }
-        let s = self.strength;
-        if s < 1.0 {
-            for (o, i) in out.iter_mut().zip(images) {
-                o.zip_mut_with(i, |o, &x| *o = s * *o + (1.0 - s) * x);
-            }
-        }
-        Ok(out)
+        crate::guard::finish(images, Some(guides), out, self.strength)
     }
 
     /// How much of the denoised image is served from now on, 0 to 1 (1 when opened): the
@@ -445,9 +423,12 @@ impl Denoiser {
         let (ph, pw) = padding.padded_dim(h, w);
         let plane = ph * pw;
 
-        // With a noise map, slice and guide are divided by their noise factors (each by its
-        // own map) so that the network meets one noise level across the slice; its
-        // prediction is multiplied back before the posterior step, which reads the map.
+        // With a noise map, a one-coil model that reads its noise level is run at the map's
+        // levels (`local_levels`); a coil-array model, trained on divided slices, and one
+        // without a noise input meet the slice and guide divided by their maps, one level
+        // across the slice. The posterior step reads the map.
+        let k = self.noise_levels();
+        let divide = k == 0 || self.metadata.noise_coils > 1;
         let even = match self.noise {
             NoiseModel::Slice => None,
             NoiseModel::Map(_) => Some(EvenNoise::new(
@@ -456,6 +437,7 @@ impl Denoiser {
                 images,
                 guides,
                 &self.series,
+                divide,
             )?),
         };
         let flat_views = even.as_ref().map(EvenNoise::views);
@@ -472,13 +454,14 @@ impl Denoiser {
             &mut self.scratch,
             "slice",
         )?;
+        let mut guide_scales = Vec::new();
         if let Some(guides) = guides {
             let norm = self
                 .metadata
                 .guide
                 .as_ref()
                 .map_or(norm, |g| g.normalization);
-            fill(
+            guide_scales = fill(
                 &mut self.guide,
                 guides,
                 &norm,
@@ -491,8 +474,9 @@ impl Denoiser {
         let guide = guides.map(|_| self.guide.as_slice());
         // The noise levels the model reads, `[N, K]`: each slice's (and guide's) sigma in
         // the network's units, as training estimated them.
-        let k = self.noise_levels();
         let levels = (k > 0).then(|| noise_levels(&self.input, guide, &padding, (ph, pw), n));
+        let local = (even.as_ref().filter(|_| !divide))
+            .map(|e| LocalLevels::for_call(e, &scales, (k > 1).then_some(&guide_scales[..])));
         let count = self.metadata.outputs();
         // One inference of a batch (or a tile) and its guide, averaged over the orientations
         // when asked: the same for a whole plane and for each tile of a large one.
@@ -509,25 +493,32 @@ impl Denoiser {
                 run_session(session, path, names, batch, count)
             })
         };
-        let data = if plane <= self.tile_pixels {
-            infer(&self.input, guide, levels.as_deref(), [n, 1, ph, pw])?
-        } else {
-            let tiles = Tiles::new((ph, pw), self.tile_pixels, self.metadata.size_multiple);
+        let (input, tile_pixels, multiple) =
+            (&self.input, self.tile_pixels, self.metadata.size_multiple);
+        let mut compute = |levels: Option<&[f32]>| -> Result<Vec<Vec<f32>>> {
+            if plane <= tile_pixels {
+                return infer(input, guide, levels, [n, 1, ph, pw]);
+            }
+            let tiles = Tiles::new((ph, pw), tile_pixels, multiple);
             let mut out = vec![vec![0.0; n * plane]; count];
             for i in 0..n {
                 let at = i * plane..(i + 1) * plane;
                 let planes: Vec<&mut [f32]> = out.iter_mut().map(|o| &mut o[at.clone()]).collect();
-                let noise = levels.as_ref().map(|l| &l[i * k..(i + 1) * k]);
+                let noise = levels.map(|l| &l[i * k..(i + 1) * k]);
                 tiles.run(
                     planes,
                     |(ty, tx), tile_in, tile_guide| {
                         infer(tile_in, tile_guide, noise, [1, 1, ty, tx])
                     },
-                    &self.input[at.clone()],
+                    &input[at.clone()],
                     guide.map(|g| &g[at.clone()]),
                 )?;
             }
-            out
+            Ok(out)
+        };
+        let data = match &local {
+            None => compute(levels.as_deref())?,
+            Some(local) => local.run(&padding, compute)?,
         };
         let correct = self.metadata.rician_correction;
         let mut outputs = Vec::with_capacity(scales.len());

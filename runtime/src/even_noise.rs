@@ -3,7 +3,7 @@
 
 use crossdenoise_image::floor_aware::partner_tissue;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
-use crossdenoise_image::noise_map::{NoiseModel, noise_factor};
+use crossdenoise_image::noise_map::{NoiseModel, map_level, noise_factor};
 use crossdenoise_image::posterior::{self, PriorPlanes};
 use ndarray::{Array2, ArrayView2};
 
@@ -12,30 +12,43 @@ use crate::series_noise::SeriesMaps;
 
 /// The slices and guides of one call divided by their noise factors ([`noise_factor`]),
 /// with the slices' maps and factors to undo it, and where each guide shows tissue
-/// ([`partner_tissue`], read against its own map).
+/// ([`partner_tissue`], read against its own map). Not divided (factors of one) for a
+/// model that is run at the map's levels instead (`local_levels`).
 pub(crate) struct EvenNoise {
     pub flat_images: Vec<Array2<f32>>,
     pub flat_guides: Option<Vec<Array2<f32>>>,
     pub maps: Vec<Array2<f32>>,
     pub factors: Vec<Array2<f32>>,
     pub partners: Vec<Array2<bool>>,
+    /// Each guide's map's median ([`map_level`]), in the guide's units.
+    pub guide_levels: Vec<f32>,
 }
 
 impl EvenNoise {
-    /// Each slice takes the maps `series` prepared for it, or has them estimated alone.
+    /// Each slice takes the maps `series` prepared for it, or has them estimated alone;
+    /// `divide`: whether the slices and guides are divided by their factors.
     pub fn new(
         noise: &NoiseModel,
         coils: u32,
         images: &[ArrayView2<f32>],
         guides: Option<&[ArrayView2<f32>]>,
         series: &SeriesMaps,
+        divide: bool,
     ) -> Result<Self> {
+        let factor_of = |map: &Array2<f32>| {
+            if divide {
+                noise_factor(map.view())
+            } else {
+                Array2::ones(map.dim())
+            }
+        };
         let mut even = EvenNoise {
             flat_images: Vec::with_capacity(images.len()),
             flat_guides: guides.map(|g| Vec::with_capacity(g.len())),
             maps: Vec::with_capacity(images.len()),
             factors: Vec::with_capacity(images.len()),
             partners: Vec::new(),
+            guide_levels: Vec::new(),
         };
         for (i, image) in images.iter().enumerate() {
             // With a guide, each of the two is read beside the other, which tells its air
@@ -53,14 +66,16 @@ impl EvenNoise {
                         _ => noise.sigma_of_pair(*image, g)?,
                     };
                     if let Some(flat) = even.flat_guides.as_mut() {
-                        flat.push(&g / &noise_factor(guide_map.view()));
+                        flat.push(&g / &factor_of(&guide_map));
                     }
+                    even.guide_levels
+                        .push(map_level(guide_map.view()).unwrap_or(0.0));
                     even.partners
                         .push(partner_tissue(g, guide_map.view(), coils));
                     image_map
                 }
             };
-            let factor = noise_factor(map.view());
+            let factor = factor_of(&map);
             even.flat_images.push(image / &factor);
             even.maps.push(map);
             even.factors.push(factor);

@@ -22,6 +22,28 @@ use crate::{Error, Result};
 use crossdenoise_image::metrics::correlation;
 use crossdenoise_image::neighbourhood::local_mean;
 
+/// What is served of the network's outputs: a flat slice as it came, a guided result only
+/// if it shows its own input, blended with the input by `strength` (1: all denoised).
+pub(crate) fn finish(
+    images: &[ArrayView2<f32>],
+    guides: Option<&[ArrayView2<f32>]>,
+    mut out: Vec<Array2<f32>>,
+    strength: f32,
+) -> Result<Vec<Array2<f32>>> {
+    keep_flat(images, &mut out);
+    if let Some(guides) = guides {
+        for ((o, i), g) in out.iter().zip(images).zip(guides) {
+            check(o.view(), *i, *g)?;
+        }
+    }
+    if strength < 1.0 {
+        for (o, i) in out.iter_mut().zip(images) {
+            o.zip_mut_with(i, |o, &x| *o = strength * *o + (1.0 - strength) * x);
+        }
+    }
+    Ok(out)
+}
+
 /// How much more the output must resemble its guide than its input to be refused. Two
 /// contrasts of one anatomy can be alike (little fat, the same edges); a tie is no fault,
 /// and a result that took its guide's place stands out by far more.

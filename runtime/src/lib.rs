@@ -14,6 +14,7 @@ mod even_noise;
 pub mod execution_provider;
 pub mod guard;
 mod input;
+mod local_levels;
 mod noise_levels;
 pub mod onnx_runtime;
 mod orientations;
