@@ -87,7 +87,7 @@ pub fn filter(
                     for &y in chunk {
                         let groups = planes.match_row(y, cols, &mut work.column_sums);
                         for (&x, group) in cols.iter().zip(groups) {
-                            if let Some((sigma, group)) = group {
+                            if let Some((_, group)) = group {
                                 let reference = y * w + x;
                                 work.matches.clear();
                                 work.matches.push(reference);
@@ -97,7 +97,7 @@ pub fn filter(
                                         .into_iter()
                                         .map(|(_, at)| at as usize),
                                 );
-                                planes.filter_group(sigma, &mut work, &mut sums);
+                                planes.filter_group(&mut work, &mut sums);
                             }
                         }
                     }
@@ -388,10 +388,23 @@ impl Planes<'_> {
         groups
     }
 
+    /// The noise variance of a group's coefficients: the mean of its blocks' (each read at
+    /// its centre). Under a g-factor map a group gathers blocks of several noise levels,
+    /// and its coefficients along the group mix them; the reference's alone would shrink
+    /// a group from a quieter place too much, or one from a noisier place too little.
+    fn group_noise(&self, matches: &[usize]) -> f32 {
+        let centre = (BLOCK / 2) * self.w + BLOCK / 2;
+        let sum: f32 = matches
+            .iter()
+            .map(|&at| self.sigma[at + centre].powi(2))
+            .sum();
+        sum / matches.len().max(1) as f32
+    }
+
     /// Filters the group `work.matches` (top left indices of alike blocks: the reference,
-    /// then the others closest first) at noise `sigma` and adds its estimates to `sums`; the
-    /// group is cut to a power of two.
-    fn filter_group(&self, sigma: f32, work: &mut Work, sums: &mut Sums) {
+    /// then the others closest first) and adds its estimates to `sums`; the group is cut to
+    /// a power of two.
+    fn filter_group(&self, work: &mut Work, sums: &mut Sums) {
         let w = self.w;
         let n = 1 << work.matches.len().ilog2();
         work.matches.truncate(n);
@@ -404,7 +417,7 @@ impl Planes<'_> {
             work.observed
                 .push(self.basis.forward(&self.block(self.observed, at)));
         }
-        let noise = sigma * sigma;
+        let noise = self.group_noise(&work.matches);
         haar_forward(&mut work.pilot, &mut work.tmp);
         haar_forward(&mut work.observed, &mut work.tmp);
         let mut gain_energy = 0.0f64;
@@ -594,6 +607,29 @@ mod tests {
         for (a, b) in group.iter().flatten().zip(original.iter().flatten()) {
             assert!((a - b).abs() < 1e-4);
         }
+    }
+
+    #[test]
+    fn a_group_across_noise_levels_is_filtered_at_their_mean_variance() {
+        // Sigma 1 on the left half, 2 on the right: a group of a block from each is filtered
+        // at the mean of 1 and 4, not at its reference's alone.
+        let (h, w) = (32, 32);
+        let image = Array2::<f32>::zeros((h, w));
+        let sigma = Array2::from_shape_fn((h, w), |(_, j)| if j < 16 { 1.0f32 } else { 2.0 });
+        let active = Array2::from_elem((h, w), true);
+        let planes = Planes {
+            h,
+            w,
+            observed: image.as_slice().unwrap(),
+            pilot: image.as_slice().unwrap(),
+            sigma: sigma.as_slice().unwrap(),
+            active: active.as_slice().unwrap(),
+            basis: Basis::new(),
+        };
+        let (left, right) = (4 * w + 2, 4 * w + 20);
+        assert_eq!(planes.group_noise(&[right, left]), 2.5);
+        assert_eq!(planes.group_noise(&[left, left + 1]), 1.0);
+        assert_eq!(planes.group_noise(&[right]), 4.0);
     }
 
     #[test]
