@@ -609,6 +609,24 @@ mod tests {
         }
     }
 
+    /// The planes of `image` as both the observation and the pilot.
+    fn planes_of<'a>(
+        image: &'a Array2<f32>,
+        sigma: &'a Array2<f32>,
+        active: &'a Array2<bool>,
+    ) -> Planes<'a> {
+        let (h, w) = image.dim();
+        Planes {
+            h,
+            w,
+            observed: image.as_slice().unwrap(),
+            pilot: image.as_slice().unwrap(),
+            sigma: sigma.as_slice().unwrap(),
+            active: active.as_slice().unwrap(),
+            basis: Basis::new(),
+        }
+    }
+
     #[test]
     fn a_group_across_noise_levels_is_filtered_at_their_mean_variance() {
         // Sigma 1 on the left half, 2 on the right: a group of a block from each is filtered
@@ -617,15 +635,7 @@ mod tests {
         let image = Array2::<f32>::zeros((h, w));
         let sigma = Array2::from_shape_fn((h, w), |(_, j)| if j < 16 { 1.0f32 } else { 2.0 });
         let active = Array2::from_elem((h, w), true);
-        let planes = Planes {
-            h,
-            w,
-            observed: image.as_slice().unwrap(),
-            pilot: image.as_slice().unwrap(),
-            sigma: sigma.as_slice().unwrap(),
-            active: active.as_slice().unwrap(),
-            basis: Basis::new(),
-        };
+        let planes = planes_of(&image, &sigma, &active);
         let (left, right) = (4 * w + 2, 4 * w + 20);
         assert_eq!(planes.group_noise(&[right, left]), 2.5);
         assert_eq!(planes.group_noise(&[left, left + 1]), 1.0);
@@ -639,15 +649,7 @@ mod tests {
         let (h, w) = pilot.dim();
         let sigma = Array2::from_elem((h, w), 1.0f32);
         let active = Array2::from_elem((h, w), true);
-        let planes = Planes {
-            h,
-            w,
-            observed: pilot.as_slice().unwrap(),
-            pilot: pilot.as_slice().unwrap(),
-            sigma: sigma.as_slice().unwrap(),
-            active: active.as_slice().unwrap(),
-            basis: Basis::new(),
-        };
+        let planes = planes_of(&pilot, &sigma, &active);
         let cols = positions(w);
         let limit = MATCH_DISTANCE * AREA as f32;
         for y in [0, 27, h - BLOCK] {
