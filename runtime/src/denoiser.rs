@@ -331,7 +331,7 @@ impl Denoiser {
     /// Estimates the noise maps of a series at once from all its slices (and their guides,
     /// for a guided model), for the calls that then denoise them: a series' slices share
     /// their g-factor map (`series_noise`). Says whether they were pooled. The series
-    /// before is forgotten, so an empty one frees its maps.
+    /// before is forgotten ([`Denoiser::forget_series`]).
     pub fn prepare_series(
         &mut self,
         images: &[ArrayView2<f32>],
@@ -339,6 +339,12 @@ impl Denoiser {
     ) -> Result<SeriesNoise> {
         self.check_guide(guides.is_some())?;
         self.series.prepare(&self.noise, images, guides)
+    }
+
+    /// Frees the maps of the series last prepared: a long series of large slices holds
+    /// tens of megabytes of them until the next.
+    pub fn forget_series(&mut self) {
+        self.series = SeriesMaps::default();
     }
 
     /// Denoises slices of one size in a single inference (a model without a guide).

@@ -104,18 +104,14 @@ pub(super) fn stage(
     Ok(dir)
 }
 
-/// Frees the maps [`prepare_noise`] kept for the series (a long series of large slices
-/// holds tens of megabytes until the next).
+/// Frees the maps [`prepare_noise`] kept for the series.
 fn forget_noise(models: &mut Staging) {
-    let forget = |model: &mut Denoiser| {
-        let _ = model.prepare_series(&[], None);
-    };
     match models {
-        Staging::Alone(model) => forget(model),
+        Staging::Alone(model) => model.forget_series(),
         Staging::Pair { guided, alone, .. } => {
-            let _ = guided.prepare_series(&[], Some(&[]));
+            guided.forget_series();
             if let Some(alone) = alone {
-                forget(alone);
+                alone.forget_series();
             }
         }
     }
