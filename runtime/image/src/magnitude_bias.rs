@@ -138,9 +138,10 @@ impl BiasCorrection {
 
     /// The magnitude's mean at amplitude `amplitude` and noise `sigma`, from the same table
     /// (interpolated; past it `sqrt(A^2 + (2L - 1) sigma^2)`), so that [`Self::amplitude`]
-    /// inverts it; `amplitude` itself when `sigma` is 0.
+    /// inverts it; `amplitude` itself when `sigma` is 0, and a NaN for a NaN (a failing
+    /// model's output must stay visible to the checks after it, not become the floor).
     pub fn mean(&self, amplitude: f32, sigma: f32) -> f32 {
-        if sigma.is_nan() || sigma <= 0.0 {
+        if amplitude.is_nan() || sigma.is_nan() || sigma <= 0.0 {
             return amplitude;
         }
         let (a, s) = (f64::from(amplitude.max(0.0)), f64::from(sigma));
@@ -333,6 +334,8 @@ mod tests {
                     (f64::from(mean) - exact).abs() < 1e-4 * f64::from(sigma),
                     "{coils} coils, {t} sigma: {mean} against {exact}"
                 );
+                assert!(correction.mean(f32::NAN, sigma).is_nan(), "a NaN stays one");
+                assert!(correction.amplitude(f32::NAN, sigma).is_nan());
                 if t >= 1.0 {
                     let back = correction.amplitude(mean, sigma);
                     assert!(
