@@ -11,6 +11,7 @@ mod report;
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    quiet_on_a_closed_pipe();
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(code) => code,
@@ -55,3 +56,19 @@ fn keep_freed_memory() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
+
+/// Output piped into a reader that stops early (`crossdenoise phantoms ... | head -1`)
+/// ends the command quietly, as it ends any Unix tool, instead of a panic from `println!`
+/// at the broken pipe. Rust ignores SIGPIPE so that a write returns the error; the CLI
+/// writes to no pipe whose reader may close but its own stdout and stderr (its sockets
+/// are sent to with MSG_NOSIGNAL and still get the error).
+#[cfg(unix)]
+fn quiet_on_a_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn quiet_on_a_closed_pipe() {}

@@ -198,3 +198,24 @@ fn a_coil_array_writes_its_noise_maps_and_distribution() {
     );
     refused(&bad, "acceleration");
 }
+
+/// A reader that closes the pipe early (`crossdenoise phantoms ... | head -1`) ends the
+/// command quietly: no panic from printing to a broken pipe.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crossdenoise"))
+        .args(["phantoms", "--out", "set", "--pairs", "1", "--size", "32"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let said = stderr(&out);
+    assert!(!said.contains("panicked"), "{said}");
+    // It still wrote the set before it printed.
+    assert!(dir.path().join("set/phantoms.json").is_file());
+}
