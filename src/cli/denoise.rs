@@ -57,8 +57,8 @@ pub struct Args {
     /// How each slice's noise is found: `slice` (one sigma for the slice, Rician: a
     /// single-coil or sensitivity-combined scan without acceleration) or `map` (a sigma per
     /// pixel, `crossdenoise noise-map`: parallel imaging, root-sum-of-squares). With a map,
-    /// a single-coil model is run once per noise level the map spans (levels 1.5 times
-    /// apart, at most 6), each pixel taking the runs at its own level.
+    /// a single-coil model that reads its noise level is run once per level the map spans
+    /// (levels 1.5 times apart, at most 6), each pixel taking the runs at its own level.
     #[arg(long, value_enum, default_value_t = NoiseSource::Slice)]
     noise: NoiseSource,
     /// With --noise map: the magnitude's degrees of freedom in coils (the channel count of
