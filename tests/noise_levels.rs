@@ -225,9 +225,9 @@ fn a_slice_twice_as_noisy_on_one_side_is_denoised_evenly() {
     // noisy all over at its level; and served with the map the worse half keeps less of its
     // noise, and the halves are closer, than with one sigma for the slice, which the noisy
     // half pulls up and the quiet one down. "Nearly": the model is run at the map's levels
-    // (runtime/src/local_levels.rs), and away from the jump the noisy half keeps 1.01 times
-    // the share the slice noisy all over keeps (0.484 against 0.480), the quiet half 1.13
-    // times (0.463 against 0.411: the noisy half raises the slice's normalisation
+    // (runtime/src/local_levels.rs), and away from the jump the noisy half keeps 0.99 times
+    // the share the slice noisy all over keeps (0.476 against 0.480), the quiet half 1.12
+    // times (0.460 against 0.411: the noisy half raises the slice's normalisation
     // percentile, so the quiet half comes in a little darker than alone). Divided by the
     // map instead, as coil-array models are served, the noisy half kept 1.50 times.
     for (side, kept) in ["left", "right"].iter().zip(map_all) {

@@ -278,8 +278,17 @@ pub(super) fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils
     sigma
 }
 
-/// Each tile's estimate replaced by the weighted Gaussian average around it; `fallback`'s
-/// tile where no tile within reach has any weight.
+/// A tile's estimate from `n` blocks is off by about this over `sqrt(n)`, relatively (the
+/// clipped second moment of `n` Gaussian details: `1 / sqrt(2 n)`, and a little more).
+const TILE_RELATIVE_ERROR: f32 = 0.8;
+/// Two tiles are averaged together in full while their estimates differ by up to this
+/// many of their combined errors; past it, less and less. A g-factor map is smooth but for
+/// folds where it jumps: a jump of twice the level is 10 or more errors, and is kept.
+const SAME_LEVEL_WITHIN: f32 = 3.0;
+
+/// Each tile's estimate replaced by the weighted Gaussian average around it, each tile
+/// weighted down the further its estimate is from this one's beyond their errors, so that
+/// the map keeps a jump; `fallback`'s tile where no tile within reach has any weight.
 fn normalised_convolution(
     estimate: &Array2<f32>,
     weight: &Array2<f32>,
@@ -295,16 +304,32 @@ fn normalised_convolution(
             (-(d * d) as f32 / (2.0 * width * width)).exp()
         }
     };
+    let error = |t: (usize, usize)| TILE_RELATIVE_ERROR / weight[t].max(1.0).sqrt();
     Array2::from_shape_fn((th, tw), |(i, j)| {
         let (mut num, mut den) = (0.0f32, 0.0f32);
+        let own = (weight[(i, j)] > 0.0 && estimate[(i, j)] > 0.0).then(|| estimate[(i, j)]);
         for di in -reach..=reach {
             for dj in -reach..=reach {
                 let (a, b) = (i as isize + di, j as isize + dj);
                 if a < 0 || b < 0 || a >= th as isize || b >= tw as isize {
                     continue;
                 }
-                let w = kernel(di) * kernel(dj) * weight[(a as usize, b as usize)];
-                num += w * estimate[(a as usize, b as usize)];
+                let at = (a as usize, b as usize);
+                let range = match own {
+                    Some(e) if estimate[at] > 0.0 => {
+                        let apart = (estimate[at] / e).ln().abs();
+                        let allowed = SAME_LEVEL_WITHIN * error((i, j)).hypot(error(at));
+                        if apart <= allowed {
+                            1.0
+                        } else {
+                            (-0.5 * ((apart - allowed) / error((i, j)).hypot(error(at))).powi(2))
+                                .exp()
+                        }
+                    }
+                    _ => 1.0,
+                };
+                let w = kernel(di) * kernel(dj) * weight[at] * range;
+                num += w * estimate[at];
                 den += w;
             }
         }
