@@ -480,9 +480,11 @@ impl Denoiser {
         let guide = guides.map(|_| self.guide.as_slice());
         // The noise levels the model reads, `[N, K]`: each slice's (and guide's) sigma in
         // the network's units, as training estimated them.
-        let levels = (k > 0).then(|| noise_levels(&self.input, guide, &padding, (ph, pw), n));
+        // Run at the map's levels instead, for a model that takes them.
         let local = (even.as_ref().filter(|_| !divide))
             .map(|e| LocalLevels::for_call(e, &scales, (k > 1).then_some(&guide_scales[..])));
+        let levels = (k > 0 && local.is_none())
+            .then(|| noise_levels(&self.input, guide, &padding, (ph, pw), n));
         let count = self.metadata.outputs();
         // One inference of a batch (or a tile) and its guide, averaged over the orientations
         // when asked: the same for a whole plane and for each tile of a large one.
