@@ -192,11 +192,9 @@ pub fn estimate_noise_map_beside(
     Ok(estimate(&[slice], image.dim(), settings)?.remove(0).map)
 }
 
-/// A slice's own map may be this far from its series' pooled map (the median of their
-/// ratio over the slice's tissue) before the series is refused as not one acquisition.
-/// The slices of one acquisition came within 4.3% on single-coil, 8-coil and g-factor
-/// phantoms (R = 2 and 3); two series 25% apart, mixed 3 + 3 or 5 + 1, 9% or more.
-pub const SERIES_LEVEL_TOLERANCE: f32 = 0.07;
+/// A slice's noise level may be this far from its series' median before the series is
+/// refused as not one acquisition.
+pub const SERIES_LEVEL_TOLERANCE: f32 = 0.2;
 
 /// The noise maps of the slices of one series, each tile's estimate resting on every
 /// slice's blocks at that place (with `partners`, each slice read beside its own, as
@@ -205,8 +203,8 @@ pub const SERIES_LEVEL_TOLERANCE: f32 = 0.07;
 /// a slice's tile alone is a few percent uncertain and its tissue's texture pulls it up,
 /// and the 8-coil noncentral chi correction in fat-suppressed tissue needs the sigma to a
 /// percent (docs/scanner-noise.md). The maps differ only where a slice has air and another
-/// tissue. Slices of different sizes, or one whose own map is more than
-/// [`SERIES_LEVEL_TOLERANCE`] off the pooled one, are refused: they are not one
+/// tissue. Slices of different sizes, or one whose noise level is more than
+/// [`SERIES_LEVEL_TOLERANCE`] off the series' median, are refused: they are not one
 /// acquisition, and each should be estimated alone.
 pub fn estimate_series_noise_maps(
     images: &[ArrayView2<f32>],
@@ -255,56 +253,36 @@ fn series_maps(
         };
         slices.push(SliceBlocks::new(*image, tissue, settings.coils));
     }
-    let maps = estimate(&slices, dim, settings)?;
-    check_one_acquisition(&slices, &maps, dim, settings)?;
-    Ok(maps)
+    check_one_level(&slices)?;
+    estimate(&slices, dim, settings)
 }
 
-/// Refuses a series one of whose slices' own map is more than [`SERIES_LEVEL_TOLERANCE`]
-/// off the series' pooled map over its tissue. Each slice's one-sigma estimate is no test:
-/// under a g-factor map it follows where the slice's tissue lies (21% apart within one
-/// R = 3 fat-suppressed series), while a map is compared with a map place by place.
-fn check_one_acquisition(
-    slices: &[SliceBlocks],
-    pooled: &[SliceMap],
-    dim: (usize, usize),
-    settings: &NoiseMapSettings,
-) -> Result<()> {
-    if slices.len() < 2 {
+/// Refuses a series whose slices' global sigmas are not one noise level.
+fn check_one_level(slices: &[SliceBlocks]) -> Result<()> {
+    let mut levels: Vec<f32> = slices
+        .iter()
+        .map(|s| s.global)
+        .filter(|g| *g > 0.0)
+        .collect();
+    if levels.len() < 2 {
         return Ok(());
     }
-    // The slice furthest off is named: the odd one out of a series.
-    let mut worst: Option<(usize, f32)> = None;
-    for (k, (slice, series)) in slices.iter().zip(pooled).enumerate() {
-        let own = estimate(std::slice::from_ref(slice), dim, settings)?.remove(0);
-        let mut ratios: Vec<f32> = ndarray::Zip::from(&own.map)
-            .and(&series.map)
-            .and(&own.air)
-            .fold(Vec::new(), |mut r, &o, &p, &air| {
-                if !air && o > 0.0 && p > 0.0 {
-                    r.push(o / p);
-                }
-                r
+    let median = upper_median(&mut levels);
+    for (k, slice) in slices.iter().enumerate() {
+        let off = slice.global / median - 1.0;
+        if slice.global > 0.0 && off.abs() > SERIES_LEVEL_TOLERANCE {
+            return Err(Error::Invalid {
+                what: "noise map series",
+                reason: format!(
+                    "slice {k}'s noise sd {:.4} is {:+.0}% off the series' {median:.4}: not one \
+                     acquisition (estimate its slices one by one)",
+                    slice.global,
+                    100.0 * off
+                ),
             });
-        if ratios.is_empty() {
-            continue;
-        }
-        let off = upper_median(&mut ratios) - 1.0;
-        if off.abs() > SERIES_LEVEL_TOLERANCE && worst.is_none_or(|(_, w)| off.abs() > w.abs()) {
-            worst = Some((k, off));
         }
     }
-    match worst {
-        None => Ok(()),
-        Some((k, off)) => Err(Error::Invalid {
-            what: "noise map series",
-            reason: format!(
-                "slice {k}'s own noise map is {:+.0}% off the series' pooled one in its tissue: \
-                 not one acquisition (estimate its slices one by one)",
-                100.0 * off
-            ),
-        }),
-    }
+    Ok(())
 }
 
 /// The blocks of `image` that `partner` shows as tissue by its own map; none for a partner
@@ -776,10 +754,7 @@ mod tests {
         let b = object(size, |_, _| 0.03, 2);
         let small = object(32, |_, _| 0.02, 3);
         for (views, word) in [
-            (
-                vec![a.view(), a.view(), b.view()],
-                "slice 2's own noise map",
-            ),
+            (vec![a.view(), a.view(), b.view()], "slice 2's noise sd"),
             (vec![a.view(), small.view()], "slice 1 is (32, 32)"),
         ] {
             let err = estimate_series_noise_maps(&views, None, &NoiseMapSettings::default())
