@@ -87,7 +87,7 @@ pub fn filter(
                     for &y in chunk {
                         let groups = planes.match_row(y, cols, &mut work.column_sums);
                         for (&x, group) in cols.iter().zip(groups) {
-                            if let Some((_, group)) = group {
+                            if let Some(group) = group {
                                 let reference = y * w + x;
                                 work.matches.clear();
                                 work.matches.push(reference);
@@ -273,9 +273,9 @@ fn haar_inverse(group: &mut [[f32; AREA]], tmp: &mut Vec<[f32; AREA]>) {
     }
 }
 
-/// A reference block's noise sigma and the closest blocks found so far, as (distance bits,
-/// top left index), the farthest on top.
-type Candidates = (f32, BinaryHeap<(u32, u32)>);
+/// The closest blocks found so far for a reference block, as (distance bits, top left
+/// index), the farthest on top.
+type Candidates = BinaryHeap<(u32, u32)>;
 
 /// A thread's buffers, reused from group to group.
 #[derive(Default)]
@@ -308,8 +308,7 @@ impl Planes<'_> {
     }
 
     /// The blocks alike to each reference block of row `y` (its columns `cols`): for each
-    /// reference with an active pixel and a valid noise, its noise and the closest blocks of
-    /// the window whose pilots differ by at most [`MATCH_DISTANCE`] noise variances (mean
+    /// reference with an active pixel and a valid noise, the closest blocks of the window whose pilots differ by at most [`MATCH_DISTANCE`] noise variances (mean
     /// square per pixel), up to [`GROUP_MAX`] less the reference itself, as (distance, top
     /// left index): the distance as the bits of its nonnegative sum, which order as the sums
     /// do.
@@ -324,19 +323,22 @@ impl Planes<'_> {
         column_sums: &mut Vec<f32>,
     ) -> Vec<Option<Candidates>> {
         let (h, w) = (self.h, self.w);
-        let mut groups: Vec<Option<Candidates>> = cols
+        // Each reference's match limit (a sum over its block) beside its candidates.
+        let mut groups: Vec<Option<(f32, Candidates)>> = cols
             .iter()
             .map(|&x| {
                 let at = y * w + x;
                 let any_active =
                     (0..BLOCK).any(|r| self.active[at + r * w..at + r * w + BLOCK].contains(&true));
                 let sigma = self.sigma[at + (BLOCK / 2) * w + BLOCK / 2];
-                (any_active && sigma > 0.0 && sigma.is_finite())
-                    .then(|| (sigma, BinaryHeap::with_capacity(GROUP_MAX)))
+                (any_active && sigma > 0.0 && sigma.is_finite()).then(|| {
+                    let limit = MATCH_DISTANCE * sigma * sigma * AREA as f32;
+                    (limit, BinaryHeap::with_capacity(GROUP_MAX))
+                })
             })
             .collect();
         if groups.iter().all(Option::is_none) {
-            return groups;
+            return vec![None; cols.len()];
         }
         let radius = SEARCH_RADIUS as isize;
         column_sums.resize(w, 0.0);
@@ -364,15 +366,14 @@ impl Planes<'_> {
                     }
                 }
                 for (&x, group) in cols.iter().zip(&mut groups) {
-                    let Some((sigma, heap)) = group else { continue };
-                    let limit = MATCH_DISTANCE * *sigma * *sigma * AREA as f32;
+                    let Some((limit, heap)) = group else { continue };
                     let cx = x as isize + dx;
                     if cx < 0 || cx > (w - BLOCK) as isize {
                         continue;
                     }
                     let d: f32 = column_sums[x..x + BLOCK].iter().sum();
                     // Not alike, or not a number (a pilot with a NaN is never grouped).
-                    if d.is_nan() || d > limit {
+                    if d.is_nan() || d > *limit {
                         continue;
                     }
                     let entry = (d.to_bits(), (cy * w + cx as usize) as u32);
@@ -386,6 +387,9 @@ impl Planes<'_> {
             }
         }
         groups
+            .into_iter()
+            .map(|g| g.map(|(_, heap)| heap))
+            .collect()
     }
 
     /// The noise variance of a group's coefficients: the mean of its blocks' (each read at
@@ -655,7 +659,7 @@ mod tests {
         for y in [0, 27, h - BLOCK] {
             let groups = planes.match_row(y, &cols, &mut Vec::new());
             for (&x, group) in cols.iter().zip(groups) {
-                let (_, heap) = group.expect("an active reference");
+                let heap = group.expect("an active reference");
                 let found: Vec<f32> = heap
                     .into_sorted_vec()
                     .iter()
