@@ -318,13 +318,9 @@ fn normalised_convolution(
                 let range = match own {
                     Some(e) if estimate[at] > 0.0 => {
                         let apart = (estimate[at] / e).ln().abs();
-                        let allowed = SAME_LEVEL_WITHIN * error((i, j)).hypot(error(at));
-                        if apart <= allowed {
-                            1.0
-                        } else {
-                            (-0.5 * ((apart - allowed) / error((i, j)).hypot(error(at))).powi(2))
-                                .exp()
-                        }
+                        let combined = error((i, j)).hypot(error(at));
+                        let beyond = (apart - SAME_LEVEL_WITHIN * combined).max(0.0);
+                        (-0.5 * (beyond / combined).powi(2)).exp()
                     }
                     _ => 1.0,
                 };
