@@ -69,7 +69,7 @@ impl LocalLevels {
         mut compute: impl FnMut(Option<&[f32]>) -> Result<Vec<Vec<f32>>>,
     ) -> Result<Vec<Vec<f32>>> {
         let runs = (0..self.count)
-            .map(|k| compute(Some(&self.inputs(k, self.guide_levels.as_deref()))))
+            .map(|k| compute(Some(&self.inputs(k))))
             .collect::<Result<Vec<_>>>()?;
         Ok(self.blend(runs, padding))
     }
@@ -122,13 +122,13 @@ impl LocalLevels {
     }
 
     /// The `[N, K]` noise input of run `k`: each slice's `k`th level, and its guide's level
-    /// (`guide_levels[i]`, its map's median in the network's units) scaled with it, as a
-    /// g-factor map scales the noise of both contrasts of a protocol alike.
-    fn inputs(&self, k: usize, guide_levels: Option<&[f32]>) -> Vec<f32> {
+    /// (its map's median in the network's units) scaled with it, as a g-factor map scales
+    /// the noise of both contrasts of a protocol alike.
+    fn inputs(&self, k: usize) -> Vec<f32> {
         let mut out = Vec::new();
         for (i, (levels, median)) in self.slices.iter().enumerate() {
             out.push(levels[k]);
-            if let Some(g) = guide_levels {
+            if let Some(g) = &self.guide_levels {
                 let ratio = if *median > 0.0 {
                     levels[k] / median
                 } else {
@@ -185,23 +185,25 @@ mod tests {
 
     #[test]
     fn a_flat_map_is_run_once_at_its_median() {
-        let levels = LocalLevels::new(vec![Array2::from_elem((8, 8), 0.1)]);
+        let mut levels = LocalLevels::new(vec![Array2::from_elem((8, 8), 0.1)]);
         assert_eq!(levels.count, 1);
-        assert_eq!(levels.inputs(0, Some(&[0.2])), vec![0.1, 0.2]);
+        levels.guide_levels = Some(vec![0.2]);
+        assert_eq!(levels.inputs(0), vec![0.1, 0.2]);
     }
 
     #[test]
     fn levels_span_the_map_at_most_a_step_apart() {
-        let levels = LocalLevels::new(vec![halves(0.1, 0.2), Array2::from_elem((16, 16), 0.3)]);
+        let mut levels = LocalLevels::new(vec![halves(0.1, 0.2), Array2::from_elem((16, 16), 0.3)]);
         // 0.1 to 0.2 in steps of at most 1.5: three levels.
         assert_eq!(levels.count, 3);
-        let first = levels.inputs(0, None);
-        let last = levels.inputs(2, None);
+        let first = levels.inputs(0);
+        let last = levels.inputs(2);
         assert!((first[0] - 0.1).abs() < 1e-6 && (last[0] - 0.2).abs() < 1e-6);
         // The flat slice of the call keeps its one level in every run.
         assert!((first[1] - 0.3).abs() < 1e-6 && (last[1] - 0.3).abs() < 1e-6);
         // The guide's level follows the slice's, from its median (upper median 0.2).
-        let with_guide = levels.inputs(0, Some(&[0.4, 0.5]));
+        levels.guide_levels = Some(vec![0.4, 0.5]);
+        let with_guide = levels.inputs(0);
         assert!((with_guide[1] - 0.2).abs() < 1e-6, "{with_guide:?}");
     }
 
