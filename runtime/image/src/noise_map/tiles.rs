@@ -278,9 +278,10 @@ pub(super) fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils
     sigma
 }
 
-/// A tile's estimate from `n` blocks is off by about this over `sqrt(n)`, relatively (the
-/// clipped second moment of `n` Gaussian details: `1 / sqrt(2 n)`, and a little more).
-const TILE_RELATIVE_ERROR: f32 = 0.8;
+/// An estimate from `n` blocks (a tile's, or a slice's tissue) is off by about this over
+/// `sqrt(n)`, relatively (the clipped second moment of `n` Gaussian details:
+/// `1 / sqrt(2 n)`, and a little more).
+pub(super) const BLOCK_RELATIVE_ERROR: f32 = 0.8;
 /// Two tiles are averaged together in full while their estimates differ by up to this
 /// many of their combined errors; past it, less and less. A g-factor map is smooth but for
 /// folds where it jumps: a jump of twice the level is 10 or more errors, and is kept.
@@ -304,7 +305,7 @@ fn normalised_convolution(
             (-(d * d) as f32 / (2.0 * width * width)).exp()
         }
     };
-    let error = |t: (usize, usize)| TILE_RELATIVE_ERROR / weight[t].max(1.0).sqrt();
+    let error = |t: (usize, usize)| BLOCK_RELATIVE_ERROR / weight[t].max(1.0).sqrt();
     Array2::from_shape_fn((th, tw), |(i, j)| {
         let (mut num, mut den) = (0.0f32, 0.0f32);
         let own = (weight[(i, j)] > 0.0 && estimate[(i, j)] > 0.0).then(|| estimate[(i, j)]);
