@@ -29,10 +29,7 @@ use crate::{Error, Result};
 
 mod tiles;
 
-use tiles::{
-    AIR_NEIGHBOURHOOD, BLOCK_RELATIVE_ERROR, Block, Scan, SliceBlocks, Spread, bilinear,
-    neighbourhood_means,
-};
+use tiles::{BLOCK_RELATIVE_ERROR, Scan, SliceBlocks, Spread, bilinear};
 
 /// How the map is estimated. The defaults suit 128 to 512 pixel knee slices.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -332,13 +329,15 @@ fn partner_tissue(
     if partner.dim() != image.dim() {
         return Ok(None);
     }
-    let partner_map = estimate_noise_map(partner, settings)?;
-    let (bh, bw) = (partner.nrows() / 2, partner.ncols() / 2);
-    let blocks = Array2::from_shape_fn((bh, bw), |(i, j)| Block::at(partner, i, j));
-    let around = neighbourhood_means(&blocks, AIR_NEIGHBOURHOOD);
+    // The partner's blocks and their surroundings, read once for its map and its tissue.
+    let own = SliceBlocks::new(partner, None, settings.coils);
+    let partner_map = estimate(std::slice::from_ref(&own), partner.dim(), settings)?
+        .remove(0)
+        .map;
     let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
-    Ok(Some(Array2::from_shape_fn((bh, bw), |(i, j)| {
-        around[(i, j)] > (floor + PARTNER_TISSUE_ABOVE_FLOOR) * partner_map[(2 * i, 2 * j)]
+    Ok(Some(Array2::from_shape_fn(own.blocks.dim(), |(i, j)| {
+        own.surroundings[(i, j)]
+            > (floor + PARTNER_TISSUE_ABOVE_FLOOR) * partner_map[(2 * i, 2 * j)]
     })))
 }
 

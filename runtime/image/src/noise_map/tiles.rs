@@ -45,7 +45,7 @@ impl SliceBlocks {
 }
 
 /// The side, in blocks, of the neighbourhood whose mean tells air.
-pub(super) const AIR_NEIGHBOURHOOD: usize = 4;
+const AIR_NEIGHBOURHOOD: usize = 4;
 
 /// What one pass over the tiles reads: every slice's blocks at each tile (a series'
 /// slices share their coils and g-factor map, so a tile's evidence is all of theirs).
@@ -173,7 +173,7 @@ impl Block {
 
 /// The mean of the block means in the `side` x `side` blocks around each block (clipped at
 /// the edges).
-pub(super) fn neighbourhood_means(blocks: &Array2<Block>, side: usize) -> Array2<f32> {
+fn neighbourhood_means(blocks: &Array2<Block>, side: usize) -> Array2<f32> {
     let (h, w) = blocks.dim();
     let (before, after) = (side / 2, side - side / 2);
     Array2::from_shape_fn((h, w), |(i, j)| {
