@@ -12,15 +12,18 @@ use crate::series_noise::SeriesMaps;
 
 /// The slices and guides of one call divided by their noise factors ([`noise_factor`]),
 /// with the slices' maps and factors to undo it, and where each guide shows tissue
-/// ([`partner_tissue`], read against its own map). Not divided (factors of one) for a
-/// model that is run at the map's levels instead (`local_levels`).
+/// ([`partner_tissue`], read against its own map). Not divided (no factors) for a model
+/// that is run at the map's levels instead (`local_levels`), which reads the guides'
+/// levels.
 pub(crate) struct EvenNoise {
     pub flat_images: Vec<Array2<f32>>,
     pub flat_guides: Option<Vec<Array2<f32>>>,
     pub maps: Vec<Array2<f32>>,
-    pub factors: Vec<Array2<f32>>,
+    /// Each slice's noise factor; none when the slices are not divided.
+    pub factors: Option<Vec<Array2<f32>>>,
     pub partners: Vec<Array2<bool>>,
-    /// Each guide's map's median ([`map_level`]), in the guide's units.
+    /// Each guide's map's median ([`map_level`]), in the guide's units; only when the
+    /// slices are not divided.
     pub guide_levels: Vec<f32>,
 }
 
@@ -35,18 +38,16 @@ impl EvenNoise {
         series: &SeriesMaps,
         divide: bool,
     ) -> Result<Self> {
-        let factor_of = |map: &Array2<f32>| {
-            if divide {
-                noise_factor(map.view())
-            } else {
-                Array2::ones(map.dim())
-            }
+        let factor_of = |map: &Array2<f32>| divide.then(|| noise_factor(map.view()));
+        let flat = |image: ArrayView2<f32>, factor: Option<&Array2<f32>>| match factor {
+            Some(f) => &image / f,
+            None => image.to_owned(),
         };
         let mut even = EvenNoise {
             flat_images: Vec::with_capacity(images.len()),
             flat_guides: guides.map(|g| Vec::with_capacity(g.len())),
             maps: Vec::with_capacity(images.len()),
-            factors: Vec::with_capacity(images.len()),
+            factors: divide.then(|| Vec::with_capacity(images.len())),
             partners: Vec::new(),
             guide_levels: Vec::new(),
         };
@@ -65,20 +66,24 @@ impl EvenNoise {
                         Some((map, Some(guide_map))) => (map.clone(), guide_map.clone()),
                         _ => noise.sigma_of_pair(*image, g)?,
                     };
-                    if let Some(flat) = even.flat_guides.as_mut() {
-                        flat.push(&g / &factor_of(&guide_map));
+                    if let Some(flat_guides) = even.flat_guides.as_mut() {
+                        flat_guides.push(flat(g, factor_of(&guide_map).as_ref()));
                     }
-                    even.guide_levels
-                        .push(map_level(guide_map.view()).unwrap_or(0.0));
+                    if !divide {
+                        even.guide_levels
+                            .push(map_level(guide_map.view()).unwrap_or(0.0));
+                    }
                     even.partners
                         .push(partner_tissue(g, guide_map.view(), coils));
                     image_map
                 }
             };
             let factor = factor_of(&map);
-            even.flat_images.push(image / &factor);
+            even.flat_images.push(flat(*image, factor.as_ref()));
             even.maps.push(map);
-            even.factors.push(factor);
+            if let (Some(factors), Some(factor)) = (even.factors.as_mut(), factor) {
+                factors.push(factor);
+            }
         }
         Ok(even)
     }
@@ -107,9 +112,10 @@ impl EvenNoise {
         prior: Option<PriorPlanes>,
         scale: f32,
     ) -> Array2<f32> {
-        let factor = &self.factors[i];
-        let expected = expected * factor;
-        let observed = &observed * factor;
+        let (expected, observed) = match &self.factors {
+            Some(factors) => (expected * &factors[i], &observed * &factors[i]),
+            None => (expected, observed.to_owned()),
+        };
         let sigma = self.maps[i].mapv(|s| s / scale);
         let partner = self.partners.get(i).map(|p| p.view());
         posterior::serve(
