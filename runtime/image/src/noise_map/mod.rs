@@ -196,7 +196,7 @@ pub fn estimate_noise_map_beside(
 /// ratio over the slice's tissue), plus [`SERIES_LEVEL_ERRORS`] of its own precision,
 /// before the series is refused as not one acquisition. The 256 x 256 slices of one
 /// acquisition came within 4.3% on single-coil, 8-coil and g-factor phantoms (R = 2 and
-/// 3); two series 25% apart, mixed 3 + 3 or 5 + 1, 9% or more.
+/// 3); two series 25% apart, mixed 3 + 3 or 5 + 1, 13% or more.
 pub const SERIES_LEVEL_TOLERANCE: f32 = 0.06;
 /// How many of a slice's own relative errors (a tile's error over the square root of its
 /// tissue blocks) widen [`SERIES_LEVEL_TOLERANCE`]: a small slice's own map rests on few
@@ -268,9 +268,9 @@ fn series_maps(
 
 /// Refuses a series one of whose slices' own map is further off the series' pooled map over
 /// its tissue than [`SERIES_LEVEL_TOLERANCE`] widened by [`SERIES_LEVEL_ERRORS`] of its
-/// precision. Each slice's one-sigma estimate is no test:
-/// under a g-factor map it follows where the slice's tissue lies (21% apart within one
-/// R = 3 fat-suppressed series), while a map is compared with a map place by place.
+/// precision. Each slice's one-sigma estimate is no test: under a g-factor map it follows
+/// where the slice's tissue lies (21% apart within one R = 3 fat-suppressed series), while
+/// a map is compared with a map place by place.
 fn check_one_acquisition(
     slices: &[SliceBlocks],
     pooled: &[SliceMap],
@@ -833,7 +833,7 @@ mod tests {
             4
         );
         // Two acquisitions 20% apart, three slices each: each slice's one sigma is within
-        // 20% of the series' median, its map 11% off the pooled one. It is refused.
+        // 20% of the series' median, its map about 9% off the pooled one. It is refused.
         let mixed: Vec<_> = (0..6)
             .map(|k| object(256, |_, _| [0.02, 0.024][k % 2], 10 + k as u64))
             .collect();
