@@ -308,10 +308,10 @@ impl Planes<'_> {
     }
 
     /// The blocks alike to each reference block of row `y` (its columns `cols`): for each
-    /// reference with an active pixel and a valid noise, the closest blocks of the window whose pilots differ by at most [`MATCH_DISTANCE`] noise variances (mean
-    /// square per pixel), up to [`GROUP_MAX`] less the reference itself, as (distance, top
-    /// left index): the distance as the bits of its nonnegative sum, which order as the sums
-    /// do.
+    /// reference with an active pixel and a valid noise, the closest blocks of the window
+    /// whose pilots differ by at most [`MATCH_DISTANCE`] noise variances (mean square per
+    /// pixel), up to [`GROUP_MAX`] less the reference itself, as (distance, top left
+    /// index): the distance as the bits of its nonnegative sum, which order as the sums do.
     ///
     /// The window is searched offset by offset: for one offset the squared differences of
     /// the row's eight pixel rows are summed down each column once, over the whole width,
