@@ -10,7 +10,7 @@ use crossdenoise_train::Config;
 use crossdenoise_train::denoiser::validation::DenoiserValidation;
 use crossdenoise_train::device::Backend;
 use crossdenoise_train::job::{self, Finals};
-use crossdenoise_train::model::Precision;
+use crossdenoise_train::model::{Precision, PrecisionSetting};
 use crossdenoise_train::run::{self, Observer, RunSummary, TrainOptions};
 use crossdenoise_train::study::experiment::{self, criteria::Check, diagnosis};
 use crossdenoise_train::study::{PathScore, Validation};
@@ -33,9 +33,10 @@ pub struct Args {
     /// Override trainer.device_index: which GPU a GPU backend trains on.
     #[arg(long, value_name = "INDEX")]
     pub device: Option<usize>,
-    /// Override trainer.precision: f32, or bf16 (mixed precision; libtorch backends).
+    /// Override trainer.precision: auto (bf16 where the backend and hardware have it), f32,
+    /// or bf16 (mixed precision; libtorch backends).
     #[arg(long)]
-    pub precision: Option<Precision>,
+    pub precision: Option<PrecisionSetting>,
     /// Parent folder of run folders.
     #[arg(long, default_value = "runs")]
     pub out: PathBuf,
@@ -196,10 +197,12 @@ pub struct Bar {
 }
 
 impl Observer for Bar {
-    fn device(&mut self, description: &str, reason: Option<&str>) {
+    fn device(&mut self, description: &str, precision: Precision, reason: Option<&str>) {
         match reason {
-            Some(why) => println!("training on {description}: auto chose it because {why}"),
-            None => println!("training on {description}"),
+            Some(why) => {
+                println!("training on {description} in {precision}: auto chose it because {why}")
+            }
+            None => println!("training on {description} in {precision}"),
         }
     }
     fn start(&mut self, total: u64, done: u64) {

@@ -164,7 +164,7 @@ fn resume_refuses_a_changed_config_or_a_missing_checkpoint() {
 fn bf16_off_libtorch_is_refused_before_the_run_starts() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = tiny("low");
-    c.trainer.precision = crossdenoise_train::model::Precision::Bf16;
+    c.trainer.precision = crossdenoise_train::model::PrecisionSetting::Bf16;
     let err = job::train(&c, &opts(dir.path()), &mut Quiet)
         .unwrap_err()
         .to_string();
@@ -173,6 +173,19 @@ fn bf16_off_libtorch_is_refused_before_the_run_starts() {
         "{err}"
     );
     assert!(!dir.path().join("low").exists());
+}
+
+/// `auto` is never refused: on flex it trains in f32, and the summary says so.
+#[test]
+fn auto_precision_trains_in_f32_on_flex() {
+    use crossdenoise_train::model::{Precision, PrecisionSetting};
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny("auto");
+    c.trainer.precision = PrecisionSetting::Auto;
+    let summary = job::train(&c, &opts(dir.path()), &mut Quiet).unwrap();
+    assert_eq!(summary.precision, Precision::F32);
+    let written = fs::read_to_string(dir.path().join("auto/summary.json")).unwrap();
+    assert!(written.contains(r#""precision": "f32""#), "{written}");
 }
 
 #[test]

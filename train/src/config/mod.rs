@@ -212,10 +212,22 @@ impl Config {
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return err("trainer.lr", format!("{} is not > 0", t.lr));
         }
+        if !(t.adam_beta2 > 0.0 && t.adam_beta2 < 1.0) {
+            return err(
+                "trainer.adam_beta2",
+                format!("{} is not in (0, 1)", t.adam_beta2),
+            );
+        }
         if let Some(c) = t.grad_clip_norm
             && !(c > 0.0 && c.is_finite())
         {
             return err("trainer.grad_clip_norm", format!("{c} is not > 0"));
+        }
+        if !(t.divergence_factor > 1.0 && t.divergence_factor.is_finite()) {
+            return err(
+                "trainer.divergence_factor",
+                format!("{} is not > 1", t.divergence_factor),
+            );
         }
         if let Some(f) = t.average_weights
             && !(f > 0.0 && f <= 1.0)
@@ -286,7 +298,8 @@ impl Config {
     /// checkpoints and exported models so a model can be traced to what trained it. The
     /// backend, GPU index and precision are left out: they change where and how the run
     /// computes, not what, so a run trained on a GPU in bf16 resumes on a CPU in f32 and a
-    /// finished suite run is not redone there.
+    /// finished suite run is not redone there; so is the divergence factor, which only says
+    /// when a run gives up.
     pub fn hash(&self) -> String {
         let mut value = serde_json::to_value(self).expect("config serialises");
         if let Some(trainer) = value.get_mut("trainer").and_then(|t| t.as_object_mut()) {
@@ -294,6 +307,7 @@ impl Config {
             trainer.remove("device_index");
             trainer.remove("devices");
             trainer.remove("precision");
+            trainer.remove("divergence_factor");
         }
         let text = serde_json::to_string(&value).expect("json");
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -331,7 +345,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    use crate::model::Precision;
+    use crate::model::PrecisionSetting;
     use crate::model::strategy::CrossDomainStrategy;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -426,6 +440,14 @@ mod tests {
             (
                 r#"{"name":"x","trainer":{"precision":"fp16"}}"#,
                 "trainer.precision: unknown value \"fp16\"",
+            ),
+            (
+                r#"{"name":"x","trainer":{"adam_beta2":1.0}}"#,
+                "trainer.adam_beta2: 1 is not in (0, 1)",
+            ),
+            (
+                r#"{"name":"x","trainer":{"divergence_factor":1.0}}"#,
+                "trainer.divergence_factor: 1 is not > 1",
             ),
             (r#"{"trainer":{}}"#, "missing key `name`"),
             (
@@ -540,13 +562,27 @@ mod tests {
         assert_eq!(a.hash(), b.hash());
         b.trainer.backend = crate::device::Backend::Wgpu;
         b.trainer.device_index = 1;
-        b.trainer.precision = Precision::Bf16;
+        b.trainer.precision = PrecisionSetting::Bf16;
         assert_eq!(
             a.hash(),
             b.hash(),
             "where a run computes is not what it computes"
         );
+        b.trainer.divergence_factor = 10.0;
+        assert_eq!(
+            a.hash(),
+            b.hash(),
+            "when a run gives up is not what it computes"
+        );
         b.trainer.lr = 2e-3;
         assert_ne!(a.hash(), b.hash());
+        let mut c = a.clone();
+        c.trainer.adam_beta2 = 0.99;
+        assert_ne!(a.hash(), c.hash());
+        // The default second-moment decay is left out of the JSON: a config written before
+        // the key keeps its hash, and one that states the default has the same.
+        let stated: Config =
+            serde_json::from_str(r#"{"name":"a","trainer":{"adam_beta2":0.999}}"#).unwrap();
+        assert_eq!(a.hash(), stated.hash());
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crossdenoise_image::coils::{CoilArray, Combination};
 
 use crate::device::Backend;
-use crate::model::Precision;
+use crate::model::PrecisionSetting;
 use crate::model::strategy::CrossDomainStrategy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +196,15 @@ pub struct TrainerConfig {
     pub warmup_steps: usize,
     #[serde(default)]
     pub lr_schedule: LrSchedule,
+    /// Adam's second-moment decay. 0.99 lets each parameter's step size follow its
+    /// gradients' size within about 100 steps instead of 1000, so that a sudden rise of
+    /// the gradients does not turn into steps of several times the learning rate: at 5e-3
+    /// the default 0.999 let `configs/guided.json` blow up once in three runs (QUALITY.md).
+    #[serde(
+        default = "defaults::adam_beta2",
+        skip_serializing_if = "defaults::is_adam_beta2"
+    )]
+    pub adam_beta2: f64,
     /// Clip the global gradient L2 norm to this value (none: no clipping).
     #[serde(default)]
     pub grad_clip_norm: Option<f32>,
@@ -214,9 +223,10 @@ pub struct TrainerConfig {
     /// 3]` (docs/training.md, "Training on a cluster"); empty: `device_index` alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<usize>,
-    /// What the convolutions compute in: f32, or bf16 (mixed precision, libtorch backends).
+    /// What the convolutions compute in: f32, bf16 (mixed precision, libtorch backends), or
+    /// auto (bf16 where the backend and hardware have it, else f32).
     #[serde(default)]
-    pub precision: Precision,
+    pub precision: PrecisionSetting,
     #[serde(default)]
     pub loss_weights: LossWeights,
     #[serde(default)]
@@ -240,6 +250,12 @@ pub struct TrainerConfig {
     /// Guided / single denoisers: what the prediction learns to match.
     #[serde(default)]
     pub target: Target,
+    /// A step whose loss is above the level of the run's last steps (their median) by more
+    /// than this many times that level (the median's size plus the losses' median absolute
+    /// deviation) stops the run as diverged, rather than training on to the end of the
+    /// budget: a blow-up that stays finite. Not part of the config hash.
+    #[serde(default = "defaults::divergence_factor")]
+    pub divergence_factor: f32,
 }
 
 /// The target of a denoiser's prediction.
@@ -377,6 +393,17 @@ pub(super) mod defaults {
     }
     pub fn steps_per_epoch() -> usize {
         100
+    }
+    pub fn divergence_factor() -> f32 {
+        1000.0
+    }
+    pub fn adam_beta2() -> f64 {
+        0.999
+    }
+    /// The default is left out of the config's JSON, so that the hashes of configs written
+    /// before the key existed are unchanged.
+    pub fn is_adam_beta2(b: &f64) -> bool {
+        *b == adam_beta2()
     }
 }
 

@@ -14,7 +14,7 @@ use super::validation::{self, DenoiserValidation};
 use super::{crops, loss, prior};
 use crate::config::{Config, ModelKind, Target};
 use crate::data::{self, Data, SliceNoise};
-use crate::model::{DenoiserPair, GuidedDenoiserConfig, PriorOutput};
+use crate::model::{DenoiserPair, GuidedDenoiserConfig, Precision, PriorOutput};
 use crate::run::curves::{self, Curve, Panel, smooth};
 use crate::run::{
     self, EpochSums, MetricLine, Observer, Position, RunState, RunSummary, StepLoss, Stepped, Task,
@@ -166,6 +166,8 @@ pub struct DenoiserTask {
     correction: BiasCorrection,
     train_noise: Vec<SliceNoise>,
     val_noise: Vec<SliceNoise>,
+    /// `trainer.precision` as the run resolved it.
+    precision: Precision,
 }
 
 /// Trains a guided or single-contrast denoiser pair and returns the run's summary.
@@ -178,7 +180,12 @@ pub fn train(
 }
 
 impl DenoiserTask {
-    fn new(config: &Config, data: Data, world: &World) -> Result<Self, TrainError> {
+    fn new(
+        config: &Config,
+        data: Data,
+        world: &World,
+        precision: Precision,
+    ) -> Result<Self, TrainError> {
         let batch = config.trainer.batch_size;
         if batch < world.size() {
             return Err(TrainError::BatchBelowProcesses {
@@ -191,6 +198,7 @@ impl DenoiserTask {
             correction: BiasCorrection::for_coils(data.noise_coils),
             train_noise: data.train.noise(),
             val_noise: data.val.noise(),
+            precision,
             config: config.clone(),
             data,
         })
@@ -270,7 +278,7 @@ impl Task for DenoiserTask {
                 clean_target(&b.clean_b, &b.sigma_b, self.correction.coils(), device),
             ),
         };
-        let (p, guided) = (t.precision, self.guided());
+        let (p, guided) = (self.precision, self.guided());
         let n_a = model.to_a.noise_tensor(&b.level_a, &b.level_b, device);
         let n_b = model.to_b.noise_tensor(&b.level_b, &b.level_a, device);
         let (out_a, head_a) =

@@ -27,7 +27,7 @@ pub use guided::{
     DenoiserPair, GuidedDenoiser, GuidedDenoiserConfig, NOISE_GAIN, NoiseInput, PriorHead,
     PriorOutput,
 };
-pub use precision::{Precision, PrecisionError};
+pub use precision::{Precision, PrecisionError, PrecisionSetting};
 pub use strategy::CrossDomainStrategy;
 
 /// LeakyReLU slope used everywhere in the network.

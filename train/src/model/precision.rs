@@ -10,14 +10,90 @@
 //!
 //! Only LibTorch has bf16 convolutions worth having (oneDNN on CPUs with AVX512-BF16 or AMX,
 //! cuDNN's tensor cores on GPUs); flex, wgpu and ndarray train in f32, and asking them for
-//! bf16 is an error before the run starts, not a silent f32 run.
+//! bf16 is an error before the run starts, not a silent f32 run. `auto` is the setting a
+//! shared config can carry: bf16 where it is fast, f32 elsewhere, chosen once the backend
+//! is known and recorded in the run's summary.
 
 use burn::prelude::*;
 use burn::tensor::FloatDType;
 
 use crate::device::Backend;
 
-/// The arithmetic of the convolutions: `trainer.precision`.
+/// `trainer.precision`, what a run asks for; [`PrecisionSetting::resolve`] turns it into
+/// the [`Precision`] its convolutions compute in once the backend is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionSetting {
+    /// bf16 where the backend has bfloat16 convolutions and the hardware runs them natively
+    /// (LibTorch on a CUDA GPU, or on a CPU with AVX512-BF16, AMX or Arm's BF16), f32
+    /// elsewhere: a config that trains on every build and takes the faster step where it
+    /// is offered. (A CUDA GPU older than Ampere has no bf16 tensor cores: name f32 there.)
+    Auto,
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Convolutions in bfloat16; refused where the backend has none.
+    Bf16,
+}
+
+impl PrecisionSetting {
+    pub const ALL: [PrecisionSetting; 3] = [
+        PrecisionSetting::Auto,
+        PrecisionSetting::F32,
+        PrecisionSetting::Bf16,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionSetting::Auto => "auto",
+            PrecisionSetting::F32 => "f32",
+            PrecisionSetting::Bf16 => "bf16",
+        }
+    }
+
+    /// The arithmetic a run on `backend` (resolved: not `auto`) computes in.
+    pub fn resolve(self, backend: Backend) -> Result<Precision, PrecisionError> {
+        match self {
+            PrecisionSetting::F32 => Ok(Precision::F32),
+            PrecisionSetting::Bf16 => Precision::Bf16.check(backend).map(|()| Precision::Bf16),
+            PrecisionSetting::Auto => Ok(match backend {
+                Backend::LibtorchCuda => Precision::Bf16,
+                Backend::Libtorch if cpu_has_bf16() => Precision::Bf16,
+                _ => Precision::F32,
+            }),
+        }
+    }
+}
+
+/// Whether this CPU computes bfloat16 dot products natively: without it oneDNN emulates
+/// bf16, slower than f32.
+fn cpu_has_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    // Every CPU with AMX also has AVX512-BF16.
+    return std::arch::is_x86_feature_detected!("avx512bf16");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("bf16");
+    #[allow(unreachable_code)]
+    false
+}
+
+impl std::str::FromStr for PrecisionSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        PrecisionSetting::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown precision {s:?} (expected auto, f32, bf16)"))
+    }
+}
+
+impl std::fmt::Display for PrecisionSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The arithmetic of the convolutions, as a run resolved `trainer.precision`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
@@ -113,6 +189,40 @@ mod tests {
         }
         assert!(Precision::Bf16.check(Backend::Libtorch).is_ok());
         assert!(Precision::Bf16.check(Backend::LibtorchCuda).is_ok());
+    }
+
+    #[test]
+    fn auto_takes_bf16_only_where_it_is_native_and_is_never_refused() {
+        let auto = |b| PrecisionSetting::Auto.resolve(b).unwrap();
+        for backend in [
+            Backend::Flex,
+            Backend::Wgpu,
+            Backend::Ndarray,
+            Backend::Cuda,
+        ] {
+            assert_eq!(auto(backend), Precision::F32, "{}", backend.name());
+            assert!(PrecisionSetting::Bf16.resolve(backend).is_err());
+        }
+        assert_eq!(auto(Backend::LibtorchCuda), Precision::Bf16);
+        let native = if cpu_has_bf16() {
+            Precision::Bf16
+        } else {
+            Precision::F32
+        };
+        assert_eq!(auto(Backend::Libtorch), native);
+        for backend in Backend::ALL.into_iter().filter(|b| *b != Backend::Auto) {
+            assert_eq!(
+                PrecisionSetting::F32.resolve(backend).unwrap(),
+                Precision::F32
+            );
+        }
+        let parsed: Vec<PrecisionSetting> = ["auto", "f32", "bf16"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(parsed, PrecisionSetting::ALL);
+        let err = "fp16".parse::<PrecisionSetting>().unwrap_err();
+        assert!(err.contains("auto, f32, bf16"), "{err}");
     }
 
     #[test]

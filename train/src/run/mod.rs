@@ -12,12 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::data::DataError;
 use crate::device::BackendError;
-use crate::model::PrecisionError;
+use crate::model::{Precision, PrecisionError};
 
 mod average;
 pub mod checkpoint;
 pub mod collective;
 pub mod curves;
+mod divergence;
 mod memory;
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -73,6 +74,16 @@ pub enum TrainError {
         "loss became {value} at epoch {epoch}, step {step}: training diverged. Lower trainer.lr (e.g. 1e-4, the usual remedy) or set trainer.grad_clip_norm"
     )]
     Diverged { epoch: usize, step: u64, value: f32 },
+    #[error(
+        "loss {value} at epoch {epoch}, step {step}: more than trainer.divergence_factor ({factor}) times the last steps' level ({level}) above it: training diverged. Lower trainer.lr or set trainer.grad_clip_norm (or raise trainer.divergence_factor if the run's losses really jump so)"
+    )]
+    BlewUp {
+        epoch: usize,
+        step: u64,
+        value: f32,
+        level: f32,
+        factor: f32,
+    },
     #[error(
         "out of memory at epoch {epoch}, step {step}, with trainer.batch_size {batch_size} of \
          {image_size}x{image_size} images on {device}: lower trainer.batch_size (the usual \
@@ -138,8 +149,9 @@ impl TrainOptions {
 
 /// Progress reported to whoever runs the loop (the CLI draws a progress bar from it).
 pub trait Observer {
-    /// The device the run trains on, and why when `auto` chose it.
-    fn device(&mut self, _description: &str, _reason: Option<&str>) {}
+    /// The device the run trains on and its precision (as resolved), and why when `auto`
+    /// chose the device.
+    fn device(&mut self, _description: &str, _precision: Precision, _reason: Option<&str>) {}
     fn start(&mut self, _total_steps: u64, _done_steps: u64) {}
     /// A step done: its loss values by name, as the task shows them (the total first).
     fn step(&mut self, _epoch: usize, _step: u64, _losses: &[(String, f32)]) {}

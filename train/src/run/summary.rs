@@ -48,13 +48,14 @@ fn one() -> usize {
 }
 
 impl<F: Serialize> RunSummary<F> {
-    /// What the loop reports of a run of `config` in `run` on `device` that ended after
+    /// What the loop reports of a run of `config` in `run` on `device` (computing in
+    /// `precision`, as resolved for it) that ended after
     /// `epochs_done` epochs and `steps` steps, with the task's last figures.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: &Config,
         run: &Path,
-        device: &Resolved,
+        (device, precision): (&Resolved, Precision),
         clock: &RunClock,
         (epochs_done, steps): (usize, u64),
         interrupted: bool,
@@ -67,7 +68,7 @@ impl<F: Serialize> RunSummary<F> {
             run_dir: run.into(),
             backend: device.backend.name().into(),
             device: device.description.clone(),
-            precision: config.trainer.precision,
+            precision,
             config_hash: config.hash(),
             epochs_done,
             steps,

@@ -18,6 +18,7 @@ use burn::prelude::*;
 use super::average::Average;
 use super::checkpoint::Weights;
 use super::collective::{average_gradients, broadcast_parameters, parameters};
+use super::divergence::LossWatch;
 use super::run_dir::{RunClock, RunWriter};
 use super::task::{EpochSums, MetricLine, Position, RunState, StepLoss, Stepped, Task};
 use super::{
@@ -27,10 +28,12 @@ use super::{
 use crate::config::Config;
 use crate::data::Data;
 use crate::device::Resolved;
+use crate::model::Precision;
 
 /// Builds a task from its config and data, refusing what it cannot train (before the run
 /// folder is touched).
-pub type MakeTask<T> = fn(&Config, Data, &World) -> Result<T, TrainError>;
+/// `Precision` is `trainer.precision` resolved for the run's backend.
+pub type MakeTask<T> = fn(&Config, Data, &World, Precision) -> Result<T, TrainError>;
 
 /// Trains the task `make` builds from `config` and returns the run's summary.
 pub fn train<T: Task>(
@@ -53,7 +56,7 @@ pub fn train<T: Task>(
     let mut clock = RunClock::start();
     let (mut run, mut model) = Run::open(config, opts, make)?;
     let device = &run.resolved;
-    observer.device(&device.description, device.reason.as_deref());
+    observer.device(&device.description, run.precision, device.reason.as_deref());
     observer.start(run.total_steps, run.state.step);
     clock.steps_from(run.state.step);
     let mut last = None;
@@ -78,7 +81,7 @@ pub fn train<T: Task>(
     let summary = RunSummary::new(
         config,
         &run.dir,
-        &run.resolved,
+        (&run.resolved, run.precision),
         &clock,
         (run.state.epoch, run.state.step),
         interrupted,
@@ -107,6 +110,10 @@ struct Run<'a, T: Task> {
     task: T,
     dir: PathBuf,
     resolved: Resolved,
+    /// `trainer.precision` as resolved for the backend.
+    precision: Precision,
+    /// The last steps' losses, to stop a run that blew up.
+    watch: LossWatch,
     device: Device,
     optim: ModuleOptimizer,
     /// The running average of the weights, where the config keeps one.
@@ -137,10 +144,10 @@ impl<'a, T: Task> Run<'a, T> {
             None
         };
         let resolved = t.backend.resolve(t.device_index)?;
-        t.precision.check(resolved.backend)?;
+        let precision = t.precision.resolve(resolved.backend)?;
         let device = resolved.device.clone().autodiff();
         device.seed(config.seed);
-        let task = make(config, Data::load(config)?, world)?;
+        let task = make(config, Data::load(config)?, world, precision)?;
         if world.is_lead() {
             prepare_run_dir(&dir, config, opts)?;
             // A resumed run starts afresh from its last checkpoint: an old failure no longer
@@ -148,7 +155,9 @@ impl<'a, T: Task> Run<'a, T> {
             let _ = fs::remove_file(dir.join("error.txt"));
         }
         let mut model = task.init(&device);
-        let mut adam = AdamConfig::new().with_epsilon(1e-8);
+        let mut adam = AdamConfig::new()
+            .with_epsilon(1e-8)
+            .with_beta_2(t.adam_beta2 as f32);
         if let Some(c) = t.grad_clip_norm {
             adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
         }
@@ -191,6 +200,8 @@ impl<'a, T: Task> Run<'a, T> {
             per_epoch,
             total_steps,
             resolved,
+            precision,
+            watch: LossWatch::new(t.divergence_factor),
             task,
         };
         Ok((run, model))
@@ -235,6 +246,16 @@ impl<'a, T: Task> Run<'a, T> {
             });
             let values = match stepped {
                 Ok((values, Some(next))) => {
+                    if let Some(level) = self.watch.blew_up(values.total()) {
+                        let e = TrainError::BlewUp {
+                            epoch: state.epoch,
+                            step: state.step,
+                            value: values.total(),
+                            level,
+                            factor: self.config.trainer.divergence_factor,
+                        };
+                        return Err(self.out.failure(e));
+                    }
                     model = next;
                     if let Some(average) = &mut self.average {
                         average.update(&model, state.step + 1);

@@ -11,7 +11,7 @@ use super::records::{LossSums, Validation};
 use super::validation::{sample_grid, validate};
 use crate::config::Config;
 use crate::data::{self, Data};
-use crate::model::{DualDomain, DualDomainConfig, ForwardPlan};
+use crate::model::{DualDomain, DualDomainConfig, ForwardPlan, Precision};
 use crate::run::curves;
 use crate::run::{
     self, EpochSums, Observer, Position, RunSummary, StepLoss, Stepped, Task, TrainError,
@@ -87,7 +87,12 @@ pub fn train(
 }
 
 impl DualDomainTask {
-    fn new(config: &Config, data: Data, world: &World) -> Result<Self, TrainError> {
+    fn new(
+        config: &Config,
+        data: Data,
+        world: &World,
+        precision: Precision,
+    ) -> Result<Self, TrainError> {
         let t = &config.trainer;
         // Every step's batch is split over the processes; the smallest is an epoch's last.
         let last_batch = (data.train.len() - 1) % t.batch_size + 1;
@@ -103,7 +108,7 @@ impl DualDomainTask {
             });
         }
         let plan = ForwardPlan {
-            precision: t.precision,
+            precision,
             ..loss::plan(&t.loss_weights, t.cross_domain_strategy, t.mixed_skip_alpha)
         };
         Ok(DualDomainTask {

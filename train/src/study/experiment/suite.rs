@@ -198,7 +198,7 @@ pub fn run(
             Ok(_) => {}
             // A run that diverges is a result of the suite, not the end of it: its folder
             // keeps the error for the summary and `diagnose`.
-            Err(TrainError::Diverged { .. }) => {}
+            Err(TrainError::Diverged { .. } | TrainError::BlewUp { .. }) => {}
             Err(e) => {
                 return Err(SuiteError::Train {
                     name: run.config.name.clone(),
