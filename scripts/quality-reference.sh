@@ -12,7 +12,7 @@
 # size and noise levels; exports each contrast's model; then, for each PD SNR / PDFS SNR
 # setting (default 20/12 and 10/10), denoises a held-out set (seed 1000) and scores
 # everything with scripts/quality_reference.py. About 3 hours of training on a 2-core CPU
-# with flex (1800 steps per denoiser run), half that with --backend libtorch, then about 5
+# with flex (2100 steps per denoiser run), half that with --backend libtorch, then about 5
 # minutes per setting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
