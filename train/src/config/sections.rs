@@ -202,7 +202,7 @@ pub struct TrainerConfig {
     /// the default 0.999 let `configs/guided.json` blow up once in three runs (QUALITY.md).
     #[serde(
         default = "defaults::adam_beta2",
-        skip_serializing_if = "defaults::is_adam_beta2"
+        skip_serializing_if = "defaults::is_default_adam_beta2"
     )]
     pub adam_beta2: f64,
     /// Clip the global gradient L2 norm to this value (none: no clipping).
@@ -402,7 +402,7 @@ pub(super) mod defaults {
     }
     /// The default is left out of the config's JSON, so that the hashes of configs written
     /// before the key existed are unchanged.
-    pub fn is_adam_beta2(b: &f64) -> bool {
+    pub fn is_default_adam_beta2(b: &f64) -> bool {
         *b == adam_beta2()
     }
 }

@@ -68,13 +68,14 @@ impl PrecisionSetting {
 /// Whether this CPU computes bfloat16 dot products natively: without it oneDNN emulates
 /// bf16, slower than f32.
 fn cpu_has_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
     // Every CPU with AMX also has AVX512-BF16.
-    return std::arch::is_x86_feature_detected!("avx512bf16");
+    #[cfg(target_arch = "x86_64")]
+    let native = std::arch::is_x86_feature_detected!("avx512bf16");
     #[cfg(target_arch = "aarch64")]
-    return std::arch::is_aarch64_feature_detected!("bf16");
-    #[allow(unreachable_code)]
-    false
+    let native = std::arch::is_aarch64_feature_detected!("bf16");
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let native = false;
+    native
 }
 
 impl std::str::FromStr for PrecisionSetting {

@@ -49,8 +49,8 @@ fn one() -> usize {
 
 impl<F: Serialize> RunSummary<F> {
     /// What the loop reports of a run of `config` in `run` on `device` (computing in
-    /// `precision`, as resolved for it) that ended after
-    /// `epochs_done` epochs and `steps` steps, with the task's last figures.
+    /// `precision`, as resolved for it) that ended after `epochs_done` epochs and `steps`
+    /// steps, with the task's last figures.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         config: &Config,
