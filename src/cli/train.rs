@@ -129,22 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(130));
     }
-    let processes = match summary.processes {
-        1 => String::new(),
-        n => format!(
-            " x {n} processes ({} of each step's {} per process)",
-            summary.batch_per_process, config.trainer.batch_size
-        ),
-    };
-    println!(
-        "trained {} epochs ({} steps, {:.2} s/step, peak {:.0} MB) on {}{processes} in {}",
-        summary.epochs_done,
-        summary.steps,
-        summary.seconds_per_step,
-        summary.peak_rss_mb.unwrap_or(0.0),
-        summary.device,
-        summary.precision
-    );
+    print_trained(&summary, &config);
     let study = match &summary.finals {
         Finals::Denoiser(finals) => {
             if let Some(last) = &finals.denoiser {
@@ -190,6 +175,34 @@ pub fn print_validation(v: &Validation, domains: &[String; 2]) {
     }
 }
 
+/// The finished run's line: epochs, steps, pace, memory, device, precision, the processes
+/// it trained on, and the rollbacks it made after blow-ups.
+fn print_trained<F>(summary: &RunSummary<F>, config: &Config) {
+    let processes = match summary.processes {
+        1 => String::new(),
+        n => format!(
+            " x {n} processes ({} of each step's {} per process)",
+            summary.batch_per_process, config.trainer.batch_size
+        ),
+    };
+    println!(
+        "trained {} epochs ({} steps, {:.2} s/step, peak {:.0} MB) on {}{processes} in {}",
+        summary.epochs_done,
+        summary.steps,
+        summary.seconds_per_step,
+        summary.peak_rss_mb.unwrap_or(0.0),
+        summary.device,
+        summary.precision
+    );
+    if summary.rollbacks > 0 {
+        println!(
+            "warning: it blew up and went back to a checkpoint {} time(s); it ended at {} times \
+             the configured learning rate (lower trainer.lr to avoid the lost steps)",
+            summary.rollbacks, summary.lr_scale
+        );
+    }
+}
+
 /// Progress bar over all steps, showing the live losses.
 #[derive(Default)]
 pub struct Bar {
@@ -224,6 +237,13 @@ impl Observer for Bar {
         match &self.bar {
             Some(b) if !b.is_hidden() => b.println(line),
             _ => println!("{line}"),
+        }
+    }
+
+    fn warn(&mut self, line: &str) {
+        match &self.bar {
+            Some(b) if !b.is_hidden() => b.suspend(|| eprintln!("warning: {line}")),
+            _ => eprintln!("warning: {line}"),
         }
     }
 }

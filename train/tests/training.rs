@@ -391,24 +391,6 @@ fn an_interrupted_suite_resumes_without_redoing_finished_runs() {
     assert!(suite_dir.join("s_only_cross/report.html").exists());
 }
 
-#[test]
-fn a_diverged_run_leaves_its_error_for_the_diagnosis() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut c = tiny("diverge");
-    c.trainer.lr = 1e30;
-    let err = job::train(&c, &opts(dir.path()), &mut Quiet).unwrap_err();
-    assert!(err.to_string().contains("diverged"), "{err}");
-    let run = dir.path().join("diverge");
-    let text = fs::read_to_string(run.join("error.txt")).unwrap();
-    let found = crossdenoise_train::study::experiment::diagnosis::diagnose(
-        &crossdenoise_train::study::experiment::criteria::RunMetrics::default(),
-        &c,
-        &crossdenoise_train::study::experiment::diagnosis::RunOutcome { error: Some(text) },
-    );
-    assert_eq!(found[0].symptom, "training unstable", "{found:#?}");
-    assert!(found[0].remedy.contains("to 1e-4"));
-}
-
 /// The checkpointed parameters of `config`'s run in `out`, flattened.
 fn checkpointed(config: &Config, out: &Path) -> Vec<f32> {
     checkpointed_weights(config, out, Weights::Last)

@@ -298,8 +298,8 @@ impl Config {
     /// checkpoints and exported models so a model can be traced to what trained it. The
     /// backend, GPU index and precision are left out: they change where and how the run
     /// computes, not what, so a run trained on a GPU in bf16 resumes on a CPU in f32 and a
-    /// finished suite run is not redone there; so is the divergence factor, which only says
-    /// when a run gives up.
+    /// finished suite run is not redone there; so are the divergence factor and the blow-up
+    /// retries, which only say when a run gives up.
     pub fn hash(&self) -> String {
         let mut value = serde_json::to_value(self).expect("config serialises");
         if let Some(trainer) = value.get_mut("trainer").and_then(|t| t.as_object_mut()) {
@@ -308,6 +308,7 @@ impl Config {
             trainer.remove("devices");
             trainer.remove("precision");
             trainer.remove("divergence_factor");
+            trainer.remove("blow_up_retries");
         }
         let text = serde_json::to_string(&value).expect("json");
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -569,6 +570,7 @@ mod tests {
             "where a run computes is not what it computes"
         );
         b.trainer.divergence_factor = 10.0;
+        b.trainer.blow_up_retries = 0;
         assert_eq!(
             a.hash(),
             b.hash(),

@@ -256,6 +256,12 @@ pub struct TrainerConfig {
     /// budget: a blow-up that stays finite. Not part of the config hash.
     #[serde(default = "defaults::divergence_factor")]
     pub divergence_factor: f32,
+    /// How many times a run that blew up (or whose loss stopped being finite) goes back to
+    /// its last checkpoint and trains on at half the learning rate before it stops with the
+    /// error: a blow-up then costs the steps since the last epoch, not the run. 0 stops at
+    /// the first. Not part of the config hash.
+    #[serde(default = "defaults::blow_up_retries")]
+    pub blow_up_retries: u32,
 }
 
 /// The target of a denoiser's prediction.
@@ -396,6 +402,9 @@ pub(super) mod defaults {
     }
     pub fn divergence_factor() -> f32 {
         1000.0
+    }
+    pub fn blow_up_retries() -> u32 {
+        2
     }
     pub fn adam_beta2() -> f64 {
         0.999

@@ -157,6 +157,9 @@ pub trait Observer {
     fn step(&mut self, _epoch: usize, _step: u64, _losses: &[(String, f32)]) {}
     /// An epoch done: its line for the log, as the task writes it.
     fn epoch(&mut self, _epoch: usize, _line: &str) {}
+    /// Something the run recovered from that its user should know of (a rollback after a
+    /// blow-up).
+    fn warn(&mut self, _line: &str) {}
 }
 
 /// An observer that reports nothing.

@@ -37,6 +37,12 @@ pub struct RunSummary<F> {
     pub batch_per_process: usize,
     /// Rank 0's peak memory.
     pub peak_rss_mb: Option<f64>,
+    /// How many times the run went back to a checkpoint after a blow-up, and the factor its
+    /// learning rate ended at (halved at each).
+    #[serde(default)]
+    pub rollbacks: u32,
+    #[serde(default = "unit_scale")]
+    pub lr_scale: f64,
     /// The task's last figures (the study's `final_train` and `final_val`, a denoiser
     /// run's per-contrast figures).
     #[serde(flatten)]
@@ -45,6 +51,10 @@ pub struct RunSummary<F> {
 
 fn one() -> usize {
     1
+}
+
+fn unit_scale() -> f64 {
+    1.0
 }
 
 impl<F: Serialize> RunSummary<F> {
@@ -82,6 +92,8 @@ impl<F: Serialize> RunSummary<F> {
             processes: world.size(),
             batch_per_process: world.share(config.trainer.batch_size).len(),
             peak_rss_mb: peak_rss_mb(),
+            rollbacks: 0,
+            lr_scale: 1.0,
             finals,
         }
     }
@@ -115,6 +127,8 @@ impl<F> RunSummary<F> {
             processes: self.processes,
             batch_per_process: self.batch_per_process,
             peak_rss_mb: self.peak_rss_mb,
+            rollbacks: self.rollbacks,
+            lr_scale: self.lr_scale,
             finals: f(self.finals),
         }
     }

@@ -59,9 +59,28 @@ pub struct RunState<X> {
     /// a run that did not reach its next checkpoint and are dropped on resume.
     pub metrics_len: u64,
     pub config_hash: String,
+    /// What the schedule's learning rate is multiplied by: halved at each rollback after a
+    /// blow-up (`trainer.blow_up_retries`), 1 in a run that had none.
+    #[serde(default = "unit_scale", skip_serializing_if = "is_unit_scale")]
+    pub lr_scale: f64,
+    /// The rollbacks the run has made.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rollbacks: u32,
     /// The task's part: its sums of the epoch in progress, and what else it records.
     #[serde(flatten)]
     pub task: X,
+}
+
+fn unit_scale() -> f64 {
+    1.0
+}
+
+fn is_unit_scale(scale: &f64) -> bool {
+    *scale == 1.0
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Where in the run a step is.

@@ -68,6 +68,10 @@ pub fn train<T: Task>(
                 interrupted = true;
                 break;
             }
+            Steps::BlewUp(error) => {
+                model = run.roll_back(error, observer)?;
+                continue;
+            }
         };
         model = next;
         let (next, figures) = run.end_epoch(model, &last_step, observer)?;
@@ -88,6 +92,11 @@ pub fn train<T: Task>(
         &opts.world,
         run.task.finals(last),
     );
+    let summary = RunSummary {
+        rollbacks: run.state.rollbacks,
+        lr_scale: run.state.lr_scale,
+        ..summary
+    };
     if run.out.is_lead() {
         summary.write(&run.dir)?;
     }
@@ -101,6 +110,9 @@ enum Steps<M, L> {
     EpochDone { model: M, stop: bool, last: L },
     /// Stopped within the epoch, with a checkpoint.
     Interrupted,
+    /// A step blew up (its loss far above the last steps' level, or not finite); the model
+    /// it gave is dropped.
+    BlewUp(TrainError),
 }
 
 /// A run in progress: its task, where it stands, its optimiser and what it writes into.
@@ -155,33 +167,34 @@ impl<'a, T: Task> Run<'a, T> {
             let _ = fs::remove_file(dir.join("error.txt"));
         }
         let mut model = task.init(&device);
-        let mut adam = AdamConfig::new()
-            .with_epsilon(1e-8)
-            .with_beta_2(t.adam_beta2 as f32);
-        if let Some(c) = t.grad_clip_norm {
-            adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
-        }
-        let mut optim: ModuleOptimizer = adam.init();
+        let mut optim = adam(config);
         let mut averaged = None;
         let mut state = RunState {
             epoch: 0,
             step: 0,
             metrics_len: 0,
             config_hash: hash.clone(),
+            lr_scale: 1.0,
+            rollbacks: 0,
             task: task.sums(),
         };
+        let resumed = resume_from.is_some();
         if let Some(ckpt) = resume_from {
             state = checkpoint::load_state::<RunState<T::Sums>>(&ckpt)?;
             let found = (state.config_hash.as_str(), state.metrics_len);
             (model, optim) = resume(&dir, config, &ckpt, found, model, optim, world)?;
-            if t.average_weights.is_some() && Weights::best_of(&ckpt) == Weights::Average {
-                let average = checkpoint::load_weights(&ckpt, model.clone(), Weights::Average)?;
-                averaged = Some((parameters(&average), state.step));
-            }
+            averaged = checkpoint_average(config, &ckpt, &model, state.step)?;
             state.config_hash = hash;
             state.task = task.resumed(state.task);
         }
         let out = RunWriter::open(&dir, world)?;
+        // A checkpoint before the first step: a run that blows up in its first epoch has one
+        // to go back to.
+        let model = if resumed {
+            model
+        } else {
+            out.checkpoint(model, None, &optim, &state)?
+        };
         let model = broadcast_parameters(world, model);
         let per_epoch = task.steps_per_epoch();
         let total_steps = per_epoch * t.epochs as u64;
@@ -224,7 +237,7 @@ impl<'a, T: Task> Run<'a, T> {
                 step: state.step,
                 in_epoch: state.step - state.epoch as u64 * self.per_epoch,
             };
-            let lr = learning_rate(self.config, state.step, self.total_steps);
+            let lr = learning_rate(self.config, state.step, self.total_steps) * state.lr_scale;
             let current = model;
             stop = opts.stop_requested(state.step + 1);
             let (task, world, optim) = (&self.task, self.world, &mut self.optim);
@@ -247,14 +260,13 @@ impl<'a, T: Task> Run<'a, T> {
             let values = match stepped {
                 Ok((values, Some(next))) => {
                     if let Some(level) = self.watch.blew_up(values.total()) {
-                        let e = TrainError::BlewUp {
+                        return Ok(Steps::BlewUp(TrainError::BlewUp {
                             epoch: state.epoch,
                             step: state.step,
                             value: values.total(),
                             level,
                             factor: self.config.trainer.divergence_factor,
-                        };
-                        return Err(self.out.failure(e));
+                        }));
                     }
                     model = next;
                     if let Some(average) = &mut self.average {
@@ -265,8 +277,10 @@ impl<'a, T: Task> Run<'a, T> {
                 failed => {
                     let failure = failed.map(|(values, _)| values.total());
                     let at = (state.epoch, state.step);
-                    let e = step_failure(failure, at, task, &self.resolved);
-                    return Err(self.out.failure(e));
+                    return match step_failure(failure, at, task, &self.resolved) {
+                        e @ TrainError::Diverged { .. } => Ok(Steps::BlewUp(e)),
+                        e => Err(self.out.failure(e)),
+                    };
                 }
             };
             state.step += 1;
@@ -340,6 +354,73 @@ impl<'a, T: Task> Run<'a, T> {
         let model = self.out.checkpoint(model, averaged, &self.optim, state)?;
         Ok((model, figures))
     }
+}
+
+impl<T: Task> Run<'_, T> {
+    /// After a blow-up: back to the last checkpoint (its weights, Adam's moments, its
+    /// average, its place in the run and in metrics.jsonl) and on at half the learning
+    /// rate; the error itself once `trainer.blow_up_retries` are spent. Every rank sees the
+    /// same losses (they are averaged over the processes), so all of them roll back together.
+    fn roll_back(
+        &mut self,
+        blew_up: TrainError,
+        observer: &mut dyn Observer,
+    ) -> Result<T::Model, TrainError> {
+        let retries = self.config.trainer.blow_up_retries;
+        if self.state.rollbacks >= retries {
+            return Err(self.out.failure(blew_up));
+        }
+        let ckpt = checkpoint::find(&self.dir)?;
+        let mut state = checkpoint::load_state::<RunState<T::Sums>>(&ckpt)?;
+        let model = checkpoint::load_model(&ckpt, self.task.init(&self.device))?;
+        self.optim = checkpoint::load_optimizer(&ckpt, adam(self.config))?;
+        let averaged = checkpoint_average(self.config, &ckpt, &model, state.step)?;
+        if let Some(fraction) = self.config.trainer.average_weights {
+            self.average = Some(Average::new(fraction, self.total_steps, averaged));
+        }
+        // Every rank reads the checkpoint before rank 0 writes on.
+        self.world.barrier();
+        self.out.truncate_metrics(state.metrics_len)?;
+        state.rollbacks = self.state.rollbacks + 1;
+        state.lr_scale = self.state.lr_scale * 0.5;
+        state.config_hash = self.state.config_hash.clone();
+        state.task = self.task.resumed(state.task);
+        observer.warn(&format!(
+            "{blew_up}; back to the checkpoint at step {} to train on at {} times the \
+             learning rate (rollback {} of trainer.blow_up_retries = {retries})",
+            state.step, state.lr_scale, state.rollbacks
+        ));
+        self.state = state;
+        self.watch = LossWatch::new(self.config.trainer.divergence_factor);
+        Ok(broadcast_parameters(self.world, model))
+    }
+}
+
+/// Adam as the config sets it, without moments.
+fn adam(config: &Config) -> ModuleOptimizer {
+    let t = &config.trainer;
+    let mut adam = AdamConfig::new()
+        .with_epsilon(1e-8)
+        .with_beta_2(t.adam_beta2 as f32);
+    if let Some(c) = t.grad_clip_norm {
+        adam = adam.with_grad_clipping(Some(GradientClippingConfig::Norm(c)));
+    }
+    adam.init()
+}
+
+/// A checkpoint's running average of the weights with the step it was taken at, where the
+/// config keeps one and the checkpoint has it.
+fn checkpoint_average<M: Module>(
+    config: &Config,
+    ckpt: &std::path::Path,
+    model: &M,
+    step: u64,
+) -> Result<Option<(Vec<f32>, u64)>, TrainError> {
+    if config.trainer.average_weights.is_none() || Weights::best_of(ckpt) != Weights::Average {
+        return Ok(None);
+    }
+    let average = checkpoint::load_weights(ckpt, model.clone(), Weights::Average)?;
+    Ok(Some((parameters(&average), step)))
 }
 
 /// `model` with the averaged weights, on rank 0 (which validates and writes the
