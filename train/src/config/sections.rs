@@ -252,8 +252,9 @@ pub struct TrainerConfig {
     pub target: Target,
     /// A step whose loss is above the level of the run's last steps (their median) by more
     /// than this many times that level (the median's size plus the losses' median absolute
-    /// deviation) stops the run as diverged, rather than training on to the end of the
-    /// budget: a blow-up that stays finite. Not part of the config hash.
+    /// deviation) is a blow-up (see `blow_up_retries`), rather than a step the run trains on
+    /// from to the end of its budget: a blow-up that stays finite. Not part of the config
+    /// hash.
     #[serde(default = "defaults::divergence_factor")]
     pub divergence_factor: f32,
     /// How many times a run that blew up (or whose loss stopped being finite) goes back to

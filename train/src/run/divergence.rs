@@ -1,6 +1,7 @@
 //! Telling a training run that blew up from one that had a noisy step.
 //!
-//! A loss that becomes infinite or NaN stops a run at once. One that blows up yet stays
+//! A loss that becomes infinite or NaN is a blow-up at once (the loop rolls the run back to
+//! its last checkpoint, `trainer.blow_up_retries`, or stops it). One that blows up yet stays
 //! finite (a run at too high a learning rate: the loss from 7 to 5e7 within a few steps, then
 //! wandering between 1e2 and 1e10) would otherwise train on to the end of its budget and
 //! leave a broken model behind, found only by the validation at the end. So each step's loss

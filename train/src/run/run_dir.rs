@@ -173,14 +173,6 @@ impl RunWriter {
         }
     }
 
-    /// Drops what metrics.jsonl holds past `len` bytes: the lines of steps a rollback undid.
-    pub(crate) fn truncate_metrics(&self, len: u64) -> Result<(), TrainError> {
-        match &self.metrics {
-            Some(f) => f.set_len(len).map_err(io(&self.metrics_path)),
-            None => Ok(()),
-        }
-    }
-
     /// The checkpoint: every rank takes rank 0's parameters (`broadcast_parameters`), so
     /// that what is saved is what all of them hold, and rank 0 saves it
     /// (`checkpoint::save`); returns the model every rank goes on with.

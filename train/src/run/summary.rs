@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::collective::World;
 use super::memory::peak_rss_mb;
 use super::run_dir::RunClock;
+use super::task::RunState;
 use super::{TrainError, io};
 use crate::config::Config;
 use crate::device::Resolved;
@@ -41,7 +42,7 @@ pub struct RunSummary<F> {
     /// learning rate ended at (halved at each).
     #[serde(default)]
     pub rollbacks: u32,
-    #[serde(default = "unit_scale")]
+    #[serde(default = "super::task::unit_scale")]
     pub lr_scale: f64,
     /// The task's last figures (the study's `final_train` and `final_val`, a denoiser
     /// run's per-contrast figures).
@@ -53,26 +54,22 @@ fn one() -> usize {
     1
 }
 
-fn unit_scale() -> f64 {
-    1.0
-}
-
 impl<F: Serialize> RunSummary<F> {
     /// What the loop reports of a run of `config` in `run` on `device` (computing in
-    /// `precision`, as resolved for it) that ended after `epochs_done` epochs and `steps`
-    /// steps, with the task's last figures.
+    /// `precision`, as resolved for it) that ended at `state` (its epochs and steps, and
+    /// the rollbacks it made), with the task's last figures.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
+    pub(crate) fn new<X>(
         config: &Config,
         run: &Path,
         (device, precision): (&Resolved, Precision),
         clock: &RunClock,
-        (epochs_done, steps): (usize, u64),
+        state: &RunState<X>,
         interrupted: bool,
         world: &World,
         finals: F,
     ) -> Self {
-        let steps_run = steps.saturating_sub(clock.first_step);
+        let steps_run = state.step.saturating_sub(clock.first_step);
         RunSummary {
             name: config.name.clone(),
             run_dir: run.into(),
@@ -80,8 +77,8 @@ impl<F: Serialize> RunSummary<F> {
             device: device.description.clone(),
             precision,
             config_hash: config.hash(),
-            epochs_done,
-            steps,
+            epochs_done: state.epoch,
+            steps: state.step,
             interrupted,
             seconds: clock.started.elapsed().as_secs_f64(),
             seconds_per_step: if steps_run > 0 {
@@ -92,8 +89,8 @@ impl<F: Serialize> RunSummary<F> {
             processes: world.size(),
             batch_per_process: world.share(config.trainer.batch_size).len(),
             peak_rss_mb: peak_rss_mb(),
-            rollbacks: 0,
-            lr_scale: 1.0,
+            rollbacks: state.rollbacks,
+            lr_scale: state.lr_scale,
             finals,
         }
     }

@@ -71,7 +71,8 @@ pub struct RunState<X> {
     pub task: X,
 }
 
-fn unit_scale() -> f64 {
+/// The learning rate's factor in a run that never rolled back.
+pub(super) fn unit_scale() -> f64 {
     1.0
 }
 

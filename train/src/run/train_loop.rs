@@ -87,16 +87,11 @@ pub fn train<T: Task>(
         &run.dir,
         (&run.resolved, run.precision),
         &clock,
-        (run.state.epoch, run.state.step),
+        &run.state,
         interrupted,
         &opts.world,
         run.task.finals(last),
     );
-    let summary = RunSummary {
-        rollbacks: run.state.rollbacks,
-        lr_scale: run.state.lr_scale,
-        ..summary
-    };
     if run.out.is_lead() {
         summary.write(&run.dir)?;
     }
@@ -124,7 +119,7 @@ struct Run<'a, T: Task> {
     resolved: Resolved,
     /// `trainer.precision` as resolved for the backend.
     precision: Precision,
-    /// The last steps' losses, to stop a run that blew up.
+    /// The last steps' losses, to tell a step that blew up.
     watch: LossWatch,
     device: Device,
     optim: ModuleOptimizer,
@@ -354,9 +349,7 @@ impl<'a, T: Task> Run<'a, T> {
         let model = self.out.checkpoint(model, averaged, &self.optim, state)?;
         Ok((model, figures))
     }
-}
 
-impl<T: Task> Run<'_, T> {
     /// After a blow-up: back to the last checkpoint (its weights, Adam's moments, its
     /// average, its place in the run and in metrics.jsonl) and on at half the learning
     /// rate; the error itself once `trainer.blow_up_retries` are spent. Every rank sees the
@@ -372,15 +365,24 @@ impl<T: Task> Run<'_, T> {
         }
         let ckpt = checkpoint::find(&self.dir)?;
         let mut state = checkpoint::load_state::<RunState<T::Sums>>(&ckpt)?;
-        let model = checkpoint::load_model(&ckpt, self.task.init(&self.device))?;
-        self.optim = checkpoint::load_optimizer(&ckpt, adam(self.config))?;
+        // The run's own hash, not the checkpoint's: one written before `--epochs` was
+        // raised is still this run's.
+        let found = (self.state.config_hash.as_str(), state.metrics_len);
+        let template = self.task.init(&self.device);
+        let (model, optim) = resume(
+            &self.dir,
+            self.config,
+            &ckpt,
+            found,
+            template,
+            adam(self.config),
+            self.world,
+        )?;
+        self.optim = optim;
         let averaged = checkpoint_average(self.config, &ckpt, &model, state.step)?;
         if let Some(fraction) = self.config.trainer.average_weights {
             self.average = Some(Average::new(fraction, self.total_steps, averaged));
         }
-        // Every rank reads the checkpoint before rank 0 writes on.
-        self.world.barrier();
-        self.out.truncate_metrics(state.metrics_len)?;
         state.rollbacks = self.state.rollbacks + 1;
         state.lr_scale = self.state.lr_scale * 0.5;
         state.config_hash = self.state.config_hash.clone();
