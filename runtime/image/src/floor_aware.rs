@@ -50,19 +50,27 @@ const WEIGHTS: usize = 39;
 /// tissue of about 2 sigma or brighter is seen.
 pub const PARTNER_MARGIN: f64 = 1.0;
 
-/// The body reaches this far (in rows or columns) past a pixel that shows tissue, so that
-/// the partial-volume rim of the knee, dark in both contrasts, is inside it: a point mass
-/// fitted to the slice pulled that rim to black, which cost a well-trained model 0.2-0.6 dB
-/// in the tissue (QUALITY.md, "the partner contrast and the rim").
+/// The body reaches this far (in rows or columns) past a pixel that shows tissue when the
+/// slice is read alone, so that the partial-volume rim of the knee, dark in a fat-suppressed
+/// contrast, is inside it: a point mass fitted to the slice pulled that rim to black, which
+/// cost a well-trained model 0.2-0.6 dB in the tissue (QUALITY.md, "the partner contrast and
+/// the rim"; a single-contrast PDFS model still loses 0.3-0.5 dB with one pixel).
 pub const OWN_REACH: usize = 2;
+/// The body's reach when the partner's tissue joins it: the partner's 3 x 3 mean already
+/// marks the rim its contrast shows bright (PD's subcutaneous fat, dark in PDFS) a pixel
+/// past its edge, so a second pixel would only be air, where the exact inversion turns a
+/// prediction a few hundredths of a sigma above the floor into a grey halo around the knee
+/// (0.2 sigma on average two pixels out: QUALITY.md, "the outline beside a partner").
+pub const PAIRED_REACH: usize = 1;
 
 /// Where no pixel may be taken for air: the body, as one solid region. It holds every pixel
-/// within [`OWN_REACH`] of one whose denoised mean `mean` (noise `sigma`) is
-/// [`PARTNER_MARGIN`] sigmas above the floor's mean or where the partner shows tissue
-/// (`partner`, from [`partner_tissue`]), and every region those pixels enclose (the air is
-/// what the image's border reaches without crossing them). Filled, the partner's inner
-/// structure (PD's bright fat around PDFS's dark one) decides nothing: inside the outline
-/// every pixel gets its own exact inversion, whatever the partner shows there.
+/// within [`OWN_REACH`] ([`PAIRED_REACH`] with a partner) of one whose denoised mean `mean`
+/// (noise `sigma`) is [`PARTNER_MARGIN`] sigmas above the floor's mean or where the partner
+/// shows tissue (`partner`, from [`partner_tissue`]), and every region those pixels enclose
+/// (the air is what the image's border reaches without crossing them). Filled, the
+/// partner's inner structure (PD's bright fat around PDFS's dark one) decides nothing:
+/// inside the outline every pixel gets its own exact inversion, whatever the partner shows
+/// there.
 pub fn inside_body(
     mean: ArrayView2<f32>,
     sigma: ArrayView2<f32>,
@@ -74,10 +82,14 @@ pub fn inside_body(
         let r = f64::from(m) / f64::from(s);
         s.is_nan() || s <= 0.0 || r > cut || r.is_nan()
     });
-    if let Some(p) = partner {
-        Zip::from(&mut tissue).and(&p).for_each(|t, &p| *t |= p);
-    }
-    filled(&grown(tissue.view(), OWN_REACH))
+    let reach = match partner {
+        Some(p) => {
+            Zip::from(&mut tissue).and(&p).for_each(|t, &p| *t |= p);
+            PAIRED_REACH
+        }
+        None => OWN_REACH,
+    };
+    filled(&grown(tissue.view(), reach))
 }
 
 /// `mask` with every region it encloses filled: a pixel is outside when a path of
@@ -547,13 +559,17 @@ mod tests {
         assert!(body[(10, 10)] && body[(8, 12)] && body[(12, 8)]);
         assert!(!body[(7, 10)] && !body[(10, 13)] && !body[(0, 0)]);
         assert_eq!(body.iter().filter(|&&n| n).count(), 25);
-        // A partner's tissue is added; a pixel without noise is never air.
+        // A partner's tissue is added, and everything then reaches one pixel (its 3 x 3
+        // mean has reached the rim already); a pixel without noise is never air.
         let mut partner = Array2::from_elem((20, 20), false);
         partner[(0, 0)] = true;
         let mut zero = sigma.clone();
         zero[(19, 19)] = 0.0;
         let body = inside_body(mean.view(), zero.view(), 1, Some(partner.view()));
-        assert!(body[(0, 0)] && body[(19, 19)] && body[(17, 17)] && !body[(16, 16)]);
+        assert!(body[(0, 0)] && body[(1, 1)] && !body[(2, 2)]);
+        assert!(body[(19, 19)] && body[(18, 18)] && !body[(17, 17)]);
+        assert!(body[(9, 11)] && !body[(8, 12)] && !body[(10, 12)]);
+        assert_eq!(body.iter().filter(|&&n| n).count(), 9 + 4 + 4);
     }
 
     /// A ring of bright tissue around dark tissue at the floor (a slice's own, or what its
