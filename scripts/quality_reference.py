@@ -138,9 +138,10 @@ def bm3d_with_map(img, noise_map):
 
 def inside_body(mean, sigma, partner, partner_sigma, coils=1):
     """Where no pixel may be taken for air, as crossdenoise-image's floor_aware::inside_body
-    with a partner: every pixel within 1 row or column (PAIRED_REACH) of one whose denoised
-    mean is a sigma above the floor's mean or whose partner's 3 x 3 mean (its acquired slice,
-    in its own sigmas) is, and every region those enclose."""
+    with a partner: every pixel within 1 row or column (PAIRED_REACH; 2 for a coil array,
+    OWN_REACH) of one whose denoised mean is a sigma above the floor's mean or whose
+    partner's 3 x 3 mean (its acquired slice, in its own sigmas) is, and every region those
+    enclose."""
     cut = float(magnitude_mean(0.0, coils)) + 1.0
     own = mean / np.broadcast_to(sigma, mean.shape) > cut
     ratio = partner / np.broadcast_to(partner_sigma, partner.shape)
@@ -148,7 +149,8 @@ def inside_body(mean, sigma, partner, partner_sigma, coils=1):
     ones = np.ones_like(ratio)
     local = uniform_filter(ratio, 3, mode="constant") / uniform_filter(ones, 3, mode="constant")
     tissue = own | (local > cut)
-    near = maximum_filter(tissue.astype(np.uint8), size=3, mode="constant") > 0
+    reach = 1 if coils <= 1 else 2
+    near = maximum_filter(tissue.astype(np.uint8), size=2 * reach + 1, mode="constant") > 0
     return binary_fill_holes(near)
 
 

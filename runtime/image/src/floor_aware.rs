@@ -56,15 +56,19 @@ pub const PARTNER_MARGIN: f64 = 1.0;
 /// cost a well-trained model 0.2-0.6 dB in the tissue (QUALITY.md, "the partner contrast and
 /// the rim"; a single-contrast PDFS model still loses 0.3-0.5 dB with one pixel).
 pub const OWN_REACH: usize = 2;
-/// The body's reach when the partner's tissue joins it: the partner's 3 x 3 mean already
-/// marks the rim its contrast shows bright (PD's subcutaneous fat, dark in PDFS) a pixel
-/// past its edge, so a second pixel would only be air, where the exact inversion turns a
-/// prediction a few hundredths of a sigma above the floor into a grey halo around the knee
-/// (0.2 sigma on average two pixels out: QUALITY.md, "the outline beside a partner").
+/// The body's reach when the partner's tissue joins it on a single coil's (Rician)
+/// magnitude: the partner's 3 x 3 mean already marks the rim its contrast shows bright
+/// (PD's subcutaneous fat, dark in PDFS) a pixel past its edge, so a second pixel would only
+/// be air, where the exact inversion turns a prediction a few hundredths of a sigma above
+/// the floor into a grey halo around the knee (0.2 sigma on average two pixels out:
+/// QUALITY.md, "the outline beside a partner"). A coil array's floor hides more of the rim
+/// from the partner: a sigma above the floor's mean is an amplitude of 3.0 sigma for 8
+/// coils against 2.0 for one, so there the reach stays [`OWN_REACH`] (with one pixel,
+/// 8-coil PDFS lost 0.6 dB at SNR 10).
 pub const PAIRED_REACH: usize = 1;
 
 /// Where no pixel may be taken for air: the body, as one solid region. It holds every pixel
-/// within [`OWN_REACH`] ([`PAIRED_REACH`] with a partner) of one whose denoised mean `mean`
+/// within [`OWN_REACH`] ([`PAIRED_REACH`] with a partner on one coil) of one whose denoised mean `mean`
 /// (noise `sigma`) is [`PARTNER_MARGIN`] sigmas above the floor's mean or where the partner
 /// shows tissue (`partner`, from [`partner_tissue`]), and every region those pixels enclose
 /// (the air is what the image's border reaches without crossing them). Filled, the
@@ -85,7 +89,7 @@ pub fn inside_body(
     let reach = match partner {
         Some(p) => {
             Zip::from(&mut tissue).and(&p).for_each(|t, &p| *t |= p);
-            PAIRED_REACH
+            if coils <= 1 { PAIRED_REACH } else { OWN_REACH }
         }
         None => OWN_REACH,
     };
@@ -570,6 +574,13 @@ mod tests {
         assert!(body[(19, 19)] && body[(18, 18)] && !body[(17, 17)]);
         assert!(body[(9, 11)] && !body[(8, 12)] && !body[(10, 12)]);
         assert_eq!(body.iter().filter(|&&n| n).count(), 9 + 4 + 4);
+        // A coil array's floor hides more of the rim from the partner: two pixels still.
+        let floor8 = 0.1 * magnitude_mean(0.0, 8) as f32;
+        let mut mean8 = Array2::from_elem((20, 20), floor8);
+        mean8[(10, 10)] = 1.0;
+        let none = Array2::from_elem((20, 20), false);
+        let body = inside_body(mean8.view(), sigma.view(), 8, Some(none.view()));
+        assert_eq!(body.iter().filter(|&&n| n).count(), 25);
     }
 
     /// A ring of bright tissue around dark tissue at the floor (a slice's own, or what its
