@@ -68,13 +68,13 @@ pub const OWN_REACH: usize = 2;
 pub const PAIRED_REACH: usize = 1;
 
 /// Where no pixel may be taken for air: the body, as one solid region. It holds every pixel
-/// within [`OWN_REACH`] ([`PAIRED_REACH`] with a partner on one coil) of one whose denoised mean `mean`
-/// (noise `sigma`) is [`PARTNER_MARGIN`] sigmas above the floor's mean or where the partner
-/// shows tissue (`partner`, from [`partner_tissue`]), and every region those pixels enclose
-/// (the air is what the image's border reaches without crossing them). Filled, the
-/// partner's inner structure (PD's bright fat around PDFS's dark one) decides nothing:
-/// inside the outline every pixel gets its own exact inversion, whatever the partner shows
-/// there.
+/// within [`OWN_REACH`] ([`PAIRED_REACH`] with a partner on one coil) of one whose denoised
+/// mean `mean` (noise `sigma`) is [`PARTNER_MARGIN`] sigmas above the floor's mean or where
+/// the partner shows tissue (`partner`, from [`partner_tissue`]), and every region those
+/// pixels enclose (the air is what the image's border reaches without crossing them).
+/// Filled, the partner's inner structure (PD's bright fat around PDFS's dark one) decides
+/// nothing: inside the outline every pixel gets its own exact inversion, whatever the
+/// partner shows there.
 pub fn inside_body(
     mean: ArrayView2<f32>,
     sigma: ArrayView2<f32>,
@@ -563,8 +563,8 @@ mod tests {
         assert!(body[(10, 10)] && body[(8, 12)] && body[(12, 8)]);
         assert!(!body[(7, 10)] && !body[(10, 13)] && !body[(0, 0)]);
         assert_eq!(body.iter().filter(|&&n| n).count(), 25);
-        // A partner's tissue is added, and everything then reaches one pixel (its 3 x 3
-        // mean has reached the rim already); a pixel without noise is never air.
+        // A partner's tissue is added, and on one coil everything then reaches one pixel
+        // (its 3 x 3 mean has reached the rim already); a pixel without noise is never air.
         let mut partner = Array2::from_elem((20, 20), false);
         partner[(0, 0)] = true;
         let mut zero = sigma.clone();
