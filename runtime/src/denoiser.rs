@@ -25,15 +25,16 @@ use crate::local_levels::LocalLevels;
 use crate::noise_levels::{guide_tissue, noise_levels};
 use crate::onnx_runtime::OnnxRuntime;
 use crate::orientations::averaged;
-use crate::series_noise::{SeriesMaps, SeriesNoise};
+use crate::series_noise::{Arrival, SeriesMaps, SeriesNoise};
 use crate::session_io::{
-    Batch, InputNames, check_against_metadata, check_io, guide_given, one_guide_each, read_props,
-    run_session,
+    Batch, InputNames, batch_dim, check_against_metadata, check_io, guide_given, one_guide_each,
+    read_props, run_session,
 };
 use crate::tiles::Tiles;
 use crate::{Error, Result};
 use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::Padding;
+use crossdenoise_image::growing_series::GrowingSeries;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
 use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
@@ -341,6 +342,31 @@ impl Denoiser {
         self.series.prepare(&self.noise, images, guides)
     }
 
+    /// A series whose slices arrive one at a time, pooled up to `capacity` slices, for
+    /// [`Denoiser::prepare_arrived`]; `None` when slices are served with one sigma each
+    /// (nothing to pool).
+    pub fn growing_series(&self, capacity: usize) -> Result<Option<GrowingSeries>> {
+        match self.noise {
+            NoiseModel::Slice => Ok(None),
+            NoiseModel::Map(settings) => Ok(Some(GrowingSeries::new(settings, capacity)?)),
+        }
+    }
+
+    /// Adds `images` (with their guides, for a guided model) to `series` and prepares
+    /// their noise maps, each pooled with the slices of its series before it, for the calls
+    /// that then denoise them. Unlike [`Denoiser::prepare_series`] it keeps what was
+    /// prepared before, so one batch can serve the slices of several series; call
+    /// [`Denoiser::forget_series`] between batches.
+    pub fn prepare_arrived(
+        &mut self,
+        series: &mut GrowingSeries,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<Vec<Arrival>> {
+        self.check_guide(guides.is_some())?;
+        self.series.add_arrived(series, images, guides)
+    }
+
     /// Frees the maps of the series last prepared: a long series of large slices holds
     /// tens of megabytes of them until the next.
     pub fn forget_series(&mut self) {
@@ -393,36 +419,9 @@ impl Denoiser {
         images: &[ArrayView2<f32>],
         guides: Option<&[ArrayView2<f32>]>,
     ) -> Result<Vec<Array2<f32>>> {
-        let Some(first) = images.first() else {
+        let Some((h, w)) = batch_dim(images, guides)? else {
             return Ok(Vec::new());
         };
-        let (h, w) = first.dim();
-        if h == 0 || w == 0 {
-            return Err(Error::Image(ImageError::Shape {
-                what: "slice",
-                expected: "a non-empty image".into(),
-                got: format!("{h}x{w}"),
-            }));
-        }
-        if let Some((i, other)) = images.iter().enumerate().find(|(_, im)| im.dim() != (h, w)) {
-            return Err(Error::Image(ImageError::Shape {
-                what: "batch",
-                expected: format!("every slice {h}x{w} (as slice 0)"),
-                got: format!("slice {i} is {}x{}", other.nrows(), other.ncols()),
-            }));
-        }
-        if let Some((i, g)) = guides
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .find(|(_, g)| g.dim() != (h, w))
-        {
-            return Err(Error::Image(ImageError::Shape {
-                what: "guide",
-                expected: format!("the size of its slice, {h}x{w}"),
-                got: format!("guide {i} is {}x{}", g.nrows(), g.ncols()),
-            }));
-        }
         let n = images.len();
         let norm = self.metadata.normalization;
         let padding = Padding::to_multiple(h, w, self.metadata.size_multiple)?;

@@ -26,4 +26,4 @@ pub use denoiser::{Denoiser, DenoiserOptions};
 pub use error::{Error, Result};
 pub use execution_provider::{ProviderKind, ProviderSettings};
 pub use onnx_runtime::OnnxRuntime;
-pub use series_noise::SeriesNoise;
+pub use series_noise::{Arrival, SeriesNoise};

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crossdenoise_image::Error as ImageError;
+use crossdenoise_image::growing_series::GrowingSeries;
 use crossdenoise_image::noise_map::{
     NoiseModel, estimate_pair_noise_maps, estimate_series_noise_maps,
 };
@@ -30,6 +31,14 @@ pub enum SeriesNoise {
     Unneeded,
     /// The slices are not one acquisition (`reason`): each slice's map is estimated alone.
     PerSlice { reason: String },
+}
+
+/// What adding a slice to a [`GrowingSeries`] did: how many slices its map pooled (itself
+/// included), and why the slices before were let go when it started the series anew.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arrival {
+    pub pooled: usize,
+    pub restarted: Option<String>,
 }
 
 /// A slice's maps: its own and its guide's.
@@ -83,6 +92,32 @@ impl SeriesMaps {
         Ok(SeriesNoise::Pooled {
             slices: images.len(),
         })
+    }
+
+    /// Adds `images` (with `guides`) to `series` in order and keeps each one's maps, pooled
+    /// with the slices of the series before it, beside what is already prepared (several
+    /// connections' series may share one call).
+    pub fn add_arrived(
+        &mut self,
+        series: &mut GrowingSeries,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<Vec<Arrival>> {
+        if let Some(g) = guides {
+            one_guide_each(images.len(), g.len())?;
+        }
+        let mut arrivals = Vec::with_capacity(images.len());
+        for (k, image) in images.iter().enumerate() {
+            let guide = guides.map(|g| g[k]);
+            let noise = series.add(*image, guide)?;
+            self.by_slice
+                .insert(key(*image, guide), (noise.map, noise.partner_map));
+            arrivals.push(Arrival {
+                pooled: noise.pooled,
+                restarted: noise.restarted,
+            });
+        }
+        Ok(arrivals)
     }
 
     /// The prepared maps of `image` beside `guide`, if it was prepared with that guide.

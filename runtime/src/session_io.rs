@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::model_metadata::{ModelKind, ModelMetadata};
 use crossdenoise_image::noise::INPUT_NOISE;
 use crossdenoise_image::posterior;
+use ndarray::ArrayView2;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorElementType, TensorRef};
 
@@ -261,4 +263,43 @@ pub(crate) fn one_guide_each(slices: usize, guides: usize) -> Result<()> {
         expected: format!("one guide per slice ({slices})"),
         got: format!("{guides}"),
     }))
+}
+
+/// The size of every slice and guide of a batch (`None` for an empty batch); an error
+/// naming the first slice or guide of another size, or an empty slice.
+pub(crate) fn batch_dim(
+    images: &[ArrayView2<f32>],
+    guides: Option<&[ArrayView2<f32>]>,
+) -> Result<Option<(usize, usize)>> {
+    let Some(first) = images.first() else {
+        return Ok(None);
+    };
+    let (h, w) = first.dim();
+    if h == 0 || w == 0 {
+        return Err(Error::Image(ImageError::Shape {
+            what: "slice",
+            expected: "a non-empty image".into(),
+            got: format!("{h}x{w}"),
+        }));
+    }
+    if let Some((i, other)) = images.iter().enumerate().find(|(_, im)| im.dim() != (h, w)) {
+        return Err(Error::Image(ImageError::Shape {
+            what: "batch",
+            expected: format!("every slice {h}x{w} (as slice 0)"),
+            got: format!("slice {i} is {}x{}", other.nrows(), other.ncols()),
+        }));
+    }
+    if let Some((i, g)) = guides
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .find(|(_, g)| g.dim() != (h, w))
+    {
+        return Err(Error::Image(ImageError::Shape {
+            what: "guide",
+            expected: format!("the size of its slice, {h}x{w}"),
+            got: format!("guide {i} is {}x{}", g.nrows(), g.ncols()),
+        }));
+    }
+    Ok(Some((h, w)))
 }

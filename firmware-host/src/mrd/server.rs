@@ -126,6 +126,7 @@ impl Host {
                 batch_size: config.batch_size,
                 batch_wait: Duration::from_millis(config.batch_wait_ms),
                 queue_depth: config.queue_depth,
+                noise_pool_slices: config.noise_pool_slices,
             },
         );
         Host {

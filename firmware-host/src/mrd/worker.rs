@@ -6,17 +6,19 @@
 //! writing on other connections, and the bounded queue is the daemon's back-pressure: a
 //! connection whose image cannot be queued stops reading its socket.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossdenoise_image::ModelKind;
-use crossdenoise_runtime::Denoiser;
+use crossdenoise_image::growing_series::GrowingSeries;
+use crossdenoise_runtime::{Arrival, Denoiser};
 use ndarray::{Array2, ArrayView2};
 use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 pub type Planes = Vec<Array2<f32>>;
 pub type Answer = Result<Planes, JobError>;
@@ -79,6 +81,22 @@ pub trait Engine: Send + 'static {
     fn info(&self) -> ModelInfo {
         ModelInfo::default()
     }
+    /// A series pooled as its slices arrive, for an engine that serves noise maps.
+    fn growing_series(&self, _capacity: usize) -> Result<Option<GrowingSeries>, String> {
+        Ok(None)
+    }
+    /// Prepares the maps of `slices` (pooled with their series before them) for the next
+    /// batch, beside those already prepared.
+    fn prepare_arrived(
+        &mut self,
+        _series: &mut GrowingSeries,
+        _slices: &[ArrayView2<f32>],
+        _guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<Vec<Arrival>, String> {
+        Ok(Vec::new())
+    }
+    /// Lets go of the maps prepared for the batch before.
+    fn forget_series(&mut self) {}
 }
 
 impl Engine for Denoiser {
@@ -92,6 +110,23 @@ impl Engine for Denoiser {
         guides: &[ArrayView2<f32>],
     ) -> Result<Planes, String> {
         Denoiser::denoise_guided_batch(self, slices, guides).map_err(|e| e.to_string())
+    }
+
+    fn growing_series(&self, capacity: usize) -> Result<Option<GrowingSeries>, String> {
+        Denoiser::growing_series(self, capacity).map_err(|e| e.to_string())
+    }
+
+    fn prepare_arrived(
+        &mut self,
+        series: &mut GrowingSeries,
+        slices: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+    ) -> Result<Vec<Arrival>, String> {
+        Denoiser::prepare_arrived(self, series, slices, guides).map_err(|e| e.to_string())
+    }
+
+    fn forget_series(&mut self) {
+        Denoiser::forget_series(self)
     }
 
     fn info(&self) -> ModelInfo {
@@ -110,6 +145,8 @@ impl Engine for Denoiser {
 struct Job {
     /// The connection it came from: jobs are taken from connections in turn.
     connection: u64,
+    /// Its connection's series so far, which its noise maps are pooled with.
+    series: Arc<Mutex<ConnectionSeries>>,
     model: usize,
     planes: Planes,
     /// The partner image's planes, one per plane, for a guided model.
@@ -122,6 +159,18 @@ pub struct WorkerOptions {
     pub batch_size: usize,
     pub batch_wait: Duration,
     pub queue_depth: usize,
+    /// Most slices of a connection's series each image's noise map is pooled with, itself
+    /// included (1: each image's own map).
+    pub noise_pool_slices: usize,
+}
+
+/// The slices each model has served on one connection so far, for an engine that serves
+/// noise maps: an MRD connection carries one acquisition, and the daemon answers each image
+/// as it comes, so each image's map is pooled with the images of its series before it
+/// (`GrowingSeries`). `None` for a model served with one sigma per slice.
+#[derive(Default)]
+pub struct ConnectionSeries {
+    by_model: HashMap<usize, Option<GrowingSeries>>,
 }
 
 /// The sending side; cheap to clone. Each connection takes its own with
@@ -130,6 +179,7 @@ pub struct WorkerOptions {
 pub struct Worker {
     tx: mpsc::Sender<Job>,
     connection: u64,
+    series: Arc<Mutex<ConnectionSeries>>,
     next_connection: Arc<AtomicU64>,
 }
 
@@ -145,6 +195,7 @@ impl Worker {
             Worker {
                 tx,
                 connection: 0,
+                series: Arc::default(),
                 next_connection: Arc::new(AtomicU64::new(1)),
             },
             thread,
@@ -156,6 +207,7 @@ impl Worker {
     pub fn for_connection(&self) -> Worker {
         Worker {
             connection: self.next_connection.fetch_add(1, Ordering::Relaxed),
+            series: Arc::default(),
             ..self.clone()
         }
     }
@@ -187,6 +239,7 @@ impl Worker {
         self.tx
             .send(Job {
                 connection: self.connection,
+                series: self.series.clone(),
                 model,
                 planes,
                 guides,
@@ -290,11 +343,58 @@ fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: Wor
         // A job whose connection stopped waiting (timeout, client gone) is not computed.
         jobs.retain(|j| !j.reply.is_closed());
         match engines.get_mut(model) {
-            Some(engine) => run_jobs(engine, jobs, options.batch_size),
+            Some(engine) => {
+                prepare_maps(engine, model, &jobs, options.noise_pool_slices);
+                run_jobs(engine, jobs, options.batch_size);
+                engine.forget_series();
+            }
             None => {
                 for job in jobs {
                     let _ = job.reply.send(Err(JobError::NoModel(model)));
                 }
+            }
+        }
+    }
+}
+
+/// Adds each job's slices to its connection's series for `model` and prepares their noise
+/// maps, pooled with the slices before them. A map that cannot be pooled is left to the
+/// engine, which then estimates each slice's own, as without a series.
+fn prepare_maps<E: Engine>(engine: &mut E, model: usize, jobs: &[Job], capacity: usize) {
+    if capacity <= 1 {
+        return;
+    }
+    for job in jobs {
+        let mut table = job.series.lock().unwrap_or_else(|e| e.into_inner());
+        let series = match table.by_model.entry(model) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(engine.growing_series(capacity).unwrap_or_else(|error| {
+                    warn!(connection = job.connection, %error, "noise maps not pooled over the series");
+                    None
+                }))
+            }
+        };
+        let Some(series) = series.as_mut() else {
+            continue;
+        };
+        let views: Vec<_> = job.planes.iter().map(|p| p.view()).collect();
+        let guides: Option<Vec<_>> = job
+            .guides
+            .as_ref()
+            .map(|g| g.iter().map(|p| p.view()).collect());
+        let prepared = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            engine.prepare_arrived(series, &views, guides.as_deref())
+        }))
+        .unwrap_or_else(|_| Err("the noise map panicked".into()));
+        match prepared {
+            Ok(arrivals) => {
+                for reason in arrivals.into_iter().filter_map(|a| a.restarted) {
+                    warn!(connection = job.connection, %reason, "an image is not of the series before it on its connection: its noise map starts a new series");
+                }
+            }
+            Err(error) => {
+                warn!(connection = job.connection, %error, "noise map not pooled over the series: each slice's own")
             }
         }
     }
@@ -406,6 +506,7 @@ mod tests {
                 batch_size: 4,
                 batch_wait: Duration::from_millis(200),
                 queue_depth: 8,
+                noise_pool_slices: 16,
             },
         );
         let mut answers = Vec::new();

@@ -17,6 +17,7 @@ pub mod error;
 pub mod fastmri;
 pub mod fat_signal;
 pub mod floor_aware;
+pub mod growing_series;
 pub mod html;
 pub mod image;
 pub mod io;

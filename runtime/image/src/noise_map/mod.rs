@@ -21,6 +21,8 @@
 //! A true g-factor map is smooth but for folds where it jumps; the smoothing keeps a jump
 //! between tiles, and the interpolation blurs it over a tile.
 
+use std::cell::OnceCell;
+
 use ndarray::{Array2, ArrayView2};
 
 use crate::magnitude_bias::noncentral_chi_mean;
@@ -166,7 +168,7 @@ pub fn estimate_noise_map(
     settings: &NoiseMapSettings,
 ) -> Result<Array2<f32>> {
     let slice = SliceBlocks::new(image, None, settings.coils);
-    Ok(estimate(&[slice], image.dim(), settings)?.remove(0).map)
+    Ok(estimate(&[&slice], image.dim(), settings)?.remove(0).map)
 }
 
 /// A partner's block counts as tissue this many of its sigmas above its air's floor.
@@ -189,7 +191,7 @@ pub fn estimate_noise_map_beside(
         partner_tissue(image, partner, settings)?,
         settings.coils,
     );
-    Ok(estimate(&[slice], image.dim(), settings)?.remove(0).map)
+    Ok(estimate(&[&slice], image.dim(), settings)?.remove(0).map)
 }
 
 /// A slice's own map may be this far from its series' pooled map (the median of their
@@ -232,10 +234,6 @@ fn series_maps(
     settings: &NoiseMapSettings,
 ) -> Result<Vec<SliceMap>> {
     settings.validate()?;
-    let Some(first) = images.first() else {
-        return Ok(Vec::new());
-    };
-    let dim = first.dim();
     if let Some(partners) = partners
         && partners.len() != images.len()
     {
@@ -244,25 +242,77 @@ fn series_maps(
             reason: format!("{} slices but {} partners", images.len(), partners.len()),
         });
     }
-    let mut slices = Vec::with_capacity(images.len());
-    for (k, image) in images.iter().enumerate() {
-        if image.dim() != dim {
-            return Err(Error::Invalid {
-                what: "noise map series",
-                reason: format!(
-                    "slice {k} is {:?}, the series' first {dim:?}: not one acquisition",
-                    image.dim()
-                ),
-            });
-        }
-        let tissue = match partners {
-            Some(p) => partner_tissue(*image, p[k], settings)?,
+    let slices = images
+        .iter()
+        .enumerate()
+        .map(|(k, image)| ReadSlice::new(*image, partners.map(|p| p[k]), settings))
+        .collect::<Result<Vec<_>>>()?;
+    pooled_maps(&slices.iter().collect::<Vec<_>>(), settings)
+}
+
+/// One slice of a series as its map reads it: its blocks, with the tissue its partner
+/// shows, and its own map once a series is checked. Read once, a slice can be pooled with
+/// the slices that come after it (a series growing as it arrives).
+pub(crate) struct ReadSlice {
+    blocks: SliceBlocks,
+    dim: (usize, usize),
+    own: OnceCell<SliceMap>,
+}
+
+impl ReadSlice {
+    /// `image` read beside `partner` (see [`estimate_noise_map_beside`]) or alone.
+    pub(crate) fn new(
+        image: ArrayView2<f32>,
+        partner: Option<ArrayView2<f32>>,
+        settings: &NoiseMapSettings,
+    ) -> Result<Self> {
+        let tissue = match partner {
+            Some(p) => partner_tissue(image, p, settings)?,
             None => None,
         };
-        slices.push(SliceBlocks::new(*image, tissue, settings.coils));
+        Ok(ReadSlice {
+            blocks: SliceBlocks::new(image, tissue, settings.coils),
+            dim: image.dim(),
+            own: OnceCell::new(),
+        })
     }
-    let maps = estimate(&slices, dim, settings)?;
-    check_one_acquisition(&slices, &maps, dim, settings)?;
+
+    pub(crate) fn dim(&self) -> (usize, usize) {
+        self.dim
+    }
+
+    /// Its map estimated from itself alone.
+    fn own(&self, settings: &NoiseMapSettings) -> Result<&SliceMap> {
+        if self.own.get().is_none() {
+            let map = estimate(&[&self.blocks], self.dim, settings)?.remove(0);
+            let _ = self.own.set(map);
+        }
+        Ok(self.own.get().expect("set above"))
+    }
+}
+
+/// The maps of `slices`, one series pooled, refused (an `Invalid` "noise map series"
+/// error) when they are not one acquisition.
+pub(crate) fn pooled_maps(
+    slices: &[&ReadSlice],
+    settings: &NoiseMapSettings,
+) -> Result<Vec<SliceMap>> {
+    let Some(first) = slices.first() else {
+        return Ok(Vec::new());
+    };
+    let dim = first.dim;
+    if let Some((k, other)) = slices.iter().enumerate().find(|(_, s)| s.dim != dim) {
+        return Err(Error::Invalid {
+            what: "noise map series",
+            reason: format!(
+                "slice {k} is {:?}, the series' first {dim:?}: not one acquisition",
+                other.dim
+            ),
+        });
+    }
+    let blocks: Vec<&SliceBlocks> = slices.iter().map(|s| &s.blocks).collect();
+    let maps = estimate(&blocks, dim, settings)?;
+    check_one_acquisition(slices, &maps, settings)?;
     Ok(maps)
 }
 
@@ -272,9 +322,8 @@ fn series_maps(
 /// where the slice's tissue lies (21% apart within one R = 3 fat-suppressed series), while
 /// a map is compared with a map place by place.
 fn check_one_acquisition(
-    slices: &[SliceBlocks],
+    slices: &[&ReadSlice],
     pooled: &[SliceMap],
-    dim: (usize, usize),
     settings: &NoiseMapSettings,
 ) -> Result<()> {
     if slices.len() < 2 {
@@ -283,7 +332,7 @@ fn check_one_acquisition(
     // The slice furthest off (for its precision) is named: the odd one out of a series.
     let mut worst: Option<(usize, f32, f32)> = None;
     for (k, (slice, series)) in slices.iter().zip(pooled).enumerate() {
-        let own = estimate(std::slice::from_ref(slice), dim, settings)?.remove(0);
+        let own = slice.own(settings)?;
         let mut ratios: Vec<f32> = ndarray::Zip::from(&own.map)
             .and(&series.map)
             .and(&own.air)
@@ -331,9 +380,7 @@ fn partner_tissue(
     }
     // The partner's blocks and their surroundings, read once for its map and its tissue.
     let own = SliceBlocks::new(partner, None, settings.coils);
-    let partner_map = estimate(std::slice::from_ref(&own), partner.dim(), settings)?
-        .remove(0)
-        .map;
+    let partner_map = estimate(&[&own], partner.dim(), settings)?.remove(0).map;
     let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
     Ok(Some(Array2::from_shape_fn(own.blocks.dim(), |(i, j)| {
         own.surroundings[(i, j)]
@@ -366,9 +413,19 @@ pub fn estimate_pair_noise_maps(
 ) -> Result<PairMaps> {
     let maps_a = series_maps(a, Some(b), settings)?;
     let maps_b = series_maps(b, Some(a), settings)?;
+    Ok(combine_pair(maps_a, maps_b, settings))
+}
+
+/// The maps of two series read beside each other, each pixel the lower of its own and its
+/// partner's scaled to its level where their shapes agree ([`estimate_pair_noise_maps`]).
+pub(crate) fn combine_pair(
+    maps_a: Vec<SliceMap>,
+    maps_b: Vec<SliceMap>,
+    settings: &NoiseMapSettings,
+) -> PairMaps {
     let own = |maps: Vec<SliceMap>| maps.into_iter().map(|s| s.map).collect::<Vec<_>>();
     let Some(ratio) = shared_shape_ratio(&maps_a, &maps_b, settings) else {
-        return Ok((own(maps_a), own(maps_b)));
+        return (own(maps_a), own(maps_b));
     };
     let lower = |mine: &Array2<f32>, theirs: &Array2<f32>, scale: f32| {
         ndarray::Zip::from(mine)
@@ -385,7 +442,7 @@ pub fn estimate_pair_noise_maps(
         .zip(&maps_a)
         .map(|(y, x)| lower(&y.map, &x.map, 1.0 / ratio))
         .collect();
-    Ok((combined_a, combined_b))
+    (combined_a, combined_b)
 }
 
 /// The ratio of `a`'s maps to `b`'s over the pixels both read as air, when their shapes
@@ -416,14 +473,14 @@ fn shared_shape_ratio(a: &[SliceMap], b: &[SliceMap], settings: &NoiseMapSetting
 }
 
 /// One slice's map, and which of its pixels it read as air.
-struct SliceMap {
-    map: Array2<f32>,
+pub(crate) struct SliceMap {
+    pub(crate) map: Array2<f32>,
     air: Array2<bool>,
 }
 
 /// The maps of `slices` (one, or a series), each `dim` pixels.
 fn estimate(
-    slices: &[SliceBlocks],
+    slices: &[&SliceBlocks],
     dim: (usize, usize),
     settings: &NoiseMapSettings,
 ) -> Result<Vec<SliceMap>> {

@@ -50,7 +50,7 @@ const AIR_NEIGHBOURHOOD: usize = 4;
 /// What one pass over the tiles reads: every slice's blocks at each tile (a series'
 /// slices share their coils and g-factor map, so a tile's evidence is all of theirs).
 pub(super) struct Scan<'a> {
-    pub slices: &'a [SliceBlocks],
+    pub slices: &'a [&'a SliceBlocks],
     /// Tile side in blocks.
     pub per_tile: usize,
     /// Fewest blocks one slice's tile needs to rest on.
