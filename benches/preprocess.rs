@@ -47,6 +47,7 @@ fn preprocessing(c: &mut Criterion) {
 fn posterior(c: &mut Criterion) {
     use crossdenoise_image::floor_aware::partner_tissue;
     use crossdenoise_image::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
+    use crossdenoise_image::noise_map::MAP_RELATIVE_ERROR;
     use crossdenoise_image::posterior::{PriorPlanes, serve};
     let config = PhantomConfig {
         size: 256,
@@ -77,6 +78,8 @@ fn posterior(c: &mut Criterion) {
                     Some(prior),
                     sigmas.view(),
                     Some(partner.view()),
+                    // A coil array is served with a map, whose error is integrated out.
+                    if coils > 1 { MAP_RELATIVE_ERROR } else { 0.0 },
                 )
             })
         });

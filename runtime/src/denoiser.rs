@@ -564,7 +564,7 @@ impl Denoiser {
                             .transpose()?;
                         let partner = partner.as_ref().map(|p| p.view());
                         let (c, sigma) = (&self.correction, sigma.view());
-                        posterior::serve(c, crop(input), out, prior, sigma, partner)
+                        posterior::serve(c, crop(input), out, prior, sigma, partner, 0.0)
                     }
                     Some(e) => e.serve(i, &self.correction, crop(input), out, prior, scale.0),
                 };

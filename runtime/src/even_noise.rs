@@ -3,7 +3,7 @@
 
 use crossdenoise_image::floor_aware::partner_tissue;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
-use crossdenoise_image::noise_map::{NoiseModel, map_level, noise_factor};
+use crossdenoise_image::noise_map::{MAP_RELATIVE_ERROR, NoiseModel, map_level, noise_factor};
 use crossdenoise_image::posterior::{self, PriorPlanes};
 use ndarray::{Array2, ArrayView2};
 
@@ -125,6 +125,7 @@ impl EvenNoise {
             prior,
             sigma.view(),
             partner,
+            MAP_RELATIVE_ERROR,
         )
     }
 }

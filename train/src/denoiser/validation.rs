@@ -164,6 +164,7 @@ fn served(
         prior,
         Array2::from_elem(acquired.dim(), sigma).view(),
         tissue.as_ref().map(|t| t.view()),
+        0.0,
     )
 }
 
