@@ -48,7 +48,7 @@ fn posterior(c: &mut Criterion) {
     use crossdenoise_image::floor_aware::partner_tissue;
     use crossdenoise_image::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
     use crossdenoise_image::noise_map::MAP_RELATIVE_ERROR;
-    use crossdenoise_image::posterior::{PriorPlanes, serve};
+    use crossdenoise_image::posterior::{PREDICTION_RELATIVE_ERROR, PriorPlanes, serve};
     let config = PhantomConfig {
         size: 256,
         ..Default::default()
@@ -79,7 +79,11 @@ fn posterior(c: &mut Criterion) {
                     sigmas.view(),
                     Some(partner.view()),
                     // A coil array is served with a map, whose error is integrated out.
-                    if coils > 1 { MAP_RELATIVE_ERROR } else { 0.0 },
+                    if coils > 1 {
+                        MAP_RELATIVE_ERROR.hypot(PREDICTION_RELATIVE_ERROR)
+                    } else {
+                        0.0
+                    },
                 )
             })
         });

@@ -125,7 +125,9 @@ impl EvenNoise {
             prior,
             sigma.view(),
             partner,
-            MAP_RELATIVE_ERROR,
+            // The inversion's ratio of prediction to sigma is off by the map's error and
+            // the prediction's own.
+            MAP_RELATIVE_ERROR.hypot(posterior::PREDICTION_RELATIVE_ERROR),
         )
     }
 }

@@ -110,8 +110,8 @@ impl NoiseModel {
 
 /// The relative error of an estimated map in tissue, as served: a series' map was within
 /// 1.8-2.2% rms of the true one on the held-out 8-coil phantoms at acceleration 2 (a
-/// slice's own 2.2-3.3%; docs/scanner-noise.md). The posterior integrates it out
-/// (`posterior::Inversion`).
+/// slice's own 2.2-3.3%; docs/scanner-noise.md). Serving integrates it out, with the
+/// prediction's own error (`posterior::Inversion`).
 pub const MAP_RELATIVE_ERROR: f32 = 0.02;
 
 /// How much noisier than the slice's typical pixel each pixel is: the noise `map` over its
