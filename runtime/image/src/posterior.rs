@@ -214,7 +214,9 @@ pub struct PriorPlanes<'a> {
 /// near the noise floor outside the body ([`inside_body`]: the slice's own tissue and its
 /// partner's, `partner` from [`crate::floor_aware::partner_tissue`] for a guided model, with
 /// what they enclose) the prediction is inverted as the slice's fitted floor prior says
-/// ([`FloorAware`]), so that the air comes back black; inside it, exactly.
+/// ([`FloorAware`]), so that the air comes back black; inside it, exactly, or averaged over
+/// a relative error `ratio_error` of the prediction over its sigma ([`Inversion`]; 0 for
+/// none).
 pub fn serve(
     correction: &BiasCorrection,
     observed: ArrayView2<f32>,
@@ -278,9 +280,8 @@ impl Inversion<'_> {
             return self.floor.served(c, mean, sigma, inside);
         }
         let d = 3f32.sqrt() * self.ratio_error;
-        let low = c.amplitude(mean, sigma * (1.0 - d));
-        let high = c.amplitude(mean, sigma * (1.0 + d));
-        (low + 4.0 * c.amplitude(mean, sigma) + high) / 6.0
+        let at = |k: f32| self.floor.served(c, mean, sigma * k, true);
+        (at(1.0 - d) + 4.0 * at(1.0) + at(1.0 + d)) / 6.0
     }
 }
 
