@@ -206,10 +206,11 @@ pub fn estimate_noise_map_beside(
 /// acquisition came within 4.3% on single-coil, 8-coil and g-factor phantoms (R = 2 and
 /// 3); two series 25% apart, mixed 3 + 3 or 5 + 1, 13% or more.
 pub const SERIES_LEVEL_TOLERANCE: f32 = 0.06;
-/// How many of a slice's own relative errors (a tile's error over the square root of its
-/// tissue blocks) widen [`SERIES_LEVEL_TOLERANCE`]: a small slice's own map rests on few
-/// blocks (a 48 x 40 slice of 8 coils read 7% off its series' with one acquisition), a
-/// 256 x 256 slice's on thousands (a widening under 2%).
+/// How many of a slice's own relative errors (a tile's error over the square root of the
+/// blocks its tiles read) widen [`SERIES_LEVEL_TOLERANCE`]: a small slice's own map rests on
+/// few blocks (a 48 x 40 slice of 8 coils read 7% off its series' with one acquisition), a
+/// 256 x 256 slice's on thousands (a widening under 2%). A slice none of whose tiles could
+/// be read has no map of its own, and is not checked.
 pub const SERIES_LEVEL_ERRORS: f32 = 2.0;
 
 /// The noise maps of the slices of one series, each tile's estimate resting on every
@@ -339,6 +340,11 @@ fn check_one_acquisition(
     let mut worst: Option<(usize, f32, f32)> = None;
     for (k, (slice, series)) in slices.iter().zip(pooled).enumerate() {
         let own = slice.own(settings)?;
+        // Tiles too dim to read (a small fat-suppressed slice) leave a slice with no map of
+        // its own, only the global sigma they fell back to: it says nothing of the series.
+        if own.blocks < settings.min_blocks as f32 {
+            continue;
+        }
         let mut ratios: Vec<f32> = ndarray::Zip::from(&own.map)
             .and(&series.map)
             .and(&own.air)
@@ -351,10 +357,11 @@ fn check_one_acquisition(
         if ratios.is_empty() {
             continue;
         }
-        // Each block is four pixels; a block's estimate is off by the tiles' relative error.
-        let blocks = (ratios.len() / 4).max(1) as f32;
+        // Its precision is that of the blocks its tiles read, not of the tissue it covers:
+        // a 96 x 96 fat-suppressed slice of 8 coils may spread one tile's 38 blocks over all
+        // of it (20% off its series' with one acquisition).
         let tolerance =
-            SERIES_LEVEL_TOLERANCE + SERIES_LEVEL_ERRORS * BLOCK_RELATIVE_ERROR / blocks.sqrt();
+            SERIES_LEVEL_TOLERANCE + SERIES_LEVEL_ERRORS * BLOCK_RELATIVE_ERROR / own.blocks.sqrt();
         let off = upper_median(&mut ratios) - 1.0;
         let excess = off.abs() / tolerance;
         if excess > 1.0 && worst.is_none_or(|(_, _, w)| excess > w) {
@@ -478,10 +485,12 @@ fn shared_shape_ratio(a: &[SliceMap], b: &[SliceMap], settings: &NoiseMapSetting
     (rms <= PAIR_SHAPE_AGREEMENT).then(|| centre.exp())
 }
 
-/// One slice's map, and which of its pixels it read as air.
+/// One slice's map, which of its pixels it read as air, and how many blocks its tiles
+/// rest on (the series' together, for a pooled map).
 pub(crate) struct SliceMap {
     pub(crate) map: Array2<f32>,
     air: Array2<bool>,
+    blocks: f32,
 }
 
 /// The maps of `slices` (one, or a series), each `dim` pixels.
@@ -498,6 +507,7 @@ fn estimate(
             .map(|_| SliceMap {
                 map: Array2::zeros(dim),
                 air: Array2::from_elem(dim, false),
+                blocks: 0.0,
             })
             .collect()
     };
@@ -526,16 +536,16 @@ fn estimate(
     // air twice as noisy as the slice (a g-factor of 2 at acceleration 3) sits above a
     // threshold set by the slice's sigma and would be left out, or only its quieter blocks
     // kept, which biases its sigma low.
-    let (first, first_air) = scan.tiles(
+    let first = scan.tiles(
         |s, _| globals[s],
         |s, _| (floor + AIR_ABOVE_FLOOR) * globals[s],
     );
     let at_blocks = |tiles: &Array2<f32>| bilinear(tiles, bh, bw, per_tile);
-    let (tissue_ref, air_ref) = (at_blocks(&first), at_blocks(&first_air));
+    let (tissue_ref, air_ref) = (at_blocks(&first.whole), at_blocks(&first.air));
     let air_below = |b: (usize, usize)| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b];
-    let (smooth, air_smooth) = scan.tiles(|_, b| tissue_ref[b], |_, b| air_below(b));
-    let map = bilinear(&smooth, rows, cols, settings.tile);
-    let air_map = bilinear(&air_smooth, rows, cols, settings.tile);
+    let tiles = scan.tiles(|_, b| tissue_ref[b], |_, b| air_below(b));
+    let map = bilinear(&tiles.whole, rows, cols, settings.tile);
+    let air_map = bilinear(&tiles.air, rows, cols, settings.tile);
     // Each pixel of an air block takes the air's map; the rest the tissue's.
     Ok(slices
         .iter()
@@ -551,7 +561,11 @@ fn estimate(
                         if air[at] { air_map[at] } else { map[at] }
                     },
                 );
-            SliceMap { map, air }
+            SliceMap {
+                map,
+                air,
+                blocks: tiles.blocks,
+            }
         })
         .collect())
 }
@@ -864,6 +878,41 @@ mod tests {
                 .to_string();
             assert!(err.contains("noise map series"), "{err}");
             assert!(err.contains(word), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_small_dim_series_is_not_refused_for_its_slices_few_blocks() {
+        // 96 x 96 fat-suppressed slices of a knee coil at R = 2 (SNR 12 before the
+        // g-factor): a few dozen blocks per slice are bright enough to read, so a slice's
+        // own map is a guess that can be 20% off. One acquisition, pooled, every seed.
+        use crate::coils::CoilArray;
+        use crate::phantom::{PhantomConfig, PhantomGenerator};
+        let config = PhantomConfig {
+            size: 96,
+            snr_pd: 20.0,
+            snr_pdfs: 12.0,
+        };
+        let settings = NoiseMapSettings {
+            coils: 8,
+            ..Default::default()
+        };
+        for seed in [11, 13] {
+            let generator = PhantomGenerator::new(config, seed)
+                .unwrap()
+                .with_coils(CoilArray::knee(2))
+                .unwrap();
+            let pairs: Vec<_> = (0..6).map(|k| generator.pair(k)).collect();
+            let pd: Vec<_> = pairs.iter().map(|p| p.pd.view()).collect();
+            let pdfs: Vec<_> = pairs.iter().map(|p| p.pdfs.view()).collect();
+            for (partners, what) in [(None, "alone"), (Some(&pd[..]), "beside PD")] {
+                let maps = estimate_series_noise_maps(&pdfs, partners, &settings)
+                    .unwrap_or_else(|e| panic!("seed {seed}, {what}: {e}"));
+                // Pooled, the guess is the series' median: within 10% of the truth.
+                let level = map_level(maps[0].view()).unwrap();
+                let truth = map_level(pairs[0].noise_pdfs.view()).unwrap();
+                assert!((level / truth - 1.0).abs() < 0.1, "{level} vs {truth}");
+            }
         }
     }
 

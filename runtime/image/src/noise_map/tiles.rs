@@ -78,7 +78,7 @@ impl Scan<'_> {
         &self,
         sigma: impl Fn(usize, (usize, usize)) -> f32,
         air_below: impl Fn(usize, (usize, usize)) -> f32,
-    ) -> (Array2<f32>, Array2<f32>) {
+    ) -> Tiles {
         let floor = noncentral_chi_mean(0.0, self.coils) as f32;
         let (bh, bw) = self.slices[0].blocks.dim();
         let per_tile = self.per_tile;
@@ -140,10 +140,24 @@ impl Scan<'_> {
         }
         let fallback = Array2::from_elem((th, tw), self.global);
         let smooth = normalised_convolution(&estimate, &weight, self.smoothing, &fallback);
-        let air_smooth =
-            normalised_convolution(&air_estimate, &air_weight, self.smoothing, &smooth);
-        (smooth, air_smooth)
+        let air = normalised_convolution(&air_estimate, &air_weight, self.smoothing, &smooth);
+        Tiles {
+            whole: smooth,
+            air,
+            blocks: weight.sum(),
+        }
     }
+}
+
+/// A scan's smoothed tile estimates.
+pub(super) struct Tiles {
+    /// Of the slice: its tissue, or its air where a tile has too little tissue.
+    pub whole: Array2<f32>,
+    /// Of its air alone (the whole's where a tile has too little air).
+    pub air: Array2<f32>,
+    /// How many blocks the tiles' own estimates rest on, together: none where every tile
+    /// fell back to the global sigma.
+    pub blocks: f32,
 }
 
 /// One 2 x 2 block of the image: what the estimates read of it.
