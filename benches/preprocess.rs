@@ -47,7 +47,7 @@ fn preprocessing(c: &mut Criterion) {
 fn posterior(c: &mut Criterion) {
     use crossdenoise_image::floor_aware::partner_tissue;
     use crossdenoise_image::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
-    use crossdenoise_image::noise_map::MAP_RELATIVE_ERROR;
+    use crossdenoise_image::noise_map::map_relative_error;
     use crossdenoise_image::posterior::{PREDICTION_RELATIVE_ERROR, PriorPlanes, serve};
     let config = PhantomConfig {
         size: 256,
@@ -80,7 +80,7 @@ fn posterior(c: &mut Criterion) {
                     Some(partner.view()),
                     // A coil array is served with a map, whose error is integrated out.
                     if coils > 1 {
-                        MAP_RELATIVE_ERROR.hypot(PREDICTION_RELATIVE_ERROR)
+                        map_relative_error(1).hypot(PREDICTION_RELATIVE_ERROR)
                     } else {
                         0.0
                     },

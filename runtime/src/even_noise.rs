@@ -3,7 +3,7 @@
 
 use crossdenoise_image::floor_aware::partner_tissue;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
-use crossdenoise_image::noise_map::{MAP_RELATIVE_ERROR, NoiseModel, map_level, noise_factor};
+use crossdenoise_image::noise_map::{NoiseModel, map_level, map_relative_error, noise_factor};
 use crossdenoise_image::posterior::{self, PriorPlanes};
 use ndarray::{Array2, ArrayView2};
 
@@ -19,6 +19,8 @@ pub(crate) struct EvenNoise {
     pub flat_images: Vec<Array2<f32>>,
     pub flat_guides: Option<Vec<Array2<f32>>>,
     pub maps: Vec<Array2<f32>>,
+    /// How many slices of its series each slice's map pooled (1: estimated alone).
+    pub pooled: Vec<usize>,
     /// Each slice's noise factor; none when the slices are not divided.
     pub factors: Option<Vec<Array2<f32>>>,
     pub partners: Vec<Array2<bool>>,
@@ -47,6 +49,7 @@ impl EvenNoise {
             flat_images: Vec::with_capacity(images.len()),
             flat_guides: guides.map(|g| Vec::with_capacity(g.len())),
             maps: Vec::with_capacity(images.len()),
+            pooled: Vec::with_capacity(images.len()),
             factors: divide.then(|| Vec::with_capacity(images.len())),
             partners: Vec::new(),
             guide_levels: Vec::new(),
@@ -56,14 +59,21 @@ impl EvenNoise {
             // from its tissue too dark to show (training divides its pairs the same way).
             let guide = guides.map(|g| g[i]);
             let prepared = series.get(*image, guide);
+            let mut pooled = 1;
             let map = match guide {
                 None => match prepared {
-                    Some((map, _)) => map.clone(),
+                    Some(maps) => {
+                        pooled = maps.pooled;
+                        maps.map.clone()
+                    }
                     None => noise.sigma(*image)?,
                 },
                 Some(g) => {
                     let (image_map, guide_map) = match prepared {
-                        Some((map, Some(guide_map))) => (map.clone(), guide_map.clone()),
+                        Some(maps) if maps.guide_map.is_some() => {
+                            pooled = maps.pooled;
+                            (maps.map.clone(), maps.guide_map.clone().expect("checked"))
+                        }
                         _ => noise.sigma_of_pair(*image, g)?,
                     };
                     if let Some(flat_guides) = even.flat_guides.as_mut() {
@@ -81,6 +91,7 @@ impl EvenNoise {
             let factor = factor_of(&map);
             even.flat_images.push(flat(*image, factor.as_ref()));
             even.maps.push(map);
+            even.pooled.push(pooled);
             if let (Some(factors), Some(factor)) = (even.factors.as_mut(), factor) {
                 factors.push(factor);
             }
@@ -125,9 +136,9 @@ impl EvenNoise {
             prior,
             sigma.view(),
             partner,
-            // The inversion's ratio of prediction to sigma is off by the map's error and
-            // the prediction's own.
-            MAP_RELATIVE_ERROR.hypot(posterior::PREDICTION_RELATIVE_ERROR),
+            // The inversion's ratio of prediction to sigma is off by the map's error (as
+            // far as the slices it pooled allow) and the prediction's own.
+            map_relative_error(self.pooled[i]).hypot(posterior::PREDICTION_RELATIVE_ERROR),
         )
     }
 }
@@ -150,4 +161,41 @@ pub(crate) fn noise_mismatch(trained: u32, served: u32) -> String {
         what(trained),
         what(served)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossdenoise_image::noise_map::NoiseMapSettings;
+
+    /// A bright square on black with a deterministic ripple of `level` as its "noise".
+    fn slice(level: f32, phase: usize) -> Array2<f32> {
+        Array2::from_shape_fn((64, 64), |(i, j)| {
+            let ripple = level * (((i * 7 + j * 13 + phase) % 11) as f32 / 5.0 - 1.0).abs();
+            ripple
+                + if (16..48).contains(&i) && (16..48).contains(&j) {
+                    0.5
+                } else {
+                    0.0
+                }
+        })
+    }
+
+    #[test]
+    fn each_slice_is_served_with_the_error_of_the_slices_its_map_pooled() {
+        let noise = NoiseModel::Map(NoiseMapSettings::default());
+        let images: Vec<_> = (0..3).map(|k| slice(0.02, k)).collect();
+        let guides: Vec<_> = (0..3).map(|k| slice(0.03, k + 5)).collect();
+        let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+        let guide_views: Vec<_> = guides.iter().map(|g| g.view()).collect();
+        let mut series = SeriesMaps::default();
+        series.prepare(&noise, &views, Some(&guide_views)).unwrap();
+        // Two slices of the prepared series, and one that was not prepared.
+        let stranger = slice(0.02, 9);
+        let batch = [views[0], views[2], stranger.view()];
+        let batch_guides = [guide_views[0], guide_views[2], guide_views[1]];
+        let even = EvenNoise::new(&noise, 1, &batch, Some(&batch_guides), &series, true).unwrap();
+        assert_eq!(even.pooled, vec![3, 3, 1]);
+        assert!(map_relative_error(3) < map_relative_error(1));
+    }
 }

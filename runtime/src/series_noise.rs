@@ -41,8 +41,13 @@ pub struct Arrival {
     pub restarted: Option<String>,
 }
 
-/// A slice's maps: its own and its guide's.
-pub(crate) type SliceMaps = (Array2<f32>, Option<Array2<f32>>);
+/// A slice's maps, its own and its guide's, and how many slices they pooled.
+#[derive(Debug)]
+pub(crate) struct SliceMaps {
+    pub map: Array2<f32>,
+    pub guide_map: Option<Array2<f32>>,
+    pub pooled: usize,
+}
 
 /// The maps of the series last prepared, by their slice's (and guide's) pixels.
 #[derive(Debug, Default)]
@@ -77,7 +82,7 @@ impl SeriesMaps {
             None => estimate_series_noise_maps(images, None, settings)
                 .map(|own| own.into_iter().map(|m| (m, None)).collect::<Vec<_>>()),
         };
-        let maps: Vec<SliceMaps> = match maps {
+        let maps: Vec<(Array2<f32>, Option<Array2<f32>>)> = match maps {
             Ok(m) => m,
             Err(ImageError::Invalid {
                 what: "noise map series",
@@ -85,9 +90,14 @@ impl SeriesMaps {
             }) => return Ok(SeriesNoise::PerSlice { reason }),
             Err(e) => return Err(e.into()),
         };
-        for (k, m) in maps.into_iter().enumerate() {
+        for (k, (map, guide_map)) in maps.into_iter().enumerate() {
+            let maps = SliceMaps {
+                map,
+                guide_map,
+                pooled: images.len(),
+            };
             self.by_slice
-                .insert(key(images[k], guides.map(|g| g[k])), m);
+                .insert(key(images[k], guides.map(|g| g[k])), maps);
         }
         Ok(SeriesNoise::Pooled {
             slices: images.len(),
@@ -110,8 +120,12 @@ impl SeriesMaps {
         for (k, image) in images.iter().enumerate() {
             let guide = guides.map(|g| g[k]);
             let noise = series.add(*image, guide)?;
-            self.by_slice
-                .insert(key(*image, guide), (noise.map, noise.partner_map));
+            let maps = SliceMaps {
+                map: noise.map,
+                guide_map: noise.partner_map,
+                pooled: noise.pooled,
+            };
+            self.by_slice.insert(key(*image, guide), maps);
             arrivals.push(Arrival {
                 pooled: noise.pooled,
                 restarted: noise.restarted,
@@ -177,11 +191,12 @@ mod tests {
         let settings = NoiseMapSettings::default();
         let (own, theirs) = estimate_pair_noise_maps(&views, &guide_views, &settings).unwrap();
         for k in 0..3 {
-            let (m, g) = series
+            let maps = series
                 .get(views[k], Some(guide_views[k]))
                 .expect("prepared");
-            assert_eq!(m, &own[k]);
-            assert_eq!(g.as_ref(), Some(&theirs[k]));
+            assert_eq!(maps.map, own[k]);
+            assert_eq!(maps.guide_map.as_ref(), Some(&theirs[k]));
+            assert_eq!(maps.pooled, 3);
         }
         // Another slice, or the same slice with another guide (or none), was not prepared.
         let other = slice(64, 0.02, 9);
