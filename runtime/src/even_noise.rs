@@ -8,7 +8,7 @@ use crossdenoise_image::posterior::{self, PriorPlanes};
 use ndarray::{Array2, ArrayView2};
 
 use crate::Result;
-use crate::series_noise::SeriesMaps;
+use crate::series_noise::{SeriesMaps, SliceMaps};
 
 /// The slices and guides of one call divided by their noise factors ([`noise_factor`]),
 /// with the slices' maps and factors to undo it, and where each guide shows tissue
@@ -70,9 +70,13 @@ impl EvenNoise {
                 },
                 Some(g) => {
                     let (image_map, guide_map) = match prepared {
-                        Some(maps) if maps.guide_map.is_some() => {
-                            pooled = maps.pooled;
-                            (maps.map.clone(), maps.guide_map.clone().expect("checked"))
+                        Some(SliceMaps {
+                            map,
+                            guide_map: Some(guide_map),
+                            pooled: n,
+                        }) => {
+                            pooled = *n;
+                            (map.clone(), guide_map.clone())
                         }
                         _ => noise.sigma_of_pair(*image, g)?,
                     };
