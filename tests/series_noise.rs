@@ -92,3 +92,97 @@ fn a_folder_of_slices_shares_one_noise_map() {
     );
     refused(&mixed, "not one acquisition");
 }
+
+/// `--noise-map`: measured maps (here the phantoms' true ones) are served as given, in
+/// place of the estimate, and a missing, misfitting or half-given set of maps is refused
+/// before anything is written.
+#[test]
+fn measured_noise_maps_are_served_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    export(&tiny_coil_run(), &cwd.join("coil.onnx"), &["--to", "a"]);
+    coil_phantoms(cwd, "set", "2", "96", "3");
+    let denoise = |out_dir: &str, extra: &[&str]| {
+        let mut args = vec![
+            "denoise",
+            "--model",
+            "coil.onnx",
+            "--guide",
+            "set/pdfs",
+            "--noise",
+            "map",
+            "--coils",
+            "8",
+            "--out",
+            out_dir,
+        ];
+        args.extend_from_slice(extra);
+        args.push("set/pd");
+        crossdenoise(&args, cwd)
+    };
+    let given = |maps: &str, guide_maps: &str| {
+        vec![
+            "--noise-map".to_string(),
+            maps.to_string(),
+            "--guide-noise-map".to_string(),
+            guide_maps.to_string(),
+        ]
+    };
+    let run = |out_dir: &str, extra: Vec<String>| {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = denoise(out_dir, &extra);
+        assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
+    };
+    let read = |p: &str| read_npy(&cwd.join(p)).unwrap();
+    run("estimated", Vec::new());
+    run("true", given("set/clean/noise/pd", "set/clean/noise/pdfs"));
+    // The same maps half again as high: more of the noncentral chi floor is taken off, so
+    // the slices come out darker.
+    for (from, to) in [
+        ("set/clean/noise/pd", "high/pd"),
+        ("set/clean/noise/pdfs", "high/pdfs"),
+    ] {
+        std::fs::create_dir_all(cwd.join(to)).unwrap();
+        for name in ["0000.npy", "0001.npy"] {
+            let map = read(&format!("{from}/{name}")).mapv(|v| 1.5 * v);
+            write_npy(&cwd.join(to).join(name), map.view()).unwrap();
+        }
+    }
+    run("high", given("high/pd", "high/pdfs"));
+    for name in ["0000.npy", "0001.npy"] {
+        let (estimated, truth, high) = (
+            read(&format!("estimated/pd/{name}")),
+            read(&format!("true/pd/{name}")),
+            read(&format!("high/pd/{name}")),
+        );
+        assert!(truth.iter().all(|v| v.is_finite()), "{name}");
+        assert_ne!(truth, estimated, "{name}");
+        assert!(
+            high.sum() < 0.97 * truth.sum(),
+            "{name}: {} against {}",
+            high.sum(),
+            truth.sum()
+        );
+    }
+    // Refused, naming what is at fault, with nothing written: a missing map, a guided
+    // model without its guides' maps, a map of another size.
+    let missing = denoise("missing", &["--noise-map", "high/pdfs-none"]);
+    refused(&missing, "no noise map");
+    assert!(!cwd.join("missing/pd").exists());
+    let half = denoise("half", &["--noise-map", "set/clean/noise/pd"]);
+    refused(&half, "--guide-noise-map");
+    std::fs::create_dir_all(cwd.join("small")).unwrap();
+    for name in ["0000.npy", "0001.npy"] {
+        let small = read(&format!("set/clean/noise/pd/{name}")).slice_move(ndarray::s![..64, ..]);
+        write_npy(&cwd.join("small").join(name), small.view()).unwrap();
+    }
+    let small = denoise(
+        "small",
+        &given("small", "set/clean/noise/pdfs")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    refused(&small, "slice map 0 is (64, 96), its slice (96, 96)");
+    assert!(!cwd.join("small/pd/0000.npy").exists());
+}

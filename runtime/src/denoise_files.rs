@@ -320,6 +320,15 @@ impl Default for FileJob {
     }
 }
 
+/// The pixels of `file` as [`FileJob::denoise_file`] reads them: what a prepared or
+/// supplied noise map is found by.
+pub fn read_image(file: &InputFile) -> Result<Array2<f32>> {
+    Ok(match file.format {
+        Format::Dicom => DicomSlice::read(&file.path)?.image,
+        _ => io::read_slice(&file.path)?,
+    })
+}
+
 impl FileJob {
     pub fn new() -> Self {
         Self::default()
@@ -355,14 +364,10 @@ impl FileJob {
         files: &[&InputFile],
         guides: Option<&[&Path]>,
     ) -> Result<SeriesNoise> {
-        // Read as `denoise_file` reads them: a slice's maps are found by its pixels.
         let images = files
             .iter()
-            .map(|f| match f.format {
-                Format::Dicom => DicomSlice::read(&f.path).map(|d| d.image),
-                _ => io::read_slice(&f.path),
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|f| read_image(f))
+            .collect::<Result<Vec<_>>>()?;
         let guide_images = guides
             .map(|g| {
                 g.iter()

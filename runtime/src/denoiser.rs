@@ -19,11 +19,12 @@ use ndarray::{Array2, Array4, ArrayView2, ArrayView4};
 use ort::session::Session;
 
 use crate::even_noise::{EvenNoise, noise_mismatch};
-use crate::execution_provider::{Fallback, ProviderKind, ProviderSettings, open_session};
+use crate::execution_provider::{Fallback, ProviderKind, open_session};
 use crate::input::fill;
 use crate::local_levels::LocalLevels;
 use crate::noise_levels::{guide_tissue, noise_levels};
 use crate::onnx_runtime::OnnxRuntime;
+use crate::options::DenoiserOptions;
 use crate::orientations::averaged;
 use crate::series_noise::{Arrival, SeriesMaps, SeriesNoise};
 use crate::session_io::{
@@ -36,53 +37,9 @@ use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::Padding;
 use crossdenoise_image::growing_series::GrowingSeries;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
-use crossdenoise_image::model_metadata::{AssumedMetadata, ModelKind, ModelMetadata};
+use crossdenoise_image::model_metadata::{ModelKind, ModelMetadata};
 use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
 use crossdenoise_image::posterior;
-
-/// How to open a model.
-#[derive(Debug, Clone)]
-pub struct DenoiserOptions {
-    pub providers: ProviderSettings,
-    /// Used only for a model that carries no metadata of its own; such a model is refused
-    /// without it, because guessing the normalisation gives plausible-looking wrong images.
-    pub assume: Option<AssumedMetadata>,
-    /// Shape `[N, H, W]` of the warm-up inference (rounded up to the size multiple); `None`
-    /// skips it. TensorRT builds an engine per input shape, so a deployment warms up with
-    /// the scanner's matrix size.
-    pub warmup: Option<[usize; 3]>,
-    /// Largest plane (padded height x width) run through the model at once. A larger slice
-    /// runs in overlapping tiles of about this many pixels, so inference memory is bounded
-    /// by this, not by the slice (a 1024 x 1024 guided slice whole takes ~5 GB on the CPU).
-    pub tile_pixels: usize,
-    /// For a model that states a prior: serve the posterior mean (the default), or only its
-    /// prediction with the Rician bias removed (to see what the posterior step adds).
-    pub posterior: bool,
-    /// How each slice's noise is known: one sigma (Rician), or a map per pixel for a given
-    /// number of coils (parallel imaging, root-sum-of-squares: the noncentral chi correction
-    /// and posterior). `None` (the default): as the model records its training data, a map
-    /// of its coils for a model trained on a coil array, one sigma per slice otherwise, which
-    /// is what a deployment that matched its model to its scanner wants (the daemon, the
-    /// DICOM node). A model is refused under a noise model of other coils than its own.
-    pub noise: Option<NoiseModel>,
-    /// Average the model's outputs over the eight orientations of each slice (and its
-    /// guide) before the posterior step: a better estimate at eight times the inference.
-    pub average_orientations: bool,
-}
-
-impl Default for DenoiserOptions {
-    fn default() -> Self {
-        DenoiserOptions {
-            providers: ProviderSettings::default(),
-            assume: None,
-            warmup: Some([1, 64, 64]),
-            tile_pixels: 512 * 512,
-            posterior: true,
-            noise: None,
-            average_orientations: false,
-        }
-    }
-}
 
 /// An open model, ready to denoise.
 pub struct Denoiser {
@@ -340,6 +297,29 @@ impl Denoiser {
     ) -> Result<SeriesNoise> {
         self.check_guide(guides.is_some())?;
         self.series.prepare(&self.noise, images, guides)
+    }
+
+    /// Takes `maps` (and `guide_maps`, one per guide, for a guided model) as the noise maps
+    /// of `images` (with `guides`) instead of estimating them: measured ones (a noise scan
+    /// and a g-factor map), each off by `error` relatively. Only under a noise map model;
+    /// kept beside what is already prepared, until [`Denoiser::forget_series`].
+    pub fn supply_maps(
+        &mut self,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+        maps: Vec<Array2<f32>>,
+        guide_maps: Option<Vec<Array2<f32>>>,
+        error: f32,
+    ) -> Result<()> {
+        self.check_guide(guides.is_some())?;
+        if self.noise == NoiseModel::Slice {
+            return Err(Error::Image(ImageError::Invalid {
+                what: "noise map",
+                reason: "supplied maps need a noise map model (one sigma per slice is served)"
+                    .into(),
+            }));
+        }
+        self.series.supply(images, guides, maps, guide_maps, error)
     }
 
     /// A series whose slices arrive one at a time, pooled up to `capacity` slices, for

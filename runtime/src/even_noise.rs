@@ -3,12 +3,12 @@
 
 use crossdenoise_image::floor_aware::partner_tissue;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
-use crossdenoise_image::noise_map::{NoiseModel, map_level, map_relative_error, noise_factor};
+use crossdenoise_image::noise_map::{NoiseModel, map_level, noise_factor};
 use crossdenoise_image::posterior::{self, PriorPlanes};
 use ndarray::{Array2, ArrayView2};
 
 use crate::Result;
-use crate::series_noise::{SeriesMaps, SliceMaps};
+use crate::series_noise::{MapOrigin, SeriesMaps, SliceMaps};
 
 /// The slices and guides of one call divided by their noise factors ([`noise_factor`]),
 /// with the slices' maps and factors to undo it, and where each guide shows tissue
@@ -19,8 +19,8 @@ pub(crate) struct EvenNoise {
     pub flat_images: Vec<Array2<f32>>,
     pub flat_guides: Option<Vec<Array2<f32>>>,
     pub maps: Vec<Array2<f32>>,
-    /// How many slices of its series each slice's map pooled (1: estimated alone).
-    pub pooled: Vec<usize>,
+    /// Where each slice's map comes from (estimated alone, pooled, or supplied).
+    pub origins: Vec<MapOrigin>,
     /// Each slice's noise factor; none when the slices are not divided.
     pub factors: Option<Vec<Array2<f32>>>,
     pub partners: Vec<Array2<bool>>,
@@ -49,7 +49,7 @@ impl EvenNoise {
             flat_images: Vec::with_capacity(images.len()),
             flat_guides: guides.map(|g| Vec::with_capacity(g.len())),
             maps: Vec::with_capacity(images.len()),
-            pooled: Vec::with_capacity(images.len()),
+            origins: Vec::with_capacity(images.len()),
             factors: divide.then(|| Vec::with_capacity(images.len())),
             partners: Vec::new(),
             guide_levels: Vec::new(),
@@ -59,11 +59,11 @@ impl EvenNoise {
             // from its tissue too dark to show (training divides its pairs the same way).
             let guide = guides.map(|g| g[i]);
             let prepared = series.get(*image, guide);
-            let mut pooled = 1;
+            let mut origin = MapOrigin::Estimated { pooled: 1 };
             let map = match guide {
                 None => match prepared {
                     Some(maps) => {
-                        pooled = maps.pooled;
+                        origin = maps.origin;
                         maps.map.clone()
                     }
                     None => noise.sigma(*image)?,
@@ -73,9 +73,9 @@ impl EvenNoise {
                         Some(SliceMaps {
                             map,
                             guide_map: Some(guide_map),
-                            pooled: n,
+                            origin: from,
                         }) => {
-                            pooled = *n;
+                            origin = *from;
                             (map.clone(), guide_map.clone())
                         }
                         _ => noise.sigma_of_pair(*image, g)?,
@@ -95,7 +95,7 @@ impl EvenNoise {
             let factor = factor_of(&map);
             even.flat_images.push(flat(*image, factor.as_ref()));
             even.maps.push(map);
-            even.pooled.push(pooled);
+            even.origins.push(origin);
             if let (Some(factors), Some(factor)) = (even.factors.as_mut(), factor) {
                 factors.push(factor);
             }
@@ -141,8 +141,10 @@ impl EvenNoise {
             sigma.view(),
             partner,
             // The inversion's ratio of prediction to sigma is off by the map's error (as
-            // far as the slices it pooled allow) and the prediction's own.
-            map_relative_error(self.pooled[i]).hypot(posterior::PREDICTION_RELATIVE_ERROR),
+            // far as the slices it pooled allow, or as supplied) and the prediction's own.
+            self.origins[i]
+                .relative_error()
+                .hypot(posterior::PREDICTION_RELATIVE_ERROR),
         )
     }
 }
@@ -199,7 +201,8 @@ mod tests {
         let batch = [views[0], views[2], stranger.view()];
         let batch_guides = [guide_views[0], guide_views[2], guide_views[1]];
         let even = EvenNoise::new(&noise, 1, &batch, Some(&batch_guides), &series, true).unwrap();
-        assert_eq!(even.pooled, vec![3, 3, 1]);
-        assert!(map_relative_error(3) < map_relative_error(1));
+        let pooled = |n| MapOrigin::Estimated { pooled: n };
+        assert_eq!(even.origins, vec![pooled(3), pooled(3), pooled(1)]);
+        assert!(pooled(3).relative_error() < pooled(1).relative_error());
     }
 }

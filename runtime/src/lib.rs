@@ -17,13 +17,15 @@ mod input;
 mod local_levels;
 mod noise_levels;
 pub mod onnx_runtime;
+pub mod options;
 mod orientations;
 pub mod series_noise;
 mod session_io;
 mod tiles;
 
-pub use denoiser::{Denoiser, DenoiserOptions};
+pub use denoiser::Denoiser;
 pub use error::{Error, Result};
 pub use execution_provider::{ProviderKind, ProviderSettings};
 pub use onnx_runtime::OnnxRuntime;
+pub use options::DenoiserOptions;
 pub use series_noise::{Arrival, SeriesNoise};

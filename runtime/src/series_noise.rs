@@ -15,7 +15,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use crossdenoise_image::Error as ImageError;
 use crossdenoise_image::growing_series::GrowingSeries;
 use crossdenoise_image::noise_map::{
-    NoiseModel, estimate_pair_noise_maps, estimate_series_noise_maps,
+    NoiseModel, estimate_pair_noise_maps, estimate_series_noise_maps, map_relative_error,
 };
 use ndarray::{Array2, ArrayView2};
 
@@ -41,12 +41,33 @@ pub struct Arrival {
     pub restarted: Option<String>,
 }
 
-/// A slice's maps, its own and its guide's, and how many slices they pooled.
+/// A slice's maps, its own and its guide's, and where they come from.
 #[derive(Debug)]
 pub(crate) struct SliceMaps {
     pub map: Array2<f32>,
     pub guide_map: Option<Array2<f32>>,
-    pub pooled: usize,
+    pub origin: MapOrigin,
+}
+
+/// Where a slice's noise maps come from, which says how far off they may be: the serving
+/// integrates that error out of the noncentral chi inversion (`posterior::Inversion`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum MapOrigin {
+    /// Estimated from the images, pooled over this many slices of their series (1: alone).
+    Estimated { pooled: usize },
+    /// Given with the images (measured: a noise scan and a g-factor map), off by this
+    /// relative rms.
+    Supplied { error: f32 },
+}
+
+impl MapOrigin {
+    /// The maps' relative error (rms).
+    pub fn relative_error(&self) -> f32 {
+        match *self {
+            MapOrigin::Estimated { pooled } => map_relative_error(pooled),
+            MapOrigin::Supplied { error } => error,
+        }
+    }
 }
 
 /// The maps of the series last prepared, by their slice's (and guide's) pixels.
@@ -94,7 +115,9 @@ impl SeriesMaps {
             let maps = SliceMaps {
                 map,
                 guide_map,
-                pooled: images.len(),
+                origin: MapOrigin::Estimated {
+                    pooled: images.len(),
+                },
             };
             self.by_slice
                 .insert(key(images[k], guides.map(|g| g[k])), maps);
@@ -123,7 +146,9 @@ impl SeriesMaps {
             let maps = SliceMaps {
                 map: noise.map,
                 guide_map: noise.partner_map,
-                pooled: noise.pooled,
+                origin: MapOrigin::Estimated {
+                    pooled: noise.pooled,
+                },
             };
             self.by_slice.insert(key(*image, guide), maps);
             arrivals.push(Arrival {
@@ -132,6 +157,82 @@ impl SeriesMaps {
             });
         }
         Ok(arrivals)
+    }
+
+    /// Keeps `maps` (and `guide_maps`, one per guide: a guided model divides its guide by
+    /// its map too) as the noise maps of `images` (with `guides`), each off by `error`
+    /// relatively, beside what is already prepared. Each map must have its slice's size
+    /// and a positive, finite sigma at every pixel; the error names the first that does
+    /// not (`k`: its place in `images`).
+    pub fn supply(
+        &mut self,
+        images: &[ArrayView2<f32>],
+        guides: Option<&[ArrayView2<f32>]>,
+        maps: Vec<Array2<f32>>,
+        guide_maps: Option<Vec<Array2<f32>>>,
+        error: f32,
+    ) -> Result<()> {
+        let invalid = |reason: String| {
+            crate::Error::from(ImageError::Invalid {
+                what: "noise map",
+                reason,
+            })
+        };
+        if !(error.is_finite() && error >= 0.0) {
+            return Err(invalid(format!(
+                "error {error} is not a finite fraction >= 0"
+            )));
+        }
+        let check = |what: &str, images: &[ArrayView2<f32>], maps: &[Array2<f32>]| {
+            if maps.len() != images.len() {
+                return Err(invalid(format!(
+                    "{} {what} maps for {} slices",
+                    maps.len(),
+                    images.len()
+                )));
+            }
+            for (k, (image, map)) in images.iter().zip(maps).enumerate() {
+                if map.dim() != image.dim() {
+                    return Err(invalid(format!(
+                        "{what} map {k} is {:?}, its slice {:?}",
+                        map.dim(),
+                        image.dim()
+                    )));
+                }
+                if let Some(v) = map.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+                    return Err(invalid(format!(
+                        "{what} map {k} has a sigma of {v}: not a positive, finite value"
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check("slice", images, &maps)?;
+        let guide_maps = match (guides, guide_maps) {
+            (None, None) => vec![None; images.len()],
+            (Some(g), Some(m)) => {
+                one_guide_each(images.len(), g.len())?;
+                check("guide", g, &m)?;
+                m.into_iter().map(Some).collect()
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "a guided model divides its guide by the guide's map too: none given".into(),
+                ));
+            }
+            (None, Some(_)) => return Err(invalid("guide maps without guides".into())),
+        };
+        let origin = MapOrigin::Supplied { error };
+        for (k, (map, guide_map)) in maps.into_iter().zip(guide_maps).enumerate() {
+            let key = key(images[k], guides.map(|g| g[k]));
+            let maps = SliceMaps {
+                map,
+                guide_map,
+                origin,
+            };
+            self.by_slice.insert(key, maps);
+        }
+        Ok(())
     }
 
     /// The prepared maps of `image` beside `guide`, if it was prepared with that guide.
@@ -196,7 +297,7 @@ mod tests {
                 .expect("prepared");
             assert_eq!(maps.map, own[k]);
             assert_eq!(maps.guide_map.as_ref(), Some(&theirs[k]));
-            assert_eq!(maps.pooled, 3);
+            assert_eq!(maps.origin, MapOrigin::Estimated { pooled: 3 });
         }
         // Another slice, or the same slice with another guide (or none), was not prepared.
         let other = slice(64, 0.02, 9);
@@ -231,5 +332,54 @@ mod tests {
         let short = [views[0]];
         let err = series.prepare(&map, &views, Some(&short)).unwrap_err();
         assert!(err.to_string().contains("one guide per slice"), "{err}");
+    }
+
+    #[test]
+    fn supplied_maps_are_served_as_given_and_checked() {
+        let images: Vec<_> = (0..2).map(|k| slice(32, 0.02, k)).collect();
+        let guides: Vec<_> = (0..2).map(|k| slice(32, 0.03, k + 5)).collect();
+        let (views, guide_views): (Vec<_>, Vec<_>) = images
+            .iter()
+            .zip(&guides)
+            .map(|(i, g)| (i.view(), g.view()))
+            .unzip();
+        let maps = |level: f32| vec![Array2::from_elem((32, 32), level); 2];
+        let mut series = SeriesMaps::default();
+        series
+            .supply(
+                &views,
+                Some(&guide_views),
+                maps(0.02),
+                Some(maps(0.03)),
+                0.01,
+            )
+            .unwrap();
+        let got = series
+            .get(views[1], Some(guide_views[1]))
+            .expect("supplied");
+        assert_eq!(got.map, maps(0.02)[0]);
+        assert_eq!(got.guide_map.as_ref(), Some(&maps(0.03)[0]));
+        assert_eq!(got.origin, MapOrigin::Supplied { error: 0.01 });
+        assert_eq!(got.origin.relative_error(), 0.01);
+        // Refused, naming the map at fault: another size, a sigma of 0, a guided series
+        // without its guides' maps, a negative error.
+        let refused = |series: &mut SeriesMaps, maps, guide_maps, error| {
+            series
+                .supply(&views, Some(&guide_views), maps, guide_maps, error)
+                .unwrap_err()
+                .to_string()
+        };
+        let mut small = maps(0.02);
+        small[1] = Array2::from_elem((16, 32), 0.02);
+        let err = refused(&mut series, small, Some(maps(0.03)), 0.01);
+        assert!(err.contains("slice map 1 is (16, 32)"), "{err}");
+        let mut zero = maps(0.03);
+        zero[0][(3, 4)] = 0.0;
+        let err = refused(&mut series, maps(0.02), Some(zero), 0.01);
+        assert!(err.contains("guide map 0 has a sigma of 0"), "{err}");
+        let err = refused(&mut series, maps(0.02), None, 0.01);
+        assert!(err.contains("guide's map too"), "{err}");
+        let err = refused(&mut series, maps(0.02), Some(maps(0.03)), -0.1);
+        assert!(err.contains("error -0.1"), "{err}");
     }
 }

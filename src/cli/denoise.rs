@@ -1,11 +1,12 @@
 //! `crossdenoise denoise`: an exported model over image files, through ONNX Runtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
+use crossdenoise_image::io;
 use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
 use crossdenoise_image::{AssumedMetadata, ModelKind, Normalization};
 use crossdenoise_runtime::denoise_files::InputFile;
@@ -71,6 +72,20 @@ pub struct Args {
     /// estimated slice by slice, with a warning), `slice` each slice alone.
     #[arg(long, value_enum, default_value_t = NoisePool::Series)]
     noise_pool: NoisePool,
+    /// With --noise map: take each input's noise map from DIR instead of estimating it,
+    /// `DIR/<the input's file stem>.npy`: the noise sd of every pixel in the input's units
+    /// (its size, positive), e.g. a noise scan's sigma times the reconstruction's g-factor
+    /// map (docs/scanner-noise.md).
+    #[arg(long, value_name = "DIR")]
+    noise_map: Option<PathBuf>,
+    /// With --noise-map, for a guided model: the guides' maps, `DIR/<the guide's file
+    /// stem>.npy` (the guide is divided by its own map too).
+    #[arg(long, value_name = "DIR", requires = "noise_map")]
+    guide_noise_map: Option<PathBuf>,
+    /// With --noise-map: how far off the supplied maps may be (relative rms), integrated
+    /// out of the noncentral chi inversion as an estimated map's error is.
+    #[arg(long, default_value_t = 0.005, value_name = "FRACTION")]
+    noise_map_error: f32,
     /// How much of the denoised image is written, 0 to 1; the rest is the acquired image
     /// (as the vendors' low / medium / high settings).
     #[arg(long, default_value_t = 1.0, value_name = "S")]
@@ -150,9 +165,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut failures = Vec::new();
     let mut done = 0usize;
     let started = Instant::now();
+    let supplied = SuppliedMaps::new(&args, &denoiser, &files, &guides)?;
     let pool = args.noise == NoiseSource::Map && args.noise_pool == NoisePool::Series;
     for group in series_groups(&files) {
-        if pool && group.len() > 1 {
+        if let Some(supplied) = &supplied {
+            denoiser.forget_series();
+            supplied.supply(&mut denoiser, &files, &guides, &group)?;
+        } else if pool && group.len() > 1 {
             prepare_series(&job, &mut denoiser, &files, &guides, &group, &bar);
         }
         for k in group {
@@ -355,4 +374,113 @@ fn prepare_series(
     bar.suspend(|| {
         eprintln!("warning: the noise maps of {folder} are estimated slice by slice: {said}")
     });
+}
+
+/// `--noise-map` (and `--guide-noise-map`): where each input's and guide's measured noise
+/// map is, checked before anything is denoised.
+struct SuppliedMaps {
+    maps: Vec<PathBuf>,
+    guide_maps: Option<Vec<PathBuf>>,
+    error: f32,
+}
+
+impl SuppliedMaps {
+    /// `None` without `--noise-map`; refused when a map is missing, or the options do not
+    /// fit the model (a noise map model, and the guides' maps for a guided one).
+    fn new(
+        args: &Args,
+        denoiser: &Denoiser,
+        files: &[InputFile],
+        guides: &[Option<PathBuf>],
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(dir) = &args.noise_map else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            args.noise == NoiseSource::Map,
+            "--noise-map needs --noise map (one sigma per slice is served otherwise)"
+        );
+        let in_dir = |dir: &Path, path: &Path| -> anyhow::Result<PathBuf> {
+            let stem = path
+                .file_stem()
+                .with_context(|| format!("{} has no file name", path.display()))?;
+            let map = dir.join(stem).with_extension("npy");
+            anyhow::ensure!(
+                map.is_file(),
+                "no noise map {} for {}",
+                map.display(),
+                path.display()
+            );
+            Ok(map)
+        };
+        let maps = files
+            .iter()
+            .map(|f| in_dir(dir, &f.path))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .context("--noise-map")?;
+        let guide_maps = match (&args.guide_noise_map, denoiser.needs_guide()) {
+            (Some(dir), true) => Some(
+                guides
+                    .iter()
+                    .map(|g| in_dir(dir, g.as_deref().context("an input without its guide")?))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .context("--guide-noise-map")?,
+            ),
+            (None, true) => bail!(
+                "{} divides each guide by its noise map too: give the guides' maps with \
+                 --guide-noise-map",
+                args.model.display()
+            ),
+            (Some(_), false) => bail!("--guide-noise-map: {} takes no guide", args.model.display()),
+            (None, false) => None,
+        };
+        Ok(Some(SuppliedMaps {
+            maps,
+            guide_maps,
+            error: args.noise_map_error,
+        }))
+    }
+
+    /// Hands the denoiser the maps of the inputs `group` (and of their guides).
+    fn supply(
+        &self,
+        denoiser: &mut Denoiser,
+        files: &[InputFile],
+        guides: &[Option<PathBuf>],
+        group: &[usize],
+    ) -> anyhow::Result<()> {
+        let read_map = |path: &Path| {
+            io::read_npy(path).with_context(|| format!("noise map {}", path.display()))
+        };
+        let images = group
+            .iter()
+            .map(|&k| denoise_files::read_image(&files[k]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let maps = group
+            .iter()
+            .map(|&k| read_map(&self.maps[k]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (guide_images, guide_maps) = match &self.guide_maps {
+            Some(paths) => {
+                let images = group
+                    .iter()
+                    .map(|&k| io::read_slice(guides[k].as_deref().expect("checked")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let maps = group
+                    .iter()
+                    .map(|&k| read_map(&paths[k]))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                (Some(images), Some(maps))
+            }
+            None => (None, None),
+        };
+        let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+        let guide_views: Option<Vec<_>> = guide_images
+            .as_ref()
+            .map(|g| g.iter().map(|i| i.view()).collect());
+        let first = &files[group[0]].path;
+        denoiser
+            .supply_maps(&views, guide_views.as_deref(), maps, guide_maps, self.error)
+            .with_context(|| format!("the noise maps of the series of {}", first.display()))
+    }
 }
