@@ -4,7 +4,29 @@
 
 use crossdenoise_image::io::{read_npy, write_npy};
 
+use std::path::Path;
+use std::process::Output;
+
 use crate::util::{coil_phantoms, crossdenoise, export, refused, stderr, tiny_coil_run};
+
+/// `crossdenoise denoise` of the folder `inputs` in `cwd` with the tiny coil model
+/// (`coil.onnx`, guided by `set/pdfs`) under an 8-coil noise map, into `out_dir`.
+fn denoise_coil(cwd: &Path, out_dir: &str, inputs: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "denoise",
+        "--model",
+        "coil.onnx",
+        "--guide",
+        "set/pdfs",
+        "--noise",
+        "map",
+        "--coils",
+        "8",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", out_dir, inputs]);
+    crossdenoise(&args, cwd)
+}
 
 #[test]
 fn a_folder_of_slices_shares_one_noise_map() {
@@ -13,20 +35,7 @@ fn a_folder_of_slices_shares_one_noise_map() {
     export(&tiny_coil_run(), &cwd.join("coil.onnx"), &["--to", "a"]);
     coil_phantoms(cwd, "set", "3", "128", "0");
     let denoise = |out_dir: &str, inputs: &str, extra: &[&str]| {
-        let mut args = vec![
-            "denoise",
-            "--model",
-            "coil.onnx",
-            "--guide",
-            "set/pdfs",
-            "--noise",
-            "map",
-            "--coils",
-            "8",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["--out", out_dir, inputs]);
-        let out = crossdenoise(&args, cwd);
+        let out = denoise_coil(cwd, out_dir, inputs, extra);
         assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
         stderr(&out)
     };
@@ -102,24 +111,7 @@ fn measured_noise_maps_are_served_as_given() {
     let cwd = dir.path();
     export(&tiny_coil_run(), &cwd.join("coil.onnx"), &["--to", "a"]);
     coil_phantoms(cwd, "set", "2", "96", "3");
-    let denoise = |out_dir: &str, extra: &[&str]| {
-        let mut args = vec![
-            "denoise",
-            "--model",
-            "coil.onnx",
-            "--guide",
-            "set/pdfs",
-            "--noise",
-            "map",
-            "--coils",
-            "8",
-            "--out",
-            out_dir,
-        ];
-        args.extend_from_slice(extra);
-        args.push("set/pd");
-        crossdenoise(&args, cwd)
-    };
+    let denoise = |out_dir: &str, extra: &[&str]| denoise_coil(cwd, out_dir, "set/pd", extra);
     let given = |maps: &str, guide_maps: &str| {
         vec![
             "--noise-map".to_string(),
