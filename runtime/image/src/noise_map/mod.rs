@@ -779,6 +779,41 @@ mod tests {
     }
 
     #[test]
+    fn textured_tissue_is_read_on_the_airs_footing() {
+        // Eight slices of one series, 8 coils: bright tissue with a fine texture of 0.5
+        // sigma (which the tiles' detail takes for noise: 5% too much), air all around it.
+        // Where a tile reads both, the air's second moment tells the tissue's estimates how
+        // high they read, and they are brought down by as much as the series can tell.
+        let (size, sigma) = (256, 0.02f32);
+        let inside = |k: usize| (48..208).contains(&k);
+        let slices: Vec<_> = (0..8u64)
+            .map(|seed| {
+                let texture = |i: usize, j: usize| {
+                    let h = (i as u64 * 7919 + j as u64 * 104_729 + seed * 1_299_709)
+                        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    ((h >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * 0.5 * 3f32.sqrt()
+                };
+                let signal = |i, j| {
+                    if inside(i) && inside(j) {
+                        (20.0 + texture(i, j)) * sigma
+                    } else {
+                        0.0
+                    }
+                };
+                chi(size, 8, signal, sigma, 40 + seed)
+            })
+            .collect();
+        let views: Vec<_> = slices.iter().map(|s| s.view()).collect();
+        let settings = NoiseMapSettings {
+            coils: 8,
+            ..Default::default()
+        };
+        let maps = estimate_series_noise_maps(&views, None, &settings).unwrap();
+        let tissue = maps[0].slice(ndarray::s![80..176, 80..176]).mean().unwrap() / sigma;
+        assert!((tissue - 1.0).abs() < 0.025, "tissue reads {tissue}");
+    }
+
+    #[test]
     fn divided_by_its_factor_a_slice_has_one_noise_level() {
         // The right half twice as noisy as the left: divided by the factor of its estimated
         // map, both halves' noise (the air's second moment, away from the step, which the map

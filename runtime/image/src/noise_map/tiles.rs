@@ -2,7 +2,7 @@
 //! (of one slice, or of every slice of a series at that place), and the smoothing and
 //! interpolation of the tiles to pixels.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Zip};
 
 use crate::magnitude_bias::{BiasCorrection, noncentral_chi_mean};
 use crate::noise::{MAD_TO_SIGMA, estimate_sigma, upper_median};
@@ -91,6 +91,7 @@ impl Scan<'_> {
         // or two (docs/scanner-noise.md), which a tissue tile's estimate is not.
         let mut air_estimate = Array2::<f32>::zeros((th, tw));
         let mut air_weight = Array2::<f32>::zeros((th, tw));
+        let mut tissue_read = Array2::from_elem((th, tw), false);
         let (mut tissue, mut corrected, mut air) = (Vec::new(), Vec::new(), Vec::new());
         for ti in 0..th {
             for tj in 0..tw {
@@ -127,6 +128,7 @@ impl Scan<'_> {
                     }
                     estimate[(ti, tj)] = sigma;
                     weight[(ti, tj)] = tissue.len() as f32;
+                    tissue_read[(ti, tj)] = true;
                 }
                 if air.len() >= enough {
                     let second = air.iter().sum::<f32>() / air.len() as f32;
@@ -139,6 +141,15 @@ impl Scan<'_> {
                 }
             }
         }
+        // The tissue's estimates put on the air's footing, where the two can be compared.
+        let bias = tissue_over_air(&estimate, &weight, &tissue_read, &air_estimate, &air_weight);
+        Zip::from(&mut estimate)
+            .and(&tissue_read)
+            .for_each(|e, &read| {
+                if read {
+                    *e /= bias;
+                }
+            });
         // A tile out of the smoothing's reach of any evidence (dim tissue its partner will
         // not let be air, across a knee that fills the field of view) takes the level its
         // slice's tiles read, not the first, global sigma: that one reads blocks a few
@@ -159,6 +170,52 @@ impl Scan<'_> {
             blocks: weight.sum(),
         }
     }
+}
+
+/// The prior spread of the tissue estimates' bias against the air's (relative): texture
+/// and the selection of blocks near the tissue threshold put PD's marrow 2-3% high.
+const TISSUE_BIAS_PRIOR: f32 = 0.02;
+/// Tissue estimates that read further than this from the air's (relative, before any
+/// shrinking) say the air holds more than noise (a ghost, a fold), not that the tissue
+/// reads high: no correction.
+const TISSUE_BIAS_LIMIT: f32 = 0.10;
+/// Fewest tiles read both ways for the comparison.
+const TILES_READ_BOTH_WAYS: usize = 3;
+
+/// How much higher the tissue's tile estimates read than the air's, as a factor (1 where it
+/// cannot tell). The tissue's tiles take its texture and, near the tissue threshold, a
+/// selection of blocks for noise too: a few percent high in bright, textured tissue (PD's
+/// marrow), which fat-suppressed PDFS, too dark there for tiles of its own, takes through
+/// the pair rule, and at PDFS SNR 10 a map 1% high costs 1.9 dB. The air's second moment
+/// has neither. Where a tile reads both, the two see one g-factor, so their ratio is the
+/// tissue estimates' bias in this slice or series: the inverse-variance mean of the log
+/// ratios, shrunk towards none by its own error (one slice's ten or so such tiles tell it
+/// within 3-4%, mostly noise; a series of 8 pooled within 1.3%).
+fn tissue_over_air(
+    estimate: &Array2<f32>,
+    weight: &Array2<f32>,
+    tissue_read: &Array2<bool>,
+    air_estimate: &Array2<f32>,
+    air_weight: &Array2<f32>,
+) -> f32 {
+    let (mut sum, mut precision, mut tiles) = (0.0f32, 0.0f32, 0usize);
+    for (t, &read) in tissue_read.indexed_iter() {
+        if read && air_weight[t] > 0.0 && estimate[t] > 0.0 && air_estimate[t] > 0.0 {
+            let variance = BLOCK_RELATIVE_ERROR.powi(2) * (1.0 / weight[t] + 1.0 / air_weight[t]);
+            sum += (estimate[t] / air_estimate[t]).ln() / variance;
+            precision += 1.0 / variance;
+            tiles += 1;
+        }
+    }
+    if tiles < TILES_READ_BOTH_WAYS {
+        return 1.0;
+    }
+    let read = sum / precision;
+    if read.abs() > TISSUE_BIAS_LIMIT.ln_1p() {
+        return 1.0;
+    }
+    let prior = TISSUE_BIAS_PRIOR * TISSUE_BIAS_PRIOR;
+    (read * prior / (prior + 1.0 / precision)).exp()
 }
 
 /// A scan's smoothed tile estimates.
