@@ -66,7 +66,10 @@ impl EvenNoise {
                         origin = maps.origin;
                         maps.map.clone()
                     }
-                    None => noise.sigma(*image)?,
+                    None => {
+                        series.may_estimate()?;
+                        noise.sigma(*image)?
+                    }
                 },
                 Some(g) => {
                     let (image_map, guide_map) = match prepared {
@@ -78,7 +81,10 @@ impl EvenNoise {
                             origin = *from;
                             (map.clone(), guide_map.clone())
                         }
-                        _ => noise.sigma_of_pair(*image, g)?,
+                        _ => {
+                            series.may_estimate()?;
+                            noise.sigma_of_pair(*image, g)?
+                        }
                     };
                     if let Some(flat_guides) = even.flat_guides.as_mut() {
                         flat_guides.push(flat(g, factor_of(&guide_map).as_ref()));
@@ -204,5 +210,42 @@ mod tests {
         let pooled = |n| MapOrigin::Estimated { pooled: n };
         assert_eq!(even.origins, vec![pooled(3), pooled(3), pooled(1)]);
         assert!(pooled(3).relative_error() < pooled(1).relative_error());
+    }
+
+    #[test]
+    fn a_slice_without_its_supplied_map_is_refused_not_estimated() {
+        let noise = NoiseModel::Map(NoiseMapSettings::default());
+        let images: Vec<_> = (0..2).map(|k| slice(0.02, k)).collect();
+        let guides: Vec<_> = (0..2).map(|k| slice(0.03, k + 5)).collect();
+        let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+        let guide_views: Vec<_> = guides.iter().map(|g| g.view()).collect();
+        let map = |level: f32| vec![Array2::from_elem(images[0].dim(), level); 2];
+        let mut series = SeriesMaps::default();
+        series
+            .supply(
+                &views,
+                Some(&guide_views),
+                map(0.02),
+                Some(map(0.03)),
+                0.005,
+            )
+            .unwrap();
+        let served = EvenNoise::new(&noise, 1, &views, Some(&guide_views), &series, true).unwrap();
+        assert_eq!(served.maps[1], map(0.02)[1]);
+        assert_eq!(served.origins[0], MapOrigin::Supplied { error: 0.005 });
+        // A slice that was not supplied, or a supplied one beside another guide.
+        let stranger = slice(0.02, 9);
+        for (image, guide) in [
+            (stranger.view(), guide_views[0]),
+            (views[0], guide_views[1]),
+        ] {
+            let err = EvenNoise::new(&noise, 1, &[image], Some(&[guide]), &series, true)
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("none for this slice"), "{err}");
+        }
+        // Preparing the next series by estimation lifts it.
+        series.prepare(&noise, &views[..1], None).unwrap();
+        assert!(EvenNoise::new(&noise, 1, &[stranger.view()], None, &series, true).is_ok());
     }
 }

@@ -74,6 +74,9 @@ impl MapOrigin {
 #[derive(Debug, Default)]
 pub(crate) struct SeriesMaps {
     by_slice: HashMap<u64, SliceMaps>,
+    /// Maps were supplied: a slice without its own is refused, never estimated in their
+    /// place.
+    supplied: bool,
 }
 
 impl SeriesMaps {
@@ -88,6 +91,7 @@ impl SeriesMaps {
         guides: Option<&[ArrayView2<f32>]>,
     ) -> Result<SeriesNoise> {
         self.by_slice.clear();
+        self.supplied = false;
         let NoiseModel::Map(settings) = noise else {
             return Ok(SeriesNoise::Unneeded);
         };
@@ -231,6 +235,23 @@ impl SeriesMaps {
                 origin,
             };
             self.by_slice.insert(key, maps);
+        }
+        self.supplied = true;
+        Ok(())
+    }
+
+    /// Whether a slice that was not prepared may have its maps estimated: not once maps
+    /// were supplied, where an estimate would stand in for a measurement unannounced (a
+    /// slice read differently from how its map was matched, a file added since).
+    pub fn may_estimate(&self) -> Result<()> {
+        if self.supplied {
+            return Err(ImageError::Invalid {
+                what: "noise map",
+                reason: "maps were supplied for this series, but none for this slice (with \
+                         this guide)"
+                    .into(),
+            }
+            .into());
         }
         Ok(())
     }
