@@ -180,17 +180,9 @@ mod tests {
     use super::*;
     use crossdenoise_image::noise_map::NoiseMapSettings;
 
-    /// A bright square on black with a deterministic ripple of `level` as its "noise".
+    /// The 64 x 64 test slice of `series_noise`.
     fn slice(level: f32, phase: usize) -> Array2<f32> {
-        Array2::from_shape_fn((64, 64), |(i, j)| {
-            let ripple = level * (((i * 7 + j * 13 + phase) % 11) as f32 / 5.0 - 1.0).abs();
-            ripple
-                + if (16..48).contains(&i) && (16..48).contains(&j) {
-                    0.5
-                } else {
-                    0.0
-                }
-        })
+        crate::series_noise::tests::slice(64, level, phase)
     }
 
     #[test]

@@ -283,12 +283,12 @@ fn key(image: ArrayView2<f32>, guide: Option<ArrayView2<f32>>) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crossdenoise_image::noise_map::NoiseMapSettings;
 
     /// A bright square on black with a deterministic ripple of `level` as its "noise".
-    fn slice(size: usize, level: f32, phase: usize) -> Array2<f32> {
+    pub(crate) fn slice(size: usize, level: f32, phase: usize) -> Array2<f32> {
         Array2::from_shape_fn((size, size), |(i, j)| {
             let ripple = level * (((i * 7 + j * 13 + phase) % 11) as f32 / 5.0 - 1.0).abs();
             let inside =

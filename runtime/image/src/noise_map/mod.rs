@@ -31,7 +31,7 @@ use crate::{Error, Result};
 
 mod tiles;
 
-use tiles::{BLOCK_RELATIVE_ERROR, Scan, SliceBlocks, Spread, bilinear};
+use tiles::{Scan, SliceBlocks, Spread, bilinear, blocks_error};
 
 /// How the map is estimated. The defaults suit 128 to 512 pixel knee slices.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -367,8 +367,7 @@ fn check_one_acquisition(
         // Its precision is that of the blocks its tiles read, not of the tissue it covers:
         // a 96 x 96 fat-suppressed slice of 8 coils may spread one tile's 38 blocks over all
         // of it (20% off its series' with one acquisition).
-        let tolerance =
-            SERIES_LEVEL_TOLERANCE + SERIES_LEVEL_ERRORS * BLOCK_RELATIVE_ERROR / own.blocks.sqrt();
+        let tolerance = SERIES_LEVEL_TOLERANCE + SERIES_LEVEL_ERRORS * blocks_error(own.blocks);
         let off = upper_median(&mut ratios) - 1.0;
         let excess = off.abs() / tolerance;
         if excess > 1.0 && worst.is_none_or(|(_, _, w)| excess > w) {

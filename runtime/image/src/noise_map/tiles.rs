@@ -201,7 +201,7 @@ fn tissue_over_air(
     let (mut sum, mut precision, mut tiles) = (0.0f32, 0.0f32, 0usize);
     for (t, &read) in tissue_read.indexed_iter() {
         if read && air_weight[t] > 0.0 && estimate[t] > 0.0 && air_estimate[t] > 0.0 {
-            let variance = BLOCK_RELATIVE_ERROR.powi(2) * (1.0 / weight[t] + 1.0 / air_weight[t]);
+            let variance = blocks_error(weight[t]).powi(2) + blocks_error(air_weight[t]).powi(2);
             sum += (estimate[t] / air_estimate[t]).ln() / variance;
             precision += 1.0 / variance;
             tiles += 1;
@@ -364,7 +364,13 @@ pub(super) fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils
 /// An estimate from `n` blocks (a tile's, or a slice's tissue) is off by about this over
 /// `sqrt(n)`, relatively (the clipped second moment of `n` Gaussian details:
 /// `1 / sqrt(2 n)`, and a little more).
-pub(super) const BLOCK_RELATIVE_ERROR: f32 = 0.8;
+const BLOCK_RELATIVE_ERROR: f32 = 0.8;
+
+/// The relative error of an estimate that rests on `blocks` blocks: [`BLOCK_RELATIVE_ERROR`]
+/// over their square root (a tile's, a slice's, or none read as one).
+pub(super) fn blocks_error(blocks: f32) -> f32 {
+    BLOCK_RELATIVE_ERROR / blocks.max(1.0).sqrt()
+}
 /// Two tiles are averaged together in full while their estimates differ by up to this
 /// many of their combined errors; past it, less and less. A g-factor map is smooth but for
 /// folds where it jumps: a jump of twice the level is 10 or more errors, and is kept.
@@ -388,7 +394,7 @@ fn normalised_convolution(
             (-(d * d) as f32 / (2.0 * width * width)).exp()
         }
     };
-    let error = |t: (usize, usize)| BLOCK_RELATIVE_ERROR / weight[t].max(1.0).sqrt();
+    let error = |t: (usize, usize)| blocks_error(weight[t]);
     Array2::from_shape_fn((th, tw), |(i, j)| {
         let (mut num, mut den) = (0.0f32, 0.0f32);
         let own = (weight[(i, j)] > 0.0 && estimate[(i, j)] > 0.0).then(|| estimate[(i, j)]);
