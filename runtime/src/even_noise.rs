@@ -59,31 +59,27 @@ impl EvenNoise {
             // from its tissue too dark to show (training divides its pairs the same way).
             let guide = guides.map(|g| g[i]);
             let prepared = series.get(*image, guide);
-            let mut origin = MapOrigin::Estimated { pooled: 1 };
-            let map = match guide {
+            // A slice estimated here is estimated alone.
+            let alone = MapOrigin::Estimated { pooled: 1 };
+            let (map, origin) = match guide {
                 None => match prepared {
-                    Some(maps) => {
-                        origin = maps.origin;
-                        maps.map.clone()
-                    }
+                    Some(maps) => (maps.map.clone(), maps.origin),
                     None => {
                         series.may_estimate()?;
-                        noise.sigma(*image)?
+                        (noise.sigma(*image)?, alone)
                     }
                 },
                 Some(g) => {
-                    let (image_map, guide_map) = match prepared {
+                    let (image_map, guide_map, origin) = match prepared {
                         Some(SliceMaps {
                             map,
                             guide_map: Some(guide_map),
-                            origin: from,
-                        }) => {
-                            origin = *from;
-                            (map.clone(), guide_map.clone())
-                        }
+                            origin,
+                        }) => (map.clone(), guide_map.clone(), *origin),
                         _ => {
                             series.may_estimate()?;
-                            noise.sigma_of_pair(*image, g)?
+                            let (map, guide_map) = noise.sigma_of_pair(*image, g)?;
+                            (map, guide_map, alone)
                         }
                     };
                     if let Some(flat_guides) = even.flat_guides.as_mut() {
@@ -95,7 +91,7 @@ impl EvenNoise {
                     }
                     even.partners
                         .push(partner_tissue(g, guide_map.view(), coils));
-                    image_map
+                    (image_map, origin)
                 }
             };
             let factor = factor_of(&map);
