@@ -9,7 +9,8 @@
 #     (pd.onnx and pdfs.onnx) served as a single-coil model is (one sigma per slice), or,
 #     with --noise-map, as a model trained on 8-coil phantoms (data.coils) is
 #     (`--noise map --coils 8`), against BM3D given the true noise map and the noncentral
-#     chi correction (scripts/quality_reference.py).
+#     chi correction, and against BM3D given the maps the product estimates for itself
+#     (scripts/quality_reference.py --estimated-maps).
 #   bash scripts/scanner-noise-reference.sh [--models DIR [--noise-map]] [--setting 20/12]...
 #                                           [--out DIR] [--pairs 8] [--size 256]
 # Without --models only part 1 runs (about a minute); part 2 takes about 4 minutes per
@@ -69,6 +70,16 @@ for setting in "${settings[@]}"; do
     echo "==> denoising $name"
     phantoms "$name" 2 "$snr" "$snr_pdfs"
     rm -rf "$out/$name/denoised"
+    # The maps a model served with --noise map estimates, for BM3D given the same.
+    estimated=()
+    if [ ${#serve[@]} -gt 0 ]; then
+        for c in pd pdfs; do
+            partner=$([ $c = pd ] && echo pdfs || echo pd)
+            "$bin" noise-map --coils 8 --series --guide "$out/$name/$partner" \
+                --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
+        done
+        estimated=(--estimated-maps "$out/$name/estimated")
+    fi
     for c in pd pdfs; do
         partner=$([ $c = pd ] && echo pdfs || echo pd)
         "$bin" denoise "${serve[@]}" --model "$models/$c.onnx" --guide "$out/$name/$partner" \
@@ -77,6 +88,7 @@ for setting in "${settings[@]}"; do
     .venv-quality/bin/python scripts/quality_reference.py "$out/$name" --out "$out/$name/quality" \
         --title "8 coils, acceleration 2, PD SNR $snr / PDFS SNR $snr_pdfs, models as given" \
         --method "product=pd:$out/$name/denoised/pd,pdfs:$out/$name/denoised/pdfs" \
+        "${estimated[@]}" \
         > "$out/$name/quality.log"
     cat "$out/$name/quality/quality.md"
 done
