@@ -355,6 +355,9 @@ def main():
     results["baseline"] = {}
     noise = manifest.get("noise") or {}
     scanner = noise.get("channels", 1) > 1
+    if a.estimated_maps and not scanner:
+        raise SystemExit(f"--estimated-maps: {a.phantoms} is a single-coil set (phantoms.json "
+                         "has no coil noise); BM3D is given one sigma there, not a map")
     for c in contrasts:
         other = "pdfs" if c == "pd" else "pd"
         sigma = manifest[f"sigma_{c}"]
