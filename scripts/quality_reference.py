@@ -291,27 +291,34 @@ def picture(path, rows, titles, size=192):
     canvas.save(path)
 
 
-def estimated_map_rows(folder, c, other, names, acquired, coils):
-    """BM3D given the noise maps the product estimated instead of the true ones, with the
-    same three chi corrections: what a user without a noise measurement gets from BM3D
-    with the product's estimate, the same advantage the product has. Not a fair-baseline
-    candidate: that one is given the true maps."""
+def map_rows(what, maps, other_maps, c, other, names, acquired, coils):
+    """BM3D on each slice divided by its noise map (`maps`, the partner's `other_maps`), and
+    its mean inverted with the chi correction three ways: exactly, floor-aware, and
+    body-aware (the outline from both contrasts). `what` names the maps in the rows:
+    "noise map" (the true ones, the fair baseline) or "estimated map" (the product's)."""
+    mapped = {n: bm3d_with_map(acquired[c][n], maps[n]) for n in names}
+    return {
+        f"BM3D + {what} + chi correction": (
+            {n: chi_amplitude(mapped[n], maps[n], coils) for n in names}, c),
+        f"BM3D + {what} + floor-aware chi correction": (
+            {n: floor_aware_amplitude(mapped[n], maps[n], coils) for n in names}, c),
+        f"BM3D + {what} + body-aware chi correction": (
+            {n: floor_aware_amplitude(mapped[n], maps[n], coils, inside_body(
+                mapped[n], maps[n], acquired[other][n], other_maps[n], coils))
+             for n in names}, c),
+    }
+
+
+def estimated_maps(folder, c, other, names):
+    """The noise maps the product estimated for `c` and its partner, from `folder`: BM3D
+    given them is what a user without a noise measurement gets, the same advantage the
+    product has. Not a fair-baseline candidate: that one is given the true maps."""
     est = {k: load_dir(os.path.join(folder, k)) for k in (c, other)}
     for k in (c, other):
         missing = [n for n in names if n not in est[k]]
         if missing:
             raise SystemExit(f"--estimated-maps: no {k} map for {missing[:5]} in {folder}/{k}")
-    mapped = {n: bm3d_with_map(acquired[c][n], est[c][n]) for n in names}
-    return {
-        "BM3D + estimated map + chi correction": (
-            {n: chi_amplitude(mapped[n], est[c][n], coils) for n in names}, c),
-        "BM3D + estimated map + floor-aware chi correction": (
-            {n: floor_aware_amplitude(mapped[n], est[c][n], coils) for n in names}, c),
-        "BM3D + estimated map + body-aware chi correction": (
-            {n: floor_aware_amplitude(mapped[n], est[c][n], coils, inside_body(
-                mapped[n], est[c][n], acquired[other][n], est[other][n], coils))
-             for n in names}, c),
-    }
+    return est[c], est[other]
 
 
 def main():
@@ -388,22 +395,16 @@ def main():
                 {n: floor_aware_amplitude(b[n], sigma, 1, inside_body(
                     b[n], sigma, acquired[other][n], other_sigma)) for n in names}, c)
         if scanner:
-            t = time.time()
             coils = noise["dof_coils"]
-            mapped = {n: bm3d_with_map(acquired[c][n], maps[n]) for n in names}
-            timings[f"bm3d map {c}"] = (time.time() - t) / len(names)
-            outs["BM3D + noise map + chi correction"] = (
-                {n: chi_amplitude(mapped[n], maps[n], coils) for n in names}, c)
-            outs["BM3D + noise map + floor-aware chi correction"] = (
-                {n: floor_aware_amplitude(mapped[n], maps[n], coils) for n in names}, c)
             other_maps = load_dir(os.path.join(a.phantoms, noise["maps"], other))
-            outs["BM3D + noise map + body-aware chi correction"] = (
-                {n: floor_aware_amplitude(mapped[n], maps[n], coils, inside_body(
-                    mapped[n], maps[n], acquired[other][n], other_maps[n], coils))
-                 for n in names}, c)
+            t = time.time()
+            outs.update(map_rows("noise map", maps, other_maps, c, other, names, acquired,
+                                 coils))
+            timings[f"bm3d map {c}"] = (time.time() - t) / len(names)
             if a.estimated_maps:
-                outs.update(estimated_map_rows(a.estimated_maps, c, other, names,
-                                               acquired, coils))
+                own, theirs = estimated_maps(a.estimated_maps, c, other, names)
+                outs.update(map_rows("estimated map", own, theirs, c, other, names, acquired,
+                                     coils))
         else:
             t = time.time()
             outs["BM3D in a Rician VST"] = ({n: bm3d_in_vst(acquired[c][n], sigma, vst)
