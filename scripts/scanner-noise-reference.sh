@@ -40,6 +40,11 @@ bash scripts/quality-env.sh
 cargo build --release --locked --quiet --bin crossdenoise
 bin="${CARGO_TARGET_DIR:-target}/release/crossdenoise"
 
+# The phase encoding a set's phantoms.json states: the maps' tiles are narrowed across it.
+phase_encoding() { # SET
+    .venv-quality/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["noise"]["phase_encoding"])' "$1/phantoms.json"
+}
+
 phantoms() { # NAME R PD_SNR PDFS_SNR
     "$bin" phantoms --out "$out/$1" --pairs "$pairs" --size "$size" --seed 1000 --force \
         --coils 8 --coil-correlation 0.15 --acceleration "$2" --snr "$3" --snr-pdfs "$4" >/dev/null
@@ -55,6 +60,7 @@ for r in 2 3; do
         for c in pd pdfs; do
             partner=$([ "$c" = pd ] && echo pdfs || echo pd)
             "$bin" noise-map --coils 8 --series --guide "$out/$name/$partner" \
+                --phase-encoding "$(phase_encoding "$out/$name")" \
                 --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
         done
         sets+=("$out/$name")
@@ -76,13 +82,16 @@ for setting in "${settings[@]}"; do
         for c in pd pdfs; do
             partner=$([ $c = pd ] && echo pdfs || echo pd)
             "$bin" noise-map --coils 8 --series --guide "$out/$name/$partner" \
+                --phase-encoding "$(phase_encoding "$out/$name")" \
                 --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
         done
         estimated=(--estimated-maps "$out/$name/estimated")
     fi
     for c in pd pdfs; do
         partner=$([ $c = pd ] && echo pdfs || echo pd)
-        "$bin" denoise "${serve[@]}" --model "$models/$c.onnx" --guide "$out/$name/$partner" \
+        pe=()
+        [ ${#serve[@]} -eq 0 ] || pe=(--phase-encoding "$(phase_encoding "$out/$name")")
+        "$bin" denoise "${serve[@]}" "${pe[@]}" --model "$models/$c.onnx" --guide "$out/$name/$partner" \
             --out "$out/$name/denoised" "$out/$name/$c" >/dev/null
     done
     .venv-quality/bin/python scripts/quality_reference.py "$out/$name" --out "$out/$name/quality" \

@@ -126,6 +126,7 @@ impl Denoiser {
             1 => NoiseModel::Slice,
             coils => NoiseModel::Map(NoiseMapSettings {
                 coils,
+                phase_encoding: options.phase_encoding,
                 ..NoiseMapSettings::default()
             }),
         });

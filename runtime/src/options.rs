@@ -2,7 +2,7 @@
 //! model without its own, and how it serves (warm-up, tiles, posterior, noise model).
 
 use crossdenoise_image::model_metadata::AssumedMetadata;
-use crossdenoise_image::noise_map::NoiseModel;
+use crossdenoise_image::noise_map::{NoiseModel, PhaseEncoding};
 
 use crate::execution_provider::ProviderSettings;
 
@@ -31,6 +31,10 @@ pub struct DenoiserOptions {
     /// is what a deployment that matched its model to its scanner wants (the daemon, the
     /// DICOM node). A model is refused under a noise model of other coils than its own.
     pub noise: Option<NoiseModel>,
+    /// With `noise` left to the model: which way the phase encoding runs in the slices
+    /// served (a site's protocol), so that a map's tiles are narrowed across the folds
+    /// (`NoiseMapSettings::phase_encoding`).
+    pub phase_encoding: PhaseEncoding,
     /// Average the model's outputs over the eight orientations of each slice (and its
     /// guide) before the posterior step: a better estimate at eight times the inference.
     pub average_orientations: bool,
@@ -45,6 +49,7 @@ impl Default for DenoiserOptions {
             tile_pixels: 512 * 512,
             posterior: true,
             noise: None,
+            phase_encoding: PhaseEncoding::Unknown,
             average_orientations: false,
         }
     }

@@ -31,6 +31,22 @@ pub enum SeriesNoise {
     Unneeded,
     /// The slices are not one acquisition (`reason`): each slice's map is estimated alone.
     PerSlice { reason: String },
+    /// `pooled` slices share one map; the others' own maps were too far off it (`reason`
+    /// names them), and each is mapped alone.
+    Split { pooled: usize, reason: String },
+}
+
+impl SeriesNoise {
+    /// What a user should be told of it, if anything: the maps were not all pooled.
+    pub fn warning(&self) -> Option<String> {
+        match self {
+            SeriesNoise::Pooled { .. } | SeriesNoise::Unneeded => None,
+            SeriesNoise::PerSlice { reason } => Some(format!("estimated slice by slice: {reason}")),
+            SeriesNoise::Split { pooled, reason } => Some(format!(
+                "pooled over up to {pooled} slices, not all: {reason}"
+            )),
+        }
+    }
 }
 
 /// What adding a slice to a [`GrowingSeries`] did: how many slices its map pooled (itself
@@ -103,11 +119,10 @@ impl SeriesMaps {
         }
         let maps = match guides {
             Some(g) => estimate_pair_noise_maps(images, g, settings)
-                .map(|(own, theirs)| own.into_iter().zip(theirs.into_iter().map(Some)).collect()),
-            None => estimate_series_noise_maps(images, None, settings)
-                .map(|own| own.into_iter().map(|m| (m, None)).collect::<Vec<_>>()),
+                .map(|(own, theirs)| (own, Some(theirs))),
+            None => estimate_series_noise_maps(images, None, settings).map(|own| (own, None)),
         };
-        let maps: Vec<(Array2<f32>, Option<Array2<f32>>)> = match maps {
+        let (own, theirs) = match maps {
             Ok(m) => m,
             Err(ImageError::Invalid {
                 what: "noise map series",
@@ -115,19 +130,38 @@ impl SeriesMaps {
             }) => return Ok(SeriesNoise::PerSlice { reason }),
             Err(e) => return Err(e.into()),
         };
-        for (k, (map, guide_map)) in maps.into_iter().enumerate() {
+        let reason = [
+            own.apart_reason(),
+            theirs
+                .as_ref()
+                .and_then(|t| t.apart_reason())
+                .map(|r| format!("their guides: {r}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+        let pooled = (0..images.len()).map(|k| own.pooled(k)).max().unwrap_or(0);
+        let mut guide_maps = theirs.map(|t| t.maps.into_iter());
+        for (k, map) in own.maps.iter().enumerate() {
             let maps = SliceMaps {
-                map,
-                guide_map,
+                map: map.clone(),
+                guide_map: guide_maps.as_mut().and_then(|g| g.next()),
                 origin: MapOrigin::Estimated {
-                    pooled: images.len(),
+                    pooled: own.pooled(k),
                 },
             };
             self.by_slice
                 .insert(key(images[k], guides.map(|g| g[k])), maps);
         }
-        Ok(SeriesNoise::Pooled {
-            slices: images.len(),
+        Ok(if reason.is_empty() {
+            SeriesNoise::Pooled {
+                slices: images.len(),
+            }
+        } else if pooled < 2 {
+            SeriesNoise::PerSlice { reason }
+        } else {
+            SeriesNoise::Split { pooled, reason }
         })
     }
 
@@ -316,8 +350,8 @@ pub(crate) mod tests {
             let maps = series
                 .get(views[k], Some(guide_views[k]))
                 .expect("prepared");
-            assert_eq!(maps.map, own[k]);
-            assert_eq!(maps.guide_map.as_ref(), Some(&theirs[k]));
+            assert_eq!(maps.map, own.maps[k]);
+            assert_eq!(maps.guide_map.as_ref(), Some(&theirs.maps[k]));
             assert_eq!(maps.origin, MapOrigin::Estimated { pooled: 3 });
         }
         // Another slice, or the same slice with another guide (or none), was not prepared.
@@ -339,13 +373,19 @@ pub(crate) mod tests {
         let images = [slice(64, 0.02, 0), slice(64, 0.05, 1)];
         let views: Vec<_> = images.iter().map(|i| i.view()).collect();
         let mut series = SeriesMaps::default();
-        match series.prepare(&map, &views, None).unwrap() {
+        let done = series.prepare(&map, &views, None).unwrap();
+        match &done {
             SeriesNoise::PerSlice { reason } => {
-                assert!(reason.contains("not one acquisition"), "{reason}")
+                assert!(reason.contains("1 of 2 slices mapped alone"), "{reason}")
             }
             other => panic!("{other:?}"),
         }
-        assert!(series.get(views[0], None).is_none());
+        assert!(done.warning().unwrap().contains("slice by slice"));
+        // Each slice is served its own map, as if alone.
+        for view in &views {
+            let own = series.get(*view, None).unwrap();
+            assert_eq!(own.origin, MapOrigin::Estimated { pooled: 1 });
+        }
         assert_eq!(
             series.prepare(&NoiseModel::Slice, &views, None).unwrap(),
             SeriesNoise::Unneeded
@@ -353,6 +393,24 @@ pub(crate) mod tests {
         let short = [views[0]];
         let err = series.prepare(&map, &views, Some(&short)).unwrap_err();
         assert!(err.to_string().contains("one guide per slice"), "{err}");
+    }
+
+    #[test]
+    fn a_slice_off_its_series_is_mapped_alone_and_the_rest_pooled() {
+        let map = NoiseModel::Map(NoiseMapSettings::default());
+        let images = [slice(64, 0.02, 0), slice(64, 0.02, 1), slice(64, 0.05, 2)];
+        let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+        let mut series = SeriesMaps::default();
+        let done = series.prepare(&map, &views, None).unwrap();
+        let SeriesNoise::Split { pooled, reason } = &done else {
+            panic!("{done:?}");
+        };
+        assert_eq!(*pooled, 2);
+        assert!(reason.contains("slice 2 +"), "{reason}");
+        assert!(done.warning().unwrap().contains("not all"));
+        let origin = |k: usize| series.get(views[k], None).unwrap().origin;
+        assert_eq!(origin(0), MapOrigin::Estimated { pooled: 2 });
+        assert_eq!(origin(2), MapOrigin::Estimated { pooled: 1 });
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args as ClapArgs;
 use crossdenoise_image::io;
-use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
+use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, PhaseEncoding};
 use crossdenoise_image::{AssumedMetadata, ModelKind, Normalization};
 use crossdenoise_runtime::denoise_files::InputFile;
 use crossdenoise_runtime::denoise_files::{self, FileJob};
-use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings, SeriesNoise};
+use crossdenoise_runtime::{Denoiser, DenoiserOptions, OnnxRuntime, ProviderSettings};
 
 use super::progress;
 
@@ -72,6 +72,12 @@ pub struct Args {
     /// estimated slice by slice, with a warning), `slice` each slice alone.
     #[arg(long, value_enum, default_value_t = NoisePool::Series)]
     noise_pool: NoisePool,
+    /// With --noise map: which way the phase encoding runs in the images (`left-right`,
+    /// `up-down`, as DICOM's In-plane Phase Encoding Direction `ROW` / `COL`; `unknown`:
+    /// square tiles). Parallel imaging folds along it, so the map changes fastest across it,
+    /// and its tiles are made narrower that way (`crossdenoise noise-map --elongation`).
+    #[arg(long, value_parser = super::noise_map::parse_phase_encoding, default_value = "unknown")]
+    phase_encoding: PhaseEncoding,
     /// With --noise map: take each input's noise map from DIR instead of estimating it,
     /// `DIR/<the input's file stem>.npy`: the noise sd of every pixel in the input's units
     /// (its size, positive), e.g. a noise scan's sigma times the reconstruction's g-factor
@@ -254,6 +260,7 @@ fn options(args: &Args) -> anyhow::Result<DenoiserOptions> {
     let noise = match args.noise {
         NoiseSource::Map => NoiseModel::Map(NoiseMapSettings {
             coils: args.coils,
+            phase_encoding: args.phase_encoding,
             ..NoiseMapSettings::default()
         }),
         NoiseSource::Slice => {
@@ -367,13 +374,13 @@ fn prepare_series(
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let said = match job.prepare_series(denoiser, &members, member_guides.as_deref()) {
-        Ok(SeriesNoise::Pooled { .. } | SeriesNoise::Unneeded) => return,
-        Ok(SeriesNoise::PerSlice { reason }) => reason,
-        Err(e) => e.to_string(),
+        Ok(done) => match done.warning() {
+            Some(said) => said,
+            None => return,
+        },
+        Err(e) => format!("estimated slice by slice: {e}"),
     };
-    bar.suspend(|| {
-        eprintln!("warning: the noise maps of {folder} are estimated slice by slice: {said}")
-    });
+    bar.suspend(|| eprintln!("warning: the noise maps of {folder} are {said}"));
 }
 
 /// `--noise-map` (and `--guide-noise-map`): where each input's and guide's measured noise

@@ -9,7 +9,8 @@ use clap::Args as ClapArgs;
 use crossdenoise_image::air;
 use crossdenoise_image::io::{self, GrayImage};
 use crossdenoise_image::noise_map::{
-    NoiseMapSettings, estimate_noise_map, estimate_pair_noise_maps, estimate_series_noise_maps,
+    NoiseMapSettings, PhaseEncoding, estimate_noise_map, estimate_pair_noise_maps,
+    estimate_series_noise_maps,
 };
 
 #[derive(Debug, ClapArgs)]
@@ -28,6 +29,15 @@ pub struct Args {
     /// Tile side in pixels (even): each tile's estimate rests on (tile / 2)^2 blocks.
     #[arg(long, default_value_t = NoiseMapSettings::default().tile)]
     tile: usize,
+    /// Which way the phase encoding runs in the images: `left-right`, `up-down` or
+    /// `unknown` (square tiles). Parallel imaging folds along it, so the map changes
+    /// fastest across it.
+    #[arg(long, value_parser = parse_phase_encoding, default_value = "unknown")]
+    phase_encoding: PhaseEncoding,
+    /// With the phase encoding known: how many times longer than wide a tile is along the
+    /// readout (its area kept; 1: square).
+    #[arg(long, default_value_t = NoiseMapSettings::default().elongation)]
+    elongation: usize,
     /// Smoothing across tiles, in tiles (0: none).
     #[arg(long, default_value_t = NoiseMapSettings::default().smoothing)]
     smoothing: f32,
@@ -43,15 +53,22 @@ pub struct Args {
     guide: Option<PathBuf>,
     /// The inputs are the slices of one series (one acquisition: same size, coils,
     /// acceleration and receiver): every tile's estimate pools all of their blocks at that
-    /// place, since they share one g-factor map. Refused when their sizes or noise levels
-    /// differ.
+    /// place, since they share one g-factor map. Refused when their sizes differ; a slice
+    /// whose own map is too far off the pool's is mapped alone, with a warning naming it.
     #[arg(long)]
     series: bool,
+}
+
+/// `--phase-encoding`'s value, parsed once at the edge (`denoise` takes it too).
+pub(super) fn parse_phase_encoding(s: &str) -> Result<PhaseEncoding, String> {
+    PhaseEncoding::parse(s).map_err(|e| e.to_string())
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = NoiseMapSettings {
         tile: args.tile,
+        phase_encoding: args.phase_encoding,
+        elongation: args.elongation,
         min_blocks: args.min_blocks,
         smoothing: args.smoothing,
         coils: args.coils,
@@ -127,12 +144,16 @@ fn maps(
     let partner_views: Vec<_> = partners.iter().map(|p| p.view()).collect();
     let with_partner = !partner_views.is_empty();
     if args.series {
-        let maps = if with_partner {
+        let pooled = if with_partner {
             estimate_pair_noise_maps(&views, &partner_views, settings).map(|(own, _)| own)
         } else {
             estimate_series_noise_maps(&views, None, settings)
         };
-        return maps.context("the inputs as one series");
+        let pooled = pooled.context("the inputs as one series")?;
+        if let Some(reason) = pooled.apart_reason() {
+            eprintln!("warning: the inputs as one series: {reason}");
+        }
+        return Ok(pooled.maps);
     }
     views
         .iter()
@@ -141,6 +162,7 @@ fn maps(
             Ok(if with_partner {
                 estimate_pair_noise_maps(&[*image], &[partner_views[k]], settings)?
                     .0
+                    .maps
                     .remove(0)
             } else {
                 estimate_noise_map(*image, settings)?

@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crossdenoise_runtime::Denoiser;
 use crossdenoise_runtime::denoise_files::{FileJob, InputFile};
-use crossdenoise_runtime::{Denoiser, SeriesNoise};
 use tracing::warn;
 
 use super::derived::Derived;
@@ -151,11 +151,13 @@ fn prepare_noise(job: &FileJob, models: &mut Staging, series: &Series, inputs: &
     }
     for outcome in said {
         let reason = match outcome {
-            Ok(SeriesNoise::PerSlice { reason }) => reason,
-            Err(e) => e.to_string(),
-            Ok(SeriesNoise::Pooled { .. } | SeriesNoise::Unneeded) => continue,
+            Ok(done) => match done.warning() {
+                Some(said) => said,
+                None => continue,
+            },
+            Err(e) => format!("estimated slice by slice: {e}"),
         };
-        warn!(series = %series.uid, %reason, "DICOM series' noise maps estimated slice by slice");
+        warn!(series = %series.uid, %reason, "DICOM series' noise maps not all pooled");
     }
 }
 

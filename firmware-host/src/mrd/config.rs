@@ -11,6 +11,7 @@ use crossdenoise_runtime::ProviderSettings;
 use crate::contrast::ContrastRules;
 pub use crate::contrast::Strength;
 pub use crate::dicom::config::{Destination, DicomConfig, DicomModels, OnConflict, OtherSeries};
+use crossdenoise_image::noise_map::PhaseEncoding;
 use serde::Deserialize;
 
 /// What to do with messages the daemon does not process (acquisitions, waveforms).
@@ -94,6 +95,11 @@ pub struct HostConfig {
     /// precise; 1 maps each image alone. A 256 x 256 slice held costs about 0.6 MB, twice
     /// with its guide.
     pub noise_pool_slices: usize,
+    /// For a model served with a noise map: which way the phase encoding runs in the
+    /// images the site sends (`left-right`, `up-down`, or `unknown`: square tiles).
+    /// Parallel imaging folds along it, and a map whose tiles are narrowed across the folds
+    /// follows the g-factor's fold lines (docs/scanner-noise.md).
+    pub phase_encoding: PhaseEncoding,
     pub max_connections: usize,
     /// Open connections from one peer address; beyond it (or `max_connections`) a client
     /// gets an MRD error text and close.
@@ -181,6 +187,7 @@ impl Default for HostConfig {
             queue_depth: 64,
             in_flight_per_connection: 16,
             noise_pool_slices: 16,
+            phase_encoding: PhaseEncoding::Unknown,
             max_connections: 64,
             max_connections_per_peer: 16,
             series_offset: 100,
@@ -400,6 +407,7 @@ impl HostConfig {
             providers: self.execution_providers.clone(),
             tile_pixels: self.tile_pixels,
             average_orientations: self.average_orientations,
+            phase_encoding: self.phase_encoding,
             ..Default::default()
         }
     }
@@ -476,6 +484,7 @@ mod tests {
             listen = "127.0.0.1:9010"
             default_profile = "knee"
             batch_size = 8
+            phase_encoding = "left-right"
             [execution_providers]
             order = ["cuda", "cpu"]
             [profiles.knee]
@@ -492,10 +501,26 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 9010);
         assert_eq!(c.batch_size, 8);
+        assert_eq!(c.phase_encoding, PhaseEncoding::LeftRight);
+        assert_eq!(
+            c.denoiser_options().phase_encoding,
+            PhaseEncoding::LeftRight
+        );
         assert!(c.profiles["knee"].model.ends_with("pd.onnx"));
         assert!(c.profiles["knee"].model.is_absolute());
         assert!(c.profiles["knee"].alone["pdfs"].is_absolute());
         assert_eq!(c.model_paths().len(), 4);
+    }
+
+    #[test]
+    fn a_phase_encoding_typo_is_named() {
+        let err = load("phase_encoding = \"left_right\"\n[profiles.knee]\nmodel = \"m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("phase_encoding") && err.contains("left-right"),
+            "{err}"
+        );
     }
 
     #[test]

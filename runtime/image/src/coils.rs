@@ -25,7 +25,12 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+use crate::noise_map::PhaseEncoding;
 use crate::{Error, Result};
+
+/// The phantoms' phase encoding runs left-right: their acceleration folds along the
+/// columns, and their g-factor map changes from column to column.
+pub const PHASE_ENCODING: PhaseEncoding = PhaseEncoding::LeftRight;
 
 /// How the channels become one magnitude image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -31,7 +31,12 @@ use ndarray::{Array2, s};
 use num_complex::Complex32;
 use rustfft::{Fft, FftPlanner};
 
+use crate::noise_map::PhaseEncoding;
 use crate::{Error, Result};
+
+/// fastMRI's knee k-space is `H x W` with the (twofold oversampled) readout along H and the
+/// phase encoding along W: in the images the phase encoding runs left-right.
+pub const PHASE_ENCODING: PhaseEncoding = PhaseEncoding::LeftRight;
 
 /// The protocols of fastMRI's knee set this product denoises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

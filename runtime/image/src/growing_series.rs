@@ -205,10 +205,12 @@ mod tests {
             let (own, theirs) =
                 estimate_pair_noise_maps(&views[..=k], &partner_views[..=k], &settings()).unwrap();
             assert_eq!((got.pooled, got.restarted.as_deref()), (k + 1, None));
-            assert_eq!(got.map, own[k]);
-            assert_eq!(got.partner_map.as_ref(), Some(&theirs[k]));
+            assert_eq!(got.map, own.maps[k]);
+            assert_eq!(got.partner_map.as_ref(), Some(&theirs.maps[k]));
             let single = alone.add(views[k], None).unwrap();
-            let series_maps = estimate_series_noise_maps(&views[..=k], None, &settings()).unwrap();
+            let series_maps = estimate_series_noise_maps(&views[..=k], None, &settings())
+                .unwrap()
+                .maps;
             assert_eq!(single.map, series_maps[k]);
             assert!(single.partner_map.is_none());
             last = Some(got.map);
@@ -216,7 +218,7 @@ mod tests {
         // The fourth slice's pooled map is not the one it has alone.
         let (alone_map, _) =
             estimate_pair_noise_maps(&views[3..], &partner_views[3..], &settings()).unwrap();
-        assert_ne!(last.unwrap(), alone_map[0]);
+        assert_ne!(last.unwrap(), alone_map.maps[0]);
     }
 
     #[test]
@@ -230,7 +232,9 @@ mod tests {
         }
         let last = last.unwrap();
         assert_eq!((last.pooled, series.len()), (2, 2));
-        let expected = estimate_series_noise_maps(&views[2..], None, &settings()).unwrap();
+        let expected = estimate_series_noise_maps(&views[2..], None, &settings())
+            .unwrap()
+            .maps;
         assert_eq!(last.map, expected[1]);
         let err = GrowingSeries::new(settings(), 0).err().unwrap();
         assert!(err.to_string().contains("capacity"), "{err}");

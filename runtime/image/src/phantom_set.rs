@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::coils::CoilArray;
 use crate::io::{self, Format, GrayImage};
+use crate::noise_map::PhaseEncoding;
 use crate::normalize::Normalization;
 use crate::phantom::{Finding, PhantomGenerator, PhantomPair};
 use crate::picture::Grid;
@@ -71,6 +72,11 @@ pub struct NoiseRecord {
     pub combination: String,
     /// The largest g-factor of the array (1 without acceleration).
     pub g_factor_max: f32,
+    /// Which way the phase encoding runs ([`crate::coils::PHASE_ENCODING`]): what a
+    /// noise map's tiles are narrowed across (`denoise --phase-encoding`). Sets written
+    /// before it was recorded read as `unknown`.
+    #[serde(default)]
+    pub phase_encoding: PhaseEncoding,
     /// The true noise sd maps, relative to the set's folder: `<maps>/pd/`, `<maps>/pdfs/`,
     /// one image per pair in the set's format.
     pub maps: String,
@@ -87,6 +93,7 @@ impl NoiseRecord {
             acceleration: array.acceleration,
             combination: array.combination.name().into(),
             g_factor_max,
+            phase_encoding: crate::coils::PHASE_ENCODING,
             maps: noise_folder().to_string_lossy().into_owned(),
         }
     }

@@ -140,6 +140,7 @@ impl Plan {
             train,
             val,
             noise_coils: self.coils,
+            phase_encoding: fastmri::PHASE_ENCODING,
         })
     }
 

@@ -9,7 +9,9 @@
 use std::path::Path;
 
 use burn::prelude::*;
+use crossdenoise_image::coils;
 use crossdenoise_image::io::PairedFolder;
+use crossdenoise_image::noise_map::PhaseEncoding;
 use crossdenoise_image::phantom::{PhantomConfig, PhantomGenerator};
 use crossdenoise_image::{Normalization, Padding};
 use ndarray::{Array2, ArrayView2};
@@ -34,8 +36,9 @@ impl Data {
     pub fn load(config: &Config) -> Result<Self, DataError> {
         let mut data = Self::load_sets(config)?;
         if data.noise_coils > 1 {
-            data.train.even_noise(data.noise_coils)?;
-            data.val.even_noise(data.noise_coils)?;
+            data.train
+                .even_noise(data.noise_coils, data.phase_encoding)?;
+            data.val.even_noise(data.noise_coils, data.phase_encoding)?;
         }
         Ok(data)
     }
@@ -65,6 +68,7 @@ impl Data {
                     train: range(0, d.train_pairs)?,
                     val: range(d.train_pairs, d.val_pairs)?,
                     noise_coils: d.noise_coils(),
+                    phase_encoding: coils::PHASE_ENCODING,
                 })
             }
             DataSource::Folder => {
@@ -79,6 +83,7 @@ impl Data {
                         train: all,
                         val: folder_set(&PairedFolder::open_with(v, a, b)?, multiple)?,
                         noise_coils: 1,
+                        phase_encoding: PhaseEncoding::Unknown,
                     }),
                     None => split_tail(all, d.val_pairs, root),
                 }
@@ -198,6 +203,7 @@ fn split_tail(mut all: PairSet, val_pairs: usize, root: &Path) -> Result<Data, D
         train: all,
         val,
         noise_coils: 1,
+        phase_encoding: PhaseEncoding::Unknown,
     })
 }
 

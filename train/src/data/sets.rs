@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use crossdenoise_image::noise::estimate_sigma;
-use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, map_level, noise_factor};
+use crossdenoise_image::noise_map::{
+    NoiseMapSettings, NoiseModel, PhaseEncoding, map_level, noise_factor,
+};
 use ndarray::Array2;
 
 #[derive(Debug, thiserror::Error)]
@@ -98,9 +100,14 @@ impl PairSet {
     /// `coils` coils over the map's median, `noise_map::noise_factor`), as the runtime does
     /// with a noise map: the network then learns one noise level per slice, which is what
     /// it will meet. Each slice's sd is then its map's median ([`PairSet::noise_sd`]).
-    pub fn even_noise(&mut self, coils: u32) -> Result<(), DataError> {
+    pub fn even_noise(
+        &mut self,
+        coils: u32,
+        phase_encoding: PhaseEncoding,
+    ) -> Result<(), DataError> {
         let settings = NoiseMapSettings {
             coils,
+            phase_encoding,
             ..NoiseMapSettings::default()
         };
         let model = NoiseModel::Map(settings);
@@ -139,6 +146,8 @@ pub struct Data {
     /// The magnitudes' noise distribution, in coils (1: Rician; L: noncentral chi of L
     /// coils combined by root-sum-of-squares): the phantoms' coil array, or fastMRI's files.
     pub noise_coils: u32,
+    /// Which way their phase encoding runs, for their noise maps' tiles.
+    pub phase_encoding: PhaseEncoding,
 }
 
 #[cfg(test)]
@@ -168,7 +177,7 @@ mod tests {
             paired: true,
             noise_sd: None,
         };
-        set.even_noise(1).unwrap();
+        set.even_noise(1, PhaseEncoding::Unknown).unwrap();
         let air = |cols: std::ops::Range<usize>| {
             let values: Vec<f32> = (0..size / 8)
                 .flat_map(|i| cols.clone().map(move |j| (i, j)))

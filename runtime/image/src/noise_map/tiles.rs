@@ -51,8 +51,8 @@ const AIR_NEIGHBOURHOOD: usize = 4;
 /// slices share their coils and g-factor map, so a tile's evidence is all of theirs).
 pub(super) struct Scan<'a> {
     pub slices: &'a [&'a SliceBlocks],
-    /// Tile side in blocks.
-    pub per_tile: usize,
+    /// Tile rows and columns in blocks.
+    pub per_tile: (usize, usize),
     /// Fewest blocks one slice's tile needs to rest on.
     pub min_blocks: usize,
     /// Width of the smoothing across tiles, in tiles.
@@ -82,8 +82,8 @@ impl Scan<'_> {
     ) -> Tiles {
         let floor = noncentral_chi_mean(0.0, self.coils) as f32;
         let (bh, bw) = self.slices[0].blocks.dim();
-        let per_tile = self.per_tile;
-        let (th, tw) = (bh.div_ceil(per_tile), bw.div_ceil(per_tile));
+        let (per_row, per_col) = self.per_tile;
+        let (th, tw) = (bh.div_ceil(per_row), bw.div_ceil(per_col));
         let mut estimate = Array2::<f32>::zeros((th, tw));
         let mut weight = Array2::<f32>::zeros((th, tw));
         // The air's own estimate of every tile with enough air, tissue tiles included: the
@@ -98,8 +98,8 @@ impl Scan<'_> {
                 tissue.clear();
                 air.clear();
                 for (s, slice) in self.slices.iter().enumerate() {
-                    for bi in ti * per_tile..((ti + 1) * per_tile).min(bh) {
-                        for bj in tj * per_tile..((tj + 1) * per_tile).min(bw) {
+                    for bi in ti * per_row..((ti + 1) * per_row).min(bh) {
+                        for bj in tj * per_col..((tj + 1) * per_col).min(bw) {
                             let block = slice.blocks[(bi, bj)];
                             let around = slice.surroundings[(bi, bj)];
                             let level = sigma(s, (bi, bj));
@@ -428,17 +428,23 @@ fn normalised_convolution(
 }
 
 /// The tile grid interpolated to `rows` x `cols` pixels, tile centres at their tiles'
-/// middles, held constant beyond the outermost centres.
-pub(super) fn bilinear(tiles: &Array2<f32>, rows: usize, cols: usize, tile: usize) -> Array2<f32> {
+/// middles, held constant beyond the outermost centres; `tile` is a tile's rows and
+/// columns.
+pub(super) fn bilinear(
+    tiles: &Array2<f32>,
+    rows: usize,
+    cols: usize,
+    tile: (usize, usize),
+) -> Array2<f32> {
     let (th, tw) = tiles.dim();
-    let position = |p: usize, n: usize| {
+    let position = |p: usize, n: usize, tile: usize| {
         let t = ((p as f32 + 0.5) / tile as f32 - 0.5).clamp(0.0, (n - 1) as f32);
         let lo = (t.floor() as usize).min(n - 1);
         (lo, (lo + 1).min(n - 1), t - lo as f32)
     };
     Array2::from_shape_fn((rows, cols), |(i, j)| {
-        let (i0, i1, fi) = position(i, th);
-        let (j0, j1, fj) = position(j, tw);
+        let (i0, i1, fi) = position(i, th, tile.0);
+        let (j0, j1, fj) = position(j, tw, tile.1);
         let top = tiles[(i0, j0)] * (1.0 - fj) + tiles[(i0, j1)] * fj;
         let bottom = tiles[(i1, j0)] * (1.0 - fj) + tiles[(i1, j1)] * fj;
         top * (1.0 - fi) + bottom * fi

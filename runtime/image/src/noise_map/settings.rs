@@ -1,0 +1,194 @@
+//! How a noise map is estimated: its tiles' size and shape, smoothing and coils.
+
+use crate::{Error, Result};
+
+/// How the map is estimated. The defaults suit 128 to 512 pixel knee slices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NoiseMapSettings {
+    /// Tile side in pixels (even): each tile's estimate rests on `(tile / 2)^2` blocks.
+    pub tile: usize,
+    /// Which way the phase encoding runs in the image, where known.
+    pub phase_encoding: PhaseEncoding,
+    /// How many times longer than wide a tile is along the readout when the phase
+    /// encoding is known (its area kept): 1 keeps square tiles.
+    pub elongation: usize,
+    /// Fewer usable blocks than this leave a tile to its neighbours.
+    pub min_blocks: usize,
+    /// Width (standard deviation) of the smoothing across tiles, in tiles.
+    pub smoothing: f32,
+    /// The magnitude's degrees of freedom in coils (1 for Rician; L for root-sum-of-squares
+    /// of L prewhitened channels): sets the air floor and the air's second moment.
+    pub coils: u32,
+}
+
+impl Default for NoiseMapSettings {
+    fn default() -> Self {
+        NoiseMapSettings {
+            tile: 32,
+            phase_encoding: PhaseEncoding::Unknown,
+            elongation: 2,
+            min_blocks: 32,
+            smoothing: 1.0,
+            coils: 1,
+        }
+    }
+}
+
+/// Which way the phase encoding runs across the image, as the acquisition states it
+/// (DICOM's In-plane Phase Encoding Direction, `ROW` left-right and `COL` up-down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseEncoding {
+    /// Not stated: square tiles.
+    #[default]
+    Unknown,
+    /// Along the rows: the folds are vertical lines, the map changes from column to column.
+    LeftRight,
+    /// Along the columns: the folds are horizontal lines.
+    UpDown,
+}
+
+impl PhaseEncoding {
+    /// Parses the names the CLI, configs and manifests use.
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "unknown" => Ok(PhaseEncoding::Unknown),
+            "left-right" => Ok(PhaseEncoding::LeftRight),
+            "up-down" => Ok(PhaseEncoding::UpDown),
+            other => Err(Error::Invalid {
+                what: "phase encoding",
+                reason: format!("{other:?} is not unknown, left-right or up-down"),
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseEncoding::Unknown => "unknown",
+            PhaseEncoding::LeftRight => "left-right",
+            PhaseEncoding::UpDown => "up-down",
+        }
+    }
+}
+
+impl NoiseMapSettings {
+    /// The same settings on square tiles.
+    pub fn square(&self) -> Self {
+        NoiseMapSettings {
+            phase_encoding: PhaseEncoding::Unknown,
+            ..*self
+        }
+    }
+
+    /// A tile's rows and columns in pixels: square, or elongated along the readout.
+    pub fn tile_shape(&self) -> (usize, usize) {
+        let (long, short) = (
+            self.tile * self.elongation,
+            self.tile / self.elongation.max(1),
+        );
+        match self.phase_encoding {
+            PhaseEncoding::Unknown => (self.tile, self.tile),
+            PhaseEncoding::LeftRight => (long, short),
+            PhaseEncoding::UpDown => (short, long),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what, reason: String| Err(Error::Invalid { what, reason });
+        if self.tile < 4 || !self.tile.is_multiple_of(2) {
+            return bad(
+                "noise map tile",
+                format!("{} is not an even size of 4 or more", self.tile),
+            );
+        }
+        if self.elongation == 0 {
+            return bad("noise map elongation", "0 is not a shape".into());
+        }
+        let (rows, cols) = self.tile_shape();
+        let short = rows.min(cols);
+        if self.phase_encoding != PhaseEncoding::Unknown
+            && (!self.tile.is_multiple_of(self.elongation) || short < 4 || !short.is_multiple_of(2))
+        {
+            return bad(
+                "noise map elongation",
+                format!(
+                    "{} makes tiles of {} pixels {}; their short side must be an even size of 4 \
+                     or more",
+                    self.elongation,
+                    self.tile,
+                    self.tile as f32 / self.elongation as f32
+                ),
+            );
+        }
+        if self.min_blocks == 0 {
+            return bad("noise map min_blocks", "0 would trust an empty tile".into());
+        }
+        if !(self.smoothing >= 0.0 && self.smoothing.is_finite()) {
+            return bad(
+                "noise map smoothing",
+                format!("{} is not a finite width >= 0", self.smoothing),
+            );
+        }
+        if self.coils == 0 {
+            return bad("noise map coils", "0 coils".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiles_are_narrowed_across_the_phase_encoding_their_area_kept() {
+        let mut s = NoiseMapSettings::default();
+        assert_eq!(s.tile_shape(), (32, 32));
+        s.phase_encoding = PhaseEncoding::LeftRight;
+        assert_eq!(s.tile_shape(), (64, 16));
+        s.phase_encoding = PhaseEncoding::UpDown;
+        assert_eq!(s.tile_shape(), (16, 64));
+        assert_eq!(s.square().tile_shape(), (32, 32));
+        s.elongation = 1;
+        assert_eq!(s.tile_shape(), (32, 32));
+    }
+
+    #[test]
+    fn a_shape_without_an_even_short_side_is_refused_naming_the_elongation() {
+        for (tile, elongation) in [(32, 0), (32, 3), (8, 4), (20, 4)] {
+            let s = NoiseMapSettings {
+                tile,
+                elongation,
+                phase_encoding: PhaseEncoding::UpDown,
+                ..NoiseMapSettings::default()
+            };
+            let err = s.validate().unwrap_err().to_string();
+            assert!(err.contains("elongation"), "{tile} / {elongation}: {err}");
+        }
+        // Square tiles ignore the elongation.
+        let s = NoiseMapSettings {
+            tile: 20,
+            elongation: 3,
+            ..NoiseMapSettings::default()
+        };
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn phase_encoding_names_round_trip_and_a_typo_is_named() {
+        for p in [
+            PhaseEncoding::Unknown,
+            PhaseEncoding::LeftRight,
+            PhaseEncoding::UpDown,
+        ] {
+            assert_eq!(PhaseEncoding::parse(p.name()).unwrap(), p);
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.name()));
+        }
+        let err = PhaseEncoding::parse("leftright").unwrap_err().to_string();
+        assert!(
+            err.contains("phase encoding") && err.contains("leftright"),
+            "{err}"
+        );
+    }
+}

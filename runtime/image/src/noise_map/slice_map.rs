@@ -1,0 +1,125 @@
+//! One slice's (or one series') noise map from its blocks: the two passes over the tiles,
+//! what is air, and which of a partner's blocks are tissue.
+
+use ndarray::{Array2, ArrayView2};
+
+use super::settings::NoiseMapSettings;
+use super::tiles::{Scan, SliceBlocks, Spread, bilinear};
+use crate::Result;
+use crate::magnitude_bias::noncentral_chi_mean;
+use crate::noise::upper_median;
+
+/// A block counts as air below this many sigmas above the air's mean.
+const AIR_ABOVE_FLOOR: f32 = 0.5;
+/// The same once the air's own sigma is known near the block: closer, so that dark tissue
+/// (fat-suppressed, a sigma or two above the floor) is not taken for air.
+const AIR_ABOVE_LOCAL_FLOOR: f32 = 0.25;
+
+/// A partner's block counts as tissue this many of its sigmas above its air's floor.
+const PARTNER_TISSUE_ABOVE_FLOOR: f32 = 1.0;
+
+/// The blocks of `image` that `partner` shows as tissue by its own map; none for a partner
+/// of another size.
+pub(super) fn partner_tissue(
+    image: ArrayView2<f32>,
+    partner: ArrayView2<f32>,
+    settings: &NoiseMapSettings,
+) -> Result<Option<Array2<bool>>> {
+    if partner.dim() != image.dim() {
+        return Ok(None);
+    }
+    // The partner's blocks and their surroundings, read once for its map and its tissue.
+    let own = SliceBlocks::new(partner, None, settings.coils);
+    let partner_map = estimate(&[&own], partner.dim(), settings)?.remove(0).map;
+    let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
+    Ok(Some(Array2::from_shape_fn(own.blocks.dim(), |(i, j)| {
+        own.surroundings[(i, j)]
+            > (floor + PARTNER_TISSUE_ABOVE_FLOOR) * partner_map[(2 * i, 2 * j)]
+    })))
+}
+
+/// One slice's map, which of its pixels it read as air, and how many blocks its tiles
+/// rest on (the series' together, for a pooled map).
+pub(crate) struct SliceMap {
+    pub(crate) map: Array2<f32>,
+    pub(super) air: Array2<bool>,
+    pub(super) blocks: f32,
+}
+
+/// The maps of `slices` (one, or a series), each `dim` pixels.
+pub(super) fn estimate(
+    slices: &[&SliceBlocks],
+    dim: (usize, usize),
+    settings: &NoiseMapSettings,
+) -> Result<Vec<SliceMap>> {
+    settings.validate()?;
+    let (rows, cols) = dim;
+    let (bh, bw) = (rows / 2, cols / 2);
+    let zeros = || {
+        (0..slices.len())
+            .map(|_| SliceMap {
+                map: Array2::zeros(dim),
+                air: Array2::from_elem(dim, false),
+                blocks: 0.0,
+            })
+            .collect()
+    };
+    if bh == 0 || bw == 0 {
+        return Ok(zeros());
+    }
+    // A first, global sigma to tell tissue and air apart.
+    let globals: Vec<f32> = slices.iter().map(|s| s.global).collect();
+    let mut positive: Vec<f32> = globals.iter().copied().filter(|g| *g > 0.0).collect();
+    if positive.is_empty() {
+        return Ok(zeros());
+    }
+    let global = upper_median(&mut positive);
+    let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
+    let (tile_rows, tile_cols) = settings.tile_shape();
+    let per_tile = (tile_rows / 2, tile_cols / 2);
+    let scan = Scan {
+        slices,
+        per_tile,
+        min_blocks: settings.min_blocks,
+        smoothing: settings.smoothing,
+        coils: settings.coils,
+        spread: Spread::new(settings.coils),
+        global,
+    };
+    // Tissue and air are told apart by the slice's sigma first, then by that first map:
+    // air twice as noisy as the slice (a g-factor of 2 at acceleration 3) sits above a
+    // threshold set by the slice's sigma and would be left out, or only its quieter blocks
+    // kept, which biases its sigma low.
+    let first = scan.tiles(
+        |s, _| globals[s],
+        |s, _| (floor + AIR_ABOVE_FLOOR) * globals[s],
+    );
+    let at_blocks = |tiles: &Array2<f32>| bilinear(tiles, bh, bw, per_tile);
+    let (tissue_ref, air_ref) = (at_blocks(&first.whole), at_blocks(&first.air));
+    let air_below = |b: (usize, usize)| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b];
+    let tiles = scan.tiles(|_, b| tissue_ref[b], |_, b| air_below(b));
+    let map = bilinear(&tiles.whole, rows, cols, (tile_rows, tile_cols));
+    let air_map = bilinear(&tiles.air, rows, cols, (tile_rows, tile_cols));
+    // Each pixel of an air block takes the air's map; the rest the tissue's.
+    Ok(slices
+        .iter()
+        .map(|slice| {
+            let air = Array2::from_shape_fn((rows, cols), |(i, j)| {
+                let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
+                slice.is_air(block, air_below(block))
+            });
+            let map =
+                Array2::from_shape_fn(
+                    (rows, cols),
+                    |at| {
+                        if air[at] { air_map[at] } else { map[at] }
+                    },
+                );
+            SliceMap {
+                map,
+                air,
+                blocks: tiles.blocks,
+            }
+        })
+        .collect())
+}
