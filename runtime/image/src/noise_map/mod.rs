@@ -167,9 +167,10 @@ pub fn estimate_noise_map_beside(
 /// a slice's tile alone is a few percent uncertain and its tissue's texture pulls it up,
 /// and the 8-coil noncentral chi correction in fat-suppressed tissue needs the sigma to a
 /// percent (docs/scanner-noise.md). The maps differ only where a slice has air and another
-/// tissue. Slices of different sizes, or one whose own map is further off the pooled one
-/// than [`SERIES_LEVEL_TOLERANCE`] and its own precision allow, are refused: they are not one
-/// acquisition, and each should be estimated alone.
+/// tissue. Slices of different sizes are refused. A slice whose own map is further off the
+/// pooled one than [`SERIES_LEVEL_TOLERANCE`] and its own precision allow is of another
+/// acquisition or was read badly alone: it is set apart, mapped alone and named in
+/// [`PooledMaps::apart`], and the rest pooled without it.
 pub fn estimate_series_noise_maps(
     images: &[ArrayView2<f32>],
     partners: Option<&[ArrayView2<f32>]>,
