@@ -45,6 +45,17 @@ phase_encoding() { # SET
     .venv-quality/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["noise"]["phase_encoding"])' "$1/phantoms.json"
 }
 
+# Each contrast's series maps, read beside the other, as `denoise --noise map` serves them.
+estimate_maps() { # NAME
+    local pe c partner
+    pe=$(phase_encoding "$out/$1")
+    for c in pd pdfs; do
+        partner=$([ "$c" = pd ] && echo pdfs || echo pd)
+        "$bin" noise-map --coils 8 --series --guide "$out/$1/$partner" --phase-encoding "$pe" \
+            --out "$out/$1/estimated/$c" "$out/$1/$c"/*.npy >/dev/null
+    done
+}
+
 phantoms() { # NAME R PD_SNR PDFS_SNR
     "$bin" phantoms --out "$out/$1" --pairs "$pairs" --size "$size" --seed 1000 --force \
         --coils 8 --coil-correlation 0.15 --acceleration "$2" --snr "$3" --snr-pdfs "$4" >/dev/null
@@ -56,13 +67,7 @@ for r in 2 3; do
     for snr in 20/12 10/10; do
         name="R${r}_snr${snr/\//-}"
         phantoms "$name" "$r" "${snr%/*}" "${snr#*/}"
-        # As served: each set one series, each contrast read beside the other.
-        for c in pd pdfs; do
-            partner=$([ "$c" = pd ] && echo pdfs || echo pd)
-            "$bin" noise-map --coils 8 --series --guide "$out/$name/$partner" \
-                --phase-encoding "$(phase_encoding "$out/$name")" \
-                --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
-        done
+        estimate_maps "$name"
         sets+=("$out/$name")
     done
 done
@@ -78,19 +83,14 @@ for setting in "${settings[@]}"; do
     rm -rf "$out/$name/denoised"
     # The maps a model served with --noise map estimates, for BM3D given the same.
     estimated=()
+    pe=()
     if [ ${#serve[@]} -gt 0 ]; then
-        for c in pd pdfs; do
-            partner=$([ $c = pd ] && echo pdfs || echo pd)
-            "$bin" noise-map --coils 8 --series --guide "$out/$name/$partner" \
-                --phase-encoding "$(phase_encoding "$out/$name")" \
-                --out "$out/$name/estimated/$c" "$out/$name/$c"/*.npy >/dev/null
-        done
+        estimate_maps "$name"
         estimated=(--estimated-maps "$out/$name/estimated")
+        pe=(--phase-encoding "$(phase_encoding "$out/$name")")
     fi
     for c in pd pdfs; do
         partner=$([ $c = pd ] && echo pdfs || echo pd)
-        pe=()
-        [ ${#serve[@]} -eq 0 ] || pe=(--phase-encoding "$(phase_encoding "$out/$name")")
         "$bin" denoise "${serve[@]}" "${pe[@]}" --model "$models/$c.onnx" --guide "$out/$name/$partner" \
             --out "$out/$name/denoised" "$out/$name/$c" >/dev/null
     done

@@ -141,15 +141,14 @@ impl SeriesMaps {
         .flatten()
         .collect::<Vec<_>>()
         .join("; ");
-        let pooled = (0..images.len()).map(|k| own.pooled(k)).max().unwrap_or(0);
+        let counts: Vec<usize> = (0..images.len()).map(|k| own.pooled(k)).collect();
+        let pooled = counts.iter().copied().max().unwrap_or(0);
         let mut guide_maps = theirs.map(|t| t.maps.into_iter());
-        for (k, map) in own.maps.iter().enumerate() {
+        for (k, map) in own.maps.into_iter().enumerate() {
             let maps = SliceMaps {
-                map: map.clone(),
+                map,
                 guide_map: guide_maps.as_mut().and_then(|g| g.next()),
-                origin: MapOrigin::Estimated {
-                    pooled: own.pooled(k),
-                },
+                origin: MapOrigin::Estimated { pooled: counts[k] },
             };
             self.by_slice
                 .insert(key(images[k], guides.map(|g| g[k])), maps);

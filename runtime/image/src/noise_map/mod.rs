@@ -247,7 +247,7 @@ fn series_maps(
 }
 
 /// The maps of two series' slices, in order: the first series', then the second's.
-pub type PairMaps = (Vec<Array2<f32>>, Vec<Array2<f32>>);
+pub(crate) type PairMaps = (Vec<Array2<f32>>, Vec<Array2<f32>>);
 
 /// Two maps of one coil array and acceleration may differ in shape by this much (the rms
 /// of their log ratio over the air both read) before neither is taken to check the other.

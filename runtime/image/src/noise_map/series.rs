@@ -126,25 +126,18 @@ pub(crate) fn split_maps(slices: &[&ReadSlice], settings: &NoiseMapSettings) -> 
             .collect();
     };
     apart.sort_by_key(|&(k, _)| k);
-    let mut pooled = members
-        .into_iter()
-        .zip(pooled)
-        .collect::<Vec<_>>()
-        .into_iter();
-    let mut next = pooled.next();
-    let mut maps = Vec::with_capacity(slices.len());
-    for (k, slice) in slices.iter().enumerate() {
-        match next.take() {
-            Some((m, map)) if m == k => {
-                maps.push(map);
-                next = pooled.next();
-            }
-            other => {
-                next = other;
-                maps.push(estimate(&[&slice.blocks], dim, settings)?.remove(0));
-            }
-        }
+    let mut placed: Vec<Option<SliceMap>> = slices.iter().map(|_| None).collect();
+    for (k, map) in members.into_iter().zip(pooled) {
+        placed[k] = Some(map);
     }
+    let maps = placed
+        .into_iter()
+        .zip(slices)
+        .map(|(map, slice)| match map {
+            Some(map) => Ok(map),
+            None => Ok(estimate(&[&slice.blocks], dim, settings)?.remove(0)),
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok((maps, apart))
 }
 
