@@ -184,3 +184,54 @@ fn measured_noise_maps_are_served_as_given() {
     refused(&small, "slice map 0 is (64, 96), its slice (96, 96)");
     assert!(!cwd.join("small/pd/0000.npy").exists());
 }
+
+/// A DICOM series says which way its phase encoding ran (In-plane Phase Encoding
+/// Direction): `noise-map` narrows the tiles across it, as `--phase-encoding` does for the
+/// same pixels in files that state nothing, and in place of the flag.
+#[test]
+fn noise_map_narrows_its_tiles_across_the_direction_a_dicom_series_states() {
+    use crossdenoise_image::dicom::DicomSlice;
+
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    coil_phantoms(cwd, "set", "2", "128", "3");
+    // In scanner-like units, so the 12-bit stored values keep the noise.
+    let slices: Vec<_> = ["0000.npy", "0001.npy"]
+        .iter()
+        .map(|name| read_npy(&cwd.join("set/pd").join(name)).unwrap() * 1000.0)
+        .collect();
+    let flags = ["--phase-encoding".to_string(), "COL".to_string()];
+    let files = crate::support::dicom_series(&cwd.join("dcm"), "u12", &slices, &flags);
+    // The same pixels in files that state no direction.
+    std::fs::create_dir_all(cwd.join("npy")).unwrap();
+    let copies: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let to = cwd
+                .join("npy")
+                .join(f.file_stem().unwrap())
+                .with_extension("npy");
+            write_npy(&to, DicomSlice::read(f).unwrap().image.view()).unwrap();
+            to.display().to_string()
+        })
+        .collect();
+    let dicom: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let maps = |out_dir: &str, inputs: &[String], flag: &[&str]| {
+        let mut args = vec!["noise-map", "--coils", "8", "--series", "--out", out_dir];
+        args.extend_from_slice(flag);
+        args.extend(inputs.iter().map(String::as_str));
+        let out = crossdenoise(&args, cwd);
+        assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
+        ["slice_000.npy", "slice_001.npy"]
+            .map(|name| read_npy(&cwd.join(out_dir).join(name)).unwrap())
+    };
+    let stated = maps("stated", &dicom, &[]);
+    let told = maps("told", &copies, &["--phase-encoding", "up-down"]);
+    let square = maps("square", &copies, &[]);
+    let overridden = maps("overridden", &dicom, &["--phase-encoding", "left-right"]);
+    for k in 0..2 {
+        assert_eq!(stated[k], told[k], "slice {k}");
+        assert_eq!(stated[k], overridden[k], "slice {k}");
+        assert_ne!(stated[k], square[k], "slice {k}");
+    }
+}

@@ -607,6 +607,7 @@ async fn a_slice_its_partner_series_does_not_cover_is_denoised_alone_in_the_pair
 /// slice written as a classic series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enhanced_mr_instance_is_split_per_frame_and_each_frame_denoised() {
+    use crossdenoise_image::noise_map::PhaseEncoding;
     use dicom_dictionary_std::tags;
     let dir = tempfile::tempdir().unwrap();
     let (mut node, pacs, model) = pdfs_node_and_pacs(dir.path()).await;
@@ -661,6 +662,8 @@ async fn an_enhanced_mr_instance_is_split_per_frame_and_each_frame_denoised() {
             DicomSlice::read(copy).unwrap(),
         );
         assert_eq!(output.rescale_slope, 0.5);
+        // The phase encoding the shared MR FOV / Geometry group states, a frame's own.
+        assert_eq!(output.phase_encoding(), Some(PhaseEncoding::UpDown));
         // Within the 12-bit stored range the frames have (the derived slice keeps it).
         let expected = denoiser
             .denoise(input.image.view())

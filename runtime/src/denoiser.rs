@@ -38,7 +38,7 @@ use crossdenoise_image::Padding;
 use crossdenoise_image::growing_series::GrowingSeries;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::model_metadata::{ModelKind, ModelMetadata};
-use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel};
+use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, PhaseEncoding};
 use crossdenoise_image::posterior;
 
 /// An open model, ready to denoise.
@@ -58,6 +58,9 @@ pub struct Denoiser {
     scratch: Vec<f32>,
     correction: BiasCorrection,
     noise: NoiseModel,
+    /// The phase-encoding direction the images served next state, in place of the one
+    /// configured in `noise` ([`Denoiser::set_stated_phase_encoding`]).
+    stated: Option<PhaseEncoding>,
     /// The maps of the series last prepared ([`Denoiser::prepare_series`]).
     series: SeriesMaps,
     tile_pixels: usize,
@@ -154,6 +157,7 @@ impl Denoiser {
             scratch: Vec::new(),
             correction: BiasCorrection::for_coils(noise.coils()),
             noise,
+            stated: None,
             series: SeriesMaps::default(),
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
@@ -297,7 +301,7 @@ impl Denoiser {
         guides: Option<&[ArrayView2<f32>]>,
     ) -> Result<SeriesNoise> {
         self.check_guide(guides.is_some())?;
-        self.series.prepare(&self.noise, images, guides)
+        self.series.prepare(&self.served_noise(), images, guides)
     }
 
     /// Takes `maps` (and `guide_maps`, one per guide, for a guided model) as the noise maps
@@ -388,6 +392,23 @@ impl Denoiser {
         Ok(())
     }
 
+    /// Says which way the phase encoding ran in the images served from now on, as they
+    /// state it (a DICOM file's In-plane Phase Encoding Direction), or `None` where they
+    /// state none: a noise map's tiles are narrowed across the stated direction instead of
+    /// the configured one, for a series prepared and a slice estimated alone alike.
+    pub fn set_stated_phase_encoding(&mut self, stated: Option<PhaseEncoding>) {
+        self.stated = stated;
+    }
+
+    /// The noise model the images are served under: the configured one, its tiles following
+    /// the direction the images state, where they state one.
+    fn served_noise(&self) -> NoiseModel {
+        match self.noise {
+            NoiseModel::Map(settings) => NoiseModel::Map(settings.as_stated(self.stated)),
+            NoiseModel::Slice => NoiseModel::Slice,
+        }
+    }
+
     /// An error unless the call gives a guide exactly when the model reads one.
     fn check_guide(&self, given: bool) -> Result<()> {
         guide_given(&self.path, &self.metadata, self.needs_guide(), given)
@@ -418,7 +439,7 @@ impl Denoiser {
         let even = match self.noise {
             NoiseModel::Slice => None,
             NoiseModel::Map(_) => Some(EvenNoise::new(
-                &self.noise,
+                &self.served_noise(),
                 self.correction.coils(),
                 images,
                 guides,

@@ -476,3 +476,86 @@ fn values_a_magnitude_image_cannot_hold_are_refused_by_name_and_an_empty_slice_s
     let back = DicomSlice::read(&outcome.output).unwrap();
     assert!(back.image.iter().all(|&v| v == 0.0));
 }
+
+/// A series says which way its phase encoding ran (In-plane Phase Encoding Direction): a
+/// coil-array model's noise maps are narrowed across it, pooled over the series and for a
+/// slice served alone alike, though the configuration states no direction.
+#[test]
+fn the_phase_encoding_a_series_states_shapes_its_noise_maps() {
+    use crossdenoise_image::noise_map::PhaseEncoding;
+    use crossdenoise_runtime::denoise_files::InputFile;
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = test_model(dir.path(), "coil.onnx", &["--noise-coils", "8"]);
+    // Twice the noise in the lower half: the map changes from row to row. Half the
+    // phantom's scale keeps the values inside the 12-bit range.
+    let slices: Vec<_> = phantom_slices(3, 96, 96)
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let sigma = |r, _| if r < 48 { 20.0 } else { 40.0 };
+            support::rician(&(s * 0.5), sigma, i as u64)
+        })
+        .collect();
+    let series = dir.path().join("stated");
+    let flags = ["--phase-encoding".to_string(), "COL".to_string()];
+    let files = support::dicom_series(&series, "u12", &slices, &flags);
+    for f in &files {
+        let stated = DicomSlice::read(f).unwrap().phase_encoding();
+        assert_eq!(stated, Some(PhaseEncoding::UpDown), "{}", f.display());
+    }
+    let inputs = denoise_files::collect_inputs(&files).unwrap();
+    let open = || Denoiser::open(&runtime(), &model, &DenoiserOptions::default()).unwrap();
+    let images: Vec<_> = files
+        .iter()
+        .map(|f| DicomSlice::read(f).unwrap().image)
+        .collect();
+    let views: Vec<_> = images.iter().map(|i| i.view()).collect();
+    // The slices served by the runtime told a direction (or none), pooled or each alone.
+    let served = |stated: Option<PhaseEncoding>, pooled: bool| -> Vec<_> {
+        let mut denoiser = open();
+        denoiser.set_stated_phase_encoding(stated);
+        if pooled {
+            denoiser.prepare_series(&views, None).unwrap();
+        }
+        views
+            .iter()
+            .map(|v| denoiser.denoise_batch(&[*v]).unwrap().remove(0))
+            .collect()
+    };
+    let job_output = |pooled: bool| -> Vec<_> {
+        let out = dir.path().join(format!("out_{pooled}"));
+        let (mut job, mut denoiser) = (FileJob::new(), open());
+        if pooled {
+            let all: Vec<&InputFile> = inputs.iter().collect();
+            job.prepare_series(&mut denoiser, &all, None).unwrap();
+        }
+        inputs
+            .iter()
+            .map(|f| {
+                job.denoise_file(&mut denoiser, f, None, &out, None)
+                    .unwrap();
+                DicomSlice::read(&out.join(&f.output)).unwrap()
+            })
+            .collect()
+    };
+    for pooled in [true, false] {
+        let written = job_output(pooled);
+        let (along, square) = (
+            served(Some(PhaseEncoding::UpDown), pooled),
+            served(None, pooled),
+        );
+        let mut apart = Vec::new();
+        for (i, output) in written.iter().enumerate() {
+            let slope = output.rescale_slope as f32;
+            // The unsigned 12-bit file holds no value under 0.
+            let worst = support::max_abs_diff(&along[i].mapv(|v| v.max(0.0)), &output.image);
+            assert!(worst <= slope, "pooled {pooled}, slice {i}: {worst}");
+            apart.push(support::max_abs_diff(&square[i], &output.image) / slope);
+        }
+        assert!(
+            apart.iter().any(|d| *d > 2.0),
+            "pooled {pooled}: served on square tiles ({apart:?} rescale steps apart)"
+        );
+    }
+}

@@ -76,6 +76,8 @@ pub struct Args {
     /// `up-down`, as DICOM's In-plane Phase Encoding Direction `ROW` / `COL`; `unknown`:
     /// square tiles). Parallel imaging folds along it, so the map changes fastest across it,
     /// and its tiles are made narrower that way (`crossdenoise noise-map --elongation`).
+    /// A DICOM file's own In-plane Phase Encoding Direction takes its place; a series whose
+    /// files (or guides) disagree is mapped on square tiles.
     #[arg(long, value_parser = super::noise_map::parse_phase_encoding, default_value = "unknown")]
     phase_encoding: PhaseEncoding,
     /// With --noise map: take each input's noise map from DIR instead of estimating it,

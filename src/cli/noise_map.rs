@@ -1,12 +1,13 @@
 //! `crossdenoise noise-map`: each image's noise sd, pixel by pixel, and what its air says
 //! of the coils that made it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
 use crossdenoise_image::air;
+use crossdenoise_image::dicom::{self, DicomSlice};
 use crossdenoise_image::io::{self, GrayImage};
 use crossdenoise_image::noise_map::{
     NoiseMapSettings, PhaseEncoding, estimate_noise_map, estimate_pair_noise_maps,
@@ -31,7 +32,8 @@ pub struct Args {
     tile: usize,
     /// Which way the phase encoding runs in the images: `left-right`, `up-down` or
     /// `unknown` (square tiles). Parallel imaging folds along it, so the map changes
-    /// fastest across it.
+    /// fastest across it. A DICOM file's own In-plane Phase Encoding Direction takes its
+    /// place.
     #[arg(long, value_parser = parse_phase_encoding, default_value = "unknown")]
     phase_encoding: PhaseEncoding,
     /// With the phase encoding known: how many times longer than wide a tile is along the
@@ -78,15 +80,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut images = Vec::with_capacity(args.inputs.len());
     let mut partners = Vec::new();
+    let mut stated = Vec::with_capacity(args.inputs.len());
     for input in &args.inputs {
-        let image = io::read_slice(input)?;
+        let (image, own) = read(input)?;
+        stated.push(vec![own]);
         if let Some(dir) = &args.guide {
             let name = input
                 .file_name()
                 .with_context(|| format!("{} has no file name", input.display()))?;
             let path = dir.join(name);
-            let partner = io::read_slice(&path)
-                .with_context(|| format!("the guide of {}", input.display()))?;
+            let (partner, theirs) =
+                read(&path).with_context(|| format!("the guide of {}", input.display()))?;
+            stated.last_mut().expect("pushed above").push(theirs);
             anyhow::ensure!(
                 partner.dim() == image.dim(),
                 "{} is {:?} but its guide {} is {:?}",
@@ -99,7 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         images.push(image);
     }
-    let maps = maps(&images, &partners, &args, &settings)?;
+    let maps = maps(&images, &partners, &stated, &args, &settings)?;
     for ((input, image), map) in args.inputs.iter().zip(&images).zip(maps) {
         let stem = input
             .file_stem()
@@ -132,11 +137,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// An image's pixels and the phase-encoding direction it states (a DICOM file's).
+fn read(path: &Path) -> anyhow::Result<(ndarray::Array2<f32>, Option<PhaseEncoding>)> {
+    if dicom::is_dicom(path) {
+        let slice = DicomSlice::read(path)?;
+        let stated = slice.phase_encoding();
+        return Ok((slice.image, stated));
+    }
+    Ok((io::read_slice(path)?, None))
+}
+
 /// Each image's map: alone or beside its partner (which checks it, `estimate_pair_noise_maps`),
-/// slice by slice or pooled over the series.
+/// slice by slice or pooled over the series, its tiles narrowed across the direction the
+/// images (and partners) state (`stated`, one list per image) where they state one.
 fn maps(
     images: &[ndarray::Array2<f32>],
     partners: &[ndarray::Array2<f32>],
+    stated: &[Vec<Option<PhaseEncoding>>],
     args: &Args,
     settings: &NoiseMapSettings,
 ) -> anyhow::Result<Vec<ndarray::Array2<f32>>> {
@@ -144,6 +161,8 @@ fn maps(
     let partner_views: Vec<_> = partners.iter().map(|p| p.view()).collect();
     let with_partner = !partner_views.is_empty();
     if args.series {
+        let all: Vec<_> = stated.iter().flatten().copied().collect();
+        let settings = &settings.as_stated(PhaseEncoding::stated_by_all(&all));
         let pooled = if with_partner {
             estimate_pair_noise_maps(&views, &partner_views, settings).map(|(own, _)| own)
         } else {
@@ -159,6 +178,7 @@ fn maps(
         .iter()
         .enumerate()
         .map(|(k, image)| {
+            let settings = &settings.as_stated(PhaseEncoding::stated_by_all(&stated[k]));
             Ok(if with_partner {
                 estimate_pair_noise_maps(&[*image], &[partner_views[k]], settings)?
                     .0

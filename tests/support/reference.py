@@ -253,6 +253,8 @@ def dicom_series(args):
         ds.InstanceNumber = i + 1 + args.first_number
         if args.images_in_acquisition:
             ds.ImagesInAcquisition = args.images_in_acquisition
+        if args.phase_encoding:
+            ds.InPlanePhaseEncodingDirection = args.phase_encoding
         ds.SeriesDescription = args.description
         ds.ProtocolName = args.protocol
         ds.BodyPartExamined = "KNEE"
@@ -348,6 +350,9 @@ def dicom_enhanced(args):
     frame_type = Dataset()
     frame_type.FrameType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
     shared.MRImageFrameTypeSequence = [frame_type]
+    geometry = Dataset()
+    geometry.InPlanePhaseEncodingDirection = "COL"
+    shared.MRFOVGeometrySequence = [geometry]
     ds.SharedFunctionalGroupsSequence = [shared]
     frames = []
     for k in range(len(slices)):
@@ -584,6 +589,7 @@ def main():
     s.add_argument("--patient", default="PH0001", help="PatientID")
     s.add_argument("--first-number", type=int, default=0, help="slices numbered and placed from this one")
     s.add_argument("--images-in-acquisition", type=int, help="ImagesInAcquisition (default: none)")
+    s.add_argument("--phase-encoding", choices=["ROW", "COL"], help="InPlanePhaseEncodingDirection (default: none)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")
     e = sub.add_parser("dicom-enhanced")

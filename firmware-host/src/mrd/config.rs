@@ -98,7 +98,8 @@ pub struct HostConfig {
     /// For a model served with a noise map: which way the phase encoding runs in the
     /// images the site sends (`left-right`, `up-down`, or `unknown`: square tiles).
     /// Parallel imaging folds along it, and a map whose tiles are narrowed across the folds
-    /// follows the g-factor's fold lines (docs/scanner-noise.md).
+    /// follows the g-factor's fold lines (docs/scanner-noise.md). A DICOM series' own
+    /// In-plane Phase Encoding Direction takes its place; MRD images state none.
     pub phase_encoding: PhaseEncoding,
     pub max_connections: usize,
     /// Open connections from one peer address; beyond it (or `max_connections`) a client

@@ -23,6 +23,7 @@ use dicom_pixeldata::PixelDecoder;
 use ndarray::{Array2, ArrayView2};
 
 use crate::lineage::{Lineage, Reference};
+use crate::noise_map::PhaseEncoding;
 use crate::{Error, Result};
 
 mod bounds;
@@ -98,6 +99,16 @@ impl std::fmt::Debug for DicomSlice {
             .field("bits_stored", &self.bits_stored)
             .field("signed", &self.signed)
             .finish()
+    }
+}
+
+/// The direction a DICOM In-plane Phase Encoding Direction names: phase encoded along the
+/// rows (`ROW`) runs left-right across the image, along the columns (`COL`) up-down.
+fn stated_phase_encoding(value: &str) -> Option<PhaseEncoding> {
+    match value {
+        "ROW" => Some(PhaseEncoding::LeftRight),
+        "COL" => Some(PhaseEncoding::UpDown),
+        _ => None,
     }
 }
 
@@ -310,6 +321,13 @@ impl DicomSlice {
         }
     }
 
+    /// Which way the phase encoding ran, as the acquisition states it (In-plane Phase
+    /// Encoding Direction): the noise map's tiles are narrowed across it. `None` where the
+    /// attribute is absent or holds neither `ROW` nor `COL`.
+    pub fn phase_encoding(&self) -> Option<PhaseEncoding> {
+        stated_phase_encoding(self.string(tags::IN_PLANE_PHASE_ENCODING_DIRECTION)?.trim())
+    }
+
     /// Where the slice lies in the patient (frame of reference, orientation, position and
     /// thickness); `None` when an attribute is missing or malformed.
     pub fn geometry(&self) -> Option<Geometry> {
@@ -495,6 +513,15 @@ mod tests {
         f[4..8].copy_from_slice(&64u32.to_le_bytes());
         f.extend_from_slice(data);
         f
+    }
+
+    #[test]
+    fn the_stated_phase_encoding_is_read_as_its_direction_across_the_image() {
+        assert_eq!(stated_phase_encoding("ROW"), Some(PhaseEncoding::LeftRight));
+        assert_eq!(stated_phase_encoding("COL"), Some(PhaseEncoding::UpDown));
+        for unknown in ["", "OTHER", "row"] {
+            assert_eq!(stated_phase_encoding(unknown), None, "{unknown:?}");
+        }
     }
 
     #[test]

@@ -49,6 +49,19 @@ pub enum PhaseEncoding {
 }
 
 impl PhaseEncoding {
+    /// The direction images state together, each `None` where it states none (a DICOM
+    /// file's In-plane Phase Encoding Direction): theirs if all state the same one, `None`
+    /// if none does (the configured direction then holds), and unknown (square tiles)
+    /// where they disagree or some are silent, since no one direction holds for all.
+    pub fn stated_by_all(each: &[Option<PhaseEncoding>]) -> Option<PhaseEncoding> {
+        let first = *each.first()?;
+        if each.iter().all(|p| *p == first) {
+            first
+        } else {
+            Some(PhaseEncoding::Unknown)
+        }
+    }
+
     /// Parses the names the CLI, configs and manifests use.
     pub fn parse(name: &str) -> Result<Self> {
         match name {
@@ -72,6 +85,14 @@ impl PhaseEncoding {
 }
 
 impl NoiseMapSettings {
+    /// The same settings with the direction the images state, where they state one.
+    pub fn as_stated(&self, stated: Option<PhaseEncoding>) -> Self {
+        NoiseMapSettings {
+            phase_encoding: stated.unwrap_or(self.phase_encoding),
+            ..*self
+        }
+    }
+
     /// The same settings on square tiles.
     pub fn square(&self) -> Self {
         NoiseMapSettings {
@@ -104,11 +125,10 @@ impl NoiseMapSettings {
         if self.elongation == 0 {
             return bad("noise map elongation", "0 is not a shape".into());
         }
-        let (rows, cols) = self.tile_shape();
-        let short = rows.min(cols);
-        if self.phase_encoding != PhaseEncoding::Unknown
-            && (!self.tile.is_multiple_of(self.elongation) || short < 4 || !short.is_multiple_of(2))
-        {
+        // Checked whatever the direction set here: a DICOM series states its own, which
+        // the tiles then follow.
+        let short = self.tile / self.elongation;
+        if !self.tile.is_multiple_of(self.elongation) || short < 4 || !short.is_multiple_of(2) {
             return bad(
                 "noise map elongation",
                 format!(
@@ -165,13 +185,42 @@ mod tests {
             let err = s.validate().unwrap_err().to_string();
             assert!(err.contains("elongation"), "{tile} / {elongation}: {err}");
         }
-        // Square tiles ignore the elongation.
+        // Refused on square tiles too: images may state a direction of their own.
         let s = NoiseMapSettings {
             tile: 20,
             elongation: 3,
             ..NoiseMapSettings::default()
         };
+        assert!(s.validate().is_err());
+        let s = NoiseMapSettings {
+            tile: 20,
+            elongation: 1,
+            ..NoiseMapSettings::default()
+        };
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn a_direction_stated_by_all_holds_and_a_disagreement_leaves_it_unknown() {
+        use PhaseEncoding::{LeftRight, Unknown, UpDown};
+        assert_eq!(PhaseEncoding::stated_by_all(&[]), None);
+        assert_eq!(PhaseEncoding::stated_by_all(&[None, None]), None);
+        let all = [Some(UpDown); 3];
+        assert_eq!(PhaseEncoding::stated_by_all(&all), Some(UpDown));
+        for mixed in [[Some(UpDown), Some(LeftRight)], [Some(LeftRight), None]] {
+            assert_eq!(
+                PhaseEncoding::stated_by_all(&mixed),
+                Some(Unknown),
+                "{mixed:?}"
+            );
+        }
+        let configured = NoiseMapSettings {
+            phase_encoding: LeftRight,
+            ..NoiseMapSettings::default()
+        };
+        assert_eq!(configured.as_stated(None).phase_encoding, LeftRight);
+        assert_eq!(configured.as_stated(Some(UpDown)).phase_encoding, UpDown);
+        assert_eq!(configured.as_stated(Some(Unknown)).tile_shape(), (32, 32));
     }
 
     #[test]
