@@ -1,6 +1,6 @@
 //! A series' noise map is estimated from all of its slices: `crossdenoise denoise --noise
 //! map` pools the slices of each input folder (they share one g-factor map); a slice of
-//! another acquisition is mapped alone with a warning, never refused.
+//! another acquisition is set apart with a warning, never refused.
 
 use crossdenoise_image::io::{read_npy, write_npy};
 
@@ -55,7 +55,7 @@ fn a_folder_of_slices_shares_one_noise_map() {
         assert_ne!(a, b, "{name}");
     }
     // A folder whose third slice is another acquisition (twice the noise and signal): the
-    // first two are pooled, the third mapped alone, with a warning naming it, and every
+    // first two are pooled, the third set apart (mapped alone), with a warning naming it, and every
     // slice is written.
     std::fs::create_dir_all(cwd.join("mixed")).unwrap();
     for name in ["0000.npy", "0001.npy", "0002.npy"] {
@@ -68,7 +68,7 @@ fn a_folder_of_slices_shares_one_noise_map() {
     let mixed = denoise("mixed-out", "mixed", &[]);
     assert!(!mixed.contains(warning), "{mixed}");
     assert!(
-        mixed.contains("1 of 3 slices mapped alone") && mixed.contains("(slice 2 +"),
+        mixed.contains("1 of 3 slices set apart") && mixed.contains("(slice 2 +"),
         "{mixed}"
     );
     for name in ["0000.npy", "0001.npy"] {

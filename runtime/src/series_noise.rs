@@ -31,8 +31,9 @@ pub enum SeriesNoise {
     Unneeded,
     /// The slices are not one acquisition (`reason`): each slice's map is estimated alone.
     PerSlice { reason: String },
-    /// `pooled` slices share one map; the others' own maps were too far off it (`reason`
-    /// names them), and each is mapped alone.
+    /// Up to `pooled` slices share one map; the others' own maps were too far off it
+    /// (`reason` names them), and they are pooled among themselves where they agree, each
+    /// mapped alone otherwise.
     Split { pooled: usize, reason: String },
 }
 
@@ -50,11 +51,13 @@ impl SeriesNoise {
 }
 
 /// What adding a slice to a [`GrowingSeries`] did: how many slices its map pooled (itself
-/// included), and why the slices before were let go when it started the series anew.
+/// included), why the slices before were let go when it started the series anew, and why
+/// it was set apart from the series' pool when it was.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arrival {
     pub pooled: usize,
     pub restarted: Option<String>,
+    pub apart: Option<String>,
 }
 
 /// A slice's maps, its own and its guide's, and where they come from.
@@ -191,6 +194,7 @@ impl SeriesMaps {
             arrivals.push(Arrival {
                 pooled: noise.pooled,
                 restarted: noise.restarted,
+                apart: noise.apart,
             });
         }
         Ok(arrivals)
@@ -375,7 +379,7 @@ pub(crate) mod tests {
         let done = series.prepare(&map, &views, None).unwrap();
         match &done {
             SeriesNoise::PerSlice { reason } => {
-                assert!(reason.contains("1 of 2 slices mapped alone"), "{reason}")
+                assert!(reason.contains("1 of 2 slices set apart"), "{reason}")
             }
             other => panic!("{other:?}"),
         }

@@ -56,7 +56,8 @@ pub struct Args {
     /// The inputs are the slices of one series (one acquisition: same size, coils,
     /// acceleration and receiver): every tile's estimate pools all of their blocks at that
     /// place, since they share one g-factor map. Refused when their sizes differ; a slice
-    /// whose own map is too far off the pool's is mapped alone, with a warning naming it.
+    /// whose own map is too far off the pool's is set apart, with a warning naming it
+    /// (pooled with the others set apart where they agree, mapped alone otherwise).
     #[arg(long)]
     series: bool,
 }

@@ -389,8 +389,13 @@ fn prepare_maps<E: Engine>(engine: &mut E, model: usize, jobs: &[Job], capacity:
         .unwrap_or_else(|_| Err("the noise map panicked".into()));
         match prepared {
             Ok(arrivals) => {
-                for reason in arrivals.into_iter().filter_map(|a| a.restarted) {
-                    warn!(connection = job.connection, %reason, "an image is not of the series before it on its connection: its noise map starts a new series");
+                for arrival in arrivals {
+                    if let Some(reason) = arrival.restarted {
+                        warn!(connection = job.connection, %reason, "an image is not of the series before it on its connection: its noise map starts a new series");
+                    }
+                    if let Some(reason) = arrival.apart {
+                        warn!(connection = job.connection, %reason, pooled = arrival.pooled, "an image's noise map is set apart from its series' pool");
+                    }
                 }
             }
             Err(error) => {

@@ -7,14 +7,18 @@
 //! comes (the MRD daemon) cannot wait for the series' end, but it has the slices before:
 //! each slice's map here is pooled with up to `capacity - 1` slices of its series that came
 //! before it. The first slice has its own map, and from a few slices on the maps are most of
-//! the way to the whole series'. A slice that is not of the series before (another size,
-//! another noise level, a partner where there was none) starts a new one.
+//! the way to the whole series'. A slice of another size, or with a partner where there
+//! was none, starts a new series. A slice whose own map is off the series' pool (another
+//! noise level) is set apart, as a whole series sets such a slice apart
+//! ([`crate::noise_map::estimate_series_noise_maps`]): mapped alone, or pooled with the
+//! slices set apart with it (another acquisition begun), and the series kept for the
+//! slices after it. The older slices leave the pool as the capacity lets them go.
 
 use std::collections::VecDeque;
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::noise_map::{NoiseMapSettings, ReadSlice, combine_pair, pooled_maps};
+use crate::noise_map::{NoiseMapSettings, ReadSlice, combine_pair, split_maps};
 use crate::{Error, Result};
 
 /// A series' slices so far, each read once (beside its partner when it has one).
@@ -41,6 +45,8 @@ pub struct SliceNoise {
     pub pooled: usize,
     /// Why the slices before were let go, when this slice started a new series.
     pub restarted: Option<String>,
+    /// Why this slice's map was not pooled with the series', when it was set apart.
+    pub apart: Option<String>,
 }
 
 impl GrowingSeries {
@@ -70,8 +76,8 @@ impl GrowingSeries {
     }
 
     /// The maps of `image` (and of `partner`), pooled with the slices before it; the
-    /// oldest beyond the capacity are let go. A slice that does not fit the slices before
-    /// starts the series anew, and says why.
+    /// oldest beyond the capacity are let go. A slice of another size (or partner) starts
+    /// the series anew, one whose own map is off the series' is set apart; each says why.
     pub fn add(
         &mut self,
         image: ArrayView2<f32>,
@@ -84,7 +90,7 @@ impl GrowingSeries {
                 .map(|p| ReadSlice::new(p, Some(image), settings))
                 .transpose()?,
         };
-        let mut restarted = self.back().and_then(|last| unlike(last, &arrived));
+        let restarted = self.slices.back().and_then(|last| unlike(last, &arrived));
         if restarted.is_some() {
             self.slices.clear();
         }
@@ -92,45 +98,50 @@ impl GrowingSeries {
         while self.slices.len() > self.capacity {
             self.slices.pop_front();
         }
-        let (map, partner_map) = match self.maps() {
-            Ok(maps) => maps,
-            Err(Error::Invalid {
-                what: "noise map series",
-                reason,
-            }) => {
-                self.slices.drain(..self.slices.len() - 1);
-                restarted = Some(reason);
-                self.maps()?
+        // Split as a whole series is: a slice set apart is pooled with the others set
+        // apart beside it where they agree (another acquisition begun), else mapped alone.
+        let own: Vec<&ReadSlice> = self.slices.iter().map(|a| &a.own).collect();
+        let split = split_maps(&own, &self.settings)?;
+        let newest = own.len() - 1;
+        let pooled = split.pooled[newest];
+        let apart = (split.apart.iter())
+            .find(|&&(k, _)| k == newest)
+            .map(|&(_, off)| apart_reason(pooled, off));
+        let partners: Option<Vec<&ReadSlice>> =
+            self.slices.iter().map(|a| a.partner.as_ref()).collect();
+        let last = |m: Vec<Array2<f32>>| m.into_iter().next_back().expect("one slice at least");
+        let (map, partner_map) = match partners {
+            None => (last(split.maps.into_iter().map(|m| m.map).collect()), None),
+            Some(partners) => {
+                let theirs = split_maps(&partners, &self.settings)?;
+                let (a, b) = combine_pair(split.maps, theirs.maps, &self.settings);
+                (last(a), Some(last(b)))
             }
-            Err(e) => return Err(e),
         };
         Ok(SliceNoise {
             map,
             partner_map,
-            pooled: self.slices.len(),
+            pooled,
             restarted,
+            apart,
         })
     }
+}
 
-    fn back(&self) -> Option<&Arrived> {
-        self.slices.back()
-    }
-
-    /// The newest slice's maps, pooled over the series held.
-    fn maps(&self) -> Result<(Array2<f32>, Option<Array2<f32>>)> {
-        let own: Vec<&ReadSlice> = self.slices.iter().map(|a| &a.own).collect();
-        let mut maps = pooled_maps(&own, &self.settings)?;
-        let partners: Option<Vec<&ReadSlice>> =
-            self.slices.iter().map(|a| a.partner.as_ref()).collect();
-        let last = |m: Vec<Array2<f32>>| m.into_iter().next_back().expect("one slice at least");
-        match partners {
-            None => Ok((maps.pop().expect("one slice at least").map, None)),
-            Some(partners) => {
-                let theirs = pooled_maps(&partners, &self.settings)?;
-                let (a, b) = combine_pair(maps, theirs, &self.settings);
-                Ok((last(a), Some(last(b))))
-            }
-        }
+/// Why a slice `off` its series' pool was set apart, its map pooled over `pooled` slices
+/// set apart with it.
+fn apart_reason(pooled: usize, off: f32) -> String {
+    let off = format!(
+        "its own noise map is {:+.0}% off the series' pooled one in its tissue",
+        100.0 * off
+    );
+    if pooled == 1 {
+        format!("{off}: mapped alone (read badly alone, or another acquisition begun)")
+    } else {
+        format!(
+            "{off}: pooled over the {pooled} slices set apart with it (another acquisition \
+             begun)"
+        )
     }
 }
 
@@ -240,24 +251,60 @@ mod tests {
         assert!(err.to_string().contains("capacity"), "{err}");
     }
 
-    #[test]
-    fn a_slice_of_another_series_starts_a_new_one() {
+    /// A series of up to 8 slices that has had `images` added.
+    fn series_of(images: &[Array2<f32>]) -> GrowingSeries {
         let mut series = GrowingSeries::new(settings(), 8).unwrap();
-        for k in 0..3 {
-            series.add(slice(64, 1.0, 0.1, k).view(), None).unwrap();
+        for image in images {
+            series.add(image.view(), None).unwrap();
         }
-        // Twice the noise: not one acquisition with the slices before.
+        series
+    }
+
+    #[test]
+    fn a_slice_off_the_series_is_set_apart_and_the_series_kept() {
+        let images: Vec<_> = (0..3).map(|k| slice(64, 1.0, 0.1, k)).collect();
+        let mut series = series_of(&images);
+        // Twice the noise: its own map is far off the series' pool.
         let noisier = slice(64, 1.0, 0.2, 7);
         let got = series.add(noisier.view(), None).unwrap();
-        let reason = got.restarted.expect("a new series");
-        assert!(reason.contains("not one acquisition"), "{reason}");
-        assert_eq!(got.pooled, 1);
+        let reason = got.apart.expect("set apart");
+        assert!(reason.contains("mapped alone"), "{reason}");
+        assert_eq!((got.pooled, got.restarted), (1, None));
         let own = crate::noise_map::estimate_noise_map(noisier.view(), &settings()).unwrap();
         assert_eq!(got.map, own);
-        // Another size, or a partner where there was none, starts one too.
+        // The next slice of the series is pooled with the three before the odd one, as the
+        // whole series would be.
+        let next = slice(64, 1.0, 0.1, 3);
+        let got = series.add(next.view(), None).unwrap();
+        assert_eq!((got.pooled, got.apart.as_deref()), (4, None));
+        let mut all: Vec<_> = images.iter().map(|i| i.view()).collect();
+        all.extend([noisier.view(), next.view()]);
+        let whole = estimate_series_noise_maps(&all, None, &settings()).unwrap();
+        assert_eq!(whole.apart.len(), 1, "{:?}", whole.apart);
+        assert_eq!(got.map, whole.maps[4]);
+    }
+
+    #[test]
+    fn slices_set_apart_together_are_pooled_as_an_acquisition_begun() {
+        let mut series = series_of(&(0..4).map(|k| slice(64, 1.0, 0.1, k)).collect::<Vec<_>>());
+        let noisier: Vec<_> = (0..2).map(|k| slice(64, 1.0, 0.2, 20 + k)).collect();
+        series.add(noisier[0].view(), None).unwrap();
+        let got = series.add(noisier[1].view(), None).unwrap();
+        let reason = got.apart.expect("set apart");
+        assert!(reason.contains("the 2 slices set apart"), "{reason}");
+        assert_eq!(got.pooled, 2);
+        let views: Vec<_> = noisier.iter().map(|n| n.view()).collect();
+        let theirs = estimate_series_noise_maps(&views, None, &settings()).unwrap();
+        assert_eq!(got.map, theirs.maps[1]);
+    }
+
+    #[test]
+    fn a_slice_of_another_size_or_partner_starts_a_new_series() {
+        let mut series = series_of(&(0..3).map(|k| slice(64, 1.0, 0.1, k)).collect::<Vec<_>>());
         let small = slice(48, 1.0, 0.2, 8);
         let got = series.add(small.view(), None).unwrap();
         assert!(got.restarted.unwrap().contains("(48, 48)"));
+        assert_eq!(got.pooled, 1);
         let got = series.add(small.view(), Some(small.view())).unwrap();
         assert!(got.restarted.unwrap().contains("partner"));
         assert_eq!(series.len(), 1);

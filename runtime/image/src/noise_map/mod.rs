@@ -36,7 +36,7 @@ mod settings;
 mod slice_map;
 mod tiles;
 
-pub(crate) use series::{ReadSlice, pooled_maps};
+pub(crate) use series::{ReadSlice, split_maps};
 pub use series::{SERIES_LEVEL_ERRORS, SERIES_LEVEL_TOLERANCE};
 pub use settings::{NoiseMapSettings, PhaseEncoding};
 
@@ -169,17 +169,19 @@ pub fn estimate_noise_map_beside(
 /// percent (docs/scanner-noise.md). The maps differ only where a slice has air and another
 /// tissue. Slices of different sizes are refused. A slice whose own map is further off the
 /// pooled one than [`SERIES_LEVEL_TOLERANCE`] and its own precision allow is of another
-/// acquisition or was read badly alone: it is set apart, mapped alone and named in
-/// [`PooledMaps::apart`], and the rest pooled without it.
+/// acquisition or was read badly alone: it is set apart, named in [`PooledMaps::apart`],
+/// and the rest pooled without it; the slices set apart are pooled among themselves where
+/// they agree (another acquisition), each mapped alone otherwise.
 pub fn estimate_series_noise_maps(
     images: &[ArrayView2<f32>],
     partners: Option<&[ArrayView2<f32>]>,
     settings: &NoiseMapSettings,
 ) -> Result<PooledMaps> {
-    let (maps, apart) = series_maps(images, partners, settings)?;
+    let split = series_maps(images, partners, settings)?;
     Ok(PooledMaps {
-        maps: maps.into_iter().map(|s| s.map).collect(),
-        apart,
+        maps: split.maps.into_iter().map(|s| s.map).collect(),
+        apart: split.apart,
+        counts: split.pooled,
     })
 }
 
@@ -188,19 +190,17 @@ pub fn estimate_series_noise_maps(
 pub struct PooledMaps {
     pub maps: Vec<Array2<f32>>,
     /// Slices whose own map was too far off the pool's to share it (another acquisition,
-    /// or a slice read badly alone), each mapped alone: (slice, how far its own map was
-    /// off the pool's in its tissue, relatively).
+    /// or a slice read badly alone), pooled among themselves where they agree or mapped
+    /// alone: (slice, how far its own map was off the pool's in its tissue, relatively).
     pub apart: Vec<(usize, f32)>,
+    /// How many slices each slice's map pooled.
+    counts: Vec<usize>,
 }
 
 impl PooledMaps {
-    /// How many slices slice `k`'s map pooled: 1 for a slice set apart.
+    /// How many slices slice `k`'s map pooled, itself included.
     pub fn pooled(&self, k: usize) -> usize {
-        if self.apart.iter().any(|&(a, _)| a == k) {
-            1
-        } else {
-            self.maps.len() - self.apart.len()
-        }
+        self.counts[k]
     }
 
     /// Which slices were set apart and why, in words; `None` when every slice was pooled.
@@ -214,8 +214,9 @@ impl PooledMaps {
             .map(|&(k, off)| format!("slice {k} {:+.0}%", 100.0 * off))
             .collect();
         Some(format!(
-            "{} of {} slices mapped alone, their own noise maps off the series' pooled one in \
-             their tissue ({}): another acquisition, or read badly alone",
+            "{} of {} slices set apart, their own noise maps off the series' pooled one in \
+             their tissue ({}): another acquisition (pooled by itself), or read badly alone \
+             (mapped alone)",
             self.apart.len(),
             self.maps.len(),
             each.join(", ")
@@ -269,17 +270,19 @@ pub fn estimate_pair_noise_maps(
     b: &[ArrayView2<f32>],
     settings: &NoiseMapSettings,
 ) -> Result<(PooledMaps, PooledMaps)> {
-    let (maps_a, apart_a) = series_maps(a, Some(b), settings)?;
-    let (maps_b, apart_b) = series_maps(b, Some(a), settings)?;
-    let (a, b) = combine_pair(maps_a, maps_b, settings);
+    let split_a = series_maps(a, Some(b), settings)?;
+    let split_b = series_maps(b, Some(a), settings)?;
+    let (a, b) = combine_pair(split_a.maps, split_b.maps, settings);
     Ok((
         PooledMaps {
             maps: a,
-            apart: apart_a,
+            apart: split_a.apart,
+            counts: split_a.pooled,
         },
         PooledMaps {
             maps: b,
-            apart: apart_b,
+            apart: split_b.apart,
+            counts: split_b.pooled,
         },
     ))
 }
@@ -893,7 +896,7 @@ mod tests {
         assert_eq!((pooled.maps.len(), pooled.apart.len()), (4, 0));
         // Two acquisitions 20% apart, three slices each: each slice's one sigma is within
         // 20% of the series' median, its maps about 9% off the pooled one. One half is set
-        // apart, the other pooled.
+        // apart, and each half is pooled by itself.
         let mixed: Vec<_> = (0..6)
             .map(|k| object(256, |_, _| [0.02, 0.024][k % 2], 10 + k as u64))
             .collect();
@@ -909,6 +912,11 @@ mod tests {
         );
         let together = mixed.pooled((side + 1) % 2);
         assert_eq!(together, 3, "the other half pooled");
+        assert_eq!(mixed.pooled(side), 3, "the half set apart pooled by itself");
+        let half: Vec<_> = (side..6).step_by(2).map(|k| views[k]).collect();
+        let alone = estimate_series_noise_maps(&half, None, &settings).unwrap();
+        assert_eq!(alone.apart, vec![]);
+        assert_eq!(mixed.maps[side], alone.maps[0]);
     }
 
     #[test]

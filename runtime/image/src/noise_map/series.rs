@@ -13,7 +13,7 @@ use crate::{Error, Result};
 
 /// A slice's own map may be this far from its series' pooled map (the median of their
 /// ratio over the slice's tissue), plus [`SERIES_LEVEL_ERRORS`] of its own precision,
-/// before it is set apart from the pool (a series growing as it arrives starts anew). The
+/// before it is set apart from the pool (in a series growing as it arrives too). The
 /// 256 x 256 slices of one acquisition came within 4.3% on single-coil, 8-coil and
 /// g-factor phantoms (R = 2 and 3) but for one slice in 16 at SNR 10 on two fresh seeds
 /// (12-13%); two series 25% apart, mixed 3 + 3 or 5 + 1, 13% or more.
@@ -25,9 +25,19 @@ pub const SERIES_LEVEL_TOLERANCE: f32 = 0.06;
 /// be read has no map of its own, and is not checked.
 pub const SERIES_LEVEL_ERRORS: f32 = 2.0;
 
-/// Each slice's map, and the slices set apart from their series' pool (slice, how far its
-/// own map was off the pool's).
-pub(crate) type SplitMaps = (Vec<SliceMap>, Vec<(usize, f32)>);
+/// A series' maps as [`split_maps`] made them.
+pub(crate) struct SplitMaps {
+    /// Each slice's map.
+    pub maps: Vec<SliceMap>,
+    /// How many slices each slice's map pooled, itself included.
+    pub pooled: Vec<usize>,
+    /// The slices set apart from the series' pool: (slice, how far its own map was off the
+    /// pool's).
+    pub apart: Vec<(usize, f32)>,
+}
+
+/// Pooled maps, and the slices (place, how far off) whose own maps are off them.
+type Pooled = (Vec<SliceMap>, Vec<(usize, f32)>);
 
 /// One slice of a series as its map reads it: its blocks, with the tissue its partner
 /// shows, and its own map once a series is checked. Read once, a slice can be pooled with
@@ -70,35 +80,14 @@ impl ReadSlice {
     }
 }
 
-/// The maps of `slices`, one series pooled, refused (an `Invalid` "noise map series"
-/// error) when they are not one acquisition: what a series growing as it arrives needs,
-/// which starts anew from the slice that does not fit.
-pub(crate) fn pooled_maps(
-    slices: &[&ReadSlice],
-    settings: &NoiseMapSettings,
-) -> Result<Vec<SliceMap>> {
-    let dim = same_size(slices)?;
-    let (maps, odd) = pool(slices, dim, settings)?;
-    match odd.first() {
-        None => Ok(maps),
-        Some(&(k, off)) => Err(Error::Invalid {
-            what: "noise map series",
-            reason: format!(
-                "slice {k}'s own noise map is {:+.0}% off the series' pooled one in its tissue: \
-                 not one acquisition (estimate its slices one by one)",
-                100.0 * off
-            ),
-        }),
-    }
-}
-
 /// The maps of `slices`, pooled over those whose own maps agree with their pool; the
-/// others (slice, how far its own map was off the pool's) are set apart and each mapped
-/// alone. A whole series is not given up for one slice: at SNR 10 one slice of 16 of a
-/// single acquisition read alone came 12-13% off its series' pool (two of three fresh
-/// seeds), and mapping every slice alone cost the series 1-2 dB. Two acquisitions mixed
-/// 5 + 1 set the one apart, 3 + 3 one of the halves. Slices of different sizes are
-/// refused.
+/// others (slice, how far its own map was off the pool's) are set apart, and pooled among
+/// themselves as a series of their own (split again where they disagree), or mapped alone
+/// when one is set apart. A whole series is not given up for one slice: at SNR 10 one
+/// slice of 16 of a single acquisition read alone came 12-13% off its series' pool (two
+/// of three fresh seeds), and mapping every slice alone cost the series 1-2 dB. Two
+/// acquisitions mixed 5 + 1 set the one apart, 3 + 3 one of the halves, and each half is
+/// pooled. Slices of different sizes are refused.
 pub(crate) fn split_maps(slices: &[&ReadSlice], settings: &NoiseMapSettings) -> Result<SplitMaps> {
     let dim = same_size(slices)?;
     let mut members: Vec<usize> = (0..slices.len()).collect();
@@ -127,8 +116,21 @@ pub(crate) fn split_maps(slices: &[&ReadSlice], settings: &NoiseMapSettings) -> 
     };
     apart.sort_by_key(|&(k, _)| k);
     let mut placed: Vec<Option<SliceMap>> = slices.iter().map(|_| None).collect();
-    for (k, map) in members.into_iter().zip(pooled) {
+    let mut counts = vec![1; slices.len()];
+    for (&k, map) in members.iter().zip(pooled) {
         placed[k] = Some(map);
+        counts[k] = members.len();
+    }
+    // The slices set apart are a series of their own: smaller each time, unless every
+    // slice left its pool, when each is mapped alone.
+    let away: Vec<usize> = apart.iter().map(|&(k, _)| k).collect();
+    if away.len() >= 2 && away.len() < slices.len() {
+        let theirs: Vec<&ReadSlice> = away.iter().map(|&k| slices[k]).collect();
+        let theirs = split_maps(&theirs, settings)?;
+        for ((&k, map), n) in away.iter().zip(theirs.maps).zip(theirs.pooled) {
+            placed[k] = Some(map);
+            counts[k] = n;
+        }
     }
     let maps = placed
         .into_iter()
@@ -138,7 +140,11 @@ pub(crate) fn split_maps(slices: &[&ReadSlice], settings: &NoiseMapSettings) -> 
             None => Ok(estimate(&[&slice.blocks], dim, settings)?.remove(0)),
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((maps, apart))
+    Ok(SplitMaps {
+        maps,
+        pooled: counts,
+        apart,
+    })
 }
 
 /// The size every slice of a series must have: the first's.
@@ -158,11 +164,7 @@ fn same_size(slices: &[&ReadSlice]) -> Result<(usize, usize)> {
 
 /// The pooled maps of `slices`, and those (place, how far off) whose own map is further off
 /// the pool's than they allow, the furthest (for its precision) first.
-fn pool(
-    slices: &[&ReadSlice],
-    dim: (usize, usize),
-    settings: &NoiseMapSettings,
-) -> Result<SplitMaps> {
+fn pool(slices: &[&ReadSlice], dim: (usize, usize), settings: &NoiseMapSettings) -> Result<Pooled> {
     if slices.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
