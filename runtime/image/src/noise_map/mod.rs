@@ -379,6 +379,19 @@ mod tests {
         scanned(size, 1, signal, sigma, seed)
     }
 
+    /// Phantom pairs of `size` scanned by a knee coil at R = 2, SNR `snr` (PD, PDFS).
+    fn knee_coil(size: usize, snr: (f32, f32), seed: u64) -> crate::phantom::PhantomGenerator {
+        let config = crate::phantom::PhantomConfig {
+            size,
+            snr_pd: snr.0,
+            snr_pdfs: snr.1,
+        };
+        crate::phantom::PhantomGenerator::new(config, seed)
+            .unwrap()
+            .with_coils(crate::coils::CoilArray::knee(2))
+            .unwrap()
+    }
+
     /// A flat object in the middle (the rest air), Rician noise of `sigma(i, j)`.
     fn object(size: usize, sigma: impl Fn(usize, usize) -> f32, seed: u64) -> Array2<f32> {
         let inside = |i: usize| (size / 8..size * 7 / 8).contains(&i);
@@ -747,12 +760,38 @@ mod tests {
             rms_error(&pooled, &truth, object),
         );
         assert!(pooled < 0.02, "pooled {pooled}");
-        assert!(pooled < 0.7 * alone, "pooled {pooled} vs alone {alone}");
+        // 1.5% against 2.2% (0.69 of it while the air was read in two passes, 0.72 since
+        // it is read until it holds: the slices alone gained a little).
+        assert!(pooled < 0.75 * alone, "pooled {pooled} vs alone {alone}");
         // One slice is a series of one: the same map as alone.
         let one = estimate_series_noise_maps(&views[..1], None, &settings)
             .unwrap()
             .maps;
         assert_eq!(one[0], estimate_noise_map(views[0], &settings).unwrap());
+    }
+
+    #[test]
+    fn a_fat_suppressed_slice_whose_first_sigma_reads_low_is_mapped_at_its_level() {
+        // A knee coil at R = 2, SNR 10, one pair read alone: this PDFS slice's dim tissue
+        // put its first, global sigma 14% low, the threshold that tells its air with it,
+        // and after one more pass its map was still 7% low (the PD map beside it too),
+        // 12% off its series' pool in the check. Read until the air's level holds, within
+        // a few percent.
+        let generator = knee_coil(256, (10.0, 10.0), 1003);
+        let pair = generator.pair(2);
+        let settings = NoiseMapSettings {
+            coils: 8,
+            ..Default::default()
+        };
+        let (pd, pdfs) =
+            estimate_pair_noise_maps(&[pair.pd.view()], &[pair.pdfs.view()], &settings).unwrap();
+        for (map, truth, what) in [
+            (&pd.maps[0], &pair.noise_pd, "PD"),
+            (&pdfs.maps[0], &pair.noise_pdfs, "PDFS"),
+        ] {
+            let ratio = map_level(map.view()).unwrap() / map_level(truth.view()).unwrap();
+            assert!((ratio - 1.0).abs() < 0.03, "{what}: {ratio}");
+        }
     }
 
     #[test]
@@ -803,17 +842,7 @@ mod tests {
         // A knee coil at R = 2, SNR 10: one slice read alone on tiles of 64 x 16 came 9%
         // off its series' pooled map, and the pair's series were refused. Its level, read
         // on square tiles, is within the tolerance.
-        use crate::coils::CoilArray;
-        use crate::phantom::{PhantomConfig, PhantomGenerator};
-        let config = PhantomConfig {
-            size: 256,
-            snr_pd: 10.0,
-            snr_pdfs: 10.0,
-        };
-        let generator = PhantomGenerator::new(config, 1000)
-            .unwrap()
-            .with_coils(CoilArray::knee(2))
-            .unwrap();
+        let generator = knee_coil(256, (10.0, 10.0), 1000);
         let pairs: Vec<_> = (0..8).map(|k| generator.pair(k)).collect();
         let pd: Vec<_> = pairs.iter().map(|p| p.pd.view()).collect();
         let pdfs: Vec<_> = pairs.iter().map(|p| p.pdfs.view()).collect();
@@ -839,22 +868,12 @@ mod tests {
         // 96 x 96 fat-suppressed slices of a knee coil at R = 2 (SNR 12 before the
         // g-factor): a few dozen blocks per slice are bright enough to read, so a slice's
         // own map is a guess that can be 20% off. One acquisition, pooled, every seed.
-        use crate::coils::CoilArray;
-        use crate::phantom::{PhantomConfig, PhantomGenerator};
-        let config = PhantomConfig {
-            size: 96,
-            snr_pd: 20.0,
-            snr_pdfs: 12.0,
-        };
         let settings = NoiseMapSettings {
             coils: 8,
             ..Default::default()
         };
         for seed in [11, 13] {
-            let generator = PhantomGenerator::new(config, seed)
-                .unwrap()
-                .with_coils(CoilArray::knee(2))
-                .unwrap();
+            let generator = knee_coil(96, (20.0, 12.0), seed);
             let pairs: Vec<_> = (0..6).map(|k| generator.pair(k)).collect();
             let pd: Vec<_> = pairs.iter().map(|p| p.pd.view()).collect();
             let pdfs: Vec<_> = pairs.iter().map(|p| p.pdfs.view()).collect();

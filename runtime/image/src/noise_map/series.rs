@@ -15,8 +15,9 @@ use crate::{Error, Result};
 /// ratio over the slice's tissue), plus [`SERIES_LEVEL_ERRORS`] of its own precision,
 /// before it is set apart from the pool (in a series growing as it arrives too). The
 /// 256 x 256 slices of one acquisition came within 4.3% on single-coil, 8-coil and
-/// g-factor phantoms (R = 2 and 3) but for one slice in 16 at SNR 10 on two fresh seeds
-/// (12-13%); two series 25% apart, mixed 3 + 3 or 5 + 1, 13% or more.
+/// g-factor phantoms (R = 2 and 3; one slice in 16 at SNR 10 on two fresh seeds read
+/// 12-13% off until the air was read until it holds, `slice_map::estimate`); two series
+/// 25% apart, mixed 3 + 3 or 5 + 1, 13% or more.
 pub const SERIES_LEVEL_TOLERANCE: f32 = 0.06;
 /// How many of a slice's own relative errors (a tile's error over the square root of the
 /// blocks its tiles read) widen [`SERIES_LEVEL_TOLERANCE`]: a small slice's own map rests on
@@ -83,9 +84,8 @@ impl ReadSlice {
 /// The maps of `slices`, pooled over those whose own maps agree with their pool; the
 /// others (slice, how far its own map was off the pool's) are set apart, and pooled among
 /// themselves as a series of their own (split again where they disagree), or mapped alone
-/// when one is set apart. A whole series is not given up for one slice: at SNR 10 one
-/// slice of 16 of a single acquisition read alone came 12-13% off its series' pool (two
-/// of three fresh seeds), and mapping every slice alone cost the series 1-2 dB. Two
+/// when one is set apart. A whole series is not given up for one slice: mapping every
+/// slice alone cost a series 1-2 dB at SNR 10 when one slice read badly alone. Two
 /// acquisitions mixed 5 + 1 set the one apart, 3 + 3 one of the halves, and each half is
 /// pooled. Slices of different sizes are refused.
 pub(crate) fn split_maps(slices: &[&ReadSlice], settings: &NoiseMapSettings) -> Result<SplitMaps> {
