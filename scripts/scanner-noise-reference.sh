@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The "Scanner noise" figures of QUALITY.md, on held-out multi-coil phantoms (seed 1000,
-# 8 coils with neighbours correlated by 0.15, root-sum-of-squares):
+# The "Scanner noise" figures of QUALITY.md, on held-out multi-coil phantoms (seed 1000
+# unless --seed says another, 8 coils with neighbours correlated by 0.15,
+# root-sum-of-squares):
 #  1. the noise map: each slice's noise sd estimated by `crossdenoise noise-map` (each set
 #     one series, each contrast beside the other, as `denoise --noise map` serves) against the
 #     true map, in tissue (relative error: mean, spread, 95th percentile), at acceleration 2
@@ -12,7 +13,7 @@
 #     chi correction, and against BM3D given the maps the product estimates for itself
 #     (scripts/quality_reference.py --estimated-maps).
 #   bash scripts/scanner-noise-reference.sh [--models DIR [--noise-map]] [--setting 20/12]...
-#                                           [--out DIR] [--pairs 8] [--size 256]
+#                                           [--out DIR] [--pairs 8] [--size 256] [--seed 1000]
 # Without --models only part 1 runs (about a minute); part 2 takes about 4 minutes per
 # setting on a 2-core CPU.
 set -euo pipefail
@@ -20,10 +21,11 @@ cd "$(dirname "$0")/.."
 out=out/scanner-noise
 pairs=8
 size=256
+seed=1000
 models=
 serve=()
 settings=()
-usage="usage: $0 [--models DIR [--noise-map]] [--setting PD_SNR/PDFS_SNR]... [--out DIR] [--pairs N] [--size N]"
+usage="usage: $0 [--models DIR [--noise-map]] [--setting PD_SNR/PDFS_SNR]... [--out DIR] [--pairs N] [--size N] [--seed N]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --models) models="$2"; shift 2 ;;
@@ -32,6 +34,7 @@ while [ $# -gt 0 ]; do
         --out) out="$2"; shift 2 ;;
         --pairs) pairs="$2"; shift 2 ;;
         --size) size="$2"; shift 2 ;;
+        --seed) seed="$2"; shift 2 ;;
         *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -57,7 +60,7 @@ estimate_maps() { # NAME
 }
 
 phantoms() { # NAME R PD_SNR PDFS_SNR
-    "$bin" phantoms --out "$out/$1" --pairs "$pairs" --size "$size" --seed 1000 --force \
+    "$bin" phantoms --out "$out/$1" --pairs "$pairs" --size "$size" --seed "$seed" --force \
         --coils 8 --coil-correlation 0.15 --acceleration "$2" --snr "$3" --snr-pdfs "$4" >/dev/null
 }
 
