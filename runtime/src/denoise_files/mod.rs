@@ -99,8 +99,8 @@ impl FileJob {
     /// Prepares `denoiser` for a series of files (each with its guide, for a guided model):
     /// their noise maps estimated at once from all of them ([`Denoiser::prepare_series`]),
     /// for the [`FileJob::denoise_file`] calls that follow, their tiles narrowed across the
-    /// phase encoding the files state ([`PhaseEncoding::stated_by_all`]). A file that cannot be
-    /// read fails here as it would there.
+    /// phase encoding the files state ([`PhaseEncoding::stated_by_all`]). Each file is read
+    /// as `denoise_file` reads it, and one that cannot be read fails here as it would there.
     pub fn prepare_series(
         &self,
         denoiser: &mut Denoiser,
@@ -121,10 +121,12 @@ impl FileJob {
         for file in files {
             images.push(read(&file.path, file.format == Format::Dicom)?);
         }
+        // A guide is read as DICOM beside a DICOM input only, as `denoise_file` reads it.
         let guide_images = guides
             .map(|g| {
                 g.iter()
-                    .map(|path| read(path, dicom::is_dicom(path)))
+                    .zip(files)
+                    .map(|(path, f)| read(path, f.format == Format::Dicom && dicom::is_dicom(path)))
                     .collect::<Result<Vec<_>>>()
             })
             .transpose()?;
