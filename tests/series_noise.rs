@@ -200,7 +200,7 @@ fn noise_map_narrows_its_tiles_across_the_direction_a_dicom_series_states() {
         .iter()
         .map(|name| read_npy(&cwd.join("set/pd").join(name)).unwrap() * 1000.0)
         .collect();
-    let flags = ["--phase-encoding".to_string(), "COL".to_string()];
+    let flags = ["--phase-encoding", "COL", "--frame", "2.25.4242"].map(String::from);
     let files = crate::support::dicom_series(&cwd.join("dcm"), "u12", &slices, &flags);
     // The same pixels in files that state no direction.
     std::fs::create_dir_all(cwd.join("npy")).unwrap();
@@ -233,5 +233,45 @@ fn noise_map_narrows_its_tiles_across_the_direction_a_dicom_series_states() {
         assert_eq!(stated[k], told[k], "slice {k}");
         assert_eq!(stated[k], overridden[k], "slice {k}");
         assert_ne!(stated[k], square[k], "slice {k}");
+    }
+    // `denoise` of the series with its PDFS partners (of the same frame) by the coil model:
+    // a --phase-encoding the files set aside is said to be.
+    export(&tiny_coil_run(), &cwd.join("coil.onnx"), &["--to", "a"]);
+    let partners: Vec<_> = ["0000.npy", "0001.npy"]
+        .iter()
+        .map(|name| read_npy(&cwd.join("set/pdfs").join(name)).unwrap() * 1000.0)
+        .collect();
+    crate::support::dicom_series(&cwd.join("dcm_pdfs"), "u12", &partners, &flags);
+    for folder in ["dcm", "dcm_pdfs"] {
+        for k in 0..2 {
+            std::fs::remove_file(cwd.join(folder).join(format!("in_{k}.npy"))).unwrap();
+        }
+    }
+    let denoise = |out_dir: &str, flag: &[&str]| {
+        let mut args = vec!["denoise", "--model", "coil.onnx", "--guide", "dcm_pdfs"];
+        args.extend_from_slice(&["--noise", "map", "--coils", "8", "--out", out_dir]);
+        args.extend_from_slice(flag);
+        args.push("dcm");
+        let out = crossdenoise(&args, cwd);
+        assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
+        stderr(&out)
+    };
+    let told = denoise("served-told", &["--phase-encoding", "left-right"]);
+    assert!(
+        told.contains("state their phase encoding, up-down, not --phase-encoding left-right"),
+        "{told}"
+    );
+    let quiet = denoise("served", &[]);
+    assert!(!quiet.contains("phase encoding"), "{quiet}");
+    for k in 0..2 {
+        let name = format!("dcm/slice_{k:03}.dcm");
+        let (a, b) = (
+            DicomSlice::read(&cwd.join("served-told").join(&name)).unwrap(),
+            DicomSlice::read(&cwd.join("served").join(&name)).unwrap(),
+        );
+        assert_eq!(
+            a.image, b.image,
+            "{name}: served as the files state either way"
+        );
     }
 }

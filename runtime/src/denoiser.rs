@@ -301,7 +301,8 @@ impl Denoiser {
         guides: Option<&[ArrayView2<f32>]>,
     ) -> Result<SeriesNoise> {
         self.check_guide(guides.is_some())?;
-        self.series.prepare(&self.served_noise(), images, guides)
+        self.series
+            .prepare(&self.noise.as_stated(self.stated), images, guides)
     }
 
     /// Takes `maps` (and `guide_maps`, one per guide, for a guided model) as the noise maps
@@ -400,13 +401,14 @@ impl Denoiser {
         self.stated = stated;
     }
 
-    /// The noise model the images are served under: the configured one, its tiles following
-    /// the direction the images state, where they state one.
-    fn served_noise(&self) -> NoiseModel {
-        match self.noise {
-            NoiseModel::Map(settings) => NoiseModel::Map(settings.as_stated(self.stated)),
-            NoiseModel::Slice => NoiseModel::Slice,
-        }
+    /// The direction the images served now state and the one configured for a noise map
+    /// model, where the images set a configured direction aside (unknown when they
+    /// disagree among themselves): what a user should be told.
+    pub fn phase_encoding_overridden(&self) -> Option<(PhaseEncoding, PhaseEncoding)> {
+        let NoiseModel::Map(settings) = self.noise else {
+            return None;
+        };
+        (settings.set_aside_by(self.stated)).map(|stated| (stated, settings.phase_encoding))
     }
 
     /// An error unless the call gives a guide exactly when the model reads one.
@@ -439,7 +441,7 @@ impl Denoiser {
         let even = match self.noise {
             NoiseModel::Slice => None,
             NoiseModel::Map(_) => Some(EvenNoise::new(
-                &self.served_noise(),
+                &self.noise.as_stated(self.stated),
                 self.correction.coils(),
                 images,
                 guides,

@@ -375,7 +375,20 @@ fn prepare_series(
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let said = match job.prepare_series(denoiser, &members, member_guides.as_deref()) {
+    let prepared = job.prepare_series(denoiser, &members, member_guides.as_deref());
+    if let Some((stated, given)) = denoiser.phase_encoding_overridden() {
+        let said = match stated {
+            PhaseEncoding::Unknown => "disagree on their phase encoding: square tiles".into(),
+            stated => format!("state their phase encoding, {}", stated.name()),
+        };
+        bar.suspend(|| {
+            eprintln!(
+                "note: the files of {folder} {said}, not --phase-encoding {}",
+                given.name()
+            )
+        });
+    }
+    let said = match prepared {
         Ok(done) => match done.warning() {
             Some(said) => said,
             None => return,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crossdenoise_runtime::Denoiser;
 use crossdenoise_runtime::denoise_files::{FileJob, InputFile};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::derived::Derived;
 use super::node::Node;
@@ -148,6 +148,13 @@ fn prepare_noise(job: &FileJob, models: &mut Staging, series: &Series, inputs: &
                 said.push(job.prepare_series(alone, &lone, None));
             }
         }
+    }
+    let overridden = match models {
+        Staging::Alone(model) => model.phase_encoding_overridden(),
+        Staging::Pair { guided, .. } => guided.phase_encoding_overridden(),
+    };
+    if let Some((stated, configured)) = overridden {
+        info!(series = %series.uid, stated = stated.name(), configured = configured.name(), "noise map tiles follow the phase encoding the series states (unknown: its files disagree), not the configured one");
     }
     for outcome in said {
         let reason = match outcome {

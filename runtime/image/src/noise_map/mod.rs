@@ -60,6 +60,15 @@ pub enum NoiseModel {
 }
 
 impl NoiseModel {
+    /// The same model with the phase-encoding direction the images state, where they state
+    /// one ([`NoiseMapSettings::as_stated`]).
+    pub fn as_stated(&self, stated: Option<PhaseEncoding>) -> NoiseModel {
+        match self {
+            NoiseModel::Slice => NoiseModel::Slice,
+            NoiseModel::Map(settings) => NoiseModel::Map(settings.as_stated(stated)),
+        }
+    }
+
     /// The magnitude's degrees of freedom, in coils.
     pub fn coils(&self) -> u32 {
         match self {

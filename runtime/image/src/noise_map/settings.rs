@@ -93,6 +93,13 @@ impl NoiseMapSettings {
         }
     }
 
+    /// The direction the images state where it sets aside one set here (not unknown):
+    /// what a user should be told.
+    pub fn set_aside_by(&self, stated: Option<PhaseEncoding>) -> Option<PhaseEncoding> {
+        stated
+            .filter(|s| self.phase_encoding != PhaseEncoding::Unknown && *s != self.phase_encoding)
+    }
+
     /// The same settings on square tiles.
     pub fn square(&self) -> Self {
         NoiseMapSettings {
@@ -221,6 +228,10 @@ mod tests {
         assert_eq!(configured.as_stated(None).phase_encoding, LeftRight);
         assert_eq!(configured.as_stated(Some(UpDown)).phase_encoding, UpDown);
         assert_eq!(configured.as_stated(Some(Unknown)).tile_shape(), (32, 32));
+        assert_eq!(configured.set_aside_by(Some(UpDown)), Some(UpDown));
+        assert_eq!(configured.set_aside_by(Some(LeftRight)), None);
+        assert_eq!(configured.set_aside_by(None), None);
+        assert_eq!(NoiseMapSettings::default().set_aside_by(Some(UpDown)), None);
     }
 
     #[test]
