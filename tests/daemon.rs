@@ -323,16 +323,47 @@ fn guided_models_served_over_mrd_match_the_runtime() {
 /// answers each image as it comes, so each image's map is pooled with the images of its
 /// series before it: image `i` comes back exactly as `crossdenoise denoise --noise map
 /// --coils 8` serves it from a folder of the series' first `i + 1` slices, and with
-/// `noise_pool_slices = 1` exactly as `--noise-pool slice` serves it.
+/// `noise_pool_slices = 1` exactly as `--noise-pool slice` serves it. An image of twice
+/// the noise in the middle of the series is set apart as the folder sets it apart, and
+/// the image after it is pooled with those before it.
 #[test]
 fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let (pd, pdfs) = export_pair(&tiny_coil_run(), cwd);
     // 64 x 64: the 48 x 48 slices of this seed differ too much to be pooled as one series.
-    crate::util::coil_phantoms(cwd, "held", "3", "64", "78");
+    crate::util::coil_phantoms(cwd, "held", "4", "64", "78");
+    // The third pair at half the SNR: another acquisition's noise level.
+    let args = [
+        "phantoms",
+        "--out",
+        "noisier",
+        "--pairs",
+        "4",
+        "--size",
+        "64",
+        "--seed",
+        "78",
+        "--coils",
+        "8",
+        "--acceleration",
+        "2",
+        "--snr",
+        "10",
+        "--snr-pdfs",
+        "6",
+    ];
+    let made = crossdenoise(&args, cwd);
+    assert!(made.status.success(), "phantoms: {}", stderr(&made));
+    for contrast in ["pd", "pdfs"] {
+        std::fs::copy(
+            cwd.join(format!("noisier/{contrast}/0002.npy")),
+            cwd.join(format!("held/{contrast}/0002.npy")),
+        )
+        .unwrap();
+    }
     // The series up to each slice, as a folder of its own.
-    for upto in 0..3 {
+    for upto in 0..4 {
         for contrast in ["pd", "pdfs"] {
             let folder = cwd.join(format!("upto{upto}/{contrast}"));
             std::fs::create_dir_all(&folder).unwrap();
@@ -347,6 +378,7 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
         }
     }
     let direct = |set: &str, pool: &str, out: &str| {
+        let mut said = String::new();
         for (model, contrast, partner) in [(&pd, "pd", "pdfs"), (&pdfs, "pdfs", "pd")] {
             let (guide, input) = (format!("{set}/{partner}"), format!("{set}/{contrast}"));
             let args = [
@@ -371,11 +403,15 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
                 "denoise {contrast}: {}",
                 stderr(&done)
             );
+            said.push_str(&stderr(&done));
         }
+        said
     };
     direct("held", "slice", "alone");
-    for upto in 0..3 {
-        direct(&format!("upto{upto}"), "series", &format!("pooled{upto}"));
+    for upto in 0..4 {
+        let said = direct(&format!("upto{upto}"), "series", &format!("pooled{upto}"));
+        // The noisier pair is set apart from the folder's pool, in both contrasts.
+        assert_eq!(said.contains("(slice 2 +"), upto >= 2, "{said}");
     }
     let series = [cwd.join("held/pd"), cwd.join("held/pdfs")];
     for (pool, expected) in [(None, "pooled"), (Some(1), "alone")] {
@@ -385,10 +421,10 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
             ..INTERLEAVED
         };
         let (report, s) = serve_and_send(two_contrasts(&pd, &pdfs), &series, stream, &returned);
-        assert_eq!((report.sent, report.denoised), (6, 6));
-        assert_eq!((s.images_denoised, s.images_failed), (6, 0));
+        assert_eq!((report.sent, report.denoised), (8, 8));
+        assert_eq!((s.images_denoised, s.images_failed), (8, 0));
         for contrast in ["pd", "pdfs"] {
-            for i in 0..3 {
+            for i in 0..4 {
                 let direct = match expected {
                     "pooled" => cwd.join(format!("pooled{i}/{contrast}/{i:04}.npy")),
                     _ => cwd.join(format!("alone/{contrast}/{i:04}.npy")),
@@ -402,13 +438,13 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
             }
         }
     }
-    // The series' last slice, pooled, is not served as it is alone (the tiny model's PDFS
-    // output hardly moves with its map; its PD output does).
+    // The series' last slice, pooled past the one set apart, is not served as it is alone
+    // (the tiny model's PDFS output hardly moves with its map; its PD output does).
     let moved = ["pd", "pdfs"]
         .iter()
         .map(|c| {
-            let pooled = cwd.join(format!("pooled2/{c}/0002.npy"));
-            max_diff(&pooled, &cwd.join(format!("alone/{c}/0002.npy")))
+            let pooled = cwd.join(format!("pooled3/{c}/0003.npy"));
+            max_diff(&pooled, &cwd.join(format!("alone/{c}/0003.npy")))
         })
         .fold(0.0, f32::max);
     assert!(moved > 1e-4, "the pooled map changed nothing ({moved})");
