@@ -334,27 +334,8 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
     // 64 x 64: the 48 x 48 slices of this seed differ too much to be pooled as one series.
     crate::util::coil_phantoms(cwd, "held", "4", "64", "78");
     // The third pair at half the SNR: another acquisition's noise level.
-    let args = [
-        "phantoms",
-        "--out",
-        "noisier",
-        "--pairs",
-        "4",
-        "--size",
-        "64",
-        "--seed",
-        "78",
-        "--coils",
-        "8",
-        "--acceleration",
-        "2",
-        "--snr",
-        "10",
-        "--snr-pdfs",
-        "6",
-    ];
-    let made = crossdenoise(&args, cwd);
-    assert!(made.status.success(), "phantoms: {}", stderr(&made));
+    let snr = ["--snr", "10", "--snr-pdfs", "6"];
+    crate::util::coil_phantoms_with(cwd, "noisier", ["4", "64", "78"], &snr);
     for contrast in ["pd", "pdfs"] {
         std::fs::copy(
             cwd.join(format!("noisier/{contrast}/0002.npy")),

@@ -267,21 +267,15 @@ pub fn export_pair(run: &Path, cwd: &Path) -> (PathBuf, PathBuf) {
 
 /// `crossdenoise phantoms` scanned with an 8-coil array at acceleration 2, into `cwd/out`.
 pub fn coil_phantoms(cwd: &Path, out: &str, pairs: &str, size: &str, seed: &str) {
-    let args = [
-        "phantoms",
-        "--out",
-        out,
-        "--pairs",
-        pairs,
-        "--size",
-        size,
-        "--seed",
-        seed,
-        "--coils",
-        "8",
-        "--acceleration",
-        "2",
-    ];
+    coil_phantoms_with(cwd, out, [pairs, size, seed], &[]);
+}
+
+/// [`coil_phantoms`] of `[pairs, size, seed]` with `extra` flags (`--snr 10`, ...).
+pub fn coil_phantoms_with(cwd: &Path, out: &str, set: [&str; 3], extra: &[&str]) {
+    let [pairs, size, seed] = set;
+    let mut args = vec!["phantoms", "--out", out, "--pairs", pairs, "--size", size];
+    args.extend_from_slice(&["--seed", seed, "--coils", "8", "--acceleration", "2"]);
+    args.extend_from_slice(extra);
     let run = crossdenoise(&args, cwd);
     assert!(run.status.success(), "phantoms: {}", stderr(&run));
 }
