@@ -44,16 +44,14 @@ pub enum Combination {
 }
 
 impl Combination {
+    pub const ALL: [Combination; 2] = [
+        Combination::RootSumOfSquares,
+        Combination::SensitivityWeighted,
+    ];
+
     /// Parses the names the CLI and the manifest use: `rss` or `sensitivity`.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "rss" => Ok(Combination::RootSumOfSquares),
-            "sensitivity" => Ok(Combination::SensitivityWeighted),
-            other => Err(Error::Invalid {
-                what: "coil combination",
-                reason: format!("{other:?} is not rss or sensitivity"),
-            }),
-        }
+        crate::error::by_name("coil combination", name, &Self::ALL, Self::name)
     }
 
     pub fn name(self) -> &'static str {

@@ -96,3 +96,49 @@ impl Error {
         }
     }
 }
+
+/// The one of `all` (a closed choice of the CLI, configs and manifests) whose name is
+/// `name`; otherwise an error naming `what` and every name it could have been, so that
+/// each choice lists its names once.
+pub(crate) fn by_name<T: Copy>(
+    what: &'static str,
+    name: &str,
+    all: &[T],
+    name_of: impl Fn(T) -> &'static str,
+) -> Result<T> {
+    if let Some(found) = all.iter().copied().find(|&t| name_of(t) == name) {
+        return Ok(found);
+    }
+    let names: Vec<&str> = all.iter().map(|&t| name_of(t)).collect();
+    let choices = match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "nothing".into(),
+    };
+    Err(Error::Invalid {
+        what,
+        reason: format!("{name:?} is not {choices}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::coils::Combination;
+    use crate::noise_map::PhaseEncoding;
+
+    #[test]
+    fn a_name_not_among_a_choice_lists_every_name_it_could_have_been() {
+        let err = |e: crate::Error| e.to_string();
+        assert_eq!(
+            err(Combination::parse("sos").unwrap_err()),
+            "coil combination: \"sos\" is not rss or sensitivity"
+        );
+        assert_eq!(
+            err(PhaseEncoding::parse("row").unwrap_err()),
+            "phase encoding: \"row\" is not unknown, left-right or up-down"
+        );
+        for c in Combination::ALL {
+            assert_eq!(Combination::parse(c.name()).unwrap(), c);
+        }
+    }
+}

@@ -62,17 +62,15 @@ impl PhaseEncoding {
         }
     }
 
+    pub const ALL: [PhaseEncoding; 3] = [
+        PhaseEncoding::Unknown,
+        PhaseEncoding::LeftRight,
+        PhaseEncoding::UpDown,
+    ];
+
     /// Parses the names the CLI, configs and manifests use.
     pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "unknown" => Ok(PhaseEncoding::Unknown),
-            "left-right" => Ok(PhaseEncoding::LeftRight),
-            "up-down" => Ok(PhaseEncoding::UpDown),
-            other => Err(Error::Invalid {
-                what: "phase encoding",
-                reason: format!("{other:?} is not unknown, left-right or up-down"),
-            }),
-        }
+        crate::error::by_name("phase encoding", name, &Self::ALL, Self::name)
     }
 
     pub fn name(self) -> &'static str {
@@ -236,11 +234,7 @@ mod tests {
 
     #[test]
     fn phase_encoding_names_round_trip_and_a_typo_is_named() {
-        for p in [
-            PhaseEncoding::Unknown,
-            PhaseEncoding::LeftRight,
-            PhaseEncoding::UpDown,
-        ] {
+        for p in PhaseEncoding::ALL {
             assert_eq!(PhaseEncoding::parse(p.name()).unwrap(), p);
             let json = serde_json::to_string(&p).unwrap();
             assert_eq!(json, format!("\"{}\"", p.name()));
