@@ -1,13 +1,12 @@
 //! `crossdenoise noise-map`: each image's noise sd, pixel by pixel, and what its air says
 //! of the coils that made it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
 use crossdenoise_image::air;
-use crossdenoise_image::dicom::{self, DicomSlice};
 use crossdenoise_image::io::{self, GrayImage};
 use crossdenoise_image::noise_map::{
     NoiseMapSettings, PhaseEncoding, estimate_noise_map, estimate_pair_noise_maps,
@@ -83,15 +82,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut partners = Vec::new();
     let mut stated = Vec::with_capacity(args.inputs.len());
     for input in &args.inputs {
-        let (image, own) = read(input)?;
+        let (image, own) = io::read_slice_stated(input)?;
         stated.push(vec![own]);
         if let Some(dir) = &args.guide {
             let name = input
                 .file_name()
                 .with_context(|| format!("{} has no file name", input.display()))?;
             let path = dir.join(name);
-            let (partner, theirs) =
-                read(&path).with_context(|| format!("the guide of {}", input.display()))?;
+            let (partner, theirs) = io::read_slice_stated(&path)
+                .with_context(|| format!("the guide of {}", input.display()))?;
             stated.last_mut().expect("pushed above").push(theirs);
             anyhow::ensure!(
                 partner.dim() == image.dim(),
@@ -136,16 +135,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// An image's pixels and the phase-encoding direction it states (a DICOM file's).
-fn read(path: &Path) -> anyhow::Result<(ndarray::Array2<f32>, Option<PhaseEncoding>)> {
-    if dicom::is_dicom(path) {
-        let slice = DicomSlice::read(path)?;
-        let stated = slice.phase_encoding();
-        return Ok((slice.image, stated));
-    }
-    Ok((io::read_slice(path)?, None))
 }
 
 /// Each image's map: alone or beside its partner (which checks it, `estimate_pair_noise_maps`),

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayD, ArrayView2, Ix2};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 
+use crate::noise_map::PhaseEncoding;
 use crate::{Error, Result};
 
 /// File formats a slice can be stored in, chosen by extension.
@@ -52,6 +53,20 @@ pub fn read_slice(path: &Path) -> Result<Array2<f32>> {
         Format::Npy => read_npy(path),
         Format::Png => read_png(path).map(|g| g.to_f32()),
         Format::Dicom => crate::dicom::DicomSlice::read(path).map(|d| d.image),
+    }
+}
+
+/// One slice as [`read_slice`] reads it, and the phase-encoding direction its file states:
+/// a DICOM file's In-plane Phase Encoding Direction (`DicomSlice::phase_encoding`), none
+/// for the other formats.
+pub fn read_slice_stated(path: &Path) -> Result<(Array2<f32>, Option<PhaseEncoding>)> {
+    match Format::of(path)? {
+        Format::Dicom => {
+            let slice = crate::dicom::DicomSlice::read(path)?;
+            let stated = slice.phase_encoding();
+            Ok((slice.image, stated))
+        }
+        _ => Ok((read_slice(path)?, None)),
     }
 }
 

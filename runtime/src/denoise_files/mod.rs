@@ -109,24 +109,21 @@ impl FileJob {
     ) -> Result<SeriesNoise> {
         let mut images = Vec::with_capacity(files.len());
         let mut stated = Vec::new();
-        let mut read = |path: &Path, dicom: bool| -> Result<Array2<f32>> {
-            if !dicom {
-                stated.push(None);
-                return Ok(io::read_slice(path)?);
-            }
-            let slice = DicomSlice::read(path)?;
-            stated.push(slice.phase_encoding());
-            Ok(slice.image)
-        };
         for file in files {
-            images.push(read(&file.path, file.format == Format::Dicom)?);
+            let (image, direction) = io::read_slice_stated(&file.path)?;
+            images.push(image);
+            stated.push(direction);
         }
-        // A guide is read as DICOM beside a DICOM input only, as `denoise_file` reads it.
+        // A guide's direction counts beside a DICOM input only, as `denoise_file` reads it.
         let guide_images = guides
             .map(|g| {
                 g.iter()
                     .zip(files)
-                    .map(|(path, f)| read(path, f.format == Format::Dicom && dicom::is_dicom(path)))
+                    .map(|(path, f)| {
+                        let (image, direction) = io::read_slice_stated(path)?;
+                        stated.push(direction.filter(|_| f.format == Format::Dicom));
+                        Ok(image)
+                    })
                     .collect::<Result<Vec<_>>>()
             })
             .transpose()?;
