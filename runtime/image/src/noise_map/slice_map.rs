@@ -98,6 +98,7 @@ pub(super) fn estimate(
     let first = scan.tiles(
         |s, _| globals[s],
         |s, _| (floor + AIR_ABOVE_FLOOR) * globals[s],
+        false, // dark tissue is read over this first map (`Scan::tiles`)
     );
     let at_blocks = |tiles: &Array2<f32>| bilinear(tiles, bh, bw, per_tile);
     // Then by the map before, until the air's level holds. The threshold sits a quarter
@@ -115,6 +116,7 @@ pub(super) fn estimate(
         tiles = scan.tiles(
             |_, b| tissue_ref[b],
             |_, b| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b],
+            true,
         );
         let next = air_level(&tiles);
         let settled = (next / level - 1.0).abs() < AIR_SETTLED;

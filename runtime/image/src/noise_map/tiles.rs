@@ -9,6 +9,16 @@ use crate::noise::{MAD_TO_SIGMA, estimate_sigma, upper_median};
 
 /// A block counts as tissue this many sigmas above the air's mean.
 const TISSUE_ABOVE_FLOOR: f32 = 3.0;
+/// Below [`TISSUE_ABOVE_FLOOR`], a block counts as dark tissue from this many sigmas above
+/// the air's mean (an amplitude of about 2.8 sigmas, 8 coils). Nearer the floor its level
+/// no longer tells its spread: from 0 to 1.5 sigmas of amplitude the spread goes from 0.70
+/// to 0.74 sigma and the mean from 3.94 to 4.21, in step, so its `HH` detail reads back
+/// whatever sigma its level was read with.
+const DARK_ABOVE_FLOOR: f32 = 1.0;
+/// A dark block counts only while its own mean is within this many sigmas of its
+/// surroundings' (its 2 x 2 mean's own spread is 0.35-0.45 sigma there): where they differ,
+/// its surroundings take in an edge, and its spread read at their level is not its own.
+const DARK_WITHIN: f32 = 0.6;
 
 /// One slice as a map reads it: its blocks, the mean around each, the blocks its partner
 /// contrast shows as tissue (never air), and its first, global sigma.
@@ -75,12 +85,26 @@ impl Scan<'_> {
     /// noise raised that mean, is too wide for it: at 8 coils and a few sigmas above the
     /// floor (PD at SNR 10) the map ran 3-9% low. Its own mean keeps out the dark side of an
     /// edge whose surroundings take in the bright side.
+    ///
+    /// With `dark`, dark tissue counts too: blocks under that threshold and over
+    /// [`DARK_ABOVE_FLOOR`], not air, whose own mean agrees with their surroundings'
+    /// ([`DARK_WITHIN`]). PD's marrow at SNR 10 is such, and, without it, the middle of a
+    /// knee had no evidence of its own: its tiles took their neighbours' level, 2-3% low
+    /// on the g-factor's ridge, where the fat-suppressed partner's marrow, near the floor,
+    /// needs its sigma most. Their spread is read at their surroundings over `sigma`, once,
+    /// not over the tile's own estimate as it is refined: a few sigmas above the floor the
+    /// spread follows the level almost in step, and refined together the two drifted
+    /// (up to 20% off in tiles of dark tissue alone). So `sigma` must be a map read without them
+    /// (`dark` off in the first pass, whose sigma is the slice's global one, 7-13% off in a
+    /// fat-suppressed slice). The agreement is asked of the block's mean, not a threshold
+    /// on it, so the selection is even about its noise, which its `HH` detail does not
+    /// share.
     pub fn tiles(
         &self,
         sigma: impl Fn(usize, (usize, usize)) -> f32,
         air_below: impl Fn(usize, (usize, usize)) -> f32,
+        dark: bool,
     ) -> Tiles {
-        let floor = noncentral_chi_mean(0.0, self.coils) as f32;
         let (bh, bw) = self.slices[0].blocks.dim();
         let (per_row, per_col) = self.per_tile;
         let (th, tw) = (bh.div_ceil(per_row), bw.div_ceil(per_col));
@@ -92,49 +116,32 @@ impl Scan<'_> {
         let mut air_estimate = Array2::<f32>::zeros((th, tw));
         let mut air_weight = Array2::<f32>::zeros((th, tw));
         let mut tissue_read = Array2::from_elem((th, tw), false);
-        let (mut tissue, mut corrected, mut air) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut found, mut corrected) = (TileBlocks::default(), Vec::new());
+        // A series' tile needs as many blocks per slice as one slice's would.
+        let enough = self.min_blocks * self.slices.len();
         for ti in 0..th {
             for tj in 0..tw {
-                tissue.clear();
-                air.clear();
+                let rows = ti * per_row..((ti + 1) * per_row).min(bh);
+                let cols = tj * per_col..((tj + 1) * per_col).min(bw);
+                found.clear();
                 for (s, slice) in self.slices.iter().enumerate() {
-                    for bi in ti * per_row..((ti + 1) * per_row).min(bh) {
-                        for bj in tj * per_col..((tj + 1) * per_col).min(bw) {
-                            let block = slice.blocks[(bi, bj)];
-                            let around = slice.surroundings[(bi, bj)];
-                            let level = sigma(s, (bi, bj));
-                            let above = (floor + TISSUE_ABOVE_FLOOR) * level;
-                            if around > above && block.mean > above {
-                                tissue.push((around, block.detail));
-                            } else if slice.is_air((bi, bj), air_below(s, (bi, bj))) {
-                                air.push(block.power);
-                            }
-                        }
+                    for block in rows.clone().flat_map(|i| cols.clone().map(move |j| (i, j))) {
+                        let level = sigma(s, block);
+                        let air = air_below(s, block);
+                        found.add(self, slice, block, level, air, dark);
                     }
                 }
-                // A series' tile needs as many blocks per slice as one slice's would.
-                let enough = self.min_blocks * self.slices.len();
-                if tissue.len() >= enough {
-                    let mut sigma = self.global;
-                    for round in 0..REFINEMENTS {
-                        corrected.clear();
-                        corrected
-                            .extend(tissue.iter().map(|&(m, d)| d / self.spread.at(m / sigma)));
-                        sigma = if round == 0 {
-                            upper_median(&mut corrected) / MAD_TO_SIGMA
-                        } else {
-                            clipped_sigma(&corrected, sigma)
-                        };
-                    }
-                    estimate[(ti, tj)] = sigma;
-                    weight[(ti, tj)] = tissue.len() as f32;
+                let read = found.tissue.len() + found.dark.len();
+                if read >= enough {
+                    estimate[(ti, tj)] = self.tissue_sigma(&found, &mut corrected);
+                    weight[(ti, tj)] = read as f32;
                     tissue_read[(ti, tj)] = true;
                 }
-                if air.len() >= enough {
-                    let second = air.iter().sum::<f32>() / air.len() as f32;
+                if found.air.len() >= enough {
+                    let second = found.air.iter().sum::<f32>() / found.air.len() as f32;
                     air_estimate[(ti, tj)] = (second / (2.0 * self.coils as f32)).sqrt();
-                    air_weight[(ti, tj)] = air.len() as f32;
-                    if tissue.len() < enough {
+                    air_weight[(ti, tj)] = found.air.len() as f32;
+                    if read < enough {
                         estimate[(ti, tj)] = air_estimate[(ti, tj)];
                         weight[(ti, tj)] = air_weight[(ti, tj)];
                     }
@@ -168,6 +175,77 @@ impl Scan<'_> {
             whole: smooth,
             air,
             blocks: weight.sum(),
+        }
+    }
+}
+
+impl Scan<'_> {
+    /// A tile's sigma from its tissue: the median of the details over their spreads first,
+    /// then their clipped second moment, each round reading the bright blocks' spreads at
+    /// the sigma so far (the dark ones' are read already).
+    fn tissue_sigma(&self, found: &TileBlocks, corrected: &mut Vec<f32>) -> f32 {
+        let mut sigma = self.global;
+        for round in 0..REFINEMENTS {
+            corrected.clear();
+            corrected.extend(
+                found
+                    .tissue
+                    .iter()
+                    .map(|&(m, d)| d / self.spread.at(m / sigma)),
+            );
+            corrected.extend_from_slice(&found.dark);
+            sigma = if round == 0 {
+                upper_median(corrected) / MAD_TO_SIGMA
+            } else {
+                clipped_sigma(corrected, sigma)
+            };
+        }
+        sigma
+    }
+}
+
+/// What one tile's blocks say, sorted by what they are.
+#[derive(Default)]
+struct TileBlocks {
+    /// Bright tissue: each block's surroundings and detail.
+    tissue: Vec<(f32, f32)>,
+    /// Dark tissue: each block's detail over its spread.
+    dark: Vec<f32>,
+    /// Air: each block's second moment.
+    air: Vec<f32>,
+}
+
+impl TileBlocks {
+    fn clear(&mut self) {
+        self.tissue.clear();
+        self.dark.clear();
+        self.air.clear();
+    }
+
+    /// Sorts `block` of `slice`, with `level` the sigma so far there and `air_below` the
+    /// surroundings' level under which it is air (`Scan::tiles`).
+    fn add(
+        &mut self,
+        scan: &Scan,
+        slice: &SliceBlocks,
+        block: (usize, usize),
+        level: f32,
+        air_below: f32,
+        dark: bool,
+    ) {
+        let floor = scan.spread.floor;
+        let (b, around) = (slice.blocks[block], slice.surroundings[block]);
+        let above = (floor + TISSUE_ABOVE_FLOOR) * level;
+        if around > above && b.mean > above {
+            self.tissue.push((around, b.detail));
+        } else if slice.is_air(block, air_below) {
+            self.air.push(b.power);
+        } else if dark
+            && around <= above
+            && around > (floor + DARK_ABOVE_FLOOR) * level
+            && (b.mean - around).abs() < DARK_WITHIN * level
+        {
+            self.dark.push(b.detail / scan.spread.at(around / level));
         }
     }
 }
