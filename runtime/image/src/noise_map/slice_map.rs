@@ -111,12 +111,15 @@ pub(super) fn estimate(
     let tissue_ref = at_blocks(&first.whole);
     let mut air_ref = at_blocks(&first.air);
     let mut level = air_level(&first);
+    // Dark tissue is read over the first map only where that map rests on evidence, not on
+    // the global sigma alone.
+    let dark = first.blocks > 0.0;
     let mut tiles = first;
     for _ in 0..AIR_PASSES {
         tiles = scan.tiles(
             |_, b| tissue_ref[b],
             |_, b| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b],
-            true,
+            dark,
         );
         let next = air_level(&tiles);
         let settled = (next / level - 1.0).abs() < AIR_SETTLED;
@@ -129,28 +132,34 @@ pub(super) fn estimate(
     let air_below = |b: (usize, usize)| (floor + AIR_ABOVE_LOCAL_FLOOR) * air_ref[b];
     let map = bilinear(&tiles.whole, rows, cols, (tile_rows, tile_cols));
     let air_map = bilinear(&tiles.air, rows, cols, (tile_rows, tile_cols));
-    // Each pixel of an air block takes the air's map; the rest the tissue's.
     Ok(slices
         .iter()
-        .map(|slice| {
-            let air = Array2::from_shape_fn((rows, cols), |(i, j)| {
-                let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
-                slice.is_air(block, air_below(block))
-            });
-            let map =
-                Array2::from_shape_fn(
-                    (rows, cols),
-                    |at| {
-                        if air[at] { air_map[at] } else { map[at] }
-                    },
-                );
-            SliceMap {
-                map,
-                air,
-                blocks: tiles.blocks,
-            }
-        })
+        .map(|slice| slice_map(slice, &map, &air_map, air_below, tiles.blocks))
         .collect())
+}
+
+/// One slice's map from its series' maps of tissue and air: each pixel of a block that is
+/// air in this slice takes the air's map, the rest the tissue's.
+fn slice_map(
+    slice: &SliceBlocks,
+    map: &Array2<f32>,
+    air_map: &Array2<f32>,
+    air_below: impl Fn((usize, usize)) -> f32,
+    blocks: f32,
+) -> SliceMap {
+    let (rows, cols) = map.dim();
+    let (bh, bw) = slice.blocks.dim();
+    let air = Array2::from_shape_fn((rows, cols), |(i, j)| {
+        let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
+        slice.is_air(block, air_below(block))
+    });
+    let map = Array2::from_shape_fn(
+        (rows, cols),
+        |at| {
+            if air[at] { air_map[at] } else { map[at] }
+        },
+    );
+    SliceMap { map, air, blocks }
 }
 
 /// The mean of the air's tile estimates: what the next pass's threshold moves.
