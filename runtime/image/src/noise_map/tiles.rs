@@ -88,17 +88,17 @@ impl Scan<'_> {
     ///
     /// With `dark`, dark tissue counts too: blocks under that threshold and over
     /// [`DARK_ABOVE_FLOOR`], not air, whose own mean agrees with their surroundings'
-    /// ([`DARK_WITHIN`]). PD's marrow at SNR 10 is such, and, without it, the middle of a
-    /// knee had no evidence of its own: its tiles took their neighbours' level, 2-3% low
-    /// on the g-factor's ridge, where the fat-suppressed partner's marrow, near the floor,
-    /// needs its sigma most. Their spread is read at their surroundings over `sigma`, once,
-    /// not over the tile's own estimate as it is refined: a few sigmas above the floor the
-    /// spread follows the level almost in step, and refined together the two drifted
-    /// (up to 20% off in tiles of dark tissue alone). So `sigma` must be a map read without them
-    /// (`dark` off in the first pass, whose sigma is the slice's global one, 7-13% off in a
-    /// fat-suppressed slice). The agreement is asked of the block's mean, not a threshold
-    /// on it, so the selection is even about its noise, which its `HH` detail does not
-    /// share.
+    /// ([`DARK_WITHIN`]), never in place of a tile's air. PD's marrow at SNR 10 is such,
+    /// and, without it, the middle of a knee had no evidence of its own: its tiles took
+    /// their neighbours' level, 2-3% low on the g-factor's ridge, where the fat-suppressed
+    /// partner's marrow, near the floor, needs its sigma most. Their spread is read at
+    /// their surroundings over `sigma`, once, not over the tile's own estimate as it is
+    /// refined: a few sigmas above the floor the spread follows the level almost in step,
+    /// and refined together the two drifted (up to 20% off in tiles of dark tissue alone).
+    /// So `sigma` must be a map read without them (`dark` off in the first pass, whose
+    /// sigma is the slice's global one, 7-13% off in a fat-suppressed slice). The agreement
+    /// is asked of the block's mean, not a threshold on it, so the selection is even about
+    /// its noise, which its `HH` detail does not share.
     pub fn tiles(
         &self,
         sigma: impl Fn(usize, (usize, usize)) -> f32,
@@ -130,6 +130,13 @@ impl Scan<'_> {
                         let air = air_below(s, block);
                         found.add(self, slice, block, level, air, dark);
                     }
+                }
+                // Dark tissue never displaces a tile's air: where bright tissue is too scarce
+                // for a tile, its air's second moment, exact, was and stays its estimate (a
+                // single-coil slice read as 8 coils had its tiles' dark tissue read twice
+                // too high).
+                if found.tissue.len() < enough && found.air.len() >= enough {
+                    found.dark.clear();
                 }
                 let read = found.tissue.len() + found.dark.len();
                 if read >= enough {
