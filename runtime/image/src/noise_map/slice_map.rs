@@ -134,32 +134,34 @@ pub(super) fn estimate(
     let air_map = bilinear(&tiles.air, rows, cols, (tile_rows, tile_cols));
     Ok(slices
         .iter()
-        .map(|slice| slice_map(slice, &map, &air_map, air_below, tiles.blocks))
+        .map(|slice| SliceMap::in_series(slice, &map, &air_map, air_below, tiles.blocks))
         .collect())
 }
 
-/// One slice's map from its series' maps of tissue and air: each pixel of a block that is
-/// air in this slice takes the air's map, the rest the tissue's.
-fn slice_map(
-    slice: &SliceBlocks,
-    map: &Array2<f32>,
-    air_map: &Array2<f32>,
-    air_below: impl Fn((usize, usize)) -> f32,
-    blocks: f32,
-) -> SliceMap {
-    let (rows, cols) = map.dim();
-    let (bh, bw) = slice.blocks.dim();
-    let air = Array2::from_shape_fn((rows, cols), |(i, j)| {
-        let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
-        slice.is_air(block, air_below(block))
-    });
-    let map = Array2::from_shape_fn(
-        (rows, cols),
-        |at| {
-            if air[at] { air_map[at] } else { map[at] }
-        },
-    );
-    SliceMap { map, air, blocks }
+impl SliceMap {
+    /// One slice's map from its series' maps of tissue and air: each pixel of a block that is
+    /// air in this slice takes the air's map, the rest the tissue's.
+    fn in_series(
+        slice: &SliceBlocks,
+        map: &Array2<f32>,
+        air_map: &Array2<f32>,
+        air_below: impl Fn((usize, usize)) -> f32,
+        blocks: f32,
+    ) -> SliceMap {
+        let (rows, cols) = map.dim();
+        let (bh, bw) = slice.blocks.dim();
+        let air = Array2::from_shape_fn((rows, cols), |(i, j)| {
+            let block = ((i / 2).min(bh - 1), (j / 2).min(bw - 1));
+            slice.is_air(block, air_below(block))
+        });
+        let map = Array2::from_shape_fn(
+            (rows, cols),
+            |at| {
+                if air[at] { air_map[at] } else { map[at] }
+            },
+        );
+        SliceMap { map, air, blocks }
+    }
 }
 
 /// The mean of the air's tile estimates: what the next pass's threshold moves.

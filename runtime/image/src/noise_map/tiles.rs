@@ -184,9 +184,7 @@ impl Scan<'_> {
             blocks: weight.sum(),
         }
     }
-}
 
-impl Scan<'_> {
     /// A tile's sigma from its tissue: the median of the details over their spreads first,
     /// then their clipped second moment, each round reading the bright blocks' spreads at
     /// the sigma so far (the dark ones' are read already).
