@@ -153,14 +153,20 @@ fn maps(
     if args.series {
         let all: Vec<_> = stated.iter().flatten().copied().collect();
         let settings = &settings.as_stated(PhaseEncoding::stated_by_all(&all));
-        let pooled = if with_partner {
-            estimate_pair_noise_maps(&views, &partner_views, settings).map(|(own, _)| own)
+        let (pooled, theirs) = if with_partner {
+            estimate_pair_noise_maps(&views, &partner_views, settings)
+                .map(|(own, theirs)| (own, Some(theirs)))
         } else {
-            estimate_series_noise_maps(&views, None, settings)
-        };
-        let pooled = pooled.context("the inputs as one series")?;
+            estimate_series_noise_maps(&views, None, settings).map(|own| (own, None))
+        }
+        .context("the inputs as one series")?;
         if let Some(reason) = pooled.apart_reason() {
             eprintln!("warning: the inputs as one series: {reason}");
+        }
+        // A guide set apart keeps its map to itself (`estimate_pair_noise_maps`): said, as
+        // `denoise` says it.
+        if let Some(reason) = theirs.and_then(|t| t.apart_reason()) {
+            eprintln!("warning: their guides as one series: {reason}");
         }
         return Ok(pooled.maps);
     }

@@ -114,7 +114,7 @@ impl GrowingSeries {
             None => (last(split.maps.into_iter().map(|m| m.map).collect()), None),
             Some(partners) => {
                 let theirs = split_maps(&partners, &self.settings)?;
-                let (a, b) = combine_pair(split.maps, theirs.maps, &self.settings);
+                let (a, b) = combine_pair(&split, &theirs, &self.settings);
                 (last(a), Some(last(b)))
             }
         };

@@ -37,6 +37,13 @@ pub(crate) struct SplitMaps {
     pub apart: Vec<(usize, f32)>,
 }
 
+impl SplitMaps {
+    /// Whether slice `k` was set apart from its series' pool.
+    pub fn is_apart(&self, k: usize) -> bool {
+        self.apart.iter().any(|&(slice, _)| slice == k)
+    }
+}
+
 /// Pooled maps, and the slices (place, how far off) whose own maps are off them.
 type Pooled = (Vec<SliceMap>, Vec<(usize, f32)>);
 
