@@ -1046,8 +1046,8 @@ mod tests {
     fn a_slice_set_apart_does_not_pull_its_partners_map_down() {
         // Eight pairs of one coil array; the partner series' third slice is quieter by a
         // third (another acquisition, or a slice read badly alone): it is set apart. The
-        // lower of its map would take the first series' pooled third slice a third low; it
-        // keeps its own, and the other slices are still read as a pair.
+        // lower of its map would take the first series' pooled third slice a third low;
+        // each keeps its own there.
         let (size, sigma) = (128, 0.02f32);
         let truth = g_map(size, sigma);
         let inside = |i: usize, j: usize| i.abs_diff(64) < 44 && j.abs_diff(64) < 44;
