@@ -757,6 +757,37 @@ mod tests {
         assert!((mean / sigma - 1.0).abs() < 0.05, "{mean} vs {sigma}");
     }
 
+    #[test]
+    fn dim_tissue_beside_a_little_air_is_not_read_as_air() {
+        // Eight coils; a tenth or a third of the slice air, the rest dim tissue 3.75 sigma
+        // above black (fat-suppressed). Too little of it lies above the tissue threshold for
+        // a first sigma from its details, which fell back to the second moment of every
+        // block, as if all were air: 27-34% high, and the tissue, under the air threshold
+        // it set, was read as air that high. The air's own sigma is the fallback now.
+        let sigma = 0.05f32;
+        let settings = NoiseMapSettings {
+            coils: 8,
+            ..Default::default()
+        };
+        for air in [13, 38] {
+            let img = chi(
+                128,
+                8,
+                |_, j| if j < air { 0.0 } else { 3.75 * sigma },
+                sigma,
+                1,
+            );
+            let map = estimate_noise_map(img.view(), &settings).unwrap();
+            for (part, cols) in [("air", 0..air - 6), ("tissue", air + 6..128)] {
+                let mean = map.slice(ndarray::s![.., cols]).mean().unwrap();
+                assert!(
+                    (mean / sigma - 1.0).abs() < 0.05,
+                    "{part} beside {air} columns of air: {mean} vs {sigma}"
+                );
+            }
+        }
+    }
+
     /// A g-factor-like map: higher towards the left, 20% across the slice.
     fn g_map(size: usize, level: f32) -> impl Fn(usize, usize) -> f32 {
         move |_, j| level * (1.2 - 0.2 * j as f32 / size as f32)
