@@ -60,9 +60,59 @@ pub fn chi_ratio(coils: u32) -> f32 {
 /// masked background, a slice smaller than 16 blocks of air), or none that is homogeneous
 /// (the darkest blocks of a crop inside the anatomy differ more).
 pub fn read_air(image: ArrayView2<f32>) -> Option<AirReading> {
+    read(image).map(|(reading, _)| reading)
+}
+
+/// The noise sigma of `image`'s air, as a magnitude of `coils` coils: the second moment of
+/// the blocks of [`BLOCK`] x [`BLOCK`] pixels whose mean is under a third of a sigma over
+/// the air's floor, read until that sigma holds, from the darkest tenth's level. `None`
+/// where [`read_air`] reads no air (a crop inside the anatomy, a masked background).
+/// Unlike a sigma read from the tissue's details, it does not depend on how many blocks
+/// lie a few sigmas above the floor, whose spread is under sigma: a fat-suppressed slice
+/// of 8 coils read that way came 20% low.
+pub fn air_sigma(image: ArrayView2<f32>, coils: u32) -> Option<f32> {
+    let (reading, mut blocks) = read(image)?;
+    let floor = noncentral_chi_mean(0.0, coils) as f32;
+    let darkest = &mut blocks[..reading.blocks];
+    let mid = darkest.len() / 2;
+    let mut sigma = darkest
+        .select_nth_unstable_by(mid, |a, b| a.mean.total_cmp(&b.mean))
+        .1
+        .mean
+        / floor;
+    for _ in 0..AIR_SIGMA_PASSES {
+        let below = (floor + AIR_SIGMA_ABOVE_FLOOR) * sigma;
+        let (sum, n) = blocks
+            .iter()
+            .filter(|b| b.mean < below)
+            .fold((0.0f64, 0usize), |(s, n), b| {
+                (s + f64::from(b.square), n + 1)
+            });
+        if n == 0 {
+            break;
+        }
+        sigma = ((sum / n as f64) / (2.0 * f64::from(coils.max(1)))).sqrt() as f32;
+    }
+    Some(sigma)
+}
+
+/// One block of [`BLOCK`] x [`BLOCK`] pixels: its mean, its mean square, the one squared
+/// over the other, and where it is.
+#[derive(Debug, Clone, Copy)]
+struct AirBlock {
+    mean: f32,
+    square: f32,
+    ratio: f32,
+    by: usize,
+    bx: usize,
+}
+
+/// What [`read_air`] reads, and the slice's blocks with the air it read (the darkest
+/// `blocks` of them) first.
+fn read(image: ArrayView2<f32>) -> Option<(AirReading, Vec<AirBlock>)> {
     let (h, w) = image.dim();
     let (bh, bw) = (h / BLOCK, w / BLOCK);
-    let mut blocks: Vec<(f32, f32, usize, usize)> = Vec::with_capacity(bh * bw);
+    let mut blocks: Vec<AirBlock> = Vec::with_capacity(bh * bw);
     let mut masked = 0;
     for by in 0..bh {
         for bx in 0..bw {
@@ -82,7 +132,13 @@ pub fn read_air(image: ArrayView2<f32>) -> Option<AirReading> {
             let mean = block.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
             let square = block.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / n;
             if square > 0.0 {
-                blocks.push((mean as f32, (mean * mean / square) as f32, by, bx));
+                blocks.push(AirBlock {
+                    mean: mean as f32,
+                    square: square as f32,
+                    ratio: (mean * mean / square) as f32,
+                    by,
+                    bx,
+                });
             }
         }
     }
@@ -91,15 +147,15 @@ pub fn read_air(image: ArrayView2<f32>) -> Option<AirReading> {
     if count < MIN_BLOCKS || blocks.len() < count || masked >= count {
         return None;
     }
-    blocks.select_nth_unstable_by(count - 1, |a, b| a.0.total_cmp(&b.0));
+    blocks.select_nth_unstable_by(count - 1, |a, b| a.mean.total_cmp(&b.mean));
     let air = &blocks[..count];
     let (low, high) = air.iter().fold((f32::INFINITY, 0.0f32), |(l, h), b| {
-        (l.min(b.0), h.max(b.0))
+        (l.min(b.mean), h.max(b.mean))
     });
     if !(low > 0.0 && high <= MAX_SPREAD * low) {
         return None;
     }
-    let mut ratios: Vec<f32> = air.iter().map(|b| b.1).collect();
+    let mut ratios: Vec<f32> = air.iter().map(|b| b.ratio).collect();
     let mid = ratios.len() / 2;
     let ratio = *ratios.select_nth_unstable_by(mid, f32::total_cmp).1;
     let correlation = neighbour_correlation(image, air);
@@ -113,70 +169,13 @@ pub fn read_air(image: ArrayView2<f32>) -> Option<AirReading> {
     if coils == MAX_COILS {
         return None;
     }
-    Some(AirReading {
+    let reading = AirReading {
         ratio,
         coils,
         correlation,
         blocks: count,
-    })
-}
-
-/// The noise sigma of `image`'s air, as a magnitude of `coils` coils: the second moment of
-/// the blocks of [`BLOCK`] x [`BLOCK`] pixels whose mean is under a third of a sigma over the
-/// air's floor, read until that sigma holds, from the darkest tenth's level. `None` where
-/// [`read_air`] reads no air (a crop inside the anatomy, a masked background). Unlike a sigma read from the tissue's
-/// details, it does not depend on how many blocks lie a few sigmas above the floor, whose
-/// spread is under sigma: a fat-suppressed slice of 8 coils read that way came 20% low.
-pub fn air_sigma(image: ArrayView2<f32>, coils: u32) -> Option<f32> {
-    read_air(image)?;
-    let (h, w) = image.dim();
-    let (bh, bw) = (h / BLOCK, w / BLOCK);
-    let mut blocks: Vec<(f32, f32)> = Vec::with_capacity(bh * bw);
-    for by in 0..bh {
-        for bx in 0..bw {
-            let block = image.slice(ndarray::s![
-                by * BLOCK..(by + 1) * BLOCK,
-                bx * BLOCK..(bx + 1) * BLOCK
-            ]);
-            let zeros = block.iter().filter(|v| **v == 0.0).count();
-            if block.iter().any(|v| !v.is_finite())
-                || zeros as f32 > MAX_ZERO_SHARE * (BLOCK * BLOCK) as f32
-            {
-                continue;
-            }
-            let n = (BLOCK * BLOCK) as f64;
-            let mean = block.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
-            let square = block.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / n;
-            blocks.push((mean as f32, square as f32));
-        }
-    }
-    let count = ((bh * bw) as f32 * DARKEST).round() as usize;
-    if count < MIN_BLOCKS || blocks.len() < count {
-        return None;
-    }
-    blocks.select_nth_unstable_by(count - 1, |a, b| a.0.total_cmp(&b.0));
-    let mut darkest: Vec<f32> = blocks[..count].iter().map(|b| b.0).collect();
-    let (low, high) = darkest
-        .iter()
-        .fold((f32::INFINITY, 0.0f32), |(l, h), m| (l.min(*m), h.max(*m)));
-    if !(low > 0.0 && high <= MAX_SPREAD * low) {
-        return None;
-    }
-    let floor = noncentral_chi_mean(0.0, coils) as f32;
-    let mid = darkest.len() / 2;
-    let mut sigma = *darkest.select_nth_unstable_by(mid, f32::total_cmp).1 / floor;
-    for _ in 0..AIR_SIGMA_PASSES {
-        let below = (floor + AIR_SIGMA_ABOVE_FLOOR) * sigma;
-        let (sum, n) = blocks
-            .iter()
-            .filter(|b| b.0 < below)
-            .fold((0.0f64, 0usize), |(s, n), b| (s + f64::from(b.1), n + 1));
-        if n == 0 {
-            break;
-        }
-        sigma = ((sum / n as f64) / (2.0 * f64::from(coils.max(1)))).sqrt() as f32;
-    }
-    Some(sigma)
+    };
+    Some((reading, blocks))
 }
 
 /// Passes of [`air_sigma`] from the darkest blocks' level.
@@ -190,9 +189,9 @@ const AIR_SIGMA_ABOVE_FLOOR: f32 = 0.3;
 
 /// The correlation of neighbouring pixels within the air blocks, each block's own mean
 /// removed (so that the g-factor's slow change does not count).
-fn neighbour_correlation(image: ArrayView2<f32>, air: &[(f32, f32, usize, usize)]) -> f32 {
+fn neighbour_correlation(image: ArrayView2<f32>, air: &[AirBlock]) -> f32 {
     let (mut products, mut squares) = (0.0f64, 0.0f64);
-    for &(mean, _, by, bx) in air {
+    for &AirBlock { mean, by, bx, .. } in air {
         let d = |y: usize, x: usize| f64::from(image[[by * BLOCK + y, bx * BLOCK + x]] - mean);
         for y in 0..BLOCK {
             for x in 0..BLOCK {
