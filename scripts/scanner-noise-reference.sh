@@ -43,19 +43,22 @@ bash scripts/quality-env.sh
 cargo build --release --locked --quiet --bin crossdenoise
 bin="${CARGO_TARGET_DIR:-target}/release/crossdenoise"
 
-# The phase encoding a set's phantoms.json states: the maps' tiles are narrowed across it.
-phase_encoding() { # SET
-    .venv-quality/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["noise"]["phase_encoding"])' "$1/phantoms.json"
+# What a set's phantoms.json states of its noise: the phase encoding (the maps' tiles are
+# narrowed across it) and the acceleration (the maps are read between its fold lines where
+# they jump there).
+stated() { # SET KEY
+    .venv-quality/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["noise"][sys.argv[2]])' "$1/phantoms.json" "$2"
 }
 
 # Each contrast's series maps, read beside the other, as `denoise --noise map` serves them.
 estimate_maps() { # NAME
-    local pe c partner
-    pe=$(phase_encoding "$out/$1")
+    local pe r c partner
+    pe=$(stated "$out/$1" phase_encoding)
+    r=$(stated "$out/$1" acceleration)
     for c in pd pdfs; do
         partner=$([ "$c" = pd ] && echo pdfs || echo pd)
         "$bin" noise-map --coils 8 --series --guide "$out/$1/$partner" --phase-encoding "$pe" \
-            --out "$out/$1/estimated/$c" "$out/$1/$c"/*.npy >/dev/null
+            --acceleration "$r" --out "$out/$1/estimated/$c" "$out/$1/$c"/*.npy >/dev/null
     done
 }
 
@@ -90,7 +93,8 @@ for setting in "${settings[@]}"; do
     if [ ${#serve[@]} -gt 0 ]; then
         estimate_maps "$name"
         estimated=(--estimated-maps "$out/$name/estimated")
-        pe=(--phase-encoding "$(phase_encoding "$out/$name")")
+        pe=(--phase-encoding "$(stated "$out/$name" phase_encoding)"
+            --acceleration "$(stated "$out/$name" acceleration)")
     fi
     for c in pd pdfs; do
         partner=$([ $c = pd ] && echo pdfs || echo pd)

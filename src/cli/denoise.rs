@@ -80,6 +80,11 @@ pub struct Args {
     /// files (or guides) disagree is mapped on square tiles.
     #[arg(long, value_parser = super::noise_map::parse_phase_encoding, default_value = "unknown")]
     phase_encoding: PhaseEncoding,
+    /// With --noise map and --phase-encoding: parallel imaging's acceleration (1: none or
+    /// not known); the map is read between the fold lines k N / R where it jumps there
+    /// (`crossdenoise noise-map --acceleration`).
+    #[arg(long, default_value_t = NoiseMapSettings::default().acceleration)]
+    acceleration: u32,
     /// With --noise map: take each input's noise map from DIR instead of estimating it,
     /// `DIR/<the input's file stem>.npy`: the noise sd of every pixel in the input's units
     /// (its size, positive), e.g. a noise scan's sigma times the reconstruction's g-factor
@@ -263,6 +268,7 @@ fn options(args: &Args) -> anyhow::Result<DenoiserOptions> {
         NoiseSource::Map => NoiseModel::Map(NoiseMapSettings {
             coils: args.coils,
             phase_encoding: args.phase_encoding,
+            acceleration: args.acceleration,
             ..NoiseMapSettings::default()
         }),
         NoiseSource::Slice => {
@@ -270,6 +276,11 @@ fn options(args: &Args) -> anyhow::Result<DenoiserOptions> {
                 args.coils == 1,
                 "--coils {} needs --noise map (one sigma per slice is Rician: one coil)",
                 args.coils
+            );
+            anyhow::ensure!(
+                args.acceleration == 1,
+                "--acceleration {} needs --noise map (one sigma per slice has no folds)",
+                args.acceleration
             );
             NoiseModel::Slice
         }

@@ -39,6 +39,11 @@ pub struct Args {
     /// readout (its area kept; 1: square).
     #[arg(long, default_value_t = NoiseMapSettings::default().elongation)]
     elongation: usize,
+    /// Parallel imaging's acceleration along the phase encoding (1: none or not known).
+    /// With --phase-encoding, the map is read between the fold lines k N / R where it jumps
+    /// there (SENSE's g-factor can); only for images of the whole unfolded field of view.
+    #[arg(long, default_value_t = NoiseMapSettings::default().acceleration)]
+    acceleration: u32,
     /// Smoothing across tiles, in tiles (0: none).
     #[arg(long, default_value_t = NoiseMapSettings::default().smoothing)]
     smoothing: f32,
@@ -74,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         min_blocks: args.min_blocks,
         smoothing: args.smoothing,
         coils: args.coils,
+        acceleration: args.acceleration,
     };
     settings.validate().context("invalid noise map settings")?;
     std::fs::create_dir_all(&args.out)

@@ -31,6 +31,7 @@ use ndarray::{Array2, ArrayView2};
 use crate::noise::{estimate_sigma, upper_median};
 use crate::{Error, Result};
 
+mod folds;
 mod series;
 mod settings;
 mod slice_map;
@@ -1146,6 +1147,13 @@ mod tests {
                     ..Default::default()
                 },
                 "smoothing",
+            ),
+            (
+                NoiseMapSettings {
+                    acceleration: 0,
+                    ..Default::default()
+                },
+                "acceleration",
             ),
         ] {
             let err = estimate_noise_map(img.view(), &settings)

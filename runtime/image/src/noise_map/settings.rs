@@ -19,6 +19,11 @@ pub struct NoiseMapSettings {
     /// The magnitude's degrees of freedom in coils (1 for Rician; L for root-sum-of-squares
     /// of L prewhitened channels): sets the air floor and the air's second moment.
     pub coils: u32,
+    /// Parallel imaging's acceleration along the phase encoding, where known (1: none, or
+    /// not known). With the phase encoding known, the map is read between the fold lines
+    /// `k N / R` where it jumps there (`folds`): only for images of the whole unfolded field
+    /// of view, since cropping a phase oversampling moves the lines.
+    pub acceleration: u32,
 }
 
 impl Default for NoiseMapSettings {
@@ -30,6 +35,7 @@ impl Default for NoiseMapSettings {
             min_blocks: 32,
             smoothing: 1.0,
             coils: 1,
+            acceleration: 1,
         }
     }
 }
@@ -156,6 +162,12 @@ impl NoiseMapSettings {
         }
         if self.coils == 0 {
             return bad("noise map coils", "0 coils".into());
+        }
+        if self.acceleration == 0 {
+            return bad(
+                "noise map acceleration",
+                "0 is not an acceleration (1: none)".into(),
+            );
         }
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! One slice's (or one series') noise map from its blocks: the passes over the tiles,
 //! what is air, and which of a partner's blocks are tissue.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis, Slice};
 
+use super::folds;
 use super::settings::NoiseMapSettings;
 use super::tiles::{Scan, SliceBlocks, Spread, Tiles, bilinear};
 use crate::Result;
@@ -51,13 +52,80 @@ pub(crate) struct SliceMap {
     pub(super) blocks: f32,
 }
 
-/// The maps of `slices` (one, or a series), each `dim` pixels.
+/// The maps of `slices` (one, or a series), each `dim` pixels: read between the fold lines
+/// where the map jumps at them (`folds`), whole otherwise.
 pub(super) fn estimate(
     slices: &[&SliceBlocks],
     dim: (usize, usize),
     settings: &NoiseMapSettings,
 ) -> Result<Vec<SliceMap>> {
     settings.validate()?;
+    let lines = folds::lines(settings, dim);
+    let Some(axis) = folds::axis(settings).filter(|_| !lines.is_empty() && !slices.is_empty())
+    else {
+        return estimate_whole(slices, dim, settings);
+    };
+    let split = between(slices, dim, settings, axis, &lines)?;
+    let jumps: Vec<usize> = lines
+        .iter()
+        .copied()
+        .filter(|&line| folds::jumps_at(&split[0].map, axis, line))
+        .collect();
+    match jumps.len() {
+        0 => estimate_whole(slices, dim, settings),
+        n if n == lines.len() => Ok(split),
+        _ => between(slices, dim, settings, axis, &jumps),
+    }
+}
+
+/// The maps read strip by strip between `lines` along `axis`, put together.
+fn between(
+    slices: &[&SliceBlocks],
+    dim: (usize, usize),
+    settings: &NoiseMapSettings,
+    axis: Axis,
+    lines: &[usize],
+) -> Result<Vec<SliceMap>> {
+    let mut maps: Vec<SliceMap> = (0..slices.len())
+        .map(|_| SliceMap {
+            map: Array2::zeros(dim),
+            air: Array2::from_elem(dim, false),
+            blocks: 0.0,
+        })
+        .collect();
+    for pixels in folds::strips(lines, dim_along(dim, axis)) {
+        let parts: Vec<SliceBlocks> = slices
+            .iter()
+            .map(|s| folds::strip_of(s, axis, &pixels, settings.coils))
+            .collect();
+        let refs: Vec<&SliceBlocks> = parts.iter().collect();
+        let part_dim = match axis {
+            Axis(0) => (pixels.len(), dim.1),
+            _ => (dim.0, pixels.len()),
+        };
+        let range = Slice::from(pixels.clone());
+        for (whole, part) in maps
+            .iter_mut()
+            .zip(estimate_whole(&refs, part_dim, settings)?)
+        {
+            whole.map.slice_axis_mut(axis, range).assign(&part.map);
+            whole.air.slice_axis_mut(axis, range).assign(&part.air);
+            whole.blocks += part.blocks;
+        }
+    }
+    Ok(maps)
+}
+
+fn dim_along(dim: (usize, usize), axis: Axis) -> usize {
+    if axis == Axis(0) { dim.0 } else { dim.1 }
+}
+
+/// The maps of `slices` read over the whole of each.
+fn estimate_whole(
+    slices: &[&SliceBlocks],
+    dim: (usize, usize),
+    settings: &NoiseMapSettings,
+) -> Result<Vec<SliceMap>> {
     let (rows, cols) = dim;
     let (bh, bw) = (rows / 2, cols / 2);
     let zeros = || {

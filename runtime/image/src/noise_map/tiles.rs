@@ -29,6 +29,8 @@ pub(super) struct SliceBlocks {
     pub global: f32,
     /// The sigma its air reads ([`crate::air::air_sigma`]), where it has air.
     pub air_sigma: Option<f32>,
+    /// The slice itself, for its strips between fold lines to be read anew (`folds`).
+    pub image: Array2<f32>,
 }
 
 impl SliceBlocks {
@@ -48,6 +50,7 @@ impl SliceBlocks {
             partner_tissue,
             global,
             air_sigma,
+            image: image.to_owned(),
         }
     }
 
