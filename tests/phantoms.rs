@@ -212,6 +212,18 @@ fn a_coil_array_writes_its_noise_maps_and_distribution() {
         dir.path(),
     );
     refused(&bad_tile, "tile");
+    let no_acceleration = crossdenoise(
+        &[
+            "noise-map",
+            "--acceleration",
+            "0",
+            "--out",
+            "maps",
+            "set/pd/0000.npy",
+        ],
+        dir.path(),
+    );
+    refused(&no_acceleration, "acceleration");
 
     let bad = crossdenoise(
         &[
