@@ -130,6 +130,7 @@ impl Denoiser {
             coils => NoiseModel::Map(NoiseMapSettings {
                 coils,
                 phase_encoding: options.phase_encoding,
+                acceleration: options.acceleration,
                 ..NoiseMapSettings::default()
             }),
         });

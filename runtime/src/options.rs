@@ -35,6 +35,10 @@ pub struct DenoiserOptions {
     /// served (a site's protocol), so that a map's tiles are narrowed across the folds
     /// (`NoiseMapSettings::phase_encoding`).
     pub phase_encoding: PhaseEncoding,
+    /// With `noise` left to the model: parallel imaging's acceleration in the slices served
+    /// (1: none or not known), so that a map that jumps at its fold lines is read between
+    /// them (`NoiseMapSettings::acceleration`).
+    pub acceleration: u32,
     /// Average the model's outputs over the eight orientations of each slice (and its
     /// guide) before the posterior step: a better estimate at eight times the inference.
     pub average_orientations: bool,
@@ -50,6 +54,7 @@ impl Default for DenoiserOptions {
             posterior: true,
             noise: None,
             phase_encoding: PhaseEncoding::Unknown,
+            acceleration: 1,
             average_orientations: false,
         }
     }

@@ -101,6 +101,11 @@ pub struct HostConfig {
     /// follows the g-factor's fold lines (docs/scanner-noise.md). A DICOM series' own
     /// In-plane Phase Encoding Direction takes its place; MRD images state none.
     pub phase_encoding: PhaseEncoding,
+    /// For a model served with a noise map: the protocol's parallel-imaging acceleration
+    /// along the phase encoding (1: none or not known). With `phase_encoding` known, a map
+    /// that jumps at the fold lines `k N / R` is read between them; only for images of the
+    /// whole unfolded field of view (a cropped phase oversampling moves the lines).
+    pub acceleration: u32,
     pub max_connections: usize,
     /// Open connections from one peer address; beyond it (or `max_connections`) a client
     /// gets an MRD error text and close.
@@ -189,6 +194,7 @@ impl Default for HostConfig {
             in_flight_per_connection: 16,
             noise_pool_slices: 16,
             phase_encoding: PhaseEncoding::Unknown,
+            acceleration: 1,
             max_connections: 64,
             max_connections_per_peer: 16,
             series_offset: 100,
@@ -339,6 +345,7 @@ impl HostConfig {
             ("queue_depth", self.queue_depth, 1),
             ("in_flight_per_connection", self.in_flight_per_connection, 1),
             ("noise_pool_slices", self.noise_pool_slices, 1),
+            ("acceleration", self.acceleration as usize, 1),
             ("max_connections", self.max_connections, 1),
             ("max_connections_per_peer", self.max_connections_per_peer, 1),
             ("max_image_pixels", self.max_image_pixels as usize, 1),
@@ -409,6 +416,7 @@ impl HostConfig {
             tile_pixels: self.tile_pixels,
             average_orientations: self.average_orientations,
             phase_encoding: self.phase_encoding,
+            acceleration: self.acceleration,
             ..Default::default()
         }
     }
@@ -486,6 +494,7 @@ mod tests {
             default_profile = "knee"
             batch_size = 8
             phase_encoding = "left-right"
+            acceleration = 3
             [execution_providers]
             order = ["cuda", "cpu"]
             [profiles.knee]
@@ -507,6 +516,7 @@ mod tests {
             c.denoiser_options().phase_encoding,
             PhaseEncoding::LeftRight
         );
+        assert_eq!(c.denoiser_options().acceleration, 3);
         assert!(c.profiles["knee"].model.ends_with("pd.onnx"));
         assert!(c.profiles["knee"].model.is_absolute());
         assert!(c.profiles["knee"].alone["pdfs"].is_absolute());
@@ -640,6 +650,7 @@ mod tests {
                 "noise_pool_slices = 0",
                 "noise_pool_slices: must be at least 1",
             ),
+            ("acceleration = 0", "acceleration: must be at least 1"),
         ] {
             let e = load(&format!("{line}\n[profiles.crossdenoise]\nmodel = \"m\"\n"))
                 .unwrap_err()
