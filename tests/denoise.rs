@@ -515,6 +515,8 @@ fn a_coil_array_scan_needs_its_noise_model() {
     let map = ["--noise", "map", "--coils", "8"];
     let out = denoise("single.onnx", "o0", &["--coils", "8"]);
     refused(&out, "--noise map");
+    let out = denoise("single.onnx", "o0", &["--acceleration", "3"]);
+    refused(&out, "--acceleration 3 needs --noise map");
     for (model, extra, advice) in [
         ("single.onnx", &map[..], "one coil (Rician)"),
         ("coil.onnx", &[][..], "serve it with --noise map --coils 8"),

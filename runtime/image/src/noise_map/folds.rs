@@ -5,8 +5,8 @@
 //! of view apart along the phase encoding. Where one of those copies crosses the field of
 //! view's edge, the set of pixels unfolded together changes, and the g-factor can jump
 //! there: at `k N / R` across the image (k = 1 to R - 1). At R = 3 the phantoms' middle
-//! third sits 40% over its flanks; a map smoothed across the lines blurs the jump over a
-//! tile to either side and read the middle band 13-15% low. Read strip by strip, each
+//! third sits 40% over its flanks; a map smoothed across the lines blurred the jump over a
+//! tile to either side, and the middle band read 13-15% low. Read strip by strip, each
 //! strip's map rests on its own evidence. Where the map does not jump (the phantoms' R = 2
 //! map meets itself at the middle line), strips only cost evidence, so a line splits the
 //! map only where the strips read a jump there.
