@@ -25,30 +25,33 @@ use super::tiles::SliceBlocks;
 /// loses costing more than the blur it saves.
 const FOLD_JUMP: f32 = 0.20;
 
-/// The axis the phase encoding runs along (the fold lines lie across it), where known.
-pub(super) fn axis(settings: &NoiseMapSettings) -> Option<Axis> {
-    match settings.phase_encoding {
-        PhaseEncoding::Unknown => None,
-        PhaseEncoding::LeftRight => Some(Axis(1)),
-        PhaseEncoding::UpDown => Some(Axis(0)),
-    }
-}
-
-/// The fold lines of a `dim` slice, in pixels along the phase encoding (each on an even
-/// pixel, so that the 2 x 2 blocks fall on one side): none without a stated acceleration and
-/// phase encoding, or where a strip would be narrower than two tiles across.
-pub(super) fn lines(settings: &NoiseMapSettings, dim: (usize, usize)) -> Vec<usize> {
-    let Some(axis) = axis(settings) else {
-        return Vec::new();
+/// The axis the phase encoding runs along (the fold lines lie across it), and the fold
+/// lines of a `dim` slice, in pixels along it (each on an even pixel, so that the 2 x 2
+/// blocks fall on one side): none without a stated acceleration and phase encoding, or
+/// where a strip would be narrower than two tiles across.
+pub(super) fn lines(
+    settings: &NoiseMapSettings,
+    dim: (usize, usize),
+) -> Option<(Axis, Vec<usize>)> {
+    let axis = match settings.phase_encoding {
+        PhaseEncoding::Unknown => return None,
+        PhaseEncoding::LeftRight => Axis(1),
+        PhaseEncoding::UpDown => Axis(0),
     };
     let r = settings.acceleration as usize;
-    let extent = if axis == Axis(1) { dim.1 } else { dim.0 };
-    let (rows, cols) = settings.tile_shape();
-    let across = if axis == Axis(1) { cols } else { rows };
-    if r < 2 || extent / r < 2 * across {
-        return Vec::new();
+    let extent = along(dim, axis);
+    if r < 2 || extent / r < 2 * along(settings.tile_shape(), axis) {
+        return None;
     }
-    (1..r).map(|k| ((k * extent + r / 2) / r) & !1).collect()
+    Some((
+        axis,
+        (1..r).map(|k| ((k * extent + r / 2) / r) & !1).collect(),
+    ))
+}
+
+/// The size of a `(rows, cols)` shape along `axis`.
+pub(super) fn along((rows, cols): (usize, usize), axis: Axis) -> usize {
+    if axis == Axis(0) { rows } else { cols }
 }
 
 /// The strips between `lines` of a slice `extent` pixels along the phase encoding.
@@ -178,14 +181,20 @@ mod tests {
     fn the_lines_sit_a_fold_apart_on_even_pixels_across_the_phase_encoding() {
         assert_eq!(
             lines(&at(3, PhaseEncoding::LeftRight), (256, 256)),
-            [84, 170]
+            Some((Axis(1), vec![84, 170]))
         );
-        assert_eq!(lines(&at(2, PhaseEncoding::UpDown), (320, 256)), [160]);
-        assert_eq!(lines(&at(3, PhaseEncoding::UpDown), (256, 320)), [84, 170]);
+        assert_eq!(
+            lines(&at(2, PhaseEncoding::UpDown), (320, 256)),
+            Some((Axis(0), vec![160]))
+        );
+        assert_eq!(
+            lines(&at(3, PhaseEncoding::UpDown), (256, 320)),
+            Some((Axis(0), vec![84, 170]))
+        );
         // Not stated, or too narrow for two tiles (16 pixels) a strip.
-        assert!(lines(&at(3, PhaseEncoding::Unknown), (256, 256)).is_empty());
-        assert!(lines(&at(1, PhaseEncoding::LeftRight), (256, 256)).is_empty());
-        assert!(lines(&at(3, PhaseEncoding::LeftRight), (256, 64)).is_empty());
+        assert_eq!(lines(&at(3, PhaseEncoding::Unknown), (256, 256)), None);
+        assert_eq!(lines(&at(1, PhaseEncoding::LeftRight), (256, 256)), None);
+        assert_eq!(lines(&at(3, PhaseEncoding::LeftRight), (256, 64)), None);
         assert_eq!(strips(&[84, 170], 256), [0..84, 84..170, 170..256]);
     }
 

@@ -60,9 +60,7 @@ pub(super) fn estimate(
     settings: &NoiseMapSettings,
 ) -> Result<Vec<SliceMap>> {
     settings.validate()?;
-    let lines = folds::lines(settings, dim);
-    let Some(axis) = folds::axis(settings).filter(|_| !lines.is_empty() && !slices.is_empty())
-    else {
+    let Some((axis, lines)) = folds::lines(settings, dim).filter(|_| !slices.is_empty()) else {
         return estimate_whole(slices, dim, settings);
     };
     let split = between(slices, dim, settings, axis, &lines)?;
@@ -93,7 +91,7 @@ fn between(
             blocks: 0.0,
         })
         .collect();
-    for pixels in folds::strips(lines, dim_along(dim, axis)) {
+    for pixels in folds::strips(lines, folds::along(dim, axis)) {
         let parts: Vec<SliceBlocks> = slices
             .iter()
             .map(|s| folds::strip_of(s, axis, &pixels, settings.coils))
@@ -114,10 +112,6 @@ fn between(
         }
     }
     Ok(maps)
-}
-
-fn dim_along(dim: (usize, usize), axis: Axis) -> usize {
-    if axis == Axis(0) { dim.0 } else { dim.1 }
 }
 
 /// The maps of `slices` read over the whole of each.
@@ -219,13 +213,21 @@ fn first_pass(scan: &mut Scan, globals: &[f32], floor: f32) -> Tiles {
     // maps at SNR 10 came 2-5% high, since which blocks a few sigmas above the floor the
     // tiles read rests on the balance the tissue's first sigma strikes
     // (docs/scanner-noise.md, "What is not done yet").
-    if first.blocks > 0.0 || scan.slices.iter().all(|s| s.air_sigma.is_none()) {
+    if first.blocks > 0.0 {
         return first;
     }
-    let airs: Vec<f32> = scan
+    let read: Vec<Option<f32>> = scan
         .slices
         .iter()
-        .map(|s| s.air_sigma.unwrap_or(s.global))
+        .map(|s| crate::air::air_sigma(s.image.view(), scan.coils))
+        .collect();
+    if read.iter().all(Option::is_none) {
+        return first;
+    }
+    let airs: Vec<f32> = read
+        .iter()
+        .zip(scan.slices)
+        .map(|(air, s)| air.unwrap_or(s.global))
         .collect();
     let mut positive: Vec<f32> = airs.iter().copied().filter(|g| *g > 0.0).collect();
     if positive.is_empty() {

@@ -27,9 +27,8 @@ pub(super) struct SliceBlocks {
     pub surroundings: Array2<f32>,
     pub partner_tissue: Option<Array2<bool>>,
     pub global: f32,
-    /// The sigma its air reads ([`crate::air::air_sigma`]), where it has air.
-    pub air_sigma: Option<f32>,
-    /// The slice itself, for its strips between fold lines to be read anew (`folds`).
+    /// The slice itself: for its air's own sigma where the first sigma finds nothing
+    /// (`slice_map`), and for its strips between fold lines to be read anew (`folds`).
     pub image: Array2<f32>,
 }
 
@@ -42,14 +41,12 @@ impl SliceBlocks {
         // spreads enough that a threshold on it would keep the quieter air blocks and bias
         // the air's second moment low (by 3% for 8 coils).
         let surroundings = neighbourhood_means(&blocks, AIR_NEIGHBOURHOOD);
-        let air_sigma = crate::air::air_sigma(image, coils);
-        let global = global_sigma(image, &blocks, coils, air_sigma);
+        let global = global_sigma(image, &blocks, coils);
         SliceBlocks {
             blocks,
             surroundings,
             partner_tissue,
             global,
-            air_sigma,
             image: image.to_owned(),
         }
     }
@@ -424,14 +421,8 @@ impl Spread {
 }
 
 /// One sigma for the slice, found past the air floor of `coils` coils (the tissue mask of
-/// [`estimate_sigma`] assumes one coil's floor of 1.25 sigma, below 8 coils' 3.94); `air`
-/// the sigma its air reads, where it has air.
-pub(super) fn global_sigma(
-    image: ArrayView2<f32>,
-    blocks: &Array2<Block>,
-    coils: u32,
-    air: Option<f32>,
-) -> f32 {
+/// [`estimate_sigma`] assumes one coil's floor of 1.25 sigma, below 8 coils' 3.94).
+pub(super) fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils: u32) -> f32 {
     let start = estimate_sigma(image);
     if start <= 0.0 {
         return start;
@@ -453,7 +444,7 @@ pub(super) fn global_sigma(
         // tissue in it (3-4 sigma above black, fat-suppressed), it read 20-35% high, the
         // tissue then fell under the air threshold and was read as air, that high.
         if details.len() < 64 {
-            return air.unwrap_or_else(|| {
+            return crate::air::air_sigma(image, coils).unwrap_or_else(|| {
                 let second = blocks.iter().map(|b| b.power).sum::<f32>() / blocks.len() as f32;
                 (second / (2.0 * coils as f32)).sqrt()
             });
