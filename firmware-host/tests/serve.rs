@@ -34,11 +34,7 @@ async fn every_image_comes_back_denoised_exactly_as_the_runtime_does_it() {
     // 60 x 52 is not a multiple of the model's size: padding and cropping are exercised.
     let planes = support::phantom_slices(12, 60, 52);
     let mut client = Client::connect(server.addr, DEFAULT_PROFILE).await;
-    for (i, p) in planes.iter().enumerate() {
-        client.send(&Message::Image(image(p, i as u16 + 1))).await;
-    }
-    client.send(&Message::Close).await;
-    let answers = client.until_close().await;
+    let answers = client.answers_to(&planes).await;
     let back = images(&answers);
     assert_eq!(back.len(), planes.len());
 
@@ -475,4 +471,54 @@ async fn a_recorded_mrd_file_is_replayed_and_every_image_answered() {
     std::fs::write(&bad, b"\x89HDF\r\n\x1a\nnot really").unwrap();
     let err = read_images(&bad).unwrap_err().to_string();
     assert!(err.contains("bad.h5") && err.contains("HDF5"), "{err}");
+}
+
+/// An MRD header states parallel imaging's acceleration: a coil-array model's noise maps
+/// are read between its fold lines (the configuration states the phase encoding, none the
+/// acceleration), each image exactly as the runtime told the same denoises it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acceleration_a_header_states_reads_the_noise_maps_between_the_fold_lines() {
+    use crossdenoise_image::noise_map::{PhaseEncoding, Stated};
+
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path(), &["--noise-coils", "8"]);
+    let mut cfg = config(&model);
+    cfg.phase_encoding = PhaseEncoding::LeftRight;
+    // Each image's own map, as the reference below reads it.
+    cfg.noise_pool_slices = 1;
+    let options = cfg.denoiser_options();
+    let server = Server::start(cfg).await;
+    // Phase encoded along the rows: the map jumps at the fold lines.
+    let planes = support::accelerated_slices(2, 1000.0);
+    let header = "<?xml version=\"1.0\"?><ismrmrdHeader xmlns=\"http://www.ismrm.org/ISMRMRD\">\
+        <encoding><parallelImaging><accelerationFactor>\
+        <kspace_encoding_step_1>3</kspace_encoding_step_1>\
+        <kspace_encoding_step_2>1</kspace_encoding_step_2>\
+        </accelerationFactor></parallelImaging></encoding></ismrmrdHeader>";
+    let mut client = Client::connect_with_header(server.addr, DEFAULT_PROFILE, header).await;
+    let answers = client.answers_to(&planes).await;
+    let back = images(&answers);
+    assert_eq!(back.len(), planes.len());
+    let reference = |acceleration| {
+        let mut d = Denoiser::open(&support::runtime(), &model, &options).unwrap();
+        d.set_stated(Stated {
+            phase_encoding: None,
+            acceleration,
+        });
+        d
+    };
+    let (mut between, mut whole) = (reference(Some(3)), reference(None));
+    for (i, (got, plane)) in back.iter().zip(&planes).enumerate() {
+        assert!(is_denoised(got));
+        let got = &got.planes().unwrap()[0];
+        let expected = between.denoise(plane.view()).unwrap();
+        let diff = max_abs_diff(got, &expected);
+        assert!(
+            diff <= 1e-3,
+            "image {i}: differs from the runtime by {diff}"
+        );
+        let apart = max_abs_diff(got, &whole.denoise(plane.view()).unwrap());
+        assert!(apart > 1.0, "image {i}: as read whole ({apart} apart)");
+    }
+    server.shutdown().await;
 }

@@ -38,7 +38,7 @@ use crossdenoise_image::Padding;
 use crossdenoise_image::growing_series::GrowingSeries;
 use crossdenoise_image::magnitude_bias::BiasCorrection;
 use crossdenoise_image::model_metadata::{ModelKind, ModelMetadata};
-use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, PhaseEncoding};
+use crossdenoise_image::noise_map::{NoiseMapSettings, NoiseModel, SetAside, Stated};
 use crossdenoise_image::posterior;
 
 /// An open model, ready to denoise.
@@ -58,9 +58,9 @@ pub struct Denoiser {
     scratch: Vec<f32>,
     correction: BiasCorrection,
     noise: NoiseModel,
-    /// The phase-encoding direction the images served next state, in place of the one
-    /// configured in `noise` ([`Denoiser::set_stated_phase_encoding`]).
-    stated: Option<PhaseEncoding>,
+    /// What the images served next state of their acquisition, in place of what `noise`
+    /// configures ([`Denoiser::set_stated`]).
+    stated: Stated,
     /// The maps of the series last prepared ([`Denoiser::prepare_series`]).
     series: SeriesMaps,
     tile_pixels: usize,
@@ -158,7 +158,7 @@ impl Denoiser {
             scratch: Vec::new(),
             correction: BiasCorrection::for_coils(noise.coils()),
             noise,
-            stated: None,
+            stated: Stated::NOTHING,
             series: SeriesMaps::default(),
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
@@ -330,12 +330,16 @@ impl Denoiser {
     }
 
     /// A series whose slices arrive one at a time, pooled up to `capacity` slices, for
-    /// [`Denoiser::prepare_arrived`]; `None` when slices are served with one sigma each
+    /// [`Denoiser::prepare_arrived`], read as what its images state sets it (stated before
+    /// this call: the series keeps it); `None` when slices are served with one sigma each
     /// (nothing to pool).
     pub fn growing_series(&self, capacity: usize) -> Result<Option<GrowingSeries>> {
         match self.noise {
             NoiseModel::Slice => Ok(None),
-            NoiseModel::Map(settings) => Ok(Some(GrowingSeries::new(settings, capacity)?)),
+            NoiseModel::Map(settings) => Ok(Some(GrowingSeries::new(
+                settings.as_stated(self.stated),
+                capacity,
+            )?)),
         }
     }
 
@@ -394,22 +398,22 @@ impl Denoiser {
         Ok(())
     }
 
-    /// Says which way the phase encoding ran in the images served from now on, as they
-    /// state it (a DICOM file's In-plane Phase Encoding Direction), or `None` where they
-    /// state none: a noise map's tiles are narrowed across the stated direction instead of
-    /// the configured one, for a series prepared and a slice estimated alone alike.
-    pub fn set_stated_phase_encoding(&mut self, stated: Option<PhaseEncoding>) {
+    /// Says what the images served from now on state of their acquisition (a DICOM file's
+    /// phase-encoding direction and acceleration, an MRD stream's acceleration), each `None`
+    /// where they state nothing: a noise map follows them instead of what is configured,
+    /// for a series prepared and a slice estimated alone alike.
+    pub fn set_stated(&mut self, stated: Stated) {
         self.stated = stated;
     }
 
-    /// The direction the images served now state and the one configured for a noise map
-    /// model, where the images set a configured direction aside (unknown when they
-    /// disagree among themselves): what a user should be told.
-    pub fn phase_encoding_overridden(&self) -> Option<(PhaseEncoding, PhaseEncoding)> {
-        let NoiseModel::Map(settings) = self.noise else {
-            return None;
-        };
-        (settings.set_aside_by(self.stated)).map(|stated| (stated, settings.phase_encoding))
+    /// What the images served now state where it sets aside what is configured for a noise
+    /// map model (an unknown direction, no acceleration, where they disagree among
+    /// themselves): what a user should be told.
+    pub fn stated_set_aside(&self) -> SetAside {
+        match self.noise {
+            NoiseModel::Map(settings) => settings.set_aside_by(self.stated),
+            NoiseModel::Slice => SetAside::default(),
+        }
     }
 
     /// An error unless the call gives a guide exactly when the model reads one.

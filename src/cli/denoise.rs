@@ -82,7 +82,8 @@ pub struct Args {
     phase_encoding: PhaseEncoding,
     /// With --noise map and --phase-encoding: parallel imaging's acceleration (1: none or
     /// not known); the map is read between the fold lines k N / R where it jumps there
-    /// (`crossdenoise noise-map --acceleration`).
+    /// (`crossdenoise noise-map --acceleration`). DICOM files that state theirs (Parallel
+    /// Reduction Factor In-plane) set it aside, with a note.
     #[arg(long, default_value_t = NoiseMapSettings::default().acceleration)]
     acceleration: u32,
     /// With --noise map: take each input's noise map from DIR instead of estimating it,
@@ -387,7 +388,8 @@ fn prepare_series(
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     let prepared = job.prepare_series(denoiser, &members, member_guides.as_deref());
-    if let Some((stated, given)) = denoiser.phase_encoding_overridden() {
+    let aside = denoiser.stated_set_aside();
+    if let Some((stated, given)) = aside.phase_encoding {
         let said = match stated {
             PhaseEncoding::Unknown => "disagree on their phase encoding: square tiles".into(),
             stated => format!("state their phase encoding, {}", stated.name()),
@@ -398,6 +400,13 @@ fn prepare_series(
                 given.name()
             )
         });
+    }
+    if let Some((stated, given)) = aside.acceleration {
+        let said = match stated {
+            1 => "disagree on their acceleration (or state none): the maps read whole".into(),
+            stated => format!("state their acceleration, {stated}"),
+        };
+        bar.suspend(|| eprintln!("note: the files of {folder} {said}, not --acceleration {given}"));
     }
     let said = match prepared {
         Ok(done) => match done.warning() {

@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use crossdenoise_image::air;
 use crossdenoise_image::io::{self, GrayImage};
 use crossdenoise_image::noise_map::{
-    NoiseMapSettings, PhaseEncoding, estimate_noise_map, estimate_pair_noise_maps,
+    NoiseMapSettings, PhaseEncoding, Stated, estimate_noise_map, estimate_pair_noise_maps,
     estimate_series_noise_maps,
 };
 
@@ -42,6 +42,7 @@ pub struct Args {
     /// Parallel imaging's acceleration along the phase encoding (1: none or not known).
     /// With --phase-encoding, the map is read between the fold lines k N / R where it jumps
     /// there (SENSE's g-factor can); only for images of the whole unfolded field of view.
+    /// DICOM files that state theirs (Parallel Reduction Factor In-plane) set it aside.
     #[arg(long, default_value_t = NoiseMapSettings::default().acceleration)]
     acceleration: u32,
     /// Smoothing across tiles, in tiles (0: none).
@@ -144,12 +145,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Each image's map: alone or beside its partner (which checks it, `estimate_pair_noise_maps`),
-/// slice by slice or pooled over the series, its tiles narrowed across the direction the
-/// images (and partners) state (`stated`, one list per image) where they state one.
+/// slice by slice or pooled over the series, as what the images (and partners) state of
+/// their acquisition sets it (`stated`, one list per image: a DICOM file's phase encoding and
+/// acceleration) where they state it.
 fn maps(
     images: &[ndarray::Array2<f32>],
     partners: &[ndarray::Array2<f32>],
-    stated: &[Vec<Option<PhaseEncoding>>],
+    stated: &[Vec<Stated>],
     args: &Args,
     settings: &NoiseMapSettings,
 ) -> anyhow::Result<Vec<ndarray::Array2<f32>>> {
@@ -158,7 +160,7 @@ fn maps(
     let with_partner = !partner_views.is_empty();
     if args.series {
         let all: Vec<_> = stated.iter().flatten().copied().collect();
-        let settings = &settings.as_stated(PhaseEncoding::stated_by_all(&all));
+        let settings = &settings.as_stated(Stated::by_all(&all));
         let (pooled, theirs) = if with_partner {
             estimate_pair_noise_maps(&views, &partner_views, settings)
                 .map(|(own, theirs)| (own, Some(theirs)))
@@ -180,7 +182,7 @@ fn maps(
         .iter()
         .enumerate()
         .map(|(k, image)| {
-            let settings = &settings.as_stated(PhaseEncoding::stated_by_all(&stated[k]));
+            let settings = &settings.as_stated(Stated::by_all(&stated[k]));
             Ok(if with_partner {
                 estimate_pair_noise_maps(&[*image], &[partner_views[k]], settings)?
                     .0

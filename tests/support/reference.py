@@ -255,6 +255,9 @@ def dicom_series(args):
             ds.ImagesInAcquisition = args.images_in_acquisition
         if args.phase_encoding:
             ds.InPlanePhaseEncodingDirection = args.phase_encoding
+        if args.acceleration is not None:
+            ds.ParallelAcquisition = "YES" if args.acceleration > 1 else "NO"
+            ds.ParallelReductionFactorInPlane = args.acceleration
         ds.SeriesDescription = args.description
         ds.ProtocolName = args.protocol
         ds.BodyPartExamined = "KNEE"
@@ -590,6 +593,7 @@ def main():
     s.add_argument("--first-number", type=int, default=0, help="slices numbered and placed from this one")
     s.add_argument("--images-in-acquisition", type=int, help="ImagesInAcquisition (default: none)")
     s.add_argument("--phase-encoding", choices=["ROW", "COL"], help="InPlanePhaseEncodingDirection (default: none)")
+    s.add_argument("--acceleration", type=float, help="ParallelReductionFactorInPlane and ParallelAcquisition (default: none)")
     c = sub.add_parser("dicom-compressed")
     c.add_argument("out")
     e = sub.add_parser("dicom-enhanced")

@@ -149,12 +149,15 @@ fn prepare_noise(job: &FileJob, models: &mut Staging, series: &Series, inputs: &
             }
         }
     }
-    let overridden = match models {
-        Staging::Alone(model) => model.phase_encoding_overridden(),
-        Staging::Pair { guided, .. } => guided.phase_encoding_overridden(),
+    let aside = match models {
+        Staging::Alone(model) => model.stated_set_aside(),
+        Staging::Pair { guided, .. } => guided.stated_set_aside(),
     };
-    if let Some((stated, configured)) = overridden {
+    if let Some((stated, configured)) = aside.phase_encoding {
         info!(series = %series.uid, stated = stated.name(), configured = configured.name(), "noise map tiles follow the phase encoding the series states (unknown: its files disagree), not the configured one");
+    }
+    if let Some((stated, configured)) = aside.acceleration {
+        info!(series = %series.uid, stated, configured, "noise maps follow the acceleration the series states (1: its files disagree), not the configured one");
     }
     for outcome in said {
         let reason = match outcome {

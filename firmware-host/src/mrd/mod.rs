@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod h5;
+pub mod header;
 pub mod image;
 pub mod message;
 pub mod meta;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crossdenoise_image::ModelKind;
 use crossdenoise_image::growing_series::GrowingSeries;
+use crossdenoise_image::noise_map::Stated;
 use crossdenoise_runtime::{Arrival, Denoiser};
 use ndarray::{Array2, ArrayView2};
 use tokio::sync::{mpsc, oneshot};
@@ -97,6 +98,9 @@ pub trait Engine: Send + 'static {
     }
     /// Lets go of the maps prepared for the batch before.
     fn forget_series(&mut self) {}
+    /// Says what the acquisition of the next batch states (its MRD header's acceleration),
+    /// which its noise maps follow over the configuration.
+    fn set_stated(&mut self, _stated: Stated) {}
 }
 
 impl Engine for Denoiser {
@@ -129,6 +133,10 @@ impl Engine for Denoiser {
         Denoiser::forget_series(self)
     }
 
+    fn set_stated(&mut self, stated: Stated) {
+        Denoiser::set_stated(self, stated)
+    }
+
     fn info(&self) -> ModelInfo {
         let m = self.metadata();
         ModelInfo {
@@ -147,6 +155,8 @@ struct Job {
     connection: u64,
     /// Its connection's series so far, which its noise maps are pooled with.
     series: Arc<Mutex<ConnectionSeries>>,
+    /// What its connection's header states of the acquisition: a batch holds one.
+    stated: Stated,
     model: usize,
     planes: Planes,
     /// The partner image's planes, one per plane, for a guided model.
@@ -180,6 +190,7 @@ pub struct Worker {
     tx: mpsc::Sender<Job>,
     connection: u64,
     series: Arc<Mutex<ConnectionSeries>>,
+    stated: Stated,
     next_connection: Arc<AtomicU64>,
 }
 
@@ -196,6 +207,7 @@ impl Worker {
                 tx,
                 connection: 0,
                 series: Arc::default(),
+                stated: Stated::NOTHING,
                 next_connection: Arc::new(AtomicU64::new(1)),
             },
             thread,
@@ -208,8 +220,15 @@ impl Worker {
         Worker {
             connection: self.next_connection.fetch_add(1, Ordering::Relaxed),
             series: Arc::default(),
+            stated: Stated::NOTHING,
             ..self.clone()
         }
+    }
+
+    /// Says what this connection's header states of its acquisition, for the jobs queued
+    /// from now on.
+    pub fn set_stated(&mut self, stated: Stated) {
+        self.stated = stated;
     }
 
     /// Queues `planes` (one image's slices, all one size) for `model`, with the partner
@@ -240,6 +259,7 @@ impl Worker {
             .send(Job {
                 connection: self.connection,
                 series: self.series.clone(),
+                stated: self.stated,
                 model,
                 planes,
                 guides,
@@ -312,10 +332,11 @@ fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: Wor
         }
         queues.fill(&mut rx, cap);
         let first = queues.take(|_| true).expect("a job is queued");
-        let (model, shape, guided) = (
+        let (model, shape, guided, stated) = (
             first.model,
             first.planes.first().map(|p| p.dim()),
             first.guides.is_some(),
+            first.stated,
         );
         let mut count = first.planes.len();
         let mut jobs = vec![first];
@@ -325,6 +346,7 @@ fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: Wor
             let room = options.batch_size - count;
             let next = queues.take(|j| {
                 j.model == model
+                    && j.stated == stated
                     && j.guides.is_some() == guided
                     && j.planes.first().map(|p| p.dim()) == shape
                     && j.planes.len() <= room
@@ -344,6 +366,7 @@ fn run<E: Engine>(mut engines: Vec<E>, mut rx: mpsc::Receiver<Job>, options: Wor
         jobs.retain(|j| !j.reply.is_closed());
         match engines.get_mut(model) {
             Some(engine) => {
+                engine.set_stated(stated);
                 prepare_maps(engine, model, &jobs, options.noise_pool_slices);
                 run_jobs(engine, jobs, options.batch_size);
                 engine.forget_series();
@@ -541,6 +564,65 @@ mod tests {
             .unwrap();
         assert_eq!(unknown.await.unwrap().unwrap_err(), JobError::NoModel(5));
         drop(worker);
+        thread.join().unwrap();
+    }
+
+    /// Each batch's size and the acceleration the engine was told before it.
+    type Batches = std::sync::Arc<std::sync::Mutex<Vec<(Option<u32>, usize)>>>;
+
+    /// Records what it was told before each batch and the batch's size.
+    struct Told(Batches, Stated);
+
+    impl Engine for Told {
+        fn denoise_batch(&mut self, slices: &[ArrayView2<f32>]) -> Result<Planes, String> {
+            self.0
+                .lock()
+                .unwrap()
+                .push((self.1.acceleration, slices.len()));
+            Ok(slices.iter().map(|s| s.to_owned()).collect())
+        }
+
+        fn set_stated(&mut self, stated: Stated) {
+            self.1 = stated;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_one_acquisitions_statement_and_the_engine_is_told_it() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (worker, thread) = Worker::spawn(
+            vec![Told(seen.clone(), Stated::NOTHING)],
+            WorkerOptions {
+                batch_size: 8,
+                batch_wait: Duration::from_millis(200),
+                queue_depth: 16,
+                noise_pool_slices: 1,
+            },
+        );
+        let (mut three, plain) = (worker.for_connection(), worker.for_connection());
+        three.set_stated(Stated {
+            phase_encoding: None,
+            acceleration: Some(3),
+        });
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            for w in [&three, &plain] {
+                answers.push(
+                    w.submit(0, vec![Array2::zeros((2, 2))], None)
+                        .await
+                        .unwrap(),
+                );
+            }
+        }
+        for a in answers {
+            a.await.unwrap().unwrap();
+        }
+        let seen = seen.lock().unwrap().clone();
+        // Two batches of three, each told its own connection's statement.
+        let mut batches = seen.clone();
+        batches.sort();
+        assert_eq!(batches, vec![(None, 3), (Some(3), 3)], "{seen:?}");
+        drop((worker, three, plain));
         thread.join().unwrap();
     }
 }

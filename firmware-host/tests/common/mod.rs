@@ -131,6 +131,16 @@ impl Client {
         let _ = self.writer.shutdown().await;
         out
     }
+
+    /// Sends `planes` as images numbered from 1, then a close; every message until the
+    /// server's close.
+    pub async fn answers_to(&mut self, planes: &[Array2<f32>]) -> Vec<Message> {
+        for (i, p) in planes.iter().enumerate() {
+            self.send(&Message::Image(image(p, i as u16 + 1))).await;
+        }
+        self.send(&Message::Close).await;
+        self.until_close().await
+    }
 }
 
 pub fn images(messages: &[Message]) -> Vec<&Image> {

@@ -23,7 +23,7 @@ use dicom_pixeldata::PixelDecoder;
 use ndarray::{Array2, ArrayView2};
 
 use crate::lineage::{Lineage, Reference};
-use crate::noise_map::PhaseEncoding;
+use crate::noise_map::{PhaseEncoding, Stated};
 use crate::{Error, Result};
 
 mod bounds;
@@ -110,6 +110,15 @@ fn stated_phase_encoding(value: &str) -> Option<PhaseEncoding> {
         "COL" => Some(PhaseEncoding::UpDown),
         _ => None,
     }
+}
+
+/// The acceleration a Parallel Reduction Factor In-plane (`factor`) and Parallel Acquisition
+/// (`parallel`, `YES` / `NO`) state ([`Stated::acceleration_factor`]); 1 where parallel
+/// imaging was off, `None` where neither states anything usable.
+fn stated_acceleration(factor: Option<f64>, parallel: Option<&str>) -> Option<u32> {
+    factor
+        .and_then(Stated::acceleration_factor)
+        .or_else(|| (parallel == Some("NO")).then_some(1))
 }
 
 /// True for a `.dcm` / `.dicom` / `.ima` name, or a file with the DICOM preamble and `DICM`
@@ -328,6 +337,28 @@ impl DicomSlice {
         stated_phase_encoding(self.string(tags::IN_PLANE_PHASE_ENCODING_DIRECTION)?.trim())
     }
 
+    /// Parallel imaging's in-plane acceleration, as the acquisition states it (Parallel
+    /// Reduction Factor In-plane, or 1 where Parallel Acquisition says `NO`): a noise map is
+    /// read between its fold lines where it jumps there. `None` where neither is stated.
+    pub fn acceleration(&self) -> Option<u32> {
+        let factor = self
+            .object
+            .element_opt(tags::PARALLEL_REDUCTION_FACTOR_IN_PLANE)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_float64().ok());
+        let parallel = self.string(tags::PARALLEL_ACQUISITION);
+        stated_acceleration(factor, parallel.as_deref().map(str::trim))
+    }
+
+    /// What the slice states of its acquisition that a noise map follows.
+    pub fn stated(&self) -> Stated {
+        Stated {
+            phase_encoding: self.phase_encoding(),
+            acceleration: self.acceleration(),
+        }
+    }
+
     /// Where the slice lies in the patient (frame of reference, orientation, position and
     /// thickness); `None` when an attribute is missing or malformed.
     pub fn geometry(&self) -> Option<Geometry> {
@@ -513,6 +544,23 @@ mod tests {
         f[4..8].copy_from_slice(&64u32.to_le_bytes());
         f.extend_from_slice(data);
         f
+    }
+
+    #[test]
+    fn a_stated_acceleration_is_a_whole_factor_and_anything_else_reads_the_map_whole() {
+        assert_eq!(stated_acceleration(Some(3.0), None), Some(3));
+        assert_eq!(stated_acceleration(Some(2.0), Some("YES")), Some(2));
+        assert_eq!(stated_acceleration(Some(1.999_999), None), Some(2));
+        // Fractional, or past any strip wide enough to read: no fold lines to read between.
+        assert_eq!(stated_acceleration(Some(1.5), None), Some(1));
+        assert_eq!(stated_acceleration(Some(64.0), None), Some(1));
+        assert_eq!(stated_acceleration(None, Some("NO")), Some(1));
+        // Nothing usable stated: the configured acceleration holds.
+        for bad in [0.0, -2.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(stated_acceleration(Some(bad), None), None, "{bad}");
+        }
+        assert_eq!(stated_acceleration(None, Some("YES")), None);
+        assert_eq!(stated_acceleration(None, None), None);
     }
 
     #[test]

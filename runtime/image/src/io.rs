@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayD, ArrayView2, Ix2};
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 
-use crate::noise_map::PhaseEncoding;
+use crate::noise_map::Stated;
 use crate::{Error, Result};
 
 /// File formats a slice can be stored in, chosen by extension.
@@ -56,17 +56,17 @@ pub fn read_slice(path: &Path) -> Result<Array2<f32>> {
     }
 }
 
-/// One slice as [`read_slice`] reads it, and the phase-encoding direction its file states:
-/// a DICOM file's In-plane Phase Encoding Direction (`DicomSlice::phase_encoding`), none
+/// One slice as [`read_slice`] reads it, and what its file states of the acquisition: a
+/// DICOM file's phase-encoding direction and acceleration (`DicomSlice::stated`), nothing
 /// for the other formats.
-pub fn read_slice_stated(path: &Path) -> Result<(Array2<f32>, Option<PhaseEncoding>)> {
+pub fn read_slice_stated(path: &Path) -> Result<(Array2<f32>, Stated)> {
     match Format::of(path)? {
         Format::Dicom => {
             let slice = crate::dicom::DicomSlice::read(path)?;
-            let stated = slice.phase_encoding();
+            let stated = slice.stated();
             Ok((slice.image, stated))
         }
-        _ => Ok((read_slice(path)?, None)),
+        _ => Ok((read_slice(path)?, Stated::NOTHING)),
     }
 }
 

@@ -17,7 +17,7 @@ use crossdenoise_image::air::{self, AirMismatch};
 use crossdenoise_image::dicom::{self, DicomSlice};
 use crossdenoise_image::io::{self, Format, GrayImage};
 use crossdenoise_image::lineage::Lineage;
-use crossdenoise_image::noise_map::PhaseEncoding;
+use crossdenoise_image::noise_map::Stated;
 use crossdenoise_image::picture::Grid;
 
 mod inputs;
@@ -98,8 +98,8 @@ impl FileJob {
 
     /// Prepares `denoiser` for a series of files (each with its guide, for a guided model):
     /// their noise maps estimated at once from all of them ([`Denoiser::prepare_series`]),
-    /// for the [`FileJob::denoise_file`] calls that follow, their tiles narrowed across the
-    /// phase encoding the files state ([`PhaseEncoding::stated_by_all`]). Each file is read
+    /// for the [`FileJob::denoise_file`] calls that follow, as what the files state of their
+    /// acquisition sets them ([`Stated::by_all`]). Each file is read
     /// as `denoise_file` reads it, and one that cannot be read fails here as it would there.
     pub fn prepare_series(
         &self,
@@ -110,18 +110,19 @@ impl FileJob {
         let mut images = Vec::with_capacity(files.len());
         let mut stated = Vec::new();
         for file in files {
-            let (image, direction) = io::read_slice_stated(&file.path)?;
+            let (image, own) = io::read_slice_stated(&file.path)?;
             images.push(image);
-            stated.push(direction);
+            stated.push(own);
         }
-        // A guide's direction counts beside a DICOM input only, as `denoise_file` reads it.
+        // What a guide states counts beside a DICOM input only, as `denoise_file` reads it.
         let guide_images = guides
             .map(|g| {
                 g.iter()
                     .zip(files)
                     .map(|(path, f)| {
-                        let (image, direction) = io::read_slice_stated(path)?;
-                        stated.push(direction.filter(|_| f.format == Format::Dicom));
+                        let (image, theirs) = io::read_slice_stated(path)?;
+                        let dicom = f.format == Format::Dicom;
+                        stated.push(if dicom { theirs } else { Stated::NOTHING });
                         Ok(image)
                     })
                     .collect::<Result<Vec<_>>>()
@@ -131,7 +132,7 @@ impl FileJob {
         let guide_views: Option<Vec<_>> = guide_images
             .as_ref()
             .map(|g| g.iter().map(|i| i.view()).collect());
-        denoiser.set_stated_phase_encoding(PhaseEncoding::stated_by_all(&stated));
+        denoiser.set_stated(Stated::by_all(&stated));
         denoiser.prepare_series(&views, guide_views.as_deref())
     }
 
@@ -171,11 +172,11 @@ impl FileJob {
             Some(g) if input.format == Format::Dicom && dicom::is_dicom(g) => {
                 let slice = DicomSlice::read(g)?;
                 let reference = slice.reference();
-                let stated = slice.phase_encoding();
+                let stated = slice.stated();
                 (Some(slice.image), Some(reference), stated)
             }
-            Some(g) => (Some(io::read_slice(g)?), None, None),
-            None => (None, None, None),
+            Some(g) => (Some(io::read_slice(g)?), None, Stated::NOTHING),
+            None => (None, None, Stated::NOTHING),
         };
         let label = output_label(denoiser.metadata());
         let derivation = format!(
@@ -183,13 +184,13 @@ impl FileJob {
             env!("CARGO_PKG_VERSION"),
             denoiser.metadata().path_label()
         );
-        // Each file says which way its phase encoding ran (`None`: it says nothing).
-        let mut run = |image: &Array2<f32>, stated: Option<PhaseEncoding>| {
+        // Each file says what it states of its acquisition (a DICOM file's own).
+        let mut run = |image: &Array2<f32>, stated: Stated| {
             let each = match guide_image {
                 Some(_) => vec![stated, guide_stated],
                 None => vec![stated],
             };
-            denoiser.set_stated_phase_encoding(PhaseEncoding::stated_by_all(&each));
+            denoiser.set_stated(Stated::by_all(&each));
             let out = match &guide_image {
                 Some(g) => denoiser.denoise_guided_batch(&[image.view()], &[g.view()]),
                 None => denoiser.denoise_batch(&[image.view()]),
@@ -200,14 +201,14 @@ impl FileJob {
         let (image, denoised) = match input.format {
             Format::Npy => {
                 let image = io::read_npy(&input.path)?;
-                let denoised = run(&image, None)?;
+                let denoised = run(&image, Stated::NOTHING)?;
                 write_atomic(&output, |tmp| io::write_npy(tmp, denoised.view()))?;
                 (image, denoised)
             }
             Format::Png => {
                 let gray = io::read_png(&input.path)?;
                 let image = gray.to_f32();
-                let denoised = run(&image, None)?;
+                let denoised = run(&image, Stated::NOTHING)?;
                 let out = match gray {
                     GrayImage::U8(_) => {
                         GrayImage::U8(denoised.mapv(|v| v.round().clamp(0.0, 255.0) as u8))
@@ -221,7 +222,7 @@ impl FileJob {
             }
             Format::Dicom => {
                 let slice = DicomSlice::read(&input.path)?;
-                let denoised = run(&slice.image, slice.phase_encoding())?;
+                let denoised = run(&slice.image, slice.stated())?;
                 let source_series = slice
                     .series_instance_uid()
                     .unwrap_or_else(|| input.path.display().to_string());

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 use super::shared::{Context, Outgoing};
 use crate::contrast::Label;
 use crate::mrd::config::{Forward, Profile};
+use crate::mrd::header;
 use crate::mrd::pairing::{Place, study_key};
 use crate::mrd::stats::inc;
 use crate::mrd::worker::{Answer, JobError, ModelInfo, Planes, Worker};
@@ -123,12 +124,18 @@ impl Conversation {
         Some(Outgoing::Now(Message::Text(text)))
     }
 
-    /// The XML header: the study its partner images are kept under.
+    /// The XML header: the study its partner images are kept under, and the acceleration
+    /// the noise maps follow.
     fn header(&mut self, xml: &str) {
         let peer = &self.peer;
         debug!(%peer, bytes = xml.len(), "XML header");
         self.header_seen = true;
         self.partners.study = study_key(xml);
+        let stated = header::stated(xml);
+        if let Some(acceleration) = stated.acceleration {
+            info!(%peer, acceleration, "the header states the acceleration: noise maps follow it");
+        }
+        self.worker.set_stated(stated);
         match &self.partners.study {
             Some(key) => debug!(%peer, study = %key, "study"),
             None => {

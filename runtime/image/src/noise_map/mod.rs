@@ -39,7 +39,7 @@ mod tiles;
 
 pub(crate) use series::{ReadSlice, split_maps};
 pub use series::{SERIES_LEVEL_ERRORS, SERIES_LEVEL_TOLERANCE};
-pub use settings::{NoiseMapSettings, PhaseEncoding};
+pub use settings::{NoiseMapSettings, PhaseEncoding, SetAside, Stated};
 
 use series::SplitMaps;
 use slice_map::{SliceMap, estimate, partner_tissue};
@@ -61,9 +61,9 @@ pub enum NoiseModel {
 }
 
 impl NoiseModel {
-    /// The same model with the phase-encoding direction the images state, where they state
-    /// one ([`NoiseMapSettings::as_stated`]).
-    pub fn as_stated(&self, stated: Option<PhaseEncoding>) -> NoiseModel {
+    /// The same model with what the images state of their acquisition, where they state
+    /// it ([`NoiseMapSettings::as_stated`]).
+    pub fn as_stated(&self, stated: Stated) -> NoiseModel {
         match self {
             NoiseModel::Slice => NoiseModel::Slice,
             NoiseModel::Map(settings) => NoiseModel::Map(settings.as_stated(stated)),

@@ -88,20 +88,94 @@ impl PhaseEncoding {
     }
 }
 
+/// What images state of their acquisition that a noise map follows in place of its
+/// settings, each `None` where they state nothing: the phase-encoding direction (DICOM's
+/// In-plane Phase Encoding Direction) and parallel imaging's in-plane acceleration (DICOM's
+/// Parallel Reduction Factor In-plane, MRD's `accelerationFactor`). A scanner knows both for
+/// every series, where a configured value holds only for the protocol it was written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stated {
+    pub phase_encoding: Option<PhaseEncoding>,
+    pub acceleration: Option<u32>,
+}
+
+/// The largest in-plane acceleration taken as stated: past it no strip between fold lines
+/// is wide enough to read (`folds`), and a larger factor is a malformed header.
+const MAX_STATED_ACCELERATION: u32 = 16;
+
+impl Stated {
+    /// Stated by nothing: the configured settings hold.
+    pub const NOTHING: Stated = Stated {
+        phase_encoding: None,
+        acceleration: None,
+    };
+
+    /// The acceleration an acquisition's header states as `factor` (DICOM's Parallel
+    /// Reduction Factor In-plane, MRD's `kspace_encoding_step_1`): the factor where it is a
+    /// whole number up to 16; 1 where it is another factor over 1 (a fractional one, whose
+    /// folds do not fall at whole fractions of the field of view: the map is read whole);
+    /// `None` where it is no factor at all (under 1, not finite), so the configured one holds.
+    pub fn acceleration_factor(factor: f64) -> Option<u32> {
+        if !(factor.is_finite() && factor >= 1.0) {
+            return None;
+        }
+        let whole = factor.round();
+        let is_whole = (factor - whole).abs() < 0.01 && whole <= f64::from(MAX_STATED_ACCELERATION);
+        Some(if is_whole { whole as u32 } else { 1 })
+    }
+
+    /// What images state together: what all state alike, nothing where none states
+    /// anything, and where they disagree (or some are silent) what no one value needs:
+    /// an unknown direction (square tiles) and no acceleration (the map read whole).
+    pub fn by_all(each: &[Stated]) -> Stated {
+        let directions: Vec<_> = each.iter().map(|s| s.phase_encoding).collect();
+        let first = each.first().and_then(|s| s.acceleration);
+        let acceleration = if each.iter().all(|s| s.acceleration == first) {
+            first
+        } else {
+            Some(1)
+        };
+        Stated {
+            phase_encoding: PhaseEncoding::stated_by_all(&directions),
+            acceleration,
+        }
+    }
+}
+
+/// Where what images state sets configured settings aside: what a user should be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetAside {
+    /// The stated direction and the configured one.
+    pub phase_encoding: Option<(PhaseEncoding, PhaseEncoding)>,
+    /// The stated acceleration and the configured one.
+    pub acceleration: Option<(u32, u32)>,
+}
+
 impl NoiseMapSettings {
-    /// The same settings with the direction the images state, where they state one.
-    pub fn as_stated(&self, stated: Option<PhaseEncoding>) -> Self {
+    /// The same settings with what the images state, where they state it.
+    pub fn as_stated(&self, stated: Stated) -> Self {
         NoiseMapSettings {
-            phase_encoding: stated.unwrap_or(self.phase_encoding),
+            phase_encoding: stated.phase_encoding.unwrap_or(self.phase_encoding),
+            acceleration: stated.acceleration.unwrap_or(self.acceleration),
             ..*self
         }
     }
 
-    /// The direction the images state where it sets aside one set here (not unknown):
-    /// what a user should be told.
-    pub fn set_aside_by(&self, stated: Option<PhaseEncoding>) -> Option<PhaseEncoding> {
-        stated
-            .filter(|s| self.phase_encoding != PhaseEncoding::Unknown && *s != self.phase_encoding)
+    /// What the images state where it sets aside a value configured here (a direction
+    /// other than unknown, an acceleration other than 1).
+    pub fn set_aside_by(&self, stated: Stated) -> SetAside {
+        SetAside {
+            phase_encoding: stated
+                .phase_encoding
+                .filter(|s| {
+                    self.phase_encoding != PhaseEncoding::Unknown && *s != self.phase_encoding
+                })
+                .map(|s| (s, self.phase_encoding)),
+            acceleration: stated
+                .acceleration
+                .filter(|s| self.acceleration != 1 && *s != self.acceleration)
+                .map(|s| (s, self.acceleration)),
+        }
     }
 
     /// The same settings on square tiles.
@@ -235,13 +309,55 @@ mod tests {
             phase_encoding: LeftRight,
             ..NoiseMapSettings::default()
         };
-        assert_eq!(configured.as_stated(None).phase_encoding, LeftRight);
-        assert_eq!(configured.as_stated(Some(UpDown)).phase_encoding, UpDown);
-        assert_eq!(configured.as_stated(Some(Unknown)).tile_shape(), (32, 32));
-        assert_eq!(configured.set_aside_by(Some(UpDown)), Some(UpDown));
-        assert_eq!(configured.set_aside_by(Some(LeftRight)), None);
-        assert_eq!(configured.set_aside_by(None), None);
-        assert_eq!(NoiseMapSettings::default().set_aside_by(Some(UpDown)), None);
+        let direction = |p| Stated {
+            phase_encoding: p,
+            acceleration: None,
+        };
+        assert_eq!(
+            configured.as_stated(Stated::NOTHING).phase_encoding,
+            LeftRight
+        );
+        assert_eq!(
+            configured.as_stated(direction(Some(UpDown))).phase_encoding,
+            UpDown
+        );
+        assert_eq!(
+            configured.as_stated(direction(Some(Unknown))).tile_shape(),
+            (32, 32)
+        );
+        let aside = |s: &NoiseMapSettings, p| s.set_aside_by(direction(p)).phase_encoding;
+        assert_eq!(aside(&configured, Some(UpDown)), Some((UpDown, LeftRight)));
+        assert_eq!(aside(&configured, Some(LeftRight)), None);
+        assert_eq!(aside(&configured, None), None);
+        assert_eq!(aside(&NoiseMapSettings::default(), Some(UpDown)), None);
+    }
+
+    #[test]
+    fn an_acceleration_stated_by_all_holds_and_a_disagreement_reads_the_map_whole() {
+        let at = |r| Stated {
+            phase_encoding: None,
+            acceleration: r,
+        };
+        assert_eq!(Stated::by_all(&[]), Stated::NOTHING);
+        assert_eq!(Stated::by_all(&[at(None), at(None)]).acceleration, None);
+        assert_eq!(Stated::by_all(&[at(Some(3)); 4]).acceleration, Some(3));
+        for mixed in [[at(Some(2)), at(Some(3))], [at(Some(3)), at(None)]] {
+            assert_eq!(Stated::by_all(&mixed).acceleration, Some(1), "{mixed:?}");
+        }
+        let configured = NoiseMapSettings {
+            acceleration: 2,
+            ..NoiseMapSettings::default()
+        };
+        assert_eq!(configured.as_stated(Stated::NOTHING).acceleration, 2);
+        assert_eq!(configured.as_stated(at(Some(3))).acceleration, 3);
+        assert_eq!(
+            configured.set_aside_by(at(Some(3))).acceleration,
+            Some((3, 2))
+        );
+        assert_eq!(configured.set_aside_by(at(Some(2))), SetAside::default());
+        // Configured as none (or not known): a stated acceleration sets nothing aside.
+        let none = NoiseMapSettings::default().set_aside_by(at(Some(3)));
+        assert_eq!(none, SetAside::default());
     }
 
     #[test]
