@@ -2,8 +2,10 @@
 //! map` pools the slices of each input folder (they share one g-factor map); a slice of
 //! another acquisition is set apart with a warning, never refused.
 
+use crossdenoise_image::dicom::DicomSlice;
 use crossdenoise_image::io::{read_npy, write_npy};
 
+use ndarray::Array2;
 use std::path::Path;
 use std::process::Output;
 
@@ -190,8 +192,6 @@ fn measured_noise_maps_are_served_as_given() {
 /// same pixels in files that state nothing, and in place of the flag.
 #[test]
 fn noise_map_narrows_its_tiles_across_the_direction_a_dicom_series_states() {
-    use crossdenoise_image::dicom::DicomSlice;
-
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     coil_phantoms(cwd, "set", "2", "128", "3");
@@ -203,28 +203,10 @@ fn noise_map_narrows_its_tiles_across_the_direction_a_dicom_series_states() {
     let flags = ["--phase-encoding", "COL", "--frame", "2.25.4242"].map(String::from);
     let files = crate::support::dicom_series(&cwd.join("dcm"), "u12", &slices, &flags);
     // The same pixels in files that state no direction.
-    std::fs::create_dir_all(cwd.join("npy")).unwrap();
-    let copies: Vec<String> = files
-        .iter()
-        .map(|f| {
-            let to = cwd
-                .join("npy")
-                .join(f.file_stem().unwrap())
-                .with_extension("npy");
-            write_npy(&to, DicomSlice::read(f).unwrap().image.view()).unwrap();
-            to.display().to_string()
-        })
-        .collect();
+    let copies = npy_copies(cwd, &files);
     let dicom: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    let maps = |out_dir: &str, inputs: &[String], flag: &[&str]| {
-        let mut args = vec!["noise-map", "--coils", "8", "--series", "--out", out_dir];
-        args.extend_from_slice(flag);
-        args.extend(inputs.iter().map(String::as_str));
-        let out = crossdenoise(&args, cwd);
-        assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
-        ["slice_000.npy", "slice_001.npy"]
-            .map(|name| read_npy(&cwd.join(out_dir).join(name)).unwrap())
-    };
+    let maps =
+        |out_dir: &str, inputs: &[String], flag: &[&str]| series_maps(cwd, out_dir, inputs, flag);
     let stated = maps("stated", &dicom, &[]);
     let told = maps("told", &copies, &["--phase-encoding", "up-down"]);
     let square = maps("square", &copies, &[]);
@@ -274,4 +256,77 @@ fn noise_map_narrows_its_tiles_across_the_direction_a_dicom_series_states() {
             "{name}: served as the files state either way"
         );
     }
+}
+
+/// A DICOM series states its acceleration (Parallel Reduction Factor In-plane): `noise-map`
+/// reads the map between its fold lines, as `--acceleration` does for the same pixels in
+/// files that state nothing, and in place of the flag; `--ignore-stated-acceleration`
+/// keeps the flag. `denoise` says where the files set a given acceleration aside.
+#[test]
+fn noise_map_reads_between_the_fold_lines_a_dicom_series_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let slices = crate::support::accelerated_slices(2, 1000.0);
+    let flags = ["--phase-encoding", "ROW", "--acceleration", "3"].map(String::from);
+    let files = crate::support::dicom_series(&cwd.join("dcm"), "u12", &slices, &flags);
+    let copies = npy_copies(cwd, &files);
+    let dicom: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let maps = |out_dir: &str, inputs: &[String], flag: &[&str]| {
+        let flags = [&["--phase-encoding", "left-right"], flag].concat();
+        series_maps(cwd, out_dir, inputs, &flags)
+    };
+    let stated = maps("stated", &dicom, &[]);
+    let told = maps("told", &copies, &["--acceleration", "3"]);
+    let overridden = maps("overridden", &dicom, &["--acceleration", "2"]);
+    let whole = maps("whole", &copies, &[]);
+    let ignored = maps("ignored", &dicom, &["--ignore-stated-acceleration"]);
+    for k in 0..2 {
+        assert_eq!(stated[k], told[k], "slice {k}");
+        assert_eq!(stated[k], overridden[k], "slice {k}");
+        assert_ne!(stated[k], whole[k], "slice {k}: read whole");
+        assert_eq!(ignored[k], whole[k], "slice {k}");
+    }
+    // The series as its own guide: only the note is asked of the guided coil model here.
+    export(&tiny_coil_run(), &cwd.join("coil.onnx"), &["--to", "a"]);
+    for k in 0..2 {
+        std::fs::remove_file(cwd.join("dcm").join(format!("in_{k}.npy"))).unwrap();
+    }
+    let mut args = vec!["denoise", "--model", "coil.onnx", "--guide", "dcm"];
+    args.extend_from_slice(&["--noise", "map", "--coils", "8", "--out", "served"]);
+    args.extend_from_slice(&["--acceleration", "2", "dcm"]);
+    let out = crossdenoise(&args, cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("state their acceleration, 3, not --acceleration 2"),
+        "{said}"
+    );
+}
+
+/// `files` (DICOM) written again as `.npy` under `cwd/npy`: the same pixels in files that
+/// state nothing of their acquisition.
+fn npy_copies(cwd: &Path, files: &[std::path::PathBuf]) -> Vec<String> {
+    std::fs::create_dir_all(cwd.join("npy")).unwrap();
+    files
+        .iter()
+        .map(|f| {
+            let to = cwd
+                .join("npy")
+                .join(f.file_stem().unwrap())
+                .with_extension("npy");
+            let image = DicomSlice::read(f).unwrap().image;
+            write_npy(&to, image.view()).unwrap();
+            to.display().to_string()
+        })
+        .collect()
+}
+
+/// `noise-map --coils 8 --series` of `inputs` (two slices) with `flag` into `cwd/out_dir`.
+fn series_maps(cwd: &Path, out_dir: &str, inputs: &[String], flag: &[&str]) -> [Array2<f32>; 2] {
+    let mut args = vec!["noise-map", "--coils", "8", "--series", "--out", out_dir];
+    args.extend_from_slice(flag);
+    args.extend(inputs.iter().map(String::as_str));
+    let out = crossdenoise(&args, cwd);
+    assert!(out.status.success(), "{out_dir}: {}", stderr(&out));
+    ["slice_000.npy", "slice_001.npy"].map(|name| read_npy(&cwd.join(out_dir).join(name)).unwrap())
 }

@@ -58,9 +58,10 @@ pub struct Denoiser {
     scratch: Vec<f32>,
     correction: BiasCorrection,
     noise: NoiseModel,
-    /// What the images served next state of their acquisition, in place of what `noise`
-    /// configures ([`Denoiser::set_stated`]).
+    /// What the images served next state, over `noise` ([`Denoiser::set_stated`]).
     stated: Stated,
+    /// `DenoiserOptions::stated_acceleration`.
+    stated_acceleration: bool,
     /// The maps of the series last prepared ([`Denoiser::prepare_series`]).
     series: SeriesMaps,
     tile_pixels: usize,
@@ -159,6 +160,7 @@ impl Denoiser {
             correction: BiasCorrection::for_coils(noise.coils()),
             noise,
             stated: Stated::NOTHING,
+            stated_acceleration: options.stated_acceleration,
             series: SeriesMaps::default(),
             tile_pixels: options.tile_pixels.max(1),
             posterior: options.posterior,
@@ -330,16 +332,12 @@ impl Denoiser {
     }
 
     /// A series whose slices arrive one at a time, pooled up to `capacity` slices, for
-    /// [`Denoiser::prepare_arrived`], read as what its images state sets it (stated before
-    /// this call: the series keeps it); `None` when slices are served with one sigma each
-    /// (nothing to pool).
+    /// [`Denoiser::prepare_arrived`], read as its images state (`set_stated` before: the
+    /// series keeps it); `None` when slices are served with one sigma each (nothing to pool).
     pub fn growing_series(&self, capacity: usize) -> Result<Option<GrowingSeries>> {
-        match self.noise {
+        match self.noise.as_stated(self.stated) {
             NoiseModel::Slice => Ok(None),
-            NoiseModel::Map(settings) => Ok(Some(GrowingSeries::new(
-                settings.as_stated(self.stated),
-                capacity,
-            )?)),
+            NoiseModel::Map(settings) => Ok(Some(GrowingSeries::new(settings, capacity)?)),
         }
     }
 
@@ -399,16 +397,15 @@ impl Denoiser {
     }
 
     /// Says what the images served from now on state of their acquisition (a DICOM file's
-    /// phase-encoding direction and acceleration, an MRD stream's acceleration), each `None`
-    /// where they state nothing: a noise map follows them instead of what is configured,
-    /// for a series prepared and a slice estimated alone alike.
+    /// phase encoding and acceleration, an MRD header's acceleration): a noise map follows
+    /// it over the configuration (the acceleration where `stated_acceleration` is on), for
+    /// a series prepared and a slice estimated alone alike.
     pub fn set_stated(&mut self, stated: Stated) {
-        self.stated = stated;
+        self.stated = stated.acceleration_counting(self.stated_acceleration);
     }
 
-    /// What the images served now state where it sets aside what is configured for a noise
-    /// map model (an unknown direction, no acceleration, where they disagree among
-    /// themselves): what a user should be told.
+    /// Where what the images served now state sets a noise map's configuration aside (an
+    /// unknown direction, no acceleration, where they disagree): what a user should be told.
     pub fn stated_set_aside(&self) -> SetAside {
         match self.noise {
             NoiseModel::Map(settings) => settings.set_aside_by(self.stated),

@@ -39,6 +39,11 @@ pub struct DenoiserOptions {
     /// (1: none or not known), so that a map that jumps at its fold lines is read between
     /// them (`NoiseMapSettings::acceleration`).
     pub acceleration: u32,
+    /// Whether an acceleration the images state ([`crate::Denoiser::set_stated`]) sets the
+    /// configured one aside. Off for a site whose images crop the phase oversampling after
+    /// unfolding, where the fold lines are not at the whole fractions of the field of view
+    /// a stated factor puts them.
+    pub stated_acceleration: bool,
     /// Average the model's outputs over the eight orientations of each slice (and its
     /// guide) before the posterior step: a better estimate at eight times the inference.
     pub average_orientations: bool,
@@ -55,6 +60,7 @@ impl Default for DenoiserOptions {
             noise: None,
             phase_encoding: PhaseEncoding::Unknown,
             acceleration: 1,
+            stated_acceleration: true,
             average_orientations: false,
         }
     }

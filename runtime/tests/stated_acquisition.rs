@@ -47,7 +47,7 @@ fn the_phase_encoding_a_series_states_shapes_its_noise_maps() {
     };
     for pooled in [true, false] {
         let out = dir.path().join(format!("out_{pooled}"));
-        let written = job_output(&model, &files, &out, pooled);
+        let written = job_output(&model, &files, &out, pooled, &DenoiserOptions::default());
         let along = served(&model, &images, told(Some(PhaseEncoding::UpDown)), pooled);
         let square = served(&model, &images, told(None), pooled);
         let mut apart = Vec::new();
@@ -72,9 +72,10 @@ fn job_output(
     files: &[std::path::PathBuf],
     out: &Path,
     pooled: bool,
+    options: &DenoiserOptions,
 ) -> Vec<DicomSlice> {
     let inputs = denoise_files::collect_inputs(files).unwrap();
-    let mut denoiser = Denoiser::open(&runtime(), model, &DenoiserOptions::default()).unwrap();
+    let mut denoiser = Denoiser::open(&runtime(), model, options).unwrap();
     let mut job = FileJob::new();
     if pooled {
         let all: Vec<&InputFile> = inputs.iter().collect();
@@ -107,7 +108,7 @@ fn served(model: &Path, images: &[Array2<f32>], stated: Stated, pooled: bool) ->
 /// A series states parallel imaging's acceleration (Parallel Reduction Factor In-plane):
 /// a coil-array model's noise maps are read between its fold lines, where the phantoms'
 /// g-factor map jumps at acceleration 3, though the configuration states none; told
-/// nothing, the same slices are read whole.
+/// nothing, or told not to count a stated acceleration, the same slices are read whole.
 #[test]
 fn the_acceleration_a_series_states_reads_its_noise_maps_between_the_fold_lines() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,7 +130,7 @@ fn the_acceleration_a_series_states_reads_its_noise_maps_between_the_fold_lines(
     };
     for pooled in [true, false] {
         let out = dir.path().join(format!("out_{pooled}"));
-        let written = job_output(&model, &files, &out, pooled);
+        let written = job_output(&model, &files, &out, pooled, &DenoiserOptions::default());
         let between = served(&model, &images, told(Some(3)), pooled);
         let whole = served(&model, &images, told(None), pooled);
         let mut apart = Vec::new();
@@ -144,5 +145,20 @@ fn the_acceleration_a_series_states_reads_its_noise_maps_between_the_fold_lines(
             apart.iter().any(|d| *d > 2.0),
             "pooled {pooled}: read whole ({apart:?} rescale steps apart)"
         );
+        let uncounted = DenoiserOptions {
+            stated_acceleration: false,
+            ..DenoiserOptions::default()
+        };
+        let out = dir.path().join(format!("uncounted_{pooled}"));
+        for (i, output) in job_output(&model, &files, &out, pooled, &uncounted)
+            .iter()
+            .enumerate()
+        {
+            let worst = support::max_abs_diff(&whole[i].mapv(|v| v.max(0.0)), &output.image);
+            assert!(
+                worst <= output.rescale_slope as f32,
+                "uncounted, pooled {pooled}, slice {i}: {worst}"
+            );
+        }
     }
 }

@@ -86,6 +86,10 @@ pub struct Args {
     /// Reduction Factor In-plane) set it aside, with a note.
     #[arg(long, default_value_t = NoiseMapSettings::default().acceleration)]
     acceleration: u32,
+    /// --acceleration holds whatever DICOM files state (for images that crop the phase
+    /// oversampling after unfolding, whose fold lines a stated factor misplaces).
+    #[arg(long)]
+    ignore_stated_acceleration: bool,
     /// With --noise map: take each input's noise map from DIR instead of estimating it,
     /// `DIR/<the input's file stem>.npy`: the noise sd of every pixel in the input's units
     /// (its size, positive), e.g. a noise scan's sigma times the reconstruction's g-factor
@@ -293,6 +297,7 @@ fn options(args: &Args) -> anyhow::Result<DenoiserOptions> {
         tile_pixels: args.tile_pixels,
         posterior: !args.no_posterior,
         average_orientations: args.average_orientations,
+        stated_acceleration: !args.ignore_stated_acceleration,
         ..DenoiserOptions::default()
     })
 }

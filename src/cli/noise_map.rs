@@ -45,6 +45,10 @@ pub struct Args {
     /// DICOM files that state theirs (Parallel Reduction Factor In-plane) set it aside.
     #[arg(long, default_value_t = NoiseMapSettings::default().acceleration)]
     acceleration: u32,
+    /// --acceleration holds whatever DICOM files state (for images that crop the phase
+    /// oversampling after unfolding).
+    #[arg(long)]
+    ignore_stated_acceleration: bool,
     /// Smoothing across tiles, in tiles (0: none).
     #[arg(long, default_value_t = NoiseMapSettings::default().smoothing)]
     smoothing: f32,
@@ -88,9 +92,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut images = Vec::with_capacity(args.inputs.len());
     let mut partners = Vec::new();
     let mut stated = Vec::with_capacity(args.inputs.len());
+    let counted = |s: Stated| s.acceleration_counting(!args.ignore_stated_acceleration);
     for input in &args.inputs {
         let (image, own) = io::read_slice_stated(input)?;
-        stated.push(vec![own]);
+        stated.push(vec![counted(own)]);
         if let Some(dir) = &args.guide {
             let name = input
                 .file_name()
@@ -98,7 +103,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let path = dir.join(name);
             let (partner, theirs) = io::read_slice_stated(&path)
                 .with_context(|| format!("the guide of {}", input.display()))?;
-            stated.last_mut().expect("pushed above").push(theirs);
+            stated
+                .last_mut()
+                .expect("pushed above")
+                .push(counted(theirs));
             anyhow::ensure!(
                 partner.dim() == image.dim(),
                 "{} is {:?} but its guide {} is {:?}",

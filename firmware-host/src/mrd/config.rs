@@ -106,6 +106,10 @@ pub struct HostConfig {
     /// that jumps at the fold lines `k N / R` is read between them; only for images of the
     /// whole unfolded field of view (a cropped phase oversampling moves the lines).
     pub acceleration: u32,
+    /// Whether the acceleration a DICOM series or an MRD header states sets `acceleration`
+    /// aside (`DenoiserOptions::stated_acceleration`): off where the images crop the phase
+    /// oversampling after unfolding.
+    pub stated_acceleration: bool,
     pub max_connections: usize,
     /// Open connections from one peer address; beyond it (or `max_connections`) a client
     /// gets an MRD error text and close.
@@ -195,6 +199,7 @@ impl Default for HostConfig {
             noise_pool_slices: 16,
             phase_encoding: PhaseEncoding::Unknown,
             acceleration: 1,
+            stated_acceleration: true,
             max_connections: 64,
             max_connections_per_peer: 16,
             series_offset: 100,
@@ -417,6 +422,7 @@ impl HostConfig {
             average_orientations: self.average_orientations,
             phase_encoding: self.phase_encoding,
             acceleration: self.acceleration,
+            stated_acceleration: self.stated_acceleration,
             ..Default::default()
         }
     }
@@ -495,6 +501,7 @@ mod tests {
             batch_size = 8
             phase_encoding = "left-right"
             acceleration = 3
+            stated_acceleration = false
             [execution_providers]
             order = ["cuda", "cpu"]
             [profiles.knee]
@@ -517,6 +524,8 @@ mod tests {
             PhaseEncoding::LeftRight
         );
         assert_eq!(c.denoiser_options().acceleration, 3);
+        assert!(!c.denoiser_options().stated_acceleration);
+        assert!(HostConfig::serving(Path::new("m.onnx")).stated_acceleration);
         assert!(c.profiles["knee"].model.ends_with("pd.onnx"));
         assert!(c.profiles["knee"].model.is_absolute());
         assert!(c.profiles["knee"].alone["pdfs"].is_absolute());

@@ -124,6 +124,15 @@ impl Stated {
         Some(if is_whole { whole as u32 } else { 1 })
     }
 
+    /// The same, its acceleration only where `counts`: a site whose images crop the phase
+    /// oversampling after unfolding has fold lines where no stated factor puts them.
+    pub fn acceleration_counting(self, counts: bool) -> Stated {
+        Stated {
+            acceleration: self.acceleration.filter(|_| counts),
+            ..self
+        }
+    }
+
     /// What images state together: what all state alike, nothing where none states
     /// anything, and where they disagree (or some are silent) what no one value needs:
     /// an unknown direction (square tiles) and no acceleration (the map read whole).
@@ -341,6 +350,8 @@ mod tests {
         assert_eq!(Stated::by_all(&[]), Stated::NOTHING);
         assert_eq!(Stated::by_all(&[at(None), at(None)]).acceleration, None);
         assert_eq!(Stated::by_all(&[at(Some(3)); 4]).acceleration, Some(3));
+        assert_eq!(at(Some(3)).acceleration_counting(false), Stated::NOTHING);
+        assert_eq!(at(Some(3)).acceleration_counting(true), at(Some(3)));
         for mixed in [[at(Some(2)), at(Some(3))], [at(Some(3)), at(None)]] {
             assert_eq!(Stated::by_all(&mixed).acceleration, Some(1), "{mixed:?}");
         }
