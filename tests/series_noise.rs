@@ -266,7 +266,7 @@ fn noise_map_narrows_its_tiles_across_the_direction_a_dicom_series_states() {
 fn noise_map_reads_between_the_fold_lines_a_dicom_series_states() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let slices = crate::support::accelerated_slices(2, 1000.0);
+    let slices = crate::support::accelerated_slices(2, 192, 1000.0);
     let flags = ["--phase-encoding", "ROW", "--acceleration", "3"].map(String::from);
     let files = crate::support::dicom_series(&cwd.join("dcm"), "u12", &slices, &flags);
     let copies = npy_copies(cwd, &files);

@@ -489,7 +489,7 @@ async fn the_acceleration_a_header_states_reads_the_noise_maps_between_the_fold_
     let options = cfg.denoiser_options();
     let server = Server::start(cfg).await;
     // Phase encoded along the rows: the map jumps at the fold lines.
-    let planes = support::accelerated_slices(2, 1000.0);
+    let planes = support::accelerated_slices(2, 256, 1000.0);
     let header = "<?xml version=\"1.0\"?><ismrmrdHeader xmlns=\"http://www.ismrm.org/ISMRMRD\">\
         <encoding><parallelImaging><accelerationFactor>\
         <kspace_encoding_step_1>3</kspace_encoding_step_1>\

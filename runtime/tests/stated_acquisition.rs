@@ -108,14 +108,15 @@ fn served(model: &Path, images: &[Array2<f32>], stated: Stated, pooled: bool) ->
 /// A series states parallel imaging's acceleration (Parallel Reduction Factor In-plane):
 /// a coil-array model's noise maps are read between its fold lines, where the phantoms'
 /// g-factor map jumps at acceleration 3, though the configuration states none; told
-/// nothing, or told not to count a stated acceleration, the same slices are read whole.
+/// nothing, or told not to count a stated acceleration, the same slices are read whole, as
+/// is each slice alone (192 x 192: too few blocks to tell a jump from a strip read badly).
 #[test]
 fn the_acceleration_a_series_states_reads_its_noise_maps_between_the_fold_lines() {
     let dir = tempfile::tempdir().unwrap();
     let model = test_model(dir.path(), "coil.onnx", &["--noise-coils", "8"]);
     // Phase encoded along the rows. A third of the phantom's scale keeps the denoised
     // values inside the 12-bit range.
-    let slices = support::accelerated_slices(3, 300.0);
+    let slices = support::accelerated_slices(3, 192, 300.0);
     let series = dir.path().join("accelerated");
     let flags = ["--phase-encoding", "ROW", "--acceleration", "3"].map(String::from);
     let files = support::dicom_series(&series, "u12", &slices, &flags);
@@ -141,10 +142,17 @@ fn the_acceleration_a_series_states_reads_its_noise_maps_between_the_fold_lines(
             apart
                 .push(support::max_abs_diff(&whole[i].mapv(|v| v.max(0.0)), &output.image) / slope);
         }
-        assert!(
-            apart.iter().any(|d| *d > 2.0),
-            "pooled {pooled}: read whole ({apart:?} rescale steps apart)"
-        );
+        if pooled {
+            assert!(
+                apart.iter().any(|d| *d > 2.0),
+                "pooled: read whole ({apart:?} rescale steps apart)"
+            );
+        } else {
+            assert!(
+                apart.iter().all(|d| *d <= 1.0),
+                "alone: read between ({apart:?} rescale steps apart)"
+            );
+        }
         let uncounted = DenoiserOptions {
             stated_acceleration: false,
             ..DenoiserOptions::default()

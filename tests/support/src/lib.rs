@@ -69,12 +69,13 @@ pub fn phantom_slices(n: usize, h: usize, w: usize) -> Vec<Array2<f32>> {
     phantom_pairs(n, h, w).1
 }
 
-/// Noisy PD phantom slices of 96 x 96 pixels from 8 coils at acceleration 3, folded across
-/// the columns (phase encoded along the rows), times `scale`: a noise map that jumps at the
-/// fold lines, as SENSE's g-factor does.
-pub fn accelerated_slices(n: usize, scale: f32) -> Vec<Array2<f32>> {
+/// Noisy PD phantom slices of `size` x `size` pixels (a multiple of 16) from 8 coils at
+/// acceleration 3, folded across the columns (phase encoded along the rows), times `scale`:
+/// a noise map that jumps at the fold lines, as SENSE's g-factor does. A map is tested for
+/// the jump on a read of at least one 256 x 256 slice's blocks.
+pub fn accelerated_slices(n: usize, size: usize, scale: f32) -> Vec<Array2<f32>> {
     let config = PhantomConfig {
-        size: 96,
+        size,
         snr_pd: 12.0,
         snr_pdfs: 8.0,
     };

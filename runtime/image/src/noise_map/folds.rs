@@ -142,18 +142,39 @@ mod tests {
     #[test]
     fn a_map_that_jumps_at_the_folds_is_read_between_them() {
         // R = 3 across the columns: the middle third 40% noisier than its flanks.
-        let size = 192;
-        let sigma = |j: usize| if (64..128).contains(&j) { 0.028 } else { 0.02 };
+        let size = 256;
+        let sigma = |j: usize| if (84..170).contains(&j) { 0.028 } else { 0.02 };
         let img = scanned(size, sigma, 3);
         let whole = estimate_noise_map(img.view(), &coil_array(1)).unwrap();
         let folded = estimate_noise_map(img.view(), &coil_array(3)).unwrap();
-        for (band, cols) in [("left", 24..64), ("middle", 64..128), ("right", 128..168)] {
+        for (band, cols) in [("left", 32..84), ("middle", 84..170), ("right", 170..224)] {
             let (mean, worst) = error(&folded, sigma, cols.clone());
             assert!(mean.abs() < 0.03 && worst < 0.08, "{band}: {mean} {worst}");
             // Smoothed across the lines, the jump was blurred over a tile either side.
             let (_, blurred) = error(&whole, sigma, cols);
             assert!(blurred > 0.12, "{band}: whole map within {blurred}");
         }
+    }
+
+    /// Too few blocks to tell a jump from a strip read badly: a small slice read alone is
+    /// read whole; a series of them, read between the lines.
+    #[test]
+    fn a_read_on_too_little_evidence_is_not_split() {
+        let sigma = |j: usize| if (42..84).contains(&j) { 0.028 } else { 0.02 };
+        let series: Vec<_> = (0..4).map(|s| scanned(128, sigma, 10 + s)).collect();
+        let views: Vec<_> = series.iter().map(|i| i.view()).collect();
+        let one = |r| estimate_noise_map(views[0], &coil_array(r)).unwrap();
+        assert_eq!(one(3), one(1), "a slice of 128 alone");
+        let pooled = |r| {
+            crate::noise_map::estimate_series_noise_maps(&views, None, &coil_array(r))
+                .unwrap()
+                .maps
+                .remove(0)
+        };
+        let (folded, whole) = (pooled(3), pooled(1));
+        assert_ne!(folded, whole, "four slices of 128");
+        let (mean, worst) = error(&folded, sigma, 42..84);
+        assert!(mean.abs() < 0.03 && worst < 0.1, "middle: {mean} {worst}");
     }
 
     #[test]
