@@ -50,19 +50,34 @@ fn the_phase_encoding_a_series_states_shapes_its_noise_maps() {
         let written = job_output(&model, &files, &out, pooled, &DenoiserOptions::default());
         let along = served(&model, &images, told(Some(PhaseEncoding::UpDown)), pooled);
         let square = served(&model, &images, told(None), pooled);
-        let mut apart = Vec::new();
-        for (i, output) in written.iter().enumerate() {
-            let slope = output.rescale_slope as f32;
-            // The unsigned 12-bit file holds no value under 0.
-            let worst = support::max_abs_diff(&along[i].mapv(|v| v.max(0.0)), &output.image);
-            assert!(worst <= slope, "pooled {pooled}, slice {i}: {worst}");
-            apart.push(support::max_abs_diff(&square[i], &output.image) / slope);
-        }
+        let apart = steps_apart(&written, &along, &square, &format!("pooled {pooled}"));
         assert!(
             apart.iter().any(|d| *d > 2.0),
             "pooled {pooled}: served on square tiles ({apart:?} rescale steps apart)"
         );
     }
+}
+
+/// How many rescale steps each `written` slice is from `other`'s, after asserting it is
+/// within one of `expected`'s (`what` names the case). The unsigned 12-bit files hold no
+/// value under 0, so both are compared clipped there.
+fn steps_apart(
+    written: &[DicomSlice],
+    expected: &[Array2<f32>],
+    other: &[Array2<f32>],
+    what: &str,
+) -> Vec<f32> {
+    let clipped = |a: &Array2<f32>| a.mapv(|v| v.max(0.0));
+    written
+        .iter()
+        .enumerate()
+        .map(|(i, output)| {
+            let slope = output.rescale_slope as f32;
+            let worst = support::max_abs_diff(&clipped(&expected[i]), &output.image);
+            assert!(worst <= slope, "{what}, slice {i}: {worst}");
+            support::max_abs_diff(&clipped(&other[i]), &output.image) / slope
+        })
+        .collect()
 }
 
 /// The denoised slices of `files` as `FileJob` writes them (pooled over the series first,
@@ -134,14 +149,7 @@ fn the_acceleration_a_series_states_reads_its_noise_maps_between_the_fold_lines(
         let written = job_output(&model, &files, &out, pooled, &DenoiserOptions::default());
         let between = served(&model, &images, told(Some(3)), pooled);
         let whole = served(&model, &images, told(None), pooled);
-        let mut apart = Vec::new();
-        for (i, output) in written.iter().enumerate() {
-            let slope = output.rescale_slope as f32;
-            let worst = support::max_abs_diff(&between[i].mapv(|v| v.max(0.0)), &output.image);
-            assert!(worst <= slope, "pooled {pooled}, slice {i}: {worst}");
-            apart
-                .push(support::max_abs_diff(&whole[i].mapv(|v| v.max(0.0)), &output.image) / slope);
-        }
+        let apart = steps_apart(&written, &between, &whole, &format!("pooled {pooled}"));
         if pooled {
             assert!(
                 apart.iter().any(|d| *d > 2.0),
@@ -158,15 +166,12 @@ fn the_acceleration_a_series_states_reads_its_noise_maps_between_the_fold_lines(
             ..DenoiserOptions::default()
         };
         let out = dir.path().join(format!("uncounted_{pooled}"));
-        for (i, output) in job_output(&model, &files, &out, pooled, &uncounted)
-            .iter()
-            .enumerate()
-        {
-            let worst = support::max_abs_diff(&whole[i].mapv(|v| v.max(0.0)), &output.image);
-            assert!(
-                worst <= output.rescale_slope as f32,
-                "uncounted, pooled {pooled}, slice {i}: {worst}"
-            );
-        }
+        let written = job_output(&model, &files, &out, pooled, &uncounted);
+        steps_apart(
+            &written,
+            &whole,
+            &whole,
+            &format!("uncounted, pooled {pooled}"),
+        );
     }
 }

@@ -55,19 +55,6 @@ pub enum PhaseEncoding {
 }
 
 impl PhaseEncoding {
-    /// The direction images state together, each `None` where it states none (a DICOM
-    /// file's In-plane Phase Encoding Direction): theirs if all state the same one, `None`
-    /// if none does (the configured direction then holds), and unknown (square tiles)
-    /// where they disagree or some are silent, since no one direction holds for all.
-    pub fn stated_by_all(each: &[Option<PhaseEncoding>]) -> Option<PhaseEncoding> {
-        let first = *each.first()?;
-        if each.iter().all(|p| *p == first) {
-            first
-        } else {
-            Some(PhaseEncoding::Unknown)
-        }
-    }
-
     pub const ALL: [PhaseEncoding; 3] = [
         PhaseEncoding::Unknown,
         PhaseEncoding::LeftRight,
@@ -137,17 +124,26 @@ impl Stated {
     /// anything, and where they disagree (or some are silent) what no one value needs:
     /// an unknown direction (square tiles) and no acceleration (the map read whole).
     pub fn by_all(each: &[Stated]) -> Stated {
-        let directions: Vec<_> = each.iter().map(|s| s.phase_encoding).collect();
-        let first = each.first().and_then(|s| s.acceleration);
-        let acceleration = if each.iter().all(|s| s.acceleration == first) {
-            first
-        } else {
-            Some(1)
-        };
         Stated {
-            phase_encoding: PhaseEncoding::stated_by_all(&directions),
-            acceleration,
+            phase_encoding: agreed(each, |s| s.phase_encoding, PhaseEncoding::Unknown),
+            acceleration: agreed(each, |s| s.acceleration, 1),
         }
+    }
+}
+
+/// What every one of `each` states of one thing (`of`): theirs where all state the same
+/// (`None` where none states it: the configured value holds), else `disagreement`, which
+/// needs no one value to hold for all.
+fn agreed<T: Copy + PartialEq>(
+    each: &[Stated],
+    of: impl Fn(&Stated) -> Option<T>,
+    disagreement: T,
+) -> Option<T> {
+    let first = of(each.first()?);
+    if each.iter().all(|s| of(s) == first) {
+        first
+    } else {
+        Some(disagreement)
     }
 }
 
@@ -303,24 +299,24 @@ mod tests {
     #[test]
     fn a_direction_stated_by_all_holds_and_a_disagreement_leaves_it_unknown() {
         use PhaseEncoding::{LeftRight, Unknown, UpDown};
-        assert_eq!(PhaseEncoding::stated_by_all(&[]), None);
-        assert_eq!(PhaseEncoding::stated_by_all(&[None, None]), None);
+        let direction = |p| Stated {
+            phase_encoding: p,
+            acceleration: None,
+        };
+        let by_all = |each: &[Option<PhaseEncoding>]| {
+            let each: Vec<_> = each.iter().map(|p| direction(*p)).collect();
+            Stated::by_all(&each).phase_encoding
+        };
+        assert_eq!(by_all(&[]), None);
+        assert_eq!(by_all(&[None, None]), None);
         let all = [Some(UpDown); 3];
-        assert_eq!(PhaseEncoding::stated_by_all(&all), Some(UpDown));
+        assert_eq!(by_all(&all), Some(UpDown));
         for mixed in [[Some(UpDown), Some(LeftRight)], [Some(LeftRight), None]] {
-            assert_eq!(
-                PhaseEncoding::stated_by_all(&mixed),
-                Some(Unknown),
-                "{mixed:?}"
-            );
+            assert_eq!(by_all(&mixed), Some(Unknown), "{mixed:?}");
         }
         let configured = NoiseMapSettings {
             phase_encoding: LeftRight,
             ..NoiseMapSettings::default()
-        };
-        let direction = |p| Stated {
-            phase_encoding: p,
-            acceleration: None,
         };
         assert_eq!(
             configured.as_stated(Stated::NOTHING).phase_encoding,

@@ -95,13 +95,7 @@ fn between(
     axis: Axis,
     lines: &[usize],
 ) -> Result<Vec<SliceMap>> {
-    let mut maps: Vec<SliceMap> = (0..slices.len())
-        .map(|_| SliceMap {
-            map: Array2::zeros(dim),
-            air: Array2::from_elem(dim, false),
-            blocks: 0.0,
-        })
-        .collect();
+    let mut maps = SliceMap::empty(slices.len(), dim);
     for pixels in folds::strips(lines, folds::along(dim, axis)) {
         let parts: Vec<SliceBlocks> = slices
             .iter()
@@ -133,23 +127,14 @@ fn estimate_whole(
 ) -> Result<Vec<SliceMap>> {
     let (rows, cols) = dim;
     let (bh, bw) = (rows / 2, cols / 2);
-    let zeros = || {
-        (0..slices.len())
-            .map(|_| SliceMap {
-                map: Array2::zeros(dim),
-                air: Array2::from_elem(dim, false),
-                blocks: 0.0,
-            })
-            .collect()
-    };
     if bh == 0 || bw == 0 {
-        return Ok(zeros());
+        return Ok(SliceMap::empty(slices.len(), dim));
     }
     // A first, global sigma to tell tissue and air apart.
     let globals: Vec<f32> = slices.iter().map(|s| s.global).collect();
     let mut positive: Vec<f32> = globals.iter().copied().filter(|g| *g > 0.0).collect();
     if positive.is_empty() {
-        return Ok(zeros());
+        return Ok(SliceMap::empty(slices.len(), dim));
     }
     let global = upper_median(&mut positive);
     let floor = noncentral_chi_mean(0.0, settings.coils) as f32;
@@ -253,6 +238,18 @@ fn first_pass(scan: &mut Scan, globals: &[f32], floor: f32) -> Tiles {
 }
 
 impl SliceMap {
+    /// `n` maps of `dim` pixels, all zero, read on no block: what a slice too small for a
+    /// block, or without a sigma, maps to, and what strips are put together in.
+    fn empty(n: usize, dim: (usize, usize)) -> Vec<SliceMap> {
+        (0..n)
+            .map(|_| SliceMap {
+                map: Array2::zeros(dim),
+                air: Array2::from_elem(dim, false),
+                blocks: 0.0,
+            })
+            .collect()
+    }
+
     /// One slice's map from its series' maps of tissue and air: each pixel of a block that is
     /// air in this slice takes the air's map, the rest the tissue's.
     fn in_series(
