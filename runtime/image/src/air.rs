@@ -70,7 +70,7 @@ pub fn read_air(image: ArrayView2<f32>) -> Option<AirReading> {
 /// Unlike a sigma read from the tissue's details, it does not depend on how many blocks
 /// lie a few sigmas above the floor, whose spread is under sigma: a fat-suppressed slice
 /// of 8 coils read that way came 20% low.
-pub fn air_sigma(image: ArrayView2<f32>, coils: u32) -> Option<f32> {
+pub fn air_sigma(image: ArrayView2<f32>, coils: u32) -> Option<AirSigma> {
     let (reading, mut blocks) = read(image)?;
     let floor = noncentral_chi_mean(0.0, coils) as f32;
     let darkest = &mut blocks[..reading.blocks];
@@ -80,6 +80,7 @@ pub fn air_sigma(image: ArrayView2<f32>, coils: u32) -> Option<f32> {
         .1
         .mean
         / floor;
+    let mut pixels = 0;
     for _ in 0..AIR_SIGMA_PASSES {
         let below = (floor + AIR_SIGMA_ABOVE_FLOOR) * sigma;
         let (sum, n) = blocks
@@ -92,8 +93,17 @@ pub fn air_sigma(image: ArrayView2<f32>, coils: u32) -> Option<f32> {
             break;
         }
         sigma = ((sum / n as f64) / (2.0 * f64::from(coils.max(1)))).sqrt() as f32;
+        pixels = n * BLOCK * BLOCK;
     }
-    Some(sigma)
+    Some(AirSigma { sigma, pixels })
+}
+
+/// What [`air_sigma`] reads: the sigma, and how many pixels of air it rests on (how far it
+/// is to be preferred to a sigma read elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AirSigma {
+    pub sigma: f32,
+    pub pixels: usize,
 }
 
 /// One block of [`BLOCK`] x [`BLOCK`] pixels: its mean, its mean square, the one squared
@@ -415,12 +425,13 @@ mod tests {
     fn the_airs_sigma_is_the_coils_sigma() {
         for seed in 0..3 {
             for coils in [1, 8] {
-                let sigma = air_sigma(slice(coils, seed).view(), coils).unwrap();
-                assert!((sigma - 1.0).abs() < 0.03, "{coils} coils: {sigma}");
+                let read = air_sigma(slice(coils, seed).view(), coils).unwrap();
+                assert!((read.sigma - 1.0).abs() < 0.03, "{coils} coils: {read:?}");
+                assert!(read.pixels > 0, "{coils} coils: {read:?}");
             }
         }
         // Read as 8 coils, one coil's air is nothing like it.
-        let one = air_sigma(slice(1, 0).view(), 8).unwrap();
+        let one = air_sigma(slice(1, 0).view(), 8).unwrap().sigma;
         assert!(one < 0.5, "{one}");
         let ramp = Array2::from_shape_fn((128, 128), |(y, x)| 10.0 + (y + x) as f32);
         assert_eq!(air_sigma(ramp.view(), 8), None);

@@ -186,6 +186,7 @@ impl Scan<'_> {
             whole: smooth,
             air,
             blocks: weight.sum(),
+            air_blocks: air_weight.sum(),
         }
     }
 
@@ -314,6 +315,9 @@ pub(super) struct Tiles {
     /// How many blocks the tiles' own estimates rest on, together: none where every tile
     /// fell back to the global sigma.
     pub blocks: f32,
+    /// How many blocks the tiles' air estimates rest on: none where no tile found enough
+    /// air under its threshold.
+    pub air_blocks: f32,
 }
 
 /// One 2 x 2 block of the image: what the estimates read of it.
@@ -444,10 +448,13 @@ pub(super) fn global_sigma(image: ArrayView2<f32>, blocks: &Array2<Block>, coils
         // tissue in it (3-4 sigma above black, fat-suppressed), it read 20-35% high, the
         // tissue then fell under the air threshold and was read as air, that high.
         if details.len() < 64 {
-            return crate::air::air_sigma(image, coils).unwrap_or_else(|| {
-                let second = blocks.iter().map(|b| b.power).sum::<f32>() / blocks.len() as f32;
-                (second / (2.0 * coils as f32)).sqrt()
-            });
+            return crate::air::air_sigma(image, coils).map_or_else(
+                || {
+                    let second = blocks.iter().map(|b| b.power).sum::<f32>() / blocks.len() as f32;
+                    (second / (2.0 * coils as f32)).sqrt()
+                },
+                |air| air.sigma,
+            );
         }
         sigma = upper_median(&mut details) / MAD_TO_SIGMA;
     }
