@@ -229,7 +229,8 @@ fn first_pass(scan: &mut Scan, globals: &[f32], floor: f32) -> Tiles {
     // between fold lines whose air lies where the g-factor is highest, 28% over its
     // tissue's), its reading stands, and the air is found by the passes after it.
     let air_pixels: usize = read.iter().flatten().map(|air| air.pixels).sum();
-    if first.blocks > 0.0 && air_pixels as f32 <= 4.0 * first.blocks {
+    let tissue_pixels = 4.0 * first.blocks; // 2 x 2 blocks
+    if first.blocks > 0.0 && air_pixels as f32 <= tissue_pixels {
         return first;
     }
     let airs: Vec<f32> = read
