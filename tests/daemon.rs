@@ -431,6 +431,65 @@ fn coil_array_models_are_served_with_the_noise_they_were_trained_on() {
     assert!(moved > 1e-4, "the pooled map changed nothing ({moved})");
 }
 
+/// A FIRE chain whose images have more coils than the model is served as is told once per
+/// connection, as a `WRN` text its console shows; the images still come back denoised.
+#[test]
+fn images_of_more_coils_than_served_are_told_once_per_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let (pd, pdfs) = export_pair(&tiny_coil_run(), cwd);
+    // 128 x 128: enough air blocks for the air to be read. The model is served as 8 coils:
+    // 12 read as 11 to 13, more than a quarter over 8; 8 read as 8.
+    for coils in ["12", "8"] {
+        let set = format!("coils{coils}");
+        let args = [
+            "phantoms",
+            "--out",
+            &set,
+            "--pairs",
+            "2",
+            "--size",
+            "128",
+            "--seed",
+            "81",
+            "--coils",
+            coils,
+            "--acceleration",
+            "2",
+        ];
+        let out = crossdenoise(&args, cwd);
+        assert!(out.status.success(), "phantoms: {}", stderr(&out));
+        let series = [
+            cwd.join(format!("{set}/pd")),
+            cwd.join(format!("{set}/pdfs")),
+        ];
+        let returned = cwd.join(format!("returned{coils}"));
+        let (report, _) =
+            serve_and_send(two_contrasts(&pd, &pdfs), &series, INTERLEAVED, &returned);
+        assert_eq!((report.sent, report.denoised), (4, 4), "{coils} coils");
+        let told: Vec<&String> = report
+            .texts
+            .iter()
+            .filter(|t| t.contains("the air reads as"))
+            .collect();
+        if coils == "12" {
+            assert_eq!(told.len(), 1, "{:?}", report.texts);
+            assert!(
+                told[0].starts_with("WRN crossdenoise: image "),
+                "{}",
+                told[0]
+            );
+            assert!(
+                told[0].contains("served as a root-sum-of-squares of about 8 coils"),
+                "{}",
+                told[0]
+            );
+        } else {
+            assert!(told.is_empty(), "{:?}", report.texts);
+        }
+    }
+}
+
 #[test]
 fn the_cross_path_served_says_it_synthesises_the_other_contrast() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,6 +63,7 @@ fn info(output: &str, guide: Option<&str>) -> ModelInfo {
         output: output.into(),
         guide: guide.map(String::from),
         label: "denoised".into(),
+        coils: 1,
     }
 }
 

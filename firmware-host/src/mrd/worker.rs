@@ -56,6 +56,8 @@ pub struct ModelInfo {
     /// Appended to a derived image's description: `denoised`, or `synthesized pd` for the
     /// cross path, whose output shows the other contrast.
     pub label: String,
+    /// The coils its slices are served as (1: Rician), which their air is read against.
+    pub coils: u32,
 }
 
 impl Default for ModelInfo {
@@ -64,6 +66,7 @@ impl Default for ModelInfo {
             output: String::new(),
             guide: None,
             label: "denoised".into(),
+            coils: 1,
         }
     }
 }
@@ -146,6 +149,7 @@ impl Engine for Denoiser {
                 ModelKind::Synthesis => format!("synthesized_{}", m.output_contrast()),
                 _ => "denoised".into(),
             },
+            coils: self.served_coils(),
         }
     }
 }

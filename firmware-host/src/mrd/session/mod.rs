@@ -116,9 +116,13 @@ pub async fn handle<R, W>(
         if matches!(msg, Message::Close) {
             break End::ClientClose;
         }
-        if let Some(out) = talk.answer(msg).await
-            && tx.send(out).await.is_err()
-        {
+        let answered = talk.answer(msg).await;
+        let notice = talk.take_notice();
+        let mut stopped = false;
+        for out in answered.into_iter().chain(notice) {
+            stopped |= tx.send(out).await.is_err();
+        }
+        if stopped {
             break End::Protocol("the writer stopped (client gone)".into());
         }
     };
